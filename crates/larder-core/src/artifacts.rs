@@ -1,0 +1,438 @@
+//! Files on disk to entries and back: what `larder exec`, `get`/`put` and the worker share.
+//!
+//! Storing ([`collect_outputs`] then [`store_outputs`]) hashes each output, uploads only the
+//! blobs the store lacks, and writes the entry last. Restoring ([`restore_outputs`]) places every
+//! file into a temporary name beside its destination and renames them into place only once all
+//! of them are verified, so a missing or corrupt blob leaves the work tree as it was.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::digest::Digest;
+use crate::entry::{Content, Entry, Output, OutputKind};
+use crate::error::{Error, ErrorKind, IoResultExt, Result};
+use crate::key::{Key, validate_rel_path};
+use crate::store::{BlobRead, ByteStream, CHUNK_SIZE, Placement, Store};
+
+/// A file output whose bytes go to the store as a blob (too large to inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingBlob {
+    /// Where the bytes are now.
+    pub path: PathBuf,
+    /// Their digest.
+    pub digest: Digest,
+    /// Their length.
+    pub size: u64,
+}
+
+/// Outputs read from disk, ready to store.
+#[derive(Debug, Clone, Default)]
+pub struct Collected {
+    /// The entry's output list.
+    pub outputs: Vec<Output>,
+    /// Blobs to upload before the entry.
+    pub blobs: Vec<PendingBlob>,
+}
+
+/// Read the outputs named by `names` (relative to `root`; directories recursively) into entry
+/// outputs, inlining files of at most `inline_limit` bytes.
+///
+/// # Errors
+/// [`Error::UnsafePath`] for a bad name, [`Error::NotFound`] for an output that does not exist,
+/// [`Error::Io`] for unreadable files.
+pub fn collect_outputs(root: &Path, names: &[String], inline_limit: u64) -> Result<Collected> {
+    let mut out = Collected::default();
+    for name in names {
+        validate_rel_path(name)?;
+        collect_one(root, name, inline_limit, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn collect_one(root: &Path, name: &str, inline_limit: u64, out: &mut Collected) -> Result<()> {
+    let path = root.join(name);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                what: format!("output {name} (at {})", path.display()),
+            });
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = fs::read_link(&path).ctx(|| format!("reading link {}", path.display()))?;
+        let target = target.to_str().ok_or_else(|| {
+            Error::invalid(format!("link {} has a non-UTF-8 target", path.display()))
+        })?;
+        out.outputs.push(Output {
+            path: name.to_owned(),
+            kind: OutputKind::Symlink {
+                target: target.to_owned(),
+            },
+        });
+    } else if ft.is_dir() {
+        out.outputs.push(Output {
+            path: name.to_owned(),
+            kind: OutputKind::Dir,
+        });
+        let mut children: Vec<String> = Vec::new();
+        for child in fs::read_dir(&path).ctx(|| format!("listing {}", path.display()))? {
+            let child = child.ctx(|| format!("listing {}", path.display()))?;
+            let child_name = child.file_name();
+            let child_name = child_name.to_str().ok_or_else(|| {
+                Error::invalid(format!(
+                    "{} holds a file with a non-UTF-8 name",
+                    path.display()
+                ))
+            })?;
+            children.push(format!("{name}/{child_name}"));
+        }
+        children.sort();
+        for child in children {
+            validate_rel_path(&child)?;
+            collect_one(root, &child, inline_limit, out)?;
+        }
+    } else if ft.is_file() {
+        let executable = meta.mode() & 0o111 != 0;
+        let content = if meta.len() <= inline_limit {
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            fs::File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .ctx(|| format!("reading {}", path.display()))?;
+            Content::inline(bytes)
+        } else {
+            let (digest, size) = Digest::of_file(&path)?;
+            out.blobs.push(PendingBlob {
+                path: path.clone(),
+                digest,
+                size,
+            });
+            Content::blob(digest, size)
+        };
+        out.outputs.push(Output {
+            path: name.to_owned(),
+            kind: OutputKind::File {
+                content,
+                executable,
+            },
+        });
+    } else {
+        return Err(Error::invalid(format!(
+            "output {} is not a file, directory or symlink",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Turn captured bytes (stdout, stderr) into content: inline when small, else a blob uploaded now.
+///
+/// # Errors
+/// Store errors from the upload.
+pub async fn store_bytes(store: &dyn Store, bytes: Vec<u8>, inline_limit: u64) -> Result<Content> {
+    if bytes.len() as u64 <= inline_limit {
+        return Ok(Content::inline(bytes));
+    }
+    let size = bytes.len() as u64;
+    let bytes = Bytes::from(bytes);
+    let digest = Digest::of(&bytes);
+    if !store.find_missing(&[digest]).await?.is_empty() {
+        store
+            .put_blob(&digest, size, Box::pin(futures::stream::once(async { Ok(bytes) })))
+            .await?;
+    }
+    Ok(Content::blob(digest, size))
+}
+
+/// Upload the blobs the store lacks, then write `entry` under `key` (the entry last).
+///
+/// # Errors
+/// Store errors; [`Error::InvalidInput`] when a file changed between hashing and upload.
+pub async fn store_outputs(
+    store: &dyn Store,
+    key: &Key,
+    entry: &Entry,
+    blobs: &[PendingBlob],
+) -> Result<()> {
+    let digests: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
+    let missing: std::collections::HashSet<Digest> =
+        store.find_missing(&digests).await?.into_iter().collect();
+    let mut done = std::collections::HashSet::new();
+    for blob in blobs {
+        if !missing.contains(&blob.digest) || !done.insert(blob.digest) {
+            continue;
+        }
+        let stream = file_stream(&blob.path).await?;
+        store.put_blob(&blob.digest, blob.size, stream).await?;
+    }
+    store.put_entry(key, entry).await?;
+    Ok(())
+}
+
+use crate::store::StoreExt as _;
+
+/// Stream a file in [`CHUNK_SIZE`] chunks.
+///
+/// # Errors
+/// [`Error::Io`] if it cannot be opened; read errors arrive in the stream.
+pub async fn file_stream(path: &Path) -> Result<ByteStream> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .ctx(|| format!("opening {}", path.display()))?;
+    let shown = path.display().to_string();
+    let stream = futures::stream::try_unfold((file, shown), |(mut file, shown)| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
+        while buf.len() < CHUNK_SIZE {
+            let n = file
+                .read_buf(&mut buf)
+                .await
+                .ctx(|| format!("reading {shown}"))?;
+            if n == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some((buf.freeze(), (file, shown))))
+        }
+    });
+    Ok(Box::pin(stream))
+}
+
+/// Write a blob stream to `dest` (created or truncated). For stores without local files, this is
+/// how [`Store::place_blob`] is implemented.
+///
+/// # Errors
+/// Errors from the stream (including [`Error::Corrupt`]) or from writing.
+pub async fn stream_to_file(read: BlobRead, dest: &Path) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .ctx(|| format!("creating {}", dest.display()))?;
+    let mut stream = read.stream;
+    let mut written = 0u64;
+    while let Some(chunk) = stream.try_next().await? {
+        file.write_all(&chunk)
+            .await
+            .ctx(|| format!("writing {}", dest.display()))?;
+        written += chunk.len() as u64;
+    }
+    file.flush()
+        .await
+        .ctx(|| format!("writing {}", dest.display()))?;
+    if written != read.size {
+        return Err(Error::corrupt(
+            format!("blob written to {}", dest.display()),
+            format!("{written} bytes, expected {}", read.size),
+        ));
+    }
+    Ok(written)
+}
+
+/// What [`restore_outputs`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// Every output is in place.
+    Restored,
+    /// A blob was missing or corrupt: nothing was changed (a miss).
+    Missing,
+}
+
+/// Place every output of `entry` under `root`. All-or-nothing: files are placed into temporary
+/// names first and renamed into place only when every blob has been fetched and verified.
+///
+/// # Errors
+/// [`Error::UnsafePath`] for entries naming unsafe paths (never written), I/O errors writing
+/// under `root`, and store errors other than missing or corrupt blobs.
+pub async fn restore_outputs(
+    store: &dyn Store,
+    entry: &Entry,
+    root: &Path,
+    how: Placement,
+) -> Result<Restore> {
+    entry.validate()?;
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let result = stage_all(store, entry, root, how, &mut staged).await;
+    match result {
+        Ok(Restore::Restored) => {}
+        other => {
+            for (tmp, _) in &staged {
+                let _ = fs::remove_file(tmp);
+            }
+            return other;
+        }
+    }
+    for (tmp, dest) in &staged {
+        if let Ok(m) = fs::symlink_metadata(dest)
+            && m.is_dir()
+        {
+            // An output that was a directory last time and is a file now.
+            fs::remove_dir_all(dest).ctx(|| format!("replacing {}", dest.display()))?;
+        }
+        fs::rename(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))?;
+    }
+    for o in &entry.outputs {
+        if let OutputKind::Symlink { target } = &o.kind {
+            let dest = root.join(&o.path);
+            if fs::symlink_metadata(&dest).is_ok() {
+                remove_any(&dest)?;
+            }
+            std::os::unix::fs::symlink(target, &dest)
+                .ctx(|| format!("creating link {}", dest.display()))?;
+        }
+    }
+    Ok(Restore::Restored)
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).ctx(|| format!("reading {}", path.display()))?;
+    if m.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+    .ctx(|| format!("removing {}", path.display()))
+}
+
+fn temp_name_for(dest: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.larder-{}-{n}", std::process::id()))
+}
+
+async fn stage_all(
+    store: &dyn Store,
+    entry: &Entry,
+    root: &Path,
+    how: Placement,
+    staged: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<Restore> {
+    for o in &entry.outputs {
+        let dest = root.join(&o.path);
+        match &o.kind {
+            OutputKind::Dir => {
+                if let Ok(m) = fs::symlink_metadata(&dest)
+                    && !m.is_dir()
+                {
+                    remove_any(&dest)?;
+                }
+                fs::create_dir_all(&dest).ctx(|| format!("creating {}", dest.display()))?;
+            }
+            OutputKind::Symlink { .. } => {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)
+                        .ctx(|| format!("creating {}", parent.display()))?;
+                }
+            }
+            OutputKind::File {
+                content,
+                executable,
+            } => {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)
+                        .ctx(|| format!("creating {}", parent.display()))?;
+                }
+                let tmp = temp_name_for(&dest);
+                staged.push((tmp.clone(), dest.clone()));
+                match &content.inline {
+                    Some(bytes) => {
+                        let mut f =
+                            fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+                        f.write_all(bytes)
+                            .ctx(|| format!("writing {}", tmp.display()))?;
+                    }
+                    None => {
+                        // Executables are always copied: a hard link shares the cache file's mode.
+                        let how = if *executable { Placement::Copy } else { how };
+                        match store.place_blob(&content.digest, &tmp, how).await {
+                            Ok(true) => {}
+                            Ok(false) => return Ok(Restore::Missing),
+                            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                                tracing::warn!("{e}; treating entry {} as a miss", entry.key);
+                                return Ok(Restore::Missing);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                if *executable {
+                    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
+                        .ctx(|| format!("setting mode of {}", tmp.display()))?;
+                }
+            }
+        }
+    }
+    Ok(Restore::Restored)
+}
+
+/// Write a content item (captured stdout or stderr) to `out`, verified before any byte is shown.
+///
+/// Returns `Ok(false)` when the blob is missing or corrupt.
+///
+/// # Errors
+/// Store or I/O errors.
+pub async fn write_content(
+    store: &dyn Store,
+    content: &Content,
+    out: &mut (dyn Write + Send),
+) -> Result<bool> {
+    if let Some(bytes) = &content.inline {
+        out.write_all(bytes).ctx(|| "writing captured output".into())?;
+        return Ok(true);
+    }
+    let tmp = tempfile_path();
+    let placed = match store.place_blob(&content.digest, &tmp, Placement::Copy).await {
+        Ok(p) => p,
+        Err(e) if e.kind() == ErrorKind::Corrupt => false,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if placed {
+        let mut f = fs::File::open(&tmp).ctx(|| format!("opening {}", tmp.display()))?;
+        std::io::copy(&mut f, out).ctx(|| "writing captured output".into())?;
+    }
+    let _ = fs::remove_file(&tmp);
+    Ok(placed)
+}
+
+fn tempfile_path() -> PathBuf {
+    temp_name_for(&std::env::temp_dir().join("captured"))
+}
+
+/// Fetch every blob of an entry just to check the store can serve it (used by `get` without
+/// files, and by tests).
+///
+/// # Errors
+/// Store errors.
+pub async fn verify_entry_blobs(store: &dyn Store, entry: &Entry) -> Result<bool> {
+    for d in entry.blob_digests() {
+        let Some(read) = store.get_blob(&d).await? else {
+            return Ok(false);
+        };
+        let mut s = read.stream;
+        loop {
+            match s.next().await {
+                None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) if e.kind() == ErrorKind::Corrupt => return Ok(false),
+                Some(Err(e)) => return Err(e),
+            }
+        }
+    }
+    Ok(true)
+}

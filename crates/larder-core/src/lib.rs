@@ -1,0 +1,36 @@
+//! Larder's core: what every other crate plugs into.
+//!
+//! - [`signature`]: task signatures (BLAKE3 over a canonical, versioned encoding), with input
+//!   files hashed in parallel through a [`statcache::StatCache`], and paths rewritten by a
+//!   [`normalize::PathNormalizer`] first.
+//! - [`entry`]: the versioned entry (manifest) format.
+//! - [`store`]: the [`Store`] contract every backend implements: async, object-safe, streaming.
+//! - [`artifacts`]: turning files on disk into entries and back, atomically.
+//! - [`error`]: classified errors.
+#![cfg_attr(
+    feature = "testkit",
+    doc = "- [`testkit`]: the conformance suite every store must pass."
+)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod artifacts;
+pub mod digest;
+pub mod entry;
+pub mod error;
+pub mod key;
+pub mod normalize;
+pub mod signature;
+pub mod size;
+pub mod statcache;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use digest::Digest;
+pub use entry::{Content, Entry, Output, OutputKind};
+pub use error::{Error, ErrorKind, Result};
+pub use key::Key;
+pub use store::{
+    BlobRead, ByteStream, Capability, EntryMeta, GetOptions, Placement, PutMode, PutOptions,
+    PutOutcome, Store, StoreExt, StoreStats, TrimOptions, TrimReport,
+};
