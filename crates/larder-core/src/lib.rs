@@ -17,6 +17,7 @@ pub mod artifacts;
 pub mod digest;
 pub mod entry;
 pub mod error;
+pub mod eviction;
 pub mod key;
 pub mod normalize;
 pub mod signature;
