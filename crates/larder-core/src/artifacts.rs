@@ -145,7 +145,11 @@ pub async fn store_bytes(store: &dyn Store, bytes: Vec<u8>, inline_limit: u64) -
     let digest = Digest::of(&bytes);
     if !store.find_missing(&[digest]).await?.is_empty() {
         store
-            .put_blob(&digest, size, Box::pin(futures::stream::once(async { Ok(bytes) })))
+            .put_blob(
+                &digest,
+                size,
+                Box::pin(futures::stream::once(async { Ok(bytes) })),
+            )
             .await?;
     }
     Ok(Content::blob(digest, size))
@@ -333,8 +337,7 @@ async fn stage_all(
             }
             OutputKind::Symlink { .. } => {
                 if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent)
-                        .ctx(|| format!("creating {}", parent.display()))?;
+                    fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
                 }
             }
             OutputKind::File {
@@ -342,8 +345,7 @@ async fn stage_all(
                 executable,
             } => {
                 if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent)
-                        .ctx(|| format!("creating {}", parent.display()))?;
+                    fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
                 }
                 let tmp = temp_name_for(&dest);
                 staged.push((tmp.clone(), dest.clone()));
@@ -390,11 +392,15 @@ pub async fn write_content(
     out: &mut (dyn Write + Send),
 ) -> Result<bool> {
     if let Some(bytes) = &content.inline {
-        out.write_all(bytes).ctx(|| "writing captured output".into())?;
+        out.write_all(bytes)
+            .ctx(|| "writing captured output".into())?;
         return Ok(true);
     }
     let tmp = tempfile_path();
-    let placed = match store.place_blob(&content.digest, &tmp, Placement::Copy).await {
+    let placed = match store
+        .place_blob(&content.digest, &tmp, Placement::Copy)
+        .await
+    {
         Ok(p) => p,
         Err(e) if e.kind() == ErrorKind::Corrupt => false,
         Err(e) => {

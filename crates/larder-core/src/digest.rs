@@ -39,9 +39,7 @@ impl Digest {
     /// [`Error::InvalidInput`] when `s` is not 64 hex digits.
     pub fn from_hex(s: &str) -> Result<Digest> {
         if s.len() != 64 {
-            return Err(Error::invalid(format!(
-                "digest {s:?} is not 64 hex digits"
-            )));
+            return Err(Error::invalid(format!("digest {s:?} is not 64 hex digits")));
         }
         blake3::Hash::from_hex(s)
             .map(Digest::from)
@@ -186,7 +184,10 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let p = dir.path().join(format!("f{len}"));
             std::fs::write(&p, &data).unwrap();
-            assert_eq!(Digest::of_file(&p).unwrap(), (Digest::of(&data), len as u64));
+            assert_eq!(
+                Digest::of_file(&p).unwrap(),
+                (Digest::of(&data), len as u64)
+            );
         }
     }
 

@@ -64,7 +64,10 @@ impl Content {
                 return Err(Error::corrupt(what, "inline size does not match"));
             }
             if Digest::of(bytes) != self.digest {
-                return Err(Error::corrupt(what, "inline bytes do not match their digest"));
+                return Err(Error::corrupt(
+                    what,
+                    "inline bytes do not match their digest",
+                ));
             }
         }
         Ok(())
@@ -338,7 +341,10 @@ mod tests {
         let pos = bytes.windows(3).position(|w| w == b"obj").unwrap();
         let mut flipped = bytes.clone();
         flipped[pos] ^= 1;
-        assert!(matches!(Entry::decode(&flipped), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            Entry::decode(&flipped),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     #[test]

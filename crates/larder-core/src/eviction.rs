@@ -38,7 +38,15 @@ impl Candidates {
         self.ids.is_empty()
     }
     /// Append one candidate.
-    pub fn push(&mut self, id: u64, size: u64, created_ms: u64, last_access_ms: u64, hits: u64, cost_ms: u64) {
+    pub fn push(
+        &mut self,
+        id: u64,
+        size: u64,
+        created_ms: u64,
+        last_access_ms: u64,
+        hits: u64,
+        cost_ms: u64,
+    ) {
         self.ids.push(id);
         self.size.push(size);
         self.created_ms.push(created_ms);
@@ -110,7 +118,12 @@ impl EvictionPolicy for Lru {
         "lru"
     }
 
-    fn select_victims(&self, c: &Candidates, goal: EvictionGoal, _now_ms: u64) -> Result<Vec<usize>> {
+    fn select_victims(
+        &self,
+        c: &Candidates,
+        goal: EvictionGoal,
+        _now_ms: u64,
+    ) -> Result<Vec<usize>> {
         let mut order: Vec<usize> = (0..c.len()).collect();
         order.sort_unstable_by_key(|&i| (c.last_access_ms[i], c.created_ms[i], c.ids[i]));
         let (mut bytes, mut entries) = (0u64, 0u64);
@@ -138,7 +151,14 @@ mod tests {
         c.push(11, 100, 0, 10, 0, 0);
         c.push(12, 100, 0, 20, 0, 0);
         let v = Lru
-            .select_victims(&c, EvictionGoal { bytes: 150, entries: 0 }, 0)
+            .select_victims(
+                &c,
+                EvictionGoal {
+                    bytes: 150,
+                    entries: 0,
+                },
+                0,
+            )
             .unwrap();
         assert_eq!(v, vec![1, 2]);
         validate_victims("lru", &v, 3).unwrap();

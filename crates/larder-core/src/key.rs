@@ -77,7 +77,12 @@ impl Key {
     /// A fixed-length, file-name-safe name for this key: the key itself when it is already a
     /// 64-hex-digit signature, else the BLAKE3 of the key (domain-separated).
     pub fn storage_name(&self) -> String {
-        if self.0.len() == 64 && self.0.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if self.0.len() == 64
+            && self
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             self.0.clone()
         } else {
             let mut h = blake3::Hasher::new_derive_key("larder 2026 key name v1");
@@ -149,7 +154,13 @@ mod tests {
 
     #[test]
     fn good_keys_are_accepted() {
-        for k in ["a", "abc/def", "v1:gcc-12@x86_64", "a.b-c_d+e=f,g", &"x".repeat(512)] {
+        for k in [
+            "a",
+            "abc/def",
+            "v1:gcc-12@x86_64",
+            "a.b-c_d+e=f,g",
+            &"x".repeat(512),
+        ] {
             assert!(Key::new(k).is_ok(), "{k}");
         }
     }

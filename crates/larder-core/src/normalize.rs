@@ -51,7 +51,7 @@ impl BaseDirs {
             })
             .filter(|(b, _)| !b.is_empty())
             .collect();
-        v.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        v.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
         BaseDirs { bases: v }
     }
 
@@ -104,15 +104,24 @@ mod tests {
     #[test]
     fn bases_are_replaced_on_whole_path_prefixes() {
         let n = BaseDirs::new(["/home/a/proj", "/home/a"]);
-        assert_eq!(n.normalize_path("/home/a/proj/src/x.c").unwrap(), "@BASE0@/src/x.c");
+        assert_eq!(
+            n.normalize_path("/home/a/proj/src/x.c").unwrap(),
+            "@BASE0@/src/x.c"
+        );
         assert_eq!(n.normalize_path("/home/a/other").unwrap(), "@BASE1@/other");
         assert_eq!(
             n.normalize_value("", "-I/home/a/proj/include").unwrap(),
             "-I@BASE0@/include"
         );
         // "/home/a/project2" is not below "/home/a/proj".
-        assert_eq!(n.normalize_path("/home/a/project2/x").unwrap(), "@BASE1@/project2/x");
-        assert_eq!(n.normalize_path("/usr/include/héllo").unwrap(), "/usr/include/héllo");
+        assert_eq!(
+            n.normalize_path("/home/a/project2/x").unwrap(),
+            "@BASE1@/project2/x"
+        );
+        assert_eq!(
+            n.normalize_path("/usr/include/héllo").unwrap(),
+            "/usr/include/héllo"
+        );
     }
 
     #[test]
@@ -121,8 +130,10 @@ mod tests {
         let b = BaseDirs::new(["/ci/run2/src"]);
         assert_eq!(a.id(), b.id());
         assert_eq!(
-            a.normalize_value("CFLAGS", "-g -fdebug-prefix-map=/ci/run1/src=.").unwrap(),
-            b.normalize_value("CFLAGS", "-g -fdebug-prefix-map=/ci/run2/src=.").unwrap()
+            a.normalize_value("CFLAGS", "-g -fdebug-prefix-map=/ci/run1/src=.")
+                .unwrap(),
+            b.normalize_value("CFLAGS", "-g -fdebug-prefix-map=/ci/run2/src=.")
+                .unwrap()
         );
     }
 }

@@ -155,7 +155,9 @@ impl<'a> SignatureBuilder<'a> {
     /// with different contents.
     pub fn input(&mut self, path: &str, input: &InputDigest) -> Result<&mut Self> {
         let p = self.normalizer.normalize_path(path)?;
-        if let Some(prev) = self.inputs.insert(p.clone(), (input.digest, input.executable))
+        if let Some(prev) = self
+            .inputs
+            .insert(p.clone(), (input.digest, input.executable))
             && prev != (input.digest, input.executable)
         {
             return Err(Error::invalid(format!(
@@ -312,7 +314,8 @@ mod tests {
         assert_eq!(first.digest, Digest::of(b"int x;"));
         // The record is racy (just written); pretend it was hashed long after.
         let stamp = FileStamp::from_metadata(&std::fs::metadata(&f).unwrap());
-        h.cache().insert(&stamp, first.digest, now_ns() + 10_000_000_000);
+        h.cache()
+            .insert(&stamp, first.digest, now_ns() + 10_000_000_000);
         let second = h.hash_file(&f).unwrap();
         assert!(second.from_cache);
         assert_eq!(second.digest, first.digest);

@@ -100,11 +100,13 @@ impl StatCache {
         if let Ok(bytes) = fs::read(&path) {
             if bytes.len() >= MAGIC.len()
                 && &bytes[..MAGIC.len()] == MAGIC
-                && (bytes.len() - MAGIC.len()) % RECORD_LEN == 0
+                && (bytes.len() - MAGIC.len()).is_multiple_of(RECORD_LEN)
             {
                 map.reserve((bytes.len() - MAGIC.len()) / RECORD_LEN);
                 for rec in bytes[MAGIC.len()..].chunks_exact(RECORD_LEN) {
-                    let u = |i: usize| u64::from_le_bytes(rec[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+                    let u = |i: usize| {
+                        u64::from_le_bytes(rec[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+                    };
                     let mut digest = [0u8; 32];
                     digest.copy_from_slice(&rec[56..88]);
                     map.insert(

@@ -132,7 +132,9 @@ pub struct BlobRead {
 
 impl Debug for BlobRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobRead").field("size", &self.size).finish()
+        f.debug_struct("BlobRead")
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -259,8 +261,12 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     /// - Validates the entry ([`Entry::validate`]) and rejects it if unsafe.
     /// - The caller MUST have stored every blob the entry names first.
     /// - Atomic; with [`PutMode::Create`] an existing entry is kept.
-    async fn put_entry_opts(&self, key: &Key, entry: &Entry, opts: PutOptions)
-    -> Result<PutOutcome>;
+    async fn put_entry_opts(
+        &self,
+        key: &Key,
+        entry: &Entry,
+        opts: PutOptions,
+    ) -> Result<PutOutcome>;
 
     /// Read a blob as a stream of verified chunks (see [`BlobRead`]).
     ///
@@ -275,7 +281,8 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     ///   [`Error::InvalidInput`](crate::Error::InvalidInput) is returned.
     /// - If the blob already exists the stream may be dropped unread and [`PutOutcome::Exists`]
     ///   returned.
-    async fn put_blob(&self, digest: &Digest, size: u64, payload: ByteStream) -> Result<PutOutcome>;
+    async fn put_blob(&self, digest: &Digest, size: u64, payload: ByteStream)
+    -> Result<PutOutcome>;
 
     /// Write a blob to the file `dest` (created or truncated), verifying it on the way.
     ///
@@ -342,7 +349,12 @@ macro_rules! forward_store {
             ) -> Result<PutOutcome> {
                 (**self).put_blob(digest, size, payload).await
             }
-            async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
+            async fn place_blob(
+                &self,
+                digest: &Digest,
+                dest: &Path,
+                how: Placement,
+            ) -> Result<bool> {
                 (**self).place_blob(digest, dest, how).await
             }
             async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {

@@ -1,4 +1,906 @@
-//! The checks (placeholder while the suite is written).
+//! The checks. Each takes the harness, uses fresh keys, and panics with a message naming what
+//! broke. [`run_all`] runs every check the store's capabilities allow.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::StreamExt;
+
 use super::Harness;
-/// Run every check that applies to the store.
-pub async fn run_all(_h: &dyn Harness) {}
+use crate::artifacts::{
+    Restore, collect_outputs, restore_outputs, store_bytes, store_outputs, write_content,
+};
+use crate::digest::{Digest, DigestWriter};
+use crate::entry::{Content, Entry, Output, OutputKind};
+use crate::error::ErrorKind;
+use crate::key::Key;
+use crate::store::{
+    ByteStream, CHUNK_SIZE, GetOptions, Placement, PutOptions, PutOutcome, Store, StoreExt,
+};
+
+/// Run every check that applies to the harness's store, in order, printing each name.
+pub async fn run_all(h: &dyn Harness) {
+    let cap = h.store().capability();
+    macro_rules! run {
+        ($($check:ident),* $(,)?) => {$(
+            eprintln!("testkit: {} ...", stringify!($check));
+            let started = std::time::Instant::now();
+            $check(h).await;
+            eprintln!("testkit: {} ok ({:.2?})", stringify!($check), started.elapsed());
+        )*};
+    }
+    run!(
+        round_trip_multi_output,
+        missing_keys,
+        empty_outputs,
+        executable_bit_kept,
+        output_directories,
+        bad_keys_rejected,
+        unsafe_entries_rejected,
+        blob_must_match_digest,
+        create_mode_keeps_existing,
+        concurrent_writers_one_key,
+        corrupted_blob_is_a_miss,
+        corrupted_entry_is_a_miss,
+        large_streamed_blob,
+    );
+    if cap.delete {
+        run!(delete_removes_entry);
+    }
+    if cap.list {
+        run!(list_shows_entries);
+    }
+    if cap.hit_stats {
+        run!(stats_count_hits_and_misses);
+    }
+}
+
+fn fresh_key(check: &str) -> Key {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = crate::statcache::now_ns();
+    Key::new(format!(
+        "testkit/{check}/{}-{nanos}-{n}",
+        std::process::id()
+    ))
+    .unwrap_or_else(|e| panic!("testkit made a bad key: {e}"))
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("testkit: cannot create a temp dir: {e}"))
+}
+
+/// Deterministic pseudo-random bytes (BLAKE3 in XOF mode: fast even in debug builds).
+fn pseudo_random(seed: &str, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new_derive_key(seed)
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
+    }
+    std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("write {p:?}: {e}"));
+}
+
+/// What a tree holds, for comparison: path → description.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read_dir {dir:?}: {e}"))
+            .filter_map(|e| e.ok())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(root)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if rel.contains(".larder-") {
+                panic!("a temporary file was left behind: {rel}");
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("stat {p:?}: {e}"));
+            if m.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap_or_default();
+                out.insert(rel, format!("link -> {}", t.display()));
+            } else if m.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &p, out);
+            } else {
+                let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("read {p:?}: {e}"));
+                let x = m.permissions().mode() & 0o111 != 0;
+                out.insert(
+                    rel,
+                    format!("file {} bytes {} x={x}", bytes.len(), Digest::of(&bytes)),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Store `names` from `src` under `key` the way `larder exec` does.
+async fn put_tree(store: &dyn Store, key: &Key, src: &Path, names: &[&str]) -> Entry {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let collected = collect_outputs(src, &names, crate::entry::DEFAULT_INLINE_LIMIT)
+        .unwrap_or_else(|e| panic!("collect_outputs: {e}"));
+    let mut entry = Entry::new(key.as_str(), "testkit");
+    entry.outputs = collected.outputs;
+    entry.cost_ms = 42;
+    store_outputs(store, key, &entry, &collected.blobs)
+        .await
+        .unwrap_or_else(|e| panic!("{store}: store_outputs: {e}"));
+    entry
+}
+
+async fn get_tree(store: &dyn Store, key: &Key, dest: &Path) -> Option<Restore> {
+    let entry = store
+        .get_entry(key)
+        .await
+        .unwrap_or_else(|e| panic!("{store}: get_entry: {e}"))?;
+    Some(
+        restore_outputs(store, &entry, dest, Placement::Copy)
+            .await
+            .unwrap_or_else(|e| panic!("{store}: restore_outputs: {e}")),
+    )
+}
+
+/// Several outputs of every kind and size class survive a put and a get, with captured streams.
+pub async fn round_trip_multi_output(h: &dyn Harness) {
+    let store = h.store();
+    let src = tempdir();
+    write(src.path(), "small.txt", b"hello larder\n");
+    write(src.path(), "obj/big.o", &pseudo_random("big", 300_000));
+    write(src.path(), "obj/other.o", &pseudo_random("other", 70_000));
+    // Same bytes twice: stored once, restored twice.
+    write(src.path(), "copy.o", &pseudo_random("other", 70_000));
+    let text = b"compressible line of build output\n".repeat(4000);
+    write(src.path(), "log.txt", &text);
+    let key = fresh_key("round_trip");
+    let mut entry = put_tree(
+        &*store,
+        &key,
+        src.path(),
+        &["small.txt", "obj", "copy.o", "log.txt"],
+    )
+    .await;
+    // Captured streams: one inline, one as a blob.
+    entry.stdout = Some(
+        store_bytes(&*store, b"out\n".to_vec(), 4096)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let big_err = pseudo_random("stderr", 20_000);
+    entry.stderr = Some(
+        store_bytes(&*store, big_err.clone(), 4096)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    entry.exit_code = Some(0);
+    store
+        .put_entry(&key, &entry)
+        .await
+        .unwrap_or_else(|e| panic!("{store}: put_entry: {e}"));
+
+    let got = store
+        .get_entry(&key)
+        .await
+        .unwrap_or_else(|e| panic!("{store}: get_entry: {e}"))
+        .unwrap_or_else(|| panic!("{store}: entry just written is missing"));
+    assert_eq!(got, entry, "{store}: entry read back differs");
+    let dest = tempdir();
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Restored)
+    );
+    assert_eq!(
+        snapshot(src.path()),
+        snapshot(dest.path()),
+        "{store}: restored tree differs"
+    );
+    let mut out = Vec::new();
+    assert!(
+        write_content(
+            &*store,
+            entry.stderr.as_ref().unwrap_or_else(|| unreachable!()),
+            &mut out
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert_eq!(out, big_err, "{store}: captured stderr differs");
+    // Restoring over an existing tree replaces files.
+    write(dest.path(), "small.txt", b"stale");
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Restored)
+    );
+    assert_eq!(
+        std::fs::read(dest.path().join("small.txt")).ok().as_deref(),
+        Some(&b"hello larder\n"[..])
+    );
+}
+
+/// Unknown keys and blobs are misses, never errors, and change nothing.
+pub async fn missing_keys(h: &dyn Harness) {
+    let store = h.store();
+    let key = fresh_key("missing");
+    assert!(
+        store
+            .get_entry(&key)
+            .await
+            .unwrap_or_else(|e| panic!("{store}: get_entry of a missing key errs: {e}"))
+            .is_none()
+    );
+    let d = Digest::of(b"never stored by anyone: testkit missing_keys");
+    assert!(
+        store
+            .get_blob(&d)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    let dir = tempdir();
+    let dest = dir.path().join("dest");
+    assert!(
+        !store
+            .place_blob(&d, &dest, Placement::Copy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        !dest.exists(),
+        "{store}: place_blob of a missing blob created the file"
+    );
+    assert_eq!(
+        store
+            .find_missing(&[d])
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        vec![d]
+    );
+    if store.capability().delete {
+        assert!(!store.delete(&key).await.unwrap_or_else(|e| panic!("{e}")));
+    }
+}
+
+/// An entry with no outputs (stdout only), and an empty output file.
+pub async fn empty_outputs(h: &dyn Harness) {
+    let store = h.store();
+    let key = fresh_key("empty");
+    let mut e = Entry::new(key.as_str(), "testkit");
+    e.stdout = Some(Content::inline(b"only output\n".to_vec()));
+    e.exit_code = Some(0);
+    store
+        .put_entry(&key, &e)
+        .await
+        .unwrap_or_else(|err| panic!("{store}: {err}"));
+    assert_eq!(
+        store
+            .get_entry(&key)
+            .await
+            .unwrap_or_else(|err| panic!("{err}")),
+        Some(e)
+    );
+
+    let src = tempdir();
+    write(src.path(), "empty.out", b"");
+    let key = fresh_key("empty_file");
+    put_tree(&*store, &key, src.path(), &["empty.out"]).await;
+    let dest = tempdir();
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Restored)
+    );
+    assert_eq!(
+        std::fs::metadata(dest.path().join("empty.out"))
+            .map(|m| m.len())
+            .ok(),
+        Some(0)
+    );
+    // The empty blob itself, stored explicitly, round-trips too.
+    let d = store
+        .put_blob_bytes(Bytes::new())
+        .await
+        .unwrap_or_else(|e| panic!("{store}: empty blob: {e}"));
+    assert_eq!(
+        store
+            .get_blob_bytes(&d, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some(vec![])
+    );
+}
+
+/// The executable bit survives, for inline and blob outputs.
+pub async fn executable_bit_kept(h: &dyn Harness) {
+    let store = h.store();
+    let src = tempdir();
+    write(src.path(), "run.sh", b"#!/bin/sh\necho hi\n");
+    write(src.path(), "tool", &pseudo_random("tool", 50_000));
+    write(src.path(), "data", &pseudo_random("data", 50_000));
+    for f in ["run.sh", "tool"] {
+        std::fs::set_permissions(src.path().join(f), std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let key = fresh_key("exec_bit");
+    put_tree(&*store, &key, src.path(), &["run.sh", "tool", "data"]).await;
+    let dest = tempdir();
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Restored)
+    );
+    let mode = |f: &str| {
+        std::fs::metadata(dest.path().join(f))
+            .map(|m| m.permissions().mode() & 0o111)
+            .unwrap_or(0)
+    };
+    assert_ne!(
+        mode("run.sh"),
+        0,
+        "{store}: inline executable lost its x bit"
+    );
+    assert_ne!(mode("tool"), 0, "{store}: blob executable lost its x bit");
+    assert_eq!(mode("data"), 0, "{store}: data file became executable");
+}
+
+/// Directory outputs: nested files, empty directories, symlinks inside.
+pub async fn output_directories(h: &dyn Harness) {
+    let store = h.store();
+    let src = tempdir();
+    write(src.path(), "out/a/b/c.txt", b"deep");
+    write(
+        src.path(),
+        "out/a/big.bin",
+        &pseudo_random("dirbig", 10_000),
+    );
+    std::fs::create_dir_all(src.path().join("out/empty/inner")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("a/b/c.txt", src.path().join("out/link"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = fresh_key("dirs");
+    put_tree(&*store, &key, src.path(), &["out"]).await;
+    let dest = tempdir();
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Restored)
+    );
+    assert_eq!(
+        snapshot(src.path()),
+        snapshot(dest.path()),
+        "{store}: directory output differs"
+    );
+}
+
+/// Keys with `..`, absolute paths, NUL bytes or too many bytes never reach a store.
+pub async fn bad_keys_rejected(_h: &dyn Harness) {
+    for bad in [
+        "../x",
+        "a/../../etc/passwd",
+        "/etc/passwd",
+        "a\0b",
+        "",
+        "a//b",
+    ] {
+        let err = Key::new(bad)
+            .err()
+            .unwrap_or_else(|| panic!("key {bad:?} was accepted"));
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+    }
+    assert!(Key::new("k".repeat(crate::key::MAX_KEY_LEN + 1)).is_err());
+    assert!(Key::new("k".repeat(crate::key::MAX_KEY_LEN)).is_ok());
+}
+
+fn file_output(path: &str, bytes: &[u8]) -> Output {
+    Output {
+        path: path.into(),
+        kind: OutputKind::File {
+            content: Content::inline(bytes.to_vec()),
+            executable: false,
+        },
+    }
+}
+
+/// Entries naming unsafe output paths are refused on write, and never written on restore.
+pub async fn unsafe_entries_rejected(h: &dyn Harness) {
+    let store = h.store();
+    let root = tempdir();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("{e}"));
+    for bad in [
+        "../escape",
+        "/tmp/larder-testkit-abs",
+        "a/../../escape",
+        "nul\0",
+    ] {
+        let key = fresh_key("unsafe");
+        let mut e = Entry::new(key.as_str(), "testkit");
+        e.outputs.push(file_output(bad, b"pwned"));
+        let res = store.put_entry(&key, &e).await;
+        assert!(
+            res.is_err(),
+            "{store}: accepted an entry with output {bad:?}"
+        );
+        assert!(
+            store
+                .get_entry(&key)
+                .await
+                .unwrap_or_else(|err| panic!("{err}"))
+                .is_none()
+        );
+        // A hostile entry that reached us some other way is refused before writing anything.
+        let res = restore_outputs(&*store, &e, &work, Placement::Copy).await;
+        assert!(res.is_err(), "restore accepted output {bad:?}");
+    }
+    assert!(
+        !root.path().join("escape").exists(),
+        "an unsafe path escaped the work dir"
+    );
+    // Writing through a symlink output is refused.
+    let key = fresh_key("unsafe_link");
+    let mut e = Entry::new(key.as_str(), "testkit");
+    e.outputs.push(Output {
+        path: "l".into(),
+        kind: OutputKind::Symlink {
+            target: "..".into(),
+        },
+    });
+    e.outputs.push(file_output("l/escape", b"pwned"));
+    assert!(store.put_entry(&key, &e).await.is_err());
+    assert!(
+        restore_outputs(&*store, &e, &work, Placement::Copy)
+            .await
+            .is_err()
+    );
+    assert!(
+        !root.path().join("escape").exists(),
+        "wrote through a symlink output"
+    );
+}
+
+fn chunked(bytes: Vec<u8>) -> ByteStream {
+    let chunks: Vec<crate::Result<Bytes>> = bytes
+        .chunks(64 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+/// A blob whose bytes do not match its digest or size is refused and never visible.
+pub async fn blob_must_match_digest(h: &dyn Harness) {
+    let store = h.store();
+    let good = pseudo_random("digest-check", 200_000);
+    let claimed = Digest::of(b"testkit: something else entirely");
+    let res = store
+        .put_blob(&claimed, good.len() as u64, chunked(good.clone()))
+        .await;
+    assert!(
+        res.is_err(),
+        "{store}: accepted a blob under the wrong digest"
+    );
+    assert_eq!(
+        store
+            .find_missing(&[claimed])
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        vec![claimed]
+    );
+    let right = Digest::of(&good);
+    let res = store
+        .put_blob(&right, good.len() as u64 + 1, chunked(good.clone()))
+        .await;
+    assert!(res.is_err(), "{store}: accepted a blob of the wrong size");
+    assert_eq!(
+        store
+            .find_missing(&[right])
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        vec![right]
+    );
+    let outcome = store
+        .put_blob(&right, good.len() as u64, chunked(good.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, PutOutcome::Written);
+    assert!(
+        store
+            .find_missing(&[right])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_blob_bytes(&right, 1 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some(good)
+    );
+}
+
+/// `PutMode::Create` keeps the first entry.
+pub async fn create_mode_keeps_existing(h: &dyn Harness) {
+    let store = h.store();
+    let key = fresh_key("create");
+    let mut first = Entry::new(key.as_str(), "testkit");
+    first.outputs.push(file_output("f", b"first"));
+    let mut second = first.clone();
+    second.outputs[0] = file_output("f", b"second");
+    assert_eq!(
+        store
+            .put_entry_opts(&key, &first, PutOptions::create())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        PutOutcome::Written
+    );
+    assert_eq!(
+        store
+            .put_entry_opts(&key, &second, PutOptions::create())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        PutOutcome::Exists
+    );
+    assert_eq!(
+        store
+            .get_entry(&key)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some(first)
+    );
+    store
+        .put_entry(&key, &second)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store
+            .get_entry(&key)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some(second)
+    );
+}
+
+/// Eight writers racing on one key (and on shared blobs) leave one complete entry.
+pub async fn concurrent_writers_one_key(h: &dyn Harness) {
+    let store = h.store();
+    let key = fresh_key("race");
+    let shared = pseudo_random("race-shared", 400_000);
+    let mut tasks = Vec::new();
+    let dirs: Vec<tempfile::TempDir> = (0..8).map(|_| tempdir()).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        write(dir.path(), "shared.bin", &shared);
+        write(
+            dir.path(),
+            "own.bin",
+            &pseudo_random(&format!("race-own-{i}"), 100_000 + i),
+        );
+        write(dir.path(), "id.txt", format!("writer {i}\n").as_bytes());
+        let (store, key, path) = (Arc::clone(&store), key.clone(), dir.path().to_path_buf());
+        tasks.push(tokio::spawn(async move {
+            put_tree(&*store, &key, &path, &["shared.bin", "own.bin", "id.txt"]).await
+        }));
+    }
+    let mut written = Vec::new();
+    for t in tasks {
+        written.push(
+            t.await
+                .unwrap_or_else(|e| panic!("writer task failed: {e}")),
+        );
+    }
+    let got = store
+        .get_entry(&key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("{store}: no entry after 8 writers"));
+    let winner = written
+        .iter()
+        .position(|e| e.outputs == got.outputs)
+        .unwrap_or_else(|| panic!("{store}: entry after the race matches no writer"));
+    let dest = tempdir();
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Restored)
+    );
+    assert_eq!(
+        snapshot(dest.path()),
+        snapshot(dirs[winner].path()),
+        "{store}: restored outputs mix writers"
+    );
+}
+
+/// A blob whose stored bytes are damaged is never returned: restoring is a miss, the work tree
+/// is untouched, and the bad blob is removed.
+pub async fn corrupted_blob_is_a_miss(h: &dyn Harness) {
+    let store = h.store();
+    let src = tempdir();
+    let bytes = pseudo_random("corrupt-me", 300_000);
+    write(src.path(), "victim.bin", &bytes);
+    let key = fresh_key("corrupt_blob");
+    let entry = put_tree(&*store, &key, src.path(), &["victim.bin"]).await;
+    let d = entry.blob_digests()[0];
+    if !h.corrupt_blob(&d).await {
+        eprintln!("testkit: {store} cannot corrupt blobs; skipping");
+        return;
+    }
+    let dest = tempdir();
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Missing),
+        "{store}: corrupt blob restored"
+    );
+    assert!(
+        snapshot(dest.path()).is_empty(),
+        "{store}: a miss left files behind"
+    );
+    // Streaming it never ends cleanly.
+    if let Some(read) = store.get_blob(&d).await.unwrap_or_else(|e| panic!("{e}")) {
+        let mut s = read.stream;
+        let mut hasher = DigestWriter::new();
+        let mut failed = false;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(c) => hasher.update(&c),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::Corrupt, "{store}: {e}");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "{store}: a corrupt blob streamed without error");
+    }
+    assert_eq!(
+        store
+            .find_missing(&[d])
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        vec![d],
+        "{store}: the corrupt blob was kept"
+    );
+    // Storing it again heals the entry.
+    put_tree(&*store, &key, src.path(), &["victim.bin"]).await;
+    assert_eq!(
+        get_tree(&*store, &key, dest.path()).await,
+        Some(Restore::Restored)
+    );
+}
+
+/// An entry whose stored document is damaged reads as a miss, not an error.
+pub async fn corrupted_entry_is_a_miss(h: &dyn Harness) {
+    let store = h.store();
+    let key = fresh_key("corrupt_entry");
+    let mut e = Entry::new(key.as_str(), "testkit");
+    e.outputs.push(file_output("f", b"x"));
+    store
+        .put_entry(&key, &e)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    if !h.corrupt_entry(&key).await {
+        eprintln!("testkit: {store} cannot corrupt entries; skipping");
+        return;
+    }
+    let got = store
+        .get_entry(&key)
+        .await
+        .unwrap_or_else(|err| panic!("{store}: a corrupt entry is an error, not a miss: {err}"));
+    assert!(got.is_none(), "{store}: a corrupt entry was returned");
+}
+
+fn current_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A stream of `len` pseudo-random bytes in [`CHUNK_SIZE`] chunks, generated on the fly.
+fn generated_stream(seed: &'static str, len: u64, peak_rss: Arc<AtomicU64>) -> ByteStream {
+    let reader = blake3::Hasher::new_derive_key(seed).finalize_xof();
+    let s = futures::stream::unfold((reader, 0u64), move |(mut reader, done)| {
+        let peak_rss = Arc::clone(&peak_rss);
+        async move {
+            if done >= len {
+                return None;
+            }
+            let n = (len - done).min(CHUNK_SIZE as u64) as usize;
+            let mut buf = vec![0u8; n];
+            reader.fill(&mut buf);
+            if let Some(rss) = current_rss_bytes() {
+                peak_rss.fetch_max(rss, Ordering::Relaxed);
+            }
+            Some((Ok(Bytes::from(buf)), (reader, done + n as u64)))
+        }
+    });
+    Box::pin(s)
+}
+
+/// A large blob (1 GiB by default) streams in and out with memory bounded well below its size.
+pub async fn large_streamed_blob(h: &dyn Harness) {
+    let store = h.store();
+    let len = h.large_blob_bytes();
+    let seed = "larder testkit large blob";
+    let mut hasher = DigestWriter::new();
+    {
+        let mut reader = blake3::Hasher::new_derive_key(seed).finalize_xof();
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(CHUNK_SIZE as u64) as usize;
+            reader.fill(&mut buf[..n]);
+            hasher.update(&buf[..n]);
+            done += n as u64;
+        }
+    }
+    let digest = hasher.finish();
+    let baseline = current_rss_bytes().unwrap_or(0);
+    let peak = Arc::new(AtomicU64::new(baseline));
+    store
+        .put_blob(&digest, len, generated_stream(seed, len, Arc::clone(&peak)))
+        .await
+        .unwrap_or_else(|e| panic!("{store}: put of a {len}-byte blob: {e}"));
+    let read = store
+        .get_blob(&digest)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("{store}: large blob missing after put"));
+    assert_eq!(read.size, len);
+    let mut s = read.stream;
+    let mut check = DigestWriter::new();
+    let mut n = 0u64;
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("{store}: reading the large blob: {e}"));
+        check.update(&chunk);
+        n += 1;
+        if n.is_multiple_of(16)
+            && let Some(rss) = current_rss_bytes()
+        {
+            peak.fetch_max(rss, Ordering::Relaxed);
+        }
+    }
+    assert_eq!(
+        check.finish(),
+        digest,
+        "{store}: large blob read back differs"
+    );
+    let dir = tempdir();
+    let dest = dir.path().join("large");
+    assert!(
+        store
+            .place_blob(&digest, &dest, Placement::Copy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    if let Some(rss) = current_rss_bytes() {
+        peak.fetch_max(rss, Ordering::Relaxed);
+    }
+    assert_eq!(
+        Digest::of_file(&dest).unwrap_or_else(|e| panic!("{e}")),
+        (digest, len)
+    );
+    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    eprintln!(
+        "testkit: {store}: {len}-byte blob, resident memory grew by at most {} MiB",
+        grew >> 20
+    );
+    // Other tests may run in this process at the same time; the bound leaves room for them but
+    // would catch any store that buffers a whole blob of 1 GiB.
+    let bound = (len / 4).max(256 << 20);
+    assert!(
+        grew < bound,
+        "{store}: memory grew by {grew} bytes streaming a {len}-byte blob"
+    );
+}
+
+/// Deleting an entry makes it a miss.
+pub async fn delete_removes_entry(h: &dyn Harness) {
+    let store = h.store();
+    let key = fresh_key("delete");
+    let mut e = Entry::new(key.as_str(), "testkit");
+    e.outputs.push(file_output("f", b"x"));
+    store
+        .put_entry(&key, &e)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        store
+            .delete(&key)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    );
+    assert!(
+        store
+            .get_entry(&key)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+            .is_none()
+    );
+    assert!(
+        !store
+            .delete(&key)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    );
+}
+
+/// Listing shows stored entries by storage name.
+pub async fn list_shows_entries(h: &dyn Harness) {
+    let store = h.store();
+    let key = fresh_key("list");
+    let mut e = Entry::new(key.as_str(), "testkit");
+    e.outputs.push(file_output("f", b"listed"));
+    e.cost_ms = 7;
+    store
+        .put_entry(&key, &e)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    store.flush().await.unwrap_or_else(|err| panic!("{err}"));
+    let name = key.storage_name();
+    let mut found = None;
+    let mut s = store.list();
+    while let Some(m) = s.next().await {
+        let m = m.unwrap_or_else(|err| panic!("{store}: list: {err}"));
+        if m.name == name {
+            found = Some(m);
+        }
+    }
+    let m = found.unwrap_or_else(|| panic!("{store}: listing misses a stored entry"));
+    assert_eq!(m.cost_ms, 7);
+    assert!(m.size > 0);
+}
+
+/// Hits and misses are counted.
+pub async fn stats_count_hits_and_misses(h: &dyn Harness) {
+    let store = h.store();
+    store.flush().await.unwrap_or_else(|err| panic!("{err}"));
+    let before = store.stats().await.unwrap_or_else(|err| panic!("{err}"));
+    let key = fresh_key("stats");
+    let mut e = Entry::new(key.as_str(), "testkit");
+    e.outputs.push(file_output("f", b"counted"));
+    e.cost_ms = 1000;
+    store
+        .put_entry(&key, &e)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    for _ in 0..3 {
+        assert!(
+            store
+                .get_entry(&key)
+                .await
+                .unwrap_or_else(|err| panic!("{err}"))
+                .is_some()
+        );
+    }
+    let quiet = store
+        .get_entry_opts(
+            &key,
+            GetOptions {
+                record_access: false,
+            },
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(quiet.is_some());
+    assert!(
+        store
+            .get_entry(&fresh_key("stats_miss"))
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+            .is_none()
+    );
+    store.flush().await.unwrap_or_else(|err| panic!("{err}"));
+    let after = store.stats().await.unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(after.hits - before.hits, 3, "{store}: hits");
+    assert_eq!(after.misses - before.misses, 1, "{store}: misses");
+    assert_eq!(after.ms_saved - before.ms_saved, 3000, "{store}: ms saved");
+    assert!(after.entries > before.entries, "{store}: entries");
+}

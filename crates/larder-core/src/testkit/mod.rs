@@ -21,7 +21,9 @@ use crate::key::Key;
 use crate::store::Store;
 
 mod checks;
+mod memory;
 pub use checks::*;
+pub use memory::{MemoryHarness, MemoryStore};
 
 /// What the suite needs from a backend's test.
 #[async_trait]
