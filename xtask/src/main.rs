@@ -1,0 +1,62 @@
+//! `cargo xtask`: the project's chores, in Rust so they run wherever cargo does.
+//!
+//! - `cargo xtask demo`: larder's main job on the embedded fs store (README's first command).
+//! - `cargo xtask test`: install test prerequisites, lint, run every test (README's second
+//!   command; `.ci/run` runs exactly this).
+//! - `cargo xtask bench`: the foundation benchmarks, as ratios to same-run baselines.
+
+mod demo;
+mod flags;
+mod test;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use xshell::Shell;
+
+fn main() {
+    if std::env::args().len() <= 1 {
+        println!(
+            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   foundation benchmarks with same-run baselines\n\n`cargo xtask <task> --help` for options."
+        );
+        return;
+    }
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let flags = flags::Xtask::from_env_or_exit();
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    match flags.subcommand {
+        flags::XtaskCmd::Demo(cmd) => cmd.run(&sh),
+        flags::XtaskCmd::Test(cmd) => cmd.run(&sh),
+        flags::XtaskCmd::Bench(cmd) => cmd.run(&sh),
+    }
+}
+
+/// The workspace root (the parent of this crate).
+pub(crate) fn project_root() -> PathBuf {
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("xtask"));
+    dir.parent().map(PathBuf::from).unwrap_or(dir)
+}
+
+/// Where cargo puts build output (honours `CARGO_TARGET_DIR`).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| project_root().join("target"))
+}
+
+impl flags::Bench {
+    fn run(self, sh: &Shell) -> Result<()> {
+        let quick = if self.quick { Some("--quick") } else { None };
+        xshell::cmd!(sh, "cargo bench -p larder-benches --bench foundation -- {quick...}").run()?;
+        Ok(())
+    }
+}
