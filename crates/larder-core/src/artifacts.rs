@@ -264,17 +264,22 @@ pub async fn restore_outputs(
     how: Placement,
 ) -> Result<Restore> {
     entry.validate()?;
-    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut staged = Staged::default();
     let result = stage_all(store, entry, root, how, &mut staged).await;
     match result {
         Ok(Restore::Restored) => {}
         other => {
-            for (tmp, _) in &staged {
+            for (tmp, _) in &staged.files {
                 let _ = fs::remove_file(tmp);
+            }
+            // Directories this restore created (deepest first) go too: a miss changes nothing.
+            for dir in staged.created_dirs.iter().rev() {
+                let _ = fs::remove_dir_all(dir);
             }
             return other;
         }
     }
+    let staged = staged.files;
     for (tmp, dest) in &staged {
         if let Ok(m) = fs::symlink_metadata(dest)
             && m.is_dir()
@@ -295,6 +300,33 @@ pub async fn restore_outputs(
         }
     }
     Ok(Restore::Restored)
+}
+
+/// Temporary files waiting to be renamed into place, and directories created on the way.
+#[derive(Default)]
+struct Staged {
+    files: Vec<(PathBuf, PathBuf)>,
+    created_dirs: Vec<PathBuf>,
+}
+
+impl Staged {
+    /// `create_dir_all`, remembering the topmost directory it had to create.
+    fn ensure_dir(&mut self, dir: &Path) -> Result<()> {
+        let mut first_missing = None;
+        let mut p = Some(dir);
+        while let Some(d) = p {
+            if d.exists() {
+                break;
+            }
+            first_missing = Some(d.to_path_buf());
+            p = d.parent();
+        }
+        fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        if let Some(d) = first_missing {
+            self.created_dirs.push(d);
+        }
+        Ok(())
+    }
 }
 
 fn remove_any(path: &Path) -> Result<()> {
@@ -322,7 +354,7 @@ async fn stage_all(
     entry: &Entry,
     root: &Path,
     how: Placement,
-    staged: &mut Vec<(PathBuf, PathBuf)>,
+    staged: &mut Staged,
 ) -> Result<Restore> {
     for o in &entry.outputs {
         let dest = root.join(&o.path);
@@ -333,11 +365,11 @@ async fn stage_all(
                 {
                     remove_any(&dest)?;
                 }
-                fs::create_dir_all(&dest).ctx(|| format!("creating {}", dest.display()))?;
+                staged.ensure_dir(&dest)?;
             }
             OutputKind::Symlink { .. } => {
                 if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+                    staged.ensure_dir(parent)?;
                 }
             }
             OutputKind::File {
@@ -345,10 +377,10 @@ async fn stage_all(
                 executable,
             } => {
                 if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+                    staged.ensure_dir(parent)?;
                 }
                 let tmp = temp_name_for(&dest);
-                staged.push((tmp.clone(), dest.clone()));
+                staged.files.push((tmp.clone(), dest.clone()));
                 match &content.inline {
                     Some(bytes) => {
                         let mut f =

@@ -624,9 +624,10 @@ pub async fn corrupted_blob_is_a_miss(h: &dyn Harness) {
     let store = h.store();
     let src = tempdir();
     let bytes = pseudo_random("corrupt-me", 300_000);
-    write(src.path(), "victim.bin", &bytes);
+    write(src.path(), "sub/dir/victim.bin", &bytes);
+    write(src.path(), "sub/ok.txt", b"fine");
     let key = fresh_key("corrupt_blob");
-    let entry = put_tree(&*store, &key, src.path(), &["victim.bin"]).await;
+    let entry = put_tree(&*store, &key, src.path(), &["sub"]).await;
     let d = entry.blob_digests()[0];
     if !h.corrupt_blob(&d).await {
         eprintln!("testkit: {store} cannot corrupt blobs; skipping");
