@@ -669,11 +669,12 @@ pub async fn corrupted_blob_is_a_miss(h: &dyn Harness) {
         "{store}: the corrupt blob was kept"
     );
     // Storing it again heals the entry.
-    put_tree(&*store, &key, src.path(), &["victim.bin"]).await;
+    put_tree(&*store, &key, src.path(), &["sub"]).await;
     assert_eq!(
         get_tree(&*store, &key, dest.path()).await,
         Some(Restore::Restored)
     );
+    assert_eq!(snapshot(src.path()), snapshot(dest.path()));
 }
 
 /// An entry whose stored document is damaged reads as a miss, not an error.
