@@ -1,0 +1,78 @@
+//! Configuration of a filesystem store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use larder_core::eviction::EvictionPolicy;
+
+/// How blobs are compressed on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// zstd level 3 when a sample of the blob (its first MiB) compresses to at most 90% of its
+    /// size; raw otherwise. Raw blobs can be hard-linked and copied with `copy_file_range`.
+    #[default]
+    Auto,
+    /// Never compress: every blob is stored as its exact bytes.
+    Off,
+    /// Always compress with zstd at this level (1 to 22; negative levels are faster).
+    Level(i32),
+}
+
+/// Configuration of a [`FsStore`](crate::FsStore).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FsConfig {
+    /// How blobs are compressed (default [`Compression::Auto`]).
+    pub compression: Compression,
+    /// Flush files and directories to disk before publishing them (default off: a crash may
+    /// lose recent entries, but never exposes a partial one).
+    pub fsync: bool,
+    /// The eviction policy trims use; `None` (default) is native LRU straight from the index.
+    pub eviction: Option<Arc<dyn EvictionPolicy>>,
+    /// Batched index updates (access times, hit counts, new entries) are written at least this
+    /// often (default 1 s), and on [`Store::flush`](larder_core::Store::flush) and drop.
+    pub flush_interval: Duration,
+    /// Blobs larger than this are refused with [`Error::TooLarge`](larder_core::Error::TooLarge).
+    pub max_blob_bytes: Option<u64>,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        Self {
+            compression: Compression::Auto,
+            fsync: false,
+            eviction: None,
+            flush_interval: Duration::from_secs(1),
+            max_blob_bytes: None,
+        }
+    }
+}
+
+impl FsConfig {
+    /// Set [`FsConfig::compression`].
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+    /// Set [`FsConfig::fsync`].
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+    /// Set [`FsConfig::eviction`].
+    pub fn with_eviction(mut self, policy: Option<Arc<dyn EvictionPolicy>>) -> Self {
+        self.eviction = policy;
+        self
+    }
+    /// Set [`FsConfig::flush_interval`].
+    pub fn with_flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+    /// Set [`FsConfig::max_blob_bytes`].
+    pub fn with_max_blob_bytes(mut self, limit: Option<u64>) -> Self {
+        self.max_blob_bytes = limit;
+        self
+    }
+}
