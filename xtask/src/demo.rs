@@ -59,7 +59,9 @@ impl flags::Demo {
         let _env = sh.push_env("LARDER_STORE", &cache);
         for run in 1..=2 {
             let _ = std::fs::remove_file(project.join("app"));
-            println!("\n$ larder -v exec --in 'src/*.c' --out app -- cc -O2 -o app src/main.c src/work.c   # build {run}");
+            println!(
+                "\n$ larder -v exec --in 'src/*.c' --out app -- cc -O2 -o app src/main.c src/work.c   # build {run}"
+            );
             let started = std::time::Instant::now();
             cmd!(
                 sh,
@@ -67,14 +69,25 @@ impl flags::Demo {
             )
             .run()
             .context("larder exec failed")?;
-            println!("(build {run} took {:.2} s)", started.elapsed().as_secs_f64());
-            let out = cmd!(sh, "./app").read().context("running the built program")?;
+            println!(
+                "(build {run} took {:.2} s)",
+                started.elapsed().as_secs_f64()
+            );
+            let out = cmd!(sh, "./app")
+                .read()
+                .context("running the built program")?;
             println!("$ ./app\n{out}");
-            ensure!(out.contains("checksum"), "the restored program printed {out:?}");
+            ensure!(
+                out.contains("checksum"),
+                "the restored program printed {out:?}"
+            );
         }
         println!("\n$ larder stats");
         cmd!(sh, "{larder} stats").run()?;
-        println!("\nThe cache is in {}; run `cargo xtask demo --keep-cache` to start with it warm.", cache.display());
+        println!(
+            "\nThe cache is in {}; run `cargo xtask demo --keep-cache` to start with it warm.",
+            cache.display()
+        );
         Ok(())
     }
 }

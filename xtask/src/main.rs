@@ -8,6 +8,7 @@
 mod demo;
 mod flags;
 mod test;
+mod tidy;
 
 use std::path::PathBuf;
 
@@ -56,7 +57,11 @@ pub(crate) fn target_dir() -> PathBuf {
 impl flags::Bench {
     fn run(self, sh: &Shell) -> Result<()> {
         let quick = if self.quick { Some("--quick") } else { None };
-        xshell::cmd!(sh, "cargo bench -p larder-benches --bench foundation -- {quick...}").run()?;
+        xshell::cmd!(
+            sh,
+            "cargo bench -p larder-benches --bench foundation -- {quick...}"
+        )
+        .run()?;
         Ok(())
     }
 }

@@ -42,9 +42,12 @@ pub(crate) fn install_prerequisites(sh: &Shell) -> Result<()> {
     cmd!(sh, "{runner} apt-get update -q")
         .run()
         .context("apt-get update failed")?;
-    cmd!(sh, "{runner} DEBIAN_FRONTEND=noninteractive apt-get install -y -q {missing...}")
-        .run()
-        .context("apt-get install failed")?;
+    cmd!(
+        sh,
+        "{runner} DEBIAN_FRONTEND=noninteractive apt-get install -y -q {missing...}"
+    )
+    .run()
+    .context("apt-get install failed")?;
     Ok(())
 }
 
@@ -55,16 +58,24 @@ impl flags::Test {
             if cmd!(sh, "cargo fmt --all -- --check").run().is_err() {
                 bail!("code is not formatted: run `cargo fmt --all`");
             }
-            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings")
-                .run()
-                .context("clippy found problems")?;
+            cmd!(
+                sh,
+                "cargo clippy --workspace --all-targets --locked -- -D warnings"
+            )
+            .run()
+            .context("clippy found problems")?;
         }
         // Benches are compiled (not run) so they cannot rot.
-        cmd!(sh, "cargo test --workspace --locked --all-targets --no-fail-fast")
-            .env("RUST_BACKTRACE", "1")
+        cmd!(
+            sh,
+            "cargo test --workspace --locked --all-targets --no-fail-fast"
+        )
+        .env("RUST_BACKTRACE", "1")
+        .run()
+        .context("tests failed")?;
+        cmd!(sh, "cargo test --workspace --locked --doc")
             .run()
-            .context("tests failed")?;
-        cmd!(sh, "cargo test --workspace --locked --doc").run().context("doc tests failed")?;
+            .context("doc tests failed")?;
         Ok(())
     }
 }
