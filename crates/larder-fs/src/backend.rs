@@ -1,59 +1,196 @@
 //! [`FsStore`]: the [`Store`] implementation over a local directory.
 
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
+use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
 use larder_core::store::ProgressFn;
 use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
-    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, ErrorKind, GetOptions, Key,
+    Placement, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
 };
 
 use crate::config::FsConfig;
+use crate::core::{Layout, remove_if_exists, touch};
+use crate::error::Error as FsError;
+use crate::index::{Index, NewEntry};
+use crate::reader::{self, Source};
+use crate::writer::{BlobSink, write_entry};
+
+/// Entry files larger than this are read and written on the blocking pool; smaller ones inline
+/// (a spawn_blocking hop costs about as much as the I/O itself).
+const INLINE_IO_BYTES: u64 = 256 * 1024;
+/// Blobs up to this size are written inline; larger ones stream through a blocking task.
+const INLINE_BLOB_BYTES: u64 = 256 * 1024;
+/// Blobs up to this size are read and verified in one go.
+const SMALL_READ_BYTES: u64 = 64 * 1024;
+/// Rows per page of [`Store::list`].
+const LIST_PAGE: usize = 1000;
+
+/// What a store handle and its background tasks share.
+#[derive(Debug)]
+struct Inner {
+    layout: Layout,
+    config: FsConfig,
+    index: Arc<Index>,
+}
 
 /// A larder cache in a local directory, shared safely by many processes.
+///
+/// See the [crate documentation](crate) for the layout, guarantees and performance.
 pub struct FsStore {
-    root: PathBuf,
-    #[allow(dead_code)]
-    config: FsConfig,
+    inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl FsStore {
     /// Open (creating if needed) the cache directory `root`.
     ///
+    /// The index is created, or rebuilt by scanning the directory, when it is missing or damaged.
+    ///
     /// # Errors
-    /// [`Error::Io`] when the directory cannot be created or read.
+    /// [`Error::Io`] when the directory cannot be created or read; [`Error::Store`] when the
+    /// index cannot be opened (for example, written by a newer larder).
     pub fn open(root: impl Into<PathBuf>, config: FsConfig) -> Result<FsStore> {
-        let root = root.into();
-        std::fs::create_dir_all(&root)
-            .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
-        Ok(FsStore { root, config })
+        let layout = Layout::new(root.into());
+        layout.create_dirs()?;
+        let index = Arc::new(Index::open(&layout)?);
+        let interval = config
+            .flush_interval
+            .max(std::time::Duration::from_millis(1));
+        let flusher = {
+            let index = Arc::clone(&index);
+            std::thread::Builder::new()
+                .name("larder-fs-index".into())
+                .spawn(move || index.run_flusher(interval))
+                .map_err(|e| Error::io("starting the index flusher thread", e))?
+        };
+        Ok(FsStore {
+            inner: Arc::new(Inner {
+                layout,
+                config,
+                index,
+            }),
+            flusher: Some(flusher),
+        })
     }
 
     /// The cache directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.inner.layout.root
     }
 
-    fn unsupported(&self, operation: &'static str) -> Error {
-        Error::NotSupported {
-            store: self.to_string(),
-            operation,
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &FsConfig {
+        &self.inner.config
+    }
+
+    /// Rebuild the index from the files in the cache directory (entries are decoded; corrupt
+    /// ones are removed). Hit counters are kept; per-entry hit counts and access times are
+    /// reset (access times to the entry files' modification times).
+    ///
+    /// # Errors
+    /// I/O and database errors.
+    pub async fn rebuild_index(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.index.rebuild()).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::from(FsError::from(e)))?
+}
+
+impl Drop for FsStore {
+    fn drop(&mut self) {
+        // Best effort: write what is queued. Events of a killed process are lost (see docs).
+        self.inner.index.stop();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
         }
     }
 }
 
 impl fmt::Display for FsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "fs:{}", self.root.display())
+        write!(f, "fs:{}", self.inner.layout.root.display())
     }
 }
 
 impl fmt::Debug for FsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FsStore").field("root", &self.root).finish()
+        f.debug_struct("FsStore")
+            .field("root", &self.inner.layout.root)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// The outcome of reading an entry file.
+enum Loaded {
+    Missing,
+    Found(Entry),
+    Corrupt(Error),
+}
+
+fn decode_file(mut file: File, len: u64, path: &Path) -> Result<Loaded> {
+    if len > MAX_ENTRY_BYTES as u64 {
+        return Ok(Loaded::Corrupt(Error::corrupt(
+            "entry",
+            "larger than the entry size limit",
+        )));
+    }
+    let mut buf = Vec::with_capacity(len as usize + 1);
+    (&mut file)
+        .take(MAX_ENTRY_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(match Entry::decode(&buf) {
+        Ok(e) => Loaded::Found(e),
+        Err(e) => Loaded::Corrupt(e),
+    })
+}
+
+impl Inner {
+    /// Remove a blob that failed verification and record it.
+    fn discard_blob(&self, digest: &Digest) {
+        if reader::discard_corrupt(&self.layout, digest) {
+            self.index.record_blob_lost(*digest);
+        }
+    }
+
+    fn blob_exists_touch(&self, digest: &Digest) -> Result<bool> {
+        for compressed in [false, true] {
+            let p = self.layout.blob_path(digest, compressed);
+            if touch(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Open an entry file and read its length; `None` if there is none.
+    fn open_entry(&self, path: &Path) -> Result<Option<(File, u64)>> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        Ok(Some((file, len)))
     }
 }
 
@@ -69,58 +206,271 @@ impl Store for FsStore {
         cap
     }
 
-    async fn get_entry_opts(&self, _key: &Key, _opts: GetOptions) -> Result<Option<Entry>> {
-        Err(self.unsupported("get_entry (not yet implemented)"))
+    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
+        let inner = &self.inner;
+        let name = key.storage_name();
+        let path = inner.layout.entry_path(&name);
+        let loaded = match inner.open_entry(&path)? {
+            None => Loaded::Missing,
+            Some((file, len)) if len <= INLINE_IO_BYTES => decode_file(file, len, &path)?,
+            Some((file, len)) => {
+                let path2 = path.clone();
+                blocking(move || decode_file(file, len, &path2)).await?
+            }
+        };
+        match loaded {
+            Loaded::Found(entry) => {
+                if opts.record_access {
+                    inner
+                        .index
+                        .record_hit(&name, entry.total_size(), entry.cost_ms);
+                }
+                Ok(Some(entry))
+            }
+            Loaded::Missing => {
+                if opts.record_access {
+                    inner.index.record_miss();
+                }
+                Ok(None)
+            }
+            Loaded::Corrupt(e) => {
+                tracing::warn!("larder: removing corrupt entry {key} ({e})");
+                if remove_if_exists(&path)
+                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?
+                {
+                    inner.index.record_remove(name);
+                }
+                if opts.record_access {
+                    inner.index.record_miss();
+                }
+                Ok(None)
+            }
+        }
     }
 
     async fn put_entry_opts(
         &self,
-        _key: &Key,
-        _entry: &Entry,
-        _opts: PutOptions,
+        key: &Key,
+        entry: &Entry,
+        opts: PutOptions,
     ) -> Result<PutOutcome> {
-        Err(self.unsupported("put_entry (not yet implemented)"))
+        let inner = &self.inner;
+        let bytes = entry.encode()?;
+        let blobs = entry.blob_digests();
+        // Refresh the blobs' modification times: a concurrent trim keeps them (grace window)
+        // until this entry's reference reaches the index.
+        for d in &blobs {
+            if !inner.blob_exists_touch(d)? {
+                tracing::debug!("larder: entry {key} names blob {d}, which the store lacks");
+            }
+        }
+        let name = key.storage_name();
+        let dest = inner.layout.entry_path(&name);
+        let fsync = inner.config.fsync;
+        let file_size = bytes.len() as u64;
+        let written = if file_size <= INLINE_IO_BYTES {
+            write_entry(&inner.layout, &dest, &bytes, opts.mode, fsync)?
+        } else {
+            let (inner2, dest2, mode) = (Arc::clone(inner), dest.clone(), opts.mode);
+            blocking(move || write_entry(&inner2.layout, &dest2, &bytes, mode, fsync)).await?
+        };
+        if written.outcome == PutOutcome::Written {
+            inner.index.record_insert(NewEntry {
+                name,
+                file_size,
+                ino: written.ino,
+                created_ms: entry.created_ms,
+                cost_ms: entry.cost_ms,
+                blobs,
+                at_ms: now_ms(),
+            });
+        }
+        Ok(written.outcome)
     }
 
-    async fn get_blob(&self, _digest: &Digest) -> Result<Option<BlobRead>> {
-        Err(self.unsupported("get_blob (not yet implemented)"))
+    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        let inner = &self.inner;
+        let Some(loc) = reader::locate(&inner.layout, digest)? else {
+            return Ok(None);
+        };
+        let (src, size) = match Source::open(loc, digest) {
+            Ok(x) => x,
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                tracing::warn!("larder: {e}");
+                inner.discard_blob(digest);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let digest = *digest;
+        let stream: ByteStream = if size <= SMALL_READ_BYTES {
+            let item = reader::read_small(src, digest, size, &|| inner.discard_blob(&digest));
+            Box::pin(futures::stream::once(async move { item }))
+        } else {
+            let inner2 = Arc::clone(inner);
+            reader::stream(
+                src,
+                digest,
+                size,
+                Box::new(move || inner2.discard_blob(&digest)),
+            )
+        };
+        Ok(Some(BlobRead { size, stream }))
     }
 
     async fn put_blob(
         &self,
-        _digest: &Digest,
-        _size: u64,
-        _payload: ByteStream,
+        digest: &Digest,
+        size: u64,
+        mut payload: ByteStream,
     ) -> Result<PutOutcome> {
-        Err(self.unsupported("put_blob (not yet implemented)"))
+        let inner = &self.inner;
+        if let Some(limit) = inner.config.max_blob_bytes
+            && size > limit
+        {
+            return Err(Error::TooLarge {
+                what: format!("blob {digest}"),
+                size,
+                limit,
+            });
+        }
+        if inner.blob_exists_touch(digest)? {
+            return Ok(PutOutcome::Exists);
+        }
+        let (compression, fsync) = (inner.config.compression, inner.config.fsync);
+        let written = if size <= INLINE_BLOB_BYTES {
+            let mut sink = BlobSink::new(&inner.layout, *digest, size, compression, fsync)?;
+            while let Some(chunk) = payload.next().await {
+                sink.write(&chunk?)?;
+            }
+            sink.finish(&inner.layout)?
+        } else {
+            // The writer runs on the blocking pool; a small channel bounds memory to a few
+            // chunks and lets reading the payload overlap with hashing and writing.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
+            let (inner2, d) = (Arc::clone(inner), *digest);
+            let writer = tokio::task::spawn_blocking(move || {
+                let mut sink = BlobSink::new(&inner2.layout, d, size, compression, fsync)?;
+                while let Some(msg) = rx.blocking_recv() {
+                    match msg {
+                        Some(chunk) => sink.write(&chunk)?,
+                        // The payload failed: drop the sink, which removes its file.
+                        None => return Err(Error::invalid("blob upload aborted")),
+                    }
+                }
+                sink.finish(&inner2.layout)
+            });
+            let mut feed_err = None;
+            while let Some(item) = payload.next().await {
+                match item {
+                    Ok(chunk) => {
+                        if tx.send(Some(chunk)).await.is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(None).await;
+                        feed_err = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let res = writer.await.map_err(|e| Error::from(FsError::from(e)))?;
+            if let Some(e) = feed_err {
+                return Err(e);
+            }
+            res?
+        };
+        inner.index.record_blob_written(*digest, written.stored);
+        Ok(PutOutcome::Written)
     }
 
-    async fn place_blob(&self, _digest: &Digest, _dest: &Path, _how: Placement) -> Result<bool> {
-        Err(self.unsupported("place_blob (not yet implemented)"))
+    async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
+        let (inner, digest, dest) = (Arc::clone(&self.inner), *digest, dest.to_path_buf());
+        blocking(move || {
+            crate::place::place(&inner.layout, &digest, &dest, how, &|| {
+                inner.discard_blob(&digest)
+            })
+        })
+        .await
     }
 
-    async fn find_missing(&self, _digests: &[Digest]) -> Result<Vec<Digest>> {
-        Err(self.unsupported("find_missing (not yet implemented)"))
+    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        // Touching present blobs protects them from a concurrent trim until the entry that is
+        // about to name them is indexed (see the grace window in the crate docs).
+        let mut missing = Vec::new();
+        for d in digests {
+            if !self.inner.blob_exists_touch(d)? {
+                missing.push(*d);
+            }
+        }
+        Ok(missing)
     }
 
-    async fn delete(&self, _key: &Key) -> Result<bool> {
-        Err(self.unsupported("delete (not yet implemented)"))
+    async fn delete(&self, key: &Key) -> Result<bool> {
+        let name = key.storage_name();
+        let path = self.inner.layout.entry_path(&name);
+        let removed = remove_if_exists(&path)
+            .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        if removed {
+            self.inner.index.record_remove(name);
+        }
+        Ok(removed)
     }
 
     fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
-        let err = self.unsupported("list (not yet implemented)");
-        Box::pin(futures::stream::once(async move { Err(err) }))
+        let inner = Arc::clone(&self.inner);
+        let pages =
+            futures::stream::unfold(Some((inner, None::<String>, true)), |state| async move {
+                let (inner, after, first) = state?;
+                let res = blocking(move || {
+                    if first {
+                        inner.index.flush()?;
+                    }
+                    let page = inner.index.list_page(after.as_deref(), LIST_PAGE)?;
+                    Ok((inner, page))
+                })
+                .await;
+                match res {
+                    Ok((inner, page)) => {
+                        let next = (page.len() == LIST_PAGE)
+                            .then(|| page.last().map(|m| (inner, Some(m.name.clone()), false)))
+                            .flatten();
+                        let items: Vec<Result<EntryMeta>> = page.into_iter().map(Ok).collect();
+                        Some((futures::stream::iter(items), next))
+                    }
+                    Err(e) => Some((futures::stream::iter(vec![Err(e)]), None)),
+                }
+            });
+        Box::pin(pages.flatten())
     }
 
     async fn stats(&self) -> Result<StoreStats> {
-        Err(self.unsupported("stats (not yet implemented)"))
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            inner.index.flush()?;
+            inner.index.stats()
+        })
+        .await
     }
 
-    async fn trim(&self, _opts: &TrimOptions, _progress: Option<ProgressFn>) -> Result<TrimReport> {
-        Err(self.unsupported("trim (not yet implemented)"))
+    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
+        let (inner, opts) = (Arc::clone(&self.inner), opts.clone());
+        blocking(move || {
+            crate::trim::run(
+                &inner.layout,
+                &inner.index,
+                inner.config.eviction.as_deref(),
+                &opts,
+                progress,
+            )
+        })
+        .await
     }
 
     async fn flush(&self) -> Result<()> {
-        Ok(())
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.index.flush()).await
     }
 }

@@ -6,6 +6,13 @@
 
 mod backend;
 mod config;
+mod core;
+mod error;
+mod index;
+mod place;
+mod reader;
+mod trim;
+mod writer;
 
 pub use backend::FsStore;
 pub use config::{Compression, FsConfig};

@@ -1,0 +1,892 @@
+//! The access index (`index.sqlite`): sizes, access times, hit counts and blob reference counts,
+//! shared by every process using the cache directory.
+//!
+//! # Batching
+//! Reads never wait on a write transaction: the hot paths ([`Index::record_hit`],
+//! [`Index::record_insert`], ...) only append to an in-memory queue ([`Pending`]). A background
+//! thread writes the queue in one transaction every `flush_interval`, or as soon as it holds
+//! [`FLUSH_THRESHOLD`] events; [`Index::flush`] writes it on demand, and dropping the store
+//! writes it a last time. Events queued by a process that is killed are lost: hit counts and
+//! access times are then slightly off (LRU slightly less exact), and entries it wrote are missing
+//! from the index until the next rebuild. Nothing is ever lost from the cache itself.
+//!
+//! # Consistency across processes
+//! The entry files are the truth; the index follows them. An insert event carries the inode of
+//! the file its writer published, and is applied only if that file is still the one under the
+//! name (a later writer's insert, or a trim or delete, wins otherwise). A remove event is applied
+//! only if no file is under the name any more.
+//!
+//! # Sizes
+//! Every size is the space a file takes on disk: its length rounded up to 4 KiB blocks. The
+//! `bytes` counter is the disk usage of the cache: entry files plus every stored blob (each blob
+//! counted once, however many entries share it). An entry's own `size` is its file plus all of
+//! its blobs: what evicting it frees at most (shared blobs free nothing until their last user
+//! goes), which is the figure eviction policies rank by.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
+use larder_core::{Digest, Entry, EntryMeta, StoreStats};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::core::{Layout, ZST_SUFFIX, blocks, is_hex64, meta_mtime_ms, remove_if_exists};
+use crate::error::{Error, SqlResultExt};
+
+/// The index schema this build writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// Queue length at which the background thread is woken to flush early.
+pub(crate) const FLUSH_THRESHOLD: usize = 1000;
+/// Queue length past which new events are dropped (the database is stuck; warn once).
+const MAX_PENDING: usize = 200_000;
+/// How long a connection waits for another process's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    name TEXT PRIMARY KEY,
+    file_size INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    last_access_ms INTEGER NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0,
+    cost_ms INTEGER NOT NULL DEFAULT 0,
+    blobs BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_access_ms, name);
+CREATE TABLE IF NOT EXISTS blobs (
+    digest BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    refs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs (digest) WHERE refs <= 0;
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) VALUES
+    ('entries', 0), ('bytes', 0), ('hits', 0), ('misses', 0), ('bytes_saved', 0), ('ms_saved', 0);
+";
+
+/// An entry file just published, to be recorded.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEntry {
+    pub(crate) name: String,
+    pub(crate) file_size: u64,
+    pub(crate) ino: u64,
+    pub(crate) created_ms: u64,
+    pub(crate) cost_ms: u64,
+    pub(crate) blobs: Vec<Digest>,
+    pub(crate) at_ms: u64,
+}
+
+/// An index change waiting to be written, in the order it happened.
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(NewEntry),
+    Remove(String),
+    BlobWritten { digest: Digest, stored: u64 },
+    BlobLost(Digest),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Touch {
+    hits: u64,
+    last_ms: u64,
+}
+
+/// Events not yet written to the database.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    ops: Vec<Op>,
+    touched: HashMap<String, Touch>,
+    hits: u64,
+    misses: u64,
+    bytes_saved: u64,
+    ms_saved: u64,
+    warned_full: bool,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.ops.len() + self.touched.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0 && self.hits == 0 && self.misses == 0
+    }
+
+    fn take(&mut self) -> Pending {
+        let warned_full = self.warned_full;
+        let batch = std::mem::take(self);
+        self.warned_full = warned_full;
+        batch
+    }
+
+    /// Put a batch that failed to write back in front of what arrived since.
+    fn restore(&mut self, mut older: Pending) {
+        older.ops.append(&mut self.ops);
+        self.ops = older.ops;
+        for (name, t) in older.touched {
+            let cur = self.touched.entry(name).or_default();
+            cur.hits += t.hits;
+            cur.last_ms = cur.last_ms.max(t.last_ms);
+        }
+        self.hits += older.hits;
+        self.misses += older.misses;
+        self.bytes_saved += older.bytes_saved;
+        self.ms_saved += older.ms_saved;
+    }
+}
+
+/// Counter changes made by one transaction.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Delta {
+    pub(crate) entries: i64,
+    pub(crate) bytes: i64,
+    hits: i64,
+    misses: i64,
+    bytes_saved: i64,
+    ms_saved: i64,
+}
+
+impl Delta {
+    /// Add the changes to the counters table.
+    pub(crate) fn apply(&self, tx: &Transaction<'_>) -> Result<(), Error> {
+        let mut stmt = tx
+            .prepare_cached("UPDATE counters SET value = value + ?2 WHERE name = ?1")
+            .sql("updating counters")?;
+        for (name, v) in [
+            ("entries", self.entries),
+            ("bytes", self.bytes),
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("bytes_saved", self.bytes_saved),
+            ("ms_saved", self.ms_saved),
+        ] {
+            if v != 0 {
+                stmt.execute(params![name, v]).sql("updating counters")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index of one cache directory.
+#[derive(Debug)]
+pub(crate) struct Index {
+    layout: Layout,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    shutdown: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so a panic elsewhere is no reason to
+    // stop using it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Open a connection with the settings every connection uses.
+fn open_conn(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).sql("opening")?;
+    conn.busy_timeout(BUSY_TIMEOUT).sql("configuring")?;
+    // journal_mode answers with a row; it is also the first statement that reads the file, so
+    // a damaged file shows up here.
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .sql("configuring")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .sql("configuring")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn schema_version(conn: &Connection) -> Result<i64, Error> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .sql("reading the schema version")
+}
+
+/// Take an exclusive advisory lock on `path` (blocking), creating the file.
+pub(crate) fn lock_file(path: &Path, wait: bool) -> std::io::Result<Option<fs::File>> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    if wait {
+        f.lock()?;
+        return Ok(Some(f));
+    }
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+fn remove_db_files(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        remove_if_exists(Path::new(&p))?;
+    }
+    Ok(())
+}
+
+fn io_store(context: String, e: std::io::Error) -> larder_core::Error {
+    larder_core::Error::io(context, e)
+}
+
+/// Concatenated digests, as stored in `entries.blobs`.
+fn pack_digests(ds: &[Digest]) -> Vec<u8> {
+    ds.iter().flat_map(|d| d.0).collect()
+}
+
+/// The digests in an `entries.blobs` value.
+pub(crate) fn unpack_digests(b: &[u8]) -> Vec<Digest> {
+    b.chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(Digest))
+        .collect()
+}
+
+/// Stored size of a blob according to the files present (both forms, if both are).
+fn stat_blob(layout: &Layout, d: &Digest) -> u64 {
+    [false, true]
+        .iter()
+        .filter_map(|&c| fs::metadata(layout.blob_path(d, c)).ok())
+        .map(|m| blocks(m.len()))
+        .sum()
+}
+
+fn blob_exists(layout: &Layout, d: &Digest) -> bool {
+    [false, true]
+        .iter()
+        .any(|&c| fs::symlink_metadata(layout.blob_path(d, c)).is_ok())
+}
+
+/// Add a reference to blob `d`; returns its stored size.
+fn ref_blob(
+    tx: &Transaction<'_>,
+    layout: &Layout,
+    d: &Digest,
+    delta: &mut Delta,
+) -> Result<u64, Error> {
+    let size: Option<i64> = tx
+        .prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE digest = ?1 RETURNING size")
+        .sql("referencing a blob")?
+        .query_row(params![&d.0[..]], |r| r.get(0))
+        .optional()
+        .sql("referencing a blob")?;
+    if let Some(s) = size {
+        return Ok(s.max(0) as u64);
+    }
+    let stored = stat_blob(layout, d);
+    tx.prepare_cached("INSERT INTO blobs (digest, size, refs) VALUES (?1, ?2, 1)")
+        .sql("referencing a blob")?
+        .execute(params![&d.0[..], stored as i64])
+        .sql("referencing a blob")?;
+    delta.bytes += stored as i64;
+    Ok(stored)
+}
+
+/// Drop a reference to blob `d`; returns (refs left, stored size) if the blob is indexed.
+pub(crate) fn unref_blob(tx: &Transaction<'_>, d: &Digest) -> Result<Option<(i64, u64)>, Error> {
+    tx.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE digest = ?1 RETURNING refs, size")
+        .sql("releasing a blob")?
+        .query_row(params![&d.0[..]], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })
+        .optional()
+        .sql("releasing a blob")
+}
+
+/// Delete an entry row (if present), releasing its blobs. Returns its file size if it existed.
+pub(crate) fn delete_entry_row(
+    tx: &Transaction<'_>,
+    name: &str,
+    delta: &mut Delta,
+    mut released: impl FnMut(Digest, i64, u64),
+) -> Result<Option<u64>, Error> {
+    let row: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached("DELETE FROM entries WHERE name = ?1 RETURNING file_size, blobs")
+        .sql("removing an entry")?
+        .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .sql("removing an entry")?;
+    let Some((file_size, blobs)) = row else {
+        return Ok(None);
+    };
+    let file_size = file_size.max(0) as u64;
+    delta.entries -= 1;
+    delta.bytes -= blocks(file_size) as i64;
+    for d in unpack_digests(&blobs) {
+        if let Some((refs, size)) = unref_blob(tx, &d)? {
+            released(d, refs, size);
+        }
+    }
+    Ok(Some(file_size))
+}
+
+impl Index {
+    /// Open the index of `layout`, creating or rebuilding it (by scanning the directory) when it
+    /// is missing or damaged.
+    pub(crate) fn open(layout: &Layout) -> larder_core::Result<Index> {
+        let writer = open_ready(layout)?;
+        let reader = open_conn(&layout.index)?;
+        Ok(Index {
+            layout: layout.clone(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        })
+    }
+
+    fn push(&self, f: impl FnOnce(&mut Pending)) {
+        let mut p = lock(&self.pending);
+        if p.len() >= MAX_PENDING {
+            if !p.warned_full {
+                p.warned_full = true;
+                tracing::warn!(
+                    "larder index at {} is not keeping up; dropping access records",
+                    self.layout.index.display()
+                );
+            }
+            return;
+        }
+        f(&mut p);
+        if p.len() >= FLUSH_THRESHOLD {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Record a published entry file.
+    pub(crate) fn record_insert(&self, e: NewEntry) {
+        self.push(|p| p.ops.push(Op::Insert(e)));
+    }
+
+    /// Record that the entry file `name` was removed.
+    pub(crate) fn record_remove(&self, name: String) {
+        self.push(|p| p.ops.push(Op::Remove(name)));
+    }
+
+    /// Record a published blob.
+    pub(crate) fn record_blob_written(&self, digest: Digest, stored: u64) {
+        self.push(|p| p.ops.push(Op::BlobWritten { digest, stored }));
+    }
+
+    /// Record that a blob's files were removed (they failed verification).
+    pub(crate) fn record_blob_lost(&self, digest: Digest) {
+        self.push(|p| p.ops.push(Op::BlobLost(digest)));
+    }
+
+    /// Record a hit on entry `name`.
+    pub(crate) fn record_hit(&self, name: &str, bytes: u64, cost_ms: u64) {
+        let now = now_ms();
+        self.push(|p| {
+            p.hits += 1;
+            p.bytes_saved += bytes;
+            p.ms_saved += cost_ms;
+            match p.touched.get_mut(name) {
+                Some(t) => {
+                    t.hits += 1;
+                    t.last_ms = t.last_ms.max(now);
+                }
+                None => {
+                    p.touched.insert(
+                        name.to_owned(),
+                        Touch {
+                            hits: 1,
+                            last_ms: now,
+                        },
+                    );
+                }
+            }
+        });
+    }
+
+    /// Record a miss.
+    pub(crate) fn record_miss(&self) {
+        self.push(|p| p.misses += 1);
+    }
+
+    /// Run `f` with the write connection (trims use it between flushes).
+    pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let mut conn = lock(&self.writer);
+        f(&mut conn)
+    }
+
+    /// Write every queued event in one transaction.
+    pub(crate) fn flush(&self) -> larder_core::Result<()> {
+        let mut conn = lock(&self.writer);
+        // Take the queue only once we hold the connection, so batches commit in order.
+        let batch = lock(&self.pending).take();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match apply(&mut conn, &self.layout, &batch) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if e.is_corruption() {
+                    tracing::warn!(
+                        "larder index {} is damaged ({e}); rebuilding it",
+                        self.layout.index.display()
+                    );
+                    drop(conn);
+                    self.recreate()?;
+                    // The rebuild scanned the files the queued inserts describe; only the access
+                    // records are lost.
+                    return Ok(());
+                }
+                lock(&self.pending).restore(batch);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The background flusher's loop: flush every `interval`, or early when the queue is long,
+    /// until [`Index::stop`].
+    pub(crate) fn run_flusher(&self, interval: Duration) {
+        let mut p = lock(&self.pending);
+        loop {
+            if self.shutdown.load(Ordering::Acquire) {
+                break;
+            }
+            let (guard, _) = self
+                .wake
+                .wait_timeout(p, interval)
+                .unwrap_or_else(|e| e.into_inner());
+            p = guard;
+            if self.shutdown.load(Ordering::Acquire) {
+                break;
+            }
+            if p.is_empty() {
+                continue;
+            }
+            drop(p);
+            if let Err(e) = self.flush() {
+                tracing::warn!("larder: writing the index failed (will retry): {e}");
+            }
+            p = lock(&self.pending);
+        }
+        drop(p);
+        if let Err(e) = self.flush() {
+            tracing::warn!("larder: writing the index at exit failed: {e}");
+        }
+    }
+
+    /// Ask the flusher to write what is queued and stop.
+    pub(crate) fn stop(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        let _guard = lock(&self.pending);
+        self.wake.notify_all();
+    }
+
+    /// Usage figures (what has been flushed).
+    pub(crate) fn stats(&self) -> larder_core::Result<StoreStats> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached("SELECT name, value FROM counters")
+            .sql("reading counters")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .sql("reading counters")?;
+        let mut s = StoreStats::default();
+        for row in rows {
+            let (name, v) = row.sql("reading counters")?;
+            let v = v.max(0) as u64;
+            match name.as_str() {
+                "entries" => s.entries = v,
+                "bytes" => s.bytes = v,
+                "hits" => s.hits = v,
+                "misses" => s.misses = v,
+                "bytes_saved" => s.bytes_saved = v,
+                "ms_saved" => s.ms_saved = v,
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    /// Up to `limit` entries with names after `after`, by name.
+    pub(crate) fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> larder_core::Result<Vec<EntryMeta>> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, size, created_ms, last_access_ms, hits, cost_ms FROM entries
+                 WHERE name > ?1 ORDER BY name LIMIT ?2",
+            )
+            .sql("listing entries")?;
+        let rows = stmt
+            .query_map(params![after.unwrap_or(""), limit as i64], |r| {
+                let u = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(EntryMeta {
+                    name: r.get(0)?,
+                    size: u(1)?,
+                    created_ms: u(2)?,
+                    last_access_ms: u(3)?,
+                    hits: u(4)?,
+                    cost_ms: u(5)?,
+                })
+            })
+            .sql("listing entries")?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for r in rows {
+            out.push(r.sql("listing entries")?);
+        }
+        Ok(out)
+    }
+
+    /// Rebuild the index from the files, in place (other processes keep working).
+    pub(crate) fn rebuild(&self) -> larder_core::Result<()> {
+        self.flush()?;
+        let _lock = lock_file(&self.layout.index_lock, true)
+            .map_err(|e| io_store(format!("locking {}", self.layout.index_lock.display()), e))?;
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql("rebuilding")?;
+        scan_into(&tx, &self.layout, true)?;
+        tx.commit().sql("rebuilding")?;
+        Ok(())
+    }
+
+    /// Check the database file; rebuild it from scratch if it is damaged. Returns whether it
+    /// was rebuilt.
+    pub(crate) fn check(&self) -> larder_core::Result<bool> {
+        let verdict = {
+            let conn = lock(&self.writer);
+            conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))
+        };
+        match verdict {
+            Ok(v) if v == "ok" => Ok(false),
+            Ok(v) => {
+                tracing::warn!(
+                    "larder index {} failed its check ({v}); rebuilding it",
+                    self.layout.index.display()
+                );
+                self.recreate()?;
+                Ok(true)
+            }
+            Err(e) if crate::error::is_corrupt_sqlite(&e) => {
+                tracing::warn!(
+                    "larder index {} is damaged ({e}); rebuilding it",
+                    self.layout.index.display()
+                );
+                self.recreate()?;
+                Ok(true)
+            }
+            Err(e) => Err(Error::Sqlite {
+                context: "checking",
+                source: e,
+            }
+            .into()),
+        }
+    }
+
+    /// Replace a damaged database file by a new one built from a scan.
+    fn recreate(&self) -> larder_core::Result<()> {
+        let _lock = lock_file(&self.layout.index_lock, true)
+            .map_err(|e| io_store(format!("locking {}", self.layout.index_lock.display()), e))?;
+        let mut writer = lock(&self.writer);
+        let mut reader = lock(&self.reader);
+        // Close our handles on the damaged file before removing it.
+        *writer = Connection::open_in_memory().sql("closing")?;
+        *reader = Connection::open_in_memory().sql("closing")?;
+        remove_db_files(&self.layout.index)
+            .map_err(|e| io_store(format!("removing {}", self.layout.index.display()), e))?;
+        *writer = build_fresh(&self.layout)?;
+        *reader = open_conn(&self.layout.index)?;
+        Ok(())
+    }
+}
+
+/// Open the database, creating or rebuilding it if needed.
+fn open_ready(layout: &Layout) -> larder_core::Result<Connection> {
+    // The common case: a good index, no lock needed.
+    let first = open_conn(&layout.index).and_then(|c| schema_version(&c).map(|v| (c, v)));
+    match first {
+        Ok((c, v)) if v == SCHEMA_VERSION => return Ok(c),
+        Ok((_, v)) if v > SCHEMA_VERSION => {
+            return Err(Error::NewerSchema {
+                found: v,
+                supported: SCHEMA_VERSION,
+            }
+            .into());
+        }
+        Ok(_) => {}
+        Err(e) if e.is_corruption() => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Missing, empty or damaged: one process builds it while the others wait.
+    let _lock = lock_file(&layout.index_lock, true)
+        .map_err(|e| io_store(format!("locking {}", layout.index_lock.display()), e))?;
+    match open_conn(&layout.index).and_then(|c| schema_version(&c).map(|v| (c, v))) {
+        Ok((c, v)) if v == SCHEMA_VERSION => Ok(c),
+        Ok((_, v)) if v > SCHEMA_VERSION => Err(Error::NewerSchema {
+            found: v,
+            supported: SCHEMA_VERSION,
+        }
+        .into()),
+        Ok((mut c, _)) => {
+            init_and_scan(&mut c, layout)?;
+            Ok(c)
+        }
+        Err(e) if e.is_corruption() => {
+            tracing::warn!(
+                "larder index {} is damaged ({e}); rebuilding it",
+                layout.index.display()
+            );
+            remove_db_files(&layout.index)
+                .map_err(|e| io_store(format!("removing {}", layout.index.display()), e))?;
+            build_fresh(layout)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Create a new database file and fill it from a scan (the caller holds `index.lock`).
+fn build_fresh(layout: &Layout) -> larder_core::Result<Connection> {
+    let mut c = open_conn(&layout.index)?;
+    init_and_scan(&mut c, layout)?;
+    Ok(c)
+}
+
+fn init_and_scan(conn: &mut Connection, layout: &Layout) -> larder_core::Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .sql("creating")?;
+    tx.execute_batch(SCHEMA).sql("creating")?;
+    scan_into(&tx, layout, false)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .sql("creating")?;
+    tx.commit().sql("creating")?;
+    Ok(())
+}
+
+/// Files directly inside each fan-out directory under `dir`.
+fn fanout_files(dir: &Path) -> impl Iterator<Item = fs::DirEntry> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .flat_map(|sub| fs::read_dir(sub.path()).into_iter().flatten())
+        .filter_map(|e| e.ok())
+}
+
+/// Replace the index's rows by what the files say. Hit counters survive when `keep_hits`.
+fn scan_into(tx: &Transaction<'_>, layout: &Layout, keep_hits: bool) -> larder_core::Result<()> {
+    let started = std::time::Instant::now();
+    tx.execute_batch("DELETE FROM entries; DELETE FROM blobs; UPDATE counters SET value = 0 WHERE name IN ('entries', 'bytes');")
+        .sql("rebuilding")?;
+    if !keep_hits {
+        tx.execute("UPDATE counters SET value = 0", [])
+            .sql("rebuilding")?;
+    }
+    let mut delta = Delta::default();
+    {
+        let mut add_blob = tx
+            .prepare(
+                "INSERT INTO blobs (digest, size, refs) VALUES (?1, ?2, 0)
+                 ON CONFLICT (digest) DO UPDATE SET size = size + excluded.size",
+            )
+            .sql("rebuilding")?;
+        for f in fanout_files(&layout.blobs) {
+            let name = f.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let hex = name.strip_suffix(ZST_SUFFIX).unwrap_or(name);
+            if !is_hex64(hex) {
+                continue;
+            }
+            let Ok(d) = Digest::from_hex(hex) else {
+                continue;
+            };
+            let Ok(m) = f.metadata() else { continue };
+            let stored = blocks(m.len());
+            add_blob
+                .execute(params![&d.0[..], stored as i64])
+                .sql("rebuilding")?;
+            delta.bytes += stored as i64;
+        }
+    }
+    let mut n = 0u64;
+    {
+        let mut add_entry = tx
+            .prepare(
+                "INSERT OR REPLACE INTO entries
+                 (name, file_size, size, created_ms, last_access_ms, hits, cost_ms, blobs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+            )
+            .sql("rebuilding")?;
+        for f in fanout_files(&layout.entries) {
+            let name = f.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !is_hex64(name) {
+                continue;
+            }
+            let path = f.path();
+            let Ok(m) = f.metadata() else { continue };
+            if m.len() > MAX_ENTRY_BYTES as u64 {
+                continue;
+            }
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let entry = match Entry::decode(&bytes) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("removing corrupt entry {}: {e}", path.display());
+                    let _ = remove_if_exists(&path);
+                    continue;
+                }
+            };
+            let blobs = entry.blob_digests();
+            let mut size = blocks(m.len());
+            for d in &blobs {
+                size += ref_blob(tx, layout, d, &mut delta)?;
+            }
+            add_entry
+                .execute(params![
+                    name,
+                    m.len() as i64,
+                    size as i64,
+                    entry.created_ms as i64,
+                    meta_mtime_ms(&m) as i64,
+                    entry.cost_ms as i64,
+                    pack_digests(&blobs),
+                ])
+                .sql("rebuilding")?;
+            delta.entries += 1;
+            delta.bytes += blocks(m.len()) as i64;
+            n += 1;
+        }
+    }
+    delta.apply(tx)?;
+    tracing::info!(
+        "rebuilt larder index {} from {n} entries in {:.2?}",
+        layout.index.display(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// Write one batch of events.
+fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), Error> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .sql("flushing")?;
+    let mut delta = Delta {
+        hits: batch.hits as i64,
+        misses: batch.misses as i64,
+        bytes_saved: batch.bytes_saved as i64,
+        ms_saved: batch.ms_saved as i64,
+        ..Delta::default()
+    };
+    for op in &batch.ops {
+        match op {
+            Op::BlobWritten { digest, stored } => {
+                let n = tx
+                    .prepare_cached(
+                        "INSERT INTO blobs (digest, size, refs) VALUES (?1, ?2, 0)
+                         ON CONFLICT (digest) DO UPDATE SET size = excluded.size
+                         WHERE blobs.size = 0",
+                    )
+                    .sql("recording a blob")?
+                    .execute(params![&digest.0[..], *stored as i64])
+                    .sql("recording a blob")?;
+                if n > 0 {
+                    delta.bytes += *stored as i64;
+                }
+            }
+            Op::BlobLost(digest) => {
+                if blob_exists(layout, digest) {
+                    continue; // written again since
+                }
+                let row: Option<(i64, i64)> = tx
+                    .prepare_cached("SELECT size, refs FROM blobs WHERE digest = ?1")
+                    .sql("recording a lost blob")?
+                    .query_row(params![&digest.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .sql("recording a lost blob")?;
+                if let Some((size, refs)) = row {
+                    delta.bytes -= size;
+                    let sql = if refs <= 0 {
+                        "DELETE FROM blobs WHERE digest = ?1"
+                    } else {
+                        "UPDATE blobs SET size = 0 WHERE digest = ?1"
+                    };
+                    tx.prepare_cached(sql)
+                        .sql("recording a lost blob")?
+                        .execute(params![&digest.0[..]])
+                        .sql("recording a lost blob")?;
+                }
+            }
+            Op::Insert(e) => {
+                let current = fs::symlink_metadata(layout.entry_path(&e.name)).map(|m| m.ino());
+                if current.ok() != Some(e.ino) {
+                    continue; // replaced or removed since: its writer or remover records it
+                }
+                delete_entry_row(&tx, &e.name, &mut delta, |_, _, _| {})?;
+                let mut size = blocks(e.file_size);
+                for d in &e.blobs {
+                    size += ref_blob(&tx, layout, d, &mut delta)?;
+                }
+                tx.prepare_cached(
+                    "INSERT INTO entries
+                     (name, file_size, size, created_ms, last_access_ms, hits, cost_ms, blobs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+                )
+                .sql("recording an entry")?
+                .execute(params![
+                    e.name,
+                    e.file_size as i64,
+                    size as i64,
+                    e.created_ms as i64,
+                    e.at_ms as i64,
+                    e.cost_ms as i64,
+                    pack_digests(&e.blobs),
+                ])
+                .sql("recording an entry")?;
+                delta.entries += 1;
+                delta.bytes += blocks(e.file_size) as i64;
+            }
+            Op::Remove(name) => {
+                if fs::symlink_metadata(layout.entry_path(name)).is_ok() {
+                    continue; // written again since
+                }
+                delete_entry_row(&tx, name, &mut delta, |_, _, _| {})?;
+            }
+        }
+    }
+    if !batch.touched.is_empty() {
+        let mut stmt = tx
+            .prepare_cached(
+                "UPDATE entries SET hits = hits + ?1, last_access_ms = MAX(last_access_ms, ?2)
+                 WHERE name = ?3",
+            )
+            .sql("recording accesses")?;
+        for (name, t) in &batch.touched {
+            stmt.execute(params![t.hits as i64, t.last_ms as i64, name])
+                .sql("recording accesses")?;
+        }
+    }
+    delta.apply(&tx)?;
+    tx.commit().sql("flushing")
+}

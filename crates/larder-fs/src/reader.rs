@@ -1,0 +1,242 @@
+//! Reading entries and blobs, verifying on the way.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use bytes::{Bytes, BytesMut};
+use larder_core::digest::DigestWriter;
+use larder_core::store::CHUNK_SIZE;
+use larder_core::{ByteStream, Digest, Error, Result};
+
+use crate::core::Layout;
+
+/// A stored blob file, found.
+#[derive(Debug)]
+pub(crate) struct Located {
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) compressed: bool,
+    /// Length of the file itself.
+    pub(crate) file_len: u64,
+}
+
+/// Open blob `digest`, raw form first.
+pub(crate) fn locate(layout: &Layout, digest: &Digest) -> Result<Option<Located>> {
+    for compressed in [false, true] {
+        let path = layout.blob_path(digest, compressed);
+        match File::open(&path) {
+            Ok(file) => {
+                let file_len = file
+                    .metadata()
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+                    .len();
+                return Ok(Some(Located {
+                    path,
+                    file,
+                    compressed,
+                    file_len,
+                }));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+        }
+    }
+    Ok(None)
+}
+
+/// The uncompressed size recorded in a zstd frame header.
+pub(crate) fn zstd_content_size(file: &mut File, digest: &Digest) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut header = [0u8; 18]; // the largest frame header
+    let mut n = 0;
+    while n < header.len() {
+        match file.read_at(&mut header[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(format!("reading blob {digest}"), e)),
+        }
+    }
+    match zstd::zstd_safe::get_frame_content_size(&header[..n]) {
+        Ok(Some(size)) => Ok(size),
+        _ => Err(Error::corrupt(
+            format!("blob {digest}"),
+            "compressed file has no valid frame header",
+        )),
+    }
+}
+
+/// A source of a blob's uncompressed bytes.
+pub(crate) enum Source {
+    Raw(File),
+    Zstd(Box<zstd::stream::read::Decoder<'static, io::BufReader<File>>>),
+}
+
+impl Source {
+    /// Open a located blob; returns the source and the blob's (uncompressed) size.
+    pub(crate) fn open(mut loc: Located, digest: &Digest) -> Result<(Source, u64)> {
+        if !loc.compressed {
+            return Ok((Source::Raw(loc.file), loc.file_len));
+        }
+        let size = zstd_content_size(&mut loc.file, digest)?;
+        let dec = zstd::stream::read::Decoder::new(loc.file)
+            .map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+        Ok((Source::Zstd(Box::new(dec)), size))
+    }
+
+    /// Fill `buf` as far as possible; returns the bytes read (less than `buf.len()` only at the
+    /// end). Decompression errors are reported as corruption.
+    pub(crate) fn fill(&mut self, buf: &mut [u8], digest: &Digest) -> Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            let r = match self {
+                Source::Raw(f) => f.read(&mut buf[n..]),
+                Source::Zstd(d) => d.read(&mut buf[n..]),
+            };
+            match r {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(match self {
+                        Source::Zstd(_) if e.kind() != io::ErrorKind::PermissionDenied => {
+                            Error::corrupt(
+                                format!("blob {digest}"),
+                                format!("cannot decompress: {e}"),
+                            )
+                        }
+                        _ => Error::io(format!("reading blob {digest}"), e),
+                    });
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Verifies a blob's bytes as they are read.
+#[derive(Debug)]
+pub(crate) struct Verifier {
+    hasher: DigestWriter,
+    digest: Digest,
+    size: u64,
+}
+
+impl Verifier {
+    pub(crate) fn new(digest: Digest, size: u64) -> Verifier {
+        Verifier {
+            hasher: DigestWriter::new(),
+            digest,
+            size,
+        }
+    }
+
+    /// Feed bytes; fails as soon as there are more than the blob's size.
+    pub(crate) fn update(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        if self.hasher.len() > self.size {
+            return Err(self.corrupt());
+        }
+        Ok(())
+    }
+
+    /// Check the bytes fed against the digest and size.
+    pub(crate) fn finish(&self) -> Result<()> {
+        if self.hasher.len() == self.size && self.hasher.finish() == self.digest {
+            Ok(())
+        } else {
+            Err(self.corrupt())
+        }
+    }
+
+    fn corrupt(&self) -> Error {
+        Error::corrupt(
+            format!("blob {}", self.digest),
+            "stored bytes do not match the digest",
+        )
+    }
+}
+
+/// Read a whole (small) blob and verify it. On corruption, `on_corrupt` runs before the error
+/// is returned.
+pub(crate) fn read_small(
+    mut src: Source,
+    digest: Digest,
+    size: u64,
+    on_corrupt: &dyn Fn(),
+) -> Result<Bytes> {
+    let mut buf = vec![0u8; size as usize + 1];
+    let res = src.fill(&mut buf, &digest).and_then(|n| {
+        buf.truncate(n);
+        let mut v = Verifier::new(digest, size);
+        v.update(&buf)?;
+        v.finish()
+    });
+    match res {
+        Ok(()) => Ok(Bytes::from(buf)),
+        Err(e) => {
+            if e.kind() == larder_core::ErrorKind::Corrupt {
+                on_corrupt();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Stream a blob from a blocking reader task, verifying it; the last item is an
+/// [`Error::Corrupt`] if the bytes do not match (and `on_corrupt` has run by then).
+pub(crate) fn stream(
+    mut src: Source,
+    digest: Digest,
+    size: u64,
+    on_corrupt: Box<dyn Fn() + Send>,
+) -> ByteStream {
+    // Two chunks of read-ahead: the reader hashes the next chunk while the consumer handles
+    // this one, and memory stays bounded.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        let mut v = Verifier::new(digest, size);
+        loop {
+            let mut buf = BytesMut::zeroed(CHUNK_SIZE);
+            let res = src.fill(&mut buf, &digest).and_then(|n| {
+                buf.truncate(n);
+                v.update(&buf)?;
+                Ok(n)
+            });
+            match res {
+                Ok(0) => break,
+                Ok(_) => {
+                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                        return; // the consumer went away
+                    }
+                }
+                Err(e) => {
+                    if e.kind() == larder_core::ErrorKind::Corrupt {
+                        on_corrupt();
+                    }
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+        if let Err(e) = v.finish() {
+            on_corrupt();
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// Remove a blob that failed verification, keeping the error a removal would hide.
+pub(crate) fn discard_corrupt(layout: &Layout, digest: &Digest) -> bool {
+    tracing::warn!("larder: blob {digest} failed verification; removing it");
+    let mut removed = false;
+    for compressed in [false, true] {
+        let p = layout.blob_path(digest, compressed);
+        removed |= fs::remove_file(&p).is_ok();
+    }
+    removed
+}

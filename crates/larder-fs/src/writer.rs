@@ -1,0 +1,298 @@
+//! Writing entries and blobs: always into `tmp/` first, then a rename (or link) into place, so a
+//! reader sees a whole file or none, even if the writer is killed half-way.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use larder_core::digest::DigestWriter;
+use larder_core::error::IoResultExt;
+use larder_core::{Digest, Error, PutMode, PutOutcome, Result};
+
+use crate::config::Compression;
+use crate::core::{Layout, blocks, remove_if_exists, sync_dir, with_parent};
+
+/// The zstd level [`Compression::Auto`] uses.
+pub(crate) const AUTO_LEVEL: i32 = 3;
+/// How much of a blob [`Compression::Auto`] compresses to decide.
+pub(crate) const SAMPLE_BYTES: usize = 1 << 20;
+/// Blobs at most this large are never compressed: they fit a few blocks either way.
+pub(crate) const MIN_COMPRESS_BYTES: u64 = 8 * 1024;
+
+/// A temporary file that is removed unless it was published.
+#[derive(Debug)]
+pub(crate) struct TmpFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TmpFile {
+    pub(crate) fn new(path: PathBuf) -> TmpFile {
+        TmpFile { path, armed: true }
+    }
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The file was renamed away: nothing to clean up.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What writing an entry file did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryWritten {
+    pub(crate) outcome: PutOutcome,
+    /// Inode of the published file: the index applies our row only if the file is still ours.
+    pub(crate) ino: u64,
+}
+
+/// Write an encoded entry to `dest` atomically. With [`PutMode::Create`], an existing file is
+/// kept (the new one is linked, which fails if the name exists).
+pub(crate) fn write_entry(
+    layout: &Layout,
+    dest: &Path,
+    bytes: &[u8],
+    mode: PutMode,
+    fsync: bool,
+) -> Result<EntryWritten> {
+    let (path, mut file) = layout.create_tmp()?;
+    let mut tmp = TmpFile::new(path);
+    file.write_all(bytes)
+        .ctx(|| format!("writing {}", tmp.path().display()))?;
+    if fsync {
+        file.sync_data()
+            .ctx(|| format!("syncing {}", tmp.path().display()))?;
+    }
+    let ino = file
+        .metadata()
+        .ctx(|| format!("reading {}", tmp.path().display()))?
+        .ino();
+    drop(file);
+    let outcome = match mode {
+        PutMode::Create => {
+            match with_parent(dest, || fs::hard_link(tmp.path(), dest)) {
+                Ok(()) => PutOutcome::Written,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => PutOutcome::Exists,
+                Err(e) => return Err(Error::io(format!("publishing {}", dest.display()), e)),
+            }
+            // The link (or the existing entry) is in place; the temporary name goes either way.
+        }
+        _ => {
+            with_parent(dest, || fs::rename(tmp.path(), dest))
+                .ctx(|| format!("publishing {}", dest.display()))?;
+            tmp.disarm();
+            PutOutcome::Written
+        }
+    };
+    if fsync
+        && outcome == PutOutcome::Written
+        && let Some(parent) = dest.parent()
+    {
+        sync_dir(parent).ctx(|| format!("syncing {}", parent.display()))?;
+    }
+    Ok(EntryWritten { outcome, ino })
+}
+
+/// How the bytes of a blob being written reach its temporary file.
+enum Out {
+    /// Still collecting the sample that decides compression.
+    Undecided {
+        file: File,
+        sample: Vec<u8>,
+    },
+    Raw(BufWriter<File>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+}
+
+/// A blob being written: hashed and counted as chunks arrive, compressed or not, published by
+/// [`BlobSink::finish`] only if it matches the digest and size it was announced with.
+pub(crate) struct BlobSink {
+    tmp: TmpFile,
+    out: Option<Out>,
+    hasher: DigestWriter,
+    digest: Digest,
+    size: u64,
+    compression: Compression,
+    fsync: bool,
+}
+
+impl std::fmt::Debug for BlobSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobSink")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .field("received", &self.hasher.len())
+            .finish()
+    }
+}
+
+/// A blob that was written and published.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlobWritten {
+    /// Bytes it occupies on disk (see [`blocks`]).
+    pub(crate) stored: u64,
+}
+
+fn mismatch(digest: &Digest) -> Error {
+    Error::invalid(format!("blob does not match its digest {digest}"))
+}
+
+impl BlobSink {
+    /// Start writing blob `digest` of `size` bytes.
+    pub(crate) fn new(
+        layout: &Layout,
+        digest: Digest,
+        size: u64,
+        compression: Compression,
+        fsync: bool,
+    ) -> Result<BlobSink> {
+        let (path, file) = layout.create_tmp()?;
+        let sample_cap = size.min(SAMPLE_BYTES as u64) as usize;
+        Ok(BlobSink {
+            tmp: TmpFile::new(path),
+            out: Some(Out::Undecided {
+                file,
+                sample: Vec::with_capacity(sample_cap),
+            }),
+            hasher: DigestWriter::new(),
+            digest,
+            size,
+            compression,
+            fsync,
+        })
+    }
+
+    fn io_err(&self, e: io::Error) -> Error {
+        Error::io(format!("writing {}", self.tmp.path().display()), e)
+    }
+
+    /// Feed the next chunk.
+    pub(crate) fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.hasher.len() + chunk.len() as u64 > self.size {
+            return Err(Error::invalid(format!(
+                "blob {} is longer than its declared {} bytes",
+                self.digest, self.size
+            )));
+        }
+        self.hasher.update(chunk);
+        let mut rest = chunk;
+        if let Some(Out::Undecided { sample, .. }) = self.out.as_mut() {
+            let take = (SAMPLE_BYTES - sample.len()).min(chunk.len());
+            sample.extend_from_slice(&chunk[..take]);
+            rest = &chunk[take..];
+            if sample.len() < SAMPLE_BYTES {
+                return Ok(());
+            }
+            self.decide()?;
+        }
+        self.write_out(rest).map_err(|e| self.io_err(e))
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.out.as_mut() {
+            Some(Out::Raw(w)) => w.write_all(bytes),
+            Some(Out::Zstd(w)) => w.write_all(bytes),
+            _ => Ok(()),
+        }
+    }
+
+    /// Choose raw or zstd from the sample collected so far, and write the sample out.
+    fn decide(&mut self) -> Result<()> {
+        if !matches!(self.out, Some(Out::Undecided { .. })) {
+            return Ok(());
+        }
+        let Some(Out::Undecided { file, sample }) = self.out.take() else {
+            return Ok(());
+        };
+        let level = match self.compression {
+            Compression::Off => None,
+            Compression::Level(l) => Some(l),
+            Compression::Auto if self.size <= MIN_COMPRESS_BYTES => None,
+            Compression::Auto => match zstd::bulk::compress(&sample, AUTO_LEVEL) {
+                Ok(c) if (c.len() as u64) * 10 <= (sample.len() as u64) * 9 => Some(AUTO_LEVEL),
+                _ => None,
+            },
+        };
+        let buf = BufWriter::with_capacity(256 * 1024, file);
+        let mut out = match level {
+            None => Out::Raw(buf),
+            Some(level) => {
+                let mut enc =
+                    zstd::stream::write::Encoder::new(buf, level).map_err(|e| self.io_err(e))?;
+                // The frame header carries the blob's size, so a read knows it without
+                // decompressing. BLAKE3 verifies the content; zstd's own checksum would be
+                // redundant.
+                enc.include_contentsize(true).map_err(|e| self.io_err(e))?;
+                enc.set_pledged_src_size(Some(self.size))
+                    .map_err(|e| self.io_err(e))?;
+                Out::Zstd(enc)
+            }
+        };
+        let res = match &mut out {
+            Out::Raw(w) => w.write_all(&sample),
+            Out::Zstd(w) => w.write_all(&sample),
+            Out::Undecided { .. } => Ok(()),
+        };
+        self.out = Some(out);
+        res.map_err(|e| self.io_err(e))
+    }
+
+    /// Check the blob and publish it under `layout`. Nothing is published on a mismatch.
+    pub(crate) fn finish(mut self, layout: &Layout) -> Result<BlobWritten> {
+        if self.hasher.len() != self.size || self.hasher.finish() != self.digest {
+            return Err(mismatch(&self.digest));
+        }
+        self.decide()?;
+        let (file, compressed) = match self.out.take() {
+            Some(Out::Raw(w)) => (w.into_inner().map_err(|e| e.into_error()), false),
+            Some(Out::Zstd(w)) => (
+                w.finish()
+                    .and_then(|w| w.into_inner().map_err(|e| e.into_error())),
+                true,
+            ),
+            _ => return Err(mismatch(&self.digest)),
+        };
+        let file = file.map_err(|e| self.io_err(e))?;
+        if self.fsync {
+            file.sync_data().map_err(|e| self.io_err(e))?;
+        }
+        // Read-only, so a hard-linked output cannot be rewritten in place into the cache.
+        file.set_permissions(Permissions::from_mode(0o444))
+            .map_err(|e| self.io_err(e))?;
+        let len = file.metadata().map_err(|e| self.io_err(e))?.len();
+        drop(file);
+        let dest = layout.blob_path(&self.digest, compressed);
+        with_parent(&dest, || fs::rename(self.tmp.path(), &dest))
+            .ctx(|| format!("publishing {}", dest.display()))?;
+        self.tmp.disarm();
+        if self.fsync
+            && let Some(parent) = dest.parent()
+        {
+            sync_dir(parent).ctx(|| format!("syncing {}", parent.display()))?;
+        }
+        Ok(BlobWritten {
+            stored: blocks(len),
+        })
+    }
+}
+
+/// Remove both forms of a blob (after it failed verification, or when trimmed). Returns whether
+/// anything was removed.
+pub(crate) fn remove_blob(layout: &Layout, digest: &Digest) -> Result<bool> {
+    let mut removed = false;
+    for compressed in [false, true] {
+        let p = layout.blob_path(digest, compressed);
+        removed |= remove_if_exists(&p).ctx(|| format!("removing {}", p.display()))?;
+    }
+    Ok(removed)
+}
