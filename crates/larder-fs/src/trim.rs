@@ -45,6 +45,10 @@ struct Trim<'a> {
     need_bytes: u64,
     need_entries: u64,
     freed_bytes: u64,
+    /// Bytes of blobs released but kept for the grace window: counted towards the goal (a
+    /// later trim removes them), so that a cache filled within the last minute is not emptied
+    /// of entries to make up for blobs it may not remove yet.
+    deferred_bytes: u64,
     evicted: u64,
     /// Blobs modified after this (ms since the epoch) are kept.
     blob_cutoff_ms: u64,
@@ -90,6 +94,7 @@ pub(crate) fn run(
         need_bytes,
         need_entries,
         freed_bytes: 0,
+        deferred_bytes: 0,
         evicted: 0,
         blob_cutoff_ms: start.saturating_sub(BLOB_GRACE.as_millis() as u64),
         sim_refs: HashMap::new(),
@@ -169,7 +174,8 @@ fn sweep_tmp(layout: &Layout, cutoff_ms: u64) {
 
 impl Trim<'_> {
     fn met(&self) -> bool {
-        self.freed_bytes >= self.need_bytes && self.evicted >= self.need_entries
+        self.freed_bytes + self.deferred_bytes >= self.need_bytes
+            && self.evicted >= self.need_entries
     }
 
     fn report_progress(&self) {
@@ -315,7 +321,9 @@ impl Trim<'_> {
         })?;
         let mut victims = victims;
         let goal = EvictionGoal {
-            bytes: self.need_bytes.saturating_sub(self.freed_bytes),
+            bytes: self
+                .need_bytes
+                .saturating_sub(self.freed_bytes + self.deferred_bytes),
             entries: self.need_entries.saturating_sub(self.evicted),
         };
         let order = policy.select_victims(&cands, goal, now)?;
@@ -354,7 +362,8 @@ impl Trim<'_> {
         }
         let layout = self.layout;
         let cutoff = self.blob_cutoff_ms;
-        let (mut evicted, mut freed) = (self.evicted, self.freed_bytes);
+        let (mut evicted, mut freed, mut deferred) =
+            (self.evicted, self.freed_bytes, self.deferred_bytes);
         let (need_entries, need_bytes) = (self.need_entries, self.need_bytes);
         let this = &*self;
         this.index.with_writer(|conn| {
@@ -363,15 +372,15 @@ impl Trim<'_> {
                 .sql("evicting")?;
             let mut delta = Delta::default();
             for v in victims {
-                if freed >= need_bytes && evicted >= need_entries {
+                if freed + deferred >= need_bytes && evicted >= need_entries {
                     break;
                 }
                 let path = layout.entry_path(&v.name);
                 remove_if_exists(&path).ctx(|| format!("removing {}", path.display()))?;
                 let mut released = Vec::new();
-                let row = delete_entry_row(&tx, &v.name, &mut delta, |d, refs, _| {
+                let row = delete_entry_row(&tx, &v.name, &mut delta, |d, refs, size| {
                     if refs <= 0 {
-                        released.push(d);
+                        released.push((d, size));
                     }
                 })?;
                 let Some(file_size) = row else {
@@ -379,9 +388,11 @@ impl Trim<'_> {
                 };
                 evicted += 1;
                 freed += blocks(file_size);
-                for d in released {
+                for (d, size) in released {
                     if this.blob_older_than(&d, cutoff) {
                         freed += release_blob(&tx, layout, &d, &mut delta)?;
+                    } else {
+                        deferred += size;
                     }
                 }
             }
@@ -391,6 +402,7 @@ impl Trim<'_> {
         })?;
         self.evicted = evicted;
         self.freed_bytes = freed;
+        self.deferred_bytes = deferred;
         self.report_progress();
         Ok(())
     }
@@ -416,8 +428,12 @@ impl Trim<'_> {
             };
             let refs = refs - 1;
             self.sim_refs.insert(d, (refs, size));
-            if refs == 0 && self.blob_older_than(&d, self.blob_cutoff_ms) {
-                self.freed_bytes += size;
+            if refs == 0 {
+                if self.blob_older_than(&d, self.blob_cutoff_ms) {
+                    self.freed_bytes += size;
+                } else {
+                    self.deferred_bytes += size;
+                }
             }
         }
         Ok(())

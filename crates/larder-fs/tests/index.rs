@@ -1,0 +1,197 @@
+//! The access index: counters, listing, and rebuilding it from the files.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use larder_core::{GetOptions, Store, StoreExt, StoreStats};
+use larder_fs::{FsConfig, FsStore};
+
+async fn listed(store: &FsStore) -> Vec<larder_core::EntryMeta> {
+    let mut out = Vec::new();
+    let mut s = store.list();
+    while let Some(m) = s.next().await {
+        out.push(m.unwrap());
+    }
+    out
+}
+
+/// A cache with `n` inline entries and `n / 2` blob entries; returns its stats.
+async fn populate(store: &FsStore, n: usize) -> StoreStats {
+    for i in 0..n {
+        let k = key(&format!("inline/{i}"));
+        store
+            .put_entry(&k, &inline_entry(&k, format!("value {i}").as_bytes()))
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            put_blob_entry(
+                store,
+                &key(&format!("blob/{i}")),
+                &random_bytes(&format!("b{i}"), 10_000),
+            )
+            .await;
+        }
+    }
+    store.stats().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_track_hits_misses_and_usage() {
+    let (_dir, store) = temp_store(FsConfig::default());
+    let k = key("counted");
+    let mut e = inline_entry(&k, &[7u8; 1000]);
+    e.cost_ms = 250;
+    store.put_entry(&k, &e).await.unwrap();
+    for _ in 0..4 {
+        assert!(store.get_entry(&k).await.unwrap().is_some());
+    }
+    let mut quiet = GetOptions::default();
+    quiet.record_access = false;
+    store.get_entry_opts(&k, quiet).await.unwrap();
+    store.get_entry_opts(&key("absent"), quiet).await.unwrap();
+    for i in 0..3 {
+        assert!(
+            store
+                .get_entry(&key(&format!("absent/{i}")))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let s = store.stats().await.unwrap();
+    assert_eq!((s.hits, s.misses), (4, 3));
+    assert_eq!(s.bytes_saved, 4000);
+    assert_eq!(s.ms_saved, 1000);
+    assert_eq!(s.entries, 1);
+    assert_eq!(s.bytes, 4096, "one small entry file is one block");
+    let meta = listed(&store).await;
+    assert_eq!(meta.len(), 1);
+    assert_eq!(meta[0].hits, 4);
+    assert_eq!(meta[0].cost_ms, 250);
+    assert_eq!(meta[0].name, k.storage_name());
+
+    // A blob entry accounts for its blob; overwriting and deleting keep the totals exact.
+    let (_, d) = put_blob_entry(&store, &key("with-blob"), &random_bytes("wb", 10_000)).await;
+    let s = store.stats().await.unwrap();
+    assert_eq!((s.entries, s.bytes), (2, 4096 + 4096 + 12288));
+    store
+        .put_entry(&k, &inline_entry(&k, b"smaller"))
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().entries, 2);
+    assert!(store.delete(&key("with-blob")).await.unwrap());
+    let s = store.stats().await.unwrap();
+    // The blob stays until a trim collects it (it is unreferenced now).
+    assert_eq!((s.entries, s.bytes), (1, 4096 + 12288));
+    assert!(store.find_missing(&[d]).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_pages_through_many_entries() {
+    let (_dir, store) = temp_store(FsConfig::default());
+    for i in 0..2500 {
+        let k = key(&format!("many/{i}"));
+        store.put_entry(&k, &inline_entry(&k, b"x")).await.unwrap();
+    }
+    let meta = listed(&store).await;
+    assert_eq!(meta.len(), 2500);
+    let mut names: Vec<_> = meta.iter().map(|m| m.name.clone()).collect();
+    names.dedup();
+    assert_eq!(names.len(), 2500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_index_is_rebuilt_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let before = {
+        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        populate(&store, 40).await
+    };
+    for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        let _ = std::fs::remove_file(root.join(f));
+    }
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    let after = store.stats().await.unwrap();
+    assert_eq!((after.entries, after.bytes), (before.entries, before.bytes));
+    assert_eq!(listed(&store).await.len(), 60);
+    let k = key("inline/3");
+    assert!(store.get_entry(&k).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_index_is_rebuilt_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let before = {
+        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        populate(&store, 20).await
+    };
+    let _ = std::fs::remove_file(root.join("index.sqlite-wal"));
+    let _ = std::fs::remove_file(root.join("index.sqlite-shm"));
+    std::fs::write(root.join("index.sqlite"), vec![0xa5u8; 64 * 1024]).unwrap();
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    let after = store.stats().await.unwrap();
+    assert_eq!((after.entries, after.bytes), (before.entries, before.bytes));
+    // A corrupt entry file found by the scan is removed, not indexed.
+    drop(store);
+    let bad = key("inline/1");
+    std::fs::write(entry_file(&root, &bad), b"garbage").unwrap();
+    for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        let _ = std::fs::remove_file(root.join(f));
+    }
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    assert_eq!(store.stats().await.unwrap().entries, before.entries - 1);
+    assert!(!entry_file(&root, &bad).exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebuild_index_keeps_hit_counters_and_fixes_drift() {
+    let (_dir, store) = temp_store(FsConfig::default());
+    let before = populate(&store, 10).await;
+    store.get_entry(&key("inline/0")).await.unwrap();
+    store.get_entry(&key("nothing")).await.unwrap();
+    // Drift: an entry file removed behind the index's back.
+    std::fs::remove_file(entry_file(store.root(), &key("inline/5"))).unwrap();
+    store.rebuild_index().await.unwrap();
+    let after = store.stats().await.unwrap();
+    assert_eq!(after.entries, before.entries - 1);
+    assert_eq!(after.bytes, before.bytes - 4096);
+    assert_eq!((after.hits, after.misses), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_events_are_flushed_in_the_background_and_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let config = FsConfig::default().with_flush_interval(Duration::from_millis(20));
+    let store = FsStore::open(&root, config).unwrap();
+    let k = key("bg");
+    store.put_entry(&k, &inline_entry(&k, b"x")).await.unwrap();
+    // Another handle on the same directory (another process, in effect) sees it once flushed.
+    let other = FsStore::open(&root, FsConfig::default()).unwrap();
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = listed(&other).await.len();
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 1, "the background flush did not happen");
+    // Slow flushing: only the drop writes the event.
+    let slow = FsStore::open(
+        &root,
+        FsConfig::default().with_flush_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let k2 = key("on-drop");
+    slow.put_entry(&k2, &inline_entry(&k2, b"y")).await.unwrap();
+    slow.get_entry(&k2).await.unwrap();
+    drop(slow);
+    let s = other.stats().await.unwrap();
+    assert_eq!((s.entries, s.hits), (2, 1));
+}
