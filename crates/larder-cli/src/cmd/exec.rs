@@ -1,0 +1,560 @@
+//! `larder exec`: run a command through the cache.
+//!
+//! The command's signature covers its arguments, the chosen environment variables, every input
+//! file (name and contents) and the output names. On a hit the outputs are restored, the
+//! captured stdout and stderr replayed and the recorded exit code returned, without running the
+//! command. On a miss the command runs with its output passed through live (and captured), and
+//! if it succeeds its outputs are stored.
+//!
+//! The cache never fails the build: any store error is a warning, and the command runs.
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use larder_core::artifacts::{
+    Restore, collect_outputs, restore_outputs, store_bytes, store_outputs, write_content,
+};
+use larder_core::normalize::BaseDirs;
+use larder_core::signature::{InputHasher, SignatureBuilder};
+use larder_core::size::format_size;
+use larder_core::statcache::StatCache;
+use larder_core::{Entry, Key, Placement, Store, StoreExt, TrimOptions};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::{Ctx, flush};
+use crate::config::{self, Config};
+use crate::paths::{expand_inputs, workdir_relative};
+use crate::progress::Ui;
+
+/// Captured stdout or stderr past this size is not kept, and the run is not cached.
+const CAPTURE_LIMIT: usize = 64 << 20;
+
+/// How long to wait for the command's output pipes to close after it exits, without any data
+/// arriving, before deciding a background process inherited them.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// The stat cache's file name in the cache directory.
+const STATCACHE_FILE: &str = "statcache.bin";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Compile through the cache: the second run restores `app` without running cc.
+  larder exec --in main.c --in 'include/**/*.h' --out app -- cc -O2 -o app main.c
+
+  # A code generator whose output depends on $TARGET and a tool version.
+  larder exec --in schema.json --out gen/ --env TARGET --salt \"$(protoc --version)\" -- ./gen.sh
+
+On a hit, stdout, stderr and the exit code are replayed. Runs that exit non-zero are not stored.
+With -v, larder prints one line per run: `larder: hit 1a2b3c4d: restored 3 outputs, saved 1.23 s`.";
+
+/// Run a command through the cache: restore its outputs on a hit, run and store them on a miss.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct Args {
+    /// An input: a file, a directory (all files below it) or a glob (`*`, `**`, `?`, `[ab]`,
+    /// `{a,b}`), relative to the working directory. Repeatable
+    #[arg(long = "in", value_name = "GLOB")]
+    inputs: Vec<String>,
+    /// An output file or directory the command creates, inside the working directory. Repeatable
+    #[arg(long = "out", value_name = "PATH")]
+    outputs: Vec<String>,
+    /// An environment variable whose value (or absence) is part of the signature. Repeatable
+    #[arg(long = "env", value_name = "NAME")]
+    env: Vec<String>,
+    /// Any string that should change the signature (a toolchain version, a cache buster)
+    #[arg(long, value_name = "S", default_value = "", hide_default_value = true)]
+    salt: String,
+    /// The task kind, recorded as the entry's producer and part of the signature
+    #[arg(long, value_name = "K", default_value = "exec")]
+    kind: String,
+    /// Use hits, but never store [env: LARDER_NO_PUSH, WAFCACHE_NO_PUSH]
+    #[arg(long)]
+    no_push: bool,
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    command: Vec<String>,
+}
+
+/// Run `larder exec`.
+pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
+    let mut flags = Vec::new();
+    if args.no_push {
+        flags.push(("no_push", "true".to_owned(), "--no-push"));
+    }
+    let config = ctx.config(flags)?;
+    let ui = &ctx.ui;
+    let cwd = &ctx.cwd;
+    let cwd_str = cwd
+        .to_str()
+        .context("the working directory's path is not valid UTF-8")?;
+    for name in &args.env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            bail!("--env {name:?} is not a variable name");
+        }
+    }
+    let mut outputs: Vec<String> = Vec::new();
+    for o in &args.outputs {
+        let name = workdir_relative(cwd, o, "--out")?;
+        if !outputs.contains(&name) {
+            outputs.push(name);
+        }
+    }
+
+    // A store that cannot be opened is a warning: the command still runs.
+    let opened = match ctx.open(&config) {
+        Ok(o) => Some(o),
+        Err(e) => {
+            ui.warn(format_args!("cache unavailable: {e:#}"));
+            None
+        }
+    };
+    let local_dir = opened.as_ref().and_then(|o| o.local_dir.clone());
+    let inputs = expand_inputs(cwd, &args.inputs, local_dir.as_deref())?;
+
+    // Sign the task.
+    let statcache = statcache_path(local_dir.as_deref())
+        .map(StatCache::load)
+        .unwrap_or_else(StatCache::in_memory);
+    let hasher = InputHasher::new(statcache);
+    let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
+    let digests = tokio::task::block_in_place(|| hasher.hash_files(&paths))
+        .context("cannot hash the inputs")?;
+    if let Err(e) = hasher.cache().save() {
+        tracing::debug!("cannot save the stat cache: {e}");
+    }
+    let normalizer = BaseDirs::new([cwd_str]);
+    let mut sig = SignatureBuilder::new(args.kind.as_str(), &normalizer);
+    for a in &args.command {
+        sig.arg(a)?;
+    }
+    for name in &args.env {
+        let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        sig.env(name, value.as_deref())?;
+    }
+    for (input, digest) in inputs.iter().zip(&digests) {
+        sig.input(&input.name, digest)?;
+    }
+    for o in &outputs {
+        sig.output(o)?;
+    }
+    sig.salt(&args.salt);
+    let key = Key::from_signature(&sig.finish());
+    let short = &key.as_str()[..8];
+
+    let mut store = opened.map(|o| o.store);
+    if let Some(s) = &store {
+        match try_hit(s.clone(), &key, cwd, config.link.value, ui).await {
+            Ok(Some(hit)) => {
+                ui.status(format_args!(
+                    "hit {short}: restored {} outputs, saved {:.2} s",
+                    hit.outputs,
+                    hit.cost_ms as f64 / 1000.0
+                ));
+                finish(s.as_ref(), &config, ui).await;
+                return Ok(hit.exit_code);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                ui.warn(format_args!("cache unavailable: {e:#}"));
+                store = None;
+            }
+        }
+    }
+
+    // A miss: run the command.
+    let ran = match run_command(&args.command).await {
+        Ok(r) => r,
+        Err(e) => {
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            };
+            eprintln!("larder: error: cannot run `{}`: {e}", args.command[0]);
+            if let Some(s) = &store {
+                finish(s.as_ref(), &config, ui).await;
+            }
+            return Ok(code);
+        }
+    };
+    let secs = ran.cost.as_secs_f64();
+    let not_stored = |why: &str| {
+        ui.status(format_args!(
+            "miss {short}: ran in {secs:.2} s, not stored ({why})"
+        ))
+    };
+    let Some(store) = store else {
+        not_stored("cache unavailable");
+        return Ok(ran.code);
+    };
+    if ran.code != 0 {
+        not_stored(&format!("exit code {}", ran.code));
+    } else if config.no_push.value {
+        not_stored(&format!("no_push from {}", config.no_push.source));
+    } else if let (Some(stdout), Some(stderr)) = (&ran.stdout, &ran.stderr) {
+        match missing_output(cwd, &outputs) {
+            Some(o) => {
+                ui.warn(format_args!(
+                    "output {o} was not created by the command; not caching"
+                ));
+                not_stored("missing output");
+            }
+            None => {
+                let stored = store_run(
+                    store.clone(),
+                    &key,
+                    &args.kind,
+                    cwd,
+                    &outputs,
+                    stdout,
+                    stderr,
+                    &ran,
+                    &config,
+                    ui,
+                )
+                .await;
+                match stored {
+                    Ok((n, bytes)) => {
+                        ui.status(format_args!(
+                            "miss {short}: ran in {secs:.2} s, stored {n} outputs ({})",
+                            format_size(bytes)
+                        ));
+                        if let Err(e) =
+                            trim_if_over(store.as_ref(), &config, local_dir.as_deref(), ui).await
+                        {
+                            ui.warn(format_args!("cache unavailable: trim failed: {e:#}"));
+                        }
+                    }
+                    Err(e) => {
+                        ui.warn(format_args!("cache unavailable: {e:#}"));
+                        not_stored("store failed");
+                    }
+                }
+            }
+        }
+    } else {
+        not_stored("its output was over the capture limit or still open");
+    }
+    finish(store.as_ref(), &config, ui).await;
+    Ok(ran.code)
+}
+
+/// `statcache.bin` in the cache directory, or in the default cache directory for stores
+/// without one.
+fn statcache_path(local_dir: Option<&Path>) -> Option<PathBuf> {
+    if let Some(d) = local_dir {
+        return Some(d.join(STATCACHE_FILE));
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    config::default_cache_dir(&env).map(|d| d.join(STATCACHE_FILE))
+}
+
+/// Flush the store, and print statistics if asked to.
+async fn finish(store: &dyn Store, config: &Config, ui: &Ui) {
+    flush(store, ui).await;
+    if config.stats.value && !ui.quiet() {
+        match store.stats().await {
+            Ok(s) => eprintln!(
+                "larder: stats: {} entries, {}, {} hits, {} misses ({:.1} % hits), {:.1} s saved",
+                s.entries,
+                format_size(s.bytes),
+                s.hits,
+                s.misses,
+                s.hit_ratio() * 100.0,
+                s.ms_saved as f64 / 1000.0
+            ),
+            Err(e) => ui.warn(format_args!("cannot read cache statistics: {e}")),
+        }
+    }
+}
+
+/// What a hit did.
+struct Hit {
+    exit_code: u8,
+    outputs: usize,
+    cost_ms: u64,
+}
+
+/// Look `key` up and, if every blob is there, restore the outputs and replay stdout/stderr.
+/// `Ok(None)` is a miss (including an entry whose blobs are gone or corrupt).
+async fn try_hit(
+    store: Arc<dyn Store>,
+    key: &Key,
+    cwd: &Path,
+    placement: Placement,
+    ui: &Ui,
+) -> Result<Option<Hit>> {
+    let Some(entry) = store.get_entry(key).await.context("looking up")? else {
+        return Ok(None);
+    };
+    // Captured streams first (into memory: they were capped when captured), so nothing is
+    // printed for an entry that turns out incomplete.
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    for (content, buf) in [(&entry.stdout, &mut stdout), (&entry.stderr, &mut stderr)] {
+        if let Some(c) = content
+            && !write_content(store.as_ref(), c, buf)
+                .await
+                .context("reading captured output")?
+        {
+            return Ok(None);
+        }
+    }
+    let blob_bytes: u64 = entry
+        .contents()
+        .filter(|c| c.inline.is_none())
+        .map(|c| c.size)
+        .sum();
+    let (transfer, bar) = ui.transfer(store, blob_bytes, "restoring");
+    let restored = restore_outputs(transfer.as_ref(), &entry, cwd, placement)
+        .await
+        .context("restoring outputs")?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if restored == Restore::Missing {
+        return Ok(None);
+    }
+    // The reader of our output may be gone; that does not undo the hit.
+    let _ = std::io::stdout().lock().write_all(&stdout);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().lock().write_all(&stderr);
+    let code = entry.exit_code.unwrap_or(0).clamp(0, 255) as u8;
+    Ok(Some(Hit {
+        exit_code: code,
+        outputs: entry.outputs.len(),
+        cost_ms: entry.cost_ms,
+    }))
+}
+
+/// The first output that does not exist.
+fn missing_output<'a>(cwd: &Path, outputs: &'a [String]) -> Option<&'a str> {
+    outputs
+        .iter()
+        .find(|o| std::fs::symlink_metadata(cwd.join(o)).is_err())
+        .map(String::as_str)
+}
+
+/// Store the outputs and captured streams of a successful run. Returns (outputs, bytes).
+#[allow(clippy::too_many_arguments)]
+async fn store_run(
+    store: Arc<dyn Store>,
+    key: &Key,
+    kind: &str,
+    cwd: &Path,
+    outputs: &[String],
+    stdout: &[u8],
+    stderr: &[u8],
+    ran: &Ran,
+    config: &Config,
+    ui: &Ui,
+) -> Result<(usize, u64)> {
+    let inline_limit = config.inline_limit.value;
+    let mut collected = tokio::task::block_in_place(|| collect_outputs(cwd, outputs, inline_limit))
+        .context("reading the outputs")?;
+    // `--out dir --out dir/file` names one output twice.
+    let mut seen = std::collections::HashSet::new();
+    collected.outputs.retain(|o| seen.insert(o.path.clone()));
+
+    let mut entry = Entry::new(key.as_str(), kind);
+    if !stdout.is_empty() {
+        entry.stdout = Some(store_bytes(store.as_ref(), stdout.to_vec(), inline_limit).await?);
+    }
+    if !stderr.is_empty() {
+        entry.stderr = Some(store_bytes(store.as_ref(), stderr.to_vec(), inline_limit).await?);
+    }
+    entry.outputs = collected.outputs;
+    entry.exit_code = Some(i32::from(ran.code));
+    entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
+    let blob_bytes: u64 = collected.blobs.iter().map(|b| b.size).sum();
+    let (transfer, bar) = ui.transfer(store, blob_bytes, "storing");
+    store_outputs(transfer.as_ref(), key, &entry, &collected.blobs)
+        .await
+        .context("storing the outputs")?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok((entry.outputs.len(), entry.total_size()))
+}
+
+/// Trim when a configured budget is exceeded; skip if another process is trimming.
+async fn trim_if_over(
+    store: &dyn Store,
+    config: &Config,
+    local_dir: Option<&Path>,
+    ui: &Ui,
+) -> Result<()> {
+    if !config.has_budget() || !store.capability().trim {
+        return Ok(());
+    }
+    let stats = store.stats().await?;
+    let over_size = config.max_size.value.is_some_and(|m| stats.bytes > m);
+    let over_entries = config.max_entries.value.is_some_and(|m| stats.entries > m);
+    let low_disk = match (config.min_free.value, local_dir) {
+        (Some(min), Some(dir)) => fs4::available_space(dir).is_ok_and(|free| free < min),
+        _ => false,
+    };
+    if !(over_size || over_entries || low_disk) {
+        return Ok(());
+    }
+    let mut opts = TrimOptions::default();
+    opts.max_bytes = config.max_size.value;
+    opts.max_entries = config.max_entries.value;
+    opts.min_free_bytes = config.min_free.value;
+    opts.max_free_bytes = config.max_free.value;
+    opts.wait_for_lock = false;
+    let report = store.trim(&opts, None).await?;
+    if report.skipped_locked {
+        ui.status("trim skipped: another larder process is trimming");
+    } else {
+        ui.status(format_args!(
+            "trimmed {} entries ({})",
+            report.evicted_entries,
+            format_size(report.evicted_bytes)
+        ));
+    }
+    Ok(())
+}
+
+/// A finished run of the command.
+struct Ran {
+    /// Its exit code (128 + signal when killed by a signal).
+    code: u8,
+    /// Wall time.
+    cost: Duration,
+    /// Captured stdout, `None` when over [`CAPTURE_LIMIT`] or not fully read.
+    stdout: Option<Vec<u8>>,
+    /// Captured stderr, likewise.
+    stderr: Option<Vec<u8>>,
+}
+
+/// Run the command with stdin inherited and stdout/stderr passed through and captured.
+/// Signals larder receives meanwhile are passed on to the command.
+async fn run_command(argv: &[String]) -> std::io::Result<Ran> {
+    let (program, rest) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command"))?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(program)
+        .args(rest)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (done_tx, done_rx) = watch::channel(false);
+    let out = child
+        .stdout
+        .take()
+        .map(|p| tokio::spawn(tee(p, tokio::io::stdout(), done_rx.clone())));
+    let err = child
+        .stderr
+        .take()
+        .map(|p| tokio::spawn(tee(p, tokio::io::stderr(), done_rx)));
+    let status = wait_forwarding_signals(&mut child).await?;
+    let cost = started.elapsed();
+    let _ = done_tx.send(true);
+    let join = |t: Option<tokio::task::JoinHandle<Option<Vec<u8>>>>| async move {
+        match t {
+            Some(t) => t.await.ok().flatten(),
+            None => Some(Vec::new()),
+        }
+    };
+    let stdout = join(out).await;
+    let stderr = join(err).await;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => (c & 0xff) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        (None, None) => 255,
+    };
+    Ok(Ran {
+        code,
+        cost,
+        stdout,
+        stderr,
+    })
+}
+
+/// Wait for the child, passing SIGINT, SIGTERM, SIGHUP and SIGQUIT on to it.
+async fn wait_forwarding_signals(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let pid = child.id();
+    let forward = |sig: libc::c_int| {
+        if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) has no memory-safety preconditions. The child has not been reaped
+            // (we are still waiting for it), so its pid cannot have been reused.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            status = child.wait() => return status,
+            _ = int.recv() => forward(libc::SIGINT),
+            _ = term.recv() => forward(libc::SIGTERM),
+            _ = hup.recv() => forward(libc::SIGHUP),
+            _ = quit.recv() => forward(libc::SIGQUIT),
+        }
+    }
+}
+
+/// Copy `from` to `to` as it arrives, keeping a copy of up to [`CAPTURE_LIMIT`] bytes.
+///
+/// Returns `None` when the capture is incomplete: over the limit, a read error, or the pipe
+/// still open [`PIPE_GRACE`] after the command exited with nothing more arriving (a background
+/// process inherited it).
+async fn tee<R, W>(mut from: R, mut to: W, mut done: watch::Receiver<bool>) -> Option<Vec<u8>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut captured = Some(Vec::new());
+    let mut passing = true;
+    loop {
+        let n = tokio::select! {
+            r = from.read(&mut buf) => match r {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            },
+            () = idle_after_exit(&mut done) => return None,
+        };
+        let chunk = &buf[..n];
+        if passing && (to.write_all(chunk).await.is_err() || to.flush().await.is_err()) {
+            // Whoever read our output is gone; keep draining so the command is not blocked.
+            passing = false;
+        }
+        if let Some(c) = &mut captured {
+            if c.len() + n > CAPTURE_LIMIT {
+                captured = None;
+            } else {
+                c.extend_from_slice(chunk);
+            }
+        }
+    }
+    captured
+}
+
+/// Resolves [`PIPE_GRACE`] after the command has exited.
+async fn idle_after_exit(done: &mut watch::Receiver<bool>) {
+    let _ = done.wait_for(|d| *d).await;
+    tokio::time::sleep(PIPE_GRACE).await;
+}

@@ -1,0 +1,68 @@
+//! The subcommands, and what they share: the working directory, configuration and store.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use larder_core::Store;
+
+use crate::config::{Config, Inputs};
+use crate::progress::Ui;
+use crate::stores::{self, Opened};
+
+pub(crate) mod config;
+pub(crate) mod exec;
+pub(crate) mod get;
+pub(crate) mod put;
+pub(crate) mod stats;
+pub(crate) mod trim;
+
+/// Exit code: success, or a hit.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit code: a miss (`get`).
+pub(crate) const EXIT_MISS: u8 = 1;
+/// Exit code: an error.
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// What every subcommand gets.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    /// Stderr output.
+    pub(crate) ui: Ui,
+    /// The working directory.
+    pub(crate) cwd: PathBuf,
+    /// `--store`.
+    pub(crate) store_flag: Option<String>,
+    /// `--config`.
+    pub(crate) config_flag: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// Resolve the configuration, with the subcommand's own `flags` (setting, value, flag) on top.
+    pub(crate) fn config(
+        &self,
+        mut flags: Vec<(&'static str, String, &'static str)>,
+    ) -> Result<Config> {
+        if let Some(store) = &self.store_flag {
+            flags.insert(0, ("store", store.clone(), "--store"));
+        }
+        let env = |name: &str| std::env::var(name).ok();
+        Config::resolve(&Inputs {
+            cwd: &self.cwd,
+            config_flag: self.config_flag.as_deref(),
+            flags,
+            env: &env,
+        })
+    }
+
+    /// Open the configured store.
+    pub(crate) fn open(&self, config: &Config) -> Result<Opened> {
+        stores::open(config)
+    }
+}
+
+/// Persist the store's batched metadata; a failure is only a warning.
+pub(crate) async fn flush(store: &dyn Store, ui: &Ui) {
+    if let Err(e) = store.flush().await {
+        ui.warn(format_args!("cannot save cache metadata: {e}"));
+    }
+}

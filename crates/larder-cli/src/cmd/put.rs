@@ -1,0 +1,74 @@
+//! `larder put KEY FILE...`: store files under a key of your choosing.
+
+use anyhow::{Context, Result, bail};
+use larder_core::artifacts::{collect_outputs, store_outputs};
+use larder_core::size::format_size;
+use larder_core::{Entry, Key};
+
+use super::{Ctx, EXIT_OK, flush};
+use crate::paths::workdir_relative;
+
+const EXAMPLES: &str = "\
+Examples:
+  larder put deps-$(sha256sum Cargo.lock | cut -c1-16) target/release/deps
+  larder put nightly/docs site/ README.html
+
+Files and directories are named relative to the working directory, and restored to the same
+names by `larder get`. Exit status: 0 stored, 2 error.";
+
+/// Store files and directories under KEY (replacing what KEY held).
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct Args {
+    /// The key: letters, digits, `._-+=:@,`, and `/` between segments (at most 512 bytes)
+    key: String,
+    /// Files or directories to store, inside the working directory
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+}
+
+/// Run `larder put`.
+pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
+    let key = Key::new(args.key.as_str())?;
+    let config = ctx.config(Vec::new())?;
+    if config.no_push.value {
+        bail!(
+            "storing is disabled by no_push (from {})",
+            config.no_push.source
+        );
+    }
+    let mut names: Vec<String> = Vec::new();
+    for f in &args.files {
+        let name = workdir_relative(&ctx.cwd, f, "FILE")?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let opened = ctx.open(&config)?;
+    let store = opened.store;
+    let inline_limit = config.inline_limit.value;
+    let mut collected =
+        tokio::task::block_in_place(|| collect_outputs(&ctx.cwd, &names, inline_limit))
+            .context("reading the files")?;
+    let mut seen = std::collections::HashSet::new();
+    collected.outputs.retain(|o| seen.insert(o.path.clone()));
+
+    let mut entry = Entry::new(key.as_str(), "put");
+    entry.outputs = collected.outputs;
+    let blob_bytes: u64 = collected.blobs.iter().map(|b| b.size).sum();
+    let (transfer, bar) = ctx.ui.transfer(store.clone(), blob_bytes, "storing");
+    let result = store_outputs(transfer.as_ref(), &key, &entry, &collected.blobs)
+        .await
+        .with_context(|| format!("cannot store {key} in {store}"));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    flush(store.as_ref(), &ctx.ui).await;
+    result?;
+    ctx.ui.status(format_args!(
+        "stored {key}: {} outputs ({})",
+        entry.outputs.len(),
+        format_size(entry.total_size())
+    ));
+    Ok(EXIT_OK)
+}

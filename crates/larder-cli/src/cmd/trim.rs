@@ -1,0 +1,106 @@
+//! `larder trim`: evict entries until the cache is within its budgets.
+
+use anyhow::{Context, Result, bail};
+use larder_core::TrimOptions;
+use larder_core::size::format_size;
+
+use super::{Ctx, EXIT_OK, flush};
+use crate::progress::Ui;
+
+const EXAMPLES: &str = "\
+Examples:
+  larder trim --max-size 10G
+  larder trim --max-entries 100000 --dry-run
+  larder trim --min-free 5G --max-free 20G     # when free disk < 5G, evict until it is 20G
+
+Without flags, the budgets come from larder.toml (max_size, max_entries, min_free, max_free),
+LARDER_MAX_SIZE etc., or WAFCACHE_EVICT_MAX_BYTES / WAFCACHE_TRIM_MAX_FOLDER. Entries go in
+least-recently-used order. Only one process trims a cache at a time: without --wait, a trim
+that finds another one running does nothing.";
+
+/// Evict least recently used entries until the cache is within its budgets.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct Args {
+    /// Keep the cache at or under this size (10G, 512MiB)
+    #[arg(long, value_name = "SIZE")]
+    max_size: Option<String>,
+    /// Keep at most this many entries
+    #[arg(long, value_name = "N")]
+    max_entries: Option<String>,
+    /// When the disk has less free space than this, evict ...
+    #[arg(long, value_name = "SIZE")]
+    min_free: Option<String>,
+    /// ... until it has this much (default: --min-free)
+    #[arg(long, value_name = "SIZE")]
+    max_free: Option<String>,
+    /// Report what would be evicted, and evict nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait for another process's trim to finish instead of skipping
+    #[arg(long)]
+    wait: bool,
+}
+
+/// Run `larder trim`.
+pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
+    let mut flags = Vec::new();
+    for (name, value, flag) in [
+        ("max_size", &args.max_size, "--max-size"),
+        ("max_entries", &args.max_entries, "--max-entries"),
+        ("min_free", &args.min_free, "--min-free"),
+        ("max_free", &args.max_free, "--max-free"),
+    ] {
+        if let Some(v) = value {
+            flags.push((name, v.clone(), flag));
+        }
+    }
+    let config = ctx.config(flags)?;
+    if !config.has_budget() {
+        bail!(
+            "no budget to trim to: pass --max-size, --max-entries or --min-free, or set max_size, max_entries or min_free in larder.toml (or LARDER_MAX_SIZE, LARDER_MAX_ENTRIES, LARDER_MIN_FREE)"
+        );
+    }
+    let opened = ctx.open(&config)?;
+    let store = opened.store;
+    if !store.capability().trim {
+        bail!("{store} cannot be trimmed");
+    }
+    let mut opts = TrimOptions::default();
+    opts.max_bytes = config.max_size.value;
+    opts.max_entries = config.max_entries.value;
+    opts.min_free_bytes = config.min_free.value;
+    opts.max_free_bytes = config.max_free.value;
+    opts.dry_run = args.dry_run;
+    opts.wait_for_lock = args.wait;
+    let bar = ctx.ui.bar(0, "trimming", false);
+    let report = store
+        .trim(&opts, Some(Ui::progress_fn(&bar)))
+        .await
+        .with_context(|| format!("cannot trim {store}"));
+    bar.finish_and_clear();
+    flush(store.as_ref(), &ctx.ui).await;
+    let report = report?;
+    if report.skipped_locked {
+        ctx.ui.note("another larder process is trimming this cache; nothing done (pass --wait to wait for it)");
+        return Ok(EXIT_OK);
+    }
+    let verb = if report.dry_run {
+        "would evict"
+    } else {
+        "evicted"
+    };
+    println!(
+        "{verb} {} entries ({}); {} entries ({}) {}",
+        report.evicted_entries,
+        format_size(report.evicted_bytes),
+        report.remaining_entries,
+        format_size(report.remaining_bytes),
+        if report.dry_run {
+            "would remain"
+        } else {
+            "remain"
+        }
+    );
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,710 @@
+//! Configuration resolution, and where each value came from.
+//!
+//! Layers, lowest to highest: built-in defaults, `larder.toml`, wafcache's variables
+//! (`WAFCACHE`, `WAFCACHE_EVICT_MAX_BYTES`, ...), `LARDER_*` variables, command-line flags.
+//! Every layer produces raw strings; each setting is parsed once, from the layer that wins, so
+//! an error names exactly the file, variable or flag that holds the bad value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use larder_core::Placement;
+use larder_core::entry::DEFAULT_INLINE_LIMIT;
+use larder_core::size::{format_size, parse_size};
+
+/// The config file name looked for in the working directory and its parents.
+pub(crate) const CONFIG_FILE_NAME: &str = "larder.toml";
+
+/// The largest inline limit accepted: past it, entries grow towards their size bound.
+const MAX_INLINE_LIMIT: u64 = 1 << 20;
+
+/// One configurable setting: its `larder.toml` key, its `LARDER_*` variable, its wafcache alias.
+struct Key {
+    name: &'static str,
+    env: &'static str,
+    /// The wafcache variable, and whether it is a presence flag ("set" means true).
+    wafcache: Option<(&'static str, bool)>,
+    help: &'static str,
+}
+
+/// Every setting, in the order `larder config` shows them.
+const KEYS: &[Key] = &[
+    Key {
+        name: "store",
+        env: "LARDER_STORE",
+        wafcache: Some(("WAFCACHE", false)),
+        help: "where the cache lives: a directory, file://DIR, or a remote store URL",
+    },
+    Key {
+        name: "max_size",
+        env: "LARDER_MAX_SIZE",
+        wafcache: Some(("WAFCACHE_EVICT_MAX_BYTES", false)),
+        help: "trim the cache to this many bytes (10G, 512MiB, none)",
+    },
+    Key {
+        name: "max_entries",
+        env: "LARDER_MAX_ENTRIES",
+        wafcache: Some(("WAFCACHE_TRIM_MAX_FOLDER", false)),
+        help: "trim the cache to this many entries (none: no limit)",
+    },
+    Key {
+        name: "min_free",
+        env: "LARDER_MIN_FREE",
+        wafcache: None,
+        help: "trim when the cache's disk has less free space than this",
+    },
+    Key {
+        name: "max_free",
+        env: "LARDER_MAX_FREE",
+        wafcache: None,
+        help: "... until it has this much free (default: min_free)",
+    },
+    Key {
+        name: "no_push",
+        env: "LARDER_NO_PUSH",
+        wafcache: Some(("WAFCACHE_NO_PUSH", true)),
+        help: "read-only: use hits, never store",
+    },
+    Key {
+        name: "link",
+        env: "LARDER_LINK",
+        wafcache: None,
+        help: "how restored files are placed: copy (reflink where possible) or hardlink",
+    },
+    Key {
+        name: "compression",
+        env: "LARDER_COMPRESSION",
+        wafcache: None,
+        help: "blob compression: auto, off, or a zstd level (1-22)",
+    },
+    Key {
+        name: "inline_limit",
+        env: "LARDER_INLINE_LIMIT",
+        wafcache: None,
+        help: "outputs up to this size are kept inside the entry",
+    },
+    Key {
+        name: "fsync",
+        env: "LARDER_FSYNC",
+        wafcache: None,
+        help: "flush cache files to disk before publishing them",
+    },
+    Key {
+        name: "stats",
+        env: "LARDER_STATS",
+        wafcache: Some(("WAFCACHE_STATS", true)),
+        help: "print cache statistics when `larder exec` ends",
+    },
+];
+
+/// The environment-variable part of `larder --help`, generated from [`KEYS`].
+pub(crate) fn env_help() -> String {
+    let mut s = String::from("Environment:\n");
+    s.push_str("  LARDER_CONFIG        the config file (else larder.toml found upwards, else ~/.config/larder/)\n");
+    for k in KEYS {
+        s.push_str(&format!("  {:<20} {}\n", k.env, k.help));
+    }
+    s.push_str("  LARDER_LOG           log filter (e.g. debug, larder_fs=trace)\n");
+    s.push_str("wafcache's variables are read too, below LARDER_*: ");
+    let waf: Vec<String> = KEYS
+        .iter()
+        .filter_map(|k| k.wafcache.map(|(w, _)| format!("{w} ({})", k.name)))
+        .collect();
+    s.push_str(&waf.join(", "));
+    s.push('.');
+    s
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Built in.
+    Default,
+    /// A `larder.toml`.
+    File(PathBuf),
+    /// An environment variable.
+    Env(&'static str),
+    /// A command-line flag.
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A resolved value and its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Setting<T> {
+    pub(crate) value: T,
+    pub(crate) source: Source,
+}
+
+/// Blob compression, as configured (mapped onto each store's own setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    Auto,
+    Off,
+    Level(i32),
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::Auto => f.write_str("auto"),
+            Compression::Off => f.write_str("off"),
+            Compression::Level(l) => write!(f, "zstd level {l}"),
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The config file that was read, if any.
+    pub(crate) file: Option<PathBuf>,
+    /// Store URL; plain paths are made absolute.
+    pub(crate) store: Setting<String>,
+    pub(crate) max_size: Setting<Option<u64>>,
+    pub(crate) max_entries: Setting<Option<u64>>,
+    pub(crate) min_free: Setting<Option<u64>>,
+    pub(crate) max_free: Setting<Option<u64>>,
+    pub(crate) no_push: Setting<bool>,
+    pub(crate) link: Setting<Placement>,
+    pub(crate) compression: Setting<Compression>,
+    pub(crate) inline_limit: Setting<u64>,
+    pub(crate) fsync: Setting<bool>,
+    pub(crate) stats: Setting<bool>,
+}
+
+/// What resolution needs from the outside world (so tests can supply their own).
+pub(crate) struct Inputs<'a> {
+    /// The working directory.
+    pub(crate) cwd: &'a Path,
+    /// `--config FILE`.
+    pub(crate) config_flag: Option<&'a Path>,
+    /// Flags that override settings: (setting name, raw value, flag as typed).
+    pub(crate) flags: Vec<(&'static str, String, &'static str)>,
+    /// Reads an environment variable.
+    pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// A raw value from some layer.
+#[derive(Debug, Clone)]
+struct Raw {
+    value: String,
+    source: Source,
+    /// Relative paths in this value are relative to this directory.
+    base: PathBuf,
+}
+
+impl Config {
+    /// Resolve the configuration from every layer.
+    pub(crate) fn resolve(inputs: &Inputs<'_>) -> Result<Config> {
+        let env = |name: &str| (inputs.env)(name).filter(|v| !v.is_empty());
+        let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+
+        // Defaults that need the environment.
+        let default_store = default_cache_dir(&env).map(|d| d.display().to_string());
+        if let Some(store) = &default_store {
+            raw.insert(
+                "store",
+                Raw {
+                    value: store.clone(),
+                    source: Source::Default,
+                    base: inputs.cwd.to_path_buf(),
+                },
+            );
+        }
+
+        // larder.toml.
+        let file = find_config_file(inputs, &env)?;
+        if let Some(path) = &file {
+            let base = path.parent().unwrap_or(inputs.cwd).to_path_buf();
+            for (key, value) in read_config_file(path)? {
+                raw.insert(
+                    key,
+                    Raw {
+                        value,
+                        source: Source::File(path.clone()),
+                        base: base.clone(),
+                    },
+                );
+            }
+        }
+
+        // wafcache aliases, then LARDER_* variables.
+        for k in KEYS {
+            if let Some((var, presence)) = k.wafcache
+                && let Some(v) = env(var)
+            {
+                let value = if presence { "true".to_owned() } else { v };
+                raw.insert(
+                    k.name,
+                    Raw {
+                        value,
+                        source: Source::Env(var),
+                        base: inputs.cwd.to_path_buf(),
+                    },
+                );
+            }
+        }
+        for k in KEYS {
+            if let Some(v) = env(k.env) {
+                raw.insert(
+                    k.name,
+                    Raw {
+                        value: v,
+                        source: Source::Env(k.env),
+                        base: inputs.cwd.to_path_buf(),
+                    },
+                );
+            }
+        }
+
+        // Flags.
+        for (name, value, flag) in &inputs.flags {
+            raw.insert(
+                name,
+                Raw {
+                    value: value.clone(),
+                    source: Source::Flag(flag),
+                    base: inputs.cwd.to_path_buf(),
+                },
+            );
+        }
+
+        let store = match raw.get("store") {
+            Some(r) => Setting {
+                value: absolute_store(&r.value, &r.base),
+                source: r.source.clone(),
+            },
+            None => bail!(
+                "no cache directory: set LARDER_STORE (or pass --store), or set HOME or XDG_CACHE_HOME"
+            ),
+        };
+        let min_free = setting(&raw, "min_free", None, parse_opt_size)?;
+        let mut max_free = setting(&raw, "max_free", None, parse_opt_size)?;
+        if let (Some(min), Some(max)) = (min_free.value, max_free.value)
+            && max < min
+        {
+            bail!(
+                "max_free ({}, from {}) is below min_free ({}, from {}): trimming frees space until max_free is reached, so it must be at least min_free",
+                format_size(max),
+                max_free.source,
+                format_size(min),
+                min_free.source
+            );
+        }
+        if max_free.value.is_none() && min_free.value.is_some() {
+            max_free = Setting {
+                value: min_free.value,
+                source: Source::Default,
+            };
+        }
+        Ok(Config {
+            file,
+            store,
+            max_size: setting(&raw, "max_size", None, parse_opt_size)?,
+            max_entries: setting(&raw, "max_entries", None, parse_opt_count)?,
+            min_free,
+            max_free,
+            no_push: setting(&raw, "no_push", false, parse_bool)?,
+            link: setting(&raw, "link", Placement::Copy, parse_link)?,
+            compression: setting(&raw, "compression", Compression::Auto, parse_compression)?,
+            inline_limit: setting(
+                &raw,
+                "inline_limit",
+                DEFAULT_INLINE_LIMIT,
+                parse_inline_limit,
+            )?,
+            fsync: setting(&raw, "fsync", false, parse_bool)?,
+            stats: setting(&raw, "stats", false, parse_bool)?,
+        })
+    }
+
+    /// Whether any trim budget is configured.
+    pub(crate) fn has_budget(&self) -> bool {
+        self.max_size.value.is_some()
+            || self.max_entries.value.is_some()
+            || self.min_free.value.is_some()
+    }
+
+    /// Every setting as (name, shown value, JSON value, source), in [`KEYS`] order.
+    pub(crate) fn rows(&self) -> Vec<(&'static str, String, serde_json::Value, &Source)> {
+        use serde_json::Value as J;
+        let size = |s: &Setting<Option<u64>>| match s.value {
+            Some(b) => (format!("{} ({b} bytes)", format_size(b)), J::from(b)),
+            None => ("none".to_owned(), J::Null),
+        };
+        let count = |s: &Setting<Option<u64>>| match s.value {
+            Some(n) => (n.to_string(), J::from(n)),
+            None => ("none".to_owned(), J::Null),
+        };
+        let boolean = |s: &Setting<bool>| (s.value.to_string(), J::from(s.value));
+        let link = match self.link.value {
+            Placement::Hardlink => "hardlink",
+            _ => "copy",
+        };
+        let compression = match self.compression.value {
+            Compression::Level(l) => J::from(l),
+            other => J::from(other.to_string()),
+        };
+        let v = |(shown, json): (String, J)| (shown, json);
+        let rows = [
+            (
+                "store",
+                v((self.store.value.clone(), J::from(self.store.value.clone()))),
+                &self.store.source,
+            ),
+            ("max_size", size(&self.max_size), &self.max_size.source),
+            (
+                "max_entries",
+                count(&self.max_entries),
+                &self.max_entries.source,
+            ),
+            ("min_free", size(&self.min_free), &self.min_free.source),
+            ("max_free", size(&self.max_free), &self.max_free.source),
+            ("no_push", boolean(&self.no_push), &self.no_push.source),
+            ("link", (link.to_owned(), J::from(link)), &self.link.source),
+            (
+                "compression",
+                (self.compression.value.to_string(), compression),
+                &self.compression.source,
+            ),
+            (
+                "inline_limit",
+                (
+                    format!(
+                        "{} ({} bytes)",
+                        format_size(self.inline_limit.value),
+                        self.inline_limit.value
+                    ),
+                    J::from(self.inline_limit.value),
+                ),
+                &self.inline_limit.source,
+            ),
+            ("fsync", boolean(&self.fsync), &self.fsync.source),
+            ("stats", boolean(&self.stats), &self.stats.source),
+        ];
+        rows.into_iter()
+            .map(|(name, (shown, json), source)| (name, shown, json, source))
+            .collect()
+    }
+}
+
+/// Resolve one setting from its winning raw value, or the default.
+fn setting<T>(
+    raw: &BTreeMap<&'static str, Raw>,
+    name: &'static str,
+    default: T,
+    parse: fn(&str) -> Result<T>,
+) -> Result<Setting<T>> {
+    match raw.get(name) {
+        None => Ok(Setting {
+            value: default,
+            source: Source::Default,
+        }),
+        Some(r) => {
+            let value = parse(&r.value).with_context(|| match &r.source {
+                Source::File(p) => format!("invalid `{name}` in {}", p.display()),
+                Source::Env(var) => format!("invalid {var}"),
+                Source::Flag(flag) => format!("invalid {flag}"),
+                Source::Default => format!("invalid default `{name}`"),
+            })?;
+            Ok(Setting {
+                value,
+                source: r.source.clone(),
+            })
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/larder`, else `~/.cache/larder`.
+pub(crate) fn default_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(x) = env("XDG_CACHE_HOME").map(PathBuf::from)
+        && x.is_absolute()
+    {
+        return Some(x.join("larder"));
+    }
+    env("HOME").map(|h| PathBuf::from(h).join(".cache").join("larder"))
+}
+
+/// The store URL with a plain relative path made absolute against `base`.
+fn absolute_store(value: &str, base: &Path) -> String {
+    if value.contains("://") {
+        if let Some(path) = value.strip_prefix("file://")
+            && !path.starts_with('/')
+        {
+            return base.join(path).display().to_string();
+        }
+        return value.to_owned();
+    }
+    base.join(value).display().to_string()
+}
+
+/// `--config` / `LARDER_CONFIG` (must exist), else `larder.toml` upwards from the working
+/// directory, else `$XDG_CONFIG_HOME/larder/larder.toml`.
+fn find_config_file(
+    inputs: &Inputs<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<PathBuf>> {
+    let explicit = match inputs.config_flag {
+        Some(p) => Some((inputs.cwd.join(p), "--config")),
+        None => env("LARDER_CONFIG").map(|p| (inputs.cwd.join(p), "LARDER_CONFIG")),
+    };
+    if let Some((path, from)) = explicit {
+        if !path.is_file() {
+            bail!(
+                "config file {} (from {from}) does not exist or is not a file",
+                path.display()
+            );
+        }
+        return Ok(Some(path));
+    }
+    for dir in inputs.cwd.ancestors() {
+        let candidate = dir.join(CONFIG_FILE_NAME);
+        if candidate.is_file() {
+            return Ok(Some(candidate));
+        }
+    }
+    let config_home = env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(dir) = config_home {
+        let candidate = dir.join("larder").join(CONFIG_FILE_NAME);
+        if candidate.is_file() {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(None)
+}
+
+/// Read `larder.toml` into (key, raw value) pairs, rejecting unknown keys.
+fn read_config_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("cannot parse config file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let Some(k) = KEYS.iter().find(|k| k.name == key) else {
+            let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+            bail!(
+                "unknown key `{key}` in {} (known keys: {})",
+                path.display(),
+                known.join(", ")
+            );
+        };
+        let raw = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => bail!(
+                "key `{key}` in {} must be a string, number or boolean, not {}",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        out.push((k.name, raw));
+    }
+    Ok(out)
+}
+
+fn is_none_word(s: &str) -> bool {
+    matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "none" | "off" | "unlimited"
+    )
+}
+
+fn parse_opt_size(s: &str) -> Result<Option<u64>> {
+    if is_none_word(s) {
+        return Ok(None);
+    }
+    Ok(Some(parse_size(s)?))
+}
+
+fn parse_opt_count(s: &str) -> Result<Option<u64>> {
+    if is_none_word(s) {
+        return Ok(None);
+    }
+    s.trim()
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| anyhow!("expected a whole number of entries (or none), got {s:?}"))
+}
+
+fn parse_bool(s: &str) -> Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("expected true or false (also 1/0, yes/no, on/off), got {s:?}"),
+    }
+}
+
+fn parse_link(s: &str) -> Result<Placement> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "copy" | "reflink" => Ok(Placement::Copy),
+        "hardlink" => Ok(Placement::Hardlink),
+        _ => bail!("expected copy or hardlink, got {s:?}"),
+    }
+}
+
+fn parse_compression(s: &str) -> Result<Compression> {
+    let t = s.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "auto" => return Ok(Compression::Auto),
+        "off" | "none" | "no" | "false" => return Ok(Compression::Off),
+        "zstd" | "on" | "true" => return Ok(Compression::Level(3)),
+        _ => {}
+    }
+    let level = t.strip_prefix("zstd:").unwrap_or(&t);
+    match level.parse::<i32>() {
+        Ok(l) if (-7..=22).contains(&l) && l != 0 => Ok(Compression::Level(l)),
+        _ => {
+            bail!("expected auto, off, or a zstd level from 1 to 22 (e.g. 3 or zstd:19), got {s:?}")
+        }
+    }
+}
+
+fn parse_inline_limit(s: &str) -> Result<u64> {
+    let n = parse_size(s)?;
+    if n > MAX_INLINE_LIMIT {
+        bail!(
+            "{} is over the largest inline limit, {}",
+            format_size(n),
+            format_size(MAX_INLINE_LIMIT)
+        );
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(
+        cwd: &Path,
+        vars: &[(&str, &str)],
+        flags: Vec<(&'static str, String, &'static str)>,
+    ) -> Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |k: &str| map.get(k).cloned();
+        Config::resolve(&Inputs {
+            cwd,
+            config_flag: None,
+            flags,
+            env: &env,
+        })
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let proj = dir.path().join("proj");
+        std::fs::create_dir_all(proj.join("sub")).unwrap();
+        std::fs::write(
+            proj.join("larder.toml"),
+            "store = \"cache\"\nmax_size = \"1G\"\nmax_entries = 10\nlink = \"hardlink\"\n",
+        )
+        .unwrap();
+        let home = dir.path().join("home");
+        let home = home.to_str().unwrap();
+        let cwd = proj.join("sub");
+
+        let c = resolve(&cwd, &[("HOME", home)], vec![]).unwrap();
+        assert_eq!(c.store.value, proj.join("cache").display().to_string());
+        assert!(matches!(c.store.source, Source::File(_)));
+        assert_eq!(c.max_size.value, Some(1 << 30));
+        assert_eq!(c.link.value, Placement::Hardlink);
+        assert!(!c.no_push.value);
+
+        let c = resolve(
+            &cwd,
+            &[
+                ("HOME", home),
+                ("WAFCACHE", "/w"),
+                ("WAFCACHE_EVICT_MAX_BYTES", "2000"),
+                ("WAFCACHE_TRIM_MAX_FOLDER", "5"),
+                ("WAFCACHE_NO_PUSH", "0"),
+                ("LARDER_MAX_ENTRIES", "7"),
+            ],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.store.value, "/w");
+        assert_eq!(c.store.source, Source::Env("WAFCACHE"));
+        assert_eq!(c.max_size.value, Some(2000));
+        assert_eq!(c.max_entries.value, Some(7));
+        assert_eq!(c.max_entries.source, Source::Env("LARDER_MAX_ENTRIES"));
+        // wafcache treats any non-empty value as "set".
+        assert!(c.no_push.value);
+
+        let c = resolve(
+            &cwd,
+            &[("HOME", home), ("WAFCACHE", "/w"), ("LARDER_STORE", "/l")],
+            vec![("store", "/f".into(), "--store")],
+        )
+        .unwrap();
+        assert_eq!(c.store.value, "/f");
+        assert_eq!(c.store.source, Source::Flag("--store"));
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap();
+        assert_eq!(c.store.value, "/h/.cache/larder");
+        let c = resolve(
+            dir.path(),
+            &[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.store.value, "/x/larder");
+        assert!(!c.has_budget());
+
+        let err = resolve(
+            dir.path(),
+            &[("HOME", "/h"), ("LARDER_MAX_SIZE", "ten")],
+            vec![],
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("LARDER_MAX_SIZE"), "{err:#}");
+
+        std::fs::write(dir.path().join("larder.toml"), "max_sise = 3\n").unwrap();
+        let err = resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("max_sise") && msg.contains("larder.toml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(parse_compression("19").unwrap(), Compression::Level(19));
+        assert_eq!(parse_compression("zstd:3").unwrap(), Compression::Level(3));
+        assert_eq!(parse_compression("off").unwrap(), Compression::Off);
+        assert!(parse_compression("99").is_err());
+        assert_eq!(parse_opt_size("none").unwrap(), None);
+        assert!(parse_inline_limit("2M").is_err());
+        assert!(parse_bool("maybe").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! `larder`: cache build steps, store and fetch files, inspect and trim caches.
+//!
+//! `main` parses the command line, sets up logging and the tokio runtime, runs one subcommand
+//! and turns its result into an exit code: the subcommand's own (a wrapped command's code for
+//! `exec`; 0 hit / 1 miss for `get`), or 2 after printing `larder: error: ...` once.
+
+#![warn(missing_debug_implementations, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{ArgAction, Parser, Subcommand};
+
+mod cmd;
+mod config;
+mod paths;
+mod progress;
+mod stores;
+
+use cmd::Ctx;
+use progress::Ui;
+
+/// A shared build-artifact cache.
+///
+/// Larder signs a build step by its command, chosen environment variables and input files,
+/// keeps its outputs under that signature, and restores them (without running the step) to any
+/// checkout that computes the same signature.
+#[derive(Debug, Parser)]
+#[command(name = "larder", version, after_help = after_help())]
+struct Cli {
+    /// The cache: a directory, file://DIR, or a remote store URL [env: LARDER_STORE]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    store: Option<String>,
+    /// The config file [env: LARDER_CONFIG] (default: ./larder.toml, searched upwards)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    config: Option<PathBuf>,
+    /// Print what larder does (hits, misses, trims); twice for debug logs
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = "Global options")]
+    verbose: u8,
+    /// Print only errors
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command through the cache: restore its outputs on a hit, run and store on a miss
+    Exec(cmd::exec::Args),
+    /// Restore files stored under a key (exit 0 hit, 1 miss, 2 error)
+    Get(cmd::get::Args),
+    /// Store files under a key of your choosing
+    Put(cmd::put::Args),
+    /// Show entries, size, hits, misses and what the cache saved
+    Stats(cmd::stats::Args),
+    /// Evict least recently used entries until the cache is within its budgets
+    Trim(cmd::trim::Args),
+    /// Show the resolved configuration and where each value came from
+    Config(cmd::config::Args),
+}
+
+fn after_help() -> String {
+    format!(
+        "Examples:\n  larder exec --in 'src/*.c' --out app -- cc -O2 -o app src/*.c\n  larder stats\n\n{}",
+        config::env_help()
+    )
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let ui = Ui::new(cli.verbose, cli.quiet);
+    let code = match run(cli, ui) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("larder: error: {e:#}");
+            cmd::EXIT_ERROR
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn run(cli: Cli, ui: Ui) -> Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let ctx = Ctx {
+        ui,
+        cwd: std::env::current_dir().context("cannot read the working directory")?,
+        store_flag: cli.store,
+        config_flag: cli.config,
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Exec(args) => cmd::exec::run(args, &ctx).await,
+            Command::Get(args) => cmd::get::run(args, &ctx).await,
+            Command::Put(args) => cmd::put::run(args, &ctx).await,
+            Command::Stats(args) => cmd::stats::run(args, &ctx).await,
+            Command::Trim(args) => cmd::trim::run(args, &ctx).await,
+            Command::Config(args) => cmd::config::run(args, &ctx).await,
+        }
+    })
+}
+
+/// Library logs (`tracing`) go to stderr: warnings by default, more with `-v`, or as
+/// `LARDER_LOG` says.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0 | 1) => "warn",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_env("LARDER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
