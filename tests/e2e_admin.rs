@@ -44,7 +44,7 @@ fn stats_count_hits_and_misses() {
         .expect("larder");
     assert_exit(&o, 0);
     assert!(
-        text(&o.stderr).contains("larder: stats: 1 entries"),
+        text(&o.stderr).contains("larder: stats: 1 entry"),
         "{}",
         text(&o.stderr)
     );
@@ -69,7 +69,7 @@ fn trim_evicts_least_recently_used() {
     let o = sb.run(["trim", "--max-entries", "2", "--dry-run"]);
     assert_exit(&o, 0);
     assert!(
-        text(&o.stdout).contains("would evict 1 entries"),
+        text(&o.stdout).contains("would evict 1 entry"),
         "{}",
         text(&o.stdout)
     );
@@ -78,7 +78,7 @@ fn trim_evicts_least_recently_used() {
     let o = sb.run(["trim", "--max-entries", "2"]);
     assert_exit(&o, 0);
     assert!(
-        text(&o.stdout).starts_with("evicted 1 entries"),
+        text(&o.stdout).starts_with("evicted 1 entry"),
         "{}",
         text(&o.stdout)
     );

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Sandbox, assert_exit, code, text};
 
-const SIZE_MIB: usize = 256;
+const SIZE_MIB: usize = 512;
 
 /// A file of `SIZE_MIB` MiB of incompressible bytes (one random-looking MiB, repeated with a
 /// counter so no two MiB are equal).

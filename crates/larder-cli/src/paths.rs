@@ -84,14 +84,19 @@ fn has_glob_meta(s: &str) -> bool {
 }
 
 /// Expand `--in` patterns: a file, a directory (every file below it), or a glob (`*` within a
-/// path segment, `**` across segments). Sorted by name, deduplicated. Files below `exclude` (the
-/// cache directory) are skipped.
+/// path segment, `**` across segments). Sorted by name, deduplicated.
+///
+/// Directories and globs skip files below `exclude` (the cache directory) and the task's own
+/// `outputs` (`--in . --out build` would otherwise miss every time the outputs exist); a file
+/// named by itself is always an input (a tool that rewrites a file in place must sign it).
 pub(crate) fn expand_inputs(
     cwd: &Path,
     patterns: &[String],
     exclude: Option<&Path>,
+    outputs: &[String],
 ) -> Result<Vec<Input>> {
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut expanded: BTreeMap<String, PathBuf> = BTreeMap::new();
     for pattern in patterns {
         let clean = pattern.strip_prefix("./").unwrap_or(pattern);
         if clean.is_empty() {
@@ -109,16 +114,24 @@ pub(crate) fn expand_inputs(
                 }
             };
             if meta.is_dir() {
-                add_tree(cwd, &path, exclude, &mut found)?;
+                add_tree(cwd, &path, exclude, &mut expanded)?;
             } else {
                 found.insert(display_name(cwd, &path)?, path);
             }
             continue;
         }
-        if expand_glob(cwd, pattern, clean, exclude, &mut found)? == 0 {
+        if expand_glob(cwd, pattern, clean, exclude, &mut expanded)? == 0 {
             bail!("--in {pattern} matched no files");
         }
     }
+    let is_output = |name: &str| {
+        outputs.iter().any(|o| {
+            name.strip_prefix(o.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    };
+    expanded.retain(|name, _| !is_output(name));
+    found.append(&mut expanded);
     Ok(found
         .into_iter()
         .map(|(name, path)| Input { name, path })
@@ -287,25 +300,32 @@ mod tests {
         }
         let names = |pats: &[&str]| -> Vec<String> {
             let pats: Vec<String> = pats.iter().map(|s| s.to_string()).collect();
-            expand_inputs(&cwd, &pats, Some(&cwd.join("cache")))
-                .unwrap()
-                .into_iter()
-                .map(|i| i.name)
-                .collect()
+            expand_inputs(
+                &cwd,
+                &pats,
+                Some(&cwd.join("cache")),
+                &["src/sub".to_string()],
+            )
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
         };
         assert_eq!(names(&["src/*.c"]), ["src/a.c", "src/b.c"]);
+        // Outputs (src/sub) are skipped by globs and directories, not when named.
+        assert_eq!(names(&["src/**/*.c", "./src/a.c"]), ["src/a.c", "src/b.c"]);
         assert_eq!(
-            names(&["src/**/*.c", "./src/a.c"]),
+            names(&["src/**/*.c", "src/sub/c.c"]),
             ["src/a.c", "src/b.c", "src/sub/c.c"]
         );
         assert_eq!(names(&["inc"]), ["inc/x.h"]);
-        assert_eq!(names(&["**/*.c"]), ["src/a.c", "src/b.c", "src/sub/c.c"]);
+        assert_eq!(names(&["**/*.c"]), ["src/a.c", "src/b.c"]);
         assert_eq!(names(&["src/a.c", "src/*.c"]), ["src/a.c", "src/b.c"]);
         let pats = vec!["nope.c".to_string()];
-        let e = expand_inputs(&cwd, &pats, None).unwrap_err();
+        let e = expand_inputs(&cwd, &pats, None, &[]).unwrap_err();
         assert!(e.to_string().contains("input nope.c does not exist"), "{e}");
         let pats = vec!["src/*.rs".to_string()];
-        let e = expand_inputs(&cwd, &pats, None).unwrap_err();
+        let e = expand_inputs(&cwd, &pats, None, &[]).unwrap_err();
         assert!(e.to_string().contains("matched no files"), "{e}");
     }
 }

@@ -27,7 +27,7 @@ use larder_core::{Entry, Key, Placement, Store, StoreExt, TrimOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::{Ctx, flush};
+use super::{Ctx, flush, plural};
 use crate::config::{self, Config};
 use crate::paths::{expand_inputs, workdir_relative};
 use crate::progress::Ui;
@@ -95,9 +95,6 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     let config = ctx.config(flags)?;
     let ui = &ctx.ui;
     let cwd = &ctx.cwd;
-    let cwd_str = cwd
-        .to_str()
-        .context("the working directory's path is not valid UTF-8")?;
     for name in &args.env {
         if name.is_empty() || name.contains(['=', '\0']) {
             bail!("--env {name:?} is not a variable name");
@@ -120,36 +117,14 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         }
     };
     let local_dir = opened.as_ref().and_then(|o| o.local_dir.clone());
-    let inputs = expand_inputs(cwd, &args.inputs, local_dir.as_deref())?;
-
-    // Sign the task.
-    let statcache = statcache_path(local_dir.as_deref())
-        .map(StatCache::load)
-        .unwrap_or_else(StatCache::in_memory);
-    let hasher = InputHasher::new(statcache);
-    let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
-    let digests = tokio::task::block_in_place(|| hasher.hash_files(&paths))
-        .context("cannot hash the inputs")?;
-    if let Err(e) = hasher.cache().save() {
-        tracing::debug!("cannot save the stat cache: {e}");
-    }
-    let normalizer = BaseDirs::new([cwd_str]);
-    let mut sig = SignatureBuilder::new(args.kind.as_str(), &normalizer);
-    for a in &args.command {
-        sig.arg(a)?;
-    }
-    for name in &args.env {
-        let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        sig.env(name, value.as_deref())?;
-    }
-    for (input, digest) in inputs.iter().zip(&digests) {
-        sig.input(&input.name, digest)?;
-    }
-    for o in &outputs {
-        sig.output(o)?;
-    }
-    sig.salt(&args.salt);
-    let key = Key::from_signature(&sig.finish());
+    let key = sign(&args, cwd, &outputs, local_dir.as_deref())?;
+    let task = Task {
+        key: &key,
+        kind: &args.kind,
+        cwd,
+        outputs: &outputs,
+        local_dir: local_dir.as_deref(),
+    };
     let short = &key.as_str()[..8];
 
     let mut store = opened.map(|o| o.store);
@@ -157,8 +132,8 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         match try_hit(s.clone(), &key, cwd, config.link.value, ui).await {
             Ok(Some(hit)) => {
                 ui.status(format_args!(
-                    "hit {short}: restored {} outputs, saved {:.2} s",
-                    hit.outputs,
+                    "hit {short}: restored {}, saved {:.2} s",
+                    plural(hit.outputs as u64, "output"),
                     hit.cost_ms as f64 / 1000.0
                 ));
                 finish(s.as_ref(), &config, ui).await;
@@ -187,66 +162,107 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             return Ok(code);
         }
     };
-    let secs = ran.cost.as_secs_f64();
-    let not_stored = |why: &str| {
-        ui.status(format_args!(
-            "miss {short}: ran in {secs:.2} s, not stored ({why})"
-        ))
-    };
+    let outcome = store_if_cacheable(store.as_ref(), &task, &ran, &config, ui).await;
+    ui.status(format_args!(
+        "miss {short}: ran in {:.2} s, {outcome}",
+        ran.cost.as_secs_f64()
+    ));
+    if let Some(s) = &store {
+        finish(s.as_ref(), &config, ui).await;
+    }
+    Ok(ran.code)
+}
+
+/// What a run is stored as.
+struct Task<'a> {
+    key: &'a Key,
+    kind: &'a str,
+    cwd: &'a Path,
+    outputs: &'a [String],
+    local_dir: Option<&'a Path>,
+}
+
+/// The task's signature: command, chosen variables, inputs (names relative to the working
+/// directory, and contents), output names and salt, with the working directory normalized away.
+fn sign(args: &Args, cwd: &Path, outputs: &[String], local_dir: Option<&Path>) -> Result<Key> {
+    let cwd_str = cwd
+        .to_str()
+        .context("the working directory's path is not valid UTF-8")?;
+    let inputs = expand_inputs(cwd, &args.inputs, local_dir, outputs)?;
+    let statcache = statcache_path(local_dir)
+        .map(StatCache::load)
+        .unwrap_or_else(StatCache::in_memory);
+    let hasher = InputHasher::new(statcache);
+    let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
+    let digests = tokio::task::block_in_place(|| hasher.hash_files(&paths))
+        .context("cannot hash the inputs")?;
+    if let Err(e) = hasher.cache().save() {
+        tracing::debug!("cannot save the stat cache: {e}");
+    }
+    let normalizer = BaseDirs::new([cwd_str]);
+    let mut sig = SignatureBuilder::new(args.kind.as_str(), &normalizer);
+    for a in &args.command {
+        sig.arg(a)?;
+    }
+    for name in &args.env {
+        let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        sig.env(name, value.as_deref())?;
+    }
+    for (input, digest) in inputs.iter().zip(&digests) {
+        sig.input(&input.name, digest)?;
+    }
+    for o in outputs {
+        sig.output(o)?;
+    }
+    sig.salt(&args.salt);
+    Ok(Key::from_signature(&sig.finish()))
+}
+
+/// Store a finished run if it can be cached. Returns the end of the status line: `stored 3
+/// outputs (12.0 KiB)` or `not stored (why)`.
+async fn store_if_cacheable(
+    store: Option<&Arc<dyn Store>>,
+    task: &Task<'_>,
+    ran: &Ran,
+    config: &Config,
+    ui: &Ui,
+) -> String {
+    let not_stored = |why: &str| format!("not stored ({why})");
     let Some(store) = store else {
-        not_stored("cache unavailable");
-        return Ok(ran.code);
+        return not_stored("cache unavailable");
     };
     if ran.code != 0 {
-        not_stored(&format!("exit code {}", ran.code));
-    } else if config.no_push.value {
-        not_stored(&format!("no_push from {}", config.no_push.source));
-    } else if let (Some(stdout), Some(stderr)) = (&ran.stdout, &ran.stderr) {
-        match missing_output(cwd, &outputs) {
-            Some(o) => {
-                ui.warn(format_args!(
-                    "output {o} was not created by the command; not caching"
-                ));
-                not_stored("missing output");
-            }
-            None => {
-                let stored = store_run(
-                    store.clone(),
-                    &key,
-                    &args.kind,
-                    cwd,
-                    &outputs,
-                    stdout,
-                    stderr,
-                    &ran,
-                    &config,
-                    ui,
-                )
-                .await;
-                match stored {
-                    Ok((n, bytes)) => {
-                        ui.status(format_args!(
-                            "miss {short}: ran in {secs:.2} s, stored {n} outputs ({})",
-                            format_size(bytes)
-                        ));
-                        if let Err(e) =
-                            trim_if_over(store.as_ref(), &config, local_dir.as_deref(), ui).await
-                        {
-                            ui.warn(format_args!("cache unavailable: trim failed: {e:#}"));
-                        }
-                    }
-                    Err(e) => {
-                        ui.warn(format_args!("cache unavailable: {e:#}"));
-                        not_stored("store failed");
-                    }
-                }
-            }
-        }
-    } else {
-        not_stored("its output was over the capture limit or still open");
+        return not_stored(&format!("exit code {}", ran.code));
     }
-    finish(store.as_ref(), &config, ui).await;
-    Ok(ran.code)
+    if config.no_push.value {
+        return not_stored(&format!("no_push from {}", config.no_push.source));
+    }
+    let (stdout, stderr) = match (&ran.stdout, &ran.stderr) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(why), _) | (_, Err(why)) => return not_stored(&format!("its output {why}")),
+    };
+    if let Some(o) = missing_output(task.cwd, task.outputs) {
+        ui.warn(format_args!(
+            "output {o} was not created by the command; not caching"
+        ));
+        return not_stored("missing output");
+    }
+    match store_run(store.clone(), task, stdout, stderr, ran, config, ui).await {
+        Ok((n, bytes)) => {
+            if let Err(e) = trim_if_over(store.as_ref(), config, task.local_dir, ui).await {
+                ui.warn(format_args!("cache unavailable: trim failed: {e:#}"));
+            }
+            format!(
+                "stored {} ({})",
+                plural(n as u64, "output"),
+                format_size(bytes)
+            )
+        }
+        Err(e) => {
+            ui.warn(format_args!("cache unavailable: {e:#}"));
+            not_stored("cache unavailable")
+        }
+    }
 }
 
 /// `statcache.bin` in the cache directory, or in the default cache directory for stores
@@ -265,11 +281,11 @@ async fn finish(store: &dyn Store, config: &Config, ui: &Ui) {
     if config.stats.value && !ui.quiet() {
         match store.stats().await {
             Ok(s) => eprintln!(
-                "larder: stats: {} entries, {}, {} hits, {} misses ({:.1} % hits), {:.1} s saved",
-                s.entries,
+                "larder: stats: {}, {}, {}, {} ({:.1} % hits), {:.1} s saved",
+                plural(s.entries, "entry"),
                 format_size(s.bytes),
-                s.hits,
-                s.misses,
+                plural(s.hits, "hit"),
+                plural(s.misses, "miss"),
                 s.hit_ratio() * 100.0,
                 s.ms_saved as f64 / 1000.0
             ),
@@ -346,13 +362,9 @@ fn missing_output<'a>(cwd: &Path, outputs: &'a [String]) -> Option<&'a str> {
 }
 
 /// Store the outputs and captured streams of a successful run. Returns (outputs, bytes).
-#[allow(clippy::too_many_arguments)]
 async fn store_run(
     store: Arc<dyn Store>,
-    key: &Key,
-    kind: &str,
-    cwd: &Path,
-    outputs: &[String],
+    task: &Task<'_>,
     stdout: &[u8],
     stderr: &[u8],
     ran: &Ran,
@@ -360,13 +372,14 @@ async fn store_run(
     ui: &Ui,
 ) -> Result<(usize, u64)> {
     let inline_limit = config.inline_limit.value;
-    let mut collected = tokio::task::block_in_place(|| collect_outputs(cwd, outputs, inline_limit))
-        .context("reading the outputs")?;
+    let mut collected =
+        tokio::task::block_in_place(|| collect_outputs(task.cwd, task.outputs, inline_limit))
+            .context("reading the outputs")?;
     // `--out dir --out dir/file` names one output twice.
     let mut seen = std::collections::HashSet::new();
     collected.outputs.retain(|o| seen.insert(o.path.clone()));
 
-    let mut entry = Entry::new(key.as_str(), kind);
+    let mut entry = Entry::new(task.key.as_str(), task.kind);
     if !stdout.is_empty() {
         entry.stdout = Some(store_bytes(store.as_ref(), stdout.to_vec(), inline_limit).await?);
     }
@@ -378,7 +391,7 @@ async fn store_run(
     entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
     let blob_bytes: u64 = collected.blobs.iter().map(|b| b.size).sum();
     let (transfer, bar) = ui.transfer(store, blob_bytes, "storing");
-    store_outputs(transfer.as_ref(), key, &entry, &collected.blobs)
+    store_outputs(transfer.as_ref(), task.key, &entry, &collected.blobs)
         .await
         .context("storing the outputs")?;
     if let Some(bar) = bar {
@@ -426,16 +439,19 @@ async fn trim_if_over(
     Ok(())
 }
 
+/// A captured stream, or why it is incomplete (it is then not cached).
+type Captured = Result<Vec<u8>, &'static str>;
+
 /// A finished run of the command.
 struct Ran {
     /// Its exit code (128 + signal when killed by a signal).
     code: u8,
     /// Wall time.
     cost: Duration,
-    /// Captured stdout, `None` when over [`CAPTURE_LIMIT`] or not fully read.
-    stdout: Option<Vec<u8>>,
+    /// Captured stdout, or why it is incomplete.
+    stdout: Captured,
     /// Captured stderr, likewise.
-    stderr: Option<Vec<u8>>,
+    stderr: Captured,
 }
 
 /// Run the command with stdin inherited and stdout/stderr passed through and captured.
@@ -463,10 +479,10 @@ async fn run_command(argv: &[String]) -> std::io::Result<Ran> {
     let status = wait_forwarding_signals(&mut child).await?;
     let cost = started.elapsed();
     let _ = done_tx.send(true);
-    let join = |t: Option<tokio::task::JoinHandle<Option<Vec<u8>>>>| async move {
+    let join = |t: Option<tokio::task::JoinHandle<Captured>>| async move {
         match t {
-            Some(t) => t.await.ok().flatten(),
-            None => Some(Vec::new()),
+            Some(t) => t.await.unwrap_or(Err("was lost")),
+            None => Ok(Vec::new()),
         }
     };
     let stdout = join(out).await;
@@ -516,16 +532,16 @@ async fn wait_forwarding_signals(
 
 /// Copy `from` to `to` as it arrives, keeping a copy of up to [`CAPTURE_LIMIT`] bytes.
 ///
-/// Returns `None` when the capture is incomplete: over the limit, a read error, or the pipe
-/// still open [`PIPE_GRACE`] after the command exited with nothing more arriving (a background
-/// process inherited it).
-async fn tee<R, W>(mut from: R, mut to: W, mut done: watch::Receiver<bool>) -> Option<Vec<u8>>
+/// The copy is incomplete when over the limit, after a read error, or when the pipe is still
+/// open [`PIPE_GRACE`] after the command exited with nothing more arriving (a background process
+/// inherited it; it keeps writing to a closed pipe once larder exits).
+async fn tee<R, W>(mut from: R, mut to: W, mut done: watch::Receiver<bool>) -> Captured
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut captured = Some(Vec::new());
+    let mut captured = Ok(Vec::new());
     let mut passing = true;
     loop {
         let n = tokio::select! {
@@ -533,18 +549,18 @@ where
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return None,
+                Err(_) => return Err("could not be read"),
             },
-            () = idle_after_exit(&mut done) => return None,
+            () = idle_after_exit(&mut done) => return Err("was held open by a background process"),
         };
         let chunk = &buf[..n];
         if passing && (to.write_all(chunk).await.is_err() || to.flush().await.is_err()) {
             // Whoever read our output is gone; keep draining so the command is not blocked.
             passing = false;
         }
-        if let Some(c) = &mut captured {
+        if let Ok(c) = &mut captured {
             if c.len() + n > CAPTURE_LIMIT {
-                captured = None;
+                captured = Err("was over 64 MiB");
             } else {
                 c.extend_from_slice(chunk);
             }

@@ -5,7 +5,7 @@ use larder_core::artifacts::{Restore, restore_outputs};
 use larder_core::size::format_size;
 use larder_core::{Entry, Key, StoreExt};
 
-use super::{Ctx, EXIT_MISS, EXIT_OK, flush};
+use super::{Ctx, EXIT_MISS, EXIT_OK, flush, plural};
 use crate::paths::workdir_relative;
 
 const EXAMPLES: &str = "\
@@ -86,8 +86,8 @@ async fn get(
     match restored? {
         Restore::Restored => {
             ctx.ui.status(format_args!(
-                "hit {key}: restored {} outputs ({})",
-                entry.outputs.len(),
+                "hit {key}: restored {} ({})",
+                plural(entry.outputs.len() as u64, "output"),
                 format_size(entry.total_size())
             ));
             Ok(EXIT_OK)

@@ -66,3 +66,18 @@ pub(crate) async fn flush(store: &dyn Store, ui: &Ui) {
         ui.warn(format_args!("cannot save cache metadata: {e}"));
     }
 }
+
+/// `1 entry`, `2 entries`, `3 outputs`, `0 misses`.
+pub(crate) fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        return format!("1 {thing}");
+    }
+    let many = if let Some(stem) = thing.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if thing.ends_with('s') {
+        format!("{thing}es")
+    } else {
+        format!("{thing}s")
+    };
+    format!("{n} {many}")
+}

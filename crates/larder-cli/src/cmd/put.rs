@@ -5,7 +5,7 @@ use larder_core::artifacts::{collect_outputs, store_outputs};
 use larder_core::size::format_size;
 use larder_core::{Entry, Key};
 
-use super::{Ctx, EXIT_OK, flush};
+use super::{Ctx, EXIT_OK, flush, plural};
 use crate::paths::workdir_relative;
 
 const EXAMPLES: &str = "\
@@ -66,8 +66,8 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     flush(store.as_ref(), &ctx.ui).await;
     result?;
     ctx.ui.status(format_args!(
-        "stored {key}: {} outputs ({})",
-        entry.outputs.len(),
+        "stored {key}: {} ({})",
+        plural(entry.outputs.len() as u64, "output"),
         format_size(entry.total_size())
     ));
     Ok(EXIT_OK)

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use larder_core::TrimOptions;
 use larder_core::size::format_size;
 
-use super::{Ctx, EXIT_OK, flush};
+use super::{Ctx, EXIT_OK, flush, plural};
 use crate::progress::Ui;
 
 const EXAMPLES: &str = "\
@@ -91,10 +91,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         "evicted"
     };
     println!(
-        "{verb} {} entries ({}); {} entries ({}) {}",
-        report.evicted_entries,
+        "{verb} {} ({}); {} ({}) {}",
+        plural(report.evicted_entries, "entry"),
         format_size(report.evicted_bytes),
-        report.remaining_entries,
+        plural(report.remaining_entries, "entry"),
         format_size(report.remaining_bytes),
         if report.dry_run {
             "would remain"
