@@ -358,11 +358,10 @@ impl Config {
             Compression::Level(l) => J::from(l),
             other => J::from(other.to_string()),
         };
-        let v = |(shown, json): (String, J)| (shown, json);
         let rows = [
             (
                 "store",
-                v((self.store.value.clone(), J::from(self.store.value.clone()))),
+                (self.store.value.clone(), J::from(self.store.value.clone())),
                 &self.store.source,
             ),
             ("max_size", size(&self.max_size), &self.max_size.source),
@@ -695,6 +694,15 @@ mod tests {
             msg.contains("max_sise") && msg.contains("larder.toml"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn rows_follow_the_key_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap();
+        let shown: Vec<&str> = c.rows().iter().map(|r| r.0).collect();
+        let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(shown, keys);
     }
 
     #[test]
