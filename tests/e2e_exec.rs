@@ -166,3 +166,42 @@ fn env_and_salt_are_part_of_the_signature() {
     assert_eq!(exec(Some("plain"), "v2"), "plain\n");
     assert_eq!(count_lines(&counter), 4);
 }
+
+#[test]
+fn oversized_or_held_open_output_is_passed_through_but_not_cached() {
+    let sb = Sandbox::new();
+    let counter = sb.root.join("runs");
+    // 65 MiB of stdout: over the 64 MiB capture limit.
+    let script = format!(
+        "echo run >> '{}'; head -c 68157440 /dev/zero",
+        counter.display()
+    );
+    for _ in 0..2 {
+        let out = sb.run(["-v", "exec", "--", "sh", "-c", &script]);
+        assert_exit(&out, 0);
+        assert_eq!(
+            out.stdout.len(),
+            68_157_440,
+            "stdout not passed through whole"
+        );
+        assert!(
+            text(&out.stderr).contains("not stored"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(count_lines(&counter), 2);
+
+    // A background process keeps stdout open after the command exits: larder does not wait
+    // for it, and does not cache a capture it cannot finish.
+    let started = std::time::Instant::now();
+    let out = sb.run(["-v", "exec", "--", "sh", "-c", "sleep 4 & echo quick"]);
+    assert_exit(&out, 0);
+    assert!(started.elapsed() < std::time::Duration::from_millis(3800));
+    assert_eq!(text(&out.stdout), "quick\n");
+    assert!(
+        text(&out.stderr).contains("held open"),
+        "{}",
+        text(&out.stderr)
+    );
+}

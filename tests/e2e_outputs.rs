@@ -91,6 +91,21 @@ ln -s nowhere/at/all dangling
     assert_exit(&exec(&other), 0);
     assert_eq!(count_lines(&counter), 1);
     check_tree(&other, &big);
+
+    // Placing by hard link (where the store can) restores the same tree.
+    let linked = sb.root.join("linked");
+    std::fs::create_dir_all(&linked).expect("creating checkout");
+    let out = sb
+        .larder_in(&linked)
+        .env("LARDER_LINK", "hardlink")
+        .args([
+            "exec", "--out", "out", "--out", "dangling", "--", "sh", "-c", &script,
+        ])
+        .output()
+        .expect("running larder");
+    assert_exit(&out, 0);
+    assert_eq!(count_lines(&counter), 1);
+    check_tree(&linked, &big);
 }
 
 #[test]

@@ -58,7 +58,8 @@ With -v, larder prints one line per run: `larder: hit 1a2b3c4d: restored 3 outpu
 #[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// An input: a file, a directory (all files below it) or a glob (`*`, `**`, `?`, `[ab]`,
-    /// `{a,b}`), relative to the working directory. Repeatable
+    /// `{a,b}`), relative to the working directory. Directories and globs leave out the
+    /// outputs. Repeatable
     #[arg(long = "in", value_name = "GLOB")]
     inputs: Vec<String>,
     /// An output file or directory the command creates, inside the working directory. Repeatable
