@@ -156,7 +156,8 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
                 std::io::ErrorKind::NotFound => 127,
                 _ => 126,
             };
-            eprintln!("larder: error: cannot run `{}`: {e}", args.command[0]);
+            let program = args.command.first().map_or("", String::as_str);
+            eprintln!("larder: error: cannot run `{program}`: {e}");
             if let Some(s) = &store {
                 finish(s.as_ref(), &config, ui).await;
             }
