@@ -10,6 +10,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Mutex;
+
+use blake3::hazmat::{
+    ChainingValue, HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root,
+};
 
 use larder_core::error::IoResultExt;
 use larder_core::{Digest, Error, Placement, Result};
@@ -77,16 +82,143 @@ fn link(src: &Path, dest: &Path) -> io::Result<()> {
     }
 }
 
-/// Hash a blob file in place (memory-mapped, on every core).
-fn hash_path(path: &Path, digest: &Digest) -> Result<(Digest, u64)> {
-    let mut h = blake3::Hasher::new();
-    h.update_mmap_rayon(path)
+/// Hash an open blob file on two threads (see [`SplitHash`]).
+fn hash_file(file: &File, digest: &Digest) -> Result<(Digest, u64)> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading blob {digest}"), e))?
+        .len();
+    let split = SplitHash::new(file, len);
+    if len > PIECE {
+        std::thread::scope(|s| {
+            s.spawn(|| split.work(true));
+            split.work(false);
+        });
+    } else {
+        split.work(true);
+    }
+    let got = split
+        .finish()
         .map_err(|e| Error::io(format!("hashing blob {digest}"), e))?;
-    Ok((Digest::from(h.finalize()), h.count()))
+    Ok((got, len))
+}
+
+/// BLAKE3 of a file split into [`PIECE`]-sized subtrees that two threads take from either end:
+/// the hashing thread from the front while the other copies, then the copying thread from the
+/// back once its copy is done. Both finish at about the same time, so hashing hides behind the
+/// copy even on two cores (a thread pool would compete with the copy instead). Each piece is
+/// mapped on its own, so the cost of mapping is shared too.
+struct SplitHash<'a> {
+    file: &'a File,
+    len: u64,
+    /// Next piece to take from the front, and one past the last piece left for the back.
+    cursor: Mutex<(usize, usize)>,
+    /// Chaining values of the pieces (the root hash itself when there is only one piece).
+    cvs: Mutex<Vec<Option<ChainingValue>>>,
+    failed: Mutex<Option<io::Error>>,
+}
+
+/// Bytes per piece of a [`SplitHash`]: a power of two, so pieces are whole BLAKE3 subtrees (and
+/// a multiple of the page size, so they can be mapped one by one).
+const PIECE: u64 = 4 << 20;
+
+impl<'a> SplitHash<'a> {
+    fn new(file: &'a File, len: u64) -> SplitHash<'a> {
+        let n = len.div_ceil(PIECE).max(1) as usize;
+        SplitHash {
+            file,
+            len,
+            cursor: Mutex::new((0, n)),
+            cvs: Mutex::new(vec![None; n]),
+            failed: Mutex::new(None),
+        }
+    }
+
+    fn claim(&self, front: bool) -> Option<usize> {
+        let mut c = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        if c.0 >= c.1 {
+            return None;
+        }
+        if front {
+            c.0 += 1;
+            Some(c.0 - 1)
+        } else {
+            c.1 -= 1;
+            Some(c.1)
+        }
+    }
+
+    fn hash_piece(&self, i: usize) -> io::Result<ChainingValue> {
+        let start = i as u64 * PIECE;
+        let len = (self.len - start).min(PIECE);
+        if len == 0 {
+            return Ok(*blake3::hash(&[]).as_bytes());
+        }
+        // SAFETY: blob files are read-only and never modified in place: they are replaced by
+        // rename and removed by unlink, neither of which changes a mapping's contents. A file
+        // truncated behind our back (by hand) would fault; the digest check catches every other
+        // change.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(len as usize)
+                .populate()
+                .map(self.file)?
+        };
+        let mut h = blake3::Hasher::new();
+        if self.len <= PIECE {
+            return Ok(*h.update(&map).finalize().as_bytes());
+        }
+        Ok(h.set_input_offset(start).update(&map).finalize_non_root())
+    }
+
+    /// Hash pieces until none is left.
+    fn work(&self, front: bool) {
+        while let Some(i) = self.claim(front) {
+            match self.hash_piece(i) {
+                Ok(cv) => self.cvs.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(cv),
+                Err(e) => {
+                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The root hash, once both threads are done.
+    fn finish(self) -> io::Result<Digest> {
+        if let Some(e) = self.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        let cvs = self.cvs.into_inner().unwrap_or_else(|p| p.into_inner());
+        let missing = || io::Error::other("a piece of the blob was not hashed");
+        if self.len <= PIECE {
+            return cvs[0].map(Digest).ok_or_else(missing);
+        }
+        // Pieces combine exactly as BLAKE3's tree does: the left subtree of `n` bytes is
+        // `left_subtree_len(n)`, which is a multiple of PIECE when n > PIECE.
+        fn merge(cvs: &[Option<ChainingValue>], off: u64, n: u64) -> Option<ChainingValue> {
+            if n <= PIECE {
+                return cvs.get((off / PIECE) as usize).copied().flatten();
+            }
+            let left = left_subtree_len(n);
+            Some(merge_subtrees_non_root(
+                &merge(cvs, off, left)?,
+                &merge(cvs, off + left, n - left)?,
+                Mode::Hash,
+            ))
+        }
+        let left = left_subtree_len(self.len);
+        let (l, r) = (
+            merge(&cvs, 0, left).ok_or_else(missing)?,
+            merge(&cvs, left, self.len - left).ok_or_else(missing)?,
+        );
+        Ok(Digest::from(merge_subtrees_root(&l, &r, Mode::Hash)))
+    }
 }
 
 fn check_linked(loc: &Located, digest: &Digest) -> Result<()> {
-    let (got, len) = hash_path(&loc.path, digest)?;
+    let (got, len) = hash_file(&loc.file, digest)?;
     verdict(digest, got, len, loc.file_len)
 }
 
@@ -125,34 +257,34 @@ fn copy_to(loc: Located, digest: &Digest, dest: &Path) -> Result<()> {
     }
     // A reflink shares the blocks: nothing is copied, only verified.
     if reflink_copy::reflink_file(&loc.file, &out).is_ok() {
-        let (got, len) = hash_path(&loc.path, digest)?;
+        let (got, len) = hash_file(&loc.file, digest)?;
         return verdict(digest, got, len, loc.file_len);
     }
-    let path = loc.path.clone();
     let expected = loc.file_len;
-    let (hashed, copied) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| {
-            // One thread: the other core is busy copying.
-            let mut h = blake3::Hasher::new();
-            h.update_mmap(&path)
-                .map(|h| (Digest::from(h.finalize()), h.count()))
-        });
+    let split = SplitHash::new(&loc.file, expected);
+    let copied = std::thread::scope(|s| {
+        let hasher = s.spawn(|| split.work(true));
         let mut src = &loc.file;
         let copied = io::copy(&mut src, &mut out);
-        let hashed = hasher
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")));
-        (hashed, copied)
-    });
-    let copied = copied.ctx(|| format!("copying blob {digest} to {}", dest.display()))?;
-    let (got, len) = hashed.map_err(|e| Error::io(format!("hashing blob {digest}"), e))?;
-    if copied != len {
+        split.work(false); // help with what is left
+        if hasher.join().is_err() {
+            return Err(Error::io(
+                format!("hashing blob {digest}"),
+                io::Error::other("hashing thread panicked"),
+            ));
+        }
+        copied.ctx(|| format!("copying blob {digest} to {}", dest.display()))
+    })?;
+    let got = split
+        .finish()
+        .map_err(|e| Error::io(format!("hashing blob {digest}"), e))?;
+    if copied != expected {
         return Err(Error::corrupt(
             format!("blob {digest}"),
             "changed while it was being copied",
         ));
     }
-    verdict(digest, got, len, expected)
+    verdict(digest, got, expected, expected)
 }
 
 fn verdict(digest: &Digest, got: Digest, len: u64, expected_len: u64) -> Result<()> {
@@ -182,4 +314,37 @@ fn decompress_to(loc: Located, digest: &Digest, dest: &Path) -> Result<()> {
             .ctx(|| format!("writing {}", dest.display()))?;
     }
     v.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_hash_matches_blake3_for_awkward_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(PIECE * 5 + 3)).map(|i| (i % 251) as u8).collect();
+        for len in [
+            1,
+            PIECE - 1,
+            PIECE,
+            PIECE + 1,
+            2 * PIECE,
+            2 * PIECE + 1,
+            3 * PIECE - 1,
+            4 * PIECE,
+            5 * PIECE + 3,
+        ] {
+            let d = &data[..len as usize];
+            let path = dir.path().join(format!("f{len}"));
+            std::fs::write(&path, d).unwrap();
+            let file = File::open(&path).unwrap();
+            let split = SplitHash::new(&file, len);
+            std::thread::scope(|s| {
+                s.spawn(|| split.work(true));
+                split.work(false);
+            });
+            assert_eq!(split.finish().unwrap(), Digest::of(d), "length {len}");
+        }
+    }
 }

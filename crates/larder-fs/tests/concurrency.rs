@@ -111,11 +111,8 @@ async fn child_writer() {
         let bytes = random_bytes(&format!("proc{id}-{}", r % 2), 30_000);
         let (mut e, _) = put_blob_entry(&store, &k, &bytes).await;
         // Both an inline and a blob output, so a mixed entry would show.
-        e.outputs.push(
-            inline_entry(&k, format!("{id}").as_bytes())
-                .outputs
-                .remove(0),
-        );
+        e.outputs
+            .push(inline_entry(&k, id.as_bytes()).outputs.remove(0));
         e.outputs[1].path = "id".into();
         store.put_entry(&k, &e).await.unwrap();
         store.get_entry(&k).await.unwrap();
