@@ -19,7 +19,7 @@ use larder_core::{
 };
 
 use crate::config::FsConfig;
-use crate::core::{Layout, remove_if_exists, touch};
+use crate::core::{Layout, is_newer_entry, remove_if_exists, touch};
 use crate::error::Error as FsError;
 use crate::index::{Index, NewEntry};
 use crate::reader::{self, Source};
@@ -140,6 +140,8 @@ impl fmt::Debug for FsStore {
 enum Loaded {
     Missing,
     Found(Entry),
+    /// Written by a newer larder: a miss, but kept.
+    Newer,
     Corrupt(Error),
 }
 
@@ -157,6 +159,7 @@ fn decode_file(mut file: File, len: u64, path: &Path) -> Result<Loaded> {
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     Ok(match Entry::decode(&buf) {
         Ok(e) => Loaded::Found(e),
+        Err(_) if is_newer_entry(&buf) => Loaded::Newer,
         Err(e) => Loaded::Corrupt(e),
     })
 }
@@ -227,7 +230,7 @@ impl Store for FsStore {
                 }
                 Ok(Some(entry))
             }
-            Loaded::Missing => {
+            Loaded::Missing | Loaded::Newer => {
                 if opts.record_access {
                     inner.index.record_miss();
                 }

@@ -128,6 +128,16 @@ pub(crate) fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `bytes` look like an entry written by a newer larder (valid magic, a format version
+/// above the one this build reads). Such entries are misses here but are not removed: a newer
+/// larder sharing the cache can read them.
+pub(crate) fn is_newer_entry(bytes: &[u8]) -> bool {
+    use larder_core::entry::{ENTRY_MAGIC, ENTRY_VERSION};
+    bytes.len() >= 6
+        && &bytes[..4] == ENTRY_MAGIC
+        && u16::from_le_bytes([bytes[4], bytes[5]]) > ENTRY_VERSION
+}
+
 /// Disk bytes a file of `len` bytes occupies, as accounted: rounded up to whole 4 KiB blocks,
 /// which is what ext4 and xfs allocate (an apparent-size sum would undercount a cache of small
 /// entries several times over).

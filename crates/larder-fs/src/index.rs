@@ -37,7 +37,9 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
-use crate::core::{Layout, ZST_SUFFIX, blocks, is_hex64, meta_mtime_ms, remove_if_exists};
+use crate::core::{
+    Layout, ZST_SUFFIX, blocks, is_hex64, is_newer_entry, meta_mtime_ms, remove_if_exists,
+};
 use crate::error::{Error, SqlResultExt};
 
 /// The index schema this build writes (`PRAGMA user_version`).
@@ -751,6 +753,8 @@ fn scan_into(tx: &Transaction<'_>, layout: &Layout, keep_hits: bool) -> larder_c
             let Ok(bytes) = fs::read(&path) else { continue };
             let entry = match Entry::decode(&bytes) {
                 Ok(e) => e,
+                // A newer larder's entry: not ours to index or remove.
+                Err(_) if is_newer_entry(&bytes) => continue,
                 Err(e) => {
                     tracing::warn!("removing corrupt entry {}: {e}", path.display());
                     let _ = remove_if_exists(&path);

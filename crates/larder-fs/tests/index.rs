@@ -195,3 +195,20 @@ async fn queued_events_are_flushed_in_the_background_and_on_drop() {
     let s = other.stats().await.unwrap();
     assert_eq!((s.entries, s.hits), (2, 1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_of_a_newer_format_are_misses_but_kept() {
+    let (_dir, store) = temp_store(FsConfig::default());
+    let k = key("from-the-future");
+    store.put_entry(&k, &inline_entry(&k, b"x")).await.unwrap();
+    let path = entry_file(store.root(), &k);
+    std::fs::write(&path, b"LRDE\x09\x00whatever version 9 holds").unwrap();
+    assert!(store.get_entry(&k).await.unwrap().is_none());
+    assert!(path.exists(), "a newer larder's entry was removed");
+    store.rebuild_index().await.unwrap();
+    assert!(path.exists());
+    // Plain garbage is removed.
+    std::fs::write(&path, b"garbage").unwrap();
+    assert!(store.get_entry(&k).await.unwrap().is_none());
+    assert!(!path.exists());
+}
