@@ -464,15 +464,28 @@ impl Index {
     /// until [`Index::stop`].
     pub(crate) fn run_flusher(&self, interval: Duration) {
         let mut p = lock(&self.pending);
+        let mut failed = false;
         loop {
             if self.shutdown.load(Ordering::Acquire) {
                 break;
             }
-            let (guard, _) = self
-                .wake
-                .wait_timeout(p, interval)
-                .unwrap_or_else(|e| e.into_inner());
-            p = guard;
+            if failed {
+                // Back off for a whole interval: a long queue must not turn a failing database
+                // into a retry per event.
+                let (guard, _) = self
+                    .wake
+                    .wait_timeout_while(p, interval, |_| !self.shutdown.load(Ordering::Acquire))
+                    .unwrap_or_else(|e| e.into_inner());
+                p = guard;
+            } else if p.len() < FLUSH_THRESHOLD {
+                // (Events that passed the threshold while we were flushing woke nobody: if the
+                // queue is long already, flush again at once.)
+                let (guard, _) = self
+                    .wake
+                    .wait_timeout(p, interval)
+                    .unwrap_or_else(|e| e.into_inner());
+                p = guard;
+            }
             if self.shutdown.load(Ordering::Acquire) {
                 break;
             }
@@ -480,9 +493,13 @@ impl Index {
                 continue;
             }
             drop(p);
-            if let Err(e) = self.flush() {
-                tracing::warn!("larder: writing the index failed (will retry): {e}");
-            }
+            failed = match self.flush() {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!("larder: writing the index failed (will retry): {e}");
+                    true
+                }
+            };
             p = lock(&self.pending);
         }
         drop(p);

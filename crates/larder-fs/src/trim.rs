@@ -7,7 +7,7 @@
 //! transaction. A blob is removed when its last entry goes, unless it was touched within the
 //! last minute (a concurrent put may have just deduplicated onto it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::time::Duration;
 
@@ -54,6 +54,7 @@ struct Trim<'a> {
     blob_cutoff_ms: u64,
     /// Dry runs: blob reference counts as they would be, and which names are already gone.
     sim_refs: HashMap<Digest, (i64, u64)>,
+    sim_gone: HashSet<String>,
     progress: Option<ProgressFn>,
     estimate: u64,
 }
@@ -98,6 +99,7 @@ pub(crate) fn run(
         evicted: 0,
         blob_cutoff_ms: start.saturating_sub(BLOB_GRACE.as_millis() as u64),
         sim_refs: HashMap::new(),
+        sim_gone: HashSet::new(),
         progress,
         estimate: estimate(need_bytes, need_entries, &before),
     };
@@ -409,6 +411,9 @@ impl Trim<'_> {
 
     /// Count what evicting `v` would free, without changing anything.
     fn simulate(&mut self, v: &Victim) -> Result<()> {
+        if !self.sim_gone.insert(v.name.clone()) {
+            return Ok(()); // already counted (by the policy, before LRU took over)
+        }
         self.evicted += 1;
         self.freed_bytes += blocks(v.file_size);
         for d in unpack_digests(&v.blobs) {

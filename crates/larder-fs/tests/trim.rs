@@ -295,3 +295,45 @@ async fn eviction_policies_choose_victims_and_failures_fall_back_to_lru() {
     assert_eq!(r.evicted_entries, 2);
     assert_eq!(present(&broken, 6).await, vec![2, 3, 4, 5]);
 }
+
+/// Picks only the least recently used entry, whatever the goal.
+#[derive(Debug)]
+struct Stingy;
+
+impl EvictionPolicy for Stingy {
+    fn name(&self) -> &str {
+        "stingy"
+    }
+    fn select_victims(
+        &self,
+        c: &Candidates,
+        _: EvictionGoal,
+        _: u64,
+    ) -> larder_core::Result<Vec<usize>> {
+        Ok((0..c.len())
+            .min_by_key(|&i| c.last_access_ms[i])
+            .into_iter()
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lru_completes_a_policy_that_falls_short_in_dry_runs_too() {
+    let (_dir, store) = temp_store(FsConfig::default().with_eviction(Some(Arc::new(Stingy))));
+    fill(&store, 6).await;
+    let mut o = opts();
+    o.max_entries = Some(3);
+    o.dry_run = true;
+    let dry = store.trim(&o, None).await.unwrap();
+    assert_eq!(
+        (dry.evicted_entries, dry.evicted_bytes),
+        (3, 3 * ENTRY_BYTES)
+    );
+    o.dry_run = false;
+    let real = store.trim(&o, None).await.unwrap();
+    assert_eq!(
+        (real.evicted_entries, real.evicted_bytes),
+        (3, 3 * ENTRY_BYTES)
+    );
+    assert_eq!(present(&store, 6).await, vec![3, 4, 5]);
+}
