@@ -165,3 +165,69 @@ async fn processes_race_on_one_key() {
     assert_eq!(count_files(&root.join("tmp")), 0);
     assert_consistent(&root).await;
 }
+
+/// Writes until killed (see `killed_writer_leaves_nothing_partial`).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "run by killed_writer_leaves_nothing_partial in a child process"]
+async fn child_endless_writer() {
+    let Ok(root) = std::env::var("LARDER_FS_TEST_KILL_ROOT") else {
+        return;
+    };
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    for i in 0.. {
+        let bytes = random_bytes(&format!("endless{i}"), 2 << 20);
+        put_blob_entry(&store, &key(&format!("endless/{i}")), &bytes).await;
+        let k = key(&format!("small/{i}"));
+        store
+            .put_entry(&k, &inline_entry(&k, &bytes[..1000]))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_writer_leaves_nothing_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    drop(FsStore::open(&root, FsConfig::default()).unwrap());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_endless_writer", "--ignored", "--quiet"])
+        .env("LARDER_FS_TEST_KILL_ROOT", &root)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it get going, then kill it mid-write.
+    let entries = root.join("entries");
+    for _ in 0..200 {
+        if count_files(&entries) >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let written = count_files(&entries);
+    assert!(
+        written >= 2,
+        "the writer wrote nothing before it was killed"
+    );
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    // Every published entry decodes (a rebuild would remove any that does not) ...
+    store.rebuild_index().await.unwrap();
+    assert_eq!(
+        count_files(&entries),
+        written,
+        "a partial entry was published"
+    );
+    // ... and every published blob verifies.
+    for sub in std::fs::read_dir(root.join("blobs")).unwrap().flatten() {
+        for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+            let name = f.file_name().into_string().unwrap();
+            let d: larder_core::Digest = name.trim_end_matches(".zst").parse().unwrap();
+            let bytes = store.get_blob_bytes(&d, 1 << 30).await;
+            assert!(bytes.is_ok_and(|b| b.is_some()), "blob {name} is partial");
+        }
+    }
+    // Its unfinished temporary files stay in tmp/ (a trim sweeps them once an hour old).
+    assert!(count_files(&root.join("tmp")) <= 2);
+}
