@@ -354,9 +354,10 @@ impl Store for FsStore {
             let (inner2, d) = (Arc::clone(inner), *digest);
             let writer = tokio::task::spawn_blocking(move || {
                 let mut sink = BlobSink::new(&inner2.layout, d, size, compression, fsync)?;
+                sink.hash_in_background()?;
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
-                        Some(chunk) => sink.write(&chunk)?,
+                        Some(chunk) => sink.write_bytes(chunk)?,
                         // The payload failed: drop the sink, which removes its file.
                         None => return Err(Error::invalid("blob upload aborted")),
                     }

@@ -6,6 +6,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use bytes::{Bytes, BytesMut};
 use larder_core::digest::DigestWriter;
 use larder_core::error::IoResultExt;
 use larder_core::{Digest, Error, PutMode, PutOutcome, Result};
@@ -119,7 +120,8 @@ enum Out {
 pub(crate) struct BlobSink {
     tmp: TmpFile,
     out: Option<Out>,
-    hasher: DigestWriter,
+    hasher: Hashing,
+    received: u64,
     digest: Digest,
     size: u64,
     compression: Compression,
@@ -131,8 +133,89 @@ impl std::fmt::Debug for BlobSink {
         f.debug_struct("BlobSink")
             .field("digest", &self.digest)
             .field("size", &self.size)
-            .field("received", &self.hasher.len())
+            .field("received", &self.received)
             .finish()
+    }
+}
+
+/// Where a blob's digest is computed.
+enum Hashing {
+    /// On the writing thread.
+    Inline(DigestWriter),
+    /// On a thread of its own, fed in pieces of at least [`HASH_BATCH`] bytes.
+    Thread {
+        tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
+        handle: Option<std::thread::JoinHandle<(Digest, u64)>>,
+        pending: BytesMut,
+    },
+}
+
+/// Small chunks are gathered into pieces this large before they go to the hashing thread (one
+/// hand-over per network-sized chunk would cost more than hashing it).
+const HASH_BATCH: usize = 256 * 1024;
+
+impl Hashing {
+    fn update(&mut self, chunk: &[u8], owned: Option<Bytes>) -> Result<()> {
+        match self {
+            Hashing::Inline(h) => h.update(chunk),
+            Hashing::Thread { tx, pending, .. } => {
+                let piece = match owned {
+                    Some(b) if pending.is_empty() && b.len() >= HASH_BATCH => b,
+                    _ => {
+                        pending.extend_from_slice(chunk);
+                        if pending.len() < HASH_BATCH {
+                            return Ok(());
+                        }
+                        pending.split().freeze()
+                    }
+                };
+                let sent = tx.as_ref().is_some_and(|tx| tx.send(piece).is_ok());
+                if !sent {
+                    return Err(Error::io(
+                        "hashing a blob",
+                        io::Error::other("the hashing thread stopped"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest and length of everything fed.
+    fn finish(&mut self) -> Result<(Digest, u64)> {
+        match self {
+            Hashing::Inline(h) => Ok((h.finish(), h.len())),
+            Hashing::Thread {
+                tx,
+                handle,
+                pending,
+            } => {
+                if !pending.is_empty()
+                    && let Some(tx) = tx.as_ref()
+                {
+                    let _ = tx.send(pending.split().freeze());
+                }
+                drop(tx.take());
+                handle.take().and_then(|h| h.join().ok()).ok_or_else(|| {
+                    Error::io(
+                        "hashing a blob",
+                        io::Error::other("the hashing thread failed"),
+                    )
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        // Let the hashing thread end (an abandoned write must not leave it waiting).
+        if let Hashing::Thread { tx, handle, .. } = self {
+            drop(tx.take());
+            if let Some(h) = handle.take() {
+                let _ = h.join();
+            }
+        }
     }
 }
 
@@ -164,7 +247,8 @@ impl BlobSink {
                 file,
                 sample: Vec::with_capacity(sample_cap),
             }),
-            hasher: DigestWriter::new(),
+            hasher: Hashing::Inline(DigestWriter::new()),
+            received: 0,
             digest,
             size,
             compression,
@@ -176,15 +260,51 @@ impl BlobSink {
         Error::io(format!("writing {}", self.tmp.path().display()), e)
     }
 
+    /// Hash on a thread of its own from now on, so hashing overlaps with writing (for large
+    /// blobs, before the first chunk).
+    pub(crate) fn hash_in_background(&mut self) -> Result<()> {
+        if self.received > 0 || !matches!(self.hasher, Hashing::Inline(_)) {
+            return Ok(());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(4);
+        let handle = std::thread::Builder::new()
+            .name("larder-fs-hash".into())
+            .spawn(move || {
+                let mut h = blake3::Hasher::new();
+                while let Ok(chunk) = rx.recv() {
+                    h.update(&chunk);
+                }
+                (Digest::from(h.finalize()), h.count())
+            })
+            .map_err(|e| Error::io("starting a hashing thread", e))?;
+        self.hasher = Hashing::Thread {
+            tx: Some(tx),
+            handle: Some(handle),
+            pending: BytesMut::new(),
+        };
+        Ok(())
+    }
+
     /// Feed the next chunk.
     pub(crate) fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        if self.hasher.len() + chunk.len() as u64 > self.size {
+        self.write_inner(chunk, None)
+    }
+
+    /// Feed the next chunk, owned (no copy when hashing in the background).
+    pub(crate) fn write_bytes(&mut self, chunk: Bytes) -> Result<()> {
+        let owned = chunk.clone(); // a reference count, not the bytes
+        self.write_inner(&chunk, Some(owned))
+    }
+
+    fn write_inner(&mut self, chunk: &[u8], owned: Option<Bytes>) -> Result<()> {
+        if self.received + chunk.len() as u64 > self.size {
             return Err(Error::invalid(format!(
                 "blob {} is longer than its declared {} bytes",
                 self.digest, self.size
             )));
         }
-        self.hasher.update(chunk);
+        self.received += chunk.len() as u64;
+        self.hasher.update(chunk, owned)?;
         let mut rest = chunk;
         if let Some(Out::Undecided { sample, .. }) = self.out.as_mut() {
             let take = (SAMPLE_BYTES - sample.len()).min(chunk.len());
@@ -249,7 +369,8 @@ impl BlobSink {
 
     /// Check the blob and publish it under `layout`. Nothing is published on a mismatch.
     pub(crate) fn finish(mut self, layout: &Layout) -> Result<BlobWritten> {
-        if self.hasher.len() != self.size || self.hasher.finish() != self.digest {
+        let (got, len) = self.hasher.finish()?;
+        if len != self.size || self.received != self.size || got != self.digest {
             return Err(mismatch(&self.digest));
         }
         self.decide()?;
