@@ -141,7 +141,7 @@ impl std::fmt::Debug for BlobSink {
 /// Where a blob's digest is computed.
 enum Hashing {
     /// On the writing thread.
-    Inline(DigestWriter),
+    Inline(Box<DigestWriter>),
     /// On a thread of its own, fed in pieces of at least [`HASH_BATCH`] bytes.
     Thread {
         tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
@@ -247,7 +247,7 @@ impl BlobSink {
                 file,
                 sample: Vec::with_capacity(sample_cap),
             }),
-            hasher: Hashing::Inline(DigestWriter::new()),
+            hasher: Hashing::Inline(Box::default()),
             received: 0,
             digest,
             size,
