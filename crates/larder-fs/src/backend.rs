@@ -28,8 +28,9 @@ use crate::writer::{BlobSink, write_entry};
 /// Entry files larger than this are read and written on the blocking pool; smaller ones inline
 /// (a spawn_blocking hop costs about as much as the I/O itself).
 const INLINE_IO_BYTES: u64 = 256 * 1024;
-/// Blobs up to this size are written inline; larger ones stream through a blocking task.
-const INLINE_BLOB_BYTES: u64 = 256 * 1024;
+/// Blobs up to this size are written inline (including the compression check, well under a
+/// millisecond); larger ones stream through a blocking task.
+const INLINE_BLOB_BYTES: u64 = 64 * 1024;
 /// Blobs up to this size are read and verified in one go.
 const SMALL_READ_BYTES: u64 = 64 * 1024;
 /// Rows per page of [`Store::list`].
