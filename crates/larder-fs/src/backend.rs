@@ -173,6 +173,7 @@ impl Inner {
         }
     }
 
+    /// Whether blob `digest` exists (either form), refreshing its modification time if so.
     fn blob_exists_touch(&self, digest: &Digest) -> Result<bool> {
         for compressed in [false, true] {
             let p = self.layout.blob_path(digest, compressed);
@@ -196,6 +197,17 @@ impl Inner {
             .len();
         Ok(Some((file, len)))
     }
+}
+
+/// Refresh the modification time of each blob (see [`Inner::blob_exists_touch`]); whether each
+/// exists. Long lists go to the blocking pool (a syscall each).
+async fn touch_blobs(inner: &Arc<Inner>, digests: Vec<Digest>) -> Result<Vec<bool>> {
+    const INLINE: usize = 64;
+    if digests.len() <= INLINE {
+        return digests.iter().map(|d| inner.blob_exists_touch(d)).collect();
+    }
+    let inner = Arc::clone(inner);
+    blocking(move || digests.iter().map(|d| inner.blob_exists_touch(d)).collect()).await
 }
 
 #[async_trait]
@@ -263,10 +275,9 @@ impl Store for FsStore {
         let blobs = entry.blob_digests();
         // Refresh the blobs' modification times: a concurrent trim keeps them (grace window)
         // until this entry's reference reaches the index.
-        for d in &blobs {
-            if !inner.blob_exists_touch(d)? {
-                tracing::debug!("larder: entry {key} names blob {d}, which the store lacks");
-            }
+        let present = touch_blobs(inner, blobs.clone()).await?;
+        for (d, _) in blobs.iter().zip(present).filter(|(_, here)| !here) {
+            tracing::debug!("larder: entry {key} names blob {d}, which the store lacks");
         }
         let name = key.storage_name();
         let dest = inner.layout.entry_path(&name);
@@ -404,13 +415,12 @@ impl Store for FsStore {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         // Touching present blobs protects them from a concurrent trim until the entry that is
         // about to name them is indexed (see the grace window in the crate docs).
-        let mut missing = Vec::new();
-        for d in digests {
-            if !self.inner.blob_exists_touch(d)? {
-                missing.push(*d);
-            }
-        }
-        Ok(missing)
+        let present = touch_blobs(&self.inner, digests.to_vec()).await?;
+        Ok(digests
+            .iter()
+            .zip(present)
+            .filter_map(|(d, here)| (!here).then_some(*d))
+            .collect())
     }
 
     async fn delete(&self, key: &Key) -> Result<bool> {
