@@ -306,3 +306,12 @@ async fn corrupt_blobs_are_removed_on_every_read_path() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fsync_mode_round_trips() {
+    let (_dir, store) = temp_store(FsConfig::default().with_fsync(true));
+    let k = key("synced");
+    let (e, d) = put_blob_entry(&store, &k, &random_bytes("synced", 300_000)).await;
+    assert_eq!(store.get_entry(&k).await.unwrap(), Some(e));
+    assert!(store.find_missing(&[d]).await.unwrap().is_empty());
+}
