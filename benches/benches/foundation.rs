@@ -9,7 +9,8 @@
 //!
 //! `cargo bench -p larder-benches --bench foundation [-- --quick]`. Under `cargo test` it runs a
 //! tiny smoke version. The page cache is warm throughout (for larder and for the baselines), as it
-//! is for a build that just wrote its outputs. Results go to stdout (Markdown) and to
+//! is for a build that just wrote its outputs; dirty pages are flushed (`sync`) before every timed
+//! phase, and the `cp` baseline runs first in each repetition. Results go to stdout (Markdown) and to
 //! `target/bench/foundation.json`.
 
 use std::path::{Path, PathBuf};
@@ -107,6 +108,12 @@ fn run_cp(args: &[&Path], dest: &Path) {
     c.arg(dest);
     let st = c.status().unwrap_or_else(|e| panic!("running cp: {e}"));
     assert!(st.success(), "cp failed");
+}
+
+/// Flush dirty pages before a timed phase, so writeback left by the previous phase does not land
+/// on the next one (whichever of larder or its baseline runs second would pay for the first).
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 fn main() {
@@ -293,13 +300,21 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         .unwrap_or_else(|e| panic!("{e}"));
     }
     let (mut put_s, mut get_s, mut cp_s) = (Vec::new(), Vec::new(), Vec::new());
+    let mut dirs = Vec::new();
     for rep in 0..reps {
-        let cache = fresh(&root.join(format!("{name}-cache")));
-        let dest = fresh(&root.join(format!("{name}-dest")));
+        let cache = fresh(&root.join(format!("{name}-cache-{rep}")));
+        let dest = fresh(&root.join(format!("{name}-dest-{rep}")));
+        // Baseline: one `cp -r` of the same files into an empty directory.
+        let cp_dest = fresh(&root.join(format!("{name}-cp-{rep}")));
+        settle();
+        let t = Instant::now();
+        run_cp(&[&src], &cp_dest);
+        cp_s.push(t.elapsed());
         let store = open_store(&cache);
         let keys: Vec<Key> = (0..n)
             .map(|i| Key::new(format!("bench-{rep}-{i}")).unwrap_or_else(|e| panic!("{e}")))
             .collect();
+        settle();
         let t = Instant::now();
         for (k, f) in keys.iter().zip(&names) {
             let c = collect_outputs(
@@ -316,6 +331,7 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         }
         store.flush().await.unwrap_or_else(|e| panic!("{e}"));
         put_s.push(t.elapsed());
+        settle();
         let t = Instant::now();
         for k in &keys {
             let e = store
@@ -331,14 +347,12 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         store.flush().await.unwrap_or_else(|e| panic!("{e}"));
         get_s.push(t.elapsed());
         drop(store);
-        // Baseline: one `cp -r` of the same files into an empty directory.
-        let cp_dest = fresh(&root.join(format!("{name}-cp")));
-        let t = Instant::now();
-        run_cp(&[&src], &cp_dest);
-        cp_s.push(t.elapsed());
-        let _ = std::fs::remove_dir_all(&cp_dest);
-        let _ = std::fs::remove_dir_all(&dest);
-        let _ = std::fs::remove_dir_all(&cache);
+        dirs.extend([cp_dest, dest, cache]);
+    }
+    // Cleanup only after the last repetition: ext4 slows file creation for minutes after mass
+    // deletion (shared/BASELINES.md), which would land on whichever repetition ran next.
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
     }
     let _ = std::fs::remove_dir_all(&src);
     let units = if size >= 1 << 20 {
