@@ -382,6 +382,19 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
     ]
 }
 
+/// An entry with one 1 KiB output, inlined (what a small compile task stores).
+fn one_kib_entry(k: &Key, fill: u8) -> Entry {
+    let mut e = Entry::new(k.as_str(), "bench");
+    e.outputs.push(larder_core::Output {
+        path: "o".into(),
+        kind: larder_core::OutputKind::File {
+            content: larder_core::Content::inline(vec![fill; 1024]),
+            executable: false,
+        },
+    });
+    e
+}
+
 /// Fill a store with `n` small entries, trim 10% of them, then measure puts right after.
 async fn trim(root: &Path, n: usize) -> Vec<Row> {
     let cache = fresh(&root.join("trim-cache"));
@@ -389,16 +402,8 @@ async fn trim(root: &Path, n: usize) -> Vec<Row> {
     let fill = Instant::now();
     for i in 0..n {
         let k = Key::new(format!("trim-{i}")).unwrap_or_else(|e| panic!("{e}"));
-        let mut e = Entry::new(k.as_str(), "bench");
-        e.outputs.push(larder_core::Output {
-            path: "o".into(),
-            kind: larder_core::OutputKind::File {
-                content: larder_core::Content::inline(vec![(i % 251) as u8; 1024]),
-                executable: false,
-            },
-        });
         store
-            .put_entry(&k, &e)
+            .put_entry(&k, &one_kib_entry(&k, (i % 251) as u8))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -422,16 +427,8 @@ async fn trim(root: &Path, n: usize) -> Vec<Row> {
     let t = Instant::now();
     for i in 0..after_n {
         let k = Key::new(format!("after-{i}")).unwrap_or_else(|e| panic!("{e}"));
-        let mut e = Entry::new(k.as_str(), "bench");
-        e.outputs.push(larder_core::Output {
-            path: "o".into(),
-            kind: larder_core::OutputKind::File {
-                content: larder_core::Content::inline(vec![1u8; 1024]),
-                executable: false,
-            },
-        });
         store
-            .put_entry(&k, &e)
+            .put_entry(&k, &one_kib_entry(&k, 1))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
