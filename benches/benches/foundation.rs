@@ -7,7 +7,7 @@
 //! - trimming 10% of a 100,000-entry cache, and the put rate right after it (ext4 slows file
 //!   creation for minutes after mass deletion; see shared/BASELINES.md).
 //!
-//! `cargo bench -p larder-benches --bench foundation [-- --quick]`. Under `cargo test` it runs a
+//! `cargo bench -p larder-benches --bench foundation [-- --quick] [--only signatures,small,large,trim]`. Under `cargo test` it runs a
 //! tiny smoke version. The page cache is warm throughout (for larder and for the baselines), as it
 //! is for a build that just wrote its outputs; dirty pages are flushed (`sync`) before every timed
 //! phase, and the `cp` baseline runs first in each repetition. Results go to stdout (Markdown) and to
@@ -129,111 +129,127 @@ fn main() {
     );
     let mut md = String::new();
     let mut json = Vec::new();
+    // `-- --only signatures,small,large,trim` runs a subset.
+    let args: Vec<String> = std::env::args().collect();
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
 
-    // --- Signatures -------------------------------------------------------------------------
-    let tree = fresh(&root.join("tree"));
-    let files: Vec<PathBuf> = (0..p.tree_files)
-        .map(|i| tree.join(format!("d{}/f{i}.bin", i % 16)))
-        .collect();
-    files.par_iter().enumerate().for_each(|(i, f)| {
-        let _ = std::fs::create_dir_all(f.parent().unwrap_or(Path::new(".")));
-        write_pseudo_random_file(f, &format!("tree{i}"), p.tree_file_bytes)
-            .unwrap_or_else(|e| panic!("{e}"));
-    });
-    // Files hashed within 2 s of their last change are not trusted by the stat cache (racy).
-    std::thread::sleep(Duration::from_millis(2100));
-    let tree_bytes = p.tree_files as u64 * p.tree_file_bytes;
-    let norm = BaseDirs::new([tree.to_string_lossy().as_ref()]);
-    let sign = |hasher: &InputHasher| {
-        let digests = hasher.hash_files(&files).unwrap_or_else(|e| panic!("{e}"));
-        let mut b = SignatureBuilder::new("bench", &norm);
-        for (f, d) in files.iter().zip(&digests) {
-            b.input(&f.to_string_lossy(), d)
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        b.finish()
-    };
-    let plain = samples(p.reps, || {
-        let _: Vec<blake3::Hash> = files
-            .par_iter()
-            .map(|f| {
-                let mut h = blake3::Hasher::new();
-                h.update_mmap_rayon(f).unwrap_or_else(|e| panic!("{e}"));
-                h.finalize()
-            })
+    if wanted("signatures") {
+        // --- Signatures -------------------------------------------------------------------------
+        let tree = fresh(&root.join("tree"));
+        let files: Vec<PathBuf> = (0..p.tree_files)
+            .map(|i| tree.join(format!("d{}/f{i}.bin", i % 16)))
             .collect();
-    });
-    let cold = samples(p.reps, || {
-        sign(&InputHasher::new(StatCache::in_memory()));
-    });
-    let cache_path = root.join("statcache.bin");
-    {
-        let h = InputHasher::new(StatCache::load(&cache_path));
-        sign(&h);
-        h.cache().save().unwrap_or_else(|e| panic!("{e}"));
+        files.par_iter().enumerate().for_each(|(i, f)| {
+            let _ = std::fs::create_dir_all(f.parent().unwrap_or(Path::new(".")));
+            write_pseudo_random_file(f, &format!("tree{i}"), p.tree_file_bytes)
+                .unwrap_or_else(|e| panic!("{e}"));
+        });
+        // Files hashed within 2 s of their last change are not trusted by the stat cache (racy).
+        std::thread::sleep(Duration::from_millis(2100));
+        let tree_bytes = p.tree_files as u64 * p.tree_file_bytes;
+        let norm = BaseDirs::new([tree.to_string_lossy().as_ref()]);
+        let sign = |hasher: &InputHasher| {
+            let digests = hasher.hash_files(&files).unwrap_or_else(|e| panic!("{e}"));
+            let mut b = SignatureBuilder::new("bench", &norm);
+            for (f, d) in files.iter().zip(&digests) {
+                b.input(&f.to_string_lossy(), d)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            b.finish()
+        };
+        let plain = samples(p.reps, || {
+            let _: Vec<blake3::Hash> = files
+                .par_iter()
+                .map(|f| {
+                    let mut h = blake3::Hasher::new();
+                    h.update_mmap_rayon(f).unwrap_or_else(|e| panic!("{e}"));
+                    h.finalize()
+                })
+                .collect();
+        });
+        let cold = samples(p.reps, || {
+            sign(&InputHasher::new(StatCache::in_memory()));
+        });
+        let cache_path = root.join("statcache.bin");
+        {
+            let h = InputHasher::new(StatCache::load(&cache_path));
+            sign(&h);
+            h.cache().save().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let warm = samples(p.reps.max(5), || {
+            // Loading the cache file is part of every real run.
+            let h = InputHasher::new(StatCache::load(&cache_path));
+            sign(&h);
+        });
+        let sig_rows = vec![
+            Row {
+                what: format!(
+                    "sign {} MiB tree ({} files), no stat cache",
+                    tree_bytes >> 20,
+                    p.tree_files
+                ),
+                larder: median(&cold),
+                baseline: Some(median(&plain)),
+                baseline_name: "plain BLAKE3 of the same files (mmap, 2 threads)".into(),
+                units: Some((tree_bytes as f64, "B")),
+                spread: spread(&cold),
+                note: String::new(),
+            },
+            Row {
+                what: "re-sign the unchanged tree (stat cache)".into(),
+                larder: median(&warm),
+                baseline: Some(median(&cold)),
+                baseline_name: "signing it with no stat cache".into(),
+                units: None,
+                spread: spread(&warm),
+                note: format!(
+                    "{:.0}× faster than hashing cold",
+                    median(&cold).as_secs_f64() / median(&warm).as_secs_f64()
+                ),
+            },
+        ];
+        md += &print_table("Signatures", &sig_rows);
+        json.push(("signatures", sig_rows));
+        let _ = std::fs::remove_dir_all(&tree);
     }
-    let warm = samples(p.reps.max(5), || {
-        // Loading the cache file is part of every real run.
-        let h = InputHasher::new(StatCache::load(&cache_path));
-        sign(&h);
-    });
-    let sig_rows = vec![
-        Row {
-            what: format!(
-                "sign {} MiB tree ({} files), no stat cache",
-                tree_bytes >> 20,
-                p.tree_files
-            ),
-            larder: median(&cold),
-            baseline: Some(median(&plain)),
-            baseline_name: "plain BLAKE3 of the same files (mmap, 2 threads)".into(),
-            units: Some((tree_bytes as f64, "B")),
-            spread: spread(&cold),
-            note: String::new(),
-        },
-        Row {
-            what: "re-sign the unchanged tree (stat cache)".into(),
-            larder: median(&warm),
-            baseline: Some(median(&cold)),
-            baseline_name: "signing it with no stat cache".into(),
-            units: None,
-            spread: spread(&warm),
-            note: format!(
-                "{:.0}× faster than hashing cold",
-                median(&cold).as_secs_f64() / median(&warm).as_secs_f64()
-            ),
-        },
-    ];
-    md += &print_table("Signatures", &sig_rows);
-    json.push(("signatures", sig_rows));
-    let _ = std::fs::remove_dir_all(&tree);
 
     // --- fs put/get -------------------------------------------------------------------------
-    let small_rows = rt.block_on(put_get(&root, "small", p.small_entries, 1024, p.reps));
-    md += &print_table(
-        &format!(
-            "fs store: {} × 1 KiB outputs, one entry each",
-            p.small_entries
-        ),
-        &small_rows,
-    );
-    json.push(("small", small_rows));
-    let large_rows = rt.block_on(put_get(
-        &root,
-        "large",
-        p.large_entries,
-        p.large_bytes,
-        p.reps.min(3),
-    ));
-    md += &print_table(
-        &format!(
-            "fs store: {} × {} MiB outputs, one entry each",
+    if wanted("small") {
+        let small_rows = rt.block_on(put_get(&root, "small", p.small_entries, 1024, p.reps));
+        md += &print_table(
+            &format!(
+                "fs store: {} × 1 KiB outputs, one entry each",
+                p.small_entries
+            ),
+            &small_rows,
+        );
+        json.push(("small", small_rows));
+    }
+
+    if wanted("large") {
+        let large_rows = rt.block_on(put_get(
+            &root,
+            "large",
             p.large_entries,
-            p.large_bytes >> 20
-        ),
-        &large_rows,
-    );
-    json.push(("large", large_rows));
+            p.large_bytes,
+            p.reps.min(3),
+        ));
+        md += &print_table(
+            &format!(
+                "fs store: {} × {} MiB outputs, one entry each",
+                p.large_entries,
+                p.large_bytes >> 20
+            ),
+            &large_rows,
+        );
+        json.push(("large", large_rows));
+    }
+
     let rss = peak_rss();
     let rss_line = format!(
         "\nPeak resident memory of the whole benchmark process: {} MiB (largest single output: {} MiB).\n",
@@ -244,12 +260,14 @@ fn main() {
     md += &rss_line;
 
     // --- Trim -------------------------------------------------------------------------------
-    let trim_rows = rt.block_on(trim(&root, p.trim_entries));
-    md += &print_table(
-        &format!("Trim 10% of a {}-entry cache", p.trim_entries),
-        &trim_rows,
-    );
-    json.push(("trim", trim_rows));
+    if wanted("trim") {
+        let trim_rows = rt.block_on(trim(&root, p.trim_entries));
+        md += &print_table(
+            &format!("Trim 10% of a {}-entry cache", p.trim_entries),
+            &trim_rows,
+        );
+        json.push(("trim", trim_rows));
+    }
 
     let out_dir = root.parent().unwrap_or(&root).join("bench");
     let _ = std::fs::create_dir_all(&out_dir);
