@@ -75,6 +75,8 @@ enum Command {
     Trim(cmd::trim::Args),
     /// Show the resolved configuration and where each value came from
     Config(cmd::config::Args),
+    /// Serve get/put requests read line by line from stdin (for build-system plugins)
+    Worker(cmd::worker::Args),
 }
 
 fn after_help() -> String {
@@ -118,6 +120,7 @@ fn run(cli: Cli, ui: Ui) -> Result<u8> {
             Command::Stats(args) => cmd::stats::run(args, &ctx).await,
             Command::Trim(args) => cmd::trim::run(args, &ctx).await,
             Command::Config(args) => cmd::config::run(args, &ctx).await,
+            Command::Worker(args) => cmd::worker::run(args, &ctx).await,
         }
     })
 }

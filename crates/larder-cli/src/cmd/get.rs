@@ -50,27 +50,21 @@ async fn get(
     ctx: &Ctx,
     placement: larder_core::Placement,
 ) -> Result<u8> {
-    let Some(mut entry) = store
-        .get_entry(key)
+    let entry = match lookup(store.as_ref(), key, wanted)
         .await
         .with_context(|| format!("cannot look up {key} in {store}"))?
-    else {
-        ctx.ui.status(format_args!("miss {key}"));
-        return Ok(EXIT_MISS);
-    };
-    if !wanted.is_empty() {
-        match select(&entry, wanted) {
-            Ok(outputs) => entry.outputs = outputs,
-            Err(absent) => {
-                ctx.ui
-                    .note(format_args!("miss {key}: the entry has no output {absent}"));
-                return Ok(EXIT_MISS);
-            }
+    {
+        Lookup::Found(entry) => entry,
+        Lookup::Miss => {
+            ctx.ui.status(format_args!("miss {key}"));
+            return Ok(EXIT_MISS);
         }
-    }
-    // Captured streams are not restored by `get`.
-    entry.stdout = None;
-    entry.stderr = None;
+        Lookup::Absent(absent) => {
+            ctx.ui
+                .note(format_args!("miss {key}: the entry has no output {absent}"));
+            return Ok(EXIT_MISS);
+        }
+    };
     let blob_bytes: u64 = entry
         .contents()
         .filter(|c| c.inline.is_none())
@@ -99,6 +93,38 @@ async fn get(
             Ok(EXIT_MISS)
         }
     }
+}
+
+/// What [`lookup`] found.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// No entry under the key.
+    Miss,
+    /// The entry exists but does not hold this wanted output.
+    Absent(String),
+    /// The entry, cut down to the wanted outputs, without its captured streams.
+    Found(Entry),
+}
+
+/// Look `key` up and select the `wanted` outputs (all when empty). Captured streams are
+/// dropped: `get` restores files only.
+pub(crate) async fn lookup(
+    store: &dyn larder_core::Store,
+    key: &Key,
+    wanted: &[String],
+) -> larder_core::Result<Lookup> {
+    let Some(mut entry) = store.get_entry(key).await? else {
+        return Ok(Lookup::Miss);
+    };
+    if !wanted.is_empty() {
+        match select(&entry, wanted) {
+            Ok(outputs) => entry.outputs = outputs,
+            Err(absent) => return Ok(Lookup::Absent(absent)),
+        }
+    }
+    entry.stdout = None;
+    entry.stderr = None;
+    Ok(Lookup::Found(entry))
 }
 
 /// The outputs `wanted` names (a directory brings what is below it), or the first name the

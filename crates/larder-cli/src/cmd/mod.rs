@@ -15,6 +15,7 @@ pub(crate) mod get;
 pub(crate) mod put;
 pub(crate) mod stats;
 pub(crate) mod trim;
+pub(crate) mod worker;
 
 /// Exit code: success, or a hit.
 pub(crate) const EXIT_OK: u8 = 0;

@@ -1,7 +1,9 @@
 //! `larder put KEY FILE...`: store files under a key of your choosing.
 
 use anyhow::{Context, Result, bail};
-use larder_core::artifacts::{collect_outputs, store_outputs};
+use std::path::Path;
+
+use larder_core::artifacts::{PendingBlob, collect_outputs, store_outputs};
 use larder_core::size::format_size;
 use larder_core::{Entry, Key};
 
@@ -47,17 +49,12 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     let opened = ctx.open(&config)?;
     let store = opened.store;
     let inline_limit = config.inline_limit.value;
-    let mut collected =
-        tokio::task::block_in_place(|| collect_outputs(&ctx.cwd, &names, inline_limit))
+    let (entry, blobs) =
+        tokio::task::block_in_place(|| collect_entry(&ctx.cwd, &key, &names, inline_limit, "put"))
             .context("reading the files")?;
-    let mut seen = std::collections::HashSet::new();
-    collected.outputs.retain(|o| seen.insert(o.path.clone()));
-
-    let mut entry = Entry::new(key.as_str(), "put");
-    entry.outputs = collected.outputs;
-    let blob_bytes: u64 = collected.blobs.iter().map(|b| b.size).sum();
+    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
     let (transfer, bar) = ctx.ui.transfer(store.clone(), blob_bytes, "storing");
-    let result = store_outputs(transfer.as_ref(), &key, &entry, &collected.blobs)
+    let result = store_outputs(transfer.as_ref(), &key, &entry, &blobs)
         .await
         .with_context(|| format!("cannot store {key} in {store}"));
     if let Some(bar) = bar {
@@ -71,4 +68,22 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         format_size(entry.total_size())
     ));
     Ok(EXIT_OK)
+}
+
+/// Read the files and directories `names` (relative to `root`) into an entry for `key` made by
+/// `producer`, with the blobs to upload before it. A name listed twice (or inside a listed
+/// directory and also named) is kept once. Blocking: call it inside `block_in_place`.
+pub(crate) fn collect_entry(
+    root: &Path,
+    key: &Key,
+    names: &[String],
+    inline_limit: u64,
+    producer: &str,
+) -> larder_core::Result<(Entry, Vec<PendingBlob>)> {
+    let mut collected = collect_outputs(root, names, inline_limit)?;
+    let mut seen = std::collections::HashSet::new();
+    collected.outputs.retain(|o| seen.insert(o.path.clone()));
+    let mut entry = Entry::new(key.as_str(), producer);
+    entry.outputs = collected.outputs;
+    Ok((entry, collected.blobs))
 }

@@ -1,0 +1,294 @@
+//! `larder worker`: a long-lived process that build systems talk to over a pipe, one request per
+//! line on stdin and one answer per line on stdout, so a task costs a line, not a process start.
+//!
+//! The store is opened once. Requests are served one at a time, in order. Nothing a client sends
+//! can stop the worker: bad input, unsafe paths, missing files and store failures are answers.
+//! End of input flushes the store's metadata, prints statistics when asked, and exits 0.
+//!
+//! Two protocols share the operations in [`Worker`]: `json` (see `docs/worker-protocol.md`) and
+//! `wafcache`, the line protocol of waf's `wafcache.py` workers ([`wafcache`]).
+
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use larder_core::artifacts::{PendingBlob, Restore, restore_outputs, store_outputs};
+use larder_core::size::format_size;
+use larder_core::{Entry, Key, Placement, Store};
+
+use super::get::{Lookup, lookup};
+use super::{Ctx, EXIT_OK, flush};
+use crate::progress::Ui;
+
+mod json;
+mod pickle;
+mod wafcache;
+
+const EXAMPLES: &str = "\
+Examples:
+  larder worker                        # JSON lines: {\"op\":\"get\",\"key\":\"k\",\"files\":[\"out\"]}
+  WAFCACHE=/srv/cache larder worker --protocol wafcache
+
+The protocols are described in docs/worker-protocol.md. Exit status: 0 at end of input,
+2 if the store cannot be opened or stdout is gone.";
+
+/// Lines longer than this are refused (answered with an error) rather than buffered.
+const MAX_LINE: usize = 16 << 20;
+
+/// The line protocol spoken on stdin/stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    /// One JSON object per line (docs/worker-protocol.md)
+    Json,
+    /// waf's wafcache workers: base64 of a pickled [sig, files_from, files_to]
+    Wafcache,
+}
+
+/// Serve cache requests read line by line from stdin, for build-system plugins.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct Args {
+    /// The request format
+    #[arg(long, value_enum, default_value = "json")]
+    protocol: Protocol,
+    /// At exit, print requests, hits, hit ratio, writes and bytes to stderr (also when
+    /// WAFCACHE_STATS is set)
+    #[arg(long)]
+    stats: bool,
+}
+
+/// What the worker did, for `--stats` and the JSON `stats` request.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub(crate) struct Stats {
+    /// Lines answered.
+    pub(crate) requests: u64,
+    /// Lookups: gets and exists checks.
+    pub(crate) lookups: u64,
+    /// Lookups that found their entry (and, for gets, restored it).
+    pub(crate) hits: u64,
+    /// Put requests.
+    pub(crate) puts: u64,
+    /// Entries stored.
+    pub(crate) writes: u64,
+    /// Bytes of the outputs stored.
+    pub(crate) bytes_written: u64,
+    /// Bytes of the outputs restored.
+    pub(crate) bytes_restored: u64,
+    /// Requests answered with an error (misses are not errors in the JSON protocol).
+    pub(crate) errors: u64,
+}
+
+impl Stats {
+    /// Hits per lookup, in percent (0 without lookups).
+    fn hit_percent(&self) -> f64 {
+        if self.lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 * 100.0 / self.lookups as f64
+        }
+    }
+}
+
+/// A successful get.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Restored {
+    /// Outputs placed.
+    pub(crate) files: usize,
+    /// Their bytes.
+    pub(crate) bytes: u64,
+}
+
+/// The open store and settings a worker serves requests with.
+#[derive(Debug)]
+pub(crate) struct Worker<'a> {
+    store: Arc<dyn Store>,
+    cwd: PathBuf,
+    inline_limit: u64,
+    placement: Placement,
+    /// Where `no_push` was set, when storing is disabled.
+    no_push: Option<String>,
+    ui: &'a Ui,
+    stats: Stats,
+}
+
+impl Worker<'_> {
+    /// `path` made absolute against the worker's working directory.
+    fn absolute(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.cwd.join(path)
+        }
+    }
+
+    /// Fail when storing is disabled by `no_push`.
+    fn check_push(&self) -> Result<()> {
+        match &self.no_push {
+            Some(source) => Err(anyhow!("storing is disabled by no_push (from {source})")),
+            None => Ok(()),
+        }
+    }
+
+    /// Store `entry` (its blobs first) under `key`.
+    async fn store(&mut self, key: &Key, entry: &Entry, blobs: &[PendingBlob]) -> Result<()> {
+        store_outputs(self.store.as_ref(), key, entry, blobs)
+            .await
+            .with_context(|| format!("cannot store {key} in {}", self.store))?;
+        self.stats.writes += 1;
+        self.stats.bytes_written += entry.total_size();
+        Ok(())
+    }
+
+    /// Look `key` up. A failing store is a miss, with a warning on stderr.
+    async fn lookup(&mut self, key: &Key, wanted: &[String]) -> Result<Entry, String> {
+        self.stats.lookups += 1;
+        match lookup(self.store.as_ref(), key, wanted).await {
+            Ok(Lookup::Found(entry)) => Ok(entry),
+            Ok(Lookup::Miss) => Err(format!("no entry {key}")),
+            Ok(Lookup::Absent(name)) => Err(format!("entry {key} has no output {name}")),
+            Err(e) => {
+                let msg = format!("cannot look up {key} in {}: {e}", self.store);
+                self.ui.warn(&msg);
+                Err(msg)
+            }
+        }
+    }
+
+    /// Place `entry`'s outputs under `root`; `Err` is a miss (why), with a warning on stderr
+    /// when something failed rather than simply being absent.
+    async fn restore(&mut self, entry: &Entry, root: &Path) -> Result<Restored, String> {
+        match restore_outputs(self.store.as_ref(), entry, root, self.placement).await {
+            Ok(Restore::Restored) => {
+                let bytes = entry.total_size();
+                self.stats.hits += 1;
+                self.stats.bytes_restored += bytes;
+                Ok(Restored {
+                    files: entry.outputs.len(),
+                    bytes,
+                })
+            }
+            Ok(Restore::Missing) => Err(format!(
+                "the stored data of {} is missing or corrupt",
+                entry.key
+            )),
+            Err(e) => {
+                let msg = format!("cannot restore {}: {e}", entry.key);
+                self.ui.warn(&msg);
+                Err(msg)
+            }
+        }
+    }
+}
+
+/// One line read from stdin.
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+}
+
+/// Read stdin on a plain thread (tokio's stdin costs a blocking-pool hop per read) and hand
+/// over whole lines. The channel closes at end of input or on a read error.
+fn spawn_reader(ui: &Ui) -> tokio::sync::mpsc::Receiver<Line> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let quiet = ui.quiet();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        loop {
+            let mut buf = Vec::new();
+            let read = (&mut input)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf);
+            match read {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    if !quiet {
+                        eprintln!("larder: warning: cannot read stdin: {e}");
+                    }
+                    break;
+                }
+            }
+            let line = if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') {
+                // Skip the rest of the over-long line.
+                let mut rest = Vec::new();
+                if input.read_until(b'\n', &mut rest).is_err() {
+                    break;
+                }
+                Line::TooLong
+            } else {
+                while buf.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    buf.pop();
+                }
+                Line::Text(buf)
+            };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Run `larder worker`.
+pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
+    let config = ctx.config(Vec::new())?;
+    let opened = ctx.open(&config)?;
+    let mut worker = Worker {
+        store: opened.store,
+        cwd: ctx.cwd.clone(),
+        inline_limit: config.inline_limit.value,
+        placement: config.link.value,
+        no_push: config
+            .no_push
+            .value
+            .then(|| config.no_push.source.to_string()),
+        ui: &ctx.ui,
+        stats: Stats::default(),
+    };
+    let mut lines = spawn_reader(&ctx.ui);
+    let stdout = std::io::stdout();
+    let served = async {
+        while let Some(line) = lines.recv().await {
+            worker.stats.requests += 1;
+            let mut answer = match (args.protocol, line) {
+                (Protocol::Json, Line::Text(l)) => json::handle(&mut worker, &l).await,
+                (Protocol::Wafcache, Line::Text(l)) => wafcache::handle(&mut worker, &l).await,
+                (Protocol::Json, Line::TooLong) => {
+                    worker.stats.errors += 1;
+                    json::error_line(&format!("request longer than {MAX_LINE} bytes"))
+                }
+                (Protocol::Wafcache, Line::TooLong) => {
+                    worker.stats.errors += 1;
+                    wafcache::answer(&format!("request longer than {MAX_LINE} bytes"))
+                }
+            };
+            answer.push(b'\n');
+            let mut out = stdout.lock();
+            out.write_all(&answer)
+                .and_then(|()| out.flush())
+                .context("cannot write an answer to stdout")?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    flush(worker.store.as_ref(), &ctx.ui).await;
+    let wafcache_stats = std::env::var_os("WAFCACHE_STATS").is_some_and(|v| !v.is_empty());
+    if args.stats || wafcache_stats {
+        let s = worker.stats;
+        eprintln!(
+            "larder: worker stats: {} requests, {} hits (ratio: {:.2}% of {} lookups), {} writes, {} written, {} restored, {} errors",
+            s.requests,
+            s.hits,
+            s.hit_percent(),
+            s.lookups,
+            s.writes,
+            format_size(s.bytes_written),
+            format_size(s.bytes_restored),
+            s.errors
+        );
+    }
+    served?;
+    Ok(EXIT_OK)
+}
