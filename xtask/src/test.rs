@@ -10,7 +10,13 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // `larder exec` is tested around a real C compile.
     ("gcc", "cc"),
     ("libc6-dev", "/usr/include/stdio.h"),
+    // `larder worker` is tested by a Python driver, and against the seed's wafcache.py.
+    ("python3", "python3"),
 ];
+
+/// Python modules the tests import, each with its Debian package for when pip cannot install it:
+/// the seed's wafcache.py imports urllib3 at the top.
+const PYTHON_MODULES: &[(&str, &str)] = &[("urllib3", "python3-urllib3")];
 
 fn have(sh: &Shell, probe: &str) -> bool {
     if probe.starts_with('/') {
@@ -23,12 +29,50 @@ fn have(sh: &Shell, probe: &str) -> bool {
         .is_ok()
 }
 
+fn python_has(sh: &Shell, module: &str) -> bool {
+    let import = format!("import {module}");
+    cmd!(sh, "python3 -c {import}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+}
+
 pub(crate) fn install_prerequisites(sh: &Shell) -> Result<()> {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .filter(|(_, probe)| !have(sh, probe))
         .map(|(pkg, _)| *pkg)
         .collect();
+    apt_install(sh, &missing)?;
+    install_python_modules(sh)
+}
+
+/// pip-install the missing [`PYTHON_MODULES`]; only when an import fails, so it is idempotent.
+fn install_python_modules(sh: &Shell) -> Result<()> {
+    let missing: Vec<(&str, &str)> = PYTHON_MODULES
+        .iter()
+        .copied()
+        .filter(|(module, _)| !python_has(sh, module))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let modules: Vec<&str> = missing.iter().map(|(m, _)| *m).collect();
+    eprintln!("xtask: pip-installing {}", modules.join(" "));
+    if cmd!(sh, "python3 -m pip install -q {modules...}")
+        .run()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    // Debian's own python3 refuses pip outside a virtualenv (PEP 668): use its packages.
+    let debs: Vec<&str> = missing.iter().map(|(_, d)| *d).collect();
+    apt_install(sh, &debs)
+}
+
+fn apt_install(sh: &Shell, missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
