@@ -1,0 +1,74 @@
+//! Building an [`HttpStore`]: base URL, time-outs, retries.
+
+use std::time::Duration;
+
+use larder_core::{Error, Result};
+
+use crate::backend::HttpStore;
+
+/// Builds an [`HttpStore`].
+#[derive(Debug, Clone)]
+pub struct HttpStoreBuilder {
+    pub(crate) base_url: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) backoff: Duration,
+}
+
+impl HttpStoreBuilder {
+    /// A builder for the server whose native protocol is at `base_url`
+    /// (e.g. `http://cache:8080/v1`).
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+            retries: 3,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// Time allowed to open a connection (default 5 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Longest wait for any read on a connection, blob streams included (default 60 s).
+    pub fn read_timeout(mut self, t: Duration) -> Self {
+        self.read_timeout = t;
+        self
+    }
+
+    /// Time allowed for a whole small request (entries, find-missing, stats; default 60 s).
+    /// Blob transfers are bounded by the read time-out only, as they may be large.
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.request_timeout = t;
+        self
+    }
+
+    /// Retries after a temporary failure (default 3), the first after `backoff` (default
+    /// 100 ms), doubling each time.
+    pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// Build the store.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a URL that is not `http://`.
+    pub fn build(self) -> Result<HttpStore> {
+        if !self.base_url.starts_with("http://") {
+            return Err(Error::invalid(format!(
+                "{:?}: only http:// URLs are supported (this build has no TLS)",
+                self.base_url
+            )));
+        }
+        HttpStore::from_builder(self)
+    }
+}

@@ -1,0 +1,57 @@
+//! The router: one sub-router per protocol, nested under its configured prefix.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use larder_core::Store;
+
+use crate::config::ServerConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::{bazel, ccache, native};
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Where request bodies are spooled (on the store's filesystem).
+    pub(crate) tmp_dir: Arc<PathBuf>,
+}
+
+impl AppState {
+    /// Refuse a write on a read-only server.
+    pub(crate) fn check_writable(&self) -> ApiResult<()> {
+        if self.config.read_only {
+            Err(ApiError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The whole application.
+pub(crate) fn router(state: AppState) -> Router {
+    let cfg = Arc::clone(&state.config);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .nest(&cfg.native_prefix, native::router())
+        .nest(&cfg.ccache_prefix, ccache::router())
+        .nest(&cfg.bazel_prefix, bazel::router())
+        .with_state(state)
+}
+
+/// A 200 (or other status) response streaming `body` of `size` bytes.
+pub(crate) fn sized_response(status: StatusCode, size: u64, body: axum::body::Body) -> Response {
+    let mut resp = (status, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
+}

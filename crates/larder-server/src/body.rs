@@ -1,0 +1,225 @@
+//! Request bodies: size bounds, streaming into the store, and spooling bodies whose digest is
+//! not known up front.
+//!
+//! [`Store::put_blob`](larder_core::Store::put_blob) needs the blob's BLAKE3 before the bytes.
+//! The native protocol names it in the URL; ccache and Bazel do not, so their bodies are
+//! spooled first: kept in memory up to [`MEMORY_SPOOL_BYTES`], else written to a temporary file
+//! in the server's directory while being hashed, then streamed from that file into the store.
+//! Memory stays bounded either way.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use larder_core::digest::DigestWriter;
+use larder_core::{ByteStream, Digest, Error};
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Bodies up to this size are spooled in memory; larger ones go to a temporary file.
+pub(crate) const MEMORY_SPOOL_BYTES: usize = 1 << 20;
+
+/// The body length a request declares (`Content-Length`), if any.
+pub(crate) fn content_length(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    header_u64(headers, "content-length")
+}
+
+/// A header holding a decimal `u64`, if present.
+pub(crate) fn header_u64(headers: &HeaderMap, name: &str) -> ApiResult<Option<u64>> {
+    let Some(v) = headers.get(name) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::bad(format!("header {name} is not a byte count")))
+}
+
+/// Refuse a declared size over the bound before reading anything.
+pub(crate) fn check_size(what: &str, size: Option<u64>, limit: Option<u64>) -> ApiResult<()> {
+    match (size, limit) {
+        (Some(size), Some(limit)) if size > limit => Err(ApiError::TooLarge {
+            what: format!("{what} of {size} bytes"),
+            limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The body as a [`ByteStream`] that fails with [`Error::TooLarge`] once it passes `limit`.
+pub(crate) fn limited_stream(body: Body, limit: Option<u64>) -> ByteStream {
+    let mut seen = 0u64;
+    let s = body.into_data_stream().map(move |item| {
+        let chunk = item.map_err(|e| Error::Store {
+            store: "larder-server".into(),
+            message: format!("reading the request body: {e}"),
+            temporary: true,
+            source: None,
+        })?;
+        seen += chunk.len() as u64;
+        if let Some(limit) = limit
+            && seen > limit
+        {
+            return Err(Error::TooLarge {
+                what: "request body".into(),
+                size: seen,
+                limit,
+            });
+        }
+        Ok(chunk)
+    });
+    Box::pin(s)
+}
+
+/// A stream the store reads from, whose unread rest the handler can take back afterwards: a
+/// store that finds the blob already present returns without reading, and the rest of the body
+/// is then drained so the client sees the answer on a healthy connection instead of a reset.
+pub(crate) struct Reclaimable(Arc<Mutex<Option<ByteStream>>>);
+
+impl Reclaimable {
+    /// Wrap `stream`; the second value takes the rest back.
+    pub(crate) fn new(stream: ByteStream) -> (ByteStream, Reclaimable) {
+        let shared = Arc::new(Mutex::new(Some(stream)));
+        let reader = Reclaimable(Arc::clone(&shared));
+        (Box::pin(reader), Reclaimable(shared))
+    }
+
+    /// Read and discard whatever the store left unread.
+    pub(crate) async fn drain(self) {
+        let rest = self.0.lock().ok().and_then(|mut g| g.take());
+        if let Some(mut rest) = rest {
+            while let Some(Ok(_)) = rest.next().await {}
+        }
+    }
+}
+
+impl futures::Stream for Reclaimable {
+    type Item = larder_core::Result<Bytes>;
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.0.lock() {
+            Ok(mut guard) => match guard.as_mut() {
+                Some(s) => s.as_mut().poll_next(cx),
+                None => std::task::Poll::Ready(None),
+            },
+            Err(_) => std::task::Poll::Ready(None),
+        }
+    }
+}
+
+/// Where a spooled body is.
+#[derive(Debug)]
+enum Spool {
+    Memory(Bytes),
+    File(tempfile::TempPath),
+}
+
+/// A request body read to its end, with its digests.
+#[derive(Debug)]
+pub(crate) struct Spooled {
+    spool: Spool,
+    /// Its length.
+    pub(crate) size: u64,
+    /// Its BLAKE3.
+    pub(crate) digest: Digest,
+    /// Its SHA-256, when asked for.
+    pub(crate) sha256: Option<[u8; 32]>,
+}
+
+impl Spooled {
+    /// The bytes, when spooled in memory and no longer than `max`.
+    pub(crate) fn small_bytes(&self, max: u64) -> Option<Bytes> {
+        match &self.spool {
+            Spool::Memory(b) if b.len() as u64 <= max => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// The bytes as a stream (the temporary file, if any, is removed once opened).
+    pub(crate) async fn into_stream(self) -> larder_core::Result<ByteStream> {
+        match self.spool {
+            Spool::Memory(b) => Ok(Box::pin(futures::stream::once(async move { Ok(b) }))),
+            Spool::File(path) => {
+                let stream = larder_core::artifacts::file_stream(&path).await?;
+                // The open file outlives its name.
+                drop(path);
+                Ok(stream)
+            }
+        }
+    }
+}
+
+/// Read `body` to its end, hashing it (BLAKE3, and SHA-256 if `sha256`), in memory when small
+/// and in a temporary file under `tmp_dir` otherwise. Over `limit` is [`ApiError::TooLarge`].
+pub(crate) async fn spool(
+    body: Body,
+    limit: Option<u64>,
+    sha256: bool,
+    tmp_dir: &Path,
+) -> ApiResult<Spooled> {
+    let mut stream = limited_stream(body, limit);
+    let mut blake = DigestWriter::new();
+    let mut sha = sha256.then(sha2::Sha256::new);
+    let mut mem = BytesMut::new();
+    let mut file: Option<(tempfile::TempPath, tokio::fs::File)> = None;
+    let mut size = 0u64;
+    while let Some(chunk) = stream.try_next().await.map_err(body_error)? {
+        blake.update(&chunk);
+        if let Some(sha) = sha.as_mut() {
+            sha.update(&chunk);
+        }
+        size += chunk.len() as u64;
+        if file.is_none() && mem.len() + chunk.len() > MEMORY_SPOOL_BYTES {
+            let tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(|e| {
+                ApiError::Store(Error::io(
+                    format!("creating a spool file in {}", tmp_dir.display()),
+                    e,
+                ))
+            })?;
+            let (std_file, path) = tmp.into_parts();
+            let mut f = tokio::fs::File::from_std(std_file);
+            f.write_all(&mem).await.map_err(spool_io)?;
+            mem = BytesMut::new();
+            file = Some((path, f));
+        }
+        match file.as_mut() {
+            Some((_, f)) => f.write_all(&chunk).await.map_err(spool_io)?,
+            None => mem.extend_from_slice(&chunk),
+        }
+    }
+    let spool = match file {
+        Some((path, mut f)) => {
+            f.flush().await.map_err(spool_io)?;
+            Spool::File(path)
+        }
+        None => Spool::Memory(mem.freeze()),
+    };
+    Ok(Spooled {
+        spool,
+        size,
+        digest: blake.finish(),
+        sha256: sha.map(|s| s.finalize().into()),
+    })
+}
+
+fn spool_io(e: std::io::Error) -> ApiError {
+    ApiError::Store(Error::io("writing a spool file", e))
+}
+
+fn body_error(e: Error) -> ApiError {
+    match e {
+        Error::TooLarge { limit, size, .. } => ApiError::TooLarge {
+            what: format!("request body of at least {size} bytes"),
+            limit,
+        },
+        other => ApiError::Body(other.to_string()),
+    }
+}

@@ -1,0 +1,74 @@
+//! The server's configuration: where it stores, where it listens, which prefixes it serves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How a [`Server`](crate::Server) is set up.
+///
+/// Prefixes are absolute URL paths without a trailing slash (`/v1`); each protocol is served
+/// below its own prefix, and clients may add their own sub-path below it (a ccache layout, a
+/// Bazel instance name).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The larder-fs directory the server stores into.
+    pub dir: PathBuf,
+    /// The address to listen on; port 0 picks a free port (see [`Server::local_addr`](crate::Server::local_addr)).
+    pub listen: SocketAddr,
+    /// Prefix of larder's own protocol (default `/v1`).
+    pub native_prefix: String,
+    /// Prefix of ccache's HTTP remote storage (default `/ccache`).
+    pub ccache_prefix: String,
+    /// Prefix of Bazel's HTTP cache (default `/bazel`).
+    pub bazel_prefix: String,
+    /// Largest blob or value accepted, in bytes; larger uploads are answered 413.
+    pub max_blob_bytes: Option<u64>,
+    /// Refuse every write (PUT, DELETE, POST that changes state) with 403.
+    pub read_only: bool,
+}
+
+impl ServerConfig {
+    /// A configuration serving `dir` on `listen` with the default prefixes, no size bound and
+    /// writes allowed.
+    pub fn new(dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            dir: dir.into(),
+            listen,
+            native_prefix: "/v1".into(),
+            ccache_prefix: "/ccache".into(),
+            bazel_prefix: "/bazel".into(),
+            max_blob_bytes: None,
+            read_only: false,
+        }
+    }
+
+    /// Set the largest accepted blob or value.
+    pub fn with_max_blob_bytes(mut self, limit: Option<u64>) -> Self {
+        self.max_blob_bytes = limit;
+        self
+    }
+
+    /// Refuse writes.
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Set the native protocol's prefix.
+    pub fn with_native_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.native_prefix = prefix.into();
+        self
+    }
+
+    /// Set the ccache protocol's prefix.
+    pub fn with_ccache_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.ccache_prefix = prefix.into();
+        self
+    }
+
+    /// Set the Bazel protocol's prefix.
+    pub fn with_bazel_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.bazel_prefix = prefix.into();
+        self
+    }
+}

@@ -1,0 +1,37 @@
+//! Larder's HTTP cache server.
+//!
+//! One server, over one larder-fs directory, speaks several protocols, each below its own
+//! prefix (see [`ServerConfig`]):
+//! - larder's native protocol (`/v1`), used by the `larder-http` client store: entries, blobs,
+//!   find-missing, stats (documented in `docs/protocol.md`);
+//! - ccache's HTTP remote storage (`/ccache`), layouts `subdirs`, `flat` and `bazel`;
+//! - Bazel's HTTP cache (`/bazel`), with SHA-256 checked on CAS uploads;
+//! - `/healthz`.
+//!
+//! Blobs stream to and from disk; no request holds a whole blob in memory.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), larder_server::ServerError> {
+//! use larder_server::{Server, ServerConfig};
+//! let config = ServerConfig::new("/var/cache/larder", "127.0.0.1:0".parse().unwrap());
+//! let server = Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(std::future::pending()).await
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod app;
+pub mod bazel;
+mod body;
+pub mod ccache;
+mod config;
+mod error;
+pub mod native;
+mod server;
+mod value;
+
+pub use config::ServerConfig;
+pub use error::ServerError;
+pub use server::{Server, serve};

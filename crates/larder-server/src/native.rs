@@ -1,0 +1,200 @@
+//! Larder's own protocol, spoken by `larder-http` (see `docs/protocol.md`).
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use larder_core::entry::MAX_ENTRY_BYTES;
+use larder_core::{Digest, Entry, GetOptions, Key, PutMode, PutOptions, PutOutcome};
+
+use crate::app::{AppState, sized_response};
+use crate::body::{Reclaimable, check_size, content_length, header_u64, limited_stream};
+use crate::error::{ApiError, ApiResult};
+
+/// The header carrying a blob's size.
+pub const SIZE_HEADER: &str = "x-larder-size";
+
+/// The most digests one find-missing request may name.
+pub const MAX_FIND_MISSING: usize = 100_000;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/entries/{*key}",
+            get(get_entry).put(put_entry).delete(delete_entry),
+        )
+        .route(
+            "/blobs/{digest}",
+            get(get_blob).head(head_blob).put(put_blob),
+        )
+        .route("/find-missing", post(find_missing))
+        .route("/stats", get(stats))
+        .route("/flush", post(flush))
+}
+
+fn key(raw: String) -> ApiResult<Key> {
+    Ok(Key::new(raw)?)
+}
+
+fn digest(raw: &str) -> ApiResult<Digest> {
+    Ok(Digest::from_hex(raw)?)
+}
+
+fn query_flag(query: &Option<String>, name: &str) -> Option<String> {
+    query.as_deref().and_then(|q| {
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| v.to_owned())
+        })
+    })
+}
+
+fn outcome(o: PutOutcome) -> Response {
+    match o {
+        PutOutcome::Written => StatusCode::CREATED.into_response(),
+        PutOutcome::Exists => StatusCode::OK.into_response(),
+    }
+}
+
+async fn get_entry(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let key = key(raw)?;
+    let mut opts = GetOptions::default();
+    if let Some(v) = query_flag(&query, "record_access") {
+        opts.record_access = !matches!(v.as_str(), "0" | "false");
+    }
+    let Some(entry) = st.store.get_entry_opts(&key, opts).await? else {
+        return Err(ApiError::NotFound);
+    };
+    let bytes = entry.encode()?;
+    Ok(sized_response(
+        StatusCode::OK,
+        bytes.len() as u64,
+        Body::from(bytes),
+    ))
+}
+
+async fn put_entry(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    st.check_writable()?;
+    let key = key(raw)?;
+    check_size(
+        "entry",
+        content_length(&headers)?,
+        Some(MAX_ENTRY_BYTES as u64),
+    )?;
+    let bytes = axum::body::to_bytes(body, MAX_ENTRY_BYTES)
+        .await
+        .map_err(|e| ApiError::Body(e.to_string()))?;
+    let entry =
+        Entry::decode(&bytes).map_err(|e| ApiError::bad(format!("undecodable entry: {e}")))?;
+    let mut opts = PutOptions::default();
+    if query_flag(&query, "mode").as_deref() == Some("create") {
+        opts.mode = PutMode::Create;
+    }
+    Ok(outcome(st.store.put_entry_opts(&key, &entry, opts).await?))
+}
+
+async fn delete_entry(State(st): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    st.check_writable()?;
+    let key = key(raw)?;
+    if st.store.delete(&key).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+async fn get_blob(State(st): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    let d = digest(&raw)?;
+    let Some(read) = st.store.get_blob(&d).await? else {
+        return Err(ApiError::NotFound);
+    };
+    let size = read.size;
+    let mut resp = sized_response(StatusCode::OK, size, Body::from_stream(read.stream));
+    resp.headers_mut()
+        .insert(SIZE_HEADER, HeaderValue::from(size));
+    Ok(resp)
+}
+
+async fn head_blob(State(st): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    let d = digest(&raw)?;
+    if st.store.find_missing(&[d]).await?.is_empty() {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+async fn put_blob(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    st.check_writable()?;
+    let d = digest(&raw)?;
+    let size = match header_u64(&headers, SIZE_HEADER)? {
+        Some(s) => s,
+        None => content_length(&headers)?.ok_or_else(|| {
+            ApiError::bad(format!(
+                "a blob upload needs {SIZE_HEADER} or Content-Length"
+            ))
+        })?,
+    };
+    let limit = st.config.max_blob_bytes;
+    check_size("blob", Some(size), limit)?;
+    check_size("blob", content_length(&headers)?, limit)?;
+    // Read at most one byte past the declared size: enough for the store to see the mismatch.
+    let bound = Some(limit.map_or(size + 1, |l| l.min(size + 1)));
+    let (stream, rest) = Reclaimable::new(limited_stream(body, bound));
+    let result = st.store.put_blob(&d, size, stream).await;
+    if matches!(result, Ok(PutOutcome::Exists)) {
+        rest.drain().await;
+    }
+    Ok(outcome(result?))
+}
+
+async fn find_missing(State(st): State<AppState>, body: Body) -> ApiResult<Response> {
+    let bytes = axum::body::to_bytes(body, MAX_FIND_MISSING * 70 + 64)
+        .await
+        .map_err(|e| ApiError::Body(e.to_string()))?;
+    let hexes: Vec<String> = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad(format!("expected a JSON list of hex digests: {e}")))?;
+    if hexes.len() > MAX_FIND_MISSING {
+        return Err(ApiError::bad(format!(
+            "at most {MAX_FIND_MISSING} digests per request"
+        )));
+    }
+    let digests = hexes
+        .iter()
+        .map(|h| digest(h))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let missing: Vec<String> = st
+        .store
+        .find_missing(&digests)
+        .await?
+        .iter()
+        .map(Digest::to_hex)
+        .collect();
+    Ok(axum::Json(missing).into_response())
+}
+
+async fn stats(State(st): State<AppState>) -> ApiResult<Response> {
+    Ok(axum::Json(st.store.stats().await?).into_response())
+}
+
+async fn flush(State(st): State<AppState>) -> ApiResult<Response> {
+    st.store.flush().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,137 @@
+//! Binding and running the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use larder_core::Store;
+use larder_fs::{FsConfig, FsStore};
+use tokio::net::TcpListener;
+
+use crate::app::{AppState, router};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+
+/// A bound server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Server {
+    /// Open the larder-fs store in `config.dir` and bind `config.listen`.
+    ///
+    /// # Errors
+    /// [`ServerError::Store`] when the directory cannot be opened, [`ServerError::Bind`] when
+    /// the address cannot be bound, [`ServerError::Prefix`] for a bad prefix.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let dir = config.dir.clone();
+        let fs_config = FsConfig::default().with_max_blob_bytes(config.max_blob_bytes);
+        let store = tokio::task::spawn_blocking(move || FsStore::open(&dir, fs_config))
+            .await
+            .map_err(|e| ServerError::Store {
+                dir: config.dir.display().to_string(),
+                source: larder_core::Error::invalid(format!("opening task failed: {e}")),
+            })?
+            .map_err(|source| ServerError::Store {
+                dir: config.dir.display().to_string(),
+                source,
+            })?;
+        Server::bind_with_store(config, Arc::new(store)).await
+    }
+
+    /// Serve `store` instead of a larder-fs store in `config.dir` (which still holds the
+    /// server's spool files).
+    ///
+    /// # Errors
+    /// As [`Server::bind`].
+    pub async fn bind_with_store(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Server, ServerError> {
+        let prefixes = [
+            &config.native_prefix,
+            &config.ccache_prefix,
+            &config.bazel_prefix,
+        ];
+        for p in prefixes {
+            let distinct = prefixes.iter().filter(|q| **q == p).count() == 1;
+            if !p.starts_with('/') || p.ends_with('/') || p.len() < 2 || !distinct {
+                return Err(ServerError::Prefix(p.to_string()));
+            }
+        }
+        let tmp_dir: PathBuf = config.dir.join("server-tmp");
+        // Spool files left by a previous run are garbage.
+        let _ = std::fs::remove_dir_all(&tmp_dir);
+        std::fs::create_dir_all(&tmp_dir).map_err(|e| ServerError::Store {
+            dir: config.dir.display().to_string(),
+            source: larder_core::Error::io(format!("creating {}", tmp_dir.display()), e),
+        })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            tmp_dir: Arc::new(tmp_dir),
+        };
+        Ok(Server {
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The store being served.
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.state.store)
+    }
+
+    /// Serve until `shutdown` completes, then finish the requests in flight and flush the
+    /// store.
+    ///
+    /// # Errors
+    /// [`ServerError::Serve`] when the listener fails.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let store = Arc::clone(&self.state.store);
+        tracing::info!("larder-server: listening on http://{}", self.addr);
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)?;
+        if let Err(e) = store.flush().await {
+            tracing::warn!("larder-server: flushing the store: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// Bind `config` and serve until `shutdown` completes (see [`Server`]).
+///
+/// # Errors
+/// As [`Server::bind`] and [`Server::run`].
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(config).await?.run(shutdown).await
+}
