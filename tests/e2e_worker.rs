@@ -79,6 +79,11 @@ fn wafcache_protocol_as_the_seed_client_speaks_it() {
 }
 
 #[test]
+fn background_uploads_wait_abandon_or_fail_quietly() {
+    driver("async", &[]);
+}
+
+#[test]
 fn same_answers_as_the_seed_wafcache_worker() {
     // The seed sits beside the repository (`../shared/seeds/`), not in it: a checkout without it
     // skips this test, also under CI. LARDER_WAFCACHE_SEED names another copy.

@@ -4,6 +4,7 @@
     worker_driver.py json LARDER          JSON protocol: hits, misses, errors, stats
     worker_driver.py wafcache LARDER      wafcache protocol, spoken exactly as wafcache.py's
                                           client (`cache_command`) speaks it
+    worker_driver.py async LARDER         background uploads (--upload-workers, --no-wait)
     worker_driver.py compare LARDER SEED  the same request stream to the seed's own wafcache.py
                                           worker and to `larder worker --protocol wafcache`;
                                           answers and restored files must agree
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
@@ -226,6 +228,98 @@ def wafcache_checks(larder):
         check("larder: worker stats:" in err and "1 writes" in err, "WAFCACHE_STATS prints stats", err)
 
 
+# --- background uploads ----------------------------------------------------------------------
+
+
+def stats_of(err):
+    """(writes, failed uploads, abandoned uploads) from the worker's stats line."""
+    m = re.search(r"worker stats: .* (\d+) writes", err)
+    check(m is not None, "stats line printed", err)
+    writes = int(m.group(1))
+    m = re.search(r"(\d+) failed and (\d+) abandoned uploads", err)
+    failed, abandoned = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    return writes, failed, abandoned
+
+
+def all_or_nothing(larder, tmp, tasks, tag):
+    """Fetch every task with a plain worker: each is a hit with the right bytes, or a clean miss.
+    Returns the number of hits."""
+    proc = start([larder, "worker", "--protocol", "wafcache"], larder_env(tmp))
+    hits = 0
+    for sig, files in tasks:
+        dests = [os.path.join(tmp, tag, sig, str(i)) for i in range(len(files))]
+        ans = cache_command(proc, sig, [], dests)
+        if ans == OK:
+            hits += 1
+            for (_, data), d in zip(files, dests):
+                if read(d) != data:
+                    raise AssertionError("%s: restored bytes differ for %s" % (tag, sig))
+        elif any(os.path.exists(d) for d in dests):
+            raise AssertionError("%s: a miss wrote files for %s" % (tag, sig))
+    code, err = finish(proc)
+    check(code == 0, "%s: fetching worker exits 0" % tag, err)
+    return hits
+
+
+def async_checks(larder):
+    with tempfile.TemporaryDirectory(prefix="larder-driver-") as tmp:
+        def make_tasks(prefix, n, big):
+            tasks = []
+            for t in range(n):
+                files = []
+                for i, size in enumerate([64, big]):
+                    p = write(os.path.join(tmp, "src", prefix, "%d.%d" % (t, i)), os.urandom(size))
+                    files.append((p, read(p)))
+                tasks.append((sig_of("%s-%d" % (prefix, t)), files))
+            return tasks
+
+        # Waiting (the default): every put is answered ok at once and stored by exit.
+        tasks = make_tasks("wait", 40, 150 * 1024)
+        proc = start([larder, "worker", "--protocol", "wafcache", "--upload-workers", "3", "--stats"], larder_env(tmp))
+        for sig, files in tasks:
+            check(cache_command(proc, sig, [p for p, _ in files], []) == OK, "queued put answers ok")
+        code, err = finish(proc)
+        check(code == 0, "exit 0 after waiting for uploads", err)
+        check(stats_of(err) == (40, 0, 0), "all 40 uploads finished before exit", err)
+        check(all_or_nothing(larder, tmp, tasks, "wait") == 40, "every upload is a hit afterwards")
+
+        # JSON says the put was queued.
+        proc = start([larder, "worker", "--upload-workers", "1"], larder_env(tmp))
+        a = json.loads(raw_command(proc, json.dumps({"op": "put", "key": "q", "files": ["src"], "root": tmp}).encode()))
+        check(a.get("ok") is True and a.get("queued") is True, "JSON put answers queued", a)
+        code, err = finish(proc)
+        check(code == 0, "exit 0", err)
+
+        # --no-wait: exit at once; what was not uploaded is abandoned and said so, and no entry
+        # is half there.
+        tasks = make_tasks("nowait", 40, 400 * 1024)
+        proc = start([larder, "worker", "--protocol", "wafcache", "--upload-workers", "1", "--no-wait", "--stats"],
+                     larder_env(tmp))
+        for sig, files in tasks:
+            check(cache_command(proc, sig, [p for p, _ in files], []) == OK, "queued put answers ok")
+        code, err = finish(proc)
+        check(code == 0, "--no-wait exits 0", err)
+        writes, failed, abandoned = stats_of(err)
+        check(writes + failed + abandoned == 40 and failed == 0, "every upload finished or was abandoned (%d written, %d abandoned)" % (writes, abandoned), err)
+        check(abandoned == 0 or "abandoned %d background uploads" % abandoned in err, "abandoned uploads are counted", err)
+        hits = all_or_nothing(larder, tmp, tasks, "nowait")
+        check(hits >= writes, "finished uploads are hits", (hits, writes))
+
+        # A failed upload (its file deleted before the upload read it) is a warning, never an
+        # error answer or exit status.
+        tasks = make_tasks("fail", 30, 400 * 1024)
+        proc = start([larder, "worker", "--protocol", "wafcache", "--upload-workers", "1", "--stats"], larder_env(tmp))
+        for sig, files in tasks:
+            check(cache_command(proc, sig, [p for p, _ in files], []) == OK, "queued put answers ok")
+            os.remove(files[1][0])
+        code, err = finish(proc)
+        check(code == 0, "exit 0 although uploads failed", err)
+        writes, failed, abandoned = stats_of(err)
+        check(writes + failed == 30 and abandoned == 0, "every upload finished or failed (%d written, %d failed)" % (writes, failed), err)
+        check(failed == 0 or "background upload failed" in err, "failures are warned about", err)
+        check(all_or_nothing(larder, tmp, tasks, "fail") == writes, "only finished uploads are hits")
+
+
 # --- the seed's worker and larder's, side by side ------------------------------------------
 
 
@@ -307,7 +401,7 @@ def compare(larder, seed):
 
 
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("json", "wafcache", "compare"):
+    if len(argv) < 3 or argv[1] not in ("json", "wafcache", "async", "compare"):
         sys.stderr.write(__doc__)
         return 2
     mode, larder = argv[1], argv[2]
@@ -316,6 +410,8 @@ def main(argv):
         json_checks(larder)
     elif mode == "wafcache":
         wafcache_checks(larder)
+    elif mode == "async":
+        async_checks(larder)
     else:
         if len(argv) != 4:
             sys.stderr.write(__doc__)

@@ -4,6 +4,8 @@
 //! The store is opened once. Requests are served one at a time, in order. Nothing a client sends
 //! can stop the worker: bad input, unsafe paths, missing files and store failures are answers.
 //! End of input flushes the store's metadata, prints statistics when asked, and exits 0.
+//! With `--upload-workers N`, puts are answered once their files are read and uploaded in the
+//! background; end of input waits for those uploads, or abandons them with `--no-wait`.
 //!
 //! Two protocols share the operations in [`Worker`]: `json` (see `docs/worker-protocol.md`) and
 //! `wafcache`, the line protocol of waf's `wafcache.py` workers ([`wafcache`]).
@@ -56,6 +58,36 @@ pub(crate) struct Args {
     /// WAFCACHE_STATS is set)
     #[arg(long)]
     stats: bool,
+    /// Answer puts as soon as the files are read and upload them in the background, N at a
+    /// time; a failed upload is a warning, never an error answer (0: upload before answering)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    upload_workers: usize,
+    /// At end of input, abandon the uploads still running (and say how many) instead of
+    /// waiting for them
+    #[arg(long, requires = "upload_workers")]
+    no_wait: bool,
+}
+
+/// Puts waiting for an upload slot beyond this make the next put wait: the queue holds the
+/// inlined file contents in memory.
+const MAX_QUEUED: usize = 4096;
+
+/// Background uploads (`--upload-workers`).
+#[derive(Debug)]
+struct Uploads {
+    /// One permit per concurrent transfer.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Queued and running uploads; each returns the bytes it stored or why it failed.
+    tasks: tokio::task::JoinSet<Result<u64, String>>,
+}
+
+/// What [`Worker::store`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Stored before answering.
+    Now,
+    /// Queued for a background upload.
+    Queued,
 }
 
 /// What the worker did, for `--stats` and the JSON `stats` request.
@@ -77,6 +109,10 @@ pub(crate) struct Stats {
     pub(crate) bytes_restored: u64,
     /// Requests answered with an error (misses are not errors in the JSON protocol).
     pub(crate) errors: u64,
+    /// Background uploads that failed (their puts were answered ok).
+    pub(crate) uploads_failed: u64,
+    /// Background uploads abandoned at exit (`--no-wait`).
+    pub(crate) uploads_abandoned: u64,
 }
 
 impl Stats {
@@ -110,6 +146,7 @@ pub(crate) struct Worker<'a> {
     no_push: Option<String>,
     ui: &'a Ui,
     stats: Stats,
+    uploads: Option<Uploads>,
 }
 
 impl Worker<'_> {
@@ -130,14 +167,84 @@ impl Worker<'_> {
         }
     }
 
-    /// Store `entry` (its blobs first) under `key`.
-    async fn store(&mut self, key: &Key, entry: &Entry, blobs: &[PendingBlob]) -> Result<()> {
-        store_outputs(self.store.as_ref(), key, entry, blobs)
-            .await
-            .with_context(|| format!("cannot store {key} in {}", self.store))?;
-        self.stats.writes += 1;
-        self.stats.bytes_written += entry.total_size();
-        Ok(())
+    /// Store `entry` (its blobs first) under `key`, now or (with upload workers) in the
+    /// background.
+    async fn store(&mut self, key: Key, entry: Entry, blobs: Vec<PendingBlob>) -> Result<Stored> {
+        let Some(uploads) = &mut self.uploads else {
+            store_outputs(self.store.as_ref(), &key, &entry, &blobs)
+                .await
+                .with_context(|| format!("cannot store {key} in {}", self.store))?;
+            self.stats.writes += 1;
+            self.stats.bytes_written += entry.total_size();
+            return Ok(Stored::Now);
+        };
+        let mut finished = Vec::new();
+        while let Some(done) = uploads.tasks.try_join_next() {
+            finished.push(done);
+        }
+        while uploads.tasks.len() >= MAX_QUEUED {
+            match uploads.tasks.join_next().await {
+                Some(done) => finished.push(done),
+                None => break,
+            }
+        }
+        let store = self.store.clone();
+        let slots = uploads.slots.clone();
+        uploads.tasks.spawn(async move {
+            // A closed semaphore (never closed here) would only mean no limit.
+            let _slot = slots.acquire_owned().await.ok();
+            match store_outputs(store.as_ref(), &key, &entry, &blobs).await {
+                Ok(()) => Ok(entry.total_size()),
+                Err(e) => Err(format!("cannot store {key} in {store}: {e}")),
+            }
+        });
+        for done in finished {
+            self.account(done);
+        }
+        Ok(Stored::Queued)
+    }
+
+    /// Count a finished background upload.
+    fn account(&mut self, done: Result<Result<u64, String>, tokio::task::JoinError>) {
+        match done {
+            Ok(Ok(bytes)) => {
+                self.stats.writes += 1;
+                self.stats.bytes_written += bytes;
+            }
+            Ok(Err(msg)) => {
+                self.stats.uploads_failed += 1;
+                self.ui
+                    .warn(format_args!("background upload failed: {msg}"));
+            }
+            Err(e) if e.is_cancelled() => self.stats.uploads_abandoned += 1,
+            Err(e) => {
+                self.stats.uploads_failed += 1;
+                self.ui.warn(format_args!("background upload failed: {e}"));
+            }
+        }
+    }
+
+    /// At end of input: wait for the background uploads, or abandon them with `no_wait`.
+    async fn finish_uploads(&mut self, no_wait: bool) {
+        let Some(mut uploads) = self.uploads.take() else {
+            return;
+        };
+        let pending = uploads.tasks.len();
+        if no_wait {
+            uploads.tasks.abort_all();
+        } else if pending > 0 {
+            self.ui
+                .status(format_args!("waiting for {pending} background uploads"));
+        }
+        while let Some(done) = uploads.tasks.join_next().await {
+            self.account(done);
+        }
+        if self.stats.uploads_abandoned > 0 {
+            self.ui.warn(format_args!(
+                "abandoned {} background uploads (--no-wait)",
+                self.stats.uploads_abandoned
+            ));
+        }
     }
 
     /// Look `key` up. A failing store is a miss, with a warning on stderr.
@@ -246,6 +353,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             .then(|| config.no_push.source.to_string()),
         ui: &ctx.ui,
         stats: Stats::default(),
+        uploads: (args.upload_workers > 0).then(|| Uploads {
+            slots: Arc::new(tokio::sync::Semaphore::new(args.upload_workers)),
+            tasks: tokio::task::JoinSet::new(),
+        }),
     };
     let mut lines = spawn_reader(&ctx.ui);
     let stdout = std::io::stdout();
@@ -273,12 +384,13 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         anyhow::Ok(())
     }
     .await;
+    worker.finish_uploads(args.no_wait).await;
     flush(worker.store.as_ref(), &ctx.ui).await;
     let wafcache_stats = std::env::var_os("WAFCACHE_STATS").is_some_and(|v| !v.is_empty());
     if args.stats || wafcache_stats {
         let s = worker.stats;
         eprintln!(
-            "larder: worker stats: {} requests, {} hits (ratio: {:.2}% of {} lookups), {} writes, {} written, {} restored, {} errors",
+            "larder: worker stats: {} requests, {} hits (ratio: {:.2}% of {} lookups), {} writes, {} written, {} restored, {} errors{}",
             s.requests,
             s.hits,
             s.hit_percent(),
@@ -286,7 +398,15 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             s.writes,
             format_size(s.bytes_written),
             format_size(s.bytes_restored),
-            s.errors
+            s.errors,
+            if s.uploads_failed + s.uploads_abandoned > 0 {
+                format!(
+                    ", {} failed and {} abandoned uploads",
+                    s.uploads_failed, s.uploads_abandoned
+                )
+            } else {
+                String::new()
+            }
         );
     }
     served?;

@@ -12,7 +12,7 @@ use larder_core::Key;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::Worker;
+use super::{Stored, Worker};
 use crate::cmd::put::collect_entry;
 use crate::paths::workdir_relative;
 
@@ -144,12 +144,14 @@ async fn serve(w: &mut Worker<'_>, req: Request) -> Result<Map<String, Value>> {
             let (entry, blobs) =
                 tokio::task::block_in_place(|| collect_entry(&root, &key, &names, limit, "worker"))
                     .context("reading the files")?;
-            w.store(&key, &entry, &blobs).await?;
-            Ok(fields(json!({
-                "stored": true,
-                "files": entry.outputs.len(),
-                "bytes": entry.total_size(),
-            })))
+            let (files, bytes) = (entry.outputs.len(), entry.total_size());
+            let stored = w.store(key, entry, blobs).await?;
+            let mut answer = fields(json!({ "files": files, "bytes": bytes }));
+            match stored {
+                Stored::Now => answer.insert("stored".into(), Value::Bool(true)),
+                Stored::Queued => answer.insert("queued".into(), Value::Bool(true)),
+            };
+            Ok(answer)
         }
     }
 }

@@ -132,7 +132,7 @@ async fn put(w: &mut Worker<'_>, cmd: &Command) -> Result<()> {
     let (outputs, blobs) = tokio::task::block_in_place(|| collect_numbered(&files, limit))?;
     let mut entry = Entry::new(key.as_str(), "wafcache");
     entry.outputs = outputs;
-    w.store(&key, &entry, &blobs).await
+    w.store(key, entry, blobs).await.map(|_| ())
 }
 
 /// Read each file into an output named by its position (`0`, `1`, …), as the seed names them.
