@@ -146,11 +146,16 @@ async fn put_blob(
     let d = digest(&raw)?;
     let size = match header_u64(&headers, SIZE_HEADER)? {
         Some(s) => s,
-        None => content_length(&headers)?.ok_or_else(|| {
-            ApiError::bad(format!(
-                "a blob upload needs {SIZE_HEADER} or Content-Length"
-            ))
-        })?,
+        None => match content_length(&headers)? {
+            Some(s) => s,
+            // HTTP/1.1: no length and no transfer coding means an empty body.
+            None if !headers.contains_key("transfer-encoding") => 0,
+            None => {
+                return Err(ApiError::bad(format!(
+                    "a chunked blob upload needs {SIZE_HEADER}"
+                )));
+            }
+        },
     };
     let limit = st.config.max_blob_bytes;
     check_size("blob", Some(size), limit)?;

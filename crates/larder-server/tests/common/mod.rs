@@ -1,0 +1,100 @@
+//! Shared by the server tests: a server on a free loopback port over a temporary directory,
+//! and a plain HTTP client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use larder_server::{Server, ServerConfig};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|c| c).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(ServerConfig) -> ServerConfig) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("cache");
+        let config = f(ServerConfig::new(
+            &root,
+            "127.0.0.1:0".parse().expect("addr"),
+        ));
+        let server = Server::bind(config).await.expect("bind");
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            root,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Bytes) {
+        let r = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.expect("body"))
+    }
+
+    pub async fn head(&self, path: &str) -> u16 {
+        let r = self.client.head(self.url(path)).send().await.expect("HEAD");
+        r.status().as_u16()
+    }
+
+    pub async fn put(&self, path: &str, body: impl Into<Bytes>) -> u16 {
+        let body: Bytes = body.into();
+        let r = self
+            .client
+            .put(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("PUT");
+        r.status().as_u16()
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        let r = self
+            .client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        r.status().as_u16()
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pseudo_random(seed: &str, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new_derive_key(seed)
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
