@@ -155,3 +155,32 @@ fn json_worker_answers_every_line_and_exits_0_at_eof() {
     );
     assert_eq!(answers[4]["ok"], false);
 }
+
+#[test]
+fn over_long_line_is_answered_and_skipped() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox
+        .larder()
+        .args(["worker", "--protocol", "wafcache"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting larder worker");
+    {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let long = vec![b'A'; 17 << 20];
+        stdin.write_all(&long).expect("writing a long line");
+        // A wafcache request with neither files to store nor to fetch: [sig, [], []].
+        stdin
+            .write_all(b"\ngASVDQAAAAAAAABdlCiMAXOUXZRdlGUu\n")
+            .expect("writing a request");
+    }
+    let out = child.wait_with_output().expect("waiting for the worker");
+    assert_eq!(code(&out), 0, "stderr: {}", text(&out.stderr));
+    let answers: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    // base64(pickle.dumps("Invalid command")): the line after the long one is read whole.
+    assert_eq!(answers[1], "gASVEwAAAAAAAACMD0ludmFsaWQgY29tbWFuZJQu");
+    assert_ne!(answers[0], answers[1]);
+}

@@ -294,48 +294,70 @@ enum Line {
     TooLong,
 }
 
-/// Read stdin on a plain thread (tokio's stdin costs a blocking-pool hop per read) and hand
-/// over whole lines. The channel closes at end of input or on a read error.
-fn spawn_reader(ui: &Ui) -> tokio::sync::mpsc::Receiver<Line> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let quiet = ui.quiet();
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
-        loop {
-            let mut buf = Vec::new();
-            let read = (&mut input)
-                .take(MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut buf);
-            match read {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    if !quiet {
-                        eprintln!("larder: warning: cannot read stdin: {e}");
-                    }
-                    break;
+/// Whole lines from stdin, read with blocking calls.
+///
+/// The worker loop runs in `main`'s `block_on`, on the main thread, which is not one of the
+/// runtime's workers, so blocking there stalls nothing (`block_in_place` keeps that true if the
+/// loop ever moves to a worker). A reader thread handing lines over a channel, or tokio's stdin,
+/// would cost a thread wake-up per request, which was most of a small request's CPU time.
+struct LineReader {
+    input: std::io::StdinLock<'static>,
+    quiet: bool,
+}
+
+impl LineReader {
+    fn new(ui: &Ui) -> LineReader {
+        LineReader {
+            input: std::io::stdin().lock(),
+            quiet: ui.quiet(),
+        }
+    }
+
+    /// The next line without its trailing whitespace; `None` at end of input or on a read error.
+    fn next(&mut self) -> Option<Line> {
+        let mut buf = Vec::new();
+        let read = (&mut self.input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf);
+        match read {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => {
+                if !self.quiet {
+                    eprintln!("larder: warning: cannot read stdin: {e}");
                 }
-            }
-            let line = if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') {
-                // Skip the rest of the over-long line.
-                let mut rest = Vec::new();
-                if input.read_until(b'\n', &mut rest).is_err() {
-                    break;
-                }
-                Line::TooLong
-            } else {
-                while buf.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                    buf.pop();
-                }
-                Line::Text(buf)
-            };
-            if tx.blocking_send(line).is_err() {
-                break;
+                return None;
             }
         }
-    });
-    rx
+        if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') {
+            self.skip_line()?;
+            return Some(Line::TooLong);
+        }
+        while buf.last().is_some_and(|b| b.is_ascii_whitespace()) {
+            buf.pop();
+        }
+        Some(Line::Text(buf))
+    }
+
+    /// Discard input up to and including the next newline, without buffering it.
+    fn skip_line(&mut self) -> Option<()> {
+        loop {
+            let chunk = self.input.fill_buf().ok()?;
+            if chunk.is_empty() {
+                return Some(());
+            }
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.input.consume(i + 1);
+                    return Some(());
+                }
+                None => {
+                    let n = chunk.len();
+                    self.input.consume(n);
+                }
+            }
+        }
+    }
 }
 
 /// Run `larder worker`.
@@ -358,10 +380,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             tasks: tokio::task::JoinSet::new(),
         }),
     };
-    let mut lines = spawn_reader(&ctx.ui);
+    let mut lines = LineReader::new(&ctx.ui);
     let stdout = std::io::stdout();
     let served = async {
-        while let Some(line) = lines.recv().await {
+        while let Some(line) = tokio::task::block_in_place(|| lines.next()) {
             worker.stats.requests += 1;
             let mut answer = match (args.protocol, line) {
                 (Protocol::Json, Line::Text(l)) => json::handle(&mut worker, &l).await,
