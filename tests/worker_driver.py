@@ -50,7 +50,7 @@ def raw_command(proc, line):
 
 def check(cond, what, detail=""):
     if not cond:
-        raise AssertionError("%s%s" % (what, (": %s" % detail) if detail else ""))
+        raise AssertionError("%s%s" % (what, (": %s" % (detail,)) if detail else ""))
     print("  ok: %s" % what)
 
 
@@ -333,7 +333,7 @@ def stream(tmp):
         return os.path.join(tmp, "src", name)
 
     big = bytes(range(256)) * 1200
-    s1, s2, s3, s4 = sig_of("one"), sig_of("two"), sig_of("three"), sig_of("four")
+    s1, s2, s3, s4, s5 = (sig_of(n) for n in ("one", "two", "three", "four", "five"))
     out = lambda *p: os.path.join(tmp, "OUT", *p)  # noqa: E731 (replaced per worker)
     reqs = [
         (s1, [], [out("1", "a.o")]),
@@ -350,6 +350,9 @@ def stream(tmp):
         (s1, [], [out("7", "a.o")]),
         (s4, [src("e.o", b"")], []),
         (s4, [], [out("8", "e.o")]),
+        # The seed hard-links the symlink itself: a get restores the link.
+        (s5, [src("link.so", ("link", "big.bin"))], []),
+        (s5, [], [out("9", "link.so")]),
     ]
     return srcs, reqs
 
@@ -357,7 +360,10 @@ def stream(tmp):
 def run_stream(cmd, env, tmp, tag):
     srcs, reqs = stream(tmp)
     for path, data in srcs.items():
-        if data is not None and not os.path.exists(path):
+        if isinstance(data, tuple):
+            if not os.path.lexists(path):
+                os.symlink(data[1], path)
+        elif data is not None and not os.path.exists(path):
             write(path, data)
     proc = start(cmd, env)
     results = []
@@ -366,7 +372,10 @@ def run_stream(cmd, env, tmp, tag):
         ans = cache_command(proc, sig, files_from, files_to)
         got = []
         for p in files_to:
-            got.append(hashlib.sha256(read(p)).hexdigest() if os.path.exists(p) else None)
+            if os.path.islink(p):
+                got.append("symlink to %s" % os.readlink(p))
+            else:
+                got.append(hashlib.sha256(read(p)).hexdigest() if os.path.exists(p) else None)
         results.append((ans, got))
     code, err = finish(proc)
     return results, code, err
