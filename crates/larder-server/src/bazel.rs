@@ -14,10 +14,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use larder_core::Key;
+use larder_core::{ByteStream, Key};
 
 use crate::app::{AppState, sized_response};
-use crate::body::{check_size, content_length, spool};
+use crate::body::{check_size, content_length, spool, with_body};
 use crate::error::{ApiError, ApiResult};
 use crate::value::{get_value, head_value, put_value};
 
@@ -90,6 +90,15 @@ async fn put_h(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Body,
+) -> ApiResult<Response> {
+    with_body(body, |body| put_from(st, path, headers, body)).await
+}
+
+async fn put_from(
+    st: AppState,
+    path: String,
+    headers: HeaderMap,
+    body: ByteStream,
 ) -> ApiResult<Response> {
     st.check_writable()?;
     let (kind, hash, key) = parse(&path)?;

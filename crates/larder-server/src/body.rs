@@ -7,11 +7,13 @@
 //! in the server's directory while being hashed, then streamed from that file into the store.
 //! Memory stays bounded either way.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use larder_core::digest::DigestWriter;
@@ -52,16 +54,30 @@ pub(crate) fn check_size(what: &str, size: Option<u64>, limit: Option<u64>) -> A
     }
 }
 
-/// The body as a [`ByteStream`] that fails with [`Error::TooLarge`] once it passes `limit`.
-pub(crate) fn limited_stream(body: Body, limit: Option<u64>) -> ByteStream {
-    let mut seen = 0u64;
-    let s = body.into_data_stream().map(move |item| {
-        let chunk = item.map_err(|e| Error::Store {
+/// How much of an unwanted request body is read and discarded before answering an error, and
+/// for how long: enough for the client to finish sending a modest body and read the answer on
+/// a healthy connection (as nginx's lingering close does); larger bodies get the answer and a
+/// closed connection.
+const LINGER_BYTES: u64 = 16 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The body as a [`ByteStream`].
+fn raw_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map(|item| {
+        item.map_err(|e| Error::Store {
             store: "larder-server".into(),
             message: format!("reading the request body: {e}"),
             temporary: true,
             source: None,
-        })?;
+        })
+    }))
+}
+
+/// `stream`, failing with [`Error::TooLarge`] once it passes `limit`.
+pub(crate) fn limited(stream: ByteStream, limit: Option<u64>) -> ByteStream {
+    let mut seen = 0u64;
+    Box::pin(stream.map(move |item| {
+        let chunk = item?;
         seen += chunk.len() as u64;
         if let Some(limit) = limit
             && seen > limit
@@ -73,28 +89,52 @@ pub(crate) fn limited_stream(body: Body, limit: Option<u64>) -> ByteStream {
             });
         }
         Ok(chunk)
-    });
-    Box::pin(s)
+    }))
 }
 
-/// A stream the store reads from, whose unread rest the handler can take back afterwards: a
-/// store that finds the blob already present returns without reading, and the rest of the body
-/// is then drained so the client sees the answer on a healthy connection instead of a reset.
-pub(crate) struct Reclaimable(Arc<Mutex<Option<ByteStream>>>);
+/// Run a handler `f` on the request body as a stream; afterwards whatever it left unread is
+/// read and discarded (all of it after a success, as when a blob already exists; a bounded
+/// amount after an error), so that the client can read the answer.
+pub(crate) async fn with_body<F, Fut>(body: Body, f: F) -> ApiResult<Response>
+where
+    F: FnOnce(ByteStream) -> Fut,
+    Fut: Future<Output = ApiResult<Response>>,
+{
+    let (stream, rest) = Reclaimable::new(raw_stream(body));
+    let result = f(stream).await;
+    match &result {
+        Ok(_) => rest.drain(None).await,
+        Err(_) => {
+            let _ = tokio::time::timeout(LINGER_TIME, rest.drain(Some(LINGER_BYTES))).await;
+        }
+    }
+    result
+}
+
+/// A stream a handler reads from, whose unread rest can be taken back afterwards: a store that
+/// finds a blob already present returns without reading it, and an error is answered before
+/// the body is read; the rest is then drained (see [`with_body`]).
+struct Reclaimable(Arc<Mutex<Option<ByteStream>>>);
 
 impl Reclaimable {
     /// Wrap `stream`; the second value takes the rest back.
-    pub(crate) fn new(stream: ByteStream) -> (ByteStream, Reclaimable) {
+    fn new(stream: ByteStream) -> (ByteStream, Reclaimable) {
         let shared = Arc::new(Mutex::new(Some(stream)));
         let reader = Reclaimable(Arc::clone(&shared));
         (Box::pin(reader), Reclaimable(shared))
     }
 
-    /// Read and discard whatever the store left unread.
-    pub(crate) async fn drain(self) {
+    /// Read and discard what was left unread, up to `bound` bytes.
+    async fn drain(self, bound: Option<u64>) {
         let rest = self.0.lock().ok().and_then(|mut g| g.take());
         if let Some(mut rest) = rest {
-            while let Some(Ok(_)) = rest.next().await {}
+            let mut seen = 0u64;
+            while let Some(Ok(chunk)) = rest.next().await {
+                seen += chunk.len() as u64;
+                if bound.is_some_and(|b| seen > b) {
+                    break;
+                }
+            }
         }
     }
 }
@@ -160,12 +200,12 @@ impl Spooled {
 /// Read `body` to its end, hashing it (BLAKE3, and SHA-256 if `sha256`), in memory when small
 /// and in a temporary file under `tmp_dir` otherwise. Over `limit` is [`ApiError::TooLarge`].
 pub(crate) async fn spool(
-    body: Body,
+    body: ByteStream,
     limit: Option<u64>,
     sha256: bool,
     tmp_dir: &Path,
 ) -> ApiResult<Spooled> {
-    let mut stream = limited_stream(body, limit);
+    let mut stream = limited(body, limit);
     let mut blake = DigestWriter::new();
     let mut sha = sha256.then(sha2::Sha256::new);
     let mut mem = BytesMut::new();

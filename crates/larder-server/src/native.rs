@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use larder_core::entry::MAX_ENTRY_BYTES;
-use larder_core::{Digest, Entry, GetOptions, Key, PutMode, PutOptions, PutOutcome};
+use larder_core::{ByteStream, Digest, Entry, GetOptions, Key, PutMode, PutOptions, PutOutcome};
 
 use crate::app::{AppState, sized_response};
-use crate::body::{Reclaimable, check_size, content_length, header_u64, limited_stream};
+use crate::body::{check_size, content_length, header_u64, limited, with_body};
 use crate::error::{ApiError, ApiResult};
 
 /// The header carrying a blob's size.
@@ -142,6 +142,15 @@ async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    with_body(body, |body| put_blob_from(st, raw, headers, body)).await
+}
+
+async fn put_blob_from(
+    st: AppState,
+    raw: String,
+    headers: HeaderMap,
+    body: ByteStream,
+) -> ApiResult<Response> {
     st.check_writable()?;
     let d = digest(&raw)?;
     let size = match header_u64(&headers, SIZE_HEADER)? {
@@ -162,12 +171,8 @@ async fn put_blob(
     check_size("blob", content_length(&headers)?, limit)?;
     // Read at most one byte past the declared size: enough for the store to see the mismatch.
     let bound = Some(limit.map_or(size + 1, |l| l.min(size + 1)));
-    let (stream, rest) = Reclaimable::new(limited_stream(body, bound));
-    let result = st.store.put_blob(&d, size, stream).await;
-    if matches!(result, Ok(PutOutcome::Exists)) {
-        rest.drain().await;
-    }
-    Ok(outcome(result?))
+    let outcome_ = st.store.put_blob(&d, size, limited(body, bound)).await?;
+    Ok(outcome(outcome_))
 }
 
 async fn find_missing(State(st): State<AppState>, body: Body) -> ApiResult<Response> {

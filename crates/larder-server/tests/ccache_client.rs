@@ -1,0 +1,113 @@
+//! The real ccache (4.7+) against the server: a value uploaded through any layout is a remote
+//! hit from an empty local cache through every layout. Skipped when ccache or a C compiler is
+//! not installed (`apt-get install ccache gcc`; xtask does not install ccache yet).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::TestServer;
+
+fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Compile `src` with ccache using `cache_dir` as the local cache; returns ccache's stats.
+fn compile(src: &Path, cache_dir: &Path, remote: &str) -> String {
+    let obj = src.with_extension("o");
+    let out = Command::new("ccache")
+        .args(["cc", "-c"])
+        .arg(src)
+        .arg("-o")
+        .arg(&obj)
+        .env("CCACHE_DIR", cache_dir)
+        .env("CCACHE_REMOTE_STORAGE", remote)
+        .env("CCACHE_NOHASHDIR", "1")
+        .env_remove("CCACHE_DISABLE")
+        .output()
+        .expect("run ccache");
+    assert!(
+        out.status.success(),
+        "ccache failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = Command::new("ccache")
+        .arg("--print-stats")
+        .env("CCACHE_DIR", cache_dir)
+        .output()
+        .expect("ccache --print-stats");
+    String::from_utf8_lossy(&stats.stdout).into_owned()
+}
+
+fn stat(stats: &str, name: &str) -> u64 {
+    stats
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('\t')?;
+            (k == name).then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+async fn compile_in(src: &Path, cache_dir: &Path, remote: &str) -> String {
+    let (src, cache_dir, remote) = (src.to_owned(), cache_dir.to_owned(), remote.to_owned());
+    tokio::task::spawn_blocking(move || compile(&src, &cache_dir, &remote))
+        .await
+        .expect("compile task")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_ccache_gets_remote_hits_in_every_layout() {
+    if !have("ccache") || !have("cc") {
+        eprintln!("ccache or cc not installed; skipping");
+        return;
+    }
+    let s = TestServer::start().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let layouts = ["subdirs", "flat", "bazel"];
+    let remote = |layout: &str| format!("{}|layout={layout}", s.url("/ccache"));
+    for first in layouts {
+        let src = work.path().join(format!("{first}.c"));
+        std::fs::write(
+            &src,
+            format!(
+                "int larder_{first}(int x) {{ return x * 7 + {}; }}\n",
+                first.len()
+            ),
+        )
+        .expect("write source");
+        // A miss: ccache looks up the manifest and result, then uploads both.
+        let stats = compile_in(
+            &src,
+            &work.path().join(format!("{first}-local")),
+            &remote(first),
+        )
+        .await;
+        assert_eq!(stat(&stats, "remote_storage_hit"), 0, "{first}: {stats}");
+        assert!(stat(&stats, "remote_storage_miss") >= 1, "{first}: {stats}");
+        assert_eq!(stat(&stats, "remote_storage_error"), 0, "{first}: {stats}");
+        // From an empty local cache, every layout finds it remotely.
+        for then in layouts {
+            let local = work.path().join(format!("{first}-{then}-local"));
+            let stats = compile_in(&src, &local, &remote(then)).await;
+            assert_eq!(
+                stat(&stats, "remote_storage_miss"),
+                0,
+                "{first}->{then}: {stats}"
+            );
+            assert!(
+                stat(&stats, "remote_storage_hit") >= 1,
+                "{first}->{then}: {stats}"
+            );
+            assert_eq!(
+                stat(&stats, "remote_storage_error"),
+                0,
+                "{first}->{then}: {stats}"
+            );
+        }
+    }
+}
