@@ -207,13 +207,41 @@ fn open_conn(path: &Path) -> Result<Connection, Error> {
     conn.busy_timeout(BUSY_TIMEOUT).sql("configuring")?;
     // journal_mode answers with a row; it is also the first statement that reads the file, so
     // a damaged file shows up here.
-    let _mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .sql("configuring")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        set_wal(&conn)?;
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .sql("configuring")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+/// Switch a fresh database to WAL (the mode is stored in the file, so this happens once).
+///
+/// Several processes opening a new cache race here. Switching needs an exclusive lock, and
+/// SQLite answers BUSY at once, without calling the busy handler, when two connections that both
+/// read the file try to upgrade (its deadlock avoidance): retry with a short backoff instead.
+fn set_wal(conn: &Connection) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).sql("configuring"),
+        }
+    }
 }
 
 fn schema_version(conn: &Connection) -> Result<i64, Error> {
