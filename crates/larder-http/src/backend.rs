@@ -18,7 +18,7 @@ use larder_core::{
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use crate::config::HttpStoreBuilder;
-use crate::error::{STORE, from_status, status_is_temporary, transport};
+use crate::error::{STORE, from_status, stalled, status_is_temporary, transport};
 
 /// The header carrying a blob's size.
 const SIZE_HEADER: &str = "x-larder-size";
@@ -56,7 +56,10 @@ impl HttpStore {
     pub(crate) fn from_builder(cfg: HttpStoreBuilder) -> Result<HttpStore> {
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.read_timeout)
+            // Not reqwest's read time-out: it also runs while a request body is being sent, so
+            // it would cut off large uploads. Stalls are caught per read instead (see `send`
+            // and `verified`), and dead peers during uploads by TCP keep-alive.
+            .tcp_keepalive(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Store {
@@ -91,14 +94,19 @@ impl HttpStore {
             if let Some(t) = timeout {
                 req = req.timeout(t);
             }
-            let err = match req.send().await {
+            // Without a total time-out (blob downloads), still bound the wait for the answer.
+            let sent = match tokio::time::timeout(self.cfg.read_timeout, req.send()).await {
+                Ok(sent) => sent.map_err(|e| transport(what, e)),
+                Err(_) => Err(stalled(what, self.cfg.read_timeout)),
+            };
+            let err = match sent {
                 Ok(resp) if status_is_temporary(resp.status()) => {
                     let status = resp.status();
                     let message = resp.text().await.unwrap_or_default();
                     from_status(what, status, &message)
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) => transport(what, e),
+                Err(e) => e,
             };
             if !err.is_temporary() || attempt >= self.cfg.retries {
                 return Err(err);
@@ -176,7 +184,15 @@ where
             return None;
         }
         let what = format!("blob {}", st.digest);
-        match st.inner.next().await {
+        let next = match tokio::time::timeout(st.store.cfg.read_timeout, st.inner.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                st.done = true;
+                let e = stalled(&format!("reading {what}"), st.store.cfg.read_timeout);
+                return Some((Err(e), st));
+            }
+        };
+        match next {
             Some(Ok(chunk)) => {
                 st.hasher.update(&chunk);
                 if st.hasher.len() > st.size {

@@ -37,7 +37,9 @@ impl HttpStoreBuilder {
         self
     }
 
-    /// Longest wait for any read on a connection, blob streams included (default 60 s).
+    /// Longest wait for an answer to start, and between two chunks of a blob download
+    /// (default 60 s). Uploads are not bounded by time (they may be large and slow); a dead
+    /// peer is found by TCP keep-alive.
     pub fn read_timeout(mut self, t: Duration) -> Self {
         self.read_timeout = t;
         self

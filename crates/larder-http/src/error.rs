@@ -47,3 +47,13 @@ pub(crate) fn from_status(what: &str, status: StatusCode, message: &str) -> Erro
         },
     }
 }
+
+/// A peer that sent nothing for `after`: temporary.
+pub(crate) fn stalled(what: &str, after: std::time::Duration) -> Error {
+    Error::Store {
+        store: STORE.into(),
+        message: format!("{what}: nothing received for {after:?}"),
+        temporary: true,
+        source: None,
+    }
+}

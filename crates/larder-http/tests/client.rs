@@ -149,3 +149,30 @@ fn only_plain_http_is_accepted() {
     let err = HttpStore::new("https://cache.example/v1").expect_err("no TLS");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_downloads_end_with_a_temporary_error() {
+    let app = Router::new().route(
+        "/v1/blobs/{digest}",
+        get(|| async {
+            let first = futures::stream::once(async {
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"half"))
+            });
+            let body = axum::body::Body::from_stream(first.chain(futures::stream::pending()));
+            ([("x-larder-size", "8")], body).into_response()
+        }),
+    );
+    let s = HttpStore::builder(serve(app).await)
+        .read_timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let read = s
+        .get_blob(&Digest::of(b"whatever"))
+        .await
+        .expect("get")
+        .expect("present");
+    let items: Vec<_> = read.stream.collect().await;
+    assert_eq!(items.len(), 2);
+    let err = items[1].as_ref().expect_err("stalled");
+    assert!(err.is_temporary(), "{err}");
+}
