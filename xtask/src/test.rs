@@ -12,6 +12,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("libc6-dev", "/usr/include/stdio.h"),
     // `larder worker` is tested by a Python driver, and against the seed's wafcache.py.
     ("python3", "python3"),
+    // `larder-server` is tested with the real ccache client (remote hits in every layout).
+    ("ccache", "ccache"),
 ];
 
 /// Python modules the tests import, each with its Debian package for when pip cannot install it:
