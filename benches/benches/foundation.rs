@@ -365,10 +365,19 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         store.flush().await.unwrap_or_else(|e| panic!("{e}"));
         get_s.push(t.elapsed());
         drop(store);
-        dirs.extend([cp_dest, dest, cache]);
+        if n >= 1000 {
+            // Many small files: clean up only after the last repetition, because ext4 slows
+            // file creation for minutes after mass deletion (shared/BASELINES.md), which would
+            // land on whichever repetition ran next.
+            dirs.extend([cp_dest, dest, cache]);
+        } else {
+            // Few large files: clean up now, or repetitions fill the page cache (each holds 4
+            // copies of the data) and later ones read from disk while the first did not.
+            for d in [cp_dest, dest, cache] {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
     }
-    // Cleanup only after the last repetition: ext4 slows file creation for minutes after mass
-    // deletion (shared/BASELINES.md), which would land on whichever repetition ran next.
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }
