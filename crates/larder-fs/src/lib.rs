@@ -11,6 +11,8 @@ mod error;
 mod index;
 mod place;
 mod reader;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod trim;
 mod writer;
 

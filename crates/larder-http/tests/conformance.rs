@@ -1,7 +1,6 @@
 //! The shared conformance suite, run against a real larder-server on a free loopback port,
 //! over a temporary directory the test owns (so it can damage stored files directly).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,14 +36,6 @@ impl HttpHarness {
             _stop: stop,
         }
     }
-
-    fn blob_file(&self, d: &Digest) -> Option<PathBuf> {
-        let hex = d.to_hex();
-        let dir = self.root.join("blobs").join(&hex[..2]);
-        [dir.join(&hex), dir.join(format!("{hex}.zst"))]
-            .into_iter()
-            .find(|p| p.exists())
-    }
 }
 
 #[async_trait]
@@ -54,27 +45,11 @@ impl Harness for HttpHarness {
     }
 
     async fn corrupt_blob(&self, digest: &Digest) -> bool {
-        let Some(path) = self.blob_file(digest) else {
-            return false;
-        };
-        if std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).is_err() {
-            return false;
-        }
-        let Ok(mut bytes) = std::fs::read(&path) else {
-            return false;
-        };
-        if bytes.is_empty() {
-            return false;
-        }
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x55;
-        std::fs::write(&path, bytes).is_ok()
+        larder_fs::testkit::corrupt_blob(&self.root, digest)
     }
 
     async fn corrupt_entry(&self, key: &Key) -> bool {
-        let name = key.storage_name();
-        let path = self.root.join("entries").join(&name[..2]).join(&name);
-        path.exists() && std::fs::write(&path, b"LRDE\x01\x00 not an entry").is_ok()
+        larder_fs::testkit::corrupt_entry(&self.root, key)
     }
 
     fn large_blob_bytes(&self) -> u64 {
