@@ -59,6 +59,21 @@ pub async fn run_all(h: &dyn Harness) {
     }
 }
 
+/// `unwrap` for the suite: the panic names the error and points at the calling line.
+trait Must<T> {
+    fn must(self) -> T;
+}
+
+impl<T, E: std::fmt::Display> Must<T> for std::result::Result<T, E> {
+    #[track_caller]
+    fn must(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 fn fresh_key(check: &str) -> Key {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
@@ -176,17 +191,9 @@ pub async fn round_trip_multi_output(h: &dyn Harness) {
     )
     .await;
     // Captured streams: one inline, one as a blob.
-    entry.stdout = Some(
-        store_bytes(&*store, b"out\n".to_vec(), 4096)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    entry.stdout = Some(store_bytes(&*store, b"out\n".to_vec(), 4096).await.must());
     let big_err = pseudo_random("stderr", 20_000);
-    entry.stderr = Some(
-        store_bytes(&*store, big_err.clone(), 4096)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    entry.stderr = Some(store_bytes(&*store, big_err.clone(), 4096).await.must());
     entry.exit_code = Some(0);
     store
         .put_entry(&key, &entry)
@@ -217,7 +224,7 @@ pub async fn round_trip_multi_output(h: &dyn Harness) {
             &mut out
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .must()
     );
     assert_eq!(out, big_err, "{store}: captured stderr differs");
     // Restoring over an existing tree replaces files.
@@ -244,34 +251,17 @@ pub async fn missing_keys(h: &dyn Harness) {
             .is_none()
     );
     let d = Digest::of(b"never stored by anyone: testkit missing_keys");
-    assert!(
-        store
-            .get_blob(&d)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none()
-    );
+    assert!(store.get_blob(&d).await.must().is_none());
     let dir = tempdir();
     let dest = dir.path().join("dest");
-    assert!(
-        !store
-            .place_blob(&d, &dest, Placement::Copy)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
+    assert!(!store.place_blob(&d, &dest, Placement::Copy).await.must());
     assert!(
         !dest.exists(),
         "{store}: place_blob of a missing blob created the file"
     );
-    assert_eq!(
-        store
-            .find_missing(&[d])
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        vec![d]
-    );
+    assert_eq!(store.find_missing(&[d]).await.must(), vec![d]);
     if store.capability().delete {
-        assert!(!store.delete(&key).await.unwrap_or_else(|e| panic!("{e}")));
+        assert!(!store.delete(&key).await.must());
     }
 }
 
@@ -286,13 +276,7 @@ pub async fn empty_outputs(h: &dyn Harness) {
         .put_entry(&key, &e)
         .await
         .unwrap_or_else(|err| panic!("{store}: {err}"));
-    assert_eq!(
-        store
-            .get_entry(&key)
-            .await
-            .unwrap_or_else(|err| panic!("{err}")),
-        Some(e)
-    );
+    assert_eq!(store.get_entry(&key).await.must(), Some(e));
 
     let src = tempdir();
     write(src.path(), "empty.out", b"");
@@ -314,13 +298,7 @@ pub async fn empty_outputs(h: &dyn Harness) {
         .put_blob_bytes(Bytes::new())
         .await
         .unwrap_or_else(|e| panic!("{store}: empty blob: {e}"));
-    assert_eq!(
-        store
-            .get_blob_bytes(&d, 10)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        Some(vec![])
-    );
+    assert_eq!(store.get_blob_bytes(&d, 10).await.must(), Some(vec![]));
 }
 
 /// The executable bit survives, for inline and blob outputs.
@@ -331,8 +309,7 @@ pub async fn executable_bit_kept(h: &dyn Harness) {
     write(src.path(), "tool", &pseudo_random("tool", 50_000));
     write(src.path(), "data", &pseudo_random("data", 50_000));
     for f in ["run.sh", "tool"] {
-        std::fs::set_permissions(src.path().join(f), std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(src.path().join(f), std::fs::Permissions::from_mode(0o755)).must();
     }
     let key = fresh_key("exec_bit");
     put_tree(&*store, &key, src.path(), &["run.sh", "tool", "data"]).await;
@@ -365,9 +342,8 @@ pub async fn output_directories(h: &dyn Harness) {
         "out/a/big.bin",
         &pseudo_random("dirbig", 10_000),
     );
-    std::fs::create_dir_all(src.path().join("out/empty/inner")).unwrap_or_else(|e| panic!("{e}"));
-    std::os::unix::fs::symlink("a/b/c.txt", src.path().join("out/link"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(src.path().join("out/empty/inner")).must();
+    std::os::unix::fs::symlink("a/b/c.txt", src.path().join("out/link")).must();
     let key = fresh_key("dirs");
     put_tree(&*store, &key, src.path(), &["out"]).await;
     let dest = tempdir();
@@ -416,7 +392,7 @@ pub async fn unsafe_entries_rejected(h: &dyn Harness) {
     let store = h.store();
     let root = tempdir();
     let work = root.path().join("work");
-    std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&work).must();
     for bad in [
         "../escape",
         "/tmp/larder-testkit-abs",
@@ -431,13 +407,7 @@ pub async fn unsafe_entries_rejected(h: &dyn Harness) {
             res.is_err(),
             "{store}: accepted an entry with output {bad:?}"
         );
-        assert!(
-            store
-                .get_entry(&key)
-                .await
-                .unwrap_or_else(|err| panic!("{err}"))
-                .is_none()
-        );
+        assert!(store.get_entry(&key).await.must().is_none());
         // A hostile entry that reached us some other way is refused before writing anything.
         let res = restore_outputs(&*store, &e, &work, Placement::Copy).await;
         assert!(res.is_err(), "restore accepted output {bad:?}");
@@ -488,42 +458,21 @@ pub async fn blob_must_match_digest(h: &dyn Harness) {
         res.is_err(),
         "{store}: accepted a blob under the wrong digest"
     );
-    assert_eq!(
-        store
-            .find_missing(&[claimed])
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        vec![claimed]
-    );
+    assert_eq!(store.find_missing(&[claimed]).await.must(), vec![claimed]);
     let right = Digest::of(&good);
     let res = store
         .put_blob(&right, good.len() as u64 + 1, chunked(good.clone()))
         .await;
     assert!(res.is_err(), "{store}: accepted a blob of the wrong size");
-    assert_eq!(
-        store
-            .find_missing(&[right])
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        vec![right]
-    );
+    assert_eq!(store.find_missing(&[right]).await.must(), vec![right]);
     let outcome = store
         .put_blob(&right, good.len() as u64, chunked(good.clone()))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .must();
     assert_eq!(outcome, PutOutcome::Written);
-    assert!(
-        store
-            .find_missing(&[right])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_empty()
-    );
+    assert!(store.find_missing(&[right]).await.must().is_empty());
     assert_eq!(
-        store
-            .get_blob_bytes(&right, 1 << 20)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
+        store.get_blob_bytes(&right, 1 << 20).await.must(),
         Some(good)
     );
 }
@@ -540,34 +489,19 @@ pub async fn create_mode_keeps_existing(h: &dyn Harness) {
         store
             .put_entry_opts(&key, &first, PutOptions::create())
             .await
-            .unwrap_or_else(|e| panic!("{e}")),
+            .must(),
         PutOutcome::Written
     );
     assert_eq!(
         store
             .put_entry_opts(&key, &second, PutOptions::create())
             .await
-            .unwrap_or_else(|e| panic!("{e}")),
+            .must(),
         PutOutcome::Exists
     );
-    assert_eq!(
-        store
-            .get_entry(&key)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        Some(first)
-    );
-    store
-        .put_entry(&key, &second)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        store
-            .get_entry(&key)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        Some(second)
-    );
+    assert_eq!(store.get_entry(&key).await.must(), Some(first));
+    store.put_entry(&key, &second).await.must();
+    assert_eq!(store.get_entry(&key).await.must(), Some(second));
 }
 
 /// Eight writers racing on one key (and on shared blobs) leave one complete entry.
@@ -600,7 +534,7 @@ pub async fn concurrent_writers_one_key(h: &dyn Harness) {
     let got = store
         .get_entry(&key)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .must()
         .unwrap_or_else(|| panic!("{store}: no entry after 8 writers"));
     let winner = written
         .iter()
@@ -644,7 +578,7 @@ pub async fn corrupted_blob_is_a_miss(h: &dyn Harness) {
         "{store}: a miss left files behind"
     );
     // Streaming it never ends cleanly.
-    if let Some(read) = store.get_blob(&d).await.unwrap_or_else(|e| panic!("{e}")) {
+    if let Some(read) = store.get_blob(&d).await.must() {
         let mut s = read.stream;
         let mut hasher = DigestWriter::new();
         let mut failed = false;
@@ -661,10 +595,7 @@ pub async fn corrupted_blob_is_a_miss(h: &dyn Harness) {
         assert!(failed, "{store}: a corrupt blob streamed without error");
     }
     assert_eq!(
-        store
-            .find_missing(&[d])
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
+        store.find_missing(&[d]).await.must(),
         vec![d],
         "{store}: the corrupt blob was kept"
     );
@@ -683,10 +614,7 @@ pub async fn corrupted_entry_is_a_miss(h: &dyn Harness) {
     let key = fresh_key("corrupt_entry");
     let mut e = Entry::new(key.as_str(), "testkit");
     e.outputs.push(file_output("f", b"x"));
-    store
-        .put_entry(&key, &e)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    store.put_entry(&key, &e).await.must();
     if !h.corrupt_entry(&key).await {
         eprintln!("testkit: {store} cannot corrupt entries; skipping");
         return;
@@ -753,7 +681,7 @@ pub async fn large_streamed_blob(h: &dyn Harness) {
     let read = store
         .get_blob(&digest)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .must()
         .unwrap_or_else(|| panic!("{store}: large blob missing after put"));
     assert_eq!(read.size, len);
     let mut s = read.stream;
@@ -780,15 +708,12 @@ pub async fn large_streamed_blob(h: &dyn Harness) {
         store
             .place_blob(&digest, &dest, Placement::Copy)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .must()
     );
     if let Some(rss) = current_rss_bytes() {
         peak.fetch_max(rss, Ordering::Relaxed);
     }
-    assert_eq!(
-        Digest::of_file(&dest).unwrap_or_else(|e| panic!("{e}")),
-        (digest, len)
-    );
+    assert_eq!(Digest::of_file(&dest).must(), (digest, len));
     let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline);
     eprintln!(
         "testkit: {store}: {len}-byte blob, resident memory grew by at most {} MiB",
@@ -809,29 +734,10 @@ pub async fn delete_removes_entry(h: &dyn Harness) {
     let key = fresh_key("delete");
     let mut e = Entry::new(key.as_str(), "testkit");
     e.outputs.push(file_output("f", b"x"));
-    store
-        .put_entry(&key, &e)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    assert!(
-        store
-            .delete(&key)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"))
-    );
-    assert!(
-        store
-            .get_entry(&key)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"))
-            .is_none()
-    );
-    assert!(
-        !store
-            .delete(&key)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"))
-    );
+    store.put_entry(&key, &e).await.must();
+    assert!(store.delete(&key).await.must());
+    assert!(store.get_entry(&key).await.must().is_none());
+    assert!(!store.delete(&key).await.must());
 }
 
 /// Listing shows stored entries by storage name.
@@ -841,11 +747,8 @@ pub async fn list_shows_entries(h: &dyn Harness) {
     let mut e = Entry::new(key.as_str(), "testkit");
     e.outputs.push(file_output("f", b"listed"));
     e.cost_ms = 7;
-    store
-        .put_entry(&key, &e)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    store.flush().await.unwrap_or_else(|err| panic!("{err}"));
+    store.put_entry(&key, &e).await.must();
+    store.flush().await.must();
     let name = key.storage_name();
     let mut found = None;
     let mut s = store.list();
@@ -863,24 +766,15 @@ pub async fn list_shows_entries(h: &dyn Harness) {
 /// Hits and misses are counted.
 pub async fn stats_count_hits_and_misses(h: &dyn Harness) {
     let store = h.store();
-    store.flush().await.unwrap_or_else(|err| panic!("{err}"));
-    let before = store.stats().await.unwrap_or_else(|err| panic!("{err}"));
+    store.flush().await.must();
+    let before = store.stats().await.must();
     let key = fresh_key("stats");
     let mut e = Entry::new(key.as_str(), "testkit");
     e.outputs.push(file_output("f", b"counted"));
     e.cost_ms = 1000;
-    store
-        .put_entry(&key, &e)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    store.put_entry(&key, &e).await.must();
     for _ in 0..3 {
-        assert!(
-            store
-                .get_entry(&key)
-                .await
-                .unwrap_or_else(|err| panic!("{err}"))
-                .is_some()
-        );
+        assert!(store.get_entry(&key).await.must().is_some());
     }
     let quiet = store
         .get_entry_opts(
@@ -890,17 +784,17 @@ pub async fn stats_count_hits_and_misses(h: &dyn Harness) {
             },
         )
         .await
-        .unwrap_or_else(|err| panic!("{err}"));
+        .must();
     assert!(quiet.is_some());
     assert!(
         store
             .get_entry(&fresh_key("stats_miss"))
             .await
-            .unwrap_or_else(|err| panic!("{err}"))
+            .must()
             .is_none()
     );
-    store.flush().await.unwrap_or_else(|err| panic!("{err}"));
-    let after = store.stats().await.unwrap_or_else(|err| panic!("{err}"));
+    store.flush().await.must();
+    let after = store.stats().await.must();
     assert_eq!(after.hits - before.hits, 3, "{store}: hits");
     assert_eq!(after.misses - before.misses, 1, "{store}: misses");
     assert_eq!(after.ms_saved - before.ms_saved, 3000, "{store}: ms saved");
