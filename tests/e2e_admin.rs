@@ -7,18 +7,21 @@ use std::time::Duration;
 
 use common::{Sandbox, assert_exit, text};
 
+/// A cacheable task with one output, used by several tests here.
+const ECHO_EXEC: [&str; 7] = [
+    "exec",
+    "--out",
+    "o.txt",
+    "--",
+    "sh",
+    "-c",
+    "echo hi > o.txt",
+];
+
 #[test]
 fn stats_count_hits_and_misses() {
     let sb = Sandbox::new();
-    let exec = [
-        "exec",
-        "--out",
-        "o.txt",
-        "--",
-        "sh",
-        "-c",
-        "echo hi > o.txt",
-    ];
+    let exec = ECHO_EXEC;
     assert_exit(&sb.run(exec), 0); // miss, stored
     assert_exit(&sb.run(exec), 0); // hit
     assert_exit(&sb.run(exec), 0); // hit
@@ -216,15 +219,7 @@ fn config_layers_and_sources() {
 #[test]
 fn no_push_makes_exec_read_only() {
     let sb = Sandbox::new();
-    let exec = [
-        "exec",
-        "--out",
-        "o.txt",
-        "--",
-        "sh",
-        "-c",
-        "echo hi > o.txt",
-    ];
+    let exec = ECHO_EXEC;
     let o = sb
         .larder()
         .env("WAFCACHE_NO_PUSH", "1")
