@@ -77,6 +77,9 @@ enum Command {
     Config(cmd::config::Args),
     /// Serve get/put requests read line by line from stdin (for build-system plugins)
     Worker(cmd::worker::Args),
+    /// Serve the cache over HTTP to larder, ccache and Bazel clients
+    #[cfg(feature = "server")]
+    Serve(cmd::serve::Args),
 }
 
 fn after_help() -> String {
@@ -88,7 +91,10 @@ fn after_help() -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("larder: error: {e:#}");
+        return ExitCode::from(cmd::EXIT_ERROR);
+    }
     let ui = Ui::new(cli.verbose, cli.quiet);
     let code = match run(cli, ui) {
         Ok(code) => code,
@@ -121,25 +127,53 @@ fn run(cli: Cli, ui: Ui) -> Result<u8> {
             Command::Trim(args) => cmd::trim::run(args, &ctx).await,
             Command::Config(args) => cmd::config::run(args, &ctx).await,
             Command::Worker(args) => cmd::worker::run(args, &ctx).await,
+            #[cfg(feature = "server")]
+            Command::Serve(args) => cmd::serve::run(args, &ctx).await,
         }
     })
 }
 
 /// Library logs (`tracing`) go to stderr: warnings by default, more with `-v`, or as
-/// `LARDER_LOG` says.
-fn init_logging(verbose: u8, quiet: bool) {
+/// `LARDER_LOG` says. `larder serve` logs at info by default, with times, to `--log-file` when
+/// given.
+fn init_logging(cli: &Cli) -> Result<()> {
     use tracing_subscriber::EnvFilter;
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0 | 1) => "warn",
-        (false, 2) => "debug",
-        (false, _) => "trace",
+    #[cfg(feature = "server")]
+    let (serving, log_file) = match &cli.command {
+        Command::Serve(args) => (true, args.log_file.as_deref()),
+        _ => (false, None),
+    };
+    #[cfg(not(feature = "server"))]
+    let (serving, log_file): (bool, Option<&std::path::Path>) = (false, None);
+    let default = match (cli.quiet, cli.verbose, serving) {
+        (true, _, _) => "error",
+        (false, 0, true) => "info",
+        (false, 0 | 1, false) => "warn",
+        (false, 1, true) => "debug",
+        (false, 2, _) => "debug",
+        (false, _, _) => "trace",
     };
     let filter = EnvFilter::try_from_env("LARDER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init()
+        }
+        None if serving => builder.with_writer(std::io::stderr).try_init(),
+        None => builder
+            .with_writer(std::io::stderr)
+            .without_time()
+            .try_init(),
+    };
+    Ok(())
 }

@@ -21,6 +21,16 @@ pub enum ServerError {
         #[source]
         source: larder_core::Error,
     },
+    /// Another server already serves the directory.
+    #[error(
+        "another larder server (pid {pid}) already serves {dir}; stop it first or use another --dir"
+    )]
+    Locked {
+        /// The directory.
+        dir: String,
+        /// The other server's pid, as it wrote it.
+        pid: String,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

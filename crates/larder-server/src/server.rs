@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use larder_core::Store;
@@ -16,6 +16,8 @@ use crate::error::ServerError;
 /// A bound server, ready to [`run`](Server::run).
 #[derive(Debug)]
 pub struct Server {
+    /// The exclusive lock on `DIR/server.lock`, held while the server lives.
+    _lock: std::fs::File,
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
@@ -63,6 +65,7 @@ impl Server {
                 return Err(ServerError::Prefix(p.to_string()));
             }
         }
+        let lock = lock_dir(&config.dir)?;
         let tmp_dir: PathBuf = config.dir.join("server-tmp");
         // Spool files left by a previous run are garbage.
         let _ = std::fs::remove_dir_all(&tmp_dir);
@@ -87,6 +90,7 @@ impl Server {
             tmp_dir: Arc::new(tmp_dir),
         };
         Ok(Server {
+            _lock: lock,
             listener,
             addr,
             state,
@@ -123,6 +127,40 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Take the exclusive lock that makes one server per directory, and write our pid into it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("server.lock");
+    let io_err = |what: &str, e: std::io::Error| ServerError::Store {
+        dir: dir.display().to_string(),
+        source: larder_core::Error::io(format!("{what} {}", path.display()), e),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io_err("creating the directory of", e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_err("opening", e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(ServerError::Locked {
+                dir: dir.display().to_string(),
+                pid: pid.trim().to_owned(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err("locking", e)),
+    }
+    file.set_len(0).map_err(|e| io_err("truncating", e))?;
+    file.rewind().map_err(|e| io_err("rewinding", e))?;
+    writeln!(file, "{}", std::process::id()).map_err(|e| io_err("writing", e))?;
+    Ok(file)
 }
 
 /// Bind `config` and serve until `shutdown` completes (see [`Server`]).

@@ -13,6 +13,8 @@ pub(crate) mod config;
 pub(crate) mod exec;
 pub(crate) mod get;
 pub(crate) mod put;
+#[cfg(feature = "server")]
+pub(crate) mod serve;
 pub(crate) mod stats;
 pub(crate) mod trim;
 pub(crate) mod worker;

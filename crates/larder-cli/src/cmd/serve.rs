@@ -1,0 +1,150 @@
+//! `larder serve`: the HTTP cache server over a local cache directory.
+//!
+//! The server itself lives in `larder-server`; this is its command line: where it stores, where
+//! it listens, its limits, its pid file and logs, and the signals that stop it gracefully.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use larder_core::size::parse_size;
+use larder_server::{Server, ServerConfig};
+
+use super::{Ctx, EXIT_OK};
+use crate::stores::StoreUrl;
+
+/// The address `larder serve` listens on without `--listen`.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7180";
+
+const EXAMPLES: &str = "\
+Examples:
+  larder serve --dir /var/cache/larder --listen 0.0.0.0:7180
+  larder serve --read-only --max-blob-size 2G --pid-file /run/larder.pid
+
+Clients:
+  larder:  larder exec --store http://HOST:7180 ...          (native protocol, /v1)
+  ccache:  CCACHE_REMOTE_STORAGE='http://HOST:7180/ccache|layout=subdirs'
+  Bazel:   bazel build --remote_cache=http://HOST:7180/bazel ...
+
+The server stops gracefully on SIGTERM or SIGINT: it stops accepting connections, finishes the
+requests in flight (uploads included) and saves its index. Only one server may serve a
+directory at a time.";
+
+/// Serve the cache over HTTP to larder, ccache and Bazel clients.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct Args {
+    /// The cache directory to serve (default: the configured store, when it is a directory)
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Address and port to listen on (port 0 picks a free one and prints it)
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "LARDER_LISTEN")]
+    listen: SocketAddr,
+    /// Refuse uploads larger than this (answered 413)
+    #[arg(long, value_name = "SIZE")]
+    max_blob_size: Option<String>,
+    /// Serve reads only: every upload or delete is answered 403
+    #[arg(long)]
+    read_only: bool,
+    /// Write the server's pid to this file (removed on a clean stop)
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Append logs to this file instead of stderr
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log_file: Option<PathBuf>,
+    /// URL prefix of larder's native protocol
+    #[arg(long, value_name = "PATH", default_value = "/v1")]
+    native_prefix: String,
+    /// URL prefix of ccache's HTTP remote storage
+    #[arg(long, value_name = "PATH", default_value = "/ccache")]
+    ccache_prefix: String,
+    /// URL prefix of Bazel's HTTP cache
+    #[arg(long, value_name = "PATH", default_value = "/bazel")]
+    bazel_prefix: String,
+}
+
+/// Run `larder serve` until SIGTERM or SIGINT.
+pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
+    // Before anything can print the address: a SIGTERM from then on must stop us gracefully.
+    let shutdown = shutdown_signal()?;
+    let dir = match &args.dir {
+        Some(d) => ctx.cwd.join(d),
+        None => configured_dir(ctx)?,
+    };
+    let max_blob_bytes = args
+        .max_blob_size
+        .as_deref()
+        .map(|s| parse_size(s).with_context(|| format!("bad --max-blob-size {s:?}")))
+        .transpose()?;
+    let config = ServerConfig::new(&dir, args.listen)
+        .with_max_blob_bytes(max_blob_bytes)
+        .with_read_only(args.read_only)
+        .with_native_prefix(args.native_prefix)
+        .with_ccache_prefix(args.ccache_prefix)
+        .with_bazel_prefix(args.bazel_prefix);
+    let server = Server::bind(config).await?;
+    let pid_file = match &args.pid_file {
+        Some(p) => Some(PidFile::write(&ctx.cwd.join(p))?),
+        None => None,
+    };
+    // The one line scripts wait for (the port matters when --listen asked for port 0).
+    println!(
+        "larder serve: serving {} on http://{}",
+        dir.display(),
+        server.local_addr()
+    );
+    let result = server.run(shutdown).await;
+    drop(pid_file);
+    result?;
+    tracing::info!("stopped cleanly");
+    Ok(EXIT_OK)
+}
+
+/// The configured store, which must be a local directory.
+fn configured_dir(ctx: &Ctx) -> Result<PathBuf> {
+    let config = ctx.config(Vec::new())?;
+    let url = StoreUrl::parse(&config.store.value)?;
+    if url.scheme != "file" {
+        bail!(
+            "larder serve stores into a local directory, but the configured store is {} (from {}): pass --dir DIR",
+            config.store.value,
+            config.store.source
+        );
+    }
+    Ok(PathBuf::from(url.location))
+}
+
+/// Listen for SIGTERM and SIGINT now; the future completes on the first of them.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{name}: finishing requests in flight, then stopping");
+    })
+}
+
+/// A pid file, removed when dropped (the server's own directory lock is what refuses a
+/// second instance; this file is for init systems and scripts).
+#[derive(Debug)]
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> Result<PidFile> {
+        let tmp = path.with_extension("pid.tmp");
+        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+        Ok(PidFile(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

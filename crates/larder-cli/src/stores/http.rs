@@ -1,0 +1,44 @@
+//! The HTTP client store (`larder-http`): a `larder serve` reached over its native protocol.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use larder_http::HttpStore;
+
+use super::{Opened, StoreUrl};
+
+/// Open `http://HOST:PORT[/PREFIX]`. A URL without a path means the server's default native
+/// prefix, `/v1`.
+pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
+    let base = native_base(&url.location);
+    let store = HttpStore::new(base.clone())
+        .with_context(|| format!("cannot use the larder server at {base}"))?;
+    Ok(Opened {
+        store: Arc::new(store),
+        local_dir: None,
+    })
+}
+
+/// `http://h:p` and `http://h:p/` → `http://h:p/v1`; any other path is kept (without a
+/// trailing slash).
+fn native_base(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
+    if after_scheme.contains('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/v1")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::native_base;
+
+    #[test]
+    fn bare_host_means_v1() {
+        assert_eq!(native_base("http://cache:7180"), "http://cache:7180/v1");
+        assert_eq!(native_base("http://cache:7180/"), "http://cache:7180/v1");
+        assert_eq!(native_base("http://cache/team/v1/"), "http://cache/team/v1");
+    }
+}

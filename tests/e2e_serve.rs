@@ -1,0 +1,169 @@
+//! `larder serve` end to end: the real binary serving a directory, real `larder exec` clients
+//! reaching it over `http://`, one server per directory, graceful stop on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{LARDER, Sandbox, assert_exit, count_lines, text};
+
+/// A running `larder serve`, killed if the test ends without stopping it.
+struct Served {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    url: String,
+}
+
+impl Served {
+    /// Start `larder serve --dir DIR --listen 127.0.0.1:0 EXTRA...` and wait for the line
+    /// that names its port.
+    fn start(sb: &Sandbox, dir: &Path, extra: &[&str]) -> Served {
+        let mut child = sb
+            .larder()
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting larder serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the server's first line");
+        let url = line
+            .trim()
+            .rsplit_once(" on ")
+            .map(|(_, url)| url.to_owned())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("unexpected first line from larder serve: {line:?}")
+            });
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        Served { child, url }
+    }
+
+    /// Send SIGTERM and wait for the exit code (at most 20 s).
+    fn terminate(mut self) -> Option<i32> {
+        let pid = i32::try_from(self.child.id()).expect("pid fits i32");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "server ignored SIGTERM for 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same checkout at `dir`: one input, a task that logs each real run to `runs`.
+fn checkout(sb: &Sandbox, dir: &Path, runs: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).expect("checkout dir");
+    sb.write(dir, "in.txt", "the same input\n");
+    let script = format!(
+        "echo run >> {}; tr a-z A-Z < in.txt > out.txt",
+        runs.display()
+    );
+    [
+        "exec", "--in", "in.txt", "--out", "out.txt", "--", "sh", "-c", &script,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn exec_with_store(sb: &Sandbox, dir: &Path, store: &str, args: &[String]) -> std::process::Output {
+    sb.larder_in(dir)
+        .args(["--store", store])
+        .args(args)
+        .output()
+        .expect("running larder exec")
+}
+
+#[test]
+fn two_checkouts_share_hits_through_the_server() {
+    let sb = Sandbox::new();
+    let served = Served::start(&sb, &sb.root.join("server-cache"), &[]);
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let b = sb.root.join("b");
+    let args = checkout(&sb, &a, &runs);
+    checkout(&sb, &b, &runs);
+
+    assert_exit(&exec_with_store(&sb, &a, &served.url, &args), 0);
+    assert_eq!(count_lines(&runs), 1, "first build runs the task");
+    let hit = exec_with_store(&sb, &b, &served.url, &args);
+    assert_exit(&hit, 0);
+    assert_eq!(
+        count_lines(&runs),
+        1,
+        "second checkout restores from the server"
+    );
+    let out = std::fs::read_to_string(b.join("out.txt")).expect("restored output");
+    assert_eq!(out, "THE SAME INPUT\n");
+    assert_eq!(served.terminate(), Some(0));
+}
+
+#[test]
+fn a_dead_server_is_a_miss_and_a_warning_not_a_failed_build() {
+    let sb = Sandbox::new();
+    // Bind and drop a listener: nothing listens on that port now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let args = checkout(&sb, &a, &runs);
+    let out = exec_with_store(&sb, &a, &format!("http://127.0.0.1:{port}"), &args);
+    assert_exit(&out, 0);
+    assert_eq!(count_lines(&runs), 1, "the task ran");
+    let err = text(&out.stderr);
+    assert!(err.contains("warning"), "expected a warning: {err}");
+}
+
+#[test]
+fn one_server_per_directory_and_a_pid_file_while_it_runs() {
+    let sb = Sandbox::new();
+    let dir: PathBuf = sb.root.join("server-cache");
+    let pid_file = sb.root.join("larder.pid");
+    let pid_arg = pid_file.display().to_string();
+    let served = Served::start(&sb, &dir, &["--pid-file", &pid_arg]);
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file while serving");
+    assert_eq!(pid.trim(), served.child.id().to_string());
+
+    let second = Command::new(LARDER)
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&dir)
+        .env("HOME", &sb.home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running a second server");
+    assert_exit(&second, 2);
+    let err = text(&second.stderr);
+    assert!(
+        err.contains("already serves") && err.contains(pid.trim()),
+        "second server's error should name the first: {err}"
+    );
+
+    assert_eq!(served.terminate(), Some(0));
+    assert!(!pid_file.exists(), "pid file removed on a clean stop");
+    // The directory is free again.
+    let again = Served::start(&sb, &dir, &[]);
+    assert_eq!(again.terminate(), Some(0));
+}
