@@ -7,6 +7,7 @@
 
 mod demo;
 mod flags;
+mod servers;
 mod test;
 mod tidy;
 

@@ -1,0 +1,517 @@
+//! [`S3Store`]: the [`Store`] implementation over the S3 API.
+//!
+//! Layout under the store's prefix `P/`:
+//! - `P/entries/<storage name>`: entry documents, with user metadata `larder-size`,
+//!   `larder-created-ms` and `larder-cost-ms` so listing needs no download;
+//! - `P/blobs/<blake3 hex>`: blob bytes, uncompressed, verified on every read.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation, retry, timeout,
+};
+use aws_sdk_s3::primitives::ByteStream as S3Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use larder_core::entry::MAX_ENTRY_BYTES;
+use larder_core::store::ProgressFn;
+use larder_core::{
+    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
+    PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+};
+use tokio::sync::OnceCell;
+
+use crate::config::{Credentials, S3StoreBuilder};
+use crate::error::{sdk, status};
+
+const META_SIZE: &str = "larder-size";
+const META_CREATED: &str = "larder-created-ms";
+const META_COST: &str = "larder-cost-ms";
+
+/// A store in an S3 bucket (AWS, MinIO, SeaweedFS, any S3-compatible service). Cheap to clone.
+#[derive(Clone)]
+pub struct S3Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: S3StoreBuilder,
+    client: OnceCell<Client>,
+    name: String,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("cfg", &self.inner.cfg)
+            .finish()
+    }
+}
+
+impl fmt::Display for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3 store {}", self.inner.name)
+    }
+}
+
+/// The HTTP client: hyper 1 on rustls with ring (no aws-lc build), https and http alike.
+fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+fn s3_config(
+    cfg: &S3StoreBuilder,
+    base: aws_sdk_s3::config::Builder,
+    has_region: bool,
+) -> aws_sdk_s3::Config {
+    let mut b = base
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http_client())
+        .force_path_style(cfg.path_style)
+        .retry_config(retry::RetryConfig::standard().with_max_attempts(cfg.retries + 1))
+        .timeout_config(
+            timeout::TimeoutConfig::builder()
+                .connect_timeout(cfg.connect_timeout)
+                .read_timeout(cfg.read_timeout)
+                .build(),
+        )
+        // Blobs are verified end to end with BLAKE3; CRC32 on every byte would only cost CPU.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if let Some(e) = &cfg.endpoint {
+        b = b.endpoint_url(e);
+    }
+    if let Some(r) = &cfg.region {
+        b = b.region(Region::new(r.clone()));
+    } else if cfg.endpoint.is_some() || !has_region {
+        // S3-compatible servers mostly ignore the region, but signing needs one.
+        b = b.region(Region::new("us-east-1"));
+    }
+    if let Credentials::Static { access, secret } = &cfg.credentials {
+        b = b.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access.clone(),
+            secret.clone(),
+            None,
+            None,
+            "larder",
+        ));
+    }
+    b.build()
+}
+
+impl S3Store {
+    /// A store from a URL (see [`S3StoreBuilder::from_url`]), built with the environment.
+    ///
+    /// # Errors
+    /// As [`S3StoreBuilder::from_url`] and [`S3StoreBuilder::build`].
+    pub fn from_url(url: &str) -> Result<S3Store> {
+        S3StoreBuilder::from_url(url)?.build()
+    }
+
+    /// A builder for a store in `bucket`.
+    pub fn builder(bucket: impl Into<String>) -> S3StoreBuilder {
+        S3StoreBuilder::new(bucket)
+    }
+
+    pub(crate) fn from_builder(cfg: S3StoreBuilder) -> Result<S3Store> {
+        let client =
+            match cfg.credentials {
+                Credentials::Static { .. } => OnceCell::new_with(Some(Client::from_conf(
+                    s3_config(&cfg, aws_sdk_s3::config::Builder::new(), false),
+                ))),
+                _ => OnceCell::new(),
+            };
+        let name = cfg.describe();
+        Ok(S3Store {
+            inner: Arc::new(Inner { cfg, client, name }),
+        })
+    }
+
+    /// The SDK client, made on first use when it needs the AWS credential chain.
+    pub(crate) async fn client(&self) -> Result<&Client> {
+        self.inner
+            .client
+            .get_or_try_init(|| async {
+                let shared = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http_client())
+                    .load()
+                    .await;
+                let base = aws_sdk_s3::config::Builder::from(&shared);
+                let has_region = shared.region().is_some();
+                Ok::<_, Error>(Client::from_conf(s3_config(
+                    &self.inner.cfg,
+                    base,
+                    has_region,
+                )))
+            })
+            .await
+    }
+
+    pub(crate) fn bucket(&self) -> &str {
+        &self.inner.cfg.bucket
+    }
+
+    pub(crate) fn cfg(&self) -> &S3StoreBuilder {
+        &self.inner.cfg
+    }
+
+    fn entry_key(&self, key: &Key) -> String {
+        format!("{}entries/{}", self.inner.cfg.prefix, key.storage_name())
+    }
+
+    fn entries_prefix(&self) -> String {
+        format!("{}entries/", self.inner.cfg.prefix)
+    }
+
+    pub(crate) fn blob_key(&self, digest: &Digest) -> String {
+        format!("{}blobs/{}", self.inner.cfg.prefix, digest.to_hex())
+    }
+
+    fn blobs_prefix(&self) -> String {
+        format!("{}blobs/", self.inner.cfg.prefix)
+    }
+
+    /// HEAD an object: its metadata, or `None` when it does not exist.
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+        let client = self.client().await?;
+        match client
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(sdk(&format!("checking {key}"), e)),
+        }
+    }
+
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.head(key).await?.is_some())
+    }
+
+    /// Delete an object (S3 deletes are idempotent).
+    pub(crate) async fn delete_object(&self, key: &str) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .delete_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk(&format!("deleting {key}"), e))?;
+        Ok(())
+    }
+
+    /// PUT a small object in one request. With `create`, only if absent: `Exists` otherwise.
+    pub(crate) async fn put_small(
+        &self,
+        key: &str,
+        body: Bytes,
+        create: bool,
+        metadata: &[(&str, String)],
+    ) -> Result<PutOutcome> {
+        let client = self.client().await?;
+        if create && !self.inner.cfg.create_only && self.exists(key).await? {
+            return Ok(PutOutcome::Exists);
+        }
+        let mut req = client
+            .put_object()
+            .bucket(self.bucket())
+            .key(key)
+            .content_length(body.len() as i64)
+            .body(S3Body::from(body));
+        for (k, v) in metadata {
+            req = req.metadata(*k, v.clone());
+        }
+        if create && self.inner.cfg.create_only {
+            req = req.if_none_match("*");
+        }
+        match req.send().await {
+            Ok(_) => Ok(PutOutcome::Written),
+            // 412: it exists. 409: a concurrent conditional write of the same key is in
+            // progress, so it will exist.
+            Err(e) if create && matches!(status(&e), Some(412) | Some(409)) => {
+                Ok(PutOutcome::Exists)
+            }
+            Err(e) => Err(sdk(&format!("storing {key}"), e)),
+        }
+    }
+
+    /// One page of keys and sizes under `prefix`, after `token`.
+    pub(crate) async fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<(Vec<(String, u64, u64)>, Option<String>)> {
+        let client = self.client().await?;
+        let out = client
+            .list_objects_v2()
+            .bucket(self.bucket())
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| sdk(&format!("listing {prefix}"), e))?;
+        let items = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let key = o.key()?.to_owned();
+                let size = o.size().unwrap_or(0).max(0) as u64;
+                let modified = o
+                    .last_modified()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or(0)
+                    .max(0) as u64;
+                Some((key, size, modified))
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    /// Every `(key, size, modified_ms)` under `prefix`, page by page.
+    pub(crate) fn list_prefix(
+        &self,
+        prefix: String,
+    ) -> BoxStream<'static, Result<(String, u64, u64)>> {
+        enum Page {
+            Start,
+            Next(String),
+            Done,
+        }
+        let store = self.clone();
+        let pages = futures::stream::unfold(Page::Start, move |state| {
+            let store = store.clone();
+            let prefix = prefix.clone();
+            async move {
+                let token = match state {
+                    Page::Start => None,
+                    Page::Next(t) => Some(t),
+                    Page::Done => return None,
+                };
+                match store.list_page(&prefix, token).await {
+                    Ok((items, next)) => {
+                        let state = next.map(Page::Next).unwrap_or(Page::Done);
+                        Some((Ok(items), state))
+                    }
+                    Err(e) => Some((Err(e), Page::Done)),
+                }
+            }
+        });
+        Box::pin(pages.flat_map(|page| match page {
+            Ok(items) => futures::stream::iter(items.into_iter().map(Ok)).boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }))
+    }
+
+    async fn entry_meta(
+        &self,
+        key: String,
+        size: u64,
+        modified_ms: u64,
+    ) -> Result<Option<EntryMeta>> {
+        let name = key.rsplit('/').next().unwrap_or_default().to_owned();
+        let Some(head) = self.head(&key).await? else {
+            // Deleted since it was listed.
+            return Ok(None);
+        };
+        let meta = head.metadata();
+        let num = |k: &str| {
+            meta.and_then(|m| m.get(k))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        Ok(Some(EntryMeta {
+            name,
+            size: num(META_SIZE).unwrap_or(size),
+            created_ms: num(META_CREATED).unwrap_or(modified_ms),
+            // Object stores keep no access times: the last write stands in for the last use.
+            last_access_ms: modified_ms,
+            hits: 0,
+            cost_ms: num(META_COST).unwrap_or(0),
+        }))
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn capability(&self) -> Capability {
+        let mut cap = Capability::none();
+        cap.list = true;
+        cap.delete = true;
+        cap
+    }
+
+    async fn get_entry_opts(&self, key: &Key, _opts: GetOptions) -> Result<Option<Entry>> {
+        let object = self.entry_key(key);
+        let client = self.client().await?;
+        let what = format!("entry {key}");
+        let out = match client
+            .get_object()
+            .bucket(self.bucket())
+            .key(&object)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(sdk(&format!("reading {what}"), e)),
+        };
+        let len = out.content_length().unwrap_or(0).max(0) as u64;
+        if len > MAX_ENTRY_BYTES as u64 {
+            tracing::warn!("{self}: {what} is {len} bytes, over the entry limit; removed");
+            self.delete_object(&object).await?;
+            return Ok(None);
+        }
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| crate::error::body(&format!("reading {what}"), e))?
+            .into_bytes();
+        match Entry::decode(&bytes) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(e) => {
+                tracing::warn!("{self}: {what}: {e}; removed, treated as a miss");
+                self.delete_object(&object).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put_entry_opts(
+        &self,
+        key: &Key,
+        entry: &Entry,
+        opts: PutOptions,
+    ) -> Result<PutOutcome> {
+        let doc = entry.encode()?;
+        let blobs: u64 = entry
+            .contents()
+            .filter(|c| c.blob_digest().is_some())
+            .map(|c| c.size)
+            .sum();
+        let metadata = [
+            (META_SIZE, (doc.len() as u64 + blobs).to_string()),
+            (META_CREATED, entry.created_ms.to_string()),
+            (META_COST, entry.cost_ms.to_string()),
+        ];
+        self.put_small(
+            &self.entry_key(key),
+            Bytes::from(doc),
+            opts.mode == PutMode::Create,
+            &metadata,
+        )
+        .await
+    }
+
+    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        crate::reader::get_blob(self, digest).await
+    }
+
+    async fn put_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        payload: ByteStream,
+    ) -> Result<PutOutcome> {
+        crate::writer::put_blob(self, digest, size, payload).await
+    }
+
+    async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
+        let Some(read) = self.get_blob(digest).await? else {
+            return Ok(false);
+        };
+        larder_core::artifacts::stream_to_file(read, dest).await?;
+        Ok(true)
+    }
+
+    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let checks = futures::stream::iter(digests.iter().copied())
+            .map(|d| async move {
+                let there = self.exists(&self.blob_key(&d)).await?;
+                Ok::<_, Error>((d, there))
+            })
+            .buffered(self.inner.cfg.concurrency);
+        let results: Vec<Result<(Digest, bool)>> = checks.collect().await;
+        let mut missing = Vec::new();
+        for r in results {
+            let (d, there) = r?;
+            if !there {
+                missing.push(d);
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<bool> {
+        let object = self.entry_key(key);
+        if !self.exists(&object).await? {
+            return Ok(false);
+        }
+        self.delete_object(&object).await?;
+        Ok(true)
+    }
+
+    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
+        let store = self.clone();
+        let concurrency = self.inner.cfg.concurrency;
+        let metas = self
+            .list_prefix(self.entries_prefix())
+            .map(move |item| {
+                let store = store.clone();
+                async move {
+                    let (key, size, modified) = item?;
+                    store.entry_meta(key, size, modified).await
+                }
+            })
+            .buffered(concurrency)
+            .filter_map(|r| async move { r.transpose() });
+        Box::pin(metas)
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let mut stats = StoreStats::default();
+        let mut entries = self.list_prefix(self.entries_prefix());
+        while let Some(item) = entries.next().await {
+            let (_, size, _) = item?;
+            stats.entries += 1;
+            stats.bytes += size;
+        }
+        let mut blobs = self.list_prefix(self.blobs_prefix());
+        while let Some(item) = blobs.next().await {
+            stats.bytes += item?.1;
+        }
+        Ok(stats)
+    }
+
+    async fn trim(&self, _opts: &TrimOptions, _progress: Option<ProgressFn>) -> Result<TrimReport> {
+        Err(Error::NotSupported {
+            store: self.to_string(),
+            operation: "trim",
+        })
+    }
+
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}

