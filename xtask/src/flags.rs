@@ -21,5 +21,8 @@ xflags::xflags! {
             /// Smaller workloads, for a smoke test.
             optional --quick
         }
+        /// Build the WebAssembly guest policies in `policies/` (wasm32-unknown-unknown
+        /// components, into `target/policies/<name>.wasm`).
+        cmd policies {}
     }
 }

@@ -4,9 +4,11 @@
 //! - `cargo xtask test`: install test prerequisites, lint, run every test (README's second
 //!   command; `.ci/run` runs exactly this).
 //! - `cargo xtask bench`: the foundation benchmarks, as ratios to same-run baselines.
+//! - `cargo xtask policies`: build the WebAssembly guest policies (`policies/`).
 
 mod demo;
 mod flags;
+mod policies;
 mod servers;
 mod test;
 mod tidy;
@@ -19,7 +21,7 @@ use xshell::Shell;
 fn main() {
     if std::env::args().len() <= 1 {
         println!(
-            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   foundation benchmarks with same-run baselines\n\n`cargo xtask <task> --help` for options."
+            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   foundation benchmarks with same-run baselines\n  policies  build the WebAssembly guest policies in policies/\n\n`cargo xtask <task> --help` for options."
         );
         return;
     }
@@ -37,6 +39,7 @@ fn run() -> Result<()> {
         flags::XtaskCmd::Demo(cmd) => cmd.run(&sh),
         flags::XtaskCmd::Test(cmd) => cmd.run(&sh),
         flags::XtaskCmd::Bench(cmd) => cmd.run(&sh),
+        flags::XtaskCmd::Policies(cmd) => cmd.run(&sh),
     }
 }
 

@@ -100,6 +100,7 @@ fn apt_install(sh: &Shell, missing: &[&str]) -> Result<()> {
 impl flags::Test {
     pub(crate) fn run(self, sh: &Shell) -> Result<()> {
         install_prerequisites(sh)?;
+        crate::policies::build_for_tests(sh)?;
         crate::servers::install(sh)?;
         if !self.no_lint {
             if cmd!(sh, "cargo fmt --all -- --check").run().is_err() {

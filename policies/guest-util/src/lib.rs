@@ -1,0 +1,114 @@
+//! Helpers shared by larder's guest policies: plain Rust, no WIT bindings, so each policy crate
+//! generates its own bindings and stays a self-contained example.
+
+/// What a trim must free (the `reclaim-goal` of the WIT contract, without the clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Goal {
+    /// Free at least this many bytes.
+    pub bytes: u64,
+    /// Remove at least this many entries.
+    pub entries: u64,
+}
+
+impl Goal {
+    /// Whether `bytes` freed by removing `entries` entries meet the goal.
+    pub fn met(&self, bytes: u64, entries: u64) -> bool {
+        bytes >= self.bytes && entries >= self.entries
+    }
+}
+
+/// The victims of a snapshot policy: the entries with the smallest keys, in key order, until
+/// `goal` is met (the same stopping rule as larder's native LRU).
+///
+/// `keyed[i] = (key, index)`; keys need not be unique (the index breaks ties, which makes the
+/// order total and the answer deterministic). Instead of sorting all n entries it selects the
+/// k smallest (`select_nth_unstable`, O(n)) and sorts only those, doubling k until the goal is
+/// met: O(n + k log k) for k victims, and exactly the order a full sort would give.
+pub fn smallest_until_goal<K: Ord + Copy>(
+    mut keyed: Vec<(K, u32)>,
+    sizes: &[u64],
+    goal: Goal,
+) -> Vec<u32> {
+    let n = keyed.len();
+    if n == 0 || goal.met(0, 0) {
+        return Vec::new();
+    }
+    let total: u64 = sizes.iter().copied().fold(0u64, u64::saturating_add);
+    let avg = (total / n as u64).max(1);
+    // First guess: what the goal needs at the average size, plus slack.
+    let guess = (goal.bytes / avg)
+        .saturating_mul(2)
+        .max(goal.entries)
+        .saturating_add(64);
+    let mut k = usize::try_from(guess).unwrap_or(n).min(n);
+    loop {
+        if k < n {
+            keyed.select_nth_unstable(k);
+        }
+        let head = &mut keyed[..k];
+        head.sort_unstable();
+        let (mut bytes, mut entries) = (0u64, 0u64);
+        let mut out = Vec::new();
+        for &(_, i) in head.iter() {
+            if goal.met(bytes, entries) {
+                return out;
+            }
+            bytes = bytes.saturating_add(sizes.get(i as usize).copied().unwrap_or(0));
+            entries += 1;
+            out.push(i);
+        }
+        if goal.met(bytes, entries) || k == n {
+            return out;
+        }
+        k = k.saturating_mul(2).min(n);
+    }
+}
+
+/// Parse `key=value` settings separated by `;`, `,` or newlines (the format every shipped
+/// policy uses for its config string). Unknown keys are the caller's to reject.
+pub fn settings(config: &str) -> impl Iterator<Item = (&str, &str)> {
+    config
+        .split([';', ',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (s, ""),
+        })
+}
+
+/// Parse one numeric setting, naming it in the error.
+pub fn number(key: &str, value: &str) -> Result<u64, String> {
+    value
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("setting {key}: {value:?} is not a whole number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_selection_matches_a_full_sort() {
+        let sizes: Vec<u64> = (0..1000u64).map(|i| (i * 7919) % 97 + 1).collect();
+        let keys: Vec<(u64, u32)> = (0..1000u32).map(|i| ((i as u64 * 31) % 101, i)).collect();
+        for bytes in [0, 1, 50, 500, 5000, 100_000] {
+            let goal = Goal { bytes, entries: 3 };
+            let got = smallest_until_goal(keys.clone(), &sizes, goal);
+            let mut all = keys.clone();
+            all.sort_unstable();
+            let (mut b, mut e) = (0, 0);
+            let mut want = Vec::new();
+            for (_, i) in all {
+                if goal.met(b, e) {
+                    break;
+                }
+                b += sizes[i as usize];
+                e += 1;
+                want.push(i);
+            }
+            assert_eq!(got, want, "bytes {bytes}");
+        }
+    }
+}
