@@ -252,6 +252,30 @@ fn a_panic_is_a_trap_and_three_in_a_row_disable_the_policy() {
 }
 
 #[test]
+fn a_trapped_stateful_policy_is_reinstantiated_with_its_entries_replayed() {
+    let p = PolicyHost::new()
+        .eviction(&need!("hostile-flaky"), "")
+        .unwrap();
+    assert!(p.wants_events());
+    let mut c = Candidates::default();
+    for i in 0..500u64 {
+        // Distinct access times in a scrambled order.
+        c.push(i + 1, 100 + i % 7, 0, 10_000 + (i * 7919) % 500, 1, 5);
+    }
+    // The first trim tells the guest every entry (as inserts) and frees nothing.
+    assert!(p.try_select_victims(&c, goal(0, 0), 0).unwrap().is_empty());
+    let e = p.try_select_victims(&c, goal(0, 999), 0).unwrap_err();
+    assert!(matches!(e, PolicyError::Trap { .. }), "{e}");
+    assert_eq!(p.failures(), 1);
+    // The next call runs on a fresh instance that only knows what the host replayed.
+    let g = goal(c.size.iter().sum::<u64>() / 4, 0);
+    let got = p.try_select_victims(&c, g, 0).unwrap();
+    assert!(!got.is_empty());
+    assert_eq!(got, Lru.select_victims(&c, g, 0).unwrap());
+    assert_eq!(p.failures(), 0, "a success resets the strike count");
+}
+
+#[test]
 fn invalid_victim_lists_are_rejected() {
     let host = PolicyHost::new();
     let c = candidates(10, 1);
