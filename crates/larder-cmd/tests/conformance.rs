@@ -1,0 +1,89 @@
+//! The shared conformance suite over a command store whose "remote" is a local directory
+//! reached with `cp` (upload and download), `test -e` (exists) and `rm -f` (delete).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use larder_cmd::CmdStore;
+use larder_core::testkit::{Harness, run_all};
+use larder_core::{Digest, Key, Store};
+
+struct CpHarness {
+    _dir: tempfile::TempDir,
+    remote: PathBuf,
+    store: Arc<CmdStore>,
+}
+
+impl CpHarness {
+    fn new(with_exists: bool) -> CpHarness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let remote = dir.path().join("remote dir");
+        for sub in ["entries", "blobs"] {
+            std::fs::create_dir_all(remote.join(sub)).expect("mkdir");
+        }
+        let mut b = CmdStore::builder(remote.to_string_lossy())
+            .with_put("cp %{SRC} %{TGT}")
+            .expect("put")
+            .with_get("cp %{SRC} %{TGT}")
+            .expect("get")
+            .with_delete("rm -f %{TGT}")
+            .expect("delete")
+            .with_miss_status(vec![1]);
+        if with_exists {
+            b = b.with_exists("test -e %{TGT}").expect("exists");
+        }
+        let store = Arc::new(b.build().expect("store"));
+        CpHarness {
+            _dir: dir,
+            remote,
+            store,
+        }
+    }
+
+    fn damage(&self, rel: String) -> bool {
+        let p = self.remote.join(rel);
+        let Ok(mut bytes) = std::fs::read(&p) else {
+            return false;
+        };
+        if bytes.is_empty() {
+            return false;
+        }
+        bytes[0] ^= 0xff;
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5a;
+        std::fs::write(&p, bytes).is_ok()
+    }
+}
+
+#[async_trait]
+impl Harness for CpHarness {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    async fn corrupt_blob(&self, digest: &Digest) -> bool {
+        self.damage(format!("blobs/{}", digest.to_hex()))
+    }
+
+    async fn corrupt_entry(&self, key: &Key) -> bool {
+        self.damage(format!("entries/{}", key.storage_name()))
+    }
+
+    fn large_blob_bytes(&self) -> u64 {
+        std::env::var("LARDER_TESTKIT_LARGE_BYTES")
+            .ok()
+            .and_then(|v| larder_core::size::parse_size(&v).ok())
+            .unwrap_or(256 << 20)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_with_cp_templates() {
+    run_all(&CpHarness::new(true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_with_cp_templates_and_no_exists_command() {
+    run_all(&CpHarness::new(false)).await;
+}
