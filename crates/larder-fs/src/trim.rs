@@ -87,7 +87,12 @@ pub(crate) fn run(
         sweep_tmp(layout, start.saturating_sub(ORPHAN_AGE.as_millis() as u64));
     }
     let before = index.stats()?;
-    let (need_bytes, need_entries) = goals(layout, opts, &before)?;
+    let released = if opts.max_bytes.is_some() {
+        released_bytes(index)?
+    } else {
+        0
+    };
+    let (need_bytes, need_entries) = goals(layout, opts, &before, released)?;
     let mut t = Trim {
         layout,
         index,
@@ -139,8 +144,15 @@ pub(crate) fn run(
 }
 
 /// Bytes and entries to free.
-fn goals(layout: &Layout, opts: &TrimOptions, s: &StoreStats) -> Result<(u64, u64)> {
-    let mut bytes = opts.max_bytes.map_or(0, |m| s.bytes.saturating_sub(m));
+///
+/// `released` bytes belong to blobs no entry references any more: they are on their way out (a
+/// later trim removes them once out of their grace window or orphan age), so the size budget
+/// does not count them; otherwise every trim until they go would evict live entries to make
+/// up for bytes already released. They still occupy the disk, so the head room counts them.
+fn goals(layout: &Layout, opts: &TrimOptions, s: &StoreStats, released: u64) -> Result<(u64, u64)> {
+    let mut bytes = opts
+        .max_bytes
+        .map_or(0, |m| s.bytes.saturating_sub(released).saturating_sub(m));
     let entries = opts.max_entries.map_or(0, |m| s.entries.saturating_sub(m));
     if let Some(min_free) = opts.min_free_bytes {
         let free = crate::core::free_bytes(&layout.root)
@@ -151,6 +163,20 @@ fn goals(layout: &Layout, opts: &TrimOptions, s: &StoreStats) -> Result<(u64, u6
         }
     }
     Ok((bytes, entries))
+}
+
+/// Bytes of blobs that no entry references.
+fn released_bytes(index: &Index) -> Result<u64> {
+    index.with_writer(|conn| {
+        let n: i64 = conn
+            .query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE refs <= 0",
+                [],
+                |r| r.get(0),
+            )
+            .sql("summing released blobs")?;
+        Ok(n.max(0) as u64)
+    })
 }
 
 /// How many victims the goals will take, roughly (for progress reports).

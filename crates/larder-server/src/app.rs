@@ -7,11 +7,14 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use crate::disk::Cleaner;
+use crate::metrics::{self, Metrics};
 use larder_core::Store;
 
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::{bazel, ccache, native};
+use crate::{bazel, ccache, dav, native, waf};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -20,6 +23,10 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<ServerConfig>,
     /// Where request bodies are spooled (on the store's filesystem).
     pub(crate) tmp_dir: Arc<PathBuf>,
+    /// What the server counts.
+    pub(crate) metrics: Arc<Metrics>,
+    /// The disk clean-up.
+    pub(crate) cleaner: Arc<Cleaner>,
 }
 
 impl AppState {
@@ -31,6 +38,20 @@ impl AppState {
             Ok(())
         }
     }
+
+    /// Admit a write of `declared` bytes (when known): refuse it on a read-only server, and
+    /// with 507 when the disk has no room for it even after a clean-up.
+    pub(crate) async fn admit_write(&self, declared: Option<u64>) -> ApiResult<()> {
+        self.check_writable()?;
+        if self.cleaner.room_for(declared).await {
+            Ok(())
+        } else {
+            Err(ApiError::OutOfSpace(format!(
+                "no room on the disk for {} more bytes",
+                declared.unwrap_or(0)
+            )))
+        }
+    }
 }
 
 /// The whole application.
@@ -38,9 +59,18 @@ pub(crate) fn router(state: AppState) -> Router {
     let cfg = Arc::clone(&state.config);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::prometheus))
+        .route("/status", get(metrics::status))
+        .route("/status.json", get(metrics::status_json))
         .nest(&cfg.native_prefix, native::router())
         .nest(&cfg.ccache_prefix, ccache::router())
         .nest(&cfg.bazel_prefix, bazel::router())
+        .nest(&cfg.dav_prefix, dav::router())
+        .nest(&cfg.waf_prefix, waf::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

@@ -103,8 +103,12 @@ async fn put_from(
     st.check_writable()?;
     let (kind, hash, key) = parse(&path)?;
     let limit = st.config.max_blob_bytes;
-    check_size("upload", content_length(&headers)?, limit)?;
-    let data = spool(body, limit, kind == Kind::Cas, &st.tmp_dir).await?;
+    let declared = content_length(&headers)?;
+    check_size("upload", declared, limit)?;
+    // Spooled, then stored: room for it twice.
+    st.admit_write(declared.map(|d| d.saturating_mul(2)))
+        .await?;
+    let data = spool(body, limit, kind == Kind::Cas, &st.tmp_dir, declared).await?;
     if let Some(sha) = data.sha256 {
         let got: String = sha.iter().map(|b| format!("{b:02x}")).collect();
         if got != hash {

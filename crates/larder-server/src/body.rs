@@ -199,55 +199,114 @@ impl Spooled {
 
 /// Read `body` to its end, hashing it (BLAKE3, and SHA-256 if `sha256`), in memory when small
 /// and in a temporary file under `tmp_dir` otherwise. Over `limit` is [`ApiError::TooLarge`].
+/// A file spool for a body of `expected` bytes reserves its space up front (`fallocate`), so
+/// that a full disk is found before the body is read.
 pub(crate) async fn spool(
     body: ByteStream,
     limit: Option<u64>,
     sha256: bool,
     tmp_dir: &Path,
+    expected: Option<u64>,
 ) -> ApiResult<Spooled> {
     let mut stream = limited(body, limit);
-    let mut blake = DigestWriter::new();
-    let mut sha = sha256.then(sha2::Sha256::new);
-    let mut mem = BytesMut::new();
-    let mut file: Option<(tempfile::TempPath, tokio::fs::File)> = None;
-    let mut size = 0u64;
+    let mut spooler = Spooler::new(sha256, tmp_dir, expected);
     while let Some(chunk) = stream.try_next().await.map_err(body_error)? {
-        blake.update(&chunk);
-        if let Some(sha) = sha.as_mut() {
-            sha.update(&chunk);
+        spooler.push(&chunk).await?;
+    }
+    spooler.finish().await
+}
+
+/// A body being spooled chunk by chunk (see [`spool`]), for bodies that do not come as a
+/// [`ByteStream`] (a multipart field).
+pub(crate) struct Spooler<'a> {
+    tmp_dir: &'a Path,
+    expected: Option<u64>,
+    blake: DigestWriter,
+    sha: Option<sha2::Sha256>,
+    mem: BytesMut,
+    file: Option<(tempfile::TempPath, tokio::fs::File)>,
+    size: u64,
+}
+
+impl<'a> Spooler<'a> {
+    pub(crate) fn new(sha256: bool, tmp_dir: &'a Path, expected: Option<u64>) -> Self {
+        Spooler {
+            tmp_dir,
+            expected,
+            blake: DigestWriter::new(),
+            sha: sha256.then(sha2::Sha256::new),
+            mem: BytesMut::new(),
+            file: None,
+            size: 0,
         }
-        size += chunk.len() as u64;
-        if file.is_none() && mem.len() + chunk.len() > MEMORY_SPOOL_BYTES {
-            let tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(|e| {
+    }
+
+    /// Bytes pushed so far.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) async fn push(&mut self, chunk: &[u8]) -> ApiResult<()> {
+        self.blake.update(chunk);
+        if let Some(sha) = self.sha.as_mut() {
+            sha.update(chunk);
+        }
+        self.size += chunk.len() as u64;
+        if self.file.is_none() && self.mem.len() + chunk.len() > MEMORY_SPOOL_BYTES {
+            let tmp = tempfile::NamedTempFile::new_in(self.tmp_dir).map_err(|e| {
                 ApiError::Store(Error::io(
-                    format!("creating a spool file in {}", tmp_dir.display()),
+                    format!("creating a spool file in {}", self.tmp_dir.display()),
                     e,
                 ))
             })?;
             let (std_file, path) = tmp.into_parts();
+            if let Some(len) = self.expected.filter(|len| *len > self.size) {
+                reserve(&std_file, len).map_err(spool_io)?;
+            }
             let mut f = tokio::fs::File::from_std(std_file);
-            f.write_all(&mem).await.map_err(spool_io)?;
-            mem = BytesMut::new();
-            file = Some((path, f));
+            f.write_all(&self.mem).await.map_err(spool_io)?;
+            self.mem = BytesMut::new();
+            self.file = Some((path, f));
         }
-        match file.as_mut() {
-            Some((_, f)) => f.write_all(&chunk).await.map_err(spool_io)?,
-            None => mem.extend_from_slice(&chunk),
+        match self.file.as_mut() {
+            Some((_, f)) => f.write_all(chunk).await.map_err(spool_io)?,
+            None => self.mem.extend_from_slice(chunk),
         }
+        Ok(())
     }
-    let spool = match file {
-        Some((path, mut f)) => {
-            f.flush().await.map_err(spool_io)?;
-            Spool::File(path)
-        }
-        None => Spool::Memory(mem.freeze()),
-    };
-    Ok(Spooled {
-        spool,
-        size,
-        digest: blake.finish(),
-        sha256: sha.map(|s| s.finalize().into()),
-    })
+
+    pub(crate) async fn finish(self) -> ApiResult<Spooled> {
+        let spool = match self.file {
+            Some((path, mut f)) => {
+                f.flush().await.map_err(spool_io)?;
+                Spool::File(path)
+            }
+            None => Spool::Memory(self.mem.freeze()),
+        };
+        Ok(Spooled {
+            spool,
+            size: self.size,
+            digest: self.blake.finish(),
+            sha256: self.sha.map(|s| s.finalize().into()),
+        })
+    }
+}
+
+/// Reserve `len` bytes for `file` (it stays empty to readers: the size is not changed).
+fn reserve(file: &std::fs::File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: fallocate(2) on a file descriptor we own, no pointers involved.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // Filesystems without fallocate: nothing reserved, the write finds out.
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
+        _ => Err(err),
+    }
 }
 
 fn spool_io(e: std::io::Error) -> ApiError {

@@ -157,8 +157,11 @@ async fn put_from(
     st.check_writable()?;
     let key = key(&path)?;
     let limit = st.config.max_blob_bytes;
-    check_size("value", content_length(&headers)?, limit)?;
-    let data = spool(body, limit, false, &st.tmp_dir).await?;
+    let declared = content_length(&headers)?;
+    check_size("value", declared, limit)?;
+    st.admit_write(declared.map(|d| d.saturating_mul(2)))
+        .await?;
+    let data = spool(body, limit, false, &st.tmp_dir, declared).await?;
     put_value(&*st.store, &key, data, "ccache").await?;
     Ok(StatusCode::CREATED.into_response())
 }

@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use larder_core::TrimOptions;
 
 /// How a [`Server`](crate::Server) is set up.
 ///
@@ -21,6 +24,16 @@ pub struct ServerConfig {
     pub ccache_prefix: String,
     /// Prefix of Bazel's HTTP cache (default `/bazel`).
     pub bazel_prefix: String,
+    /// Prefix of the WebDAV tree sccache uses (default `/dav`).
+    pub dav_prefix: String,
+    /// Prefix of waf's wafcache netcache protocol (default `/waf`).
+    pub waf_prefix: String,
+    /// Budgets the server keeps the store within while serving: size, entries and free-disk
+    /// head room (when free space drops under `min_free_bytes`, evict until `max_free_bytes`).
+    pub budget: TrimOptions,
+    /// How often the clean-up checks the budgets (it also runs when writes bring free space
+    /// under the head room).
+    pub cleanup_interval: Duration,
     /// Largest blob or value accepted, in bytes; larger uploads are answered 413.
     pub max_blob_bytes: Option<u64>,
     /// Refuse every write (PUT, DELETE, POST that changes state) with 403.
@@ -37,6 +50,10 @@ impl ServerConfig {
             native_prefix: "/v1".into(),
             ccache_prefix: "/ccache".into(),
             bazel_prefix: "/bazel".into(),
+            dav_prefix: "/dav".into(),
+            waf_prefix: "/waf".into(),
+            budget: TrimOptions::default(),
+            cleanup_interval: Duration::from_secs(30),
             max_blob_bytes: None,
             read_only: false,
         }
@@ -69,6 +86,31 @@ impl ServerConfig {
     /// Set the Bazel protocol's prefix.
     pub fn with_bazel_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.bazel_prefix = prefix.into();
+        self
+    }
+
+    /// Set the WebDAV prefix.
+    pub fn with_dav_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.dav_prefix = prefix.into();
+        self
+    }
+
+    /// Set the wafcache netcache prefix.
+    pub fn with_waf_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.waf_prefix = prefix.into();
+        self
+    }
+
+    /// Keep the store within `budget` while serving (its `dry_run` and `wait_for_lock` are
+    /// ignored).
+    pub fn with_budget(mut self, budget: TrimOptions) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Set how often the clean-up checks the budgets.
+    pub fn with_cleanup_interval(mut self, interval: Duration) -> Self {
+        self.cleanup_interval = interval;
         self
     }
 }

@@ -66,6 +66,9 @@ pub(crate) enum ApiError {
     /// Nothing here.
     #[error("not found")]
     NotFound,
+    /// The disk cannot take the write.
+    #[error("insufficient storage: {0}")]
+    OutOfSpace(String),
     /// Reading the request body failed.
     #[error("reading the request body: {0}")]
     Body(String),
@@ -78,6 +81,9 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
+            ApiError::Store(e) if crate::disk::is_out_of_space(e) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             ApiError::Store(e) => match (e, e.kind()) {
                 (larder_core::Error::TooLarge { .. }, _) => StatusCode::PAYLOAD_TOO_LARGE,
                 (larder_core::Error::NotSupported { .. }, _) => StatusCode::NOT_IMPLEMENTED,
@@ -93,6 +99,7 @@ impl ApiError {
             ApiError::ReadOnly => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Body(_) => StatusCode::BAD_REQUEST,
+            ApiError::OutOfSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }

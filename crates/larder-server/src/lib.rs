@@ -6,7 +6,12 @@
 //!   find-missing, stats (documented in `docs/protocol.md`);
 //! - ccache's HTTP remote storage (`/ccache`), layouts `subdirs`, `flat` and `bazel`;
 //! - Bazel's HTTP cache (`/bazel`), with SHA-256 checked on CAS uploads;
-//! - `/healthz`.
+//! - a WebDAV tree (`/dav`), as sccache's WebDAV storage uses it;
+//! - waf's wafcache netcache protocol (`/waf`);
+//! - `/healthz`, `/metrics` (Prometheus) and `/status` (HTML, or JSON at `/status.json`).
+//!
+//! While serving, a clean-up keeps the store within the configured budgets (size, entries,
+//! free-disk head room); a write the disk cannot take is answered 507 and reads go on.
 //!
 //! Blobs stream to and from disk; no request holds a whole blob in memory.
 //!
@@ -27,10 +32,14 @@ pub mod bazel;
 mod body;
 pub mod ccache;
 mod config;
+mod dav;
+mod disk;
 mod error;
+mod metrics;
 pub mod native;
 mod server;
 mod value;
+mod waf;
 
 pub use config::ServerConfig;
 pub use error::ServerError;

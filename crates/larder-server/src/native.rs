@@ -86,7 +86,7 @@ async fn put_entry(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    st.check_writable()?;
+    st.admit_write(content_length(&headers)?).await?;
     let key = key(raw)?;
     check_size(
         "entry",
@@ -169,6 +169,7 @@ async fn put_blob_from(
     let limit = st.config.max_blob_bytes;
     check_size("blob", Some(size), limit)?;
     check_size("blob", content_length(&headers)?, limit)?;
+    st.admit_write(Some(size)).await?;
     // Read at most one byte past the declared size: enough for the store to see the mismatch.
     let bound = Some(limit.map_or(size + 1, |l| l.min(size + 1)));
     let outcome_ = st.store.put_blob(&d, size, limited(body, bound)).await?;

@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::app::{AppState, router};
 use crate::config::ServerConfig;
+use crate::disk::Cleaner;
 use crate::error::ServerError;
+use crate::metrics::Metrics;
 
 /// A bound server, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -58,6 +60,8 @@ impl Server {
             &config.native_prefix,
             &config.ccache_prefix,
             &config.bazel_prefix,
+            &config.dav_prefix,
+            &config.waf_prefix,
         ];
         for p in prefixes {
             let distinct = prefixes.iter().filter(|q| **q == p).count() == 1;
@@ -84,10 +88,19 @@ impl Server {
             addr: config.listen.to_string(),
             source,
         })?;
+        let metrics = Arc::new(Metrics::default());
+        let cleaner = Arc::new(Cleaner::new(
+            Arc::clone(&store),
+            &config.dir,
+            &config.budget,
+            Arc::clone(&metrics),
+        ));
         let state = AppState {
             store,
             config: Arc::new(config),
             tmp_dir: Arc::new(tmp_dir),
+            metrics,
+            cleaner,
         };
         Ok(Server {
             _lock: lock,
@@ -118,10 +131,13 @@ impl Server {
     ) -> Result<(), ServerError> {
         let store = Arc::clone(&self.state.store);
         tracing::info!("larder-server: listening on http://{}", self.addr);
+        let cleanup =
+            tokio::spawn(Arc::clone(&self.state.cleaner).run(self.state.config.cleanup_interval));
         axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve)?;
+        cleanup.abort();
         if let Err(e) = store.flush().await {
             tracing::warn!("larder-server: flushing the store: {e}");
         }

@@ -5,12 +5,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use larder_core::TrimOptions;
 use larder_core::size::parse_size;
 use larder_server::{Server, ServerConfig};
 
 use super::{Ctx, EXIT_OK};
+use crate::config::Config;
 use crate::stores::StoreUrl;
 
 /// The address `larder serve` listens on without `--listen`.
@@ -20,11 +24,17 @@ const EXAMPLES: &str = "\
 Examples:
   larder serve --dir /var/cache/larder --listen 0.0.0.0:7180
   larder serve --read-only --max-blob-size 2G --pid-file /run/larder.pid
+  larder serve --max-size 200G --min-free 10G --max-free 20G
 
 Clients:
   larder:  larder exec --store http://HOST:7180 ...          (native protocol, /v1)
   ccache:  CCACHE_REMOTE_STORAGE='http://HOST:7180/ccache|layout=subdirs'
   Bazel:   bazel build --remote_cache=http://HOST:7180/bazel ...
+
+Budgets (--max-size, --max-entries, --min-free/--max-free) also come from larder.toml and
+LARDER_MAX_SIZE etc., as for `larder trim`. A write the disk cannot take even after a clean-up
+is answered 507 (reads go on); one over --max-blob-size is answered 413.
+Figures: /status (HTML, or JSON at /status.json), /metrics (Prometheus), /healthz.
 
 The server stops gracefully on SIGTERM or SIGINT: it stops accepting connections, finishes the
 requests in flight (uploads included) and saves its index. Only one server may serve a
@@ -43,6 +53,21 @@ pub(crate) struct Args {
     /// Refuse uploads larger than this (answered 413)
     #[arg(long, value_name = "SIZE")]
     max_blob_size: Option<String>,
+    /// Keep the cache at or under this size while serving (10G, 512MiB)
+    #[arg(long, value_name = "SIZE")]
+    max_size: Option<String>,
+    /// Keep at most this many entries
+    #[arg(long, value_name = "N")]
+    max_entries: Option<String>,
+    /// When the disk has less free space than this, evict ...
+    #[arg(long, value_name = "SIZE")]
+    min_free: Option<String>,
+    /// ... until it has this much (default: --min-free)
+    #[arg(long, value_name = "SIZE")]
+    max_free: Option<String>,
+    /// Seconds between clean-ups (writes that find the disk under --min-free clean up at once)
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    cleanup_interval: u64,
     /// Serve reads only: every upload or delete is answered 403
     #[arg(long)]
     read_only: bool,
@@ -61,16 +86,39 @@ pub(crate) struct Args {
     /// URL prefix of Bazel's HTTP cache
     #[arg(long, value_name = "PATH", default_value = "/bazel")]
     bazel_prefix: String,
+    /// URL prefix of the WebDAV tree (sccache)
+    #[arg(long, value_name = "PATH", default_value = "/dav")]
+    dav_prefix: String,
+    /// URL prefix of waf's wafcache netcache protocol
+    #[arg(long, value_name = "PATH", default_value = "/waf")]
+    waf_prefix: String,
 }
 
 /// Run `larder serve` until SIGTERM or SIGINT.
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     // Before anything can print the address: a SIGTERM from then on must stop us gracefully.
     let shutdown = shutdown_signal()?;
+    let mut flags = Vec::new();
+    for (name, value, flag) in [
+        ("max_size", &args.max_size, "--max-size"),
+        ("max_entries", &args.max_entries, "--max-entries"),
+        ("min_free", &args.min_free, "--min-free"),
+        ("max_free", &args.max_free, "--max-free"),
+    ] {
+        if let Some(v) = value {
+            flags.push((name, v.clone(), flag));
+        }
+    }
+    let config = ctx.config(flags)?;
     let dir = match &args.dir {
         Some(d) => ctx.cwd.join(d),
-        None => configured_dir(ctx)?,
+        None => configured_dir(&config)?,
     };
+    let mut budget = TrimOptions::default();
+    budget.max_bytes = config.max_size.value;
+    budget.max_entries = config.max_entries.value;
+    budget.min_free_bytes = config.min_free.value;
+    budget.max_free_bytes = config.max_free.value;
     let max_blob_bytes = args
         .max_blob_size
         .as_deref()
@@ -81,7 +129,11 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_read_only(args.read_only)
         .with_native_prefix(args.native_prefix)
         .with_ccache_prefix(args.ccache_prefix)
-        .with_bazel_prefix(args.bazel_prefix);
+        .with_bazel_prefix(args.bazel_prefix)
+        .with_dav_prefix(args.dav_prefix)
+        .with_waf_prefix(args.waf_prefix)
+        .with_budget(budget)
+        .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)));
     let server = Server::bind(config).await?;
     let pid_file = match &args.pid_file {
         Some(p) => Some(PidFile::write(&ctx.cwd.join(p))?),
@@ -101,8 +153,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
 }
 
 /// The configured store, which must be a local directory.
-fn configured_dir(ctx: &Ctx) -> Result<PathBuf> {
-    let config = ctx.config(Vec::new())?;
+fn configured_dir(config: &Config) -> Result<PathBuf> {
     let url = StoreUrl::parse(&config.store.value)?;
     if url.scheme != "file" {
         bail!(

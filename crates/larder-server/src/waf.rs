@@ -1,0 +1,87 @@
+//! waf's wafcache "netcache" protocol (`WAFCACHE=http://HOST:PORT/waf/`).
+//!
+//! wafcache stores output `i` of the task with signature `sig` by `POST`ing a
+//! `multipart/form-data` body with one field `file` (file name `sig/i`) to `PREFIX/sig/i`, and
+//! fetches it with `GET PREFIX/sig/i`; any status of 400 or more is a miss. Because wafcache
+//! joins its base URL and the path with `/`, a base ending in `/` gives `PREFIX//sig/i`: empty
+//! path segments are dropped. Each file is a value (see [`crate::value`]) under the key
+//! `waf/<sig>/<i>`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use larder_core::Key;
+
+use crate::app::{AppState, sized_response};
+use crate::body::{Spooler, check_size};
+use crate::error::{ApiError, ApiResult};
+use crate::value::{get_value, head_value, put_value};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/{*path}", get(get_h).head(head_h).post(post_h))
+        // Bodies stream to disk; the bound is `max_blob_bytes`, checked as they arrive.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// The larder key for a netcache path.
+fn key(path: &str) -> ApiResult<Key> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.len() < 2 {
+        return Err(ApiError::bad(format!(
+            "{path:?} is not a wafcache path (SIG/INDEX)"
+        )));
+    }
+    Key::new(format!("waf/{}", segments.join("/")))
+        .map_err(|e| ApiError::bad(format!("bad wafcache path {path:?}: {e}")))
+}
+
+async fn get_h(State(st): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+    match get_value(&*st.store, &key(&path)?).await? {
+        Some((size, body)) => Ok(sized_response(StatusCode::OK, size, body)),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+async fn head_h(State(st): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+    match head_value(&*st.store, &key(&path)?).await? {
+        Some(size) => Ok(sized_response(StatusCode::OK, size, Body::empty())),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+async fn post_h(
+    State(st): State<AppState>,
+    Path(path): Path<String>,
+    mut form: Multipart,
+) -> ApiResult<Response> {
+    st.check_writable()?;
+    let key = key(&path)?;
+    let limit = st.config.max_blob_bytes;
+    st.admit_write(None).await?;
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::Body(e.to_string()))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let mut spooler = Spooler::new(false, &st.tmp_dir, None);
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| ApiError::Body(e.to_string()))?
+        {
+            spooler.push(&chunk).await?;
+            check_size("file", Some(spooler.size()), limit)?;
+        }
+        let data = spooler.finish().await?;
+        put_value(&*st.store, &key, data, "wafcache").await?;
+        return Ok(StatusCode::CREATED.into_response());
+    }
+    Err(ApiError::bad("the form has no `file` field"))
+}
