@@ -6,7 +6,7 @@
 wit_bindgen::generate!({ path: "../wit", world: "eviction-policy" });
 
 use exports::larder::policy::eviction::{Event, Guest, PolicyInfo, ReclaimGoal, Snapshot, Victims};
-use guest_util::{Goal, smallest_until_goal};
+use guest_util::{Goal, smallest_until_goal_by};
 
 struct Lru;
 
@@ -25,14 +25,16 @@ impl Guest for Lru {
         let Some(s) = snapshot else {
             return Victims::Indices(Vec::new());
         };
+        // Sort by last access alone; (created, id) only break ties.
         let keyed = (0..s.ids.len())
-            .map(|i| ((s.last_access_ms[i], s.created_ms[i], s.ids[i]), i as u32))
+            .map(|i| (s.last_access_ms[i], i as u32))
             .collect();
         let goal = Goal {
             bytes: goal.bytes_to_free,
             entries: goal.entries_to_free,
         };
-        Victims::Indices(smallest_until_goal(keyed, &s.sizes, goal))
+        let tie = |i: u32| (s.created_ms[i as usize], s.ids[i as usize]);
+        Victims::Indices(smallest_until_goal_by(keyed, tie, &s.sizes, goal))
     }
 }
 
