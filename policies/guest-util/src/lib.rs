@@ -111,7 +111,7 @@ pub fn smallest_until_goal_by<T: Ord>(
                 end += 1;
             }
             if end - start > 1 {
-                head[start..end].sort_by(|a, b| (tie(a.1), a.1).cmp(&(tie(b.1), b.1)));
+                head[start..end].sort_unstable_by_key(|&(_, i)| (tie(i), i));
             }
             start = end;
         }
