@@ -16,8 +16,8 @@ default file store in a fresh directory):
 For each phase and worker it reports requests/s (wall clock, client included) and the worker's
 CPU time per request: the sum over all the worker's threads of the first field of
 `/proc/PID/task/*/schedstat` (ns on CPU), sampled before and after the phase. Threads that exit
-during a phase would lose their time, so the script also reports the process's utime+stime from
-`/proc/PID/stat` (clock ticks, dead threads included) as a cross-check, and says so when a
+during a phase would lose their time, so the script also reports the process's utime and stime from
+`/proc/PID/stat` (clock ticks, dead threads included: user and kernel time) as a cross-check, and says so when a
 thread vanished. Every answer is checked to be "ok" and every restored file to hold the right
 bytes, after the timed loop.
 
@@ -50,7 +50,7 @@ FANOUT = 64
 
 
 def cpu_ns(pid):
-    """(sum of schedstat run time over live threads in ns, {tid: ns}, utime+stime in ns)."""
+    """(sum of schedstat run time over live threads in ns, {tid: ns}, (utime, stime) in ns)."""
     per = {}
     task_dir = "/proc/%d/task" % pid
     for tid in os.listdir(task_dir):
@@ -62,8 +62,8 @@ def cpu_ns(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
-    ticks = int(fields[11]) + int(fields[12])
-    return sum(per.values()), per, ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return sum(per.values()), per, (int(fields[11]) * tick, int(fields[12]) * tick)
 
 
 def encode(sig, files_from, files_to):
@@ -125,9 +125,10 @@ def phase(worker, reqs, lines, client):
     wall = time.perf_counter() - t0
     after, per_after, stat_after = cpu_ns(pid)
     vanished = [t for t in per_before if t not in per_after]
+    stat = tuple(a - b for a, b in zip(stat_after, stat_before))
     if client == "fast":
         answers = [pickle.loads(base64.b64decode(a)) for a in answers]
-    return wall, after - before, stat_after - stat_before, vanished, answers
+    return wall, after - before, stat, vanished, answers
 
 
 def run_one(kind, cmd, env, srcs, sigs, outdir, client):
@@ -156,7 +157,9 @@ def run_one(kind, cmd, env, srcs, sigs, outdir, client):
             "seconds": wall,
             "requests_per_s": len(reqs) / wall,
             "cpu_us_per_request": sched / len(reqs) / 1000,
-            "stat_cpu_us_per_request": stat / len(reqs) / 1000,
+            "stat_cpu_us_per_request": sum(stat) / len(reqs) / 1000,
+            "user_us_per_request": stat[0] / len(reqs) / 1000,
+            "sys_us_per_request": stat[1] / len(reqs) / 1000,
             "vanished_threads": len(vanished),
         }
     code, err = worker.close()
@@ -239,7 +242,7 @@ def main():
     print("%d requests per phase, %d-byte outputs, client %s, %d repetitions; median (min-max)"
           % (args.requests, args.size, args.client, args.reps))
     print()
-    print("| phase | worker | requests/s | CPU µs/request (schedstat) | CPU µs/request (utime+stime) |")
+    print("| phase | worker | requests/s | CPU µs/request (schedstat) | user + sys µs/request (/proc/PID/stat) |")
     print("|---|---|---|---|---|")
     summary = {}
     for ph in ("put", "get"):
@@ -249,7 +252,10 @@ def main():
                 ph, kind,
                 fmt_range([r["requests_per_s"] for r in rs], "%.0f"),
                 fmt_range([r["cpu_us_per_request"] for r in rs], "%.1f"),
-                fmt_range([r["stat_cpu_us_per_request"] for r in rs], "%.1f"),
+                "%.0f + %.0f" % (
+                    statistics.median([r["user_us_per_request"] for r in rs]),
+                    statistics.median([r["sys_us_per_request"] for r in rs]),
+                ),
             ))
             if any(r["vanished_threads"] for r in rs):
                 print("  (note: %s threads exited during %s: schedstat misses their time)" % (kind, ph))

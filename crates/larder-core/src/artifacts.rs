@@ -102,10 +102,8 @@ fn collect_one(root: &Path, name: &str, inline_limit: u64, out: &mut Collected) 
     } else if ft.is_file() {
         let executable = meta.mode() & 0o111 != 0;
         let content = if meta.len() <= inline_limit {
-            let mut bytes = Vec::with_capacity(meta.len() as usize);
-            fs::File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .ctx(|| format!("reading {}", path.display()))?;
+            let bytes =
+                read_small(&path, meta.len()).ctx(|| format!("reading {}", path.display()))?;
             Content::inline(bytes)
         } else {
             let (digest, size) = Digest::of_file(&path)?;
@@ -130,6 +128,30 @@ fn collect_one(root: &Path, name: &str, inline_limit: u64, out: &mut Collected) 
         )));
     }
     Ok(())
+}
+
+/// Read a small file whose length was just seen as `len`, to its end.
+///
+/// `read_to_end` on a `File` asks for the size and position first (`statx`, `lseek`): two
+/// syscalls more per small output than reading into a buffer sized from the metadata we have.
+fn read_small(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut file = fs::File::open(path)?;
+    // One byte more than expected, so a file that grew is read whole and EOF seen at once.
+    let mut bytes = vec![0u8; len as usize + 1];
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            bytes.resize(bytes.len() * 2, 0);
+        }
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
 }
 
 /// Turn captured bytes (stdout, stderr) into content: inline when small, else a blob uploaded now.
@@ -254,6 +276,10 @@ pub enum Restore {
 /// Place every output of `entry` under `root`. All-or-nothing: files are placed into temporary
 /// names first and renamed into place only when every blob has been fetched and verified.
 ///
+/// Every path is checked before anything is written. Inline bytes are written as they are:
+/// [`Entry::decode`] verified them against their digests when the entry was read, and hashing
+/// them again here cost a small restore about 5% of its CPU time.
+///
 /// # Errors
 /// [`Error::UnsafePath`] for entries naming unsafe paths (never written), I/O errors writing
 /// under `root`, and store errors other than missing or corrupt blobs.
@@ -263,7 +289,7 @@ pub async fn restore_outputs(
     root: &Path,
     how: Placement,
 ) -> Result<Restore> {
-    entry.validate()?;
+    validate_shape(entry)?;
     let mut staged = Staged::default();
     let result = stage_all(store, entry, root, how, &mut staged).await;
     match result {
@@ -281,6 +307,11 @@ pub async fn restore_outputs(
     }
     let staged = staged.files;
     for (tmp, dest) in &staged {
+        // Most restores go to a fresh path: one rename that refuses to replace settles those,
+        // and only an existing output costs the look-up below.
+        if rename_noreplace(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))? {
+            continue;
+        }
         match fs::symlink_metadata(dest) {
             // An output that was a directory last time and is a file now.
             Ok(m) if m.is_dir() => {
@@ -311,6 +342,58 @@ pub async fn restore_outputs(
         }
     }
     Ok(Restore::Restored)
+}
+
+/// [`Entry::validate`] without hashing inline bytes: the paths, their uniqueness and nesting.
+fn validate_shape(entry: &Entry) -> Result<()> {
+    let mut shape = Entry::new(entry.key.as_str(), entry.producer.as_str());
+    shape.outputs = entry
+        .outputs
+        .iter()
+        .map(|o| Output {
+            path: o.path.clone(),
+            kind: match &o.kind {
+                OutputKind::File {
+                    content,
+                    executable,
+                } => OutputKind::File {
+                    content: Content::blob(content.digest, content.size),
+                    executable: *executable,
+                },
+                other => other.clone(),
+            },
+        })
+        .collect();
+    shape.validate()
+}
+
+/// Rename `from` to `to` unless `to` exists: `Ok(false)` when it exists, or when the file
+/// system cannot tell (`renameat2` unsupported), and nothing was renamed.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
+    };
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EEXIST | libc::EINVAL | libc::ENOSYS | libc::ENOTSUP) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// Temporary files waiting to be renamed into place, and directories created on the way.
@@ -352,12 +435,15 @@ fn remove_any(path: &Path) -> Result<()> {
 
 fn temp_name_for(dest: &Path) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // The pid is read once: `getpid` is a syscall each time, on every restored file.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.larder-{}-{n}", std::process::id()))
+    let pid = *PID.get_or_init(std::process::id);
+    dest.with_file_name(format!(".{name}.larder-{pid}-{n}"))
 }
 
 async fn stage_all(
@@ -387,19 +473,30 @@ async fn stage_all(
                 content,
                 executable,
             } => {
-                if let Some(parent) = dest.parent() {
-                    staged.ensure_dir(parent)?;
-                }
                 let tmp = temp_name_for(&dest);
-                staged.files.push((tmp.clone(), dest.clone()));
                 match &content.inline {
                     Some(bytes) => {
-                        let mut f =
-                            fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+                        // The directory usually exists: create the file first and make the
+                        // directory only when that fails (no `stat`/`mkdir` per small output).
+                        let mut f = match fs::File::create(&tmp) {
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                if let Some(parent) = dest.parent() {
+                                    staged.ensure_dir(parent)?;
+                                }
+                                fs::File::create(&tmp)
+                            }
+                            other => other,
+                        }
+                        .ctx(|| format!("creating {}", tmp.display()))?;
+                        staged.files.push((tmp.clone(), dest.clone()));
                         f.write_all(bytes)
                             .ctx(|| format!("writing {}", tmp.display()))?;
                     }
                     None => {
+                        if let Some(parent) = dest.parent() {
+                            staged.ensure_dir(parent)?;
+                        }
+                        staged.files.push((tmp.clone(), dest.clone()));
                         // Executables are always copied: a hard link shares the cache file's mode.
                         let how = if *executable { Placement::Copy } else { how };
                         match store.place_blob(&content.digest, &tmp, how).await {

@@ -153,11 +153,19 @@ fn decode_file(mut file: File, len: u64, path: &Path) -> Result<Loaded> {
             "larger than the entry size limit",
         )));
     }
-    let mut buf = Vec::with_capacity(len as usize + 1);
-    (&mut file)
-        .take(MAX_ENTRY_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    // Entry files are never changed in place (written under `tmp/`, then renamed), so the
+    // length just read is the length: read exactly that, without a last read to see EOF.
+    let mut buf = vec![0u8; len as usize];
+    match file.read_exact(&mut buf) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Ok(Loaded::Corrupt(Error::corrupt(
+                "entry",
+                "shorter than its length",
+            )));
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    }
     Ok(match Entry::decode(&buf) {
         Ok(e) => Loaded::Found(e),
         Err(_) if is_newer_entry(&buf) => Loaded::Newer,

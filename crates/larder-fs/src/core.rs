@@ -85,7 +85,9 @@ impl Layout {
     /// writer (thread or process) uses.
     pub(crate) fn create_tmp(&self) -> Result<(PathBuf, File)> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let pid = std::process::id();
+        // Read once: `getpid` is a syscall, and this runs for every entry written.
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let pid = *PID.get_or_init(std::process::id);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = self
