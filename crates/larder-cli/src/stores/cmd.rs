@@ -1,0 +1,20 @@
+//! The command store (`larder-cmd`): `cmd://BASE?put=TEMPLATE&get=TEMPLATE`, or
+//! `cmd://BASE` with the templates in `LARDER_CMD_PUT`/`LARDER_CMD_GET` (or `LARDER_CMD_COPY`),
+//! as wafcache's `WAFCACHE_CMD`. See the `larder-cmd` crate docs for every parameter.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use larder_cmd::CmdStore;
+
+use super::{Opened, StoreUrl};
+
+/// Open the command store `url` describes.
+pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
+    let store = CmdStore::from_url(&url.location)
+        .with_context(|| format!("cannot use the command store {}", url.location))?;
+    Ok(Opened {
+        store: Arc::new(store),
+        local_dir: None,
+    })
+}

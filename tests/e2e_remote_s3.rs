@@ -1,0 +1,111 @@
+//! `larder exec --store minio://...` end to end: two checkouts, two separate `larder`
+//! processes, one SeaweedFS bucket between them (started on free loopback ports by
+//! `larder-testservers`; skipped without `weed`, except under CI).
+
+mod common;
+
+use std::path::Path;
+
+use common::{Sandbox, assert_exit, count_lines, text};
+use larder_testservers::SeaweedFs;
+
+/// The same checkout at `dir`: one input, a task that logs each real run to `runs`.
+fn checkout(sb: &Sandbox, dir: &Path, runs: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).expect("checkout dir");
+    sb.write(dir, "in.txt", "the same input\n");
+    let script = format!(
+        "echo run >> {}; tr a-z A-Z < in.txt > out.txt; head -c 20000000 /dev/urandom > big.bin",
+        runs.display()
+    );
+    [
+        "exec", "--in", "in.txt", "--out", "out.txt", "--out", "big.bin", "--", "sh", "-c", &script,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn exec(
+    sb: &Sandbox,
+    dir: &Path,
+    store: &str,
+    s3: Option<&SeaweedFs>,
+    args: &[String],
+) -> std::process::Output {
+    let mut cmd = sb.larder_in(dir);
+    cmd.args(["--store", store]).args(args);
+    if let Some(s3) = s3 {
+        cmd.env("LARDER_S3_ACCESS_KEY", s3.access_key())
+            .env("LARDER_S3_SECRET_KEY", s3.secret_key());
+    }
+    cmd.output().expect("running larder exec")
+}
+
+#[test]
+fn two_checkouts_share_hits_through_a_bucket() {
+    let Some(s3) = SeaweedFs::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let url = format!("minio://{}/{}/e2e/shared", s3.host_port(), s3.bucket());
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let b = sb.root.join("b");
+    let args = checkout(&sb, &a, &runs);
+    checkout(&sb, &b, &runs);
+
+    let first = exec(&sb, &a, &url, Some(&s3), &args);
+    assert_exit(&first, 0);
+    assert_eq!(count_lines(&runs), 1, "first build runs the task");
+    let hit = exec(&sb, &b, &url, Some(&s3), &args);
+    assert_exit(&hit, 0);
+    assert_eq!(
+        count_lines(&runs),
+        1,
+        "second checkout restores from the bucket: {}",
+        text(&hit.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("out.txt")).expect("restored output"),
+        "THE SAME INPUT\n"
+    );
+    assert_eq!(
+        std::fs::read(b.join("big.bin")).expect("restored big output"),
+        std::fs::read(a.join("big.bin")).expect("original big output"),
+        "the 20 MB output (a multipart upload) round-trips"
+    );
+}
+
+#[test]
+fn wrong_keys_or_a_dead_server_are_a_miss_and_a_warning() {
+    let sb = Sandbox::new();
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let args = checkout(&sb, &a, &runs);
+    let port = larder_testservers::free_ports(1).expect("a free port")[0];
+    let dead = format!("minio://127.0.0.1:{port}/bucket/x");
+    let mut cmd = sb.larder_in(&a);
+    let out = cmd
+        .args(["--store", &dead])
+        .args(&args)
+        .env("LARDER_S3_ACCESS_KEY", "k")
+        .env("LARDER_S3_SECRET_KEY", "s")
+        .output()
+        .expect("running larder exec");
+    assert_exit(&out, 0);
+    assert_eq!(count_lines(&runs), 1, "the task ran");
+    assert!(
+        text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // No keys at all: a clear message naming the variables.
+    let out = sb
+        .larder_in(&a)
+        .args(["--store", &dead])
+        .args(&args)
+        .output()
+        .expect("running larder exec");
+    let err = text(&out.stderr);
+    assert!(err.contains("LARDER_S3_ACCESS_KEY"), "{err}");
+}
