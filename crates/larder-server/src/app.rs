@@ -69,6 +69,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .nest(&cfg.waf_prefix, waf::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            crate::auth::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .with_state(state)

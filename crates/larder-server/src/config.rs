@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use larder_core::TrimOptions;
 
+use crate::auth::Access;
+
 /// How a [`Server`](crate::Server) is set up.
 ///
 /// Prefixes are absolute URL paths without a trailing slash (`/v1`); each protocol is served
@@ -38,6 +40,8 @@ pub struct ServerConfig {
     pub max_blob_bytes: Option<u64>,
     /// Refuse every write (PUT, DELETE, POST that changes state) with 403.
     pub read_only: bool,
+    /// Who may push, and whether reads are anonymous (default: everyone may do anything).
+    pub access: Access,
 }
 
 impl ServerConfig {
@@ -56,6 +60,7 @@ impl ServerConfig {
             cleanup_interval: Duration::from_secs(30),
             max_blob_bytes: None,
             read_only: false,
+            access: Access::open(),
         }
     }
 
@@ -111,6 +116,13 @@ impl ServerConfig {
     /// Set how often the clean-up checks the budgets.
     pub fn with_cleanup_interval(mut self, interval: Duration) -> Self {
         self.cleanup_interval = interval;
+        self
+    }
+
+    /// Require credentials from `access` for writes (and for reads when its anonymous reads
+    /// are off).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
         self
     }
 }

@@ -21,6 +21,14 @@ pub enum ServerError {
         #[source]
         source: larder_core::Error,
     },
+    /// The credentials file could not be read.
+    #[error("bad credentials file {file}: {message}")]
+    Auth {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Another server already serves the directory.
     #[error(
         "another larder server (pid {pid}) already serves {dir}; stop it first or use another --dir"

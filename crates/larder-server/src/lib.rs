@@ -28,6 +28,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod app;
+mod auth;
 pub mod bazel;
 mod body;
 pub mod ccache;
@@ -41,6 +42,7 @@ mod server;
 mod value;
 mod waf;
 
+pub use auth::Access;
 pub use config::ServerConfig;
 pub use error::ServerError;
 pub use server::{Server, serve};

@@ -116,3 +116,44 @@ async fn real_ccache_gets_remote_hits_in_every_layout() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_ccache_pushes_with_a_bearer_token_or_url_credentials() {
+    if !have("ccache") || !have("cc") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ccache or cc not installed: `cargo xtask test` installs them"
+        );
+        eprintln!("ccache or cc not installed; skipping");
+        return;
+    }
+    let access = larder_server::Access::open()
+        .with_token("0123456789abcdef0123")
+        .with_user("ci", "secret");
+    let s = TestServer::start_with(|c| c.with_access(access)).await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let base = s.url("/ccache");
+    let with_userinfo = base.replacen("http://", "http://ci:secret@", 1);
+    for (name, remote) in [
+        ("none", base.clone()),
+        ("token", format!("{base}|bearer-token=0123456789abcdef0123")),
+        ("basic", with_userinfo),
+    ] {
+        let src = work.path().join(format!("auth_{name}.c"));
+        std::fs::write(&src, format!("int auth_{name}(void) {{ return 42; }}\n"))
+            .expect("write source");
+        let stats = compile_in(&src, &work.path().join(format!("{name}-1")), &remote).await;
+        let pushed = stat(&stats, "remote_storage_error") == 0;
+        // Anonymous reads work, so a second, empty local cache finds it if it was pushed.
+        let again = compile_in(&src, &work.path().join(format!("{name}-2")), &base).await;
+        let hit = stat(&again, "remote_storage_hit") >= 1;
+        if name == "none" {
+            assert!(
+                !pushed && !hit,
+                "anonymous push must fail: {stats}\n{again}"
+            );
+        } else {
+            assert!(pushed && hit, "{name}: {stats}\n{again}");
+        }
+    }
+}

@@ -189,3 +189,65 @@ async fn head_room_under_the_minimum_evicts_before_admitting_a_write() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_need_a_credential_and_reads_are_anonymous_unless_turned_off() {
+    use larder_server::Access;
+    let access = Access::open()
+        .with_token("0123456789abcdef0123")
+        .with_user("ci", "secret");
+    let s = TestServer::start_with(|c| c.with_access(access.clone())).await;
+    let path = ccache_path(20);
+    let r = s
+        .client
+        .put(s.url(&path))
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let wrong = s
+        .client
+        .put(s.url(&path))
+        .bearer_auth("not-the-token-at-all")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(wrong.status().as_u16(), 401);
+    let ok = s
+        .client
+        .put(s.url(&path))
+        .bearer_auth("0123456789abcdef0123")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(ok.status().as_u16(), 201);
+    let ok = s
+        .client
+        .put(s.url(&ccache_path(21)))
+        .basic_auth("ci", Some("secret"))
+        .body(vec![2u8; 10])
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(ok.status().as_u16(), 201);
+    assert_eq!(s.get(&path).await.0, 200, "anonymous read");
+    assert_eq!(s.get("/healthz").await.0, 200);
+
+    let mut closed = access;
+    closed.anonymous_reads = false;
+    let s = TestServer::start_with(|c| c.with_access(closed)).await;
+    assert_eq!(s.get(&path).await.0, 401);
+    assert_eq!(s.get("/healthz").await.0, 200, "health stays open");
+    let r = s
+        .client
+        .get(s.url(&path))
+        .basic_auth("ci", Some("secret"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 404);
+}

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use larder_core::TrimOptions;
 use larder_core::size::parse_size;
-use larder_server::{Server, ServerConfig};
+use larder_server::{Access, Server, ServerConfig};
 
 use super::{Ctx, EXIT_OK};
 use crate::config::Config;
@@ -30,6 +30,10 @@ Clients:
   larder:  larder exec --store http://HOST:7180 ...          (native protocol, /v1)
   ccache:  CCACHE_REMOTE_STORAGE='http://HOST:7180/ccache|layout=subdirs'
   Bazel:   bazel build --remote_cache=http://HOST:7180/bazel ...
+
+With --auth-file, pushes need a credential: a bearer token (ccache: `|bearer-token=TOKEN`,
+Bazel: --remote_header=Authorization=Bearer TOKEN) or a user (http://USER:PASSWORD@HOST/...).
+File lines: `token TOKEN` (16+ characters), `user NAME PASSWORD`, `user NAME sha256:HEX`.
 
 Budgets (--max-size, --max-entries, --min-free/--max-free) also come from larder.toml and
 LARDER_MAX_SIZE etc., as for `larder trim`. A write the disk cannot take even after a clean-up
@@ -68,6 +72,12 @@ pub(crate) struct Args {
     /// Seconds between clean-ups (writes that find the disk under --min-free clean up at once)
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     cleanup_interval: u64,
+    /// Require a credential from this file to push (lines `token TOKEN` or `user NAME PASSWORD`)
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// With --auth-file: require a credential to read too
+    #[arg(long, requires = "auth_file")]
+    no_anonymous_reads: bool,
     /// Serve reads only: every upload or delete is answered 403
     #[arg(long)]
     read_only: bool,
@@ -134,6 +144,22 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_waf_prefix(args.waf_prefix)
         .with_budget(budget)
         .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)));
+    let config = match &args.auth_file {
+        Some(file) => {
+            let mut access = Access::from_file(&ctx.cwd.join(file))?;
+            access.anonymous_reads = !args.no_anonymous_reads;
+            config.with_access(access)
+        }
+        None => {
+            if !args.read_only && !args.listen.ip().is_loopback() {
+                tracing::warn!(
+                    "anyone who can reach {} may push to this cache: pass --auth-file or --read-only",
+                    args.listen
+                );
+            }
+            config
+        }
+    };
     let server = Server::bind(config).await?;
     let pid_file = match &args.pid_file {
         Some(p) => Some(PidFile::write(&ctx.cwd.join(p))?),
