@@ -35,6 +35,7 @@ mod eviction;
 mod host;
 mod normalize;
 mod sandbox;
+pub mod sim;
 
 pub use admission::{AdmissionCandidate, WasmAdmission};
 pub use engine::TICK;

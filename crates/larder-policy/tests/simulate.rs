@@ -1,0 +1,82 @@
+//! The simulator on a synthetic build trace, with the real wasm policies: the wasm `lru`
+//! simulates exactly like the native one, and `gdsf` saves more recompute time than LRU.
+//! Skips without the built policies (fails under CI), like `tests/guests.rs`.
+
+use std::path::PathBuf;
+
+use larder_core::eviction::Lru;
+use larder_policy::PolicyHost;
+use larder_policy::sim::{SimPolicy, SimResult, SyntheticTrace, simulate};
+
+fn wasm(name: &str) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |t| root.join(t));
+    let p = target.join("policies").join(format!("{name}.wasm"));
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: CI must run `cargo xtask policies` before the tests",
+        p.display()
+    );
+    eprintln!(
+        "skipping: {} not built (run `cargo xtask policies`)",
+        p.display()
+    );
+    None
+}
+
+#[test]
+fn gdsf_saves_more_recompute_time_than_lru_and_wasm_lru_simulates_like_native() {
+    let (Some(lru_wasm), Some(gdsf_wasm), Some(lfu_wasm), Some(wtinylfu_wasm)) =
+        (wasm("lru"), wasm("gdsf"), wasm("lfu"), wasm("wtinylfu"))
+    else {
+        return;
+    };
+    let trace = SyntheticTrace {
+        tasks: 2_000,
+        builds: 60,
+        tasks_per_build: 400,
+        ..SyntheticTrace::default()
+    }
+    .generate();
+    let (_, footprint) = trace.footprint();
+    let host = PolicyHost::new();
+    let lru = host.eviction(&lru_wasm, "").unwrap();
+    let gdsf = host.eviction(&gdsf_wasm, "").unwrap();
+    let lfu = host.eviction(&lfu_wasm, "").unwrap();
+    let wtinylfu = host.eviction(&wtinylfu_wasm, "").unwrap();
+    for pct in [5, 20] {
+        let capacity = footprint * pct / 100;
+        let run = |p| simulate(&trace, capacity, 0.02, p);
+        let native: SimResult = run(SimPolicy::Policy(&Lru));
+        let results = [
+            native.clone(),
+            run(SimPolicy::Policy(&lru)),
+            run(SimPolicy::Policy(&lfu)),
+            run(SimPolicy::Policy(&gdsf)),
+            run(SimPolicy::Policy(&wtinylfu)),
+            run(SimPolicy::Belady),
+            run(SimPolicy::BeladySize),
+        ];
+        eprintln!("capacity {pct}% of the footprint:");
+        for r in &results {
+            eprintln!("  {r}  fallbacks {}", r.fallbacks);
+            assert_eq!(r.fallbacks, 0, "{r}");
+        }
+        let wasm_lru = &results[1];
+        assert_eq!(
+            (wasm_lru.hits, wasm_lru.bytes_hit, wasm_lru.evictions),
+            (native.hits, native.bytes_hit, native.evictions)
+        );
+        let g = &results[3];
+        assert!(
+            g.cost_saved_ms > native.cost_saved_ms,
+            "gdsf saved {} s, lru {} s",
+            g.cost_saved_ms / 1000,
+            native.cost_saved_ms / 1000
+        );
+    }
+}
