@@ -187,19 +187,60 @@ pub async fn store_outputs(
     entry: &Entry,
     blobs: &[PendingBlob],
 ) -> Result<()> {
+    store_outputs_concurrently(store, key, entry, blobs, 1).await
+}
+
+/// [`store_outputs`] with up to `transfers` blob uploads at a time (for remote stores, where
+/// one transfer rarely fills the link). The entry is still written last, only once every blob
+/// is stored; the first failure stops the others.
+///
+/// # Errors
+/// As [`store_outputs`].
+pub async fn store_outputs_concurrently(
+    store: &dyn Store,
+    key: &Key,
+    entry: &Entry,
+    blobs: &[PendingBlob],
+    transfers: usize,
+) -> Result<()> {
     let digests: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
     let missing: std::collections::HashSet<Digest> =
         store.find_missing(&digests).await?.into_iter().collect();
     let mut done = std::collections::HashSet::new();
-    for blob in blobs {
-        if !missing.contains(&blob.digest) || !done.insert(blob.digest) {
-            continue;
+    let todo: Vec<&PendingBlob> = blobs
+        .iter()
+        .filter(|b| missing.contains(&b.digest) && done.insert(b.digest))
+        .collect();
+    // No closures held across an await (an adapter like `buffer_unordered` over a closure
+    // makes callers' spawned futures fail the `Send` check: "implementation of `FnOnce` is not
+    // general enough").
+    let mut pending = todo.into_iter();
+    let mut running = futures::stream::FuturesUnordered::new();
+    loop {
+        while running.len() < transfers.max(1) {
+            match pending.next() {
+                Some(blob) => running.push(upload_blob(store, blob)),
+                None => break,
+            }
         }
-        let stream = file_stream(&blob.path).await?;
-        store.put_blob(&blob.digest, blob.size, stream).await?;
+        match running.next().await {
+            Some(done) => done?,
+            None => break,
+        }
     }
     store.put_entry(key, entry).await?;
     Ok(())
+}
+
+fn upload_blob<'a>(
+    store: &'a dyn Store,
+    blob: &'a PendingBlob,
+) -> futures::future::BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        let stream = file_stream(&blob.path).await?;
+        store.put_blob(&blob.digest, blob.size, stream).await?;
+        Ok(())
+    })
 }
 
 use crate::store::StoreExt as _;

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use larder_core::artifacts::{
-    Restore, collect_outputs, restore_outputs, store_bytes, store_outputs, write_content,
+    Restore, collect_outputs, restore_outputs, store_bytes, store_outputs,
+    store_outputs_concurrently, write_content,
 };
 use larder_core::normalize::BaseDirs;
 use larder_core::signature::{InputHasher, SignatureBuilder};
@@ -27,6 +28,7 @@ use larder_core::{Entry, Key, Placement, Store, StoreExt, TrimOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::worker::uploads::{Done, Uploads};
 use super::{Ctx, flush, plural};
 use crate::config::{self, Config};
 use crate::paths::{expand_inputs, workdir_relative};
@@ -77,6 +79,15 @@ pub(crate) struct Args {
     /// Use hits, but never store [env: LARDER_NO_PUSH, WAFCACHE_NO_PUSH]
     #[arg(long)]
     no_push: bool,
+    /// Report the run as soon as the command has finished and its outputs are read, then
+    /// upload them with up to N concurrent transfers; larder still waits for the upload before
+    /// exiting (0: upload first, one transfer at a time). A failed upload is a warning
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    upload_workers: usize,
+    /// With --upload-workers: exit without waiting for the upload, abandoning it (the run is
+    /// then not stored), and say so
+    #[arg(long, requires = "upload_workers")]
+    no_wait: bool,
     /// The command and its arguments
     #[arg(
         required = true,
@@ -164,11 +175,19 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             return Ok(code);
         }
     };
-    let outcome = store_if_cacheable(store.as_ref(), &task, &ran, &config, ui).await;
+    let mut uploads = (args.upload_workers > 0).then(|| Uploads::new(1));
+    let background = uploads.as_mut().map(|u| Background {
+        uploads: u,
+        transfers: args.upload_workers,
+    });
+    let outcome = store_if_cacheable(store.as_ref(), &task, &ran, &config, ui, background).await;
     ui.status(format_args!(
         "miss {short}: ran in {:.2} s, {outcome}",
         ran.cost.as_secs_f64()
     ));
+    if let (Some(uploads), Some(s)) = (uploads, &store) {
+        finish_uploads(uploads, args.no_wait, s.as_ref(), &config, &task, ui).await;
+    }
     if let Some(s) = &store {
         finish(s.as_ref(), &config, ui).await;
     }
@@ -220,14 +239,22 @@ fn sign(args: &Args, cwd: &Path, outputs: &[String], local_dir: Option<&Path>) -
     Ok(Key::from_signature(&sig.finish()))
 }
 
-/// Store a finished run if it can be cached. Returns the end of the status line: `stored 3
-/// outputs (12.0 KiB)` or `not stored (why)`.
+/// `--upload-workers`: where a run's upload is queued, and how many transfers it may use.
+struct Background<'a> {
+    uploads: &'a mut Uploads,
+    transfers: usize,
+}
+
+/// Store a finished run if it can be cached, or (with `background`) queue its upload. Returns
+/// the end of the status line: `stored 3 outputs (12.0 KiB)`, `uploading 3 outputs (12.0 KiB)
+/// in the background` or `not stored (why)`.
 async fn store_if_cacheable(
     store: Option<&Arc<dyn Store>>,
     task: &Task<'_>,
     ran: &Ran,
     config: &Config,
     ui: &Ui,
+    background: Option<Background<'_>>,
 ) -> String {
     let not_stored = |why: &str| format!("not stored ({why})");
     let Some(store) = store else {
@@ -248,6 +275,19 @@ async fn store_if_cacheable(
             "output {o} was not created by the command; not caching"
         ));
         return not_stored("missing output");
+    }
+    if let Some(bg) = background {
+        return match queue_run(store.clone(), task, stdout, stderr, ran, config, bg) {
+            Ok((n, bytes)) => format!(
+                "uploading {} ({}) in the background",
+                plural(n as u64, "output"),
+                format_size(bytes)
+            ),
+            Err(e) => {
+                ui.warn(format_args!("cache unavailable: {e:#}"));
+                not_stored("cache unavailable")
+            }
+        };
     }
     match store_run(store.clone(), task, stdout, stderr, ran, config, ui).await {
         Ok((n, bytes)) => {
@@ -400,6 +440,81 @@ async fn store_run(
         bar.finish_and_clear();
     }
     Ok((entry.outputs.len(), entry.total_size()))
+}
+
+/// Read a successful run's outputs now and queue their upload (captured streams included).
+/// Returns (outputs, bytes).
+fn queue_run(
+    store: Arc<dyn Store>,
+    task: &Task<'_>,
+    stdout: &[u8],
+    stderr: &[u8],
+    ran: &Ran,
+    config: &Config,
+    bg: Background<'_>,
+) -> Result<(usize, u64)> {
+    let inline_limit = config.inline_limit.value;
+    let mut collected =
+        tokio::task::block_in_place(|| collect_outputs(task.cwd, task.outputs, inline_limit))
+            .context("reading the outputs")?;
+    let mut seen = std::collections::HashSet::new();
+    collected.outputs.retain(|o| seen.insert(o.path.clone()));
+    let mut entry = Entry::new(task.key.as_str(), task.kind);
+    entry.outputs = collected.outputs;
+    entry.exit_code = Some(i32::from(ran.code));
+    entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
+    let summary = (
+        entry.outputs.len(),
+        entry.total_size() + (stdout.len() + stderr.len()) as u64,
+    );
+    let (key, blobs, transfers) = (task.key.clone(), collected.blobs, bg.transfers);
+    let (stdout, stderr) = (stdout.to_vec(), stderr.to_vec());
+    bg.uploads.spawn(async move {
+        let stored = async {
+            if !stdout.is_empty() {
+                entry.stdout = Some(store_bytes(store.as_ref(), stdout, inline_limit).await?);
+            }
+            if !stderr.is_empty() {
+                entry.stderr = Some(store_bytes(store.as_ref(), stderr, inline_limit).await?);
+            }
+            store_outputs_concurrently(store.as_ref(), &key, &entry, &blobs, transfers).await
+        };
+        match stored.await {
+            Ok(()) => Ok(entry.total_size()),
+            Err(e) => Err(format!("cannot store {key} in {store}: {e}")),
+        }
+    });
+    Ok(summary)
+}
+
+/// After the status line: wait for the queued upload (or abandon it with `no_wait`), warn about
+/// a failure or an abandoned upload, and trim when it was stored.
+async fn finish_uploads(
+    uploads: Uploads,
+    no_wait: bool,
+    store: &dyn Store,
+    config: &Config,
+    task: &Task<'_>,
+    ui: &Ui,
+) {
+    let mut abandoned = 0u64;
+    for done in uploads.finish(no_wait).await {
+        match done {
+            Done::Stored(_) => {
+                if let Err(e) = trim_if_over(store, config, task.local_dir, ui).await {
+                    ui.warn(format_args!("cache unavailable: trim failed: {e:#}"));
+                }
+            }
+            Done::Failed(msg) => ui.warn(format_args!("background upload failed: {msg}")),
+            Done::Abandoned => abandoned += 1,
+        }
+    }
+    if abandoned > 0 {
+        ui.warn(format_args!(
+            "abandoned {} (--no-wait): not stored",
+            plural(abandoned, "background upload")
+        ));
+    }
 }
 
 /// Trim when a configured budget is exceeded; skip if another process is trimming.

@@ -25,7 +25,10 @@ use crate::progress::Ui;
 
 mod json;
 mod pickle;
+pub(crate) mod uploads;
 mod wafcache;
+
+use uploads::{Done, Uploads};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -71,15 +74,6 @@ pub(crate) struct Args {
 /// Puts waiting for an upload slot beyond this make the next put wait: the queue holds the
 /// inlined file contents in memory.
 const MAX_QUEUED: usize = 4096;
-
-/// Background uploads (`--upload-workers`).
-#[derive(Debug)]
-struct Uploads {
-    /// One permit per concurrent transfer.
-    slots: Arc<tokio::sync::Semaphore>,
-    /// Queued and running uploads; each returns the bytes it stored or why it failed.
-    tasks: tokio::task::JoinSet<Result<u64, String>>,
-}
 
 /// What [`Worker::store`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,21 +172,15 @@ impl Worker<'_> {
             self.stats.bytes_written += entry.total_size();
             return Ok(Stored::Now);
         };
-        let mut finished = Vec::new();
-        while let Some(done) = uploads.tasks.try_join_next() {
-            finished.push(done);
-        }
-        while uploads.tasks.len() >= MAX_QUEUED {
-            match uploads.tasks.join_next().await {
+        let mut finished = uploads.finished();
+        while uploads.len() >= MAX_QUEUED {
+            match uploads.next().await {
                 Some(done) => finished.push(done),
                 None => break,
             }
         }
         let store = self.store.clone();
-        let slots = uploads.slots.clone();
-        uploads.tasks.spawn(async move {
-            // A closed semaphore (never closed here) would only mean no limit.
-            let _slot = slots.acquire_owned().await.ok();
+        uploads.spawn(async move {
             match store_outputs(store.as_ref(), &key, &entry, &blobs).await {
                 Ok(()) => Ok(entry.total_size()),
                 Err(e) => Err(format!("cannot store {key} in {store}: {e}")),
@@ -205,38 +193,32 @@ impl Worker<'_> {
     }
 
     /// Count a finished background upload.
-    fn account(&mut self, done: Result<Result<u64, String>, tokio::task::JoinError>) {
+    fn account(&mut self, done: Done) {
         match done {
-            Ok(Ok(bytes)) => {
+            Done::Stored(bytes) => {
                 self.stats.writes += 1;
                 self.stats.bytes_written += bytes;
             }
-            Ok(Err(msg)) => {
+            Done::Failed(msg) => {
                 self.stats.uploads_failed += 1;
                 self.ui
                     .warn(format_args!("background upload failed: {msg}"));
             }
-            Err(e) if e.is_cancelled() => self.stats.uploads_abandoned += 1,
-            Err(e) => {
-                self.stats.uploads_failed += 1;
-                self.ui.warn(format_args!("background upload failed: {e}"));
-            }
+            Done::Abandoned => self.stats.uploads_abandoned += 1,
         }
     }
 
     /// At end of input: wait for the background uploads, or abandon them with `no_wait`.
     async fn finish_uploads(&mut self, no_wait: bool) {
-        let Some(mut uploads) = self.uploads.take() else {
+        let Some(uploads) = self.uploads.take() else {
             return;
         };
-        let pending = uploads.tasks.len();
-        if no_wait {
-            uploads.tasks.abort_all();
-        } else if pending > 0 {
+        let pending = uploads.len();
+        if !no_wait && pending > 0 {
             self.ui
                 .status(format_args!("waiting for {pending} background uploads"));
         }
-        while let Some(done) = uploads.tasks.join_next().await {
+        for done in uploads.finish(no_wait).await {
             self.account(done);
         }
         if self.stats.uploads_abandoned > 0 {
@@ -375,10 +357,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             .then(|| config.no_push.source.to_string()),
         ui: &ctx.ui,
         stats: Stats::default(),
-        uploads: (args.upload_workers > 0).then(|| Uploads {
-            slots: Arc::new(tokio::sync::Semaphore::new(args.upload_workers)),
-            tasks: tokio::task::JoinSet::new(),
-        }),
+        uploads: (args.upload_workers > 0).then(|| Uploads::new(args.upload_workers)),
     };
     let mut lines = LineReader::new(&ctx.ui);
     let stdout = std::io::stdout();
