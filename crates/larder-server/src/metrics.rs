@@ -121,13 +121,18 @@ fn length(headers: &HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-/// Middleware: count every request below a protocol prefix (the pages themselves and
-/// `/healthz` count as `other`).
+/// Middleware: enforce access control ([`crate::auth`]) and count every request below a
+/// protocol prefix (the pages themselves and `/healthz` count as `other`). One middleware, not
+/// two: each layer costs a boxed service clone per request.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let protocol = protocol_of(&state.config, request.uri().path()).unwrap_or(PROTOCOLS.len() - 1);
     let method = request.method().clone();
     let bytes_in = length(request.headers());
-    let response = next.run(request).await;
+    // Access control runs inside the counting, so refusals are counted too.
+    let response = match crate::auth::refusal(&state.config.access, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
     if response.status() == StatusCode::INSUFFICIENT_STORAGE {
         state.metrics.out_of_space();
     }

@@ -9,7 +9,7 @@ use larder_core::Store;
 use larder_fs::{FsConfig, FsStore};
 use tokio::net::TcpListener;
 
-use crate::app::{AppState, router};
+use crate::app::{AppState, Shared, router};
 use crate::config::ServerConfig;
 use crate::disk::Cleaner;
 use crate::error::ServerError;
@@ -95,13 +95,13 @@ impl Server {
             &config.budget,
             Arc::clone(&metrics),
         ));
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             config: Arc::new(config),
             tmp_dir: Arc::new(tmp_dir),
             metrics,
             cleaner,
-        };
+        });
         Ok(Server {
             _lock: lock,
             listener,
