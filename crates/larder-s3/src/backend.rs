@@ -33,6 +33,15 @@ const META_SIZE: &str = "larder-size";
 const META_CREATED: &str = "larder-created-ms";
 const META_COST: &str = "larder-cost-ms";
 
+/// One object of a listing.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub(crate) key: String,
+    pub(crate) size: u64,
+    pub(crate) modified_ms: u64,
+    pub(crate) etag: String,
+}
+
 /// A store in an S3 bucket (AWS, MinIO, SeaweedFS, any S3-compatible service). Cheap to clone.
 #[derive(Clone)]
 pub struct S3Store {
@@ -43,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) cfg: S3StoreBuilder,
     client: OnceCell<Client>,
     name: String,
+    /// Entry hits not yet written as an access record: storage name → (last hit ms, hits).
+    pub(crate) accesses: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
 impl fmt::Debug for S3Store {
@@ -133,7 +144,12 @@ impl S3Store {
             };
         let name = cfg.describe();
         Ok(S3Store {
-            inner: Arc::new(Inner { cfg, client, name }),
+            inner: Arc::new(Inner {
+                cfg,
+                client,
+                name,
+                accesses: Default::default(),
+            }),
         })
     }
 
@@ -165,11 +181,11 @@ impl S3Store {
         &self.inner.cfg
     }
 
-    fn entry_key(&self, key: &Key) -> String {
+    pub(crate) fn entry_key(&self, key: &Key) -> String {
         format!("{}entries/{}", self.inner.cfg.prefix, key.storage_name())
     }
 
-    fn entries_prefix(&self) -> String {
+    pub(crate) fn entries_prefix(&self) -> String {
         format!("{}entries/", self.inner.cfg.prefix)
     }
 
@@ -177,12 +193,12 @@ impl S3Store {
         format!("{}blobs/{}", self.inner.cfg.prefix, digest.to_hex())
     }
 
-    fn blobs_prefix(&self) -> String {
+    pub(crate) fn blobs_prefix(&self) -> String {
         format!("{}blobs/", self.inner.cfg.prefix)
     }
 
     /// HEAD an object: its metadata, or `None` when it does not exist.
-    async fn head(
+    pub(crate) async fn head(
         &self,
         key: &str,
     ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
@@ -252,12 +268,12 @@ impl S3Store {
         }
     }
 
-    /// One page of keys and sizes under `prefix`, after `token`.
+    /// One page of objects under `prefix`, after `token`.
     pub(crate) async fn list_page(
         &self,
         prefix: &str,
         token: Option<String>,
-    ) -> Result<(Vec<(String, u64, u64)>, Option<String>)> {
+    ) -> Result<(Vec<Listed>, Option<String>)> {
         let client = self.client().await?;
         let out = client
             .list_objects_v2()
@@ -273,12 +289,18 @@ impl S3Store {
             .filter_map(|o| {
                 let key = o.key()?.to_owned();
                 let size = o.size().unwrap_or(0).max(0) as u64;
-                let modified = o
+                let modified_ms = o
                     .last_modified()
                     .and_then(|t| t.to_millis().ok())
                     .unwrap_or(0)
                     .max(0) as u64;
-                Some((key, size, modified))
+                let etag = o.e_tag().unwrap_or_default().to_owned();
+                Some(Listed {
+                    key,
+                    size,
+                    modified_ms,
+                    etag,
+                })
             })
             .collect();
         let next = if out.is_truncated() == Some(true) {
@@ -289,11 +311,8 @@ impl S3Store {
         Ok((items, next))
     }
 
-    /// Every `(key, size, modified_ms)` under `prefix`, page by page.
-    pub(crate) fn list_prefix(
-        &self,
-        prefix: String,
-    ) -> BoxStream<'static, Result<(String, u64, u64)>> {
+    /// Every object under `prefix`, page by page.
+    pub(crate) fn list_prefix(&self, prefix: String) -> BoxStream<'static, Result<Listed>> {
         enum Page {
             Start,
             Next(String),
@@ -324,14 +343,11 @@ impl S3Store {
         }))
     }
 
-    async fn entry_meta(
-        &self,
-        key: String,
-        size: u64,
-        modified_ms: u64,
-    ) -> Result<Option<EntryMeta>> {
-        let name = key.rsplit('/').next().unwrap_or_default().to_owned();
-        let Some(head) = self.head(&key).await? else {
+    /// An entry's metadata from its listing and a HEAD (`None` if it went meanwhile).
+    pub(crate) async fn entry_meta(&self, listed: &Listed) -> Result<Option<EntryMeta>> {
+        let (size, modified_ms) = (listed.size, listed.modified_ms);
+        let name = listed.key.rsplit('/').next().unwrap_or_default().to_owned();
+        let Some(head) = self.head(&listed.key).await? else {
             // Deleted since it was listed.
             return Ok(None);
         };
@@ -358,10 +374,11 @@ impl Store for S3Store {
         let mut cap = Capability::none();
         cap.list = true;
         cap.delete = true;
+        cap.trim = true;
         cap
     }
 
-    async fn get_entry_opts(&self, key: &Key, _opts: GetOptions) -> Result<Option<Entry>> {
+    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
         let object = self.entry_key(key);
         let client = self.client().await?;
         let what = format!("entry {key}");
@@ -389,7 +406,12 @@ impl Store for S3Store {
             .map_err(|e| crate::error::body(&format!("reading {what}"), e))?
             .into_bytes();
         match Entry::decode(&bytes) {
-            Ok(entry) => Ok(Some(entry)),
+            Ok(entry) => {
+                if opts.record_access {
+                    crate::access::record(self, key).await;
+                }
+                Ok(Some(entry))
+            }
             Err(e) => {
                 tracing::warn!("{self}: {what}: {e}; removed, treated as a miss");
                 self.delete_object(&object).await?;
@@ -479,10 +501,7 @@ impl Store for S3Store {
             .list_prefix(self.entries_prefix())
             .map(move |item| {
                 let store = store.clone();
-                async move {
-                    let (key, size, modified) = item?;
-                    store.entry_meta(key, size, modified).await
-                }
+                async move { store.entry_meta(&item?).await }
             })
             .buffered(concurrency)
             .filter_map(|r| async move { r.transpose() });
@@ -493,25 +512,21 @@ impl Store for S3Store {
         let mut stats = StoreStats::default();
         let mut entries = self.list_prefix(self.entries_prefix());
         while let Some(item) = entries.next().await {
-            let (_, size, _) = item?;
             stats.entries += 1;
-            stats.bytes += size;
+            stats.bytes += item?.size;
         }
         let mut blobs = self.list_prefix(self.blobs_prefix());
         while let Some(item) = blobs.next().await {
-            stats.bytes += item?.1;
+            stats.bytes += item?.size;
         }
         Ok(stats)
     }
 
-    async fn trim(&self, _opts: &TrimOptions, _progress: Option<ProgressFn>) -> Result<TrimReport> {
-        Err(Error::NotSupported {
-            store: self.to_string(),
-            operation: "trim",
-        })
+    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
+        crate::trim::trim(self, opts, progress).await
     }
 
     async fn flush(&self) -> Result<()> {
-        Ok(())
+        crate::access::flush(self).await
     }
 }

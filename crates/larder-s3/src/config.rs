@@ -1,9 +1,11 @@
 //! Building an [`S3Store`]: bucket, prefix, endpoint, credentials, transfer sizes, from a URL
 //! (`s3://bucket/prefix`, `minio://host:port/bucket/prefix`) and the environment.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use larder_core::Result;
+use larder_core::eviction::{EvictionPolicy, Lru};
 
 use crate::backend::S3Store;
 use crate::error::config;
@@ -58,6 +60,9 @@ pub struct S3StoreBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) create_only: bool,
+    pub(crate) policy: Arc<dyn EvictionPolicy>,
+    pub(crate) trim_grace: Duration,
+    pub(crate) access_batch: usize,
 }
 
 impl S3StoreBuilder {
@@ -77,6 +82,9 @@ impl S3StoreBuilder {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             create_only: true,
+            policy: Arc::new(Lru),
+            trim_grace: Duration::from_secs(3600),
+            access_batch: 10_000,
         }
     }
 
@@ -291,6 +299,28 @@ impl S3StoreBuilder {
     /// honour it). Off: a create-only write checks first, then writes (a small race).
     pub fn with_create_only(mut self, on: bool) -> Self {
         self.create_only = on;
+        self
+    }
+
+    /// The eviction policy trims use (default: least recently used, by the access records
+    /// clients leave; see `docs/remote-trim.md`).
+    pub fn with_eviction_policy(mut self, policy: Arc<dyn EvictionPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How old an unreferenced blob must be before a trim deletes it (default 1 hour). A
+    /// writer stores blobs before the entry naming them; this is the time it has to finish.
+    /// Writers reusing a blob older than half of it refresh the blob first.
+    pub fn with_trim_grace(mut self, grace: Duration) -> Self {
+        self.trim_grace = grace;
+        self
+    }
+
+    /// Distinct hit entries buffered before an access record is written (default 10 000);
+    /// the rest is written by [`larder_core::Store::flush`].
+    pub fn with_access_batch(mut self, n: usize) -> Self {
+        self.access_batch = n.max(1);
         self
     }
 

@@ -19,7 +19,10 @@
 //!   `?create_only=false` checks first instead, for services that do not).
 //! - Requests are retried by the SDK's standard strategy on temporary errors only (time-outs,
 //!   connection failures, throttling, 5xx); errors are classified for callers the same way.
-//! - No access times or hit counts: object stores keep none (see `docs/remote-trim.md`).
+//! - Trimming (`larder trim --store s3://...`): hits are counted in memory and written as small
+//!   access records at flush; a trim folds them, evicts with the configured policy down to the
+//!   byte and entry budgets, and deletes unreferenced blobs older than a grace period. See
+//!   `docs/remote-trim.md` for the design and its cost.
 //!
 //! ```no_run
 //! # fn example() -> larder_core::Result<()> {
@@ -29,10 +32,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod access;
 mod backend;
 mod config;
 mod error;
 mod reader;
+mod trim;
 mod writer;
 
 pub use backend::S3Store;

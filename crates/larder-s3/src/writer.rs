@@ -9,15 +9,39 @@
 //! temporarily; the caller's stream itself is never replayed.
 
 use aws_sdk_s3::primitives::ByteStream as S3Body;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use larder_core::digest::DigestWriter;
+use larder_core::entry::now_ms;
 use larder_core::{ByteStream, Digest, Error, PutOutcome, Result};
 use tokio::task::JoinSet;
 
 use crate::backend::S3Store;
 use crate::error::sdk;
+
+/// Give an existing object a new modification time (a copy onto itself); `false` if the
+/// service refused (then the caller uploads it again).
+async fn refresh(store: &S3Store, key: &str) -> bool {
+    let Ok(client) = store.client().await else {
+        return false;
+    };
+    let copied = client
+        .copy_object()
+        .bucket(store.bucket())
+        .key(key)
+        .copy_source(format!("{}/{key}", store.bucket()))
+        .metadata_directive(MetadataDirective::Replace)
+        .send()
+        .await;
+    match copied {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!("{store}: cannot refresh {key}: {}", sdk("refreshing", e));
+            false
+        }
+    }
+}
 
 fn mismatch(digest: &Digest, got: u64, size: u64, hash_ok: bool) -> Error {
     if got != size {
@@ -39,9 +63,19 @@ pub(crate) async fn put_blob(
     mut payload: ByteStream,
 ) -> Result<PutOutcome> {
     let key = store.blob_key(digest);
-    // Content-addressed: if it is there, it is these bytes (reads verify anyway).
-    if store.exists(&key).await? {
-        return Ok(PutOutcome::Exists);
+    // Content-addressed: if it is there, it is these bytes (reads verify anyway). A blob old
+    // enough that a trim could be about to collect it is refreshed first, so it outlives the
+    // entry this put is about to write (see `trim`).
+    if let Some(head) = store.head(&key).await? {
+        let modified = head
+            .last_modified()
+            .and_then(|t| t.to_millis().ok())
+            .unwrap_or(0)
+            .max(0) as u64;
+        let half_grace = store.cfg().trim_grace.as_millis() as u64 / 2;
+        if modified.saturating_add(half_grace) >= now_ms() || refresh(store, &key).await {
+            return Ok(PutOutcome::Exists);
+        }
     }
     let part_size = store.cfg().part_size;
     if size <= part_size as u64 {
