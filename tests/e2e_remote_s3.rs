@@ -109,3 +109,40 @@ fn wrong_keys_or_a_dead_server_are_a_miss_and_a_warning() {
     let err = text(&out.stderr);
     assert!(err.contains("LARDER_S3_ACCESS_KEY"), "{err}");
 }
+
+#[test]
+fn stats_and_trim_work_on_a_bucket() {
+    let Some(s3) = SeaweedFs::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let url = format!("minio://{}/{}/e2e/trim", s3.host_port(), s3.bucket());
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let args = checkout(&sb, &a, &runs);
+    assert_exit(&exec(&sb, &a, &url, Some(&s3), &args), 0);
+    let admin = |args: &[&str]| {
+        sb.larder_in(&a)
+            .args(["--store", &url])
+            .args(args)
+            .env("LARDER_S3_ACCESS_KEY", s3.access_key())
+            .env("LARDER_S3_SECRET_KEY", s3.secret_key())
+            .output()
+            .expect("running larder")
+    };
+    let stats = admin(&["stats", "--json"]);
+    assert_exit(&stats, 0);
+    let json: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("stats JSON");
+    assert_eq!(json["entries"], 1, "{json}");
+
+    let trim = admin(&["trim", "--max-entries", "0"]);
+    assert_exit(&trim, 0);
+    assert!(
+        text(&trim.stdout).contains("evicted 1 entry"),
+        "{}",
+        text(&trim.stdout)
+    );
+    // The bucket no longer has it: the task runs again.
+    assert_exit(&exec(&sb, &a, &url, Some(&s3), &args), 0);
+    assert_eq!(count_lines(&runs), 2);
+}
