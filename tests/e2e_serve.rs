@@ -167,3 +167,48 @@ fn one_server_per_directory_and_a_pid_file_while_it_runs() {
     let again = Served::start(&sb, &dir, &[]);
     assert_eq!(again.terminate(), Some(0));
 }
+
+#[test]
+fn a_replica_server_uploads_to_its_upstream() {
+    let sb = Sandbox::new();
+    let origin = Served::start(&sb, &sb.root.join("origin"), &[]);
+    let replica = Served::start(
+        &sb,
+        &sb.root.join("replica"),
+        &["--upstream", &origin.url, "--upload-workers", "2"],
+    );
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let b = sb.root.join("b");
+    let args = checkout(&sb, &a, &runs);
+    checkout(&sb, &b, &runs);
+    // Built through the replica ...
+    assert_exit(&exec_with_store(&sb, &a, &replica.url, &args), 0);
+    assert_eq!(count_lines(&runs), 1);
+    // ... and found at the origin once the background upload is done.
+    // (No pushes from b: a miss there must not store the entry itself.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = sb
+            .larder_in(&b)
+            .args(["--store", &origin.url])
+            .args(&args)
+            .env("LARDER_NO_PUSH", "1")
+            .output()
+            .expect("running larder exec");
+        assert_exit(&out, 0);
+        if std::fs::read_to_string(b.join("out.txt")).is_ok() && count_lines(&runs) == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never uploaded the entry"
+        );
+        // A miss ran the task: undo it and try again.
+        std::fs::write(&runs, "run\n").expect("reset the run log");
+        let _ = std::fs::remove_file(b.join("out.txt"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(replica.terminate(), Some(0));
+    assert_eq!(origin.terminate(), Some(0));
+}

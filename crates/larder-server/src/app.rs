@@ -25,6 +25,21 @@ impl AppState {
     pub(crate) fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
     }
+
+    /// The shared parts, for rebuilding the state before serving starts.
+    pub(crate) fn take_shared(self) -> Shared {
+        match Arc::try_unwrap(self.0) {
+            Ok(shared) => shared,
+            Err(arc) => Shared {
+                store: Arc::clone(&arc.store),
+                config: Arc::clone(&arc.config),
+                tmp_dir: Arc::clone(&arc.tmp_dir),
+                metrics: Arc::clone(&arc.metrics),
+                cleaner: Arc::clone(&arc.cleaner),
+                replica: arc.replica.clone(),
+            },
+        }
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -45,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// The disk clean-up.
     pub(crate) cleaner: Arc<Cleaner>,
+    /// Upload and fetch counters, when replicating an upstream store.
+    pub(crate) replica: Option<Arc<crate::upstream::ReplicaCounters>>,
 }
 
 impl Shared {

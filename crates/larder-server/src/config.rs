@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use larder_core::TrimOptions;
+use std::sync::Arc;
+
+use larder_core::{Store, TrimOptions};
 
 use crate::auth::Access;
 
@@ -42,6 +44,10 @@ pub struct ServerConfig {
     pub read_only: bool,
     /// Who may push, and whether reads are anonymous (default: everyone may do anything).
     pub access: Access,
+    /// A store to replicate: local misses are fetched from it, local writes uploaded to it.
+    pub upstream: Option<Arc<dyn Store>>,
+    /// Concurrent uploads to the upstream store.
+    pub upload_workers: usize,
 }
 
 impl ServerConfig {
@@ -61,6 +67,8 @@ impl ServerConfig {
             max_blob_bytes: None,
             read_only: false,
             access: Access::open(),
+            upstream: None,
+            upload_workers: 4,
         }
     }
 
@@ -123,6 +131,13 @@ impl ServerConfig {
     /// are off).
     pub fn with_access(mut self, access: Access) -> Self {
         self.access = access;
+        self
+    }
+
+    /// Replicate `upstream` with `workers` concurrent uploads (see the crate docs).
+    pub fn with_upstream(mut self, upstream: Arc<dyn Store>, workers: usize) -> Self {
+        self.upstream = Some(upstream);
+        self.upload_workers = workers.max(1);
         self
     }
 }

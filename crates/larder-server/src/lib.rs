@@ -10,6 +10,9 @@
 //! - waf's wafcache netcache protocol (`/waf`);
 //! - `/healthz`, `/metrics` (Prometheus) and `/status` (HTML, or JSON at `/status.json`).
 //!
+//! With an upstream store ([`ServerConfig::with_upstream`]), the server is a read-through
+//! replica: misses are fetched upstream and kept, writes are queued durably for upload.
+//!
 //! While serving, a clean-up keeps the store within the configured budgets (size, entries,
 //! free-disk head room); a write the disk cannot take is answered 507 and reads go on.
 //!
@@ -39,6 +42,7 @@ mod error;
 mod metrics;
 pub mod native;
 mod server;
+mod upstream;
 mod value;
 mod waf;
 

@@ -159,7 +159,18 @@ struct Snapshot {
     evicted_bytes: u64,
     cleanups: u64,
     out_of_space_refusals: u64,
+    /// When replicating an upstream store.
+    upstream: Option<UpstreamFigures>,
     protocols: Vec<ProtocolFigures>,
+}
+
+#[derive(Debug, Serialize)]
+struct UpstreamFigures {
+    fetched: u64,
+    fetch_failures: u64,
+    uploaded: u64,
+    upload_failures: u64,
+    queued: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -241,6 +252,13 @@ async fn snapshot(state: &AppState) -> Snapshot {
         evicted_bytes: m.evicted_bytes.load(Ordering::Relaxed),
         cleanups: m.cleanups.load(Ordering::Relaxed),
         out_of_space_refusals: m.out_of_space.load(Ordering::Relaxed),
+        upstream: state.replica.as_ref().map(|r| UpstreamFigures {
+            fetched: r.fetched.load(Ordering::Relaxed),
+            fetch_failures: r.fetch_failures.load(Ordering::Relaxed),
+            uploaded: r.uploaded.load(Ordering::Relaxed),
+            upload_failures: r.upload_failures.load(Ordering::Relaxed),
+            queued: r.queued.load(Ordering::Relaxed),
+        }),
         protocols,
     }
 }
@@ -347,6 +365,45 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
             Some(s.uptime_seconds),
         ),
     ];
+    if let Some(u) = &s.upstream {
+        for (name, kind, help, v) in [
+            (
+                "upstream_fetched_total",
+                "counter",
+                "Entries fetched from the upstream store on a local miss.",
+                u.fetched,
+            ),
+            (
+                "upstream_fetch_failures_total",
+                "counter",
+                "Fetches from upstream that failed (served as misses).",
+                u.fetch_failures,
+            ),
+            (
+                "upstream_uploaded_total",
+                "counter",
+                "Entries uploaded to the upstream store.",
+                u.uploaded,
+            ),
+            (
+                "upstream_upload_failures_total",
+                "counter",
+                "Upload attempts that failed (retried).",
+                u.upload_failures,
+            ),
+            (
+                "upstream_queued",
+                "gauge",
+                "Entries waiting in the upload queue.",
+                u.queued,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP larder_{name} {help}\n# TYPE larder_{name} {kind}\nlarder_{name} {v}"
+            );
+        }
+    }
     for (name, kind, help, value) in gauges {
         if let Some(v) = value {
             let _ = writeln!(
@@ -436,7 +493,7 @@ fn render_html(s: &Snapshot) -> String {
 <tr><th>free disk</th><td>{free} (keep at least {min_free})</td></tr>
 <tr><th>evicted</th><td>{evicted_entries} entries, {evicted_bytes} in {cleanups} clean-ups</td></tr>
 <tr><th>writes refused for space</th><td>{oos}</td></tr>
-</table>
+{upstream}</table>
 <h2>Requests</h2>
 <table>
 <tr><th>protocol</th><th>prefix</th><th>requests</th><th>hits</th><th>misses</th><th>hit ratio</th><th>in</th><th>out</th><th>statuses</th></tr>
@@ -460,5 +517,9 @@ fn render_html(s: &Snapshot) -> String {
         evicted_bytes = format_size(s.evicted_bytes),
         cleanups = s.cleanups,
         oos = s.out_of_space_refusals,
+        upstream = s.upstream.as_ref().map_or_else(String::new, |u| format!(
+            "<tr><th>upstream</th><td>{} fetched ({} failed), {} uploaded ({} failed attempts), {} queued</td></tr>\n",
+            u.fetched, u.fetch_failures, u.uploaded, u.upload_failures, u.queued
+        )),
     )
 }

@@ -14,6 +14,7 @@ use crate::config::ServerConfig;
 use crate::disk::Cleaner;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
+use crate::upstream::Replica;
 
 /// A bound server, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -44,7 +45,33 @@ impl Server {
                 dir: config.dir.display().to_string(),
                 source,
             })?;
-        Server::bind_with_store(config, Arc::new(store)).await
+        let local: Arc<dyn Store> = Arc::new(store);
+        let mut counters = None;
+        let store = match &config.upstream {
+            Some(upstream) => {
+                let replica = Replica::start(
+                    local,
+                    Arc::clone(upstream),
+                    &config.dir,
+                    config.upload_workers,
+                )
+                .map_err(|source| ServerError::Store {
+                    dir: config.dir.display().to_string(),
+                    source,
+                })?;
+                counters = Some(Arc::clone(&replica.counters));
+                Arc::new(replica) as Arc<dyn Store>
+            }
+            None => local,
+        };
+        let mut server = Server::bind_with_store(config, store).await?;
+        if let Some(counters) = counters {
+            server.state = AppState::new(Shared {
+                replica: Some(counters),
+                ..server.state.take_shared()
+            });
+        }
+        Ok(server)
     }
 
     /// Serve `store` instead of a larder-fs store in `config.dir` (which still holds the
@@ -101,6 +128,7 @@ impl Server {
             tmp_dir: Arc::new(tmp_dir),
             metrics,
             cleaner,
+            replica: None,
         });
         Ok(Server {
             _lock: lock,

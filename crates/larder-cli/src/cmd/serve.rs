@@ -25,6 +25,7 @@ Examples:
   larder serve --dir /var/cache/larder --listen 0.0.0.0:7180
   larder serve --read-only --max-blob-size 2G --pid-file /run/larder.pid
   larder serve --max-size 200G --min-free 10G --max-free 20G
+  larder serve --upstream http://central-cache:7180 --upload-workers 8
 
 Clients:
   larder:  larder exec --store http://HOST:7180 ...          (native protocol, /v1)
@@ -72,6 +73,13 @@ pub(crate) struct Args {
     /// Seconds between clean-ups (writes that find the disk under --min-free clean up at once)
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     cleanup_interval: u64,
+    /// Replicate this store (any store URL larder was built with): misses are fetched from it
+    /// and kept, writes are queued on disk and uploaded to it
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Concurrent uploads to --upstream
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "upstream")]
+    upload_workers: usize,
     /// Require a credential from this file to push (lines `token TOKEN` or `user NAME PASSWORD`)
     #[arg(long, value_name = "FILE")]
     auth_file: Option<PathBuf>,
@@ -144,6 +152,18 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_waf_prefix(args.waf_prefix)
         .with_budget(budget)
         .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)));
+    let config = match &args.upstream {
+        Some(url) => {
+            let upstream_config = ctx.config(vec![("store", url.clone(), "--upstream")])?;
+            let opened = crate::stores::open(&upstream_config)
+                .with_context(|| format!("cannot open the upstream store {url}"))?;
+            if opened.local_dir.as_deref() == Some(dir.as_path()) {
+                bail!("--upstream names the served directory itself");
+            }
+            config.with_upstream(opened.store, args.upload_workers)
+        }
+        None => config,
+    };
     let config = match &args.auth_file {
         Some(file) => {
             let mut access = Access::from_file(&ctx.cwd.join(file))?;

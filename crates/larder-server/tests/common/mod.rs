@@ -14,7 +14,8 @@ pub struct TestServer {
     pub root: PathBuf,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), larder_server::ServerError>>,
 }
 
 impl TestServer {
@@ -25,6 +26,23 @@ impl TestServer {
     pub async fn start_with(f: impl FnOnce(ServerConfig) -> ServerConfig) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("cache");
+        TestServer::start_at(dir, root, f).await
+    }
+
+    /// A server over `root` (which outlives it).
+    pub async fn start_in(
+        root: &std::path::Path,
+        f: impl FnOnce(ServerConfig) -> ServerConfig,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_at(dir, root.to_owned(), f).await
+    }
+
+    async fn start_at(
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        f: impl FnOnce(ServerConfig) -> ServerConfig,
+    ) -> TestServer {
         let config = f(ServerConfig::new(
             &root,
             "127.0.0.1:0".parse().expect("addr"),
@@ -32,7 +50,7 @@ impl TestServer {
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
+        let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         TestServer {
@@ -40,8 +58,18 @@ impl TestServer {
             root,
             client: reqwest::Client::new(),
             _dir: dir,
-            _stop: stop,
+            stop,
+            task,
         }
+    }
+
+    /// Stop gracefully and wait until the server has released its directory.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("server task")
+            .expect("server ran cleanly");
     }
 
     pub fn url(&self, path: &str) -> String {
