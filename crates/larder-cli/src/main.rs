@@ -79,7 +79,7 @@ enum Command {
     Worker(cmd::worker::Args),
     /// Serve the cache over HTTP to larder, ccache and Bazel clients
     #[cfg(feature = "server")]
-    Serve(cmd::serve::Args),
+    Serve(Box<cmd::serve::Args>),
 }
 
 fn after_help() -> String {
@@ -128,7 +128,7 @@ fn run(cli: Cli, ui: Ui) -> Result<u8> {
             Command::Config(args) => cmd::config::run(args, &ctx).await,
             Command::Worker(args) => cmd::worker::run(args, &ctx).await,
             #[cfg(feature = "server")]
-            Command::Serve(args) => cmd::serve::run(args, &ctx).await,
+            Command::Serve(args) => cmd::serve::run(*args, &ctx).await,
         }
     })
 }
