@@ -14,6 +14,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("python3", "python3"),
     // `larder-server` is tested with the real ccache client (remote hits in every layout).
     ("ccache", "ccache"),
+    // ... and with the real Bazel (Debian's bazel-bootstrap: Bazel 4.2, about 20 s to install).
+    ("bazel-bootstrap", "bazel"),
 ];
 
 /// Python modules the tests import, each with its Debian package for when pip cannot install it:
