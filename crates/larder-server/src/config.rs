@@ -9,6 +9,7 @@ use std::sync::Arc;
 use larder_core::{Store, TrimOptions};
 
 use crate::auth::Access;
+use crate::tls::TlsFiles;
 
 /// How a [`Server`](crate::Server) is set up.
 ///
@@ -48,6 +49,8 @@ pub struct ServerConfig {
     pub upstream: Option<Arc<dyn Store>>,
     /// Concurrent uploads to the upstream store.
     pub upload_workers: usize,
+    /// Serve HTTPS with these files instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
@@ -69,6 +72,7 @@ impl ServerConfig {
             access: Access::open(),
             upstream: None,
             upload_workers: 4,
+            tls: None,
         }
     }
 
@@ -138,6 +142,12 @@ impl ServerConfig {
     pub fn with_upstream(mut self, upstream: Arc<dyn Store>, workers: usize) -> Self {
         self.upstream = Some(upstream);
         self.upload_workers = workers.max(1);
+        self
+    }
+
+    /// Serve HTTPS (see [`TlsFiles`]).
+    pub fn with_tls(mut self, tls: TlsFiles) -> Self {
+        self.tls = Some(tls);
         self
     }
 }

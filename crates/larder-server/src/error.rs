@@ -21,6 +21,14 @@ pub enum ServerError {
         #[source]
         source: larder_core::Error,
     },
+    /// A TLS file could not be used.
+    #[error("TLS: {file}: {message}")]
+    Tls {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The credentials file could not be read.
     #[error("bad credentials file {file}: {message}")]
     Auth {

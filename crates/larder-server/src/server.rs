@@ -23,6 +23,7 @@ pub struct Server {
     _lock: std::fs::File,
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
 }
 
@@ -96,6 +97,7 @@ impl Server {
                 return Err(ServerError::Prefix(p.to_string()));
             }
         }
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let lock = lock_dir(&config.dir)?;
         let tmp_dir: PathBuf = config.dir.join("server-tmp");
         // Spool files left by a previous run are garbage.
@@ -132,6 +134,7 @@ impl Server {
         });
         Ok(Server {
             _lock: lock,
+            tls,
             listener,
             addr,
             state,
@@ -158,13 +161,19 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let store = Arc::clone(&self.state.store);
-        tracing::info!("larder-server: listening on http://{}", self.addr);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!("larder-server: listening on {scheme}://{}", self.addr);
         let cleanup =
             tokio::spawn(Arc::clone(&self.state.cleaner).run(self.state.config.cleanup_interval));
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Serve)?;
+        match self.tls {
+            Some(acceptor) => {
+                crate::tls::serve(self.listener, acceptor, router(self.state), shutdown).await?;
+            }
+            None => axum::serve(self.listener, router(self.state))
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(ServerError::Serve)?,
+        }
         cleanup.abort();
         if let Err(e) = store.flush().await {
             tracing::warn!("larder-server: flushing the store: {e}");

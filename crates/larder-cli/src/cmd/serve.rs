@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use larder_core::TrimOptions;
 use larder_core::size::parse_size;
-use larder_server::{Access, Server, ServerConfig};
+use larder_server::{Access, Server, ServerConfig, TlsFiles};
 
 use super::{Ctx, EXIT_OK};
 use crate::config::Config;
@@ -31,6 +31,8 @@ Clients:
   larder:  larder exec --store http://HOST:7180 ...          (native protocol, /v1)
   ccache:  CCACHE_REMOTE_STORAGE='http://HOST:7180/ccache|layout=subdirs'
   Bazel:   bazel build --remote_cache=http://HOST:7180/bazel ...
+  sccache: SCCACHE_WEBDAV_ENDPOINT=http://HOST:7180/dav
+  waf:     WAFCACHE=http://HOST:7180/waf/
 
 With --auth-file, pushes need a credential: a bearer token (ccache: `|bearer-token=TOKEN`,
 Bazel: --remote_header=Authorization=Bearer TOKEN) or a user (http://USER:PASSWORD@HOST/...).
@@ -86,6 +88,15 @@ pub(crate) struct Args {
     /// With --auth-file: require a credential to read too
     #[arg(long, requires = "auth_file")]
     no_anonymous_reads: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by a CA in this PEM file
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Serve reads only: every upload or delete is answered 403
     #[arg(long)]
     read_only: bool,
@@ -171,7 +182,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             config.with_access(access)
         }
         None => {
-            if !args.read_only && !args.listen.ip().is_loopback() {
+            if !args.read_only && !args.listen.ip().is_loopback() && args.tls_client_ca.is_none() {
                 tracing::warn!(
                     "anyone who can reach {} may push to this cache: pass --auth-file or --read-only",
                     args.listen
@@ -180,6 +191,19 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             config
         }
     };
+    let config = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => config.with_tls(TlsFiles {
+            cert: ctx.cwd.join(cert),
+            key: ctx.cwd.join(key),
+            client_ca: args.tls_client_ca.as_ref().map(|ca| ctx.cwd.join(ca)),
+        }),
+        _ => config,
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Server::bind(config).await?;
     let pid_file = match &args.pid_file {
         Some(p) => Some(PidFile::write(&ctx.cwd.join(p))?),
@@ -187,7 +211,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     };
     // The one line scripts wait for (the port matters when --listen asked for port 0).
     println!(
-        "larder serve: serving {} on http://{}",
+        "larder serve: serving {} on {scheme}://{}",
         dir.display(),
         server.local_addr()
     );
