@@ -45,7 +45,10 @@ impl Served {
                 let _ = child.kill();
                 panic!("unexpected first line from larder serve: {line:?}")
             });
-        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "{line}"
+        );
         Served { child, url }
     }
 
@@ -211,4 +214,63 @@ fn a_replica_server_uploads_to_its_upstream() {
     }
     assert_eq!(replica.terminate(), Some(0));
     assert_eq!(origin.terminate(), Some(0));
+}
+
+#[test]
+fn https_and_a_push_token_from_the_command_line() {
+    let sb = Sandbox::new();
+    // A self-signed certificate for 127.0.0.1, trusted through LARDER_CA_FILE.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let cert_file = sb.root.join("cert.pem");
+    let key_file = sb.root.join("key.pem");
+    std::fs::write(&cert_file, cert.pem()).expect("write cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    let auth = sb.root.join("auth.txt");
+    std::fs::write(&auth, "token 0123456789abcdef0123\n").expect("write auth file");
+    let (c, k, a) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+        auth.display().to_string(),
+    );
+    let served = Served::start(
+        &sb,
+        &sb.root.join("server-cache"),
+        &["--tls-cert", &c, "--tls-key", &k, "--auth-file", &a],
+    );
+    assert!(served.url.starts_with("https://"), "{}", served.url);
+    let runs = sb.root.join("runs.log");
+    let (a_dir, b_dir) = (sb.root.join("a"), sb.root.join("b"));
+    let args = checkout(&sb, &a_dir, &runs);
+    checkout(&sb, &b_dir, &runs);
+    let exec = |dir: &Path, token: Option<&str>| {
+        let mut cmd = sb.larder_in(dir);
+        cmd.args(["--store", &served.url])
+            .args(&args)
+            .env("LARDER_CA_FILE", &cert_file);
+        if let Some(t) = token {
+            cmd.env("LARDER_TOKEN", t);
+        }
+        cmd.output().expect("running larder exec")
+    };
+    // Without the token the push is refused: a warning, and the build still succeeds.
+    let out = exec(&a_dir, None);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_exit(&exec(&b_dir, None), 0);
+    assert_eq!(count_lines(&runs), 2, "nothing was stored, so both ran");
+    // With the token: stored once, then a hit elsewhere.
+    std::fs::write(&runs, "").expect("reset the run log");
+    let _ = std::fs::remove_file(b_dir.join("out.txt"));
+    assert_exit(&exec(&a_dir, Some("0123456789abcdef0123")), 0);
+    assert_exit(&exec(&b_dir, None), 0);
+    assert_eq!(count_lines(&runs), 1, "the second checkout hit over https");
+    assert_eq!(served.terminate(), Some(0));
 }

@@ -107,6 +107,8 @@ pub(crate) fn env_help() -> String {
         s.push_str(&format!("  {:<20} {}\n", k.env, k.help));
     }
     s.push_str("  LARDER_LOG           log filter (e.g. debug, larder_fs=trace)\n");
+    s.push_str("  LARDER_TOKEN         bearer token for http(s):// stores whose server wants one to push\n");
+    s.push_str("  LARDER_CA_FILE       PEM CA certificates to trust for https:// stores\n");
     s.push_str("wafcache's variables are read too, below LARDER_*: ");
     let waf: Vec<String> = KEYS
         .iter()

@@ -97,9 +97,10 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         "http" => http::open(&url),
         #[cfg(not(feature = "http"))]
         "http" => disabled::open(&url, "http"),
-        "https" => bail!(
-            "https:// stores are not supported yet (the HTTP client is built without TLS): use http:// on a trusted network"
-        ),
+        #[cfg(feature = "http")]
+        "https" => http::open(&url),
+        #[cfg(not(feature = "http"))]
+        "https" => disabled::open(&url, "http"),
         #[cfg(feature = "s3")]
         "s3" | "minio" => s3::open(&url),
         #[cfg(not(feature = "s3"))]

@@ -54,7 +54,23 @@ impl HttpStore {
     }
 
     pub(crate) fn from_builder(cfg: HttpStoreBuilder) -> Result<HttpStore> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(token) = &cfg.bearer_token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.0))
+                .map_err(|_| Error::invalid("the bearer token is not a valid header value"))?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(pem) = &cfg.root_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::invalid(format!("cannot read the CA certificates: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .connect_timeout(cfg.connect_timeout)
             // Not reqwest's read time-out: it also runs while a request body is being sent, so
             // it would cut off large uploads. Stalls are caught per read instead (see `send`

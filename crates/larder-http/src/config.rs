@@ -6,6 +6,16 @@ use larder_core::{Error, Result};
 
 use crate::backend::HttpStore;
 
+/// A string kept out of `Debug` output (logs).
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"(hidden)\"")
+    }
+}
+
 /// Builds an [`HttpStore`].
 #[derive(Debug, Clone)]
 pub struct HttpStoreBuilder {
@@ -15,6 +25,8 @@ pub struct HttpStoreBuilder {
     pub(crate) request_timeout: Duration,
     pub(crate) retries: u32,
     pub(crate) backoff: Duration,
+    pub(crate) bearer_token: Option<Secret>,
+    pub(crate) root_pem: Option<Vec<u8>>,
 }
 
 impl HttpStoreBuilder {
@@ -28,6 +40,8 @@ impl HttpStoreBuilder {
             request_timeout: Duration::from_secs(60),
             retries: 3,
             backoff: Duration::from_millis(100),
+            bearer_token: None,
+            root_pem: None,
         }
     }
 
@@ -60,14 +74,28 @@ impl HttpStoreBuilder {
         self
     }
 
+    /// Send `Authorization: Bearer TOKEN` with every request (for a server started with
+    /// `--auth-file`). Basic-auth credentials can instead go in the URL (`http://user:pw@host`).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(Secret(token.into()));
+        self
+    }
+
+    /// Trust the CA certificates in `pem` for `https://`, besides the system's.
+    pub fn root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_pem = Some(pem.into());
+        self
+    }
+
     /// Build the store.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a URL that is not `http://`.
+    /// [`Error::InvalidInput`] for a URL that is not `http://` or `https://`, an unusable
+    /// token or CA file.
     pub fn build(self) -> Result<HttpStore> {
-        if !self.base_url.starts_with("http://") {
+        if !self.base_url.starts_with("http://") && !self.base_url.starts_with("https://") {
             return Err(Error::invalid(format!(
-                "{:?}: only http:// URLs are supported (this build has no TLS)",
+                "{:?}: expected an http:// or https:// URL",
                 self.base_url
             )));
         }

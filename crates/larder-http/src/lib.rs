@@ -7,7 +7,9 @@
 //!   and are not retried, since the stream cannot be replayed.
 //! - Blob bodies stream both ways; downloads are verified against their BLAKE3 digest as they
 //!   stream, and a mismatch ends the stream with [`Error::Corrupt`](larder_core::Error::Corrupt).
-//! - Plain `http://` only for now: this build has no TLS.
+//! - `http://` and `https://` (rustls, the system's CA certificates plus any given with
+//!   [`HttpStoreBuilder::root_certificates_pem`]); a bearer token for servers that want one to
+//!   push ([`HttpStoreBuilder::bearer_token`]), or basic-auth credentials in the URL.
 //!
 //! ```no_run
 //! # async fn example() -> larder_core::Result<()> {

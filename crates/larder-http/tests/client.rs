@@ -145,9 +145,12 @@ async fn downloads_that_do_not_verify_end_corrupt() {
 }
 
 #[test]
-fn only_plain_http_is_accepted() {
-    let err = HttpStore::new("https://cache.example/v1").expect_err("no TLS");
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+fn only_http_and_https_urls_are_accepted() {
+    for bad in ["ftp://cache.example/v1", "cache.example/v1"] {
+        let err = HttpStore::new(bad).expect_err("not http(s)");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+    assert!(HttpStore::new("https://cache.example/v1").is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]

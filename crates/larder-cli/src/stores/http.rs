@@ -7,11 +7,26 @@ use larder_http::HttpStore;
 
 use super::{Opened, StoreUrl};
 
-/// Open `http://HOST:PORT[/PREFIX]`. A URL without a path means the server's default native
-/// prefix, `/v1`.
+/// Open `http(s)://HOST:PORT[/PREFIX]`. A URL without a path means the server's default
+/// native prefix, `/v1`. `LARDER_TOKEN` is sent as a bearer token (for servers that want one
+/// to push); `LARDER_CA_FILE` names PEM CA certificates to trust besides the system's.
 pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
     let base = native_base(&url.location);
-    let store = HttpStore::new(base.clone())
+    let mut builder = HttpStore::builder(base.clone());
+    if let Some(token) = std::env::var("LARDER_TOKEN").ok().filter(|t| !t.is_empty()) {
+        builder = builder.bearer_token(token);
+    }
+    if let Some(ca) = std::env::var_os("LARDER_CA_FILE").filter(|c| !c.is_empty()) {
+        let pem = std::fs::read(&ca).with_context(|| {
+            format!(
+                "cannot read LARDER_CA_FILE {}",
+                std::path::Path::new(&ca).display()
+            )
+        })?;
+        builder = builder.root_certificates_pem(pem);
+    }
+    let store = builder
+        .build()
         .with_context(|| format!("cannot use the larder server at {base}"))?;
     Ok(Opened {
         store: Arc::new(store),
