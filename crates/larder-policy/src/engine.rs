@@ -58,6 +58,20 @@ pub(crate) fn ticks(budget: Duration) -> u64 {
     (budget.as_nanos() / TICK.as_nanos()) as u64 + 2
 }
 
+/// The first line of an error message, at most 300 characters (wasmtime's messages can embed
+/// multi-line byte dumps).
+pub(crate) fn one_line(message: &str) -> String {
+    let line = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches([' ', '[', '=']);
+    match line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &line[..i]),
+        None => line.to_owned(),
+    }
+}
+
 /// Feeds `Hash` output into BLAKE3, for a stable digest of the engine's compatibility hash.
 struct Blake3Hasher(blake3::Hasher);
 
@@ -105,7 +119,7 @@ pub(crate) fn compile(
     }
     let component = Component::new(engine, wasm).map_err(|e| PolicyError::Compile {
         policy: policy.to_owned(),
-        message: format!("{e:#}"),
+        message: one_line(&format!("{e:#}")),
     })?;
     if let Some(path) = &path {
         // A cache we cannot write is only slower next time.

@@ -148,6 +148,6 @@ fn wrong_shape(policy: &str, expected: &'static str, e: wasmtime::Error) -> Poli
     PolicyError::WrongShape {
         policy: policy.to_owned(),
         expected,
-        message: format!("{e:#}"),
+        message: crate::engine::one_line(&format!("{e:#}")),
     }
 }

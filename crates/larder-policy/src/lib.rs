@@ -18,7 +18,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let host = PolicyHost::new().with_cache_dir("/var/cache/larder/policies");
-//! let gdsf = host.eviction("target/policies/gdsf.wasm".as_ref(), "halflife-ms=86400000")?;
+//! let gdsf = host.eviction("target/policies/gdsf.wasm".as_ref(), "")?;
 //! let mut c = Candidates::default();
 //! c.push(1, 4096, 0, 10, 3, 1200);
 //! let victims = gdsf.select_victims(&c, EvictionGoal { bytes: 1, entries: 0 }, 20)?;

@@ -212,10 +212,17 @@ impl<B> Sandboxed<B> {
                 budget_ms: self.limits.call_timeout.as_millis() as u64,
             };
         }
+        let message = match e.downcast_ref::<Trap>() {
+            Some(Trap::UnreachableCodeReached) => {
+                "wasm `unreachable` executed (a Rust guest panicked, or aborted)".to_owned()
+            }
+            Some(t) => t.to_string(),
+            None => crate::engine::one_line(&format!("{e:#}")),
+        };
         PolicyError::Trap {
             policy,
             call,
-            message: format!("{e:?}"),
+            message,
         }
     }
 

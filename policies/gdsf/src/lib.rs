@@ -1,43 +1,42 @@
-//! GDSF eviction (GreedyDual-Size-Frequency): keeps what is expensive to recompute per byte.
+//! GDSF eviction (GreedyDual-Size-Frequency, Cherkasova 1998): keeps what is expensive to
+//! recompute per byte.
 //!
-//! Each entry's value is `frequency × recompute cost / size`; the lowest value goes first.
-//! Classic GDSF ages entries with an inflation value `L` raised on every eviction; with a whole
-//! snapshot at hand this policy ages the frequency directly instead: hits count half as much
-//! for every `halflife-ms` since the last access (config `halflife-ms=N`, default 7 days), so an
-//! expensive entry nobody uses any more still leaves eventually.
+//! An entry's priority is `H = L + frequency × (cost + 1 ms) / size`, the lowest goes first,
+//! and after each trim the inflation value `L` rises to the highest priority evicted. `L` is
+//! what ages entries: one used recently carries a recent (high) `L`, one untouched since long
+//! ago carries the `L` of that time. The host passes snapshots, not events, so the policy
+//! keeps `L`'s history (one point per trim) and gives each entry the `L` in force at its last
+//! access. Frequency is the entry's hit count plus one. No settings.
 
 wit_bindgen::generate!({ path: "../wit", world: "eviction-policy" });
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use exports::larder::policy::eviction::{Event, Guest, PolicyInfo, ReclaimGoal, Snapshot, Victims};
-use guest_util::{Goal, number, settings, smallest_until_goal};
+use guest_util::{Goal, settings, smallest_until_goal};
 
-const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
-static HALFLIFE_MS: AtomicU64 = AtomicU64::new(WEEK_MS);
+/// (time of a trim, L after it), times increasing, L non-decreasing.
+static HISTORY: Mutex<Vec<(u64, f64)>> = Mutex::new(Vec::new());
+/// Points kept; older ones are thinned (every other one dropped), which only coarsens aging.
+const MAX_HISTORY: usize = 4096;
 
 struct Gdsf;
 
-/// Value of keeping an entry: aged frequency × (cost + 1 ms) / size. Non-negative, so its
-/// IEEE bits order like the number.
-fn value(hits: u64, cost_ms: u64, size: u64, idle_ms: u64, halflife_ms: u64) -> u64 {
-    let age = idle_ms as f64 / halflife_ms.max(1) as f64;
-    let freq = (hits as f64 + 1.0) * (-age * std::f64::consts::LN_2).exp();
-    let v = freq * (cost_ms as f64 + 1.0) / size.max(1) as f64;
-    if v.is_finite() {
-        v.max(0.0).to_bits()
-    } else {
-        0
+/// The inflation value in force at time `t`.
+fn l_at(history: &[(u64, f64)], t: u64) -> f64 {
+    match history.partition_point(|&(time, _)| time <= t) {
+        0 => 0.0,
+        i => history[i - 1].1,
     }
 }
 
 impl Guest for Gdsf {
     fn init(config: String) -> Result<PolicyInfo, String> {
-        for (k, v) in settings(&config) {
-            match k {
-                "halflife-ms" => HALFLIFE_MS.store(number(k, v)?.max(1), Ordering::Relaxed),
-                _ => return Err(format!("gdsf: unknown setting {k:?} (known: halflife-ms)")),
-            }
+        if let Some((k, _)) = settings(&config).next() {
+            return Err(format!("gdsf: unknown setting {k:?} (gdsf has none)"));
+        }
+        if let Ok(mut h) = HISTORY.lock() {
+            h.clear();
         }
         Ok(PolicyInfo {
             name: "gdsf".into(),
@@ -52,20 +51,50 @@ impl Guest for Gdsf {
         let Some(s) = snapshot else {
             return Victims::Indices(Vec::new());
         };
-        let halflife = HALFLIFE_MS.load(Ordering::Relaxed);
-        let now = goal.now_ms;
-        let keyed = (0..s.ids.len())
+        let mut history = HISTORY.lock().unwrap_or_else(|p| p.into_inner());
+        let priority: Vec<f64> = (0..s.ids.len())
             .map(|i| {
-                let idle = now.saturating_sub(s.last_access_ms[i]);
-                let v = value(s.hits[i], s.cost_ms[i], s.sizes[i], idle, halflife);
-                ((v, s.last_access_ms[i], s.ids[i]), i as u32)
+                let value = (s.hits[i] as f64 + 1.0) * (s.cost_ms[i] as f64 + 1.0)
+                    / s.sizes[i].max(1) as f64;
+                let h = l_at(&history, s.last_access_ms[i]) + value;
+                if h.is_finite() { h.max(0.0) } else { 0.0 }
             })
             .collect();
-        let goal = Goal {
-            bytes: goal.bytes_to_free,
-            entries: goal.entries_to_free,
-        };
-        Victims::Indices(smallest_until_goal(keyed, &s.sizes, goal))
+        // Non-negative floats order like their IEEE bits.
+        let keyed = (0..s.ids.len())
+            .map(|i| {
+                (
+                    (priority[i].to_bits(), s.last_access_ms[i], s.ids[i]),
+                    i as u32,
+                )
+            })
+            .collect();
+        let victims = smallest_until_goal(
+            keyed,
+            &s.sizes,
+            Goal {
+                bytes: goal.bytes_to_free,
+                entries: goal.entries_to_free,
+            },
+        );
+        let last_l = history.last().map_or(0.0, |p| p.1);
+        let l = victims
+            .iter()
+            .map(|&i| priority[i as usize])
+            .fold(last_l, f64::max);
+        if history.last().is_some_and(|p| p.0 >= goal.now_ms) {
+            // Same instant (or a clock step back): raise the latest point instead.
+            if let Some(p) = history.last_mut() {
+                p.1 = l;
+            }
+        } else {
+            history.push((goal.now_ms, l));
+        }
+        if history.len() > MAX_HISTORY {
+            let thinned: Vec<(u64, f64)> = history.iter().copied().skip(1).step_by(2).collect();
+            *history = thinned;
+        }
+        Victims::Indices(victims)
     }
 }
 
