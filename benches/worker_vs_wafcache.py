@@ -3,7 +3,7 @@
 
     python3 benches/worker_vs_wafcache.py [--larder PATH] [--seed PATH] [--requests N]
                                           [--reps R] [--size BYTES] [--client fast|waf]
-                                          [--dir DIR] [--json FILE]
+                                          [--dir DIR] [--json FILE] [--larder-env NAME=VALUE]...
 
 The same request stream goes to one worker of each kind, started the way waf starts them (the
 seed as `python3 -c <source of wafcache.py>` with WAFCACHE set to a file cache; larder as
@@ -189,6 +189,8 @@ def main():
     ap.add_argument("--dir", default=None, help="work directory parent (default: $TMPDIR)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--larder-arg", action="append", default=[], help="extra argument for larder worker")
+    ap.add_argument("--larder-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra variable for larder worker, e.g. LARDER_LINK=hardlink")
     args = ap.parse_args()
 
     if not os.access(args.larder, os.X_OK):
@@ -221,6 +223,7 @@ def main():
                     cmd = [sys.executable, "-c", seed_source]
                 else:
                     cmd = [args.larder, "worker", "--protocol", "wafcache"] + args.larder_arg
+                    env.update(v.split("=", 1) for v in args.larder_env)
                 r = run_one(kind, cmd, env, srcs, sigs, os.path.join(tmp, "out-%s-%d" % (kind, rep)), args.client)
                 results[kind].append(r)
                 print(
