@@ -80,6 +80,9 @@ enum Command {
     /// Serve the cache over HTTP to larder, ccache and Bazel clients
     #[cfg(feature = "server")]
     Serve(Box<cmd::serve::Args>),
+    /// Check WebAssembly policies; simulate them on an access trace next to LRU and Belady
+    #[cfg(feature = "policy")]
+    Policy(cmd::policy::Args),
 }
 
 fn after_help() -> String {
@@ -129,6 +132,8 @@ fn run(cli: Cli, ui: Ui) -> Result<u8> {
             Command::Worker(args) => cmd::worker::run(args, &ctx).await,
             #[cfg(feature = "server")]
             Command::Serve(args) => cmd::serve::run(*args, &ctx).await,
+            #[cfg(feature = "policy")]
+            Command::Policy(args) => cmd::policy::run(args, &ctx).await,
         }
     })
 }

@@ -12,6 +12,8 @@ use crate::stores::{self, Opened};
 pub(crate) mod config;
 pub(crate) mod exec;
 pub(crate) mod get;
+#[cfg(feature = "policy")]
+pub(crate) mod policy;
 pub(crate) mod put;
 #[cfg(feature = "server")]
 pub(crate) mod serve;
