@@ -50,7 +50,7 @@ pub struct S3Store {
 
 pub(crate) struct Inner {
     pub(crate) cfg: S3StoreBuilder,
-    client: OnceCell<Client>,
+    clients: OnceCell<Clients>,
     name: String,
     /// Entry hits not yet written as an access record: storage name → (last hit ms, hits).
     pub(crate) accesses: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
@@ -80,22 +80,41 @@ fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
         .build_https()
 }
 
+/// Two clients on the same settings: `small` also bounds each attempt by the request time-out
+/// (HEAD, DELETE, LIST, entries); `big` moves blobs, bounded by connect and read time-outs only.
+/// (Per-request config overrides would do the same at a cost on every request.)
+struct Clients {
+    big: Client,
+    small: Client,
+}
+
+impl Clients {
+    fn new(cfg: &S3StoreBuilder, base: aws_sdk_s3::config::Builder, has_region: bool) -> Self {
+        Clients {
+            big: Client::from_conf(s3_config(cfg, base.clone(), has_region, None)),
+            small: Client::from_conf(s3_config(cfg, base, has_region, Some(cfg.request_timeout))),
+        }
+    }
+}
+
 fn s3_config(
     cfg: &S3StoreBuilder,
     base: aws_sdk_s3::config::Builder,
     has_region: bool,
+    attempt_timeout: Option<std::time::Duration>,
 ) -> aws_sdk_s3::Config {
     let mut b = base
         .behavior_version(BehaviorVersion::latest())
         .http_client(http_client())
         .force_path_style(cfg.path_style)
         .retry_config(retry::RetryConfig::standard().with_max_attempts(cfg.retries + 1))
-        .timeout_config(
-            timeout::TimeoutConfig::builder()
+        .timeout_config({
+            let mut t = timeout::TimeoutConfig::builder()
                 .connect_timeout(cfg.connect_timeout)
-                .read_timeout(cfg.read_timeout)
-                .build(),
-        )
+                .read_timeout(cfg.read_timeout);
+            t.set_operation_attempt_timeout(attempt_timeout);
+            t.build()
+        })
         // Blobs are verified end to end with BLAKE3; CRC32 on every byte would only cost CPU.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
@@ -135,28 +154,29 @@ impl S3Store {
     }
 
     pub(crate) fn from_builder(cfg: S3StoreBuilder) -> Result<S3Store> {
-        let client =
-            match cfg.credentials {
-                Credentials::Static { .. } => OnceCell::new_with(Some(Client::from_conf(
-                    s3_config(&cfg, aws_sdk_s3::config::Builder::new(), false),
-                ))),
-                _ => OnceCell::new(),
-            };
+        let clients = match cfg.credentials {
+            Credentials::Static { .. } => OnceCell::new_with(Some(Clients::new(
+                &cfg,
+                aws_sdk_s3::config::Builder::new(),
+                false,
+            ))),
+            _ => OnceCell::new(),
+        };
         let name = cfg.describe();
         Ok(S3Store {
             inner: Arc::new(Inner {
                 cfg,
-                client,
+                clients,
                 name,
                 accesses: Default::default(),
             }),
         })
     }
 
-    /// The SDK client, made on first use when it needs the AWS credential chain.
-    pub(crate) async fn client(&self) -> Result<&Client> {
+    /// The clients, made on first use when they need the AWS credential chain.
+    async fn clients(&self) -> Result<&Clients> {
         self.inner
-            .client
+            .clients
             .get_or_try_init(|| async {
                 let shared = aws_config::defaults(BehaviorVersion::latest())
                     .http_client(http_client())
@@ -164,13 +184,19 @@ impl S3Store {
                     .await;
                 let base = aws_sdk_s3::config::Builder::from(&shared);
                 let has_region = shared.region().is_some();
-                Ok::<_, Error>(Client::from_conf(s3_config(
-                    &self.inner.cfg,
-                    base,
-                    has_region,
-                )))
+                Ok::<_, Error>(Clients::new(&self.inner.cfg, base, has_region))
             })
             .await
+    }
+
+    /// The client for blob transfers.
+    pub(crate) async fn client(&self) -> Result<&Client> {
+        Ok(&self.clients().await?.big)
+    }
+
+    /// The client for small requests, each attempt bounded by the request time-out.
+    pub(crate) async fn small_client(&self) -> Result<&Client> {
+        Ok(&self.clients().await?.small)
     }
 
     pub(crate) fn bucket(&self) -> &str {
@@ -202,7 +228,7 @@ impl S3Store {
         &self,
         key: &str,
     ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
-        let client = self.client().await?;
+        let client = self.small_client().await?;
         match client
             .head_object()
             .bucket(self.bucket())
@@ -222,7 +248,7 @@ impl S3Store {
 
     /// Delete an object (S3 deletes are idempotent).
     pub(crate) async fn delete_object(&self, key: &str) -> Result<()> {
-        let client = self.client().await?;
+        let client = self.small_client().await?;
         client
             .delete_object()
             .bucket(self.bucket())
@@ -241,10 +267,16 @@ impl S3Store {
         create: bool,
         metadata: &[(&str, String)],
     ) -> Result<PutOutcome> {
-        let client = self.client().await?;
         if create && !self.inner.cfg.create_only && self.exists(key).await? {
             return Ok(PutOutcome::Exists);
         }
+        // Bodies up to 1 MiB (entries, records, small blobs) are bounded like other small
+        // requests; larger ones only by the connect and read time-outs.
+        let client = if body.len() <= 1 << 20 {
+            self.small_client().await?
+        } else {
+            self.client().await?
+        };
         let mut req = client
             .put_object()
             .bucket(self.bucket())
@@ -274,7 +306,7 @@ impl S3Store {
         prefix: &str,
         token: Option<String>,
     ) -> Result<(Vec<Listed>, Option<String>)> {
-        let client = self.client().await?;
+        let client = self.small_client().await?;
         let out = client
             .list_objects_v2()
             .bucket(self.bucket())
@@ -380,7 +412,7 @@ impl Store for S3Store {
 
     async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
         let object = self.entry_key(key);
-        let client = self.client().await?;
+        let client = self.small_client().await?;
         let what = format!("entry {key}");
         let out = match client
             .get_object()

@@ -59,6 +59,7 @@ pub struct S3StoreBuilder {
     pub(crate) retries: u32,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     pub(crate) create_only: bool,
     pub(crate) policy: Arc<dyn EvictionPolicy>,
     pub(crate) trim_grace: Duration,
@@ -81,6 +82,7 @@ impl S3StoreBuilder {
             retries: 3,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(15),
             create_only: true,
             policy: Arc::new(Lru),
             trim_grace: Duration::from_secs(3600),
@@ -292,6 +294,13 @@ impl S3StoreBuilder {
     pub fn with_timeouts(mut self, connect: Duration, read: Duration) -> Self {
         self.connect_timeout = connect;
         self.read_timeout = read;
+        self
+    }
+
+    /// Time allowed for each attempt of a small request (HEAD, DELETE, LIST, entry reads and
+    /// writes; default 15 s). Blob transfers are bounded by the connect and read time-outs only.
+    pub fn with_request_timeout(mut self, t: Duration) -> Self {
+        self.request_timeout = t;
         self
     }
 

@@ -49,7 +49,7 @@ struct Row {
 }
 
 async fn get_bytes(store: &S3Store, key: &str) -> Result<Option<Bytes>> {
-    let client = store.client().await?;
+    let client = store.small_client().await?;
     match client
         .get_object()
         .bucket(store.bucket())

@@ -208,3 +208,35 @@ async fn dead_endpoint_is_a_temporary_error() {
         .expect_err("nothing listens");
     assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_server_is_a_temporary_error_within_the_request_timeout() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let store = S3Store::builder("bucket")
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_path_style(true)
+        .with_credentials("a", "b")
+        .with_retries(1)
+        .with_request_timeout(Duration::from_millis(700))
+        .build()
+        .expect("store");
+    let started = std::time::Instant::now();
+    let err = store
+        .get_entry(&Key::new("k").expect("key"))
+        .await
+        .expect_err("nothing answers");
+    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
