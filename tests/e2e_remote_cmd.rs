@@ -92,3 +92,79 @@ fn a_failing_upload_command_is_a_warning_that_names_it() {
     assert!(err.contains("exit status 7"), "gives the status: {err}");
     assert!(err.contains("quota exceeded"), "has stderr: {err}");
 }
+
+#[test]
+fn sigterm_during_an_upload_kills_the_command_and_its_children() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let sb = Sandbox::new();
+    let r = remote(&sb);
+    let pids = sb.root.join("pids");
+    std::fs::create_dir_all(&pids).expect("pid dir");
+    let tool = sb.script(
+        "stuck-uploader.sh",
+        &format!(
+            "echo $$ > {p}/tool.pid\nsleep 600 &\necho $! > {p}/sleep.pid\nwait\n",
+            p = pids.display()
+        ),
+    );
+    let url = format!(
+        "cmd://{}?put={} %{{SRC}} %{{TGT}}&get=cp %{{SRC}} %{{TGT}}",
+        r.display(),
+        tool.display()
+    );
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let args = checkout(&sb, &a, &runs);
+    let mut larder = sb
+        .larder_in(&a)
+        .args(["--store", &url])
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting larder exec");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let read_pid = |name: &str| -> Option<i32> {
+        std::fs::read_to_string(pids.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    while read_pid("sleep.pid").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the upload command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (tool_pid, sleep_pid) = (
+        read_pid("tool.pid").expect("tool pid"),
+        read_pid("sleep.pid").expect("sleep pid"),
+    );
+    let larder_pid = i32::try_from(larder.id()).expect("pid fits i32");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(larder_pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = larder.try_wait().expect("waiting for larder") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = larder.kill();
+            panic!("larder ignored SIGTERM during an upload");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = |pid: i32| unsafe { libc::kill(pid, 0) == 0 };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (alive(tool_pid) || alive(sleep_pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(tool_pid), "the upload command survived larder");
+    assert!(
+        !alive(sleep_pid),
+        "the upload command's child survived larder"
+    );
+}

@@ -160,7 +160,13 @@ impl CmdStore {
             source: None,
         })?;
         let argv = template.expand(src, tgt);
-        runner::run(what, &argv, self.inner.cfg.timeout).await
+        runner::run(
+            what,
+            &argv,
+            self.inner.cfg.timeout,
+            self.inner.cfg.exit_on_signal,
+        )
+        .await
     }
 
     /// Download `remote` to `local`: `Ok(false)` when the command says it is not there.
@@ -298,7 +304,7 @@ impl CmdStore {
             return Ok(None);
         }
         let path = local.path().to_path_buf();
-        let (got, size) = tokio::task::spawn_blocking(move || Digest::of_file(&path))
+        let (got, size) = tokio::task::spawn_blocking(move || hash_file(&path))
             .await
             .map_err(|e| Error::io("hashing a download", std::io::Error::other(e)))??;
         if got != *digest {
@@ -309,6 +315,25 @@ impl CmdStore {
         self.mark_known(*digest);
         Ok(Some((local, size)))
     }
+}
+
+/// BLAKE3 and length of a file, read in chunks: not `Digest::of_file`, whose memory map would
+/// count the whole file as resident while it hashes.
+fn hash_file(path: &Path) -> Result<(Digest, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ctx(|| format!("opening {}", path.display()))?;
+    let mut h = DigestWriter::new();
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .ctx(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok((h.finish(), h.len()))
 }
 
 /// Stream a verified scratch file, removing it when the stream is dropped.

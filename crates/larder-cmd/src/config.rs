@@ -36,6 +36,7 @@ pub struct CmdStoreBuilder {
     pub(crate) timeout: Duration,
     pub(crate) miss_status: Option<Vec<i32>>,
     pub(crate) scratch: Option<PathBuf>,
+    pub(crate) exit_on_signal: bool,
 }
 
 impl Default for CmdStoreBuilder {
@@ -62,6 +63,7 @@ impl CmdStoreBuilder {
             timeout: Duration::from_secs(300),
             miss_status: None,
             scratch: None,
+            exit_on_signal: false,
         }
     }
 
@@ -209,6 +211,16 @@ impl CmdStoreBuilder {
     /// Directory for the local files commands read and write (default: the system temp dir).
     pub fn with_scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.scratch = Some(dir.into());
+        self
+    }
+
+    /// While a command runs, watch SIGINT and SIGTERM: on either, kill every running command's
+    /// process group and end the process as the signal would have (default off; for binaries
+    /// like `larder`, whose other signal handlers would otherwise swallow the signal and leave
+    /// the command running). A library that handles these signals itself leaves this off and
+    /// calls [`kill_all`](crate::kill_all) from its handler.
+    pub fn with_exit_on_signal(mut self, on: bool) -> Self {
+        self.exit_on_signal = on;
         self
     }
 

@@ -34,22 +34,28 @@
 //! - A failure reports the command line, its exit status and the tail of its stderr/stdout.
 //! - Each command runs in its own process group. On time-out, or when the operation is
 //!   cancelled, the whole group is killed. The direct child also dies with larder
-//!   (`PR_SET_PDEATHSIG`), and [`kill_all`] lets a binary kill every running command from its own
-//!   SIGINT/SIGTERM handler.
+//!   (`PR_SET_PDEATHSIG`). With [`CmdStoreBuilder::with_exit_on_signal`] (the `larder` binary
+//!   sets it), SIGINT or SIGTERM while a command runs kills every running command's group and
+//!   then ends the process as the signal would have; a program with its own handlers calls
+//!   [`kill_all`] from them instead.
 //!
 //! # Guarantees and limits
 //! - Uploads are verified locally before the command runs; downloads are verified (BLAKE3)
 //!   before anything is returned. A corrupt blob is a miss, and is removed when a delete command
 //!   is configured.
-//! - Commands are not atomic in general: a reader racing a writer may download a partial file;
-//!   it fails verification and reads as a miss. Create-only entry writes check, then write.
+//! - Uploads should publish atomically, as object-store tools do (`gsutil cp`, `aws s3 cp`). A
+//!   plain `cp` onto a shared directory does not: a reader racing it may download a partial file
+//!   (it fails verification and reads as a miss), and two `cp`s racing onto one name can fail.
+//!   On a shared mount, copy then rename:
+//!   `put=sh -c 'cp "$0" "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"' %{SRC} %{TGT}`.
+//! - Create-only entry writes check, then write.
 //! - No list, stats or trim: commands give no listing. Capability: `delete` only with a delete
 //!   command.
 //!
 //! ```no_run
 //! # fn example() -> larder_core::Result<()> {
 //! let store = larder_cmd::CmdStore::from_url(
-//!     "cmd:///mnt/share/cache?put=install+-D+%{SRC}+%{TGT}&get=cp+%{SRC}+%{TGT}",
+//!     "cmd://gs://bucket/cache?copy=gsutil+-q+cp+%{SRC}+%{TGT}&exists=gsutil+-q+stat+%{TGT}",
 //! )?;
 //! # Ok(()) }
 //! ```

@@ -144,9 +144,41 @@ async fn tail_of<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
     tail
 }
 
+/// The first SIGINT or SIGTERM (never, if they cannot be watched).
+async fn interrupted() -> libc::c_int {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// End the process the way `sig` would have, had nobody been watching it.
+fn exit_by(sig: libc::c_int) -> ! {
+    kill_all();
+    // SAFETY: restoring the default action and raising the signal only affect this process,
+    // which is meant to end here.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+    std::process::exit(128 + sig)
+}
+
 /// Run `argv`, waiting at most `timeout`. A command that cannot start, or runs out of time, is
 /// an error (the latter temporary); a command that exits is a [`Finished`], successful or not.
-pub(crate) async fn run(what: &str, argv: &[String], timeout: Duration) -> Result<Finished> {
+pub(crate) async fn run(
+    what: &str,
+    argv: &[String],
+    timeout: Duration,
+    exit_on_signal: bool,
+) -> Result<Finished> {
     let command = display(argv);
     let Some((program, args)) = argv.split_first() else {
         return Err(Error::invalid(format!("{what}: empty command")));
@@ -188,11 +220,21 @@ pub(crate) async fn run(what: &str, argv: &[String], timeout: Duration) -> Resul
     let mut guard = GroupGuard { pgid };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let waited = tokio::time::timeout(timeout, async {
+    let waiting = tokio::time::timeout(timeout, async {
         let (status, out, err) = tokio::join!(child.wait(), tail_of(stdout), tail_of(stderr));
         (status, out, err)
-    })
-    .await;
+    });
+    let waited = if exit_on_signal {
+        tokio::select! {
+            waited = waiting => waited,
+            sig = interrupted() => {
+                guard.kill();
+                exit_by(sig)
+            }
+        }
+    } else {
+        waiting.await
+    };
     match waited {
         Ok((Ok(status), out, err)) => {
             // Reaped: its pid may be reused, so the group is not signalled any more.

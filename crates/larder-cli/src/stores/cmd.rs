@@ -5,13 +5,18 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use larder_cmd::CmdStore;
+use larder_cmd::CmdStoreBuilder;
 
 use super::{Opened, StoreUrl};
 
 /// Open the command store `url` describes.
 pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
-    let store = CmdStore::from_url(&url.location)
+    // SIGINT/SIGTERM while a command runs kill its process group and end larder: without
+    // this, a signal handler installed earlier (exec forwards signals to its command) would
+    // swallow them and leave the command running.
+    let store = CmdStoreBuilder::from_url(&url.location)
+        .map(|b| b.with_exit_on_signal(true))
+        .and_then(|b| b.build())
         .with_context(|| format!("cannot use the command store {}", url.location))?;
     Ok(Opened {
         store: Arc::new(store),
