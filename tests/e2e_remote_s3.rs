@@ -146,3 +146,60 @@ fn stats_and_trim_work_on_a_bucket() {
     assert_exit(&exec(&sb, &a, &url, Some(&s3), &args), 0);
     assert_eq!(count_lines(&runs), 2);
 }
+
+#[test]
+fn trim_keeps_the_entry_another_process_just_used() {
+    let Some(s3) = SeaweedFs::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let url = format!("minio://{}/{}/e2e/lru", s3.host_port(), s3.bucket());
+    let runs = sb.root.join("runs.log");
+    let dir = sb.root.join("w");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let task = |input: &str| -> Vec<String> {
+        sb.write(&dir, input, format!("contents of {input}\n"));
+        let script = format!(
+            "echo {input} >> {}; tr a-z A-Z < {input} > {input}.out",
+            runs.display()
+        );
+        [
+            "exec",
+            "--in",
+            input,
+            "--out",
+            &format!("{input}.out"),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (a, b) = (task("a.txt"), task("b.txt"));
+    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &a), 0);
+    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &b), 0);
+    // A is used again (a hit, recorded when that process exits); B is not.
+    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &a), 0);
+    assert_eq!(count_lines(&runs), 2, "the third run was a hit");
+
+    let trim = sb
+        .larder_in(&dir)
+        .args(["--store", &url, "trim", "--max-entries", "1"])
+        .env("LARDER_S3_ACCESS_KEY", s3.access_key())
+        .env("LARDER_S3_SECRET_KEY", s3.secret_key())
+        .output()
+        .expect("larder trim");
+    assert_exit(&trim, 0);
+    assert!(
+        text(&trim.stdout).contains("evicted 1 entry"),
+        "{}",
+        text(&trim.stdout)
+    );
+    // A was kept (a hit, with its outputs: its blobs survived), B was evicted (runs again).
+    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &a), 0);
+    assert_eq!(count_lines(&runs), 2, "A is still in the bucket");
+    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &b), 0);
+    assert_eq!(count_lines(&runs), 3, "B was the one evicted");
+}
