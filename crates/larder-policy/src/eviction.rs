@@ -85,6 +85,23 @@ impl WasmEviction {
         self.lock().guest.failures()
     }
 
+    /// Start over from a fresh instance that knows nothing (what a simulation of another
+    /// cache needs): the guest is re-instantiated and re-initialized, and the host forgets
+    /// the events it sent.
+    ///
+    /// # Errors
+    /// The new instance fails to start (counted as a failure).
+    pub fn reset(&self) -> Result<()> {
+        let mut st = self.lock();
+        st.guest.check_enabled()?;
+        st.guest.drop_instance();
+        st.mirror.clear();
+        match st.live() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(st.guest.failed(e)),
+        }
+    }
+
     /// Ask the guest for victims, without the fallback: what [`EvictionPolicy::select_victims`]
     /// does before it falls back to native LRU.
     ///

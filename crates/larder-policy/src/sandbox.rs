@@ -226,6 +226,12 @@ impl<B> Sandboxed<B> {
         }
     }
 
+    /// Drop the instance (the next call starts a fresh one); the strike count and a disabled
+    /// state stay.
+    pub(crate) fn drop_instance(&mut self) {
+        self.live = None;
+    }
+
     /// A successful operation: the strike count starts again.
     pub(crate) fn succeeded(&mut self) {
         self.failures = 0;

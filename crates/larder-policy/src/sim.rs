@@ -423,6 +423,101 @@ pub fn simulate(trace: &Trace, capacity: u64, slack: f64, policy: SimPolicy<'_>)
     res
 }
 
+/// An SVG line chart of hit ratio against capacity, one line per policy (in the order the
+/// policies first appear in `results`). Capacities are shown as a share of `footprint`.
+pub fn svg_chart(results: &[SimResult], footprint: u64) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 420.0;
+    const LEFT: f64 = 60.0;
+    const RIGHT: f64 = 190.0;
+    const TOP: f64 = 30.0;
+    const BOTTOM: f64 = 50.0;
+    const COLORS: [&str; 8] = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    ];
+    let share = |c: u64| 100.0 * c as f64 / footprint.max(1) as f64;
+    let max_x = results
+        .iter()
+        .map(|r| share(r.capacity))
+        .fold(1.0f64, f64::max);
+    let x = |v: f64| LEFT + (W - LEFT - RIGHT) * v / max_x;
+    let y = |ratio: f64| TOP + (H - TOP - BOTTOM) * (1.0 - ratio);
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.policy.as_str()) {
+            names.push(&r.policy);
+        }
+    }
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"18\" font-size=\"14\">hit ratio against cache capacity</text>\n"
+    );
+    for i in 0..=10 {
+        let v = f64::from(i) / 10.0;
+        out.push_str(&format!(
+            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}%</text>\n",
+            W - RIGHT,
+            y(v),
+            y(v),
+            LEFT - 6.0,
+            y(v) + 4.0,
+            i * 10
+        ));
+    }
+    for i in 0..=5 {
+        let v = max_x * f64::from(i) / 5.0;
+        out.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{v:.0}%</text>\n",
+            x(v),
+            H - BOTTOM + 18.0
+        ));
+    }
+    out.push_str(&format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">capacity (share of the trace's footprint)</text>\n",
+        (LEFT + W - RIGHT) / 2.0,
+        H - 10.0
+    ));
+    for (n, name) in names.iter().enumerate() {
+        let color = COLORS[n % COLORS.len()];
+        let mut pts: Vec<(f64, f64)> = results
+            .iter()
+            .filter(|r| r.policy == *name)
+            .map(|r| (share(r.capacity), r.hit_ratio()))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(cx, r)| format!("{:.1},{:.1}", x(cx), y(r)))
+            .collect();
+        out.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            path.join(" ")
+        ));
+        for &(cx, r) in &pts {
+            out.push_str(&format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>\n",
+                x(cx),
+                y(r)
+            ));
+        }
+        let ly = TOP + 18.0 * n as f64;
+        out.push_str(&format!(
+            "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{ly:.1}\" y2=\"{ly:.1}\" stroke=\"{color}\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+            W - RIGHT + 12.0,
+            W - RIGHT + 32.0,
+            W - RIGHT + 38.0,
+            ly + 4.0,
+            esc(name)
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,5 +558,8 @@ mod tests {
         // Unlimited capacity: only the first request of each key misses.
         let all = simulate(&t, 1000, 0.0, SimPolicy::Policy(&Lru));
         assert_eq!(all.hits, 396);
+        let svg = svg_chart(&[lru, opt, all], 40);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2, "one line per policy");
     }
 }

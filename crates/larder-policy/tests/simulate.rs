@@ -50,6 +50,9 @@ fn gdsf_saves_more_recompute_time_than_lru_and_wasm_lru_simulates_like_native() 
     let wtinylfu = host.eviction(&wtinylfu_wasm, "").unwrap();
     for pct in [5, 20] {
         let capacity = footprint * pct / 100;
+        for w in [&lru, &gdsf, &lfu, &wtinylfu] {
+            w.reset().unwrap();
+        }
         let run = |p| simulate(&trace, capacity, 0.02, p);
         let native: SimResult = run(SimPolicy::Policy(&Lru));
         let results = [
@@ -71,6 +74,11 @@ fn gdsf_saves_more_recompute_time_than_lru_and_wasm_lru_simulates_like_native() 
             (wasm_lru.hits, wasm_lru.bytes_hit, wasm_lru.evictions),
             (native.hits, native.bytes_hit, native.evictions)
         );
+        // A reset policy simulates the same again (no state carried over).
+        gdsf.reset().unwrap();
+        wtinylfu.reset().unwrap();
+        assert_eq!(run(SimPolicy::Policy(&gdsf)), results[3]);
+        assert_eq!(run(SimPolicy::Policy(&wtinylfu)), results[4]);
         let g = &results[3];
         assert!(
             g.cost_saved_ms > native.cost_saved_ms,

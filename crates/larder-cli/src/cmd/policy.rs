@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru, validate_victims};
 use larder_core::normalize::PathNormalizer;
 use larder_core::size::{format_size, parse_size};
-use larder_policy::sim::{SimPolicy, SimResult, SyntheticTrace, Trace, simulate};
+use larder_policy::sim::{SimPolicy, SimResult, SyntheticTrace, Trace, simulate, svg_chart};
 use larder_policy::{AdmissionCandidate, NormalizeContext, PolicyHost, WasmEviction};
 
 use super::{Ctx, EXIT_OK};
@@ -66,6 +66,9 @@ enum Command {
         /// Print JSON instead of tables
         #[arg(long)]
         json: bool,
+        /// Also draw hit ratio against capacity as an SVG chart into FILE
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
         #[command(flatten)]
         synth: Synth,
     },
@@ -142,8 +145,19 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             policy,
             slack,
             json,
+            svg,
             synth,
-        } => simulate_cmd(trace.as_deref(), &capacity, &policy, slack, json, &synth),
+        } => {
+            let (results, footprint) =
+                simulate_cmd(trace.as_deref(), &capacity, &policy, slack, json, &synth)?;
+            if let Some(path) = svg {
+                std::fs::write(&path, svg_chart(&results, footprint))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                ctx.ui
+                    .status(format_args!("chart written to {}", path.display()));
+            }
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -303,7 +317,7 @@ fn simulate_cmd(
     slack: f64,
     json: bool,
     synth: &Synth,
-) -> Result<u8> {
+) -> Result<(Vec<SimResult>, u64)> {
     let trace = match trace {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -371,7 +385,12 @@ fn simulate_cmd(
                 Loaded::Lru => SimPolicy::Policy(&Lru),
                 Loaded::Belady => SimPolicy::Belady,
                 Loaded::BeladySize => SimPolicy::BeladySize,
-                Loaded::Wasm(w) => SimPolicy::Policy(w.as_ref()),
+                Loaded::Wasm(w) => {
+                    // Each capacity starts from a fresh instance: no state carried over.
+                    w.reset()
+                        .with_context(|| format!("cannot restart {}", w.name()))?;
+                    SimPolicy::Policy(w.as_ref())
+                }
             };
             rows.push(simulate(&trace, cap, slack, p));
         }
@@ -428,7 +447,7 @@ fn simulate_cmd(
             "\nbelady: furthest next use (optimal for equal sizes with --slack 0; a heuristic for variable sizes)"
         );
     }
-    Ok(EXIT_OK)
+    Ok((all, footprint))
 }
 
 #[cfg(test)]
@@ -482,10 +501,10 @@ mod tests {
             "belady-size".to_owned(),
         ];
         let caps = ["10%".to_owned(), "1M".to_owned()];
-        assert_eq!(
-            simulate_cmd(None, &caps, &policies, 0.02, true, &small()).unwrap(),
-            EXIT_OK
-        );
+        let (results, footprint) =
+            simulate_cmd(None, &caps, &policies, 0.02, true, &small()).unwrap();
+        assert_eq!(results.len(), 6);
+        assert!(svg_chart(&results, footprint).contains("belady-size"));
         let bad = simulate_cmd(None, &["lots".to_owned()], &policies, 0.02, true, &small());
         assert!(bad.unwrap_err().to_string().contains("bad capacity"));
     }
@@ -515,9 +534,14 @@ mod tests {
             gdsf.display().to_string(),
             spec,
         ];
+        let (results, _) =
+            simulate_cmd(None, &["20%".to_owned()], &policies, 0.02, false, &small()).unwrap();
+        // The four asked for, and Belady for reference.
+        assert_eq!(results.len(), 5);
+        assert!(results.iter().all(|r| r.fallbacks == 0), "{results:?}");
         assert_eq!(
-            simulate_cmd(None, &["20%".to_owned()], &policies, 0.02, false, &small()).unwrap(),
-            EXIT_OK
+            results[0].hits, results[1].hits,
+            "wasm lru simulates like lru"
         );
     }
 }
