@@ -100,7 +100,9 @@ impl S3StoreBuilder {
     ///
     /// Query parameters (both schemes): `endpoint=URL`, `region=NAME`, `path_style=true|false`,
     /// `part_size=BYTES` (multipart part size, at least 5 MiB), `parts_in_flight=N`,
-    /// `create_only=false` (for services that reject `If-None-Match: *`).
+    /// `create_only=false` (for services that reject `If-None-Match: *`),
+    /// `request_timeout=SECS` (each attempt of a small request), `trim_grace=SECS` (see
+    /// [`S3StoreBuilder::with_trim_grace`]).
     ///
     /// # Errors
     /// [`larder_core::Error::InvalidInput`] naming what is wrong with the URL.
@@ -174,9 +176,24 @@ impl S3StoreBuilder {
                 "part_size" => b = b.with_part_size(number()? as usize)?,
                 "parts_in_flight" => b.parts_in_flight = (number()? as usize).max(1),
                 "create_only" => b.create_only = bool_value()?,
+                "request_timeout" | "trim_grace" => {
+                    let secs: f64 = v
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                        .ok_or_else(|| {
+                            config(format!("{url:?}: {k}={v} is not a number of seconds"))
+                        })?;
+                    let d = Duration::from_secs_f64(secs);
+                    if k == "trim_grace" {
+                        b.trim_grace = d;
+                    } else {
+                        b.request_timeout = d;
+                    }
+                }
                 other => {
                     return Err(config(format!(
-                        "{url:?}: unknown parameter `{other}` (known: endpoint, region, path_style, tls, part_size, parts_in_flight, create_only)"
+                        "{url:?}: unknown parameter `{other}` (known: endpoint, region, path_style, tls, part_size, parts_in_flight, create_only, request_timeout, trim_grace)"
                     )));
                 }
             }
@@ -436,7 +453,12 @@ mod tests {
         assert!(b.path_style);
         assert_eq!(b.region.as_deref(), Some("eu-west-1"));
         assert_eq!(b.credentials, Credentials::FromEnv);
-        let b = S3StoreBuilder::from_url("minio://h:1/bkt?tls=true&part_size=16MiB").unwrap();
+        let b = S3StoreBuilder::from_url(
+            "minio://h:1/bkt?tls=true&part_size=16MiB&trim_grace=60&request_timeout=2.5",
+        )
+        .unwrap();
+        assert_eq!(b.trim_grace, Duration::from_secs(60));
+        assert_eq!(b.request_timeout, Duration::from_millis(2500));
         assert_eq!(b.endpoint.as_deref(), Some("https://h:1"));
         assert_eq!(b.part_size, 16 << 20);
         assert!(S3StoreBuilder::from_url("minio://h:1").is_err());
