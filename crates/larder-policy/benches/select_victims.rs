@@ -53,8 +53,18 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // and then a small smoke run is enough.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let quick = std::env::args().any(|a| a == "--quick");
-    let reps = if quick { 3 } else { 11 };
+    let reps = if smoke {
+        1
+    } else if quick {
+        3
+    } else {
+        11
+    };
+    let n = if smoke { 10_000 } else { N };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), |t| root.join(t))
@@ -72,9 +82,9 @@ fn main() {
         max_memory: 1 << 30,
     });
     let wasm = host.eviction(&lru_wasm, "").expect("load lru.wasm");
-    let c = candidates(N);
+    let c = candidates(n);
     let total: u64 = c.size.iter().sum();
-    println!("select-victims over {N} entries, median of {reps}:");
+    println!("select-victims over {n} entries, median of {reps}:");
     println!(
         "{:<28} {:>11} {:>11} {:>7}",
         "goal", "native", "wasm", "ratio"
@@ -105,7 +115,7 @@ fn main() {
             "all entries",
             EvictionGoal {
                 bytes: 0,
-                entries: N as u64,
+                entries: n as u64,
             },
         ),
     ] {
