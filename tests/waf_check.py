@@ -78,6 +78,8 @@ class Waf:
         env["LARDER_BIN"] = self.larder
         env["XDG_CACHE_HOME"] = os.path.join(self.tmp, "xdg-cache")
         env["XDG_CONFIG_HOME"] = os.path.join(self.tmp, "xdg-config")
+        # waf imports the tool from integrations/waf: leave no __pycache__ in the checkout.
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.update(extra)
         return env
 
