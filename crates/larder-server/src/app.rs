@@ -101,6 +101,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .nest(&cfg.ccache_prefix, ccache::router())
         .nest(&cfg.bazel_prefix, bazel::router())
         .nest(&cfg.dav_prefix, dav::router())
+        // `PREFIX/` (the root collection, which WebDAV clients ask about) is not matched by
+        // the nested router.
+        .route(
+            &format!("{}/", cfg.dav_prefix),
+            axum::routing::any(dav::root),
+        )
         .nest(&cfg.waf_prefix, waf::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -44,9 +44,18 @@ fn key(path: &str) -> ApiResult<Key> {
         .map_err(|e| ApiError::bad(format!("bad WebDAV path {path:?}: {e}")))
 }
 
+/// `PREFIX/` itself (the tree's root collection), routed outside the nested router.
+pub(crate) async fn root(State(st): State<AppState>, request: Request) -> ApiResult<Response> {
+    handle_below(st, "/".to_owned(), request).await
+}
+
 async fn handle(State(st): State<AppState>, request: Request) -> ApiResult<Response> {
     // Nested routers see the path below their prefix.
     let below = request.uri().path().to_owned();
+    handle_below(st, below, request).await
+}
+
+async fn handle_below(st: AppState, below: String, request: Request) -> ApiResult<Response> {
     let (path, collection) = object_path(&below);
     let href = format!("{}{below}", st.config.dav_prefix);
     let method = request.method().as_str().to_owned();

@@ -34,6 +34,9 @@ async fn webdav_as_sccache_uses_it() {
         send(&s, "GET", "/dav/cache/.sccache_check", None).await.0,
         404
     );
+    // The tree's root is a collection too (sccache asks about it before its first write).
+    assert_eq!(send(&s, "PROPFIND", "/dav/", None).await.0, 207);
+    assert_eq!(send(&s, "PROPFIND", "/dav", None).await.0, 207);
     // A collection answers PROPFIND with one response, and MKCOL succeeds.
     let (status, xml) = send(&s, "PROPFIND", "/dav/cache/", None).await;
     assert_eq!(status, 207);
