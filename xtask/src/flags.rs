@@ -15,11 +15,20 @@ xflags::xflags! {
             /// Skip `cargo fmt --check` and clippy.
             optional --no-lint
         }
-        /// The foundation benchmarks (signatures, fs put/get vs cp, trim); prints ratios
-        /// against baselines measured in the same run.
+        /// Every store on one workload (small, large and mixed entries; put, cold and warm
+        /// get, find-missing; concurrency 1 and 32), each figure beside a baseline measured in
+        /// the same run (cp, nginx, the bare command, plain aws-sdk-s3). Prints a table and
+        /// writes JSON, Markdown and an SVG chart.
         cmd bench {
-            /// Smaller workloads, for a smoke test.
+            /// Smaller workloads in the test build (under 3 minutes): a smoke test that fails
+            /// only when a store errors, never on speed.
             optional --quick
+            /// Stores to measure, comma-separated: fs,http,cmd,s3 (default: all).
+            optional --stores stores: String
+            /// Where the JSON, Markdown and SVG go (default: target/bench).
+            optional --out out: String
+            /// Also run the foundation benchmarks (signatures, fs put/get vs cp, trim).
+            optional --foundation
         }
         /// Build the WebAssembly guest policies in `policies/` (wasm32-unknown-unknown
         /// components, into `target/policies/<name>.wasm`).

@@ -3,7 +3,8 @@
 //! - `cargo xtask demo`: larder's main job on the embedded fs store (README's first command).
 //! - `cargo xtask test`: install test prerequisites, lint, run every test (README's second
 //!   command; `.ci/run` runs exactly this).
-//! - `cargo xtask bench`: the foundation benchmarks, as ratios to same-run baselines.
+//! - `cargo xtask bench`: every store on one workload, as ratios to same-run baselines
+//!   (`--foundation` adds the foundation benchmarks).
 //! - `cargo xtask policies`: build the WebAssembly guest policies (`policies/`).
 
 mod demo;
@@ -21,7 +22,7 @@ use xshell::Shell;
 fn main() {
     if std::env::args().len() <= 1 {
         println!(
-            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   foundation benchmarks with same-run baselines\n  policies  build the WebAssembly guest policies in policies/\n\n`cargo xtask <task> --help` for options."
+            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   every store on one workload, beside same-run baselines\n  policies  build the WebAssembly guest policies in policies/\n\n`cargo xtask <task> --help` for options."
         );
         return;
     }
@@ -60,12 +61,34 @@ pub(crate) fn target_dir() -> PathBuf {
 
 impl flags::Bench {
     fn run(self, sh: &Shell) -> Result<()> {
-        let quick = if self.quick { Some("--quick") } else { None };
-        xshell::cmd!(
-            sh,
-            "cargo bench -p larder-benches --bench foundation -- {quick...}"
-        )
-        .run()?;
+        let stores = self.stores.unwrap_or_else(|| "fs,http,cmd,s3".into());
+        let out = self
+            .out
+            .unwrap_or_else(|| target_dir().join("bench").display().to_string());
+        let mut args = vec!["--stores".to_owned(), stores, "--out".to_owned(), out];
+        if self.quick {
+            // The test build CI already has: no second (release) build of the dependencies.
+            args.push("--quick".into());
+            xshell::cmd!(
+                sh,
+                "cargo test -p larder-benches --bench stores -- {args...}"
+            )
+            .run()?;
+        } else {
+            xshell::cmd!(
+                sh,
+                "cargo bench -p larder-benches --bench stores -- {args...}"
+            )
+            .run()?;
+        }
+        if self.foundation {
+            let quick = if self.quick { Some("--quick") } else { None };
+            xshell::cmd!(
+                sh,
+                "cargo bench -p larder-benches --bench foundation -- {quick...}"
+            )
+            .run()?;
+        }
         Ok(())
     }
 }

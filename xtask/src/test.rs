@@ -162,6 +162,18 @@ impl flags::Test {
         cmd!(sh, "cargo test --workspace --locked --doc")
             .run()
             .context("doc tests failed")?;
+        // `cargo xtask bench --quick`: every store through the benchmark workload, in the test
+        // build above (fails only if a store errors, never on speed).
+        let out = crate::target_dir()
+            .join("bench-quick")
+            .display()
+            .to_string();
+        cmd!(
+            sh,
+            "cargo test -p larder-benches --locked --bench stores -- --quick --out {out}"
+        )
+        .run()
+        .context("the quick stores benchmark failed")?;
         Ok(())
     }
 }
