@@ -162,7 +162,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
 }
 
 fn check(file: &Path, config: &str, ctx: &Ctx) -> Result<u8> {
-    let host = PolicyHost::new();
+    let host = host();
     let info = host
         .inspect(file)
         .with_context(|| format!("{} is not a usable component", file.display()))?;
@@ -294,6 +294,20 @@ fn check(file: &Path, config: &str, ctx: &Ctx) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// A policy host that keeps compiled components in the user's cache directory
+/// (`$XDG_CACHE_HOME/larder/policies`, else `~/.cache/larder/policies`), so a policy is only
+/// compiled once per wasm file and wasmtime version.
+fn host() -> PolicyHost {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    match base {
+        Some(dir) => PolicyHost::new().with_cache_dir(dir.join("larder").join("policies")),
+        None => PolicyHost::new(),
+    }
+}
+
 /// Percentage of `a` also in `b`.
 fn overlap(a: &[usize], b: &[usize]) -> u64 {
     if a.is_empty() {
@@ -345,7 +359,7 @@ fn simulate_cmd(
             })
             .collect::<Result<_>>()?
     };
-    let host = PolicyHost::new();
+    let host = host();
     let mut loaded = Vec::new();
     let names: Vec<String> = if policies.is_empty() {
         vec!["lru".into()]
