@@ -363,6 +363,52 @@ fn prefix_normalizer_strips_machine_paths_and_its_id_ignores_the_machine() {
 }
 
 #[test]
+fn a_failing_normalizer_fails_closed_and_is_disabled_after_three_failures() {
+    let n = PolicyHost::new()
+        .normalizer(
+            &need!("hostile-normalize-panic"),
+            "",
+            NormalizeContext {
+                workspace_root: "/ws".into(),
+                ..NormalizeContext::default()
+            },
+        )
+        .unwrap();
+    // Never a guessed value: an error, so the task is not cached.
+    let e = n.normalize_paths(&["/ws/a.c".to_owned()]).unwrap_err();
+    assert!(matches!(e, PolicyError::Trap { .. }), "{e}");
+    let e = n
+        .normalize_values(&[("CFLAGS".to_owned(), "-O2".to_owned())])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("2 results for 1 inputs"),
+        "unclear: {e}"
+    );
+    assert!(n.normalize_path("/ws/b.c").is_err());
+    assert!(n.is_disabled());
+    let e = n.normalize_value("", "x").unwrap_err();
+    assert!(e.to_string().contains("disabled"), "{e}");
+}
+
+#[test]
+fn a_hanging_admission_policy_is_stopped_and_the_entry_admitted() {
+    let p = PolicyHost::new()
+        .with_limits(short_limits())
+        .admission(&need!("hostile-admit-loop"), "")
+        .unwrap();
+    let c = AdmissionCandidate {
+        size: 10,
+        cost_ms: 10,
+        created_ms: 0,
+    };
+    let e = p.try_admit(c, 0).unwrap_err();
+    assert!(matches!(e, PolicyError::Timeout { .. }), "{e}");
+    let t = Instant::now();
+    assert!(p.admit(c, 0), "a failing admission policy admits");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn compiled_components_are_cached_on_disk_and_damage_is_recompiled() {
     let path = need!("lru");
     let dir = tempfile::tempdir().unwrap();
