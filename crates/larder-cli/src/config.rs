@@ -92,6 +92,18 @@ const KEYS: &[Key] = &[
         help: "flush cache files to disk before publishing them",
     },
     Key {
+        name: "eviction_policy",
+        env: "LARDER_EVICTION_POLICY",
+        wafcache: None,
+        help: "a WebAssembly eviction policy (.wasm) that trims use instead of LRU (larder.toml: [policy] eviction)",
+    },
+    Key {
+        name: "eviction_config",
+        env: "LARDER_EVICTION_CONFIG",
+        wafcache: None,
+        help: "the eviction policy's configuration string (larder.toml: [policy] eviction_config)",
+    },
+    Key {
         name: "stats",
         env: "LARDER_STATS",
         wafcache: Some(("WAFCACHE_STATS", true)),
@@ -184,6 +196,9 @@ pub(crate) struct Config {
     pub(crate) compression: Setting<Compression>,
     pub(crate) inline_limit: Setting<u64>,
     pub(crate) fsync: Setting<bool>,
+    /// A WebAssembly eviction policy, as an absolute path.
+    pub(crate) eviction_policy: Setting<Option<PathBuf>>,
+    pub(crate) eviction_config: Setting<String>,
     pub(crate) stats: Setting<bool>,
 }
 
@@ -329,6 +344,21 @@ impl Config {
                 parse_inline_limit,
             )?,
             fsync: setting(&raw, "fsync", false, parse_bool)?,
+            eviction_policy: match raw.get("eviction_policy") {
+                Some(r) if !is_none_word(&r.value) => Setting {
+                    value: Some(r.base.join(&r.value)),
+                    source: r.source.clone(),
+                },
+                Some(r) => Setting {
+                    value: None,
+                    source: r.source.clone(),
+                },
+                None => Setting {
+                    value: None,
+                    source: Source::Default,
+                },
+            },
+            eviction_config: setting(&raw, "eviction_config", String::new(), |v| Ok(v.to_owned()))?,
             stats: setting(&raw, "stats", false, parse_bool)?,
         })
     }
@@ -394,6 +424,22 @@ impl Config {
                 &self.inline_limit.source,
             ),
             ("fsync", boolean(&self.fsync), &self.fsync.source),
+            (
+                "eviction_policy",
+                match &self.eviction_policy.value {
+                    Some(p) => (p.display().to_string(), J::from(p.display().to_string())),
+                    None => ("lru (built in)".to_owned(), J::Null),
+                },
+                &self.eviction_policy.source,
+            ),
+            (
+                "eviction_config",
+                (
+                    self.eviction_config.value.clone(),
+                    J::from(self.eviction_config.value.clone()),
+                ),
+                &self.eviction_config.source,
+            ),
             ("stats", boolean(&self.stats), &self.stats.source),
         ];
         rows.into_iter()
@@ -498,7 +544,32 @@ fn read_config_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
         .parse()
         .with_context(|| format!("cannot parse config file {}", path.display()))?;
     let mut out = Vec::new();
+    let mut flat: Vec<(String, toml::Value)> = Vec::new();
     for (key, value) in table {
+        match (key.as_str(), value) {
+            // `[policy]`: eviction = "x.wasm", eviction_config = "..."
+            ("policy", toml::Value::Table(t)) => {
+                for (sub, v) in t {
+                    match sub.as_str() {
+                        "eviction" | "eviction_config" => {
+                            let name = if sub == "eviction" {
+                                "eviction_policy".to_owned()
+                            } else {
+                                sub.clone()
+                            };
+                            flat.push((name, v));
+                        }
+                        other => bail!(
+                            "unknown key `policy.{other}` in {} (known: policy.eviction, policy.eviction_config)",
+                            path.display()
+                        ),
+                    }
+                }
+            }
+            (_, value) => flat.push((key, value)),
+        }
+    }
+    for (key, value) in flat {
         let Some(k) = KEYS.iter().find(|k| k.name == key) else {
             let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
             bail!(

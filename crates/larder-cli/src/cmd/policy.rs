@@ -297,7 +297,7 @@ fn check(file: &Path, config: &str, ctx: &Ctx) -> Result<u8> {
 /// A policy host that keeps compiled components in the user's cache directory
 /// (`$XDG_CACHE_HOME/larder/policies`, else `~/.cache/larder/policies`), so a policy is only
 /// compiled once per wasm file and wasmtime version.
-fn host() -> PolicyHost {
+pub(crate) fn host() -> PolicyHost {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)

@@ -15,7 +15,8 @@ Examples:
 
 Without flags, the budgets come from larder.toml (max_size, max_entries, min_free, max_free),
 LARDER_MAX_SIZE etc., or WAFCACHE_EVICT_MAX_BYTES / WAFCACHE_TRIM_MAX_FOLDER. Entries go in
-least-recently-used order. Only one process trims a cache at a time: without --wait, a trim
+least-recently-used order, or as the WebAssembly policy in `[policy] eviction` (larder.toml) or
+LARDER_EVICTION_POLICY says. Only one process trims a cache at a time: without --wait, a trim
 that finds another one running does nothing.";
 
 /// Evict least recently used entries until the cache is within its budgets.
@@ -73,6 +74,13 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     opts.max_free_bytes = config.max_free.value;
     opts.dry_run = args.dry_run;
     opts.wait_for_lock = args.wait;
+    if let Some(policy) = &config.eviction_policy.value {
+        ctx.ui.note(format_args!(
+            "evicting with the policy {} (from {})",
+            policy.display(),
+            config.eviction_policy.source
+        ));
+    }
     let bar = ctx.ui.bar(0, "trimming", false);
     let report = store
         .trim(&opts, Some(Ui::progress_fn(&bar)))
