@@ -24,6 +24,9 @@ mod fs;
 mod fs;
 #[cfg(feature = "http")]
 mod http;
+
+#[cfg(feature = "server")]
+pub(crate) use fs::eviction_policy;
 #[cfg(feature = "s3")]
 mod s3;
 

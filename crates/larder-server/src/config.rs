@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub upload_workers: usize,
     /// Serve HTTPS with these files instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// The eviction order of the clean-up (default: the store's native LRU).
+    pub eviction: Option<Arc<dyn larder_core::eviction::EvictionPolicy>>,
 }
 
 impl ServerConfig {
@@ -73,6 +75,7 @@ impl ServerConfig {
             upstream: None,
             upload_workers: 4,
             tls: None,
+            eviction: None,
         }
     }
 
@@ -148,6 +151,12 @@ impl ServerConfig {
     /// Serve HTTPS (see [`TlsFiles`]).
     pub fn with_tls(mut self, tls: TlsFiles) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Evict with `policy` (a WebAssembly policy, say) instead of LRU.
+    pub fn with_eviction(mut self, policy: Arc<dyn larder_core::eviction::EvictionPolicy>) -> Self {
+        self.eviction = Some(policy);
         self
     }
 }

@@ -35,7 +35,9 @@ impl Server {
     /// the address cannot be bound, [`ServerError::Prefix`] for a bad prefix.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let dir = config.dir.clone();
-        let fs_config = FsConfig::default().with_max_blob_bytes(config.max_blob_bytes);
+        let fs_config = FsConfig::default()
+            .with_max_blob_bytes(config.max_blob_bytes)
+            .with_eviction(config.eviction.clone());
         let store = tokio::task::spawn_blocking(move || FsStore::open(&dir, fs_config))
             .await
             .map_err(|e| ServerError::Store {

@@ -251,3 +251,73 @@ async fn pushes_need_a_credential_and_reads_are_anonymous_unless_turned_off() {
         .expect("GET");
     assert_eq!(r.status().as_u16(), 404);
 }
+
+/// Evicts the most recently used first: the opposite of the default, so a test can tell which
+/// one the server used.
+#[derive(Debug)]
+struct NewestFirst;
+
+impl larder_core::eviction::EvictionPolicy for NewestFirst {
+    fn name(&self) -> &str {
+        "newest-first"
+    }
+
+    fn select_victims(
+        &self,
+        c: &larder_core::eviction::Candidates,
+        goal: larder_core::eviction::EvictionGoal,
+        _now_ms: u64,
+    ) -> larder_core::Result<Vec<usize>> {
+        let mut order: Vec<usize> = (0..c.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse((c.last_access_ms[i], c.created_ms[i])));
+        let (mut bytes, mut entries, mut out) = (0u64, 0u64, Vec::new());
+        for i in order {
+            if bytes >= goal.bytes && entries >= goal.entries {
+                break;
+            }
+            bytes += c.size[i];
+            entries += 1;
+            out.push(i);
+        }
+        Ok(out)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cleanup_evicts_with_the_configured_policy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("cache");
+    let mut budget = TrimOptions::default();
+    budget.max_entries = Some(2);
+    let s = TestServer::start_in(&root, |c| {
+        c.with_budget(budget)
+            .with_cleanup_interval(Duration::from_secs(3600))
+            .with_eviction(std::sync::Arc::new(NewestFirst))
+    })
+    .await;
+    for i in 0..3 {
+        assert_eq!(s.put(&ccache_path(30 + i), vec![i as u8; 100]).await, 201);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The clean-up runs at start and then every interval: restart over the same directory to
+    // have one now.
+    s.stop().await;
+    let mut budget = TrimOptions::default();
+    budget.max_entries = Some(2);
+    let s = TestServer::start_in(&root, |c| {
+        c.with_budget(budget)
+            .with_cleanup_interval(Duration::from_secs(3600))
+            .with_eviction(std::sync::Arc::new(NewestFirst))
+    })
+    .await;
+    for _ in 0..100 {
+        let m = String::from_utf8(s.get("/metrics").await.1.to_vec()).expect("utf-8");
+        if sample(&m, "larder_store_entries") == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The newest went; LRU would have removed the oldest.
+    assert_eq!(s.get(&ccache_path(30)).await.0, 200);
+    assert_eq!(s.get(&ccache_path(32)).await.0, 404);
+}

@@ -153,7 +153,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .as_deref()
         .map(|s| parse_size(s).with_context(|| format!("bad --max-blob-size {s:?}")))
         .transpose()?;
-    let config = ServerConfig::new(&dir, args.listen)
+    let server_config = ServerConfig::new(&dir, args.listen)
         .with_max_blob_bytes(max_blob_bytes)
         .with_read_only(args.read_only)
         .with_native_prefix(args.native_prefix)
@@ -163,6 +163,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_waf_prefix(args.waf_prefix)
         .with_budget(budget)
         .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)));
+    let config = match crate::stores::eviction_policy(&config) {
+        Some(policy) => server_config.with_eviction(policy),
+        None => server_config,
+    };
     let config = match &args.upstream {
         Some(url) => {
             let upstream_config = ctx.config(vec![("store", url.clone(), "--upstream")])?;

@@ -32,7 +32,7 @@ pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
 /// The configured WebAssembly eviction policy, if any. A policy that cannot be loaded is a
 /// warning: trims then go in LRU order, and nothing else changes.
 #[cfg(feature = "policy")]
-fn eviction_policy(
+pub(crate) fn eviction_policy(
     config: &Config,
 ) -> Option<std::sync::Arc<dyn larder_core::eviction::EvictionPolicy>> {
     let path = config.eviction_policy.value.as_ref()?;
@@ -51,7 +51,7 @@ fn eviction_policy(
 
 /// Without the `policy` feature, a configured policy is a warning.
 #[cfg(not(feature = "policy"))]
-fn eviction_policy(
+pub(crate) fn eviction_policy(
     config: &Config,
 ) -> Option<std::sync::Arc<dyn larder_core::eviction::EvictionPolicy>> {
     let path = config.eviction_policy.value.as_ref()?;
