@@ -187,10 +187,15 @@ fn make_sets(mode: Mode, root: &Path) -> Res<Vec<Set>> {
     Ok(sets)
 }
 
+/// Opens a handle on a store's namespace.
+type Opener = Box<dyn Fn(&str) -> Res<Arc<dyn Store>> + Send + Sync>;
+
 /// A store under test, with a way to open a fresh handle to it and its baseline.
 struct Subject {
     name: String,
-    open: Box<dyn Fn() -> Res<Arc<dyn Store>> + Send + Sync>,
+    /// A handle on the store's namespace `ns` (each put round gets its own, so that no round
+    /// finds the previous round's blobs already stored).
+    open: Opener,
     baseline: Option<Baseline>,
     /// Kept alive for the store's lifetime (servers, temp dirs).
     _guards: Vec<Box<dyn std::any::Any + Send>>,
@@ -472,13 +477,13 @@ async fn run_subject(
                     rep + 1
                 ));
                 let tag = format!("{}-{}-{conc}-{rep}", subject.name, set.name);
-                let store = (subject.open)()?;
+                let store = (subject.open)(&tag)?;
                 f_put.push(time(larder_put(&store, src, set, &tag, conc)).await?);
                 store.flush().await?;
                 drop(store);
                 let dst = work.join("restore");
                 fresh(&dst)?;
-                let cold = (subject.open)()?;
+                let cold = (subject.open)(&tag)?;
                 f_cold.push(time(larder_get(&cold, &dst, set, &tag, conc)).await?);
                 fresh(&dst)?;
                 f_warm.push(time(larder_get(&cold, &dst, set, &tag, conc)).await?);
@@ -508,14 +513,12 @@ async fn run_subject(
             figures.push(fig("get-cold", f_cold, Vec::new()));
             figures.push(fig("get-warm", f_warm, b_get));
         }
-        // find-missing: every blob digest of the last put, and as many absent ones.
-        let store = (subject.open)()?;
+        // find-missing: every blob digest of the first put, and as many absent ones.
+        let tag = format!("{}-{}-{}-0", subject.name, set.name, concs[0]);
+        let store = (subject.open)(&tag)?;
         let mut digests: Vec<Digest> = Vec::new();
         for (name, _) in &set.files {
-            let key = key_for(
-                &format!("{}-{}-{}-0", subject.name, set.name, concs[0]),
-                name,
-            )?;
+            let key = key_for(&tag, name)?;
             if let Some(e) = store.get_entry(&key).await? {
                 digests.extend(e.blob_digests());
             }
@@ -611,9 +614,9 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
             let root = dir.join("cache");
             Subject {
                 name: name.into(),
-                open: Box::new(move || {
+                open: Box::new(move |ns| {
                     Ok(Arc::new(larder_fs::FsStore::open(
-                        &root,
+                        root.join(ns),
                         larder_fs::FsConfig::default(),
                     )?) as Arc<dyn Store>)
                 }),
@@ -622,15 +625,12 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
             }
         }
         "http" => {
-            let config =
-                larder_server::ServerConfig::new(dir.join("cache"), "127.0.0.1:0".parse()?);
-            let server = larder_server::Server::bind(config).await?;
-            let base = format!("http://{}/v1", server.local_addr());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(server.run(async move {
-                let _ = stopped.await;
-            }));
-            let mut guards: Vec<Box<dyn std::any::Any + Send>> = vec![Box::new(stop)];
+            // One in-process `larder serve` per namespace, started on first use.
+            type Servers =
+                std::collections::HashMap<String, (String, tokio::sync::oneshot::Sender<()>)>;
+            let servers: Arc<std::sync::Mutex<Servers>> = Arc::default();
+            let mut guards: Vec<Box<dyn std::any::Any + Send>> =
+                vec![Box::new(Arc::clone(&servers))];
             let baseline = match start_nginx(&dir.join("nginx"))? {
                 Some((nginx, url)) => {
                     guards.push(Box::new(nginx));
@@ -641,10 +641,27 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
                 }
                 None => None,
             };
+            let root = dir.join("cache");
             Subject {
                 name: name.into(),
-                open: Box::new(move || {
-                    Ok(Arc::new(larder_http::HttpStore::new(base.clone())?) as Arc<dyn Store>)
+                open: Box::new(move |ns| {
+                    let mut map = servers.lock().map_err(|_| "server map poisoned")?;
+                    if !map.contains_key(ns) {
+                        let config =
+                            larder_server::ServerConfig::new(root.join(ns), "127.0.0.1:0".parse()?);
+                        let server = tokio::task::block_in_place(|| {
+                            tokio::runtime::Handle::current()
+                                .block_on(larder_server::Server::bind(config))
+                        })?;
+                        let base = format!("http://{}/v1", server.local_addr());
+                        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                        tokio::spawn(server.run(async move {
+                            let _ = stopped.await;
+                        }));
+                        map.insert(ns.to_owned(), (base, stop));
+                    }
+                    let base = map.get(ns).map(|(b, _)| b.clone()).unwrap_or_default();
+                    Ok(Arc::new(larder_http::HttpStore::new(base)?) as Arc<dyn Store>)
                 }),
                 baseline,
                 _guards: guards,
@@ -652,16 +669,17 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
         }
         "cmd" => {
             let remote = dir.join("remote");
-            // `cp` creates no directories: the two the store names objects under.
-            std::fs::create_dir_all(remote.join("entries"))?;
-            std::fs::create_dir_all(remote.join("blobs"))?;
-            let url = format!(
-                "cmd://{}?copy=cp+%25%7BSRC%7D+%25%7BTGT%7D&exists=test+-e+%25%7BTGT%7D&jobs=32",
-                remote.display()
-            );
             Subject {
                 name: name.into(),
-                open: Box::new(move || {
+                open: Box::new(move |ns| {
+                    let base = remote.join(ns);
+                    // `cp` creates no directories: the two the store names objects under.
+                    std::fs::create_dir_all(base.join("entries"))?;
+                    std::fs::create_dir_all(base.join("blobs"))?;
+                    let url = format!(
+                        "cmd://{}?copy=cp+%25%7BSRC%7D+%25%7BTGT%7D&exists=test+-e+%25%7BTGT%7D&jobs=32",
+                        base.display()
+                    );
                     Ok(Arc::new(larder_cmd::CmdStore::from_url(&url)?) as Arc<dyn Store>)
                 }),
                 baseline: Some(Baseline::Cp(dir.join("baseline"))),
@@ -689,13 +707,13 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
             let b2 = bucket.clone();
             Subject {
                 name: name.into(),
-                open: Box::new(move || {
+                open: Box::new(move |ns| {
                     Ok(Arc::new(
                         larder_s3::S3Store::builder(&b2)
                             .with_endpoint(&endpoint)
                             .with_path_style(true)
                             .with_credentials(&ak, &sk)
-                            .with_prefix("bench")?
+                            .with_prefix(format!("bench/{ns}"))?
                             .build()?,
                     ) as Arc<dyn Store>)
                 }),
