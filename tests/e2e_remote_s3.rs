@@ -203,3 +203,81 @@ fn trim_keeps_the_entry_another_process_just_used() {
     assert_exit(&exec(&sb, &dir, &url, Some(&s3), &b), 0);
     assert_eq!(count_lines(&runs), 3, "B was the one evicted");
 }
+
+/// A policy built by `cargo xtask policies` (`target/policies/NAME.wasm`); `None` (skip) when
+/// missing, except under CI.
+fn policy(name: &str) -> Option<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| root.join(t))
+        .unwrap_or_else(|| root.join("target"));
+    let p = target.join("policies").join(format!("{name}.wasm"));
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: `cargo xtask test` builds the policies first",
+        p.display()
+    );
+    eprintln!("skipping: {} not built (cargo xtask policies)", p.display());
+    None
+}
+
+#[test]
+fn bucket_trims_use_the_configured_eviction_policy() {
+    let Some(lfu) = policy("lfu") else { return };
+    let Some(s3) = SeaweedFs::start() else {
+        return;
+    };
+    let larder = |sb: &Sandbox, url: &str, args: &[&str]| {
+        sb.larder()
+            .args(args)
+            .env("LARDER_STORE", url)
+            .env("LARDER_S3_ACCESS_KEY", s3.access_key())
+            .env("LARDER_S3_SECRET_KEY", s3.secret_key())
+            .output()
+            .expect("running larder")
+    };
+    // `often` stored first and read three times (three processes, three access records), then
+    // `b` and `c` stored, a second apart (object times may be whole seconds).
+    let fill = |sb: &Sandbox, url: &str| {
+        sb.write(&sb.work, "f.txt", "data\n");
+        assert_exit(&larder(sb, url, &["put", "often", "f.txt"]), 0);
+        for _ in 0..3 {
+            assert_exit(&larder(sb, url, &["get", "often"]), 0);
+        }
+        for (key, file) in [("b", "g.txt"), ("c", "h.txt")] {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            sb.write(&sb.work, file, format!("{key} data\n"));
+            assert_exit(&larder(sb, url, &["put", key, file]), 0);
+        }
+    };
+
+    // LRU (no policy configured): `often` was used least recently, so it goes.
+    let lru = Sandbox::new();
+    let url = format!("minio://{}/{}/e2e/policy-lru", s3.host_port(), s3.bucket());
+    fill(&lru, &url);
+    assert_exit(&larder(&lru, &url, &["trim", "--max-entries", "2"]), 0);
+    assert_exit(&larder(&lru, &url, &["get", "often"]), 1);
+
+    // The LFU policy from larder.toml: `b` (no hits, older than `c`) goes instead.
+    let sb = Sandbox::new();
+    let url = format!("minio://{}/{}/e2e/policy-lfu", s3.host_port(), s3.bucket());
+    fill(&sb, &url);
+    sb.write(
+        &sb.work,
+        "larder.toml",
+        format!("[policy]\neviction = \"{}\"\n", lfu.display()),
+    );
+    let trim = larder(&sb, &url, &["trim", "--max-entries", "2"]);
+    assert_exit(&trim, 0);
+    assert!(
+        text(&trim.stdout).contains("evicted 1 entry"),
+        "{}",
+        text(&trim.stdout)
+    );
+    assert_exit(&larder(&sb, &url, &["get", "often"]), 0);
+    assert_exit(&larder(&sb, &url, &["get", "b"]), 1);
+    assert_exit(&larder(&sb, &url, &["get", "c"]), 0);
+}

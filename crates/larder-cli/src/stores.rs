@@ -105,7 +105,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         #[cfg(not(feature = "http"))]
         "https" => disabled::open(&url, "http"),
         #[cfg(feature = "s3")]
-        "s3" | "minio" => s3::open(&url),
+        "s3" | "minio" => s3::open(&url, config),
         #[cfg(not(feature = "s3"))]
         "s3" | "minio" => disabled::open(&url, "s3"),
         "gs" => disabled::open(&url, "gcs"),

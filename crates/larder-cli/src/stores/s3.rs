@@ -5,14 +5,35 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use larder_s3::S3Store;
+use larder_core::eviction::EvictionPolicy;
+use larder_s3::S3StoreBuilder;
 
 use super::{Opened, StoreUrl};
+use crate::config::Config;
+
+/// The configured eviction policy (loaded as for the filesystem store).
+#[cfg(feature = "fs")]
+fn eviction_policy(config: &Config) -> Option<Arc<dyn EvictionPolicy>> {
+    super::fs::eviction_policy(config)
+}
+
+/// Without the filesystem store, the policy loader is not built in: trims go in LRU order.
+#[cfg(not(feature = "fs"))]
+fn eviction_policy(_config: &Config) -> Option<Arc<dyn EvictionPolicy>> {
+    None
+}
 
 /// Open the bucket `url` names. Nothing is contacted yet: a dead or misconfigured server shows
-/// up on first use, where the CLI turns it into a miss and a warning.
-pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
-    let store = S3Store::from_url(&url.location)
+/// up on first use, where the CLI turns it into a miss and a warning. Trims evict with the
+/// configured eviction policy, as the filesystem store's do.
+pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
+    let mut builder = S3StoreBuilder::from_url(&url.location)
+        .with_context(|| format!("cannot use the S3 store {}", url.location))?;
+    if let Some(policy) = eviction_policy(config) {
+        builder = builder.with_eviction_policy(policy);
+    }
+    let store = builder
+        .build()
         .with_context(|| format!("cannot use the S3 store {}", url.location))?;
     Ok(Opened {
         store: Arc::new(store),
