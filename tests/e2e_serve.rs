@@ -274,3 +274,72 @@ fn https_and_a_push_token_from_the_command_line() {
     assert_eq!(count_lines(&runs), 1, "the second checkout hit over https");
     assert_eq!(served.terminate(), Some(0));
 }
+
+#[test]
+fn sigterm_while_storing_outputs_stops_larder() {
+    let sb = Sandbox::new();
+    // A server that answers every lookup with a miss and never answers a write: storing the
+    // outputs hangs.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut conn = conn;
+                let mut buf = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    buf.clear();
+                    while !buf.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => buf.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    if !buf.starts_with(b"GET ") {
+                        std::thread::sleep(Duration::from_secs(60));
+                        return;
+                    }
+                    let miss = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+                    if conn.write_all(miss).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let args = checkout(&sb, &a, &runs);
+    let mut child = sb
+        .larder_in(&a)
+        .args(["--store", &url])
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting larder exec");
+    // Wait until the command has run (larder is then looking up or storing).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_lines(&runs) == 0 {
+        assert!(Instant::now() < deadline, "the wrapped command never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("larder ignored SIGTERM while storing outputs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143), "{status:?}");
+}

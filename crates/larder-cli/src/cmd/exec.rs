@@ -594,6 +594,9 @@ async fn run_command(argv: &[String]) -> std::io::Result<Ran> {
         .take()
         .map(|p| tokio::spawn(tee(p, tokio::io::stderr(), done_rx)));
     let status = wait_forwarding_signals(&mut child).await?;
+    // The handlers stay installed: from now on a signal must stop larder itself, as it would
+    // have without them (entries are written atomically, so stopping mid-store is safe).
+    exit_on_signal();
     let cost = started.elapsed();
     let _ = done_tx.send(true);
     let join = |t: Option<tokio::task::JoinHandle<Captured>>| async move {
@@ -615,6 +618,30 @@ async fn run_command(argv: &[String]) -> std::io::Result<Ran> {
         stdout,
         stderr,
     })
+}
+
+/// From now on, end the process on SIGINT, SIGTERM, SIGHUP or SIGQUIT with the status a
+/// default disposition would give (128 + the signal). Tokio keeps its handlers installed once a
+/// signal has been listened for, so without this those signals would be swallowed after the
+/// wrapped command finished (while larder stores its outputs, say).
+fn exit_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let kinds = [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+        (SignalKind::quit(), libc::SIGQUIT),
+    ];
+    for (kind, number) in kinds {
+        if let Ok(mut stream) = signal(kind) {
+            tokio::spawn(async move {
+                if stream.recv().await.is_some() {
+                    eprintln!("larder: stopped by signal {number} while storing outputs");
+                    std::process::exit(128 + number);
+                }
+            });
+        }
+    }
 }
 
 /// Wait for the child, passing SIGINT, SIGTERM, SIGHUP and SIGQUIT on to it.
