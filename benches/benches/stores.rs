@@ -196,9 +196,21 @@ struct Subject {
     /// A handle on the store's namespace `ns` (each put round gets its own, so that no round
     /// finds the previous round's blobs already stored).
     open: Opener,
+    /// Where the namespaces' local files are (`DIR/<ns>`), removed once a round is measured
+    /// so that a full run fits on a small disk.
+    ns_dir: Option<PathBuf>,
     baseline: Option<Baseline>,
     /// Kept alive for the store's lifetime (servers, temp dirs).
     _guards: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+impl Subject {
+    /// Remove namespace `ns`'s local files.
+    fn forget(&self, ns: &str) {
+        if let Some(dir) = &self.ns_dir {
+            let _ = std::fs::remove_dir_all(dir.join(ns));
+        }
+    }
 }
 
 enum Baseline {
@@ -497,6 +509,10 @@ async fn run_subject(
                     b_get.push(time(baseline_run(b, src, &dst, set, false, conc)).await?);
                 }
                 bar.inc(1);
+                let kept_for_find_missing = conc == concs[concs.len() - 1] && rep == reps - 1;
+                if !kept_for_find_missing {
+                    subject.forget(&tag);
+                }
             }
             let fig = |op: &str, larder_s: Vec<f64>, baseline_s: Vec<f64>| Figure {
                 store: subject.name.clone(),
@@ -513,8 +529,14 @@ async fn run_subject(
             figures.push(fig("get-cold", f_cold, Vec::new()));
             figures.push(fig("get-warm", f_warm, b_get));
         }
-        // find-missing: every blob digest of the first put, and as many absent ones.
-        let tag = format!("{}-{}-{}-0", subject.name, set.name, concs[0]);
+        // find-missing: every blob digest of the last put, and as many absent ones.
+        let tag = format!(
+            "{}-{}-{}-{}",
+            subject.name,
+            set.name,
+            concs[concs.len() - 1],
+            reps - 1
+        );
         let store = (subject.open)(&tag)?;
         let mut digests: Vec<Digest> = Vec::new();
         for (name, _) in &set.files {
@@ -536,6 +558,8 @@ async fn run_subject(
                 return Err(format!("{}: find-missing lost absent digests", subject.name).into());
             }
         }
+        drop(store);
+        subject.forget(&tag);
         figures.push(Figure {
             store: subject.name.clone(),
             set: set.name.to_owned(),
@@ -614,6 +638,7 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
             let root = dir.join("cache");
             Subject {
                 name: name.into(),
+                ns_dir: Some(root.clone()),
                 open: Box::new(move |ns| {
                     Ok(Arc::new(larder_fs::FsStore::open(
                         root.join(ns),
@@ -644,6 +669,7 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
             let root = dir.join("cache");
             Subject {
                 name: name.into(),
+                ns_dir: Some(root.clone()),
                 open: Box::new(move |ns| {
                     let mut map = servers.lock().map_err(|_| "server map poisoned")?;
                     if !map.contains_key(ns) {
@@ -671,6 +697,7 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
             let remote = dir.join("remote");
             Subject {
                 name: name.into(),
+                ns_dir: Some(remote.clone()),
                 open: Box::new(move |ns| {
                     let base = remote.join(ns);
                     // `cp` creates no directories: the two the store names objects under.
@@ -707,6 +734,8 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
             let b2 = bucket.clone();
             Subject {
                 name: name.into(),
+                // Objects stay in SeaweedFS's directory until the run ends.
+                ns_dir: None,
                 open: Box::new(move |ns| {
                     Ok(Arc::new(
                         larder_s3::S3Store::builder(&b2)
@@ -852,6 +881,23 @@ fn chart(figures: &[Figure]) -> String {
     svg
 }
 
+/// Write the JSON (host facts and every sample), the Markdown table and the SVG chart.
+fn write_out(args: &Args, out: &Path, figures: &[Figure]) -> Res<()> {
+    let json = serde_json::json!({
+        "mode": args.mode.name(),
+        "stores": args.stores,
+        "host": host_facts(),
+        "figures": figures,
+    });
+    std::fs::write(
+        out.join("stores.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    std::fs::write(out.join("stores.md"), table(figures))?;
+    std::fs::write(out.join("stores.svg"), chart(figures))?;
+    Ok(())
+}
+
 async fn run(args: Args) -> Res<()> {
     let tmp = tempfile::Builder::new().prefix("larder-bench-").tempdir()?;
     let src = tmp.path().join("src");
@@ -867,6 +913,12 @@ async fn run(args: Args) -> Res<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let out = if args.mode == Mode::Smoke {
+        tmp.path().join("out")
+    } else {
+        args.out.clone()
+    };
+    std::fs::create_dir_all(&out)?;
     let mut figures = Vec::new();
     for name in &args.stores {
         let Some(subject) = subject(name, tmp.path()).await? else {
@@ -875,10 +927,20 @@ async fn run(args: Args) -> Res<()> {
             continue;
         };
         let work = tmp.path().join(format!("work-{name}"));
-        let figs = run_subject(&subject, &sets, &src, &work, args.mode, &bar)
-            .await
-            .map_err(|e| format!("store {name}: {e}"))?;
-        figures.extend(figs);
+        let figs = run_subject(&subject, &sets, &src, &work, args.mode, &bar).await;
+        let _ = std::fs::remove_dir_all(&work);
+        drop(subject);
+        match figs {
+            Ok(figs) => figures.extend(figs),
+            Err(e) => {
+                // Keep what the other stores measured, then fail.
+                bar.finish_and_clear();
+                write_out(&args, &out, &figures)?;
+                return Err(format!("store {name}: {e}").into());
+            }
+        }
+        // Written after every store: a long run that fails late keeps what it measured.
+        write_out(&args, &out, &figures)?;
     }
     bar.finish_and_clear();
     let t = table(&figures);
@@ -886,24 +948,6 @@ async fn run(args: Args) -> Res<()> {
         "\nlarder stores benchmark ({} mode)\n\n{t}",
         args.mode.name()
     );
-    let out = if args.mode == Mode::Smoke {
-        tmp.path().join("out")
-    } else {
-        args.out.clone()
-    };
-    std::fs::create_dir_all(&out)?;
-    let json = serde_json::json!({
-        "mode": args.mode.name(),
-        "stores": args.stores,
-        "host": host_facts(),
-        "figures": figures,
-    });
-    std::fs::write(
-        out.join("stores.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    std::fs::write(out.join("stores.md"), &t)?;
-    std::fs::write(out.join("stores.svg"), chart(&figures))?;
     println!(
         "wrote {}/stores.json, stores.md and stores.svg",
         out.display()
