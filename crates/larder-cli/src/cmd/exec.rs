@@ -620,8 +620,8 @@ async fn run_command(argv: &[String]) -> std::io::Result<Ran> {
     })
 }
 
-/// From now on, end the process on SIGINT, SIGTERM, SIGHUP or SIGQUIT with the status a
-/// default disposition would give (128 + the signal). Tokio keeps its handlers installed once a
+/// From now on, end the process on SIGINT, SIGTERM, SIGHUP or SIGQUIT as their default
+/// disposition would. Tokio keeps its handlers installed once a
 /// signal has been listened for, so without this those signals would be swallowed after the
 /// wrapped command finished (while larder stores its outputs, say).
 fn exit_on_signal() {
@@ -637,11 +637,25 @@ fn exit_on_signal() {
             tokio::spawn(async move {
                 if stream.recv().await.is_some() {
                     eprintln!("larder: stopped by signal {number} while storing outputs");
-                    std::process::exit(128 + number);
+                    die_by(number);
                 }
             });
         }
     }
+}
+
+/// End the process as `sig` would have without handlers: commands a `cmd://` store is running
+/// are killed first (their process groups), then the signal's default action ends larder.
+fn die_by(sig: libc::c_int) -> ! {
+    #[cfg(feature = "cmd")]
+    larder_cmd::kill_all();
+    // SAFETY: restoring the default action and raising the signal only affect this process,
+    // which is meant to end here.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+    std::process::exit(128 + sig)
 }
 
 /// Wait for the child, passing SIGINT, SIGTERM, SIGHUP and SIGQUIT on to it.
