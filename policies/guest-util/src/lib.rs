@@ -33,32 +33,14 @@ pub fn smallest_until_goal<K: Ord + Copy>(
     if n == 0 || goal.met(0, 0) {
         return Vec::new();
     }
-    let total: u64 = sizes.iter().copied().fold(0u64, u64::saturating_add);
-    let avg = (total / n as u64).max(1);
-    // First guess: what the goal needs at the average size, plus a margin (the sizes of the
-    // k smallest keys average out for large k; if they fall short, k doubles).
-    let guess = (goal.bytes / avg)
-        .saturating_add(goal.bytes / avg / 4)
-        .max(goal.entries)
-        .saturating_add(1024);
-    let mut k = usize::try_from(guess).unwrap_or(n).min(n);
+    let mut k = first_k(n, sizes, goal);
     loop {
         if k < n {
             keyed.select_nth_unstable(k);
         }
         let head = &mut keyed[..k];
         head.sort_unstable();
-        let (mut bytes, mut entries) = (0u64, 0u64);
-        let mut out = Vec::new();
-        for &(_, i) in head.iter() {
-            if goal.met(bytes, entries) {
-                return out;
-            }
-            bytes = bytes.saturating_add(sizes.get(i as usize).copied().unwrap_or(0));
-            entries += 1;
-            out.push(i);
-        }
-        if goal.met(bytes, entries) || k == n {
+        if let Some(out) = take_until_goal(head, sizes, goal, k == n) {
             return out;
         }
         k = k.saturating_mul(2).min(n);
@@ -79,13 +61,7 @@ pub fn smallest_until_goal_by<T: Ord>(
     if n == 0 || goal.met(0, 0) {
         return Vec::new();
     }
-    let total: u64 = sizes.iter().copied().fold(0u64, u64::saturating_add);
-    let avg = (total / n as u64).max(1);
-    let guess = (goal.bytes / avg)
-        .saturating_add(goal.bytes / avg / 4)
-        .max(goal.entries)
-        .saturating_add(1024);
-    let mut k = usize::try_from(guess).unwrap_or(n).min(n);
+    let mut k = first_k(n, sizes, goal);
     loop {
         let mut head_len = k;
         if k < n {
@@ -115,21 +91,40 @@ pub fn smallest_until_goal_by<T: Ord>(
             }
             start = end;
         }
-        let (mut bytes, mut entries) = (0u64, 0u64);
-        let mut out = Vec::new();
-        for &(_, i) in head.iter() {
-            if goal.met(bytes, entries) {
-                return out;
-            }
-            bytes = bytes.saturating_add(sizes.get(i as usize).copied().unwrap_or(0));
-            entries += 1;
-            out.push(i);
-        }
-        if goal.met(bytes, entries) || k == n {
+        if let Some(out) = take_until_goal(head, sizes, goal, k == n) {
             return out;
         }
         k = k.saturating_mul(2).min(n);
     }
+}
+
+/// How many of the `n` smallest keys to select first: what the goal needs at the average size,
+/// plus a margin (the sizes of the k smallest keys average out for large k; if they fall
+/// short, k doubles).
+fn first_k(n: usize, sizes: &[u64], goal: Goal) -> usize {
+    let total: u64 = sizes.iter().copied().fold(0u64, u64::saturating_add);
+    let avg = (total / n as u64).max(1);
+    let guess = (goal.bytes / avg)
+        .saturating_add(goal.bytes / avg / 4)
+        .max(goal.entries)
+        .saturating_add(1024);
+    usize::try_from(guess).unwrap_or(n).min(n)
+}
+
+/// The indices of the sorted `head`, in order, until `goal` is met; `None` when the head falls
+/// short and is not everything (`all`): the caller selects a larger head.
+fn take_until_goal<K>(head: &[(K, u32)], sizes: &[u64], goal: Goal, all: bool) -> Option<Vec<u32>> {
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut out = Vec::new();
+    for &(_, i) in head {
+        if goal.met(bytes, entries) {
+            return Some(out);
+        }
+        bytes = bytes.saturating_add(sizes.get(i as usize).copied().unwrap_or(0));
+        entries += 1;
+        out.push(i);
+    }
+    (goal.met(bytes, entries) || all).then_some(out)
 }
 
 /// Parse `key=value` settings separated by `;`, `,` or newlines (the format every shipped
