@@ -163,7 +163,6 @@ impl State {
                 stamp: 0,
             },
         );
-        self.segs[0].insert(0, m.id);
         self.place(m.id, Seg::Window);
         self.rebalance();
     }
