@@ -5,7 +5,7 @@
 wit_bindgen::generate!({ path: "../../wit", world: "eviction-policy" });
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use exports::larder::policy::eviction::{Event, Guest, PolicyInfo, ReclaimGoal, Snapshot, Victims};
 
@@ -14,7 +14,7 @@ struct State {
     /// id -> (last access, size)
     entries: HashMap<u64, (u64, u64)>,
     /// (last access, id) in LRU order
-    order: BTreeMap<(u64, u64), ()>,
+    order: BTreeSet<(u64, u64)>,
 }
 
 impl State {
@@ -30,7 +30,7 @@ impl State {
             },
         };
         self.entries.insert(id, (at, size));
-        self.order.insert((at, id), ());
+        self.order.insert((at, id));
     }
 
     fn remove(&mut self, id: u64) -> Option<u64> {
@@ -81,7 +81,7 @@ impl Guest for Flaky {
             let (mut bytes, mut n) = (0u64, 0u64);
             let mut out = Vec::new();
             while bytes < goal.bytes_to_free || n < goal.entries_to_free {
-                let Some((&(_, id), _)) = s.order.iter().next() else {
+                let Some(&(_, id)) = s.order.first() else {
                     break;
                 };
                 bytes += s.remove(id).unwrap_or(0);
