@@ -7,7 +7,7 @@
 
 wit_bindgen::generate!({ path: "../wit", world: "path-normalizer" });
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use exports::larder::policy::normalize::{Context, Guest};
 
@@ -40,6 +40,12 @@ fn replace(rules: &[(String, String)], s: &str) -> Option<String> {
         rest = &rest[c.len_utf8()..];
     }
     changed.then_some(out)
+}
+
+/// The rules `init` set, borrowed for one call (a guest is single-threaded; the lock is only
+/// what a `static` needs).
+fn rules() -> MutexGuard<'static, Vec<(String, String)>> {
+    RULES.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Guest for Prefix {
@@ -76,12 +82,12 @@ impl Guest for Prefix {
     }
 
     fn normalize_paths(paths: Vec<String>) -> Vec<Option<String>> {
-        let rules = RULES.lock().map(|r| r.clone()).unwrap_or_default();
+        let rules = rules();
         paths.iter().map(|p| replace(&rules, p)).collect()
     }
 
     fn normalize_values(items: Vec<(String, String)>) -> Vec<Option<String>> {
-        let rules = RULES.lock().map(|r| r.clone()).unwrap_or_default();
+        let rules = rules();
         items.iter().map(|(_, v)| replace(&rules, v)).collect()
     }
 }
