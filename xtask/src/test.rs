@@ -65,54 +65,50 @@ fn install_pip_commands(sh: &Shell) -> Result<()> {
         .filter(|(command, _)| !have(sh, command))
         .map(|(_, package)| *package)
         .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !python_has(sh, "pip") {
-        apt_install(sh, &["python3-pip"])?;
-    }
-    eprintln!("xtask: pip-installing {}", missing.join(" "));
-    let packages = &missing;
-    if cmd!(sh, "python3 -m pip install -q {packages...}")
-        .run()
-        .is_ok()
-    {
-        return Ok(());
-    }
-    // Debian's own python3 refuses pip outside a virtualenv (PEP 668), and Debian has no
-    // package for these.
-    cmd!(
-        sh,
-        "python3 -m pip install -q --break-system-packages {missing...}"
-    )
-    .run()
-    .context("pip install failed")
+    pip_install(sh, &missing)
 }
 
-/// pip-install the missing [`PYTHON_MODULES`]; only when an import fails, so it is idempotent.
+/// pip-install the missing [`PYTHON_MODULES`] (only when an import fails, so it is
+/// idempotent), else their Debian packages.
 fn install_python_modules(sh: &Shell) -> Result<()> {
     let missing: Vec<(&str, &str)> = PYTHON_MODULES
         .iter()
         .copied()
         .filter(|(module, _)| !python_has(sh, module))
         .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
     let modules: Vec<&str> = missing.iter().map(|(m, _)| *m).collect();
-    eprintln!("xtask: pip-installing {}", modules.join(" "));
-    if cmd!(sh, "python3 -m pip install -q {modules...}")
-        .run()
-        .is_ok()
-    {
+    if pip_install(sh, &modules).is_ok() {
         return Ok(());
     }
-    // Debian's own python3 refuses pip outside a virtualenv (PEP 668): use its packages.
     let debs: Vec<&str> = missing.iter().map(|(_, d)| *d).collect();
     apt_install(sh, &debs)
 }
 
-fn apt_install(sh: &Shell, missing: &[&str]) -> Result<()> {
+/// `python3 -m pip install` `packages`, installing pip first if needed. Debian's own python3
+/// refuses plain installs outside a virtualenv (PEP 668): then `--break-system-packages`, then
+/// `--user` (whose scripts land in `~/.local/bin`).
+pub(crate) fn pip_install(sh: &Shell, packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if !python_has(sh, "pip") {
+        apt_install(sh, &["python3-pip"])?;
+    }
+    eprintln!("xtask: pip-installing {}", packages.join(" "));
+    let attempts: [&[&str]; 3] = [&[], &["--break-system-packages"], &["--user"]];
+    for extra in attempts {
+        if cmd!(sh, "python3 -m pip install -q {extra...} {packages...}")
+            .run()
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    bail!("pip could not install {}", packages.join(" "))
+}
+
+/// `apt-get install` `missing` (as root directly, else through sudo).
+pub(crate) fn apt_install(sh: &Shell, missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
