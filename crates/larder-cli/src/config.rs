@@ -370,6 +370,16 @@ impl Config {
             || self.min_free.value.is_some()
     }
 
+    /// The configured trim budget (default lock waiting and no dry run).
+    pub(crate) fn trim_options(&self) -> larder_core::TrimOptions {
+        let mut opts = larder_core::TrimOptions::default();
+        opts.max_bytes = self.max_size.value;
+        opts.max_entries = self.max_entries.value;
+        opts.min_free_bytes = self.min_free.value;
+        opts.max_free_bytes = self.max_free.value;
+        opts
+    }
+
     /// Every setting as (name, shown value, JSON value, source), in [`KEYS`] order.
     pub(crate) fn rows(&self) -> Vec<(&'static str, String, serde_json::Value, &Source)> {
         use serde_json::Value as J;

@@ -17,17 +17,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use larder_core::artifacts::{
-    Restore, collect_outputs, restore_outputs, store_bytes, store_outputs,
-    store_outputs_concurrently, write_content,
+    PendingBlob, Restore, restore_outputs, store_bytes, store_outputs, store_outputs_concurrently,
+    write_content,
 };
 use larder_core::normalize::BaseDirs;
 use larder_core::signature::{InputHasher, SignatureBuilder};
 use larder_core::size::format_size;
 use larder_core::statcache::StatCache;
-use larder_core::{Entry, Key, Placement, Store, StoreExt, TrimOptions};
+use larder_core::{Entry, Key, Placement, Store, StoreExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::put::collect_entry;
 use super::worker::uploads::{Done, Uploads};
 use super::{Ctx, flush, plural};
 use crate::config::{self, Config};
@@ -403,6 +404,36 @@ fn missing_output<'a>(cwd: &Path, outputs: &'a [String]) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Read a successful run's outputs into its entry (captured streams not yet set), with the
+/// blobs to upload before it.
+fn run_entry(task: &Task<'_>, ran: &Ran, inline_limit: u64) -> Result<(Entry, Vec<PendingBlob>)> {
+    // `collect_entry` keeps an output named twice (`--out dir --out dir/file`) once.
+    let (mut entry, blobs) = tokio::task::block_in_place(|| {
+        collect_entry(task.cwd, task.key, task.outputs, inline_limit, task.kind)
+    })
+    .context("reading the outputs")?;
+    entry.exit_code = Some(i32::from(ran.code));
+    entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
+    Ok((entry, blobs))
+}
+
+/// Store the non-empty captured streams (inline when small) and record them in `entry`.
+async fn store_streams(
+    store: &dyn Store,
+    entry: &mut Entry,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    inline_limit: u64,
+) -> larder_core::Result<()> {
+    if !stdout.is_empty() {
+        entry.stdout = Some(store_bytes(store, stdout, inline_limit).await?);
+    }
+    if !stderr.is_empty() {
+        entry.stderr = Some(store_bytes(store, stderr, inline_limit).await?);
+    }
+    Ok(())
+}
+
 /// Store the outputs and captured streams of a successful run. Returns (outputs, bytes).
 async fn store_run(
     store: Arc<dyn Store>,
@@ -414,26 +445,18 @@ async fn store_run(
     ui: &Ui,
 ) -> Result<(usize, u64)> {
     let inline_limit = config.inline_limit.value;
-    let mut collected =
-        tokio::task::block_in_place(|| collect_outputs(task.cwd, task.outputs, inline_limit))
-            .context("reading the outputs")?;
-    // `--out dir --out dir/file` names one output twice.
-    let mut seen = std::collections::HashSet::new();
-    collected.outputs.retain(|o| seen.insert(o.path.clone()));
-
-    let mut entry = Entry::new(task.key.as_str(), task.kind);
-    if !stdout.is_empty() {
-        entry.stdout = Some(store_bytes(store.as_ref(), stdout.to_vec(), inline_limit).await?);
-    }
-    if !stderr.is_empty() {
-        entry.stderr = Some(store_bytes(store.as_ref(), stderr.to_vec(), inline_limit).await?);
-    }
-    entry.outputs = collected.outputs;
-    entry.exit_code = Some(i32::from(ran.code));
-    entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
-    let blob_bytes: u64 = collected.blobs.iter().map(|b| b.size).sum();
+    let (mut entry, blobs) = run_entry(task, ran, inline_limit)?;
+    store_streams(
+        store.as_ref(),
+        &mut entry,
+        stdout.to_vec(),
+        stderr.to_vec(),
+        inline_limit,
+    )
+    .await?;
+    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
     let (transfer, bar) = ui.transfer(store, blob_bytes, "storing");
-    store_outputs(transfer.as_ref(), task.key, &entry, &collected.blobs)
+    store_outputs(transfer.as_ref(), task.key, &entry, &blobs)
         .await
         .context("storing the outputs")?;
     if let Some(bar) = bar {
@@ -454,29 +477,16 @@ fn queue_run(
     bg: Background<'_>,
 ) -> Result<(usize, u64)> {
     let inline_limit = config.inline_limit.value;
-    let mut collected =
-        tokio::task::block_in_place(|| collect_outputs(task.cwd, task.outputs, inline_limit))
-            .context("reading the outputs")?;
-    let mut seen = std::collections::HashSet::new();
-    collected.outputs.retain(|o| seen.insert(o.path.clone()));
-    let mut entry = Entry::new(task.key.as_str(), task.kind);
-    entry.outputs = collected.outputs;
-    entry.exit_code = Some(i32::from(ran.code));
-    entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
+    let (mut entry, blobs) = run_entry(task, ran, inline_limit)?;
     let summary = (
         entry.outputs.len(),
         entry.total_size() + (stdout.len() + stderr.len()) as u64,
     );
-    let (key, blobs, transfers) = (task.key.clone(), collected.blobs, bg.transfers);
+    let (key, transfers) = (task.key.clone(), bg.transfers);
     let (stdout, stderr) = (stdout.to_vec(), stderr.to_vec());
     bg.uploads.spawn(async move {
         let stored = async {
-            if !stdout.is_empty() {
-                entry.stdout = Some(store_bytes(store.as_ref(), stdout, inline_limit).await?);
-            }
-            if !stderr.is_empty() {
-                entry.stderr = Some(store_bytes(store.as_ref(), stderr, inline_limit).await?);
-            }
+            store_streams(store.as_ref(), &mut entry, stdout, stderr, inline_limit).await?;
             store_outputs_concurrently(store.as_ref(), &key, &entry, &blobs, transfers).await
         };
         match stored.await {
@@ -537,11 +547,7 @@ async fn trim_if_over(
     if !(over_size || over_entries || low_disk) {
         return Ok(());
     }
-    let mut opts = TrimOptions::default();
-    opts.max_bytes = config.max_size.value;
-    opts.max_entries = config.max_entries.value;
-    opts.min_free_bytes = config.min_free.value;
-    opts.max_free_bytes = config.max_free.value;
+    let mut opts = config.trim_options();
     opts.wait_for_lock = false;
     let report = store.trim(&opts, None).await?;
     if report.skipped_locked {

@@ -65,6 +65,25 @@ impl Ctx {
     }
 }
 
+/// The trim budget flags given (`--max-size`, `--max-entries`, `--min-free`, `--max-free`), as
+/// flags for [`Ctx::config`].
+pub(crate) fn budget_flags(
+    max_size: &Option<String>,
+    max_entries: &Option<String>,
+    min_free: &Option<String>,
+    max_free: &Option<String>,
+) -> Vec<(&'static str, String, &'static str)> {
+    [
+        ("max_size", max_size, "--max-size"),
+        ("max_entries", max_entries, "--max-entries"),
+        ("min_free", min_free, "--min-free"),
+        ("max_free", max_free, "--max-free"),
+    ]
+    .into_iter()
+    .filter_map(|(name, value, flag)| value.as_ref().map(|v| (name, v.clone(), flag)))
+    .collect()
+}
+
 /// Persist the store's batched metadata; a failure is only a warning.
 pub(crate) async fn flush(store: &dyn Store, ui: &Ui) {
     if let Err(e) = store.flush().await {

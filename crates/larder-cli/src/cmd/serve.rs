@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use larder_core::TrimOptions;
 use larder_core::size::parse_size;
 use larder_server::{Access, Server, ServerConfig, TlsFiles};
 
@@ -127,27 +126,17 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     // Before anything can print the address: a SIGTERM from then on must stop us gracefully.
     let shutdown = shutdown_signal()?;
-    let mut flags = Vec::new();
-    for (name, value, flag) in [
-        ("max_size", &args.max_size, "--max-size"),
-        ("max_entries", &args.max_entries, "--max-entries"),
-        ("min_free", &args.min_free, "--min-free"),
-        ("max_free", &args.max_free, "--max-free"),
-    ] {
-        if let Some(v) = value {
-            flags.push((name, v.clone(), flag));
-        }
-    }
-    let config = ctx.config(flags)?;
+    let config = ctx.config(super::budget_flags(
+        &args.max_size,
+        &args.max_entries,
+        &args.min_free,
+        &args.max_free,
+    ))?;
     let dir = match &args.dir {
         Some(d) => ctx.cwd.join(d),
         None => configured_dir(&config)?,
     };
-    let mut budget = TrimOptions::default();
-    budget.max_bytes = config.max_size.value;
-    budget.max_entries = config.max_entries.value;
-    budget.min_free_bytes = config.min_free.value;
-    budget.max_free_bytes = config.max_free.value;
+    let budget = config.trim_options();
     let max_blob_bytes = args
         .max_blob_size
         .as_deref()

@@ -1,10 +1,9 @@
 //! `larder trim`: evict entries until the cache is within its budgets.
 
 use anyhow::{Context, Result, bail};
-use larder_core::TrimOptions;
 use larder_core::size::format_size;
 
-use super::{Ctx, EXIT_OK, flush, plural};
+use super::{Ctx, EXIT_OK, budget_flags, flush, plural};
 use crate::progress::Ui;
 
 const EXAMPLES: &str = "\
@@ -45,18 +44,12 @@ pub(crate) struct Args {
 
 /// Run `larder trim`.
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
-    let mut flags = Vec::new();
-    for (name, value, flag) in [
-        ("max_size", &args.max_size, "--max-size"),
-        ("max_entries", &args.max_entries, "--max-entries"),
-        ("min_free", &args.min_free, "--min-free"),
-        ("max_free", &args.max_free, "--max-free"),
-    ] {
-        if let Some(v) = value {
-            flags.push((name, v.clone(), flag));
-        }
-    }
-    let config = ctx.config(flags)?;
+    let config = ctx.config(budget_flags(
+        &args.max_size,
+        &args.max_entries,
+        &args.min_free,
+        &args.max_free,
+    ))?;
     if !config.has_budget() {
         bail!(
             "no budget to trim to: pass --max-size, --max-entries or --min-free, or set max_size, max_entries or min_free in larder.toml (or LARDER_MAX_SIZE, LARDER_MAX_ENTRIES, LARDER_MIN_FREE)"
@@ -67,11 +60,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     if !store.capability().trim {
         bail!("{store} cannot be trimmed");
     }
-    let mut opts = TrimOptions::default();
-    opts.max_bytes = config.max_size.value;
-    opts.max_entries = config.max_entries.value;
-    opts.min_free_bytes = config.min_free.value;
-    opts.max_free_bytes = config.max_free.value;
+    let mut opts = config.trim_options();
     opts.dry_run = args.dry_run;
     opts.wait_for_lock = args.wait;
     if let Some(policy) = &config.eviction_policy.value {
