@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::body::{Spooled, check_size, content_length, spool};
 use crate::disk::Cleaner;
 use crate::metrics::{self, Metrics};
-use larder_core::Store;
+use larder_core::{ByteStream, Store};
 
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
@@ -86,6 +87,25 @@ impl Shared {
                 declared.unwrap_or(0)
             )))
         }
+    }
+
+    /// Receive a value that is stored as one entry (ccache, Bazel, WebDAV): refuse a declared
+    /// size over `--max-blob-size` (`what` names it), or the write when the disk has no room for
+    /// it twice (spooled, then stored); then spool the body, also hashing it with SHA-256 when
+    /// `sha256`.
+    pub(crate) async fn receive_value(
+        &self,
+        what: &str,
+        headers: &HeaderMap,
+        body: ByteStream,
+        sha256: bool,
+    ) -> ApiResult<Spooled> {
+        let limit = self.config.max_blob_bytes;
+        let declared = content_length(headers)?;
+        check_size(what, declared, limit)?;
+        self.admit_write(declared.map(|d| d.saturating_mul(2)))
+            .await?;
+        spool(body, limit, sha256, &self.tmp_dir, declared).await
     }
 }
 

@@ -17,7 +17,7 @@ use axum::routing::get;
 use larder_core::{ByteStream, Key};
 
 use crate::app::{AppState, sized_response};
-use crate::body::{check_size, content_length, spool, with_body};
+use crate::body::with_body;
 use crate::error::{ApiError, ApiResult};
 use crate::value::{get_value, head_value, put_value};
 
@@ -102,13 +102,9 @@ async fn put_from(
 ) -> ApiResult<Response> {
     st.check_writable()?;
     let (kind, hash, key) = parse(&path)?;
-    let limit = st.config.max_blob_bytes;
-    let declared = content_length(&headers)?;
-    check_size("upload", declared, limit)?;
-    // Spooled, then stored: room for it twice.
-    st.admit_write(declared.map(|d| d.saturating_mul(2)))
+    let data = st
+        .receive_value("upload", &headers, body, kind == Kind::Cas)
         .await?;
-    let data = spool(body, limit, kind == Kind::Cas, &st.tmp_dir, declared).await?;
     if let Some(sha) = data.sha256 {
         let got: String = sha.iter().map(|b| format!("{b:02x}")).collect();
         if got != hash {

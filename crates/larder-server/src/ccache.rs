@@ -21,7 +21,7 @@ use axum::routing::get;
 use larder_core::{ByteStream, Key};
 
 use crate::app::{AppState, sized_response};
-use crate::body::{check_size, content_length, spool, with_body};
+use crate::body::with_body;
 use crate::error::{ApiError, ApiResult};
 use crate::value::{get_value, head_value, put_value};
 
@@ -156,12 +156,7 @@ async fn put_from(
 ) -> ApiResult<Response> {
     st.check_writable()?;
     let key = key(&path)?;
-    let limit = st.config.max_blob_bytes;
-    let declared = content_length(&headers)?;
-    check_size("value", declared, limit)?;
-    st.admit_write(declared.map(|d| d.saturating_mul(2)))
-        .await?;
-    let data = spool(body, limit, false, &st.tmp_dir, declared).await?;
+    let data = st.receive_value("value", &headers, body, false).await?;
     put_value(&*st.store, &key, data, "ccache").await?;
     Ok(StatusCode::CREATED.into_response())
 }

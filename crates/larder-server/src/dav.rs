@@ -21,7 +21,7 @@ use axum::routing::any;
 use larder_core::Key;
 
 use crate::app::{AppState, sized_response};
-use crate::body::{check_size, content_length, spool, with_body};
+use crate::body::with_body;
 use crate::error::{ApiError, ApiResult};
 use crate::value::{get_value, head_value, put_value};
 
@@ -85,12 +85,7 @@ async fn handle_below(st: AppState, below: String, request: Request) -> ApiResul
             let body = request.into_body();
             with_body(body, |body| async move {
                 st.check_writable()?;
-                let limit = st.config.max_blob_bytes;
-                let declared = content_length(&headers)?;
-                check_size("object", declared, limit)?;
-                st.admit_write(declared.map(|d| d.saturating_mul(2)))
-                    .await?;
-                let data = spool(body, limit, false, &st.tmp_dir, declared).await?;
+                let data = st.receive_value("object", &headers, body, false).await?;
                 put_value(&*st.store, &key, data, "webdav").await?;
                 Ok(StatusCode::CREATED.into_response())
             })
