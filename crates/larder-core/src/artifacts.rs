@@ -330,7 +330,7 @@ pub async fn restore_outputs(
     root: &Path,
     how: Placement,
 ) -> Result<Restore> {
-    validate_shape(entry)?;
+    entry.validate_shape()?;
     let mut staged = Staged::default();
     let result = stage_all(store, entry, root, how, &mut staged).await;
     match result {
@@ -383,29 +383,6 @@ pub async fn restore_outputs(
         }
     }
     Ok(Restore::Restored)
-}
-
-/// [`Entry::validate`] without hashing inline bytes: the paths, their uniqueness and nesting.
-fn validate_shape(entry: &Entry) -> Result<()> {
-    let mut shape = Entry::new(entry.key.as_str(), entry.producer.as_str());
-    shape.outputs = entry
-        .outputs
-        .iter()
-        .map(|o| Output {
-            path: o.path.clone(),
-            kind: match &o.kind {
-                OutputKind::File {
-                    content,
-                    executable,
-                } => OutputKind::File {
-                    content: Content::blob(content.digest, content.size),
-                    executable: *executable,
-                },
-                other => other.clone(),
-            },
-        })
-        .collect();
-    shape.validate()
 }
 
 /// Rename `from` to `to` unless `to` exists: `Ok(false)` when it exists, or when the file
