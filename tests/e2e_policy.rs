@@ -4,27 +4,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{Sandbox, assert_exit, text};
-
-fn policy(name: &str) -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|t| root.join(t))
-        .unwrap_or_else(|| root.join("target"));
-    let p = target.join("policies").join(format!("{name}.wasm"));
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: `cargo xtask test` builds the policies first",
-        p.display()
-    );
-    eprintln!("skipping: {} not built (cargo xtask policies)", p.display());
-    None
-}
+use larder_policy::testing::built_policy;
 
 /// Three entries: `often` stored first and read three times, then `b` and `c` stored.
 fn fill(sb: &Sandbox) {
@@ -43,7 +24,9 @@ fn fill(sb: &Sandbox) {
 
 #[test]
 fn an_lfu_policy_keeps_the_often_used_entry_that_lru_evicts() {
-    let Some(lfu) = policy("lfu") else { return };
+    let Some(lfu) = built_policy("lfu") else {
+        return;
+    };
 
     // Native LRU: `often` was used least recently, so it goes.
     let lru = Sandbox::new();

@@ -5,10 +5,10 @@
 //! Run: `cargo xtask policies && cargo bench -p larder-policy --bench select_victims`
 //! (`-- --quick` for fewer repetitions). Needs the components in `target/policies/`.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru};
+use larder_policy::testing::built_policy;
 use larder_policy::{Limits, PolicyHost};
 
 const N: usize = 1_000_000;
@@ -65,18 +65,9 @@ fn main() {
         11
     };
     let n = if smoke { 10_000 } else { N };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), |t| root.join(t))
-        .join("policies");
-    let lru_wasm = dir.join("lru.wasm");
-    if !lru_wasm.exists() {
-        eprintln!(
-            "skipping: {} not built (run `cargo xtask policies`)",
-            lru_wasm.display()
-        );
+    let Some(lru_wasm) = built_policy("lru") else {
         return;
-    }
+    };
     let host = PolicyHost::new().with_limits(Limits {
         call_timeout: Duration::from_secs(30),
         max_memory: 1 << 30,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::bindings::admission::AdmissionPolicyPre;
 use crate::bindings::admission::larder::policy::types::EntryMeta;
-use crate::error::{PolicyError, Result};
+use crate::error::Result;
 use crate::sandbox::{Limits, Sandbox, Sandboxed};
 
 /// A candidate for admission: what is known about an entry before it is stored.
@@ -31,27 +31,15 @@ pub struct WasmAdmission {
 struct State {
     guest: Sandboxed<crate::bindings::admission::AdmissionPolicy>,
     config: String,
-    named: bool,
 }
 
 impl State {
     fn live(&mut self) -> Result<()> {
-        if !self.guest.ensure()? {
-            return Ok(());
-        }
-        let config = self.config.clone();
-        let name = self
+        let started = self
             .guest
-            .call("init", |b, s| {
-                b.larder_policy_admission().call_init(s, &config)
-            })?
-            .map_err(|message| PolicyError::Init {
-                policy: self.guest.policy.clone(),
-                message,
-            })?;
-        if !self.named && !name.is_empty() {
-            self.guest.policy = format!("{name} ({})", self.guest.policy);
-            self.named = true;
+            .start(|b, s| b.larder_policy_admission().call_init(s, &self.config))?;
+        if let Some(name) = started {
+            self.guest.name_from_guest(&name);
         }
         Ok(())
     }
@@ -68,7 +56,6 @@ impl WasmAdmission {
         let mut state = State {
             guest: Sandboxed::new(file_name, "admission policy", limits, instantiate),
             config,
-            named: false,
         };
         state.live()?;
         Ok(WasmAdmission {
@@ -111,13 +98,7 @@ impl WasmAdmission {
                 b.larder_policy_admission().call_admit(s, meta, now_ms)
             })
         });
-        match r {
-            Ok(v) => {
-                st.guest.succeeded();
-                Ok(v)
-            }
-            Err(e) => Err(st.guest.failed(e)),
-        }
+        st.guest.settle(r)
     }
 
     /// Whether to store the entry: the guest's decision, or `true` if it fails.

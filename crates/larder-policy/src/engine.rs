@@ -101,7 +101,8 @@ fn cache_path(engine: &Engine, dir: &Path, wasm_hash: &blake3::Hash) -> PathBuf 
     ))
 }
 
-/// Compile `wasm` into a component, through the cache in `cache_dir` when given.
+/// Compile `wasm` (whose BLAKE3 is `wasm_hash`) into a component, through the cache in
+/// `cache_dir` when given.
 ///
 /// Only files larder wrote are deserialized: each starts with a magic string and the BLAKE3 of
 /// the serialized artifact, checked before wasmtime sees a byte, and they live in larder's own
@@ -110,10 +111,10 @@ pub(crate) fn compile(
     engine: &Engine,
     policy: &str,
     wasm: &[u8],
+    wasm_hash: &blake3::Hash,
     cache_dir: Option<&Path>,
 ) -> Result<Component> {
-    let wasm_hash = blake3::hash(wasm);
-    let path = cache_dir.map(|d| cache_path(engine, d, &wasm_hash));
+    let path = cache_dir.map(|d| cache_path(engine, d, wasm_hash));
     if let Some(c) = path.as_deref().and_then(|p| read_cached(engine, p)) {
         return Ok(c);
     }

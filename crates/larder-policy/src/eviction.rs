@@ -96,10 +96,8 @@ impl WasmEviction {
         st.guest.check_enabled()?;
         st.guest.drop_instance();
         st.mirror.clear();
-        match st.live() {
-            Ok(()) => Ok(()),
-            Err(e) => Err(st.guest.failed(e)),
-        }
+        let r = st.live();
+        st.guest.settle(r)
     }
 
     /// Ask the guest for victims, without the fallback: what [`EvictionPolicy::select_victims`]
@@ -116,36 +114,21 @@ impl WasmEviction {
     ) -> Result<Vec<usize>> {
         let mut st = self.lock();
         st.guest.check_enabled()?;
-        match st.select(candidates, goal, now_ms) {
-            Ok(v) => {
-                st.guest.succeeded();
-                Ok(v)
-            }
-            Err(e) => Err(st.guest.failed(e)),
-        }
+        let r = st.select(candidates, goal, now_ms);
+        st.guest.settle(r)
     }
 }
 
 impl State {
     /// Instantiate if needed; a fresh instance is initialized (and its state replayed).
     fn live(&mut self) -> Result<()> {
-        if !self.guest.ensure()? {
-            return Ok(());
-        }
-        let config = self.config.clone();
-        let info = self
+        let started = self
             .guest
-            .call("init", |b, s| {
-                b.larder_policy_eviction().call_init(s, &config)
-            })?
-            .map_err(|message| PolicyError::Init {
-                policy: self.guest.policy.clone(),
-                message,
-            })?;
-        if self.info.is_none() && !info.name.is_empty() {
-            // "lru (lru.wasm)": the guest's own name and where it came from.
-            self.guest.policy = format!("{} ({})", info.name, self.guest.policy);
-        }
+            .start(|b, s| b.larder_policy_eviction().call_init(s, &self.config))?;
+        let Some(info) = started else {
+            return Ok(());
+        };
+        self.guest.name_from_guest(&info.name);
         let wants_events = info.wants_events;
         self.info = Some(info);
         if wants_events && !self.mirror.is_empty() {

@@ -74,11 +74,11 @@ impl PolicyHost {
     }
 
     fn load_bytes(&self, name: String, wasm: &[u8]) -> Result<Loaded> {
-        let engine = engine()?;
-        let component = compile(engine, &name, wasm, self.cache_dir.as_deref())?;
+        let hash = blake3::hash(wasm);
+        let component = compile(engine()?, &name, wasm, &hash, self.cache_dir.as_deref())?;
         Ok(Loaded {
             name,
-            hash: blake3::hash(wasm),
+            hash,
             component,
         })
     }

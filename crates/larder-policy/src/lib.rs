@@ -36,6 +36,8 @@ mod host;
 mod normalize;
 mod sandbox;
 pub mod sim;
+#[doc(hidden)]
+pub mod testing;
 
 pub use admission::{AdmissionCandidate, WasmAdmission};
 pub use engine::TICK;

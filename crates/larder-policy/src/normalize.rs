@@ -38,34 +38,17 @@ pub struct WasmNormalizer {
 struct State {
     guest: Sandboxed<crate::bindings::normalize::PathNormalizer>,
     config: String,
-    ctx: NormalizeContext,
-    named: bool,
+    ctx: Context,
 }
 
 impl State {
     fn live(&mut self) -> Result<()> {
-        if !self.guest.ensure()? {
-            return Ok(());
-        }
-        let config = self.config.clone();
-        let ctx = Context {
-            workspace_root: self.ctx.workspace_root.clone(),
-            home_dir: self.ctx.home_dir.clone(),
-            target_dir: self.ctx.target_dir.clone(),
-            host_os: self.ctx.host_os.clone(),
-        };
-        let name = self
-            .guest
-            .call("init", |b, s| {
-                b.larder_policy_normalize().call_init(s, &config, &ctx)
-            })?
-            .map_err(|message| PolicyError::Init {
-                policy: self.guest.policy.clone(),
-                message,
-            })?;
-        if !self.named && !name.is_empty() {
-            self.guest.policy = format!("{name} ({})", self.guest.policy);
-            self.named = true;
+        let started = self.guest.start(|b, s| {
+            b.larder_policy_normalize()
+                .call_init(s, &self.config, &self.ctx)
+        })?;
+        if let Some(name) = started {
+            self.guest.name_from_guest(&name);
         }
         Ok(())
     }
@@ -102,8 +85,13 @@ impl WasmNormalizer {
         let mut state = State {
             guest: Sandboxed::new(file_name, "path normalizer", limits, instantiate),
             config,
-            ctx,
-            named: false,
+            // The guest's own record, built once for every (re-)init.
+            ctx: Context {
+                workspace_root: ctx.workspace_root,
+                home_dir: ctx.home_dir,
+                target_dir: ctx.target_dir,
+                host_os: ctx.host_os,
+            },
         };
         state.live()?;
         Ok(WasmNormalizer {
@@ -135,17 +123,13 @@ impl WasmNormalizer {
             st.check_len("normalize-paths", &out, paths.len())?;
             Ok(out)
         });
-        match r {
-            Ok(out) => {
-                st.guest.succeeded();
-                Ok(out
-                    .into_iter()
-                    .zip(paths)
-                    .map(|(n, p)| n.unwrap_or_else(|| p.clone()))
-                    .collect())
-            }
-            Err(e) => Err(st.guest.failed(e)),
-        }
+        Ok(st
+            .guest
+            .settle(r)?
+            .into_iter()
+            .zip(paths)
+            .map(|(n, p)| n.unwrap_or_else(|| p.clone()))
+            .collect())
     }
 
     /// Normalize many (variable name, value) pairs in one guest call; name `""` for arguments.
@@ -162,17 +146,13 @@ impl WasmNormalizer {
             st.check_len("normalize-values", &out, items.len())?;
             Ok(out)
         });
-        match r {
-            Ok(out) => {
-                st.guest.succeeded();
-                Ok(out
-                    .into_iter()
-                    .zip(items)
-                    .map(|(n, (_, v))| n.unwrap_or_else(|| v.clone()))
-                    .collect())
-            }
-            Err(e) => Err(st.guest.failed(e)),
-        }
+        Ok(st
+            .guest
+            .settle(r)?
+            .into_iter()
+            .zip(items)
+            .map(|(n, (_, v))| n.unwrap_or_else(|| v.clone()))
+            .collect())
     }
 }
 

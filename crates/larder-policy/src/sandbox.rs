@@ -78,6 +78,8 @@ pub(crate) type Instantiate<B> =
 pub(crate) struct Sandboxed<B> {
     /// The policy's name for messages (file name until `init` names it).
     pub(crate) policy: String,
+    /// Whether a guest `init` has named the policy ([`Self::name_from_guest`]).
+    named: bool,
     /// "eviction policy", "admission policy" or "path normalizer", for the warning.
     kind: &'static str,
     limits: Limits,
@@ -109,6 +111,7 @@ impl<B> Sandboxed<B> {
     ) -> Self {
         Sandboxed {
             policy,
+            named: false,
             kind,
             limits,
             instantiate,
@@ -140,10 +143,17 @@ impl<B> Sandboxed<B> {
         self.failures
     }
 
-    /// Make sure an instance exists. Returns true when it is fresh (its `init` must run).
-    pub(crate) fn ensure(&mut self) -> Result<bool> {
+    /// Make sure an instance exists; a fresh one runs the guest's `init` (`init` here), whose
+    /// answer is returned. `None`: the instance was already live.
+    ///
+    /// # Errors
+    /// Instantiation or `init` failed, or `init` refused its config ([`PolicyError::Init`]).
+    pub(crate) fn start<T>(
+        &mut self,
+        init: impl FnOnce(&B, &mut Store<Sandbox>) -> wasmtime::Result<std::result::Result<T, String>>,
+    ) -> Result<Option<T>> {
         if self.live.is_some() {
-            return Ok(false);
+            return Ok(None);
         }
         let engine = engine()?;
         let mut store = Store::new(
@@ -161,10 +171,25 @@ impl<B> Sandboxed<B> {
             Err(e) => return Err(self.classify("instantiate", &mut store, e)),
         };
         self.live = Some((store, bindings));
-        Ok(true)
+        let answer = self
+            .call("init", init)?
+            .map_err(|message| PolicyError::Init {
+                policy: self.policy.clone(),
+                message,
+            })?;
+        Ok(Some(answer))
     }
 
-    /// Run one guest call under the time budget. The instance must exist ([`Self::ensure`]).
+    /// Prefix the policy's name with the name its first `init` gave ("lru (lru.wasm)": the
+    /// guest's own name and where it came from).
+    pub(crate) fn name_from_guest(&mut self, name: &str) {
+        if !self.named && !name.is_empty() {
+            self.policy = format!("{name} ({})", self.policy);
+            self.named = true;
+        }
+    }
+
+    /// Run one guest call under the time budget. The instance must exist ([`Self::start`]).
     pub(crate) fn call<R>(
         &mut self,
         call: &'static str,
@@ -232,9 +257,16 @@ impl<B> Sandboxed<B> {
         self.live = None;
     }
 
-    /// A successful operation: the strike count starts again.
-    pub(crate) fn succeeded(&mut self) {
-        self.failures = 0;
+    /// Count an operation's outcome: a success starts the strike count again, a failure is
+    /// [`Self::failed`].
+    pub(crate) fn settle<R>(&mut self, outcome: Result<R>) -> Result<R> {
+        match outcome {
+            Ok(r) => {
+                self.failures = 0;
+                Ok(r)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
     }
 
     /// A failed operation: drop the instance (the next call re-instantiates), count a strike,

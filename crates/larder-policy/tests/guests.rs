@@ -2,44 +2,18 @@
 //! built by `cargo xtask policies` (into `target/policies/`). Without them these tests skip,
 //! except under CI (`CI` set), where a missing policy fails.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru};
 use larder_core::normalize::PathNormalizer;
+use larder_policy::testing::built_policy;
 use larder_policy::{
     AdmissionCandidate, Limits, NormalizeContext, PolicyError, PolicyHost, WasmEviction,
 };
 
-fn target_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => root.join(t),
-        None => root.join("target"),
-    }
-}
-
-/// The built component `name`, or `None` (after saying why) when it was not built.
-fn wasm(name: &str) -> Option<PathBuf> {
-    let p = target_dir().join("policies").join(format!("{name}.wasm"));
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: CI must run `cargo xtask policies` before the tests",
-        p.display()
-    );
-    eprintln!(
-        "skipping: {} not built (run `cargo xtask policies`)",
-        p.display()
-    );
-    None
-}
-
 macro_rules! need {
     ($name:expr) => {
-        match wasm($name) {
+        match built_policy($name) {
             Some(p) => p,
             None => return,
         }

@@ -2,37 +2,19 @@
 //! simulates exactly like the native one, and `gdsf` saves more recompute time than LRU.
 //! Skips without the built policies (fails under CI), like `tests/guests.rs`.
 
-use std::path::PathBuf;
-
 use larder_core::eviction::Lru;
 use larder_policy::PolicyHost;
 use larder_policy::sim::{SimPolicy, SimResult, SyntheticTrace, simulate};
-
-fn wasm(name: &str) -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |t| root.join(t));
-    let p = target.join("policies").join(format!("{name}.wasm"));
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: CI must run `cargo xtask policies` before the tests",
-        p.display()
-    );
-    eprintln!(
-        "skipping: {} not built (run `cargo xtask policies`)",
-        p.display()
-    );
-    None
-}
+use larder_policy::testing::built_policy;
 
 #[test]
 fn gdsf_saves_more_recompute_time_than_lru_and_wasm_lru_simulates_like_native() {
-    let (Some(lru_wasm), Some(gdsf_wasm), Some(lfu_wasm), Some(wtinylfu_wasm)) =
-        (wasm("lru"), wasm("gdsf"), wasm("lfu"), wasm("wtinylfu"))
-    else {
+    let (Some(lru_wasm), Some(gdsf_wasm), Some(lfu_wasm), Some(wtinylfu_wasm)) = (
+        built_policy("lru"),
+        built_policy("gdsf"),
+        built_policy("lfu"),
+        built_policy("wtinylfu"),
+    ) else {
         return;
     };
     let trace = SyntheticTrace {

@@ -466,6 +466,8 @@ fn simulate_cmd(
 
 #[cfg(test)]
 mod tests {
+    use larder_policy::testing::built_policy as built;
+
     use super::*;
     use crate::progress::Ui;
 
@@ -476,24 +478,6 @@ mod tests {
             store_flag: None,
             config_flag: None,
         }
-    }
-
-    /// A component built by `cargo xtask policies`, if it was.
-    fn built(name: &str) -> Option<PathBuf> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), |t| root.join(t));
-        let p = target.join("policies").join(format!("{name}.wasm"));
-        if p.exists() {
-            return Some(p);
-        }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing: CI must run `cargo xtask policies` first",
-            p.display()
-        );
-        eprintln!("skipping: {} not built", p.display());
-        None
     }
 
     fn small() -> Synth {
