@@ -412,9 +412,12 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // `get`, not indexing: the two bytes after `%` may split a multi-byte character.
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -481,5 +484,7 @@ mod tests {
     fn percent_decoding() {
         assert_eq!(percent_decode("http%3A%2F%2Fh%3A1"), "http://h:1");
         assert_eq!(percent_decode("a%"), "a%");
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%+1"), "%+1");
     }
 }
