@@ -5,17 +5,18 @@
 //! `cargo bench -p larder-s3 --bench s3` (skips without `weed`). Sizes can be lowered for a
 //! quick run: `LARDER_BENCH_QUICK=1`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use bytes::Bytes;
 use futures::StreamExt;
 use larder_core::digest::DigestWriter;
 use larder_core::store::CHUNK_SIZE;
 use larder_core::{ByteStream, Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt};
-use larder_s3::S3Store;
 use larder_testservers::SeaweedFs;
 
 fn rss(field: &str) -> u64 {
@@ -27,24 +28,6 @@ fn rss(field: &str) -> u64 {
         })
         .unwrap_or(0)
         * 1024
-}
-
-fn plain_client(s3: &SeaweedFs) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(s3.endpoint())
-        .region(Region::new("us-east-1"))
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            s3.access_key(),
-            s3.secret_key(),
-            None,
-            None,
-            "bench",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
 }
 
 fn stream_of(bytes: Bytes) -> ByteStream {
@@ -107,16 +90,13 @@ async fn main() {
     };
     let quick = std::env::var_os("LARDER_BENCH_QUICK").is_some();
     let store = Arc::new(
-        S3Store::builder(s3.bucket())
-            .with_endpoint(s3.endpoint())
-            .with_path_style(true)
-            .with_credentials(s3.access_key(), s3.secret_key())
+        common::builder(&s3)
             .with_prefix("bench")
             .expect("prefix")
             .build()
             .expect("store"),
     );
-    let plain = plain_client(&s3);
+    let plain = common::raw_client(&s3);
     let bucket = s3.bucket().to_owned();
 
     // 1. Peak RSS moving a 2 GiB blob (first, while the process is small).

@@ -242,6 +242,27 @@ impl S3Store {
         }
     }
 
+    /// GET an object with `client`: `None` when it does not exist. `what` is the operation, for
+    /// the error message (`reading entry …`).
+    pub(crate) async fn get_object(
+        &self,
+        client: &Client,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>> {
+        match client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(sdk(what, e)),
+        }
+    }
+
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
         Ok(self.head(key).await?.is_some())
     }
@@ -414,16 +435,11 @@ impl Store for S3Store {
         let object = self.entry_key(key);
         let client = self.small_client().await?;
         let what = format!("entry {key}");
-        let out = match client
-            .get_object()
-            .bucket(self.bucket())
-            .key(&object)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(sdk(&format!("reading {what}"), e)),
+        let Some(out) = self
+            .get_object(client, &object, &format!("reading {what}"))
+            .await?
+        else {
+            return Ok(None);
         };
         let len = out.content_length().unwrap_or(0).max(0) as u64;
         if len > MAX_ENTRY_BYTES as u64 {

@@ -8,7 +8,7 @@ use larder_core::digest::DigestWriter;
 use larder_core::{BlobRead, Digest, Error, Result};
 
 use crate::backend::S3Store;
-use crate::error::{body, sdk, stalled, status};
+use crate::error::{body, stalled};
 
 struct Verify {
     body: aws_sdk_s3::primitives::ByteStream,
@@ -38,16 +38,11 @@ impl Verify {
 pub(crate) async fn get_blob(store: &S3Store, digest: &Digest) -> Result<Option<BlobRead>> {
     let key = store.blob_key(digest);
     let client = store.client().await?;
-    let out = match client
-        .get_object()
-        .bucket(store.bucket())
-        .key(&key)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e) if status(&e) == Some(404) => return Ok(None),
-        Err(e) => return Err(sdk(&format!("reading blob {digest}"), e)),
+    let Some(out) = store
+        .get_object(client, &key, &format!("reading blob {digest}"))
+        .await?
+    else {
+        return Ok(None);
     };
     let size = out.content_length().unwrap_or(0).max(0) as u64;
     let state = Verify {

@@ -49,24 +49,15 @@ struct Row {
 }
 
 async fn get_bytes(store: &S3Store, key: &str) -> Result<Option<Bytes>> {
+    let what = format!("reading {key}");
     let client = store.small_client().await?;
-    match client
-        .get_object()
-        .bucket(store.bucket())
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(Some(
-            out.body
-                .collect()
-                .await
-                .map_err(|e| crate::error::body(&format!("reading {key}"), e))?
-                .into_bytes(),
-        )),
-        Err(e) if crate::error::status(&e) == Some(404) => Ok(None),
-        Err(e) => Err(crate::error::sdk(&format!("reading {key}"), e)),
-    }
+    let Some(out) = store.get_object(client, key, &what).await? else {
+        return Ok(None);
+    };
+    let body = out.body.collect().await;
+    Ok(Some(
+        body.map_err(|e| crate::error::body(&what, e))?.into_bytes(),
+    ))
 }
 
 /// Take the lease: `Ok(false)` when another trim holds it (and we do not wait).

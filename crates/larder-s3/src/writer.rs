@@ -43,13 +43,13 @@ async fn refresh(store: &S3Store, key: &str) -> bool {
     }
 }
 
-fn mismatch(digest: &Digest, got: u64, size: u64, hash_ok: bool) -> Error {
+/// The stream did not match what was announced: its length if that differs, else its digest.
+fn mismatch(digest: &Digest, got: u64, size: u64) -> Error {
     if got != size {
         Error::invalid(format!(
             "blob {digest}: the stream had {got} bytes, {size} were announced"
         ))
     } else {
-        debug_assert!(!hash_ok);
         Error::invalid(format!(
             "blob {digest}: the bytes do not hash to this digest"
         ))
@@ -85,12 +85,12 @@ pub(crate) async fn put_blob(
             let chunk = chunk?;
             hasher.update(&chunk);
             if hasher.len() > size {
-                return Err(mismatch(digest, hasher.len(), size, false));
+                return Err(mismatch(digest, hasher.len(), size));
             }
             buf.extend_from_slice(&chunk);
         }
         if hasher.len() != size || hasher.finish() != *digest {
-            return Err(mismatch(digest, hasher.len(), size, false));
+            return Err(mismatch(digest, hasher.len(), size));
         }
         // Not create-only: a concurrent writer of the same blob writes the same bytes.
         return store.put_small(&key, buf.freeze(), false, &[]).await;
@@ -216,7 +216,7 @@ async fn upload_parts(
         let mut chunk = chunk?;
         hasher.update(&chunk);
         if hasher.len() > size {
-            return Err(mismatch(digest, hasher.len(), size, false));
+            return Err(mismatch(digest, hasher.len(), size));
         }
         while !chunk.is_empty() {
             let take = (part_size - buf.len()).min(chunk.len());
@@ -232,7 +232,7 @@ async fn upload_parts(
         }
     }
     if hasher.len() != size || hasher.finish() != *digest {
-        return Err(mismatch(digest, hasher.len(), size, false));
+        return Err(mismatch(digest, hasher.len(), size));
     }
     if !buf.is_empty() {
         send(buf.freeze(), &mut tasks);

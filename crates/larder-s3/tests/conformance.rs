@@ -2,35 +2,17 @@
 //! started on free loopback ports by `larder-testservers` (skipped when `weed` is missing,
 //! except under CI, where that fails).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use larder_core::testkit::{Harness, run_all};
 use larder_core::{Digest, ErrorKind, Key, Store, StoreExt};
 use larder_s3::S3Store;
 use larder_testservers::SeaweedFs;
-
-/// A plain SDK client on the same server, to damage objects behind the store's back.
-fn raw_client(s3: &SeaweedFs) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(s3.endpoint())
-        .region(Region::new("us-east-1"))
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            s3.access_key(),
-            s3.secret_key(),
-            None,
-            None,
-            "test",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
 
 fn unique_prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -41,10 +23,7 @@ fn unique_prefix(name: &str) -> String {
 }
 
 fn store_for(s3: &SeaweedFs, prefix: &str) -> S3Store {
-    S3Store::builder(s3.bucket())
-        .with_endpoint(s3.endpoint())
-        .with_path_style(true)
-        .with_credentials(s3.access_key(), s3.secret_key())
+    common::builder(s3)
         .with_prefix(prefix)
         .expect("prefix")
         .build()
@@ -128,7 +107,7 @@ async fn conformance_against_seaweedfs() {
     };
     let prefix = unique_prefix("conformance");
     let store = Arc::new(store_for(&s3, &prefix));
-    let raw = raw_client(&s3);
+    let raw = common::raw_client(&s3);
     let h = S3Harness {
         s3,
         prefix,
@@ -177,9 +156,7 @@ async fn wrong_secret_is_a_permanent_error_that_says_so() {
     let Some(s3) = SeaweedFs::start() else {
         return;
     };
-    let store = S3Store::builder(s3.bucket())
-        .with_endpoint(s3.endpoint())
-        .with_path_style(true)
+    let store = common::builder(&s3)
         .with_credentials(s3.access_key(), "not-the-secret")
         .build()
         .expect("store");

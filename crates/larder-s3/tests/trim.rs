@@ -2,6 +2,8 @@
 //! from access records), live blobs are never deleted, blobs a concurrent put relies on survive,
 //! one trim at a time.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,10 +12,7 @@ use larder_s3::S3Store;
 use larder_testservers::SeaweedFs;
 
 fn store(s3: &SeaweedFs, prefix: &str, grace: Duration) -> S3Store {
-    S3Store::builder(s3.bucket())
-        .with_endpoint(s3.endpoint())
-        .with_path_style(true)
-        .with_credentials(s3.access_key(), s3.secret_key())
+    common::builder(s3)
         .with_prefix(prefix)
         .expect("prefix")
         .with_trim_grace(grace)
@@ -147,22 +146,7 @@ async fn one_trim_at_a_time() {
 }
 
 async fn put_raw(s3: &SeaweedFs, key: &str, body: String) {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(s3.endpoint())
-        .region(Region::new("us-east-1"))
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            s3.access_key(),
-            s3.secret_key(),
-            None,
-            None,
-            "test",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    common::raw_client(s3)
         .put_object()
         .bucket(s3.bucket())
         .key(key)

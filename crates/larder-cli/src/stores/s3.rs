@@ -27,13 +27,12 @@ fn eviction_policy(_config: &Config) -> Option<Arc<dyn EvictionPolicy>> {
 /// up on first use, where the CLI turns it into a miss and a warning. Trims evict with the
 /// configured eviction policy, as the filesystem store's do.
 pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
-    let mut builder = S3StoreBuilder::from_url(&url.location)
-        .with_context(|| format!("cannot use the S3 store {}", url.location))?;
-    if let Some(policy) = eviction_policy(config) {
-        builder = builder.with_eviction_policy(policy);
-    }
-    let store = builder
-        .build()
+    let store = S3StoreBuilder::from_url(&url.location)
+        .map(|b| match eviction_policy(config) {
+            Some(policy) => b.with_eviction_policy(policy),
+            None => b,
+        })
+        .and_then(|b| b.build())
         .with_context(|| format!("cannot use the S3 store {}", url.location))?;
     Ok(Opened {
         store: Arc::new(store),
