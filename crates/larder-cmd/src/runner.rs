@@ -221,8 +221,7 @@ pub(crate) async fn run(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let waiting = tokio::time::timeout(timeout, async {
-        let (status, out, err) = tokio::join!(child.wait(), tail_of(stdout), tail_of(stderr));
-        (status, out, err)
+        tokio::join!(child.wait(), tail_of(stdout), tail_of(stderr))
     });
     let waited = if exit_on_signal {
         tokio::select! {
@@ -260,7 +259,6 @@ pub(crate) async fn run(
         Err(_) => {
             guard.kill();
             let _ = child.wait().await;
-            guard.disarm();
             Err(Error::Store {
                 store: crate::STORE.into(),
                 message: format!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use larder_cmd::CmdStore;
-use larder_core::{ErrorKind, Key, Store, StoreExt};
+use larder_core::{ErrorKind, Key, StoreExt};
 
 /// A script that behaves as `$MODE` (a file next to it) says: `ok` copies, `fail` prints to
 /// stderr and exits 3, `hang` starts a `sleep` that writes its pid and waits.
@@ -55,6 +55,21 @@ fn store(dir: &Path, tool: &Path, timeout: Duration) -> CmdStore {
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// The `sleep` the script started in `hang` mode went with its process group (the kernel is
+/// allowed a moment to reap it); `after` names what should have killed it.
+fn assert_sleep_died(dir: &Path, after: &str) {
+    let pid: i32 = std::fs::read_to_string(dir.join("sleep.pid"))
+        .expect("the script started sleep")
+        .trim()
+        .parse()
+        .expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "sleep {pid} survived {after}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,17 +125,7 @@ async fn hanging_command_times_out_and_its_process_group_is_killed() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
     assert!(err.to_string().contains("did not finish within"), "{err}");
-    let pid: i32 = std::fs::read_to_string(dir.path().join("sleep.pid"))
-        .expect("the script started sleep")
-        .trim()
-        .parse()
-        .expect("pid");
-    // The grandchild went with the group (allow the kernel a moment to reap it).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(pid), "sleep {pid} survived the time-out");
+    assert_sleep_died(dir.path(), "the time-out");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,16 +137,7 @@ async fn cancelled_operation_kills_its_command() {
     let put = s.put_blob_bytes(Bytes::from_static(b"cancel me"));
     let cancelled = tokio::time::timeout(Duration::from_millis(1500), put).await;
     assert!(cancelled.is_err(), "still running when cancelled");
-    let pid: i32 = std::fs::read_to_string(dir.path().join("sleep.pid"))
-        .expect("the script started sleep")
-        .trim()
-        .parse()
-        .expect("pid");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(pid), "sleep {pid} survived the cancellation");
+    assert_sleep_died(dir.path(), "the cancellation");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,5 +192,4 @@ async fn missing_program_is_a_clear_error() {
             .contains("cannot run `larder-no-such-uploader"),
         "{err}"
     );
-    let _ = s.capability();
 }
