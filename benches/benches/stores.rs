@@ -350,6 +350,21 @@ fn key_for(store: &str, name: &str) -> Res<Key> {
     Ok(Key::new(format!("bench/{store}/{name}"))?)
 }
 
+/// Run `job` on the name of every file of `set`, `conc` at a time; every job runs to its end,
+/// then the first error (in file order) is the result.
+async fn each_file<'a, F, Fut>(set: &'a Set, conc: usize, job: F) -> Res<()>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Res<()>>,
+{
+    let results: Vec<Res<()>> = futures::stream::iter(set.files.iter())
+        .map(|(name, _)| job(name))
+        .buffer_unordered(conc)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
 /// Store every file of `set` as its own entry, `conc` at a time.
 async fn larder_put(
     store: &Arc<dyn Store>,
@@ -358,31 +373,21 @@ async fn larder_put(
     tag: &str,
     conc: usize,
 ) -> Res<()> {
-    let results: Vec<Res<()>> = futures::stream::iter(set.files.iter())
-        .map(|(name, _)| {
-            let store = Arc::clone(store);
-            let src = src.to_owned();
-            let name = name.clone();
-            let tag = tag.to_owned();
-            async move {
-                let collected = {
-                    let (src, name) = (src.clone(), name.clone());
-                    tokio::task::spawn_blocking(move || {
-                        collect_outputs(&src, &[name], DEFAULT_INLINE_LIMIT)
-                    })
-                    .await??
-                };
-                let key = key_for(&tag, &name)?;
-                let mut entry = Entry::new(key.as_str(), "larder-bench");
-                entry.outputs = collected.outputs;
-                store_outputs(store.as_ref(), &key, &entry, &collected.blobs).await?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(conc)
-        .collect()
-        .await;
-    results.into_iter().collect()
+    each_file(set, conc, |name| async move {
+        let collected = {
+            let (src, name) = (src.to_owned(), name.to_owned());
+            tokio::task::spawn_blocking(move || {
+                collect_outputs(&src, &[name], DEFAULT_INLINE_LIMIT)
+            })
+            .await??
+        };
+        let key = key_for(tag, name)?;
+        let mut entry = Entry::new(key.as_str(), "larder-bench");
+        entry.outputs = collected.outputs;
+        store_outputs(store.as_ref(), &key, &entry, &collected.blobs).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Restore every entry of `set` under `dst`, `conc` at a time.
@@ -393,30 +398,20 @@ async fn larder_get(
     tag: &str,
     conc: usize,
 ) -> Res<()> {
-    let results: Vec<Res<()>> = futures::stream::iter(set.files.iter())
-        .map(|(name, _)| {
-            let store = Arc::clone(store);
-            let dst = dst.to_owned();
-            let name = name.clone();
-            let tag = tag.to_owned();
-            async move {
-                let key = key_for(&tag, &name)?;
-                let entry = store
-                    .get_entry(&key)
-                    .await?
-                    .ok_or_else(|| format!("{key}: a miss right after the put"))?;
-                match restore_outputs(store.as_ref(), &entry, &dst, Placement::Copy).await? {
-                    larder_core::artifacts::Restore::Restored => Ok(()),
-                    larder_core::artifacts::Restore::Missing => {
-                        Err(format!("{key}: a blob went missing").into())
-                    }
-                }
+    each_file(set, conc, |name| async move {
+        let key = key_for(tag, name)?;
+        let entry = store
+            .get_entry(&key)
+            .await?
+            .ok_or_else(|| format!("{key}: a miss right after the put"))?;
+        match restore_outputs(store.as_ref(), &entry, dst, Placement::Copy).await? {
+            larder_core::artifacts::Restore::Restored => Ok(()),
+            larder_core::artifacts::Restore::Missing => {
+                Err(format!("{key}: a blob went missing").into())
             }
-        })
-        .buffer_unordered(conc)
-        .collect()
-        .await;
-    results.into_iter().collect()
+        }
+    })
+    .await
 }
 
 async fn baseline_run(
@@ -427,18 +422,14 @@ async fn baseline_run(
     put: bool,
     conc: usize,
 ) -> Res<()> {
-    let results: Vec<Res<()>> = futures::stream::iter(set.files.iter())
-        .map(|(name, _)| async move {
-            if put {
-                b.put(&src.join(name), name).await
-            } else {
-                b.get(name, &dst.join(name)).await
-            }
-        })
-        .buffer_unordered(conc)
-        .collect()
-        .await;
-    results.into_iter().collect()
+    each_file(set, conc, |name| async move {
+        if put {
+            b.put(&src.join(name), name).await
+        } else {
+            b.get(name, &dst.join(name)).await
+        }
+    })
+    .await
 }
 
 fn fresh(dir: &Path) -> Res<()> {
