@@ -31,6 +31,27 @@ fn remote(sb: &Sandbox) -> std::path::PathBuf {
     r
 }
 
+/// A store in `remote` whose uploads run `tool` and whose downloads are `cp`.
+fn uploader_url(remote: &Path, tool: &Path) -> String {
+    format!(
+        "cmd://{}?put={} %{{SRC}} %{{TGT}}&get=cp %{{SRC}} %{{TGT}}",
+        remote.display(),
+        tool.display()
+    )
+}
+
+/// `larder --store URL ARGS...` in `dir`.
+fn larder_with_store(
+    sb: &Sandbox,
+    dir: &Path,
+    url: &str,
+    args: &[String],
+) -> std::process::Command {
+    let mut cmd = sb.larder_in(dir);
+    cmd.args(["--store", url]).args(args);
+    cmd
+}
+
 #[test]
 fn two_checkouts_share_hits_through_cp_commands() {
     let sb = Sandbox::new();
@@ -45,9 +66,7 @@ fn two_checkouts_share_hits_through_cp_commands() {
     let args = checkout(&sb, &a, &runs);
     checkout(&sb, &b, &runs);
     let run = |dir: &Path| {
-        sb.larder_in(dir)
-            .args(["--store", &url])
-            .args(&args)
+        larder_with_store(&sb, dir, &url, &args)
             .output()
             .expect("running larder exec")
     };
@@ -70,18 +89,11 @@ fn a_failing_upload_command_is_a_warning_that_names_it() {
         "uploader.sh",
         "echo \"quota exceeded uploading to $2\" >&2\nexit 7\n",
     );
-    let url = format!(
-        "cmd://{}?put={} %{{SRC}} %{{TGT}}&get=cp %{{SRC}} %{{TGT}}",
-        r.display(),
-        tool.display()
-    );
+    let url = uploader_url(&r, &tool);
     let runs = sb.root.join("runs.log");
     let a = sb.root.join("a");
     let args = checkout(&sb, &a, &runs);
-    let out = sb
-        .larder_in(&a)
-        .args(["--store", &url])
-        .args(&args)
+    let out = larder_with_store(&sb, &a, &url, &args)
         .output()
         .expect("running larder exec");
     assert_exit(&out, 0);
@@ -108,18 +120,11 @@ fn sigterm_during_an_upload_kills_the_command_and_its_children() {
             p = pids.display()
         ),
     );
-    let url = format!(
-        "cmd://{}?put={} %{{SRC}} %{{TGT}}&get=cp %{{SRC}} %{{TGT}}",
-        r.display(),
-        tool.display()
-    );
+    let url = uploader_url(&r, &tool);
     let runs = sb.root.join("runs.log");
     let a = sb.root.join("a");
     let args = checkout(&sb, &a, &runs);
-    let mut larder = sb
-        .larder_in(&a)
-        .args(["--store", &url])
-        .args(&args)
+    let mut larder = larder_with_store(&sb, &a, &url, &args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

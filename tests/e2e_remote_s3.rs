@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::Path;
 
 use common::{Sandbox, assert_exit, count_lines, text};
@@ -24,20 +25,26 @@ fn checkout(sb: &Sandbox, dir: &Path, runs: &Path) -> Vec<String> {
     .to_vec()
 }
 
-fn exec(
+/// The URL of a store under `e2e/NAME` in `s3`'s bucket.
+fn bucket_url(s3: &SeaweedFs, name: &str) -> String {
+    format!("minio://{}/{}/e2e/{name}", s3.host_port(), s3.bucket())
+}
+
+/// `larder --store STORE ARGS...` in `dir`, with `s3`'s keys.
+fn exec<S: AsRef<OsStr>>(
     sb: &Sandbox,
     dir: &Path,
     store: &str,
-    s3: Option<&SeaweedFs>,
-    args: &[String],
+    s3: &SeaweedFs,
+    args: &[S],
 ) -> std::process::Output {
-    let mut cmd = sb.larder_in(dir);
-    cmd.args(["--store", store]).args(args);
-    if let Some(s3) = s3 {
-        cmd.env("LARDER_S3_ACCESS_KEY", s3.access_key())
-            .env("LARDER_S3_SECRET_KEY", s3.secret_key());
-    }
-    cmd.output().expect("running larder exec")
+    sb.larder_in(dir)
+        .args(["--store", store])
+        .args(args)
+        .env("LARDER_S3_ACCESS_KEY", s3.access_key())
+        .env("LARDER_S3_SECRET_KEY", s3.secret_key())
+        .output()
+        .expect("running larder")
 }
 
 #[test]
@@ -46,17 +53,17 @@ fn two_checkouts_share_hits_through_a_bucket() {
         return;
     };
     let sb = Sandbox::new();
-    let url = format!("minio://{}/{}/e2e/shared", s3.host_port(), s3.bucket());
+    let url = bucket_url(&s3, "shared");
     let runs = sb.root.join("runs.log");
     let a = sb.root.join("a");
     let b = sb.root.join("b");
     let args = checkout(&sb, &a, &runs);
     checkout(&sb, &b, &runs);
 
-    let first = exec(&sb, &a, &url, Some(&s3), &args);
+    let first = exec(&sb, &a, &url, &s3, &args);
     assert_exit(&first, 0);
     assert_eq!(count_lines(&runs), 1, "first build runs the task");
-    let hit = exec(&sb, &b, &url, Some(&s3), &args);
+    let hit = exec(&sb, &b, &url, &s3, &args);
     assert_exit(&hit, 0);
     assert_eq!(
         count_lines(&runs),
@@ -116,26 +123,17 @@ fn stats_and_trim_work_on_a_bucket() {
         return;
     };
     let sb = Sandbox::new();
-    let url = format!("minio://{}/{}/e2e/trim", s3.host_port(), s3.bucket());
+    let url = bucket_url(&s3, "trim");
     let runs = sb.root.join("runs.log");
     let a = sb.root.join("a");
     let args = checkout(&sb, &a, &runs);
-    assert_exit(&exec(&sb, &a, &url, Some(&s3), &args), 0);
-    let admin = |args: &[&str]| {
-        sb.larder_in(&a)
-            .args(["--store", &url])
-            .args(args)
-            .env("LARDER_S3_ACCESS_KEY", s3.access_key())
-            .env("LARDER_S3_SECRET_KEY", s3.secret_key())
-            .output()
-            .expect("running larder")
-    };
-    let stats = admin(&["stats", "--json"]);
+    assert_exit(&exec(&sb, &a, &url, &s3, &args), 0);
+    let stats = exec(&sb, &a, &url, &s3, &["stats", "--json"]);
     assert_exit(&stats, 0);
     let json: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("stats JSON");
     assert_eq!(json["entries"], 1, "{json}");
 
-    let trim = admin(&["trim", "--max-entries", "0"]);
+    let trim = exec(&sb, &a, &url, &s3, &["trim", "--max-entries", "0"]);
     assert_exit(&trim, 0);
     assert!(
         text(&trim.stdout).contains("evicted 1 entry"),
@@ -143,7 +141,7 @@ fn stats_and_trim_work_on_a_bucket() {
         text(&trim.stdout)
     );
     // The bucket no longer has it: the task runs again.
-    assert_exit(&exec(&sb, &a, &url, Some(&s3), &args), 0);
+    assert_exit(&exec(&sb, &a, &url, &s3, &args), 0);
     assert_eq!(count_lines(&runs), 2);
 }
 
@@ -153,7 +151,7 @@ fn trim_keeps_the_entry_another_process_just_used() {
         return;
     };
     let sb = Sandbox::new();
-    let url = format!("minio://{}/{}/e2e/lru", s3.host_port(), s3.bucket());
+    let url = bucket_url(&s3, "lru");
     let runs = sb.root.join("runs.log");
     let dir = sb.root.join("w");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -178,19 +176,13 @@ fn trim_keeps_the_entry_another_process_just_used() {
         .to_vec()
     };
     let (a, b) = (task("a.txt"), task("b.txt"));
-    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &a), 0);
-    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &b), 0);
+    assert_exit(&exec(&sb, &dir, &url, &s3, &a), 0);
+    assert_exit(&exec(&sb, &dir, &url, &s3, &b), 0);
     // A is used again (a hit, recorded when that process exits); B is not.
-    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &a), 0);
+    assert_exit(&exec(&sb, &dir, &url, &s3, &a), 0);
     assert_eq!(count_lines(&runs), 2, "the third run was a hit");
 
-    let trim = sb
-        .larder_in(&dir)
-        .args(["--store", &url, "trim", "--max-entries", "1"])
-        .env("LARDER_S3_ACCESS_KEY", s3.access_key())
-        .env("LARDER_S3_SECRET_KEY", s3.secret_key())
-        .output()
-        .expect("larder trim");
+    let trim = exec(&sb, &dir, &url, &s3, &["trim", "--max-entries", "1"]);
     assert_exit(&trim, 0);
     assert!(
         text(&trim.stdout).contains("evicted 1 entry"),
@@ -198,9 +190,9 @@ fn trim_keeps_the_entry_another_process_just_used() {
         text(&trim.stdout)
     );
     // A was kept (a hit, with its outputs: its blobs survived), B was evicted (runs again).
-    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &a), 0);
+    assert_exit(&exec(&sb, &dir, &url, &s3, &a), 0);
     assert_eq!(count_lines(&runs), 2, "A is still in the bucket");
-    assert_exit(&exec(&sb, &dir, &url, Some(&s3), &b), 0);
+    assert_exit(&exec(&sb, &dir, &url, &s3, &b), 0);
     assert_eq!(count_lines(&runs), 3, "B was the one evicted");
 }
 
@@ -256,14 +248,14 @@ fn bucket_trims_use_the_configured_eviction_policy() {
 
     // LRU (no policy configured): `often` was used least recently, so it goes.
     let lru = Sandbox::new();
-    let url = format!("minio://{}/{}/e2e/policy-lru", s3.host_port(), s3.bucket());
+    let url = bucket_url(&s3, "policy-lru");
     fill(&lru, &url);
     assert_exit(&larder(&lru, &url, &["trim", "--max-entries", "2"]), 0);
     assert_exit(&larder(&lru, &url, &["get", "often"]), 1);
 
     // The LFU policy from larder.toml: `b` (no hits, older than `c`) goes instead.
     let sb = Sandbox::new();
-    let url = format!("minio://{}/{}/e2e/policy-lfu", s3.host_port(), s3.bucket());
+    let url = bucket_url(&s3, "policy-lfu");
     fill(&sb, &url);
     sb.write(
         &sb.work,
