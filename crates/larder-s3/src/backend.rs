@@ -24,6 +24,7 @@ use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
     PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
 };
+use larder_bucket::{AccessLog, Bucket, Listed};
 use tokio::sync::OnceCell;
 
 use crate::config::{Credentials, S3StoreBuilder};
@@ -32,15 +33,6 @@ use crate::error::{sdk, status};
 const META_SIZE: &str = "larder-size";
 const META_CREATED: &str = "larder-created-ms";
 const META_COST: &str = "larder-cost-ms";
-
-/// One object of a listing.
-#[derive(Debug, Clone)]
-pub(crate) struct Listed {
-    pub(crate) key: String,
-    pub(crate) size: u64,
-    pub(crate) modified_ms: u64,
-    pub(crate) etag: String,
-}
 
 /// A store in an S3 bucket (AWS, MinIO, SeaweedFS, any S3-compatible service). Cheap to clone.
 #[derive(Clone)]
@@ -52,8 +44,8 @@ pub(crate) struct Inner {
     pub(crate) cfg: S3StoreBuilder,
     clients: OnceCell<Clients>,
     name: String,
-    /// Entry hits not yet written as an access record: storage name → (last hit ms, hits).
-    pub(crate) accesses: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    /// Entry hits not yet written as an access record.
+    pub(crate) access: AccessLog,
 }
 
 impl fmt::Debug for S3Store {
@@ -163,12 +155,13 @@ impl S3Store {
             _ => OnceCell::new(),
         };
         let name = cfg.describe();
+        let access = AccessLog::new(cfg.access_batch);
         Ok(S3Store {
             inner: Arc::new(Inner {
                 cfg,
                 clients,
                 name,
-                accesses: Default::default(),
+                access,
             }),
         })
     }
@@ -211,16 +204,8 @@ impl S3Store {
         format!("{}entries/{}", self.inner.cfg.prefix, key.storage_name())
     }
 
-    pub(crate) fn entries_prefix(&self) -> String {
-        format!("{}entries/", self.inner.cfg.prefix)
-    }
-
     pub(crate) fn blob_key(&self, digest: &Digest) -> String {
         format!("{}blobs/{}", self.inner.cfg.prefix, digest.to_hex())
-    }
-
-    pub(crate) fn blobs_prefix(&self) -> String {
-        format!("{}blobs/", self.inner.cfg.prefix)
     }
 
     /// HEAD an object: its metadata, or `None` when it does not exist.
@@ -347,12 +332,12 @@ impl S3Store {
                     .and_then(|t| t.to_millis().ok())
                     .unwrap_or(0)
                     .max(0) as u64;
-                let etag = o.e_tag().unwrap_or_default().to_owned();
+                let version = o.e_tag().unwrap_or_default().to_owned();
                 Some(Listed {
                     key,
                     size,
                     modified_ms,
-                    etag,
+                    version,
                 })
             })
             .collect();
@@ -456,7 +441,7 @@ impl Store for S3Store {
         match Entry::decode(&bytes) {
             Ok(entry) => {
                 if opts.record_access {
-                    crate::access::record(self, key).await;
+                    self.inner.access.record(self, key).await;
                 }
                 Ok(Some(entry))
             }
@@ -571,10 +556,70 @@ impl Store for S3Store {
     }
 
     async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
-        crate::trim::trim(self, opts, progress).await
+        larder_bucket::trim(self, opts, progress).await
     }
 
     async fn flush(&self) -> Result<()> {
-        crate::access::flush(self).await
+        self.inner.access.flush(self).await
+    }
+}
+
+/// The object primitives the shared access records and trim (`larder-bucket`) run on.
+#[async_trait]
+impl Bucket for S3Store {
+    fn prefix(&self) -> &str {
+        &self.inner.cfg.prefix
+    }
+
+    fn concurrency(&self) -> usize {
+        self.inner.cfg.concurrency
+    }
+
+    fn eviction_policy(&self) -> &dyn larder_core::eviction::EvictionPolicy {
+        self.inner.cfg.policy.as_ref()
+    }
+
+    fn trim_grace(&self) -> std::time::Duration {
+        self.inner.cfg.trim_grace
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
+        self.list_prefix(prefix.to_owned())
+    }
+
+    async fn entry_meta(&self, listed: &Listed) -> Result<Option<EntryMeta>> {
+        S3Store::entry_meta(self, listed).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let what = format!("reading {key}");
+        let client = self.small_client().await?;
+        let Some(out) = self.get_object(client, key, &what).await? else {
+            return Ok(None);
+        };
+        let body = out.body.collect().await;
+        Ok(Some(
+            body.map_err(|e| crate::error::body(&what, e))?.into_bytes(),
+        ))
+    }
+
+    async fn put(&self, key: &str, body: Bytes, create: bool) -> Result<PutOutcome> {
+        self.put_small(key, body, create, &[]).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.delete_object(key).await
+    }
+
+    /// A HEAD then a DELETE: S3 has no conditional delete that every compatible server honours,
+    /// so a re-put between the two is the (small) window left.
+    async fn delete_if_version(&self, key: &str, version: &str) -> Result<bool> {
+        match self.head(key).await? {
+            Some(h) if h.e_tag().unwrap_or_default() == version => {
+                self.delete_object(key).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

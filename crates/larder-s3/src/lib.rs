@@ -32,12 +32,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod access;
 mod backend;
 mod config;
 mod error;
 mod reader;
-mod trim;
 mod writer;
 
 pub use backend::S3Store;

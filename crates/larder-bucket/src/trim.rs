@@ -1,12 +1,14 @@
 //! Trimming a bucket to byte and entry budgets with the configured eviction policy.
 //!
-//! One trim at a time per prefix, by a lease object (`PREFIX/trim/lock`, created with
-//! `If-None-Match: *`, taken over once expired). A trim:
-//! 1. lists the entries (and HEADs each for its size, creation time and cost);
+//! One trim at a time per prefix, by a lease object (`PREFIX/trim/lock`, created with a
+//! create-only write, taken over once expired). A trim:
+//! 1. lists the entries (with their size, creation time and cost, from the listing or a
+//!    metadata request per entry);
 //! 2. folds the access records clients left (`PREFIX/access/`) into its index
 //!    (`PREFIX/trim/index`: last access and hits per entry, and the blobs each entry names);
 //! 3. asks the eviction policy for victims until the budgets hold, and deletes them, each only
-//!    if its ETag is still the one listed (an entry re-put meanwhile stays);
+//!    if its version (S3 ETag, GCS generation) is still the one listed (an entry re-put
+//!    meanwhile stays);
 //! 4. deletes blobs that no remaining entry names and that are older than the grace period
 //!    (1 h by default): a writer stores blobs before its entry, and one that reuses an old blob
 //!    refreshes it first, so a blob a concurrent put relies on is never deleted;
@@ -25,17 +27,17 @@ use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru, valid
 use larder_core::store::ProgressFn;
 use larder_core::{Digest, Entry, EntryMeta, Error, PutOutcome, Result, TrimOptions, TrimReport};
 
-use crate::backend::{Listed, S3Store};
+use crate::{Bucket, Listed};
 
 /// How long a trim's lease lasts; a crashed trimmer's lock is taken over after it.
 const LEASE: Duration = Duration::from_secs(15 * 60);
 
-fn lock_key(store: &S3Store) -> String {
-    format!("{}trim/lock", store.cfg().prefix)
+fn lock_key(store: &dyn Bucket) -> String {
+    format!("{}trim/lock", store.prefix())
 }
 
-fn index_key(store: &S3Store) -> String {
-    format!("{}trim/index", store.cfg().prefix)
+fn index_key(store: &dyn Bucket) -> String {
+    format!("{}trim/index", store.prefix())
 }
 
 /// What the trimmer remembers about an entry between trims.
@@ -43,25 +45,13 @@ fn index_key(store: &S3Store) -> String {
 struct Row {
     last_access_ms: u64,
     hits: u64,
-    /// The ETag the blob list below belongs to.
-    etag: String,
+    /// The version (ETag, generation) the blob list below belongs to.
+    version: String,
     blobs: Option<Vec<String>>,
 }
 
-async fn get_bytes(store: &S3Store, key: &str) -> Result<Option<Bytes>> {
-    let what = format!("reading {key}");
-    let client = store.small_client().await?;
-    let Some(out) = store.get_object(client, key, &what).await? else {
-        return Ok(None);
-    };
-    let body = out.body.collect().await;
-    Ok(Some(
-        body.map_err(|e| crate::error::body(&what, e))?.into_bytes(),
-    ))
-}
-
 /// Take the lease: `Ok(false)` when another trim holds it (and we do not wait).
-async fn lock(store: &S3Store, wait: bool) -> Result<bool> {
+async fn lock(store: &dyn Bucket, wait: bool) -> Result<bool> {
     let key = lock_key(store);
     loop {
         let body = format!(
@@ -69,10 +59,10 @@ async fn lock(store: &S3Store, wait: bool) -> Result<bool> {
             std::process::id(),
             now_ms() + LEASE.as_millis() as u64
         );
-        if store.put_small(&key, Bytes::from(body), true, &[]).await? == PutOutcome::Written {
+        if store.put(&key, Bytes::from(body), true).await? == PutOutcome::Written {
             return Ok(true);
         }
-        let held = get_bytes(store, &key).await?;
+        let held = store.get(&key).await?;
         let expires = held.as_deref().and_then(|b| {
             String::from_utf8_lossy(b)
                 .split_whitespace()
@@ -90,21 +80,24 @@ async fn lock(store: &S3Store, wait: bool) -> Result<bool> {
             // Expired, unreadable or gone: take it over.
             _ => {
                 tracing::warn!("{store}: taking over an expired trim lock");
-                store.delete_object(&key).await?;
+                store.delete(&key).await?;
             }
         }
     }
 }
 
-async fn unlock(store: &S3Store) {
-    if let Err(e) = store.delete_object(&lock_key(store)).await {
+async fn unlock(store: &dyn Bucket) {
+    if let Err(e) = store.delete(&lock_key(store)).await {
         tracing::warn!("{store}: cannot release the trim lock: {e}");
     }
 }
 
 /// Trim `store` to `opts`' budgets.
-pub(crate) async fn trim(
-    store: &S3Store,
+///
+/// # Errors
+/// The bucket's, when listing, reading or deleting fails; the lease is released either way.
+pub async fn trim(
+    store: &dyn Bucket,
     opts: &TrimOptions,
     progress: Option<ProgressFn>,
 ) -> Result<TrimReport> {
@@ -144,7 +137,7 @@ fn load_index(bytes: Option<Bytes>) -> HashMap<String, Row> {
             Row {
                 last_access_ms: last,
                 hits,
-                etag: f[3].to_owned(),
+                version: f[3].to_owned(),
                 blobs,
             },
         );
@@ -163,7 +156,7 @@ fn save_index(index: &HashMap<String, Row>) -> Bytes {
             "{name}\t{}\t{}\t{}\t{blobs}\n",
             r.last_access_ms,
             r.hits,
-            r.etag.replace(['\t', '\n'], "")
+            r.version.replace(['\t', '\n'], "")
         ));
     }
     Bytes::from(out)
@@ -189,12 +182,12 @@ fn victims(policy: &dyn EvictionPolicy, c: &Candidates, goal: EvictionGoal) -> V
 }
 
 async fn run(
-    store: &S3Store,
+    store: &dyn Bucket,
     opts: &TrimOptions,
     progress: Option<ProgressFn>,
 ) -> Result<TrimReport> {
     let started = now_ms();
-    let concurrency = store.cfg().concurrency;
+    let concurrency = store.concurrency();
     let report_progress = |done: u64, total: u64| {
         if let Some(p) = &progress {
             p(done, total);
@@ -203,12 +196,11 @@ async fn run(
 
     // 1. Entries with their metadata.
     let listed: Vec<Listed> = store
-        .list_prefix(store.entries_prefix())
+        .list(&store.entries_prefix())
         .try_collect()
         .await?;
     let metas: Vec<Option<EntryMeta>> = futures::stream::iter(listed.clone())
         .map(|l| {
-            let store = store.clone();
             async move { store.entry_meta(&l).await }
         })
         .buffered(concurrency)
@@ -221,17 +213,14 @@ async fn run(
         .collect();
 
     // 2. Fold the access records into the index.
-    let mut index = load_index(get_bytes(store, &index_key(store)).await?);
+    let mut index = load_index(store.get(&index_key(store)).await?);
     let records: Vec<Listed> = store
-        .list_prefix(crate::access::prefix(store))
+        .list(&crate::access::prefix(store))
         .try_collect()
         .await?;
     let record_keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
     let bodies: Vec<Option<Bytes>> = futures::stream::iter(record_keys.clone())
-        .map(|key| {
-            let store = store.clone();
-            async move { get_bytes(&store, &key).await }
-        })
+        .map(|key| async move { store.get(&key).await })
         .buffered(concurrency)
         .try_collect()
         .await?;
@@ -264,7 +253,7 @@ async fn run(
     let mut chosen = Vec::new();
     if goal.bytes > 0 || goal.entries > 0 {
         let (mut bytes, mut entries) = (0u64, 0u64);
-        for v in victims(store.cfg().policy.as_ref(), &c, goal) {
+        for v in victims(store.eviction_policy(), &c, goal) {
             if bytes >= goal.bytes && entries >= goal.entries {
                 break;
             }
@@ -283,15 +272,9 @@ async fn run(
     let total = chosen.len() as u64;
     for (n, &v) in chosen.iter().enumerate() {
         let (l, m) = &live[v];
-        if !opts.dry_run {
-            let now = store.head(&l.key).await?;
-            match now {
-                Some(h) if h.e_tag().unwrap_or_default() == l.etag => {
-                    store.delete_object(&l.key).await?;
-                }
-                // Re-put since it was listed (or already gone): not ours to evict.
-                _ => continue,
-            }
+        // Re-put since it was listed (or already gone): not ours to evict.
+        if !opts.dry_run && !store.delete_if_version(&l.key, &l.version).await? {
+            continue;
         }
         evicted.insert(v);
         report.evicted_entries += 1;
@@ -315,13 +298,12 @@ async fn run(
         .map(|l| {
             let cached = index
                 .get(name_of(&l.key))
-                .filter(|r| r.etag == l.etag)
+                .filter(|r| r.version == l.version)
                 .and_then(|r| r.blobs.clone());
-            let store = store.clone();
             async move {
                 let blobs = match cached {
                     Some(b) => Some(b),
-                    None => get_bytes(&store, &l.key).await?.map(|doc| {
+                    None => store.get(&l.key).await?.map(|doc| {
                         match Entry::decode(&doc) {
                             Ok(e) => e.blob_digests().iter().map(Digest::to_hex).collect(),
                             // A corrupt entry names nothing (its next read removes it).
@@ -329,7 +311,7 @@ async fn run(
                         }
                     }),
                 };
-                Ok::<_, Error>((name_of(&l.key).to_owned(), l.etag.clone(), blobs))
+                Ok::<_, Error>((name_of(&l.key).to_owned(), l.version.clone(), blobs))
             }
         })
         .buffered(concurrency)
@@ -337,7 +319,7 @@ async fn run(
         .await?;
     let mut referenced: HashSet<String> = HashSet::new();
     let mut new_index: HashMap<String, Row> = HashMap::new();
-    for (name, etag, blobs) in refs {
+    for (name, version, blobs) in refs {
         let Some(blobs) = blobs else {
             continue; // deleted meanwhile
         };
@@ -348,14 +330,14 @@ async fn run(
             Row {
                 last_access_ms: old.last_access_ms,
                 hits: old.hits,
-                etag,
+                version,
                 blobs: Some(blobs),
             },
         );
     }
-    let grace_ms = store.cfg().trim_grace.as_millis() as u64;
+    let grace_ms = store.trim_grace().as_millis() as u64;
     let blobs: Vec<Listed> = store
-        .list_prefix(store.blobs_prefix())
+        .list(&store.blobs_prefix())
         .try_collect()
         .await?;
     let doomed: Vec<String> = blobs
@@ -365,23 +347,17 @@ async fn run(
         .map(|b| b.key.clone())
         .collect();
     futures::stream::iter(doomed)
-        .map(|key| {
-            let store = store.clone();
-            async move { store.delete_object(&key).await }
-        })
+        .map(|key| async move { store.delete(&key).await })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
 
     // 5. The index, then the records it now holds.
     store
-        .put_small(&index_key(store), save_index(&new_index), false, &[])
+        .put(&index_key(store), save_index(&new_index), false)
         .await?;
     futures::stream::iter(record_keys)
-        .map(|key| {
-            let store = store.clone();
-            async move { store.delete_object(&key).await }
-        })
+        .map(|key| async move { store.delete(&key).await })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
@@ -400,7 +376,7 @@ mod tests {
             Row {
                 last_access_ms: 5,
                 hits: 2,
-                etag: "\"e\"".into(),
+                version: "\"e\"".into(),
                 blobs: Some(vec!["cd".repeat(32), "ef".repeat(32)]),
             },
         );
@@ -409,14 +385,14 @@ mod tests {
             Row {
                 last_access_ms: 7,
                 hits: 0,
-                etag: String::new(),
+                version: String::new(),
                 blobs: None,
             },
         );
         let back = load_index(Some(save_index(&index)));
         assert_eq!(back.len(), 2);
         let r = &back[&"ab".repeat(32)];
-        assert_eq!((r.last_access_ms, r.hits, r.etag.as_str()), (5, 2, "\"e\""));
+        assert_eq!((r.last_access_ms, r.hits, r.version.as_str()), (5, 2, "\"e\""));
         assert_eq!(r.blobs.as_ref().map(Vec::len), Some(2));
         assert!(back[&"01".repeat(32)].blobs.is_none());
     }
