@@ -7,12 +7,15 @@
 //! - [`store`]: the [`Store`] contract every backend implements: async, object-safe, streaming.
 //! - [`artifacts`]: turning files on disk into entries and back, atomically.
 //! - [`error`]: classified errors.
+//! - [`eviction`], [`admission`]: the seams eviction and admission policies plug into.
+//! - [`trace`]: access traces for the policy simulator.
 #![cfg_attr(
     feature = "testkit",
     doc = "- [`testkit`]: the conformance suite every store must pass."
 )]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod admission;
 pub mod artifacts;
 pub mod digest;
 pub mod entry;
@@ -26,6 +29,7 @@ pub mod statcache;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod trace;
 
 pub use digest::Digest;
 pub use entry::{Content, Entry, Output, OutputKind};

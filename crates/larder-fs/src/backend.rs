@@ -13,6 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
 use larder_core::store::ProgressFn;
+use larder_core::trace::TraceOp;
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, ErrorKind, GetOptions, Key,
     Placement, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
@@ -248,12 +249,18 @@ impl Store for FsStore {
                     inner
                         .index
                         .record_hit(&name, entry.total_size(), entry.cost_ms);
+                    if let Some(t) = &inner.config.trace {
+                        t.record(TraceOp::GetHit, key, entry.total_size(), entry.cost_ms);
+                    }
                 }
                 Ok(Some(entry))
             }
             Loaded::Missing | Loaded::Newer => {
                 if opts.record_access {
                     inner.index.record_miss();
+                    if let Some(t) = &inner.config.trace {
+                        t.record(TraceOp::GetMiss, key, 0, 0);
+                    }
                 }
                 Ok(None)
             }
@@ -266,6 +273,9 @@ impl Store for FsStore {
                 }
                 if opts.record_access {
                     inner.index.record_miss();
+                    if let Some(t) = &inner.config.trace {
+                        t.record(TraceOp::GetMiss, key, 0, 0);
+                    }
                 }
                 Ok(None)
             }
@@ -298,6 +308,9 @@ impl Store for FsStore {
             blocking(move || write_entry(&inner2.layout, &dest2, &bytes, mode, fsync)).await?
         };
         if written.outcome == PutOutcome::Written {
+            if let Some(t) = &inner.config.trace {
+                t.record(TraceOp::Put, key, entry.total_size(), entry.cost_ms);
+            }
             inner.index.record_insert(NewEntry {
                 name,
                 file_size,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use larder_core::eviction::EvictionPolicy;
+use larder_core::trace::TraceLog;
 
 /// How blobs are compressed on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct FsConfig {
     pub flush_interval: Duration,
     /// Blobs larger than this are refused with [`Error::TooLarge`](larder_core::Error::TooLarge).
     pub max_blob_bytes: Option<u64>,
+    /// Record every entry lookup (hit or miss) and store into this access trace (default none).
+    pub trace: Option<Arc<TraceLog>>,
 }
 
 impl Default for FsConfig {
@@ -45,6 +48,7 @@ impl Default for FsConfig {
             eviction: None,
             flush_interval: Duration::from_secs(1),
             max_blob_bytes: None,
+            trace: None,
         }
     }
 }
@@ -68,6 +72,11 @@ impl FsConfig {
     /// Set [`FsConfig::flush_interval`].
     pub fn with_flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
+        self
+    }
+    /// Set [`FsConfig::trace`].
+    pub fn with_trace(mut self, trace: Option<Arc<TraceLog>>) -> Self {
+        self.trace = trace;
         self
     }
     /// Set [`FsConfig::max_blob_bytes`].

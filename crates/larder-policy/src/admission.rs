@@ -4,21 +4,13 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use larder_core::admission::AdmissionCandidate;
+use larder_core::admission::AdmissionPolicy;
+
 use crate::bindings::admission::AdmissionPolicyPre;
 use crate::bindings::admission::larder::policy::types::EntryMeta;
 use crate::error::Result;
 use crate::sandbox::{Limits, Sandbox, Sandboxed};
-
-/// A candidate for admission: what is known about an entry before it is stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AdmissionCandidate {
-    /// Total bytes of the entry's outputs.
-    pub size: u64,
-    /// How long the task took to run, ms.
-    pub cost_ms: u64,
-    /// Creation time, ms since the epoch.
-    pub created_ms: u64,
-}
 
 /// An admission policy running as a WebAssembly component.
 #[derive(Debug)]
@@ -104,5 +96,15 @@ impl WasmAdmission {
     /// Whether to store the entry: the guest's decision, or `true` if it fails.
     pub fn admit(&self, candidate: AdmissionCandidate, now_ms: u64) -> bool {
         self.try_admit(candidate, now_ms).unwrap_or(true)
+    }
+}
+
+impl AdmissionPolicy for WasmAdmission {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn admit(&self, candidate: AdmissionCandidate, now_ms: u64) -> bool {
+        WasmAdmission::admit(self, candidate, now_ms)
     }
 }

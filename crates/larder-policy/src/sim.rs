@@ -20,6 +20,7 @@ use std::fmt;
 use std::io::Write;
 
 use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru, validate_victims};
+use larder_core::trace::TraceOp;
 
 /// One request: a task asked for its outputs at `time_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +55,25 @@ pub struct TraceError {
 const TRACE_HEADER: &str = "# larder trace v1: time_ms,key,size,cost_ms";
 
 impl Trace {
-    /// Parse the text format: one `time_ms,key,size,cost_ms` line per request (`key` in
+    /// Parse the text format: one `time_ms,key,size,cost_ms[,op]` line per record (`key` in
     /// decimal or `0x` hex); blank lines and `#` comments are ignored.
     ///
+    /// Without `op` (version 1), a line is a request. With it (version 2, as larder's stores
+    /// record: see [`larder_core::trace`]), `get-hit` and `get-miss` lines are the requests, and
+    /// `put` lines only say what an entry weighs: a miss takes its size and cost from the next
+    /// `put` of its key (else from any other record of it). A miss whose key is never seen with a
+    /// size (its task failed, or its entry was not admitted) is left out: no cache could have
+    /// served it. A `put` with no miss before it (`larder put`) is not a request.
+    ///
     /// # Errors
-    /// A line without four numbers.
+    /// A line without four numbers (and an optional known op).
     pub fn parse(text: &str) -> Result<Trace, TraceError> {
-        let mut requests = Vec::new();
+        // Requests, with whether their size is known yet.
+        let mut requests: Vec<(Request, bool)> = Vec::new();
+        // Misses waiting for the put that tells their size, by key.
+        let mut waiting: HashMap<u64, Vec<usize>> = HashMap::new();
+        // The last known (size, cost) of each key.
+        let mut known: HashMap<u64, (u64, u64)> = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -71,8 +84,8 @@ impl Trace {
                 reason,
             };
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            if f.len() != 4 {
-                return Err(err(format!("expected 4 fields, found {}", f.len())));
+            if f.len() != 4 && f.len() != 5 {
+                return Err(err(format!("expected 4 or 5 fields, found {}", f.len())));
             }
             let num = |s: &str| -> Result<u64, TraceError> {
                 let r = match s.strip_prefix("0x") {
@@ -81,13 +94,45 @@ impl Trace {
                 };
                 r.map_err(|_| err(format!("{s:?} is not a number")))
             };
-            requests.push(Request {
+            let r = Request {
                 time_ms: num(f[0])?,
                 key: num(f[1])?,
                 size: num(f[2])?,
                 cost_ms: num(f[3])?,
-            });
+            };
+            let op = match f.get(4) {
+                None => None,
+                Some(op) => Some(op.parse::<TraceOp>().map_err(|e| err(e.to_string()))?),
+            };
+            match op {
+                None | Some(TraceOp::GetHit) => {
+                    known.insert(r.key, (r.size, r.cost_ms));
+                    requests.push((r, true));
+                }
+                Some(TraceOp::GetMiss) => {
+                    waiting.entry(r.key).or_default().push(requests.len());
+                    requests.push((r, false));
+                }
+                Some(TraceOp::Put) => {
+                    known.insert(r.key, (r.size, r.cost_ms));
+                    for at in waiting.remove(&r.key).unwrap_or_default() {
+                        let (req, resolved) = &mut requests[at];
+                        (req.size, req.cost_ms, *resolved) = (r.size, r.cost_ms, true);
+                    }
+                }
+            }
         }
+        let requests = requests
+            .into_iter()
+            .filter_map(|(mut r, resolved)| {
+                if resolved {
+                    return Some(r);
+                }
+                let (size, cost) = known.get(&r.key)?;
+                (r.size, r.cost_ms) = (*size, *cost);
+                Some(r)
+            })
+            .collect();
         Ok(Trace { requests })
     }
 
@@ -537,6 +582,40 @@ mod tests {
         let back = Trace::parse(std::str::from_utf8(&text).unwrap()).unwrap();
         assert_eq!(back, t);
         assert!(Trace::parse("1,2,3").is_err());
+    }
+
+    #[test]
+    fn recorded_traces_take_miss_sizes_from_the_next_put() {
+        let text = "# larder trace v2: time_ms,key,size,cost_ms,op
+1,0xa,0,0,get-miss
+2,0xa,100,40,put
+3,0xa,100,40,get-hit
+4,0xb,0,0,get-miss
+5,0xc,7,3,put
+6,0xb,0,0,get-miss
+7,0xb,50,9,put
+8,0xd,0,0,get-miss
+9,0x1,2,3
+";
+        let t = Trace::parse(text).unwrap();
+        let got: Vec<(u64, u64, u64, u64)> = t
+            .requests
+            .iter()
+            .map(|r| (r.time_ms, r.key, r.size, r.cost_ms))
+            .collect();
+        // `c` was only put (not a request); `d` never got a size (not storable): both left out.
+        assert_eq!(
+            got,
+            [
+                (1, 0xa, 100, 40),
+                (3, 0xa, 100, 40),
+                (4, 0xb, 50, 9),
+                (6, 0xb, 50, 9),
+                (9, 0x1, 2, 3)
+            ]
+        );
+        let err = Trace::parse("1,0xa,0,0,delete").unwrap_err();
+        assert!(err.to_string().contains("delete"), "{err}");
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// The eviction order of the clean-up (default: the store's native LRU).
     pub eviction: Option<Arc<dyn larder_core::eviction::EvictionPolicy>>,
+    /// Asked before every entry is stored; refused entries are skipped (default: admit all).
+    pub admission: Option<Arc<dyn larder_core::admission::AdmissionPolicy>>,
+    /// Record every lookup and store into this access trace (default: none).
+    pub trace: Option<Arc<larder_core::trace::TraceLog>>,
 }
 
 impl ServerConfig {
@@ -76,6 +80,8 @@ impl ServerConfig {
             upload_workers: 4,
             tls: None,
             eviction: None,
+            admission: None,
+            trace: None,
         }
     }
 
@@ -157,6 +163,22 @@ impl ServerConfig {
     /// Evict with `policy` (a WebAssembly policy, say) instead of LRU.
     pub fn with_eviction(mut self, policy: Arc<dyn larder_core::eviction::EvictionPolicy>) -> Self {
         self.eviction = Some(policy);
+        self
+    }
+
+    /// Ask `policy` before storing each entry (a WebAssembly policy, say); refused entries are
+    /// not stored, and counted in the metrics.
+    pub fn with_admission(
+        mut self,
+        policy: Arc<dyn larder_core::admission::AdmissionPolicy>,
+    ) -> Self {
+        self.admission = Some(policy);
+        self
+    }
+
+    /// Record lookups and stores into `trace` (see [`larder_core::trace`]).
+    pub fn with_trace(mut self, trace: Arc<larder_core::trace::TraceLog>) -> Self {
+        self.trace = Some(trace);
         self
     }
 }

@@ -46,6 +46,8 @@ pub(crate) struct Metrics {
     evicted_bytes: AtomicU64,
     cleanups: AtomicU64,
     out_of_space: AtomicU64,
+    refused_entries: AtomicU64,
+    refused_bytes: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -57,6 +59,8 @@ impl Default for Metrics {
             evicted_bytes: AtomicU64::new(0),
             cleanups: AtomicU64::new(0),
             out_of_space: AtomicU64::new(0),
+            refused_entries: AtomicU64::new(0),
+            refused_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -72,6 +76,12 @@ impl Metrics {
     /// Count a write refused for lack of disk space.
     pub(crate) fn out_of_space(&self) {
         self.out_of_space.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count an entry the admission policy refused.
+    pub(crate) fn refused(&self, bytes: u64) {
+        self.refused_entries.fetch_add(1, Ordering::Relaxed);
+        self.refused_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn record(&self, protocol: usize, method: &Method, status: StatusCode, bytes: (u64, u64)) {
@@ -159,6 +169,9 @@ struct Snapshot {
     evicted_bytes: u64,
     cleanups: u64,
     out_of_space_refusals: u64,
+    /// Entries (and their bytes) the admission policy kept out.
+    admission_refused_entries: u64,
+    admission_refused_bytes: u64,
     /// When replicating an upstream store.
     upstream: Option<UpstreamFigures>,
     protocols: Vec<ProtocolFigures>,
@@ -252,6 +265,8 @@ async fn snapshot(state: &AppState) -> Snapshot {
         evicted_bytes: m.evicted_bytes.load(Ordering::Relaxed),
         cleanups: m.cleanups.load(Ordering::Relaxed),
         out_of_space_refusals: m.out_of_space.load(Ordering::Relaxed),
+        admission_refused_entries: m.refused_entries.load(Ordering::Relaxed),
+        admission_refused_bytes: m.refused_bytes.load(Ordering::Relaxed),
         upstream: state.replica.as_ref().map(|r| UpstreamFigures {
             fetched: r.fetched.load(Ordering::Relaxed),
             fetch_failures: r.fetch_failures.load(Ordering::Relaxed),
@@ -315,7 +330,7 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
             );
         }
     }
-    let gauges: [(&str, &str, &str, Option<u64>); 8] = [
+    let gauges: [(&str, &str, &str, Option<u64>); 10] = [
         (
             "evicted_entries_total",
             "counter",
@@ -333,6 +348,18 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
             "counter",
             "Writes refused with 507 for lack of disk space.",
             Some(s.out_of_space_refusals),
+        ),
+        (
+            "admission_refused_total",
+            "counter",
+            "Entries the admission policy kept out of the store.",
+            Some(s.admission_refused_entries),
+        ),
+        (
+            "admission_refused_bytes_total",
+            "counter",
+            "Bytes of the entries the admission policy kept out.",
+            Some(s.admission_refused_bytes),
         ),
         (
             "store_entries",
@@ -493,6 +520,7 @@ fn render_html(s: &Snapshot) -> String {
 <tr><th>free disk</th><td>{free} (keep at least {min_free})</td></tr>
 <tr><th>evicted</th><td>{evicted_entries} entries, {evicted_bytes} in {cleanups} clean-ups</td></tr>
 <tr><th>writes refused for space</th><td>{oos}</td></tr>
+<tr><th>entries refused by admission</th><td>{refused} ({refused_bytes})</td></tr>
 {upstream}</table>
 <h2>Requests</h2>
 <table>
@@ -517,6 +545,8 @@ fn render_html(s: &Snapshot) -> String {
         evicted_bytes = format_size(s.evicted_bytes),
         cleanups = s.cleanups,
         oos = s.out_of_space_refusals,
+        refused = s.admission_refused_entries,
+        refused_bytes = format_size(s.admission_refused_bytes),
         upstream = s.upstream.as_ref().map_or_else(String::new, |u| format!(
             "<tr><th>upstream</th><td>{} fetched ({} failed), {} uploaded ({} failed attempts), {} queued</td></tr>\n",
             u.fetched, u.fetch_failures, u.uploaded, u.upload_failures, u.queued

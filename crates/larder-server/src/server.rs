@@ -9,6 +9,7 @@ use larder_core::Store;
 use larder_fs::{FsConfig, FsStore};
 use tokio::net::TcpListener;
 
+use crate::admission::Admitted;
 use crate::app::{AppState, Shared, router};
 use crate::config::ServerConfig;
 use crate::disk::Cleaner;
@@ -37,7 +38,8 @@ impl Server {
         let dir = config.dir.clone();
         let fs_config = FsConfig::default()
             .with_max_blob_bytes(config.max_blob_bytes)
-            .with_eviction(config.eviction.clone());
+            .with_eviction(config.eviction.clone())
+            .with_trace(config.trace.clone());
         let store = tokio::task::spawn_blocking(move || FsStore::open(&dir, fs_config))
             .await
             .map_err(|e| ServerError::Store {
@@ -120,6 +122,15 @@ impl Server {
             source,
         })?;
         let metrics = Arc::new(Metrics::default());
+        // Outermost, so that a refused entry is neither stored nor sent upstream.
+        let store: Arc<dyn Store> = match &config.admission {
+            Some(policy) => Arc::new(Admitted::new(
+                store,
+                Arc::clone(policy),
+                Arc::clone(&metrics),
+            )),
+            None => store,
+        };
         let cleaner = Arc::new(Cleaner::new(
             Arc::clone(&store),
             &config.dir,
