@@ -17,6 +17,17 @@ use larder_core::size::{format_size, parse_size};
 /// The config file name looked for in the working directory and its parents.
 pub(crate) const CONFIG_FILE_NAME: &str = "larder.toml";
 
+/// The keys of larder.toml's `[policy]` table.
+const POLICY_KEYS: &[&str] = &[
+    "policy.eviction",
+    "policy.eviction_config",
+    "policy.admission",
+    "policy.admission_config",
+    "policy.normalize",
+    "policy.normalize_config",
+    "policy.trace",
+];
+
 /// The largest inline limit accepted: past it, entries grow towards their size bound.
 const MAX_INLINE_LIMIT: u64 = 1 << 20;
 
@@ -102,6 +113,36 @@ const KEYS: &[Key] = &[
         env: "LARDER_EVICTION_CONFIG",
         wafcache: None,
         help: "the eviction policy's configuration string (larder.toml: [policy] eviction_config)",
+    },
+    Key {
+        name: "admission_policy",
+        env: "LARDER_ADMISSION_POLICY",
+        wafcache: None,
+        help: "a WebAssembly admission policy (.wasm) asked before storing each entry (larder.toml: [policy] admission)",
+    },
+    Key {
+        name: "admission_config",
+        env: "LARDER_ADMISSION_CONFIG",
+        wafcache: None,
+        help: "the admission policy's configuration string (larder.toml: [policy] admission_config)",
+    },
+    Key {
+        name: "normalize_policy",
+        env: "LARDER_NORMALIZE_POLICY",
+        wafcache: None,
+        help: "a WebAssembly path normalizer (.wasm) that `larder exec` signs with (larder.toml: [policy] normalize)",
+    },
+    Key {
+        name: "normalize_config",
+        env: "LARDER_NORMALIZE_CONFIG",
+        wafcache: None,
+        help: "the path normalizer's configuration string (larder.toml: [policy] normalize_config)",
+    },
+    Key {
+        name: "trace",
+        env: "LARDER_TRACE",
+        wafcache: None,
+        help: "record cache accesses into this trace file, for `larder policy simulate` (larder.toml: [policy] trace)",
     },
     Key {
         name: "stats",
@@ -199,6 +240,14 @@ pub(crate) struct Config {
     /// A WebAssembly eviction policy, as an absolute path.
     pub(crate) eviction_policy: Setting<Option<PathBuf>>,
     pub(crate) eviction_config: Setting<String>,
+    /// A WebAssembly admission policy, as an absolute path.
+    pub(crate) admission_policy: Setting<Option<PathBuf>>,
+    pub(crate) admission_config: Setting<String>,
+    /// A WebAssembly path normalizer, as an absolute path.
+    pub(crate) normalize_policy: Setting<Option<PathBuf>>,
+    pub(crate) normalize_config: Setting<String>,
+    /// The access trace to record into, as an absolute path.
+    pub(crate) trace: Setting<Option<PathBuf>>,
     pub(crate) stats: Setting<bool>,
 }
 
@@ -344,21 +393,17 @@ impl Config {
                 parse_inline_limit,
             )?,
             fsync: setting(&raw, "fsync", false, parse_bool)?,
-            eviction_policy: match raw.get("eviction_policy") {
-                Some(r) if !is_none_word(&r.value) => Setting {
-                    value: Some(r.base.join(&r.value)),
-                    source: r.source.clone(),
-                },
-                Some(r) => Setting {
-                    value: None,
-                    source: r.source.clone(),
-                },
-                None => Setting {
-                    value: None,
-                    source: Source::Default,
-                },
-            },
+            eviction_policy: path_setting(&raw, "eviction_policy"),
             eviction_config: setting(&raw, "eviction_config", String::new(), |v| Ok(v.to_owned()))?,
+            admission_policy: path_setting(&raw, "admission_policy"),
+            admission_config: setting(&raw, "admission_config", String::new(), |v| {
+                Ok(v.to_owned())
+            })?,
+            normalize_policy: path_setting(&raw, "normalize_policy"),
+            normalize_config: setting(&raw, "normalize_config", String::new(), |v| {
+                Ok(v.to_owned())
+            })?,
+            trace: path_setting(&raw, "trace"),
             stats: setting(&raw, "stats", false, parse_bool)?,
         })
     }
@@ -380,6 +425,19 @@ impl Config {
         opts
     }
 
+    /// The access trace to record into (`trace`), opened for appending, if one is configured.
+    ///
+    /// # Errors
+    /// The trace file cannot be opened.
+    pub(crate) fn trace_log(&self) -> Result<Option<std::sync::Arc<larder_core::trace::TraceLog>>> {
+        let Some(path) = &self.trace.value else {
+            return Ok(None);
+        };
+        let log = larder_core::trace::TraceLog::open(path)
+            .with_context(|| format!("cannot record the trace (from {})", self.trace.source))?;
+        Ok(Some(std::sync::Arc::new(log)))
+    }
+
     /// Every setting as (name, shown value, JSON value, source), in [`KEYS`] order.
     pub(crate) fn rows(&self) -> Vec<(&'static str, String, serde_json::Value, &Source)> {
         use serde_json::Value as J;
@@ -392,6 +450,11 @@ impl Config {
             None => ("none".to_owned(), J::Null),
         };
         let boolean = |s: &Setting<bool>| (s.value.to_string(), J::from(s.value));
+        let path = |s: &Setting<Option<PathBuf>>, none: &str| match &s.value {
+            Some(p) => (p.display().to_string(), J::from(p.display().to_string())),
+            None => (none.to_owned(), J::Null),
+        };
+        let text = |s: &Setting<String>| (s.value.clone(), J::from(s.value.clone()));
         let link = match self.link.value {
             Placement::Hardlink => "hardlink",
             _ => "copy",
@@ -436,20 +499,35 @@ impl Config {
             ("fsync", boolean(&self.fsync), &self.fsync.source),
             (
                 "eviction_policy",
-                match &self.eviction_policy.value {
-                    Some(p) => (p.display().to_string(), J::from(p.display().to_string())),
-                    None => ("lru (built in)".to_owned(), J::Null),
-                },
+                path(&self.eviction_policy, "lru (built in)"),
                 &self.eviction_policy.source,
             ),
             (
                 "eviction_config",
-                (
-                    self.eviction_config.value.clone(),
-                    J::from(self.eviction_config.value.clone()),
-                ),
+                text(&self.eviction_config),
                 &self.eviction_config.source,
             ),
+            (
+                "admission_policy",
+                path(&self.admission_policy, "none (admit all)"),
+                &self.admission_policy.source,
+            ),
+            (
+                "admission_config",
+                text(&self.admission_config),
+                &self.admission_config.source,
+            ),
+            (
+                "normalize_policy",
+                path(&self.normalize_policy, "none (working directory only)"),
+                &self.normalize_policy.source,
+            ),
+            (
+                "normalize_config",
+                text(&self.normalize_config),
+                &self.normalize_config.source,
+            ),
+            ("trace", path(&self.trace, "none"), &self.trace.source),
             ("stats", boolean(&self.stats), &self.stats.source),
         ];
         rows.into_iter()
@@ -482,6 +560,20 @@ fn setting<T>(
                 source: r.source.clone(),
             })
         }
+    }
+}
+
+/// A path setting (made absolute against its layer's directory); `none`/`off` for none.
+fn path_setting(raw: &BTreeMap<&'static str, Raw>, name: &'static str) -> Setting<Option<PathBuf>> {
+    match raw.get(name) {
+        Some(r) => Setting {
+            value: (!is_none_word(&r.value)).then(|| r.base.join(&r.value)),
+            source: r.source.clone(),
+        },
+        None => Setting {
+            value: None,
+            source: Source::Default,
+        },
     }
 }
 
@@ -557,23 +649,22 @@ fn read_config_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
     let mut flat: Vec<(String, toml::Value)> = Vec::new();
     for (key, value) in table {
         match (key.as_str(), value) {
-            // `[policy]`: eviction = "x.wasm", eviction_config = "..."
+            // `[policy]`: eviction = "x.wasm", eviction_config = "...", admission, normalize
+            // (each with its _config), trace = "file".
             ("policy", toml::Value::Table(t)) => {
                 for (sub, v) in t {
-                    match sub.as_str() {
-                        "eviction" | "eviction_config" => {
-                            let name = if sub == "eviction" {
-                                "eviction_policy".to_owned()
-                            } else {
-                                sub.clone()
-                            };
-                            flat.push((name, v));
+                    let name = match sub.as_str() {
+                        "eviction" | "admission" | "normalize" => format!("{sub}_policy"),
+                        "eviction_config" | "admission_config" | "normalize_config" | "trace" => {
+                            sub.clone()
                         }
                         other => bail!(
-                            "unknown key `policy.{other}` in {} (known: policy.eviction, policy.eviction_config)",
-                            path.display()
+                            "unknown key `policy.{other}` in {} (known: {})",
+                            path.display(),
+                            POLICY_KEYS.join(", ")
                         ),
-                    }
+                    };
+                    flat.push((name, v));
                 }
             }
             (_, value) => flat.push((key, value)),
@@ -776,6 +867,55 @@ mod tests {
         assert!(
             msg.contains("max_sise") && msg.contains("larder.toml"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn policy_table_and_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("larder.toml"),
+            "[policy]\nadmission = \"p/cap.wasm\"\nadmission_config = \"max-bytes=10\"\nnormalize = \"p/prefix.wasm\"\ntrace = \"t.trace\"\n",
+        )
+        .unwrap();
+        let c = resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap();
+        assert_eq!(
+            c.admission_policy.value,
+            Some(dir.path().join("p/cap.wasm"))
+        );
+        assert_eq!(c.admission_config.value, "max-bytes=10");
+        assert_eq!(
+            c.normalize_policy.value,
+            Some(dir.path().join("p/prefix.wasm"))
+        );
+        assert_eq!(c.trace.value, Some(dir.path().join("t.trace")));
+        assert!(matches!(c.trace.source, Source::File(_)));
+
+        let c = resolve(
+            dir.path(),
+            &[
+                ("HOME", "/h"),
+                ("LARDER_NORMALIZE_POLICY", "none"),
+                ("LARDER_TRACE", "/x/y.trace"),
+            ],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.normalize_policy.value, None);
+        assert_eq!(
+            c.normalize_policy.source,
+            Source::Env("LARDER_NORMALIZE_POLICY")
+        );
+        assert_eq!(c.trace.value, Some(PathBuf::from("/x/y.trace")));
+
+        std::fs::write(dir.path().join("larder.toml"), "[policy]\nadmit = \"x\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap_err()
+        );
+        assert!(
+            err.contains("policy.admit") && err.contains("policy.admission"),
+            "{err}"
         );
     }
 

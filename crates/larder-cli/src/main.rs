@@ -15,6 +15,11 @@ use clap::{ArgAction, Parser, Subcommand};
 mod cmd;
 mod config;
 mod paths;
+#[cfg(feature = "policy")]
+mod policies;
+#[cfg(not(feature = "policy"))]
+#[path = "policies_disabled.rs"]
+mod policies;
 mod progress;
 mod stores;
 

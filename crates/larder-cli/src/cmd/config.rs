@@ -51,7 +51,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             None => println!("# config file: none"),
         }
         for (name, shown, _, source) in &rows {
-            println!("{name:<13} {shown:<40} ({source})");
+            println!("{name:<16} {shown:<40} ({source})");
         }
     }
     Ok(EXIT_OK)

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use larder_core::admission::AdmissionCandidate;
 use larder_core::artifacts::{
     PendingBlob, Restore, restore_outputs, store_bytes, store_outputs, store_outputs_concurrently,
     write_content,
 };
-use larder_core::normalize::BaseDirs;
+use larder_core::normalize::{BaseDirs, PathNormalizer};
 use larder_core::signature::{InputHasher, SignatureBuilder};
 use larder_core::size::format_size;
 use larder_core::statcache::StatCache;
@@ -33,6 +34,7 @@ use super::worker::uploads::{Done, Uploads};
 use super::{Ctx, flush, plural};
 use crate::config::{self, Config};
 use crate::paths::{expand_inputs, workdir_relative};
+use crate::policies::{self, Admission};
 use crate::progress::Ui;
 
 /// Captured stdout or stderr past this size is not kept, and the run is not cached.
@@ -130,7 +132,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         }
     };
     let local_dir = opened.as_ref().and_then(|o| o.local_dir.clone());
-    let key = sign(&args, cwd, &outputs, local_dir.as_deref())?;
+    let Some(key) = sign(&args, cwd, &outputs, local_dir.as_deref(), &config, ui)? else {
+        // The path normalizer failed: no lookup (it could be a false hit), nothing stored.
+        return run_uncached(&args.command, ui).await;
+    };
     let task = Task {
         key: &key,
         kind: &args.kind,
@@ -164,12 +169,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     let ran = match run_command(&args.command).await {
         Ok(r) => r,
         Err(e) => {
-            let code = match e.kind() {
-                std::io::ErrorKind::NotFound => 127,
-                _ => 126,
-            };
-            let program = args.command.first().map_or("", String::as_str);
-            eprintln!("larder: error: cannot run `{program}`: {e}");
+            let code = cannot_run(&args.command, &e);
             if let Some(s) = &store {
                 finish(s.as_ref(), &config, ui).await;
             }
@@ -195,6 +195,30 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     Ok(ran.code)
 }
 
+/// Report that the command cannot be started; its exit code (127 not found, else 126).
+fn cannot_run(command: &[String], e: &std::io::Error) -> u8 {
+    let program = command.first().map_or("", String::as_str);
+    eprintln!("larder: error: cannot run `{program}`: {e}");
+    match e.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    }
+}
+
+/// Run the command outside the cache (no lookup, nothing stored); its exit code.
+async fn run_uncached(command: &[String], ui: &Ui) -> Result<u8> {
+    match run_command(command).await {
+        Ok(ran) => {
+            ui.status(format_args!(
+                "not cached: ran in {:.2} s",
+                ran.cost.as_secs_f64()
+            ));
+            Ok(ran.code)
+        }
+        Err(e) => Ok(cannot_run(command, &e)),
+    }
+}
+
 /// What a run is stored as.
 struct Task<'a> {
     key: &'a Key,
@@ -205,8 +229,17 @@ struct Task<'a> {
 }
 
 /// The task's signature: command, chosen variables, inputs (names relative to the working
-/// directory, and contents), output names and salt, with the working directory normalized away.
-fn sign(args: &Args, cwd: &Path, outputs: &[String], local_dir: Option<&Path>) -> Result<Key> {
+/// directory, and contents), output names and salt, with the working directory normalized away
+/// (or with the configured path normalizer). `Ok(None)`, after a warning, when the normalizer
+/// cannot be loaded or fails: the run must not be cached (fail closed, no false hits).
+fn sign(
+    args: &Args,
+    cwd: &Path,
+    outputs: &[String],
+    local_dir: Option<&Path>,
+    config: &Config,
+    ui: &Ui,
+) -> Result<Option<Key>> {
     let cwd_str = cwd
         .to_str()
         .context("the working directory's path is not valid UTF-8")?;
@@ -221,23 +254,41 @@ fn sign(args: &Args, cwd: &Path, outputs: &[String], local_dir: Option<&Path>) -
     if let Err(e) = hasher.cache().save() {
         tracing::debug!("cannot save the stat cache: {e}");
     }
-    let normalizer = BaseDirs::new([cwd_str]);
-    let mut sig = SignatureBuilder::new(args.kind.as_str(), &normalizer);
-    for a in &args.command {
-        sig.arg(a)?;
+    let normalizer: Box<dyn PathNormalizer> = match policies::normalizer(config, cwd) {
+        Ok(Some(n)) => n,
+        Ok(None) => Box::new(BaseDirs::new([cwd_str])),
+        Err(e) => {
+            ui.warn(format_args!("{e:#}; not caching this run"));
+            return Ok(None);
+        }
+    };
+    let signed = (|| -> larder_core::Result<Key> {
+        let mut sig = SignatureBuilder::new(args.kind.as_str(), normalizer.as_ref());
+        for a in &args.command {
+            sig.arg(a)?;
+        }
+        for name in &args.env {
+            let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+            sig.env(name, value.as_deref())?;
+        }
+        for (input, digest) in inputs.iter().zip(&digests) {
+            sig.input(&input.name, digest)?;
+        }
+        for o in outputs {
+            sig.output(o)?;
+        }
+        sig.salt(&args.salt);
+        Ok(Key::from_signature(&sig.finish()))
+    })();
+    match signed {
+        Ok(key) => Ok(Some(key)),
+        Err(e) => {
+            ui.warn(format_args!(
+                "cannot normalize the task's paths: {e}; not caching this run"
+            ));
+            Ok(None)
+        }
     }
-    for name in &args.env {
-        let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        sig.env(name, value.as_deref())?;
-    }
-    for (input, digest) in inputs.iter().zip(&digests) {
-        sig.input(&input.name, digest)?;
-    }
-    for o in outputs {
-        sig.output(o)?;
-    }
-    sig.salt(&args.salt);
-    Ok(Key::from_signature(&sig.finish()))
 }
 
 /// `--upload-workers`: where a run's upload is queued, and how many transfers it may use.
@@ -277,8 +328,21 @@ async fn store_if_cacheable(
         ));
         return not_stored("missing output");
     }
+    let (entry, blobs) = match run_entry(task, ran, config.inline_limit.value) {
+        Ok(e) => e,
+        Err(e) => {
+            ui.warn(format_args!("cache unavailable: {e:#}"));
+            return not_stored("cache unavailable");
+        }
+    };
+    let mut candidate = AdmissionCandidate::of(&entry);
+    candidate.size += (stdout.len() + stderr.len()) as u64;
+    if !Admission::load(config, ui).admits(candidate, &task.key.as_str()[..8], ui) {
+        return not_stored("refused by the admission policy");
+    }
+    let built = (entry, blobs);
     if let Some(bg) = background {
-        return match queue_run(store.clone(), task, stdout, stderr, ran, config, bg) {
+        return match queue_run(store.clone(), task, built, stdout, stderr, config, bg) {
             Ok((n, bytes)) => format!(
                 "uploading {} ({}) in the background",
                 plural(n as u64, "output"),
@@ -290,7 +354,7 @@ async fn store_if_cacheable(
             }
         };
     }
-    match store_run(store.clone(), task, stdout, stderr, ran, config, ui).await {
+    match store_run(store.clone(), task, built, stdout, stderr, config, ui).await {
         Ok((n, bytes)) => {
             if let Err(e) = trim_if_over(store.as_ref(), config, task.local_dir, ui).await {
                 ui.warn(format_args!("cache unavailable: trim failed: {e:#}"));
@@ -434,18 +498,18 @@ async fn store_streams(
     Ok(())
 }
 
-/// Store the outputs and captured streams of a successful run. Returns (outputs, bytes).
+/// Store a successful run's entry (built by [`run_entry`]), its blobs and its captured
+/// streams. Returns (outputs, bytes).
 async fn store_run(
     store: Arc<dyn Store>,
     task: &Task<'_>,
+    (mut entry, blobs): (Entry, Vec<PendingBlob>),
     stdout: &[u8],
     stderr: &[u8],
-    ran: &Ran,
     config: &Config,
     ui: &Ui,
 ) -> Result<(usize, u64)> {
     let inline_limit = config.inline_limit.value;
-    let (mut entry, blobs) = run_entry(task, ran, inline_limit)?;
     store_streams(
         store.as_ref(),
         &mut entry,
@@ -465,19 +529,19 @@ async fn store_run(
     Ok((entry.outputs.len(), entry.total_size()))
 }
 
-/// Read a successful run's outputs now and queue their upload (captured streams included).
+/// Queue the upload of a successful run's entry (built by [`run_entry`]), its blobs and its
+/// captured streams.
 /// Returns (outputs, bytes).
 fn queue_run(
     store: Arc<dyn Store>,
     task: &Task<'_>,
+    (mut entry, blobs): (Entry, Vec<PendingBlob>),
     stdout: &[u8],
     stderr: &[u8],
-    ran: &Ran,
     config: &Config,
     bg: Background<'_>,
 ) -> Result<(usize, u64)> {
     let inline_limit = config.inline_limit.value;
-    let (mut entry, blobs) = run_entry(task, ran, inline_limit)?;
     let summary = (
         entry.outputs.len(),
         entry.total_size() + (stdout.len() + stderr.len()) as u64,

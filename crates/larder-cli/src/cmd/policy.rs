@@ -51,7 +51,8 @@ enum Command {
     },
     /// Replay a trace against policies; print hit ratio, byte hit ratio, recompute time saved
     Simulate {
-        /// The trace (`time_ms,key,size,cost_ms` lines); default: a synthetic one
+        /// The trace (`time_ms,key,size,cost_ms[,op]` lines, as recorded with `[policy] trace`,
+        /// LARDER_TRACE or `larder serve --trace`); default: a synthetic one
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
         /// Cache capacity: a size (2G) or a share of the trace's footprint (10%); repeatable

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
+use larder_core::admission::AdmissionCandidate;
 use larder_core::artifacts::{PendingBlob, collect_outputs, store_outputs};
 use larder_core::size::format_size;
 use larder_core::{Entry, Key};
@@ -16,7 +17,8 @@ Examples:
   larder put nightly/docs site/ README.html
 
 Files and directories are named relative to the working directory, and restored to the same
-names by `larder get`. Exit status: 0 stored, 2 error.";
+names by `larder get`. Exit status: 0 stored (or refused by the admission policy in
+`[policy] admission`, which -v reports), 2 error.";
 
 /// Store files and directories under KEY (replacing what KEY held).
 #[derive(Debug, clap::Args)]
@@ -52,6 +54,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     let (entry, blobs) =
         tokio::task::block_in_place(|| collect_entry(&ctx.cwd, &key, &names, inline_limit, "put"))
             .context("reading the files")?;
+    let admission = crate::policies::Admission::load(&config, &ctx.ui);
+    if !admission.admits(AdmissionCandidate::of(&entry), key.as_str(), &ctx.ui) {
+        return Ok(EXIT_OK);
+    }
     let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
     let (transfer, bar) = ctx.ui.transfer(store.clone(), blob_bytes, "storing");
     let result = store_outputs(transfer.as_ref(), &key, &entry, &blobs)

@@ -120,18 +120,26 @@ pub(crate) struct Args {
     /// URL prefix of waf's wafcache netcache protocol
     #[arg(long, value_name = "PATH", default_value = "/waf")]
     waf_prefix: String,
+    /// Append every lookup and store to this access trace, for `larder policy simulate`
+    /// [env: LARDER_TRACE]
+    #[arg(long, value_name = "FILE")]
+    trace: Option<String>,
 }
 
 /// Run `larder serve` until SIGTERM or SIGINT.
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     // Before anything can print the address: a SIGTERM from then on must stop us gracefully.
     let shutdown = shutdown_signal()?;
-    let config = ctx.config(super::budget_flags(
+    let mut flags = super::budget_flags(
         &args.max_size,
         &args.max_entries,
         &args.min_free,
         &args.max_free,
-    ))?;
+    );
+    if let Some(trace) = &args.trace {
+        flags.push(("trace", trace.clone(), "--trace"));
+    }
+    let config = ctx.config(flags)?;
     let dir = match &args.dir {
         Some(d) => ctx.cwd.join(d),
         None => configured_dir(&config)?,
@@ -152,8 +160,16 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_waf_prefix(args.waf_prefix)
         .with_budget(budget)
         .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)));
-    let config = match crate::stores::eviction_policy(&config) {
+    let server_config = match crate::stores::eviction_policy(&config) {
         Some(policy) => server_config.with_eviction(policy),
+        None => server_config,
+    };
+    let server_config = match crate::policies::admission_policy(&config, &ctx.ui) {
+        Some(policy) => server_config.with_admission(policy),
+        None => server_config,
+    };
+    let config = match config.trace_log()? {
+        Some(trace) => server_config.with_trace(trace),
         None => server_config,
     };
     let config = match &args.upstream {

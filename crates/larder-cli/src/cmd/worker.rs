@@ -15,12 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
+use larder_core::admission::AdmissionCandidate;
 use larder_core::artifacts::{PendingBlob, Restore, restore_outputs, store_outputs};
 use larder_core::size::format_size;
 use larder_core::{Entry, Key, Placement, Store};
 
 use super::get::{Lookup, lookup};
 use super::{Ctx, EXIT_OK, flush};
+use crate::policies::Admission;
 use crate::progress::Ui;
 
 mod json;
@@ -82,6 +84,8 @@ pub(crate) enum Stored {
     Now,
     /// Queued for a background upload.
     Queued,
+    /// Not stored: the admission policy refused it.
+    Refused,
 }
 
 /// What the worker did, for `--stats` and the JSON `stats` request.
@@ -138,6 +142,8 @@ pub(crate) struct Worker<'a> {
     placement: Placement,
     /// Where `no_push` was set, when storing is disabled.
     no_push: Option<String>,
+    /// Asked before each entry is stored.
+    admission: Admission,
     ui: &'a Ui,
     stats: Stats,
     uploads: Option<Uploads>,
@@ -164,6 +170,12 @@ impl Worker<'_> {
     /// Store `entry` (its blobs first) under `key`, now or (with upload workers) in the
     /// background.
     async fn store(&mut self, key: Key, entry: Entry, blobs: Vec<PendingBlob>) -> Result<Stored> {
+        if !self
+            .admission
+            .admits(AdmissionCandidate::of(&entry), key.as_str(), self.ui)
+        {
+            return Ok(Stored::Refused);
+        }
         let Some(uploads) = &mut self.uploads else {
             store_outputs(self.store.as_ref(), &key, &entry, &blobs)
                 .await
@@ -358,6 +370,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         ui: &ctx.ui,
         stats: Stats::default(),
         uploads: (args.upload_workers > 0).then(|| Uploads::new(args.upload_workers)),
+        admission: Admission::load(&config, &ctx.ui),
     };
     let mut lines = LineReader::new(&ctx.ui);
     let stdout = std::io::stdout();

@@ -20,7 +20,12 @@ pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
     let fs_config = FsConfig::default()
         .with_compression(compression)
         .with_fsync(config.fsync.value)
-        .with_eviction(eviction_policy(config));
+        .with_eviction(eviction_policy(config))
+        // A trace that cannot be written must not cost the cache: a warning, then no trace.
+        .with_trace(config.trace_log().unwrap_or_else(|e| {
+            tracing::warn!("{e:#}");
+            None
+        }));
     let store = FsStore::open(&root, fs_config)
         .with_context(|| format!("cannot open the cache directory {}", root.display()))?;
     Ok(Opened {

@@ -150,6 +150,10 @@ async fn serve(w: &mut Worker<'_>, req: Request) -> Result<Map<String, Value>> {
             match stored {
                 Stored::Now => answer.insert("stored".into(), Value::Bool(true)),
                 Stored::Queued => answer.insert("queued".into(), Value::Bool(true)),
+                Stored::Refused => {
+                    answer.insert("stored".into(), Value::Bool(false));
+                    answer.insert("refused".into(), Value::Bool(true))
+                }
             };
             Ok(answer)
         }

@@ -1,0 +1,105 @@
+//! The configured WebAssembly policies besides eviction (which the stores take, see
+//! `stores/fs.rs`): admission, asked before the CLI stores an entry, and the path normalizer
+//! `larder exec` signs with. This is the `policy` build; `policies_disabled.rs` stands in
+//! without it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
+use larder_core::entry::now_ms;
+use larder_core::normalize::PathNormalizer;
+use larder_policy::NormalizeContext;
+
+use crate::config::Config;
+use crate::progress::Ui;
+
+/// The admission policy the CLI stores through (none: admit everything).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Admission {
+    policy: Option<Arc<dyn AdmissionPolicy>>,
+}
+
+impl Admission {
+    /// The configured policy. One that cannot be loaded is a warning, and everything is then
+    /// admitted (as a failing policy admits).
+    pub(crate) fn load(config: &Config, ui: &Ui) -> Admission {
+        Admission {
+            policy: admission_policy(config, ui),
+        }
+    }
+
+    /// Whether to store an entry like `candidate`; a refusal is a note with `-v`.
+    pub(crate) fn admits(&self, candidate: AdmissionCandidate, what: &str, ui: &Ui) -> bool {
+        let Some(policy) = &self.policy else {
+            return true;
+        };
+        let admitted = policy.admit(candidate, now_ms());
+        if !admitted {
+            ui.status(format_args!(
+                "{what}: not stored: the admission policy {} refused it",
+                policy.name()
+            ));
+        }
+        admitted
+    }
+}
+
+/// The configured admission policy, if any, for `larder serve`. A policy that cannot be loaded
+/// is a warning: everything is admitted.
+pub(crate) fn admission_policy(config: &Config, ui: &Ui) -> Option<Arc<dyn AdmissionPolicy>> {
+    let path = config.admission_policy.value.as_ref()?;
+    match crate::cmd::policy::host().admission(path, &config.admission_config.value) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            ui.warn(format_args!(
+                "cannot load the admission policy {} (from {}): {e}; storing every entry",
+                path.display(),
+                config.admission_policy.source
+            ));
+            None
+        }
+    }
+}
+
+/// The configured path normalizer for a task run in `cwd`, or `None` when there is none.
+///
+/// Its workspace root is the directory of the `larder.toml` found above `cwd` (so paths
+/// anywhere in the checkout normalize alike), else `cwd`.
+///
+/// # Errors
+/// The normalizer cannot be loaded or initialised: the caller must not cache the task (a
+/// guessed normalization could give false hits).
+pub(crate) fn normalizer(config: &Config, cwd: &Path) -> Result<Option<Box<dyn PathNormalizer>>> {
+    let Some(path) = &config.normalize_policy.value else {
+        return Ok(None);
+    };
+    let root = config
+        .file
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|dir| cwd.starts_with(dir))
+        .unwrap_or(cwd);
+    let env_dir = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| Path::new(v).is_absolute())
+    };
+    let ctx = NormalizeContext {
+        workspace_root: root.display().to_string(),
+        home_dir: env_dir("HOME"),
+        target_dir: env_dir("CARGO_TARGET_DIR"),
+        host_os: std::env::consts::OS.to_owned(),
+    };
+    let n = crate::cmd::policy::host()
+        .normalizer(path, &config.normalize_config.value, ctx)
+        .with_context(|| {
+            format!(
+                "cannot load the path normalizer {} (from {})",
+                path.display(),
+                config.normalize_policy.source
+            )
+        })?;
+    Ok(Some(Box::new(n)))
+}

@@ -1,0 +1,52 @@
+//! Stand-ins for `policies.rs` in a build without the `policy` feature: a configured admission
+//! policy is a warning (everything is stored), a configured normalizer an error (the task is
+//! not cached: signing without it could give false hits).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
+use larder_core::normalize::PathNormalizer;
+
+use crate::config::Config;
+use crate::progress::Ui;
+
+/// Admits everything.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Admission;
+
+impl Admission {
+    /// Warns about a configured policy.
+    pub(crate) fn load(config: &Config, ui: &Ui) -> Admission {
+        admission_policy(config, ui);
+        Admission
+    }
+
+    /// Always true.
+    pub(crate) fn admits(&self, _candidate: AdmissionCandidate, _what: &str, _ui: &Ui) -> bool {
+        true
+    }
+}
+
+/// Warns about a configured policy; none.
+pub(crate) fn admission_policy(config: &Config, ui: &Ui) -> Option<Arc<dyn AdmissionPolicy>> {
+    if let Some(path) = &config.admission_policy.value {
+        ui.warn(format_args!(
+            "admission policy {} ignored: this larder was built without the `policy` feature; storing every entry",
+            path.display()
+        ));
+    }
+    None
+}
+
+/// An error when a normalizer is configured.
+pub(crate) fn normalizer(config: &Config, _cwd: &Path) -> Result<Option<Box<dyn PathNormalizer>>> {
+    match &config.normalize_policy.value {
+        Some(path) => bail!(
+            "path normalizer {} needs the `policy` feature, which this larder was built without",
+            path.display()
+        ),
+        None => Ok(None),
+    }
+}
