@@ -1,0 +1,213 @@
+//! Downloads: a blob streams out of its object (or its parts, in order), verified against its
+//! BLAKE3 digest as it goes.
+//!
+//! A blob whose bytes do not match (wrong length or digest) is deleted and the stream ends with
+//! [`Error::Corrupt`], so the caller sees a miss and the next put heals it. A broken manifest
+//! is removed and read as a miss. A transfer that fails or stalls (OpenDAL's I/O time-out) is
+//! an error of its own kind, usually temporary: the stored blob may be fine.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use larder_core::digest::DigestWriter;
+use larder_core::{BlobRead, ByteStream, Digest, Error, Result};
+
+use crate::backend::OpendalStore;
+use crate::error::{is_not_found, od};
+
+/// The manifest of a blob stored in parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub(crate) size: u64,
+    pub(crate) parts: u64,
+}
+
+const MANIFEST_MAGIC: &str = "larder-parts 1";
+
+impl Manifest {
+    pub(crate) fn encode(&self) -> String {
+        format!("{MANIFEST_MAGIC}\n{} {}\n", self.size, self.parts)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Manifest> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != MANIFEST_MAGIC {
+            return None;
+        }
+        let mut nums = lines.next()?.split(' ');
+        let size = nums.next()?.parse().ok()?;
+        let parts = nums.next()?.parse().ok()?;
+        Some(Manifest { size, parts })
+    }
+}
+
+/// One object as a stream of chunks.
+async fn object_stream(store: &OpendalStore, path: String) -> Result<ByteStream> {
+    let what = format!("reading {path}");
+    // Streaming services hold blobs as one object: read it in ranged parts, a few ahead, or a
+    // service like `fs` would read the whole range into one buffer. Elsewhere every object is
+    // at most one part (larger blobs are in parts), and plain reads suit servers without
+    // ranges.
+    let reader = if store.streams_blobs() {
+        store
+            .op()
+            .reader_with(&path)
+            .chunk(store.part_size())
+            .concurrent(crate::writer::PARTS_IN_FLIGHT)
+            .await
+    } else {
+        store.op().reader(&path).await
+    }
+    .map_err(|e| od(&what, e))?;
+    let stream = reader.into_stream(..).await.map_err(|e| od(&what, e))?;
+    Ok(Box::pin(stream.map(move |r| match r {
+        Ok(buf) => Ok(buf.to_bytes()),
+        Err(e) => Err(od(&what, e)),
+    })))
+}
+
+/// Remove every form of a blob (best effort: a failure is only logged).
+pub(crate) async fn remove_blob(store: &OpendalStore, digest: &Digest, parts: Option<u64>) {
+    let mut paths = vec![OpendalStore::blob_path(digest)];
+    if let Some(n) = parts {
+        // The manifest first: without it the parts are unreachable leftovers, never half a blob.
+        paths.push(OpendalStore::manifest_path(digest));
+        paths.extend((0..n).map(|i| OpendalStore::part_path(digest, i)));
+    }
+    for p in paths {
+        if let Err(e) = store.remove(&p).await {
+            tracing::warn!("{store}: cannot remove {p} of corrupt blob {digest}: {e}");
+        }
+    }
+}
+
+struct Verify {
+    inner: ByteStream,
+    hasher: DigestWriter,
+    digest: Digest,
+    size: u64,
+    parts: Option<u64>,
+    done: bool,
+    store: OpendalStore,
+}
+
+impl Verify {
+    async fn corrupt(&mut self, reason: String) -> Error {
+        self.done = true;
+        remove_blob(&self.store, &self.digest, self.parts).await;
+        Error::corrupt(format!("blob {}", self.digest), reason)
+    }
+}
+
+fn verified(state: Verify) -> ByteStream {
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        match st.inner.next().await {
+            Some(Ok(chunk)) => {
+                st.hasher.update(&chunk);
+                if st.hasher.len() > st.size {
+                    let e = st.corrupt("longer than its size".into()).await;
+                    return Some((Err(e), st));
+                }
+                Some((Ok(chunk), st))
+            }
+            // A part that vanished under a manifest is damage, not a passing failure.
+            Some(Err(Error::NotFound { what })) if st.parts.is_some() => {
+                let e = st.corrupt(format!("a part is missing ({what})")).await;
+                Some((Err(e), st))
+            }
+            Some(Err(e)) => {
+                st.done = true;
+                Some((Err(e), st))
+            }
+            None => {
+                if st.hasher.len() != st.size {
+                    let reason = format!("{} bytes, expected {}", st.hasher.len(), st.size);
+                    let e = st.corrupt(reason).await;
+                    Some((Err(e), st))
+                } else if st.hasher.finish() != st.digest {
+                    let e = st.corrupt("bytes do not match the digest".into()).await;
+                    Some((Err(e), st))
+                } else {
+                    None
+                }
+            }
+        }
+    }))
+}
+
+pub(crate) async fn get_blob(store: &OpendalStore, digest: &Digest) -> Result<Option<BlobRead>> {
+    let path = OpendalStore::blob_path(digest);
+    match store.op().stat(&path).await {
+        Ok(meta) => {
+            let size = meta.content_length();
+            let inner = object_stream(store, path).await?;
+            return Ok(Some(BlobRead {
+                size,
+                stream: verified(Verify {
+                    inner,
+                    hasher: DigestWriter::new(),
+                    digest: *digest,
+                    size,
+                    parts: None,
+                    done: false,
+                    store: store.clone(),
+                }),
+            }));
+        }
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(od(&format!("checking blob {digest}"), e)),
+    }
+    if store.streams_blobs() {
+        return Ok(None);
+    }
+    let manifest_path = OpendalStore::manifest_path(digest);
+    let Some(bytes) = store.read_small(&manifest_path).await? else {
+        return Ok(None);
+    };
+    let Some(manifest) = Manifest::decode(&bytes) else {
+        tracing::warn!("{store}: {manifest_path} does not decode; removed, treated as a miss");
+        store.remove(&manifest_path).await?;
+        return Ok(None);
+    };
+    let part_store = store.clone();
+    let digest_copy = *digest;
+    let parts = futures::stream::iter(0..manifest.parts)
+        .then(move |i| {
+            let store = part_store.clone();
+            async move { object_stream(&store, OpendalStore::part_path(&digest_copy, i)).await }
+        })
+        .try_flatten();
+    let inner: ByteStream = Box::pin(parts.map_ok(|b: Bytes| b));
+    Ok(Some(BlobRead {
+        size: manifest.size,
+        stream: verified(Verify {
+            inner,
+            hasher: DigestWriter::new(),
+            digest: *digest,
+            size: manifest.size,
+            parts: Some(manifest.parts),
+            done: false,
+            store: store.clone(),
+        }),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_round_trip_and_reject_garbage() {
+        let m = Manifest {
+            size: 3 << 30,
+            parts: 385,
+        };
+        assert_eq!(Manifest::decode(m.encode().as_bytes()), Some(m));
+        assert_eq!(Manifest::decode(b"larder-parts 2\n1 1\n"), None);
+        assert_eq!(Manifest::decode(b"larder-parts 1\nx 1\n"), None);
+        assert_eq!(Manifest::decode(&[0xff, 0xfe]), None);
+    }
+}
