@@ -29,6 +29,8 @@ mod http;
 pub(crate) use fs::eviction_policy;
 #[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "gcs")]
+mod gcs;
 
 /// An open store.
 #[derive(Debug, Clone)]
@@ -108,6 +110,9 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         "s3" | "minio" => s3::open(&url, config),
         #[cfg(not(feature = "s3"))]
         "s3" | "minio" => disabled::open(&url, "s3"),
+        #[cfg(feature = "gcs")]
+        "gs" => gcs::open(&url, config),
+        #[cfg(not(feature = "gcs"))]
         "gs" => disabled::open(&url, "gcs"),
         #[cfg(feature = "cmd")]
         "cmd" => cmd::open(&url),
@@ -147,7 +152,11 @@ mod tests {
 
     #[test]
     fn compiled_out_stores_name_their_feature() {
-        for (url, feature) in [("minio://h:1/b/p", "s3"), ("cmd://x?copy=cp", "cmd")] {
+        for (url, feature) in [
+            ("minio://h:1/b/p", "s3"),
+            ("gs://b/p", "gcs"),
+            ("cmd://x?copy=cp", "cmd"),
+        ] {
             let url = StoreUrl::parse(url).unwrap();
             let err = disabled::open(&url, feature).unwrap_err().to_string();
             assert!(err.contains(&format!("`{feature}` feature")), "{err}");
