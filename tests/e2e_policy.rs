@@ -49,10 +49,14 @@ fn an_lfu_policy_keeps_the_often_used_entry_that_lru_evicts() {
         err.contains("evicting with the policy") && err.contains("lfu.wasm"),
         "{err}"
     );
+    let shown = text(&dry.stdout);
+    assert!(shown.contains("would evict 1 entry"), "{shown}");
+    // It names the entry the policy chose (by storage name), and only that one.
+    let name = |k: &str| larder_core::Key::new(k).unwrap().storage_name();
+    assert!(shown.contains(&format!("  {}  ", name("b"))), "{shown}");
     assert!(
-        text(&dry.stdout).contains("would evict 1 entry"),
-        "{}",
-        text(&dry.stdout)
+        !shown.contains(&name("often")) && !shown.contains(&name("c")),
+        "{shown}"
     );
     assert_exit(&sb.run(["trim", "--max-entries", "2"]), 0);
     assert_exit(&sb.run(["get", "often"]), 0);

@@ -224,6 +224,10 @@ pub struct TrimReport {
     pub skipped_locked: bool,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// On a dry run, the [storage names](Key::storage_name) of the entries that would be
+    /// evicted, in eviction order (empty when the store cannot tell).
+    #[serde(default)]
+    pub victims: Vec<String>,
 }
 
 /// Called as a long operation (trim, large transfer) makes progress: `(done, total)`.

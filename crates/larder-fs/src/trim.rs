@@ -55,6 +55,8 @@ struct Trim<'a> {
     /// Dry runs: blob reference counts as they would be, and which names are already gone.
     sim_refs: HashMap<Digest, (i64, u64)>,
     sim_gone: HashSet<String>,
+    /// Dry runs: the names that would go, in order.
+    sim_victims: Vec<String>,
     progress: Option<ProgressFn>,
     estimate: u64,
 }
@@ -105,6 +107,7 @@ pub(crate) fn run(
         blob_cutoff_ms: start.saturating_sub(BLOB_GRACE.as_millis() as u64),
         sim_refs: HashMap::new(),
         sim_gone: HashSet::new(),
+        sim_victims: Vec::new(),
         progress,
         estimate: estimate(need_bytes, need_entries, &before),
     };
@@ -140,6 +143,7 @@ pub(crate) fn run(
         remaining_bytes,
         skipped_locked: false,
         dry_run: opts.dry_run,
+        victims: t.sim_victims,
     })
 }
 
@@ -442,6 +446,7 @@ impl Trim<'_> {
         }
         self.evicted += 1;
         self.freed_bytes += blocks(v.file_size);
+        self.sim_victims.push(v.name.clone());
         for d in unpack_digests(&v.blobs) {
             let known = self.sim_refs.get(&d).copied();
             let (refs, size) = match known {

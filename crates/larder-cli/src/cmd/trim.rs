@@ -1,7 +1,10 @@
 //! `larder trim`: evict entries until the cache is within its budgets.
 
+use std::collections::{HashMap, HashSet};
+
 use anyhow::{Context, Result, bail};
 use larder_core::size::format_size;
+use larder_core::{EntryMeta, Store};
 
 use super::{Ctx, EXIT_OK, budget_flags, flush, plural};
 use crate::progress::Ui;
@@ -15,7 +18,7 @@ Examples:
 Without flags, the budgets come from larder.toml (max_size, max_entries, min_free, max_free),
 LARDER_MAX_SIZE etc., or WAFCACHE_EVICT_MAX_BYTES / WAFCACHE_TRIM_MAX_FOLDER. Entries go in
 least-recently-used order, or as the WebAssembly policy in `[policy] eviction` (larder.toml) or
-LARDER_EVICTION_POLICY says. Only one process trims a cache at a time: without --wait, a trim
+LARDER_EVICTION_POLICY says; --dry-run lists the entries it would evict, in order. Only one process trims a cache at a time: without --wait, a trim
 that finds another one running does nothing.";
 
 /// Evict least recently used entries until the cache is within its budgets.
@@ -82,6 +85,9 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         ctx.ui.note("another larder process is trimming this cache; nothing done (pass --wait to wait for it)");
         return Ok(EXIT_OK);
     }
+    if report.dry_run && !report.victims.is_empty() {
+        print_victims(store.as_ref(), &report.victims).await;
+    }
     let verb = if report.dry_run {
         "would evict"
     } else {
@@ -100,4 +106,45 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         }
     );
     Ok(EXIT_OK)
+}
+
+/// One line per entry a dry run would evict, in eviction order: storage name, size, hits,
+/// recompute cost and last use (from the store's listing; just the name if it is gone).
+async fn print_victims(store: &dyn Store, victims: &[String]) {
+    use futures::StreamExt;
+    let wanted: HashSet<&str> = victims.iter().map(String::as_str).collect();
+    let mut meta: HashMap<String, EntryMeta> = HashMap::new();
+    let mut listing = store.list();
+    while let Some(item) = listing.next().await {
+        // A listing error only costs the details.
+        let Ok(m) = item else { break };
+        if wanted.contains(m.name.as_str()) {
+            meta.insert(m.name.clone(), m);
+        }
+    }
+    let now = larder_core::entry::now_ms();
+    println!("would evict, in order:");
+    for name in victims {
+        match meta.get(name) {
+            Some(m) => println!(
+                "  {name}  {:>10}  {:>5} hits  cost {:>8.2} s  last used {} ago",
+                format_size(m.size),
+                m.hits,
+                m.cost_ms as f64 / 1000.0,
+                ago(now.saturating_sub(m.last_access_ms))
+            ),
+            None => println!("  {name}"),
+        }
+    }
+}
+
+/// `42 s`, `3 min`, `5 h`, `2 d`.
+fn ago(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        7200..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
 }
