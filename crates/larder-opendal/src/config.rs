@@ -143,17 +143,24 @@ fn parse_num(key: &str, v: &str) -> Result<u64> {
         .map_err(|e| Error::invalid(format!("opendal store: `{key}={v}` is not a number: {e}")))
 }
 
+/// Parts of 8 MiB, but 2 MiB on Redis: its client keeps a read buffer as large as the largest
+/// value per pooled connection (measured: 270 MiB of growth moving a 256 MiB blob in 8 MiB
+/// parts, 67 MiB in 2 MiB parts).
+fn default_part_size(scheme: &str) -> usize {
+    if scheme == "redis" { 2 << 20 } else { 8 << 20 }
+}
+
 impl OpendalStoreBuilder {
     /// A builder for OpenDAL service `scheme` with no options yet.
     pub fn new(scheme: impl Into<String>) -> Self {
         let scheme = scheme.into().to_ascii_lowercase();
         OpendalStoreBuilder {
             name: format!("{URL_PREFIX}{scheme}"),
-            scheme,
             options: BTreeMap::new(),
             uri: None,
             list: None,
-            part_size: 8 << 20,
+            part_size: default_part_size(&scheme),
+            scheme,
             retries: 3,
             timeout: Duration::from_secs(30),
             concurrency: 16,

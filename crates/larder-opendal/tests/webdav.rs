@@ -1,64 +1,17 @@
-//! The shared conformance suite against real OpenDAL services: `fs` on a temporary directory,
-//! and `webdav` against `larder serve`'s WebDAV tree (`/dav`), started in this process on a
-//! free loopback port. Plus the store's own checks: errors of a dead or hanging server, a
-//! service that is not compiled in, trimming declared unsupported.
+//! The shared conformance suite against OpenDAL's `webdav` service and `larder serve`'s WebDAV
+//! tree (`/dav`), started in this process on a free loopback port; blobs in parts; errors of a
+//! dead or hanging server. (Each conformance run has its own test binary: the suite measures the
+//! process's memory, which another run in the same process would blur.)
+
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use larder_core::testkit::{Harness, run_all};
-use larder_core::{Digest, ErrorKind, Key, Store, StoreExt, TrimOptions};
+use common::OpendalHarness;
+use larder_core::testkit::run_all;
+use larder_core::{ErrorKind, Key, Store, StoreExt};
 use larder_opendal::{OpendalStore, OpendalStoreBuilder};
-
-struct OpendalHarness {
-    store: Arc<OpendalStore>,
-}
-
-impl OpendalHarness {
-    /// Flip bytes of `path` behind the store's back (through its own operator, which reaches
-    /// the same objects): `false` when there is no such object.
-    async fn damage(&self, path: &str) -> bool {
-        let op = self.store.operator();
-        let Ok(buf) = op.read(path).await else {
-            return false;
-        };
-        let mut bytes = buf.to_vec();
-        if bytes.is_empty() {
-            return false;
-        }
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x5a;
-        bytes[0] ^= 0xff;
-        op.write(path, bytes).await.expect("overwrite");
-        true
-    }
-}
-
-#[async_trait]
-impl Harness for OpendalHarness {
-    fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
-    }
-
-    async fn corrupt_blob(&self, digest: &Digest) -> bool {
-        // A blob stored whole, else the first part of one stored in parts.
-        self.damage(&OpendalStore::blob_path(digest)).await
-            || self.damage(&OpendalStore::part_path(digest, 0)).await
-    }
-
-    async fn corrupt_entry(&self, key: &Key) -> bool {
-        self.damage(&OpendalStore::entry_path(key)).await
-    }
-
-    fn large_blob_bytes(&self) -> u64 {
-        // 256 MiB still catches any store that buffers a whole blob, and keeps CI quick.
-        std::env::var("LARDER_TESTKIT_LARGE_BYTES")
-            .ok()
-            .and_then(|v| larder_core::size::parse_size(&v).ok())
-            .unwrap_or(256 << 20)
-    }
-}
 
 /// `larder serve` over a temporary directory, on a free loopback port, until dropped.
 struct DavServer {
@@ -102,41 +55,6 @@ impl DavServer {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn conformance_fs_service() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("opendal+fs://{}", dir.path().join("store").display());
-    let store = OpendalStore::from_url(&url).expect("store");
-    assert!(store.streams_blobs(), "fs takes a blob in several writes");
-    let cap = store.capability();
-    assert!(cap.list && cap.delete && !cap.trim, "{cap:?}");
-    run_all(&OpendalHarness {
-        store: Arc::new(store),
-    })
-    .await;
-    // Entries and blobs are where the docs say, and no temporary file is left behind.
-    let root = dir.path().join("store");
-    assert!(
-        std::fs::read_dir(root.join("entries"))
-            .expect("entries")
-            .count()
-            > 0
-    );
-    assert!(
-        std::fs::read_dir(root.join("blobs"))
-            .expect("blobs")
-            .count()
-            > 0
-    );
-    assert_eq!(
-        std::fs::read_dir(root.join(".tmp"))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        0,
-        "temporary files left in .tmp"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn conformance_webdav_service_against_larder_serve() {
     let server = DavServer::start().await;
     // larder serve's WebDAV tree answers PROPFIND about one path only: no listing.
@@ -152,10 +70,7 @@ async fn conformance_webdav_service_against_larder_serve() {
     let cap = store.capability();
     assert!(!cap.list && cap.delete && !cap.trim, "{cap:?}");
     let store = Arc::new(store);
-    run_all(&OpendalHarness {
-        store: store.clone(),
-    })
-    .await;
+    run_all(&OpendalHarness::new(store.clone())).await;
     // Without listing there are no stats, and the error says why.
     let err = store.stats().await.expect_err("no listing");
     assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
@@ -210,19 +125,6 @@ async fn large_blob_in_parts_survives_a_lost_part_as_a_miss() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn trim_is_declared_unsupported_with_a_reason() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store =
-        OpendalStore::from_url(&format!("opendal+fs://{}", dir.path().display())).expect("store");
-    assert!(!store.capability().trim);
-    let mut opts = TrimOptions::default();
-    opts.max_bytes = Some(1);
-    let err = store.trim(&opts, None).await.expect_err("no trim");
-    assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
-    assert!(err.to_string().contains("not implemented yet"), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn dead_server_is_a_temporary_error_quickly() {
     let port = larder_testservers::free_ports(1).expect("port")[0];
     let store = OpendalStoreBuilder::from_url(&format!(
@@ -274,11 +176,4 @@ async fn hanging_server_is_a_temporary_error_within_the_timeout() {
         "{:?}",
         started.elapsed()
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn services_not_compiled_in_name_their_feature() {
-    let err = OpendalStore::from_url("opendal+sftp://host/dir").expect_err("not built in");
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("services-sftp"), "{err}");
 }

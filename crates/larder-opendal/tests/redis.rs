@@ -1,0 +1,91 @@
+//! The conformance suite against OpenDAL's `redis` service and a real `redis-server` (Debian's
+//! package), started on a free loopback port with persistence off. Skipped with a reason when
+//! `redis-server` is missing, except under CI, where that fails (`cargo xtask test` installs
+//! it). Needs the `services-redis` feature.
+#![cfg(feature = "services-redis")]
+
+mod common;
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::OpendalHarness;
+use larder_core::Store;
+use larder_core::testkit::run_all;
+use larder_opendal::OpendalStore;
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let Some(bin) = larder_testservers::find_program("redis-server") else {
+            larder_testservers::unavailable(
+                "redis-server",
+                "not installed (apt-get install redis-server, or run `cargo xtask test`)",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = larder_testservers::free_ports(1).expect("free port")[0];
+        let mut child = Command::new(&bin)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("redis-server exited at start: {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("redis-server did not listen on port {port} within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Redis {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_redis_service() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let url = format!("opendal+redis://127.0.0.1:{}/conformance", redis.port);
+    let store = OpendalStore::from_url(&url).expect("store");
+    assert!(!store.streams_blobs(), "redis takes a value in one SET");
+    let cap = store.capability();
+    assert!(!cap.list && cap.delete && !cap.trim, "{cap:?}");
+    run_all(&OpendalHarness::new(Arc::new(store))).await;
+}
