@@ -21,8 +21,12 @@ impl Served {
     /// Start `larder serve --dir DIR --listen 127.0.0.1:0 EXTRA...` and wait for the line
     /// that names its port.
     fn start(sb: &Sandbox, dir: &Path, extra: &[&str]) -> Served {
-        let mut child = sb
-            .larder()
+        Served::spawn(sb.larder(), dir, extra)
+    }
+
+    /// [`Served::start`] with `cmd`, a `larder` command with an environment of its own.
+    fn spawn(mut cmd: Command, dir: &Path, extra: &[&str]) -> Served {
+        let mut child = cmd
             .arg("serve")
             .arg("--dir")
             .arg(dir)
@@ -119,6 +123,62 @@ fn two_checkouts_share_hits_through_the_server() {
     );
     let out = std::fs::read_to_string(b.join("out.txt")).expect("restored output");
     assert_eq!(out, "THE SAME INPUT\n");
+    assert_eq!(served.terminate(), Some(0));
+}
+
+#[test]
+fn the_server_records_a_trace_that_the_simulator_replays() {
+    let sb = Sandbox::new();
+    let trace = sb.root.join("server.trace");
+    let trace_arg = trace.to_str().expect("UTF-8 path");
+    let served = Served::start(&sb, &sb.root.join("server-cache"), &["--trace", trace_arg]);
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let b = sb.root.join("b");
+    let args = checkout(&sb, &a, &runs);
+    checkout(&sb, &b, &runs);
+    for dir in [&a, &b, &a] {
+        assert_exit(&exec_with_store(&sb, dir, &served.url, &args), 0);
+    }
+    assert_eq!(count_lines(&runs), 1);
+    assert_eq!(served.terminate(), Some(0));
+    let recorded = std::fs::read_to_string(&trace).expect("the server wrote the trace");
+    let ops: Vec<&str> = recorded
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next())
+        .collect();
+    assert_eq!(ops, ["get-miss", "put", "get-hit", "get-hit"], "{recorded}");
+    let out = sb.run(["policy", "simulate", "--trace", trace_arg, "--json"]);
+    assert_exit(&out, 0);
+    let results: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("simulate --json prints JSON");
+    assert_eq!(results[0]["requests"], 3, "{results}");
+}
+
+/// `larder serve` asks the configured admission policy on puts from any client.
+#[cfg(feature = "policy")]
+#[test]
+fn the_server_keeps_out_what_its_admission_policy_refuses() {
+    let Some(cap) = larder_policy::testing::built_policy("size-cap") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let mut cmd = sb.larder();
+    cmd.env("LARDER_ADMISSION_POLICY", &cap)
+        .env("LARDER_ADMISSION_CONFIG", "max-bytes=1");
+    let served = Served::spawn(cmd, &sb.root.join("server-cache"), &[]);
+    let runs = sb.root.join("runs.log");
+    let a = sb.root.join("a");
+    let args = checkout(&sb, &a, &runs);
+    for _ in 0..2 {
+        assert_exit(&exec_with_store(&sb, &a, &served.url, &args), 0);
+    }
+    assert_eq!(
+        count_lines(&runs),
+        2,
+        "a refused entry is not stored, so both run"
+    );
     assert_eq!(served.terminate(), Some(0));
 }
 

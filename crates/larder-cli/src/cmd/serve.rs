@@ -174,7 +174,11 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     };
     let config = match &args.upstream {
         Some(url) => {
-            let upstream_config = ctx.config(vec![("store", url.clone(), "--upstream")])?;
+            // The served store records the trace; the upstream's accesses would count twice.
+            let upstream_config = ctx.config(vec![
+                ("store", url.clone(), "--upstream"),
+                ("trace", "none".to_owned(), "--upstream"),
+            ])?;
             let opened = crate::stores::open(&upstream_config)
                 .with_context(|| format!("cannot open the upstream store {url}"))?;
             if opened.local_dir.as_deref() == Some(dir.as_path()) {
