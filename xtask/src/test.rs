@@ -16,6 +16,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("ccache", "ccache"),
     // ... and with the real Bazel (Debian's bazel-bootstrap: Bazel 4.2, about 20 s to install).
     ("bazel-bootstrap", "bazel"),
+    // larder-opendal's redis service is tested against a real redis-server (started by the
+    // test on a free port; the package's own service is not needed).
+    ("redis-server", "redis-server"),
 ];
 
 /// Python modules the tests import, each with its Debian package for when pip cannot install it:

@@ -27,10 +27,12 @@ mod http;
 
 #[cfg(feature = "server")]
 pub(crate) use fs::eviction_policy;
-#[cfg(feature = "s3")]
-mod s3;
 #[cfg(feature = "gcs")]
 mod gcs;
+#[cfg(feature = "opendal")]
+mod opendal;
+#[cfg(feature = "s3")]
+mod s3;
 
 /// An open store.
 #[derive(Debug, Clone)]
@@ -118,6 +120,9 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         "cmd" => cmd::open(&url),
         #[cfg(not(feature = "cmd"))]
         "cmd" => disabled::open(&url, "cmd"),
+        #[cfg(feature = "opendal")]
+        s if s.starts_with("opendal+") => opendal::open(&url),
+        #[cfg(not(feature = "opendal"))]
         s if s.starts_with("opendal+") => disabled::open(&url, "opendal"),
         other => bail!(
             "unknown store URL scheme `{other}` in {:?} (from {}): expected a directory, file://DIR, http(s)://, s3://, minio://, gs://, opendal+SERVICE:// or cmd://",
