@@ -146,6 +146,42 @@ fn the_size_cap_admission_policy_keeps_a_large_output_out_of_the_cache() {
     );
     assert_exit(&sb.run(["get", "big"]), 1);
 
+    // The JSON worker answers that it refused the large put and stores the small one.
+    sb.write(&sb.work, "small.bin", "small\n");
+    let mut worker = sb
+        .larder()
+        .arg("worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting larder worker");
+    {
+        use std::io::Write;
+        let mut stdin = worker.stdin.take().expect("piped stdin");
+        writeln!(stdin, r#"{{"op":"put","key":"w-big","files":["big.bin"]}}"#)
+            .expect("writing a request");
+        writeln!(
+            stdin,
+            r#"{{"op":"put","key":"w-small","files":["small.bin"]}}"#
+        )
+        .expect("writing a request");
+    }
+    let out = worker.wait_with_output().expect("waiting for the worker");
+    assert_exit(&out, 0);
+    let answers: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every answer is JSON"))
+        .collect();
+    assert_eq!(
+        (&answers[0]["stored"], &answers[0]["refused"]),
+        (&false.into(), &true.into()),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(answers[1]["stored"], true, "{}", answers[1]);
+    assert_exit(&sb.run(["get", "w-big"]), 1);
+    assert_exit(&sb.run(["get", "w-small"]), 0);
+
     let cfg = text(&sb.run(["config"]).stdout);
     assert!(
         cfg.contains("admission_policy") && cfg.contains("size-cap.wasm"),

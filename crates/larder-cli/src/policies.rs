@@ -30,19 +30,10 @@ impl Admission {
         }
     }
 
-    /// Whether to store an entry like `candidate`; a refusal is a note with `-v`.
-    pub(crate) fn admits(&self, candidate: AdmissionCandidate, what: &str, ui: &Ui) -> bool {
-        let Some(policy) = &self.policy else {
-            return true;
-        };
-        let admitted = policy.admit(candidate, now_ms());
-        if !admitted {
-            ui.status(format_args!(
-                "{what}: not stored: the admission policy {} refused it",
-                policy.name()
-            ));
-        }
-        admitted
+    /// The name of the policy when it refuses an entry like `candidate`; `None` to store it.
+    pub(crate) fn refused_by(&self, candidate: AdmissionCandidate) -> Option<&str> {
+        let policy = self.policy.as_ref()?;
+        (!policy.admit(candidate, now_ms())).then(|| policy.name())
     }
 }
 

@@ -23,9 +23,9 @@ impl Admission {
         Admission
     }
 
-    /// Always true.
-    pub(crate) fn admits(&self, _candidate: AdmissionCandidate, _what: &str, _ui: &Ui) -> bool {
-        true
+    /// Never refuses.
+    pub(crate) fn refused_by(&self, _candidate: AdmissionCandidate) -> Option<&str> {
+        None
     }
 }
 

@@ -337,8 +337,8 @@ async fn store_if_cacheable(
     };
     let mut candidate = AdmissionCandidate::of(&entry);
     candidate.size += (stdout.len() + stderr.len()) as u64;
-    if !Admission::load(config, ui).admits(candidate, &task.key.as_str()[..8], ui) {
-        return not_stored("refused by the admission policy");
+    if let Some(policy) = Admission::load(config, ui).refused_by(candidate) {
+        return not_stored(&format!("refused by the admission policy {policy}"));
     }
     let built = (entry, blobs);
     if let Some(bg) = background {

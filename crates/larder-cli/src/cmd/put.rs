@@ -55,7 +55,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         tokio::task::block_in_place(|| collect_entry(&ctx.cwd, &key, &names, inline_limit, "put"))
             .context("reading the files")?;
     let admission = crate::policies::Admission::load(&config, &ctx.ui);
-    if !admission.admits(AdmissionCandidate::of(&entry), key.as_str(), &ctx.ui) {
+    if let Some(policy) = admission.refused_by(AdmissionCandidate::of(&entry)) {
+        ctx.ui.status(format_args!(
+            "not stored {key}: refused by the admission policy {policy}"
+        ));
         return Ok(EXIT_OK);
     }
     let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();

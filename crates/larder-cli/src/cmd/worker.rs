@@ -170,10 +170,10 @@ impl Worker<'_> {
     /// Store `entry` (its blobs first) under `key`, now or (with upload workers) in the
     /// background.
     async fn store(&mut self, key: Key, entry: Entry, blobs: Vec<PendingBlob>) -> Result<Stored> {
-        if !self
-            .admission
-            .admits(AdmissionCandidate::of(&entry), key.as_str(), self.ui)
-        {
+        if let Some(policy) = self.admission.refused_by(AdmissionCandidate::of(&entry)) {
+            self.ui.status(format_args!(
+                "not stored {key}: refused by the admission policy {policy}"
+            ));
             return Ok(Stored::Refused);
         }
         let Some(uploads) = &mut self.uploads else {
