@@ -388,15 +388,23 @@ impl OpendalStoreBuilder {
     }
 }
 
+/// Services this crate has a `services-<name>` feature for.
+const FEATURED_SERVICES: &[&str] = &["fs", "webdav", "azblob", "redis"];
+
 /// The error for a service this build does not have.
 pub(crate) fn not_compiled_in(scheme: &str) -> Error {
-    if KNOWN_SERVICES.contains(&scheme) {
+    if FEATURED_SERVICES.contains(&scheme) {
         Error::invalid(format!(
-            "the OpenDAL service `{scheme}` is not compiled into this build: enable the `services-{scheme}` feature of larder-opendal (for the larder CLI: --features opendal,larder-opendal/services-{scheme})"
+            "the OpenDAL service `{scheme}` is not compiled into this build: enable the `services-{scheme}` feature of larder-opendal (the larder CLI's `opendal` feature includes it)"
+        ))
+    } else if KNOWN_SERVICES.contains(&scheme) {
+        Error::invalid(format!(
+            "the OpenDAL service `{scheme}` is not compiled into this build, and larder-opendal has no feature for it yet: add `services-{scheme} = [\"opendal/services-{scheme}\"]` to its Cargo.toml and build with that feature"
         ))
     } else {
         Error::invalid(format!(
-            "`{scheme}` is not an OpenDAL service (known: fs, webdav, azblob, redis, s3, gcs, … see OpenDAL's services)"
+            "`{scheme}` is not an OpenDAL service (larder-opendal has features for {})",
+            FEATURED_SERVICES.join(", ")
         ))
     }
 }
@@ -476,6 +484,16 @@ mod tests {
         }
     }
 
+    #[cfg(not(feature = "services-redis"))]
+    #[test]
+    fn a_featured_service_left_out_names_its_feature() {
+        let e = OpendalStoreBuilder::from_url_and_env("opendal+redis://h:1/p", env(&[]))
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("`services-redis` feature"), "{e}");
+    }
+
     #[test]
     fn missing_services_name_their_feature() {
         let e = OpendalStoreBuilder::from_url_and_env("opendal+sftp://h/p", env(&[]))
@@ -483,6 +501,7 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("services-sftp"), "{e}");
+        assert!(e.to_string().contains("no feature for it yet"), "{e}");
         let e = OpendalStoreBuilder::new("nosuch").build().unwrap_err();
         assert!(e.to_string().contains("not an OpenDAL service"), "{e}");
     }

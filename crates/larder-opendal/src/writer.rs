@@ -11,7 +11,9 @@
 //!
 //! Blobs are content-addressed, so writes need not be create-only: two writers of one blob write
 //! the same bytes, and whichever lands last leaves a correct blob. A blob already stored is not
-//! written again.
+//! written again. One race is left for blobs in parts: a writer whose upload fails removes the
+//! parts it wrote, which a concurrent writer of the same blob may have written too; that blob then
+//! reads as corrupt (a part is missing), is removed, and is a miss until it is stored again.
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
