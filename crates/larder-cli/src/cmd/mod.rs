@@ -65,23 +65,36 @@ impl Ctx {
     }
 }
 
-/// The trim budget flags given (`--max-size`, `--max-entries`, `--min-free`, `--max-free`), as
-/// flags for [`Ctx::config`].
-pub(crate) fn budget_flags(
-    max_size: &Option<String>,
-    max_entries: &Option<String>,
-    min_free: &Option<String>,
-    max_free: &Option<String>,
-) -> Vec<(&'static str, String, &'static str)> {
-    [
-        ("max_size", max_size, "--max-size"),
-        ("max_entries", max_entries, "--max-entries"),
-        ("min_free", min_free, "--min-free"),
-        ("max_free", max_free, "--max-free"),
-    ]
-    .into_iter()
-    .filter_map(|(name, value, flag)| value.as_ref().map(|v| (name, v.clone(), flag)))
-    .collect()
+/// The trim budget flags of `larder trim` and `larder serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Budget {
+    /// Keep the cache at or under this size (10G, 512MiB)
+    #[arg(long, value_name = "SIZE")]
+    max_size: Option<String>,
+    /// Keep at most this many entries
+    #[arg(long, value_name = "N")]
+    max_entries: Option<String>,
+    /// When the disk has less free space than this, evict ...
+    #[arg(long, value_name = "SIZE")]
+    min_free: Option<String>,
+    /// ... until it has this much (default: --min-free)
+    #[arg(long, value_name = "SIZE")]
+    max_free: Option<String>,
+}
+
+impl Budget {
+    /// The flags given, as flags for [`Ctx::config`].
+    pub(crate) fn flags(&self) -> Vec<(&'static str, String, &'static str)> {
+        [
+            ("max_size", &self.max_size, "--max-size"),
+            ("max_entries", &self.max_entries, "--max-entries"),
+            ("min_free", &self.min_free, "--min-free"),
+            ("max_free", &self.max_free, "--max-free"),
+        ]
+        .into_iter()
+        .filter_map(|(name, value, flag)| value.as_ref().map(|v| (name, v.clone(), flag)))
+        .collect()
+    }
 }
 
 /// Persist the store's batched metadata; a failure is only a warning.

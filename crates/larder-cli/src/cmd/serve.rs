@@ -59,18 +59,8 @@ pub(crate) struct Args {
     /// Refuse uploads larger than this (answered 413)
     #[arg(long, value_name = "SIZE")]
     max_blob_size: Option<String>,
-    /// Keep the cache at or under this size while serving (10G, 512MiB)
-    #[arg(long, value_name = "SIZE")]
-    max_size: Option<String>,
-    /// Keep at most this many entries
-    #[arg(long, value_name = "N")]
-    max_entries: Option<String>,
-    /// When the disk has less free space than this, evict ...
-    #[arg(long, value_name = "SIZE")]
-    min_free: Option<String>,
-    /// ... until it has this much (default: --min-free)
-    #[arg(long, value_name = "SIZE")]
-    max_free: Option<String>,
+    #[command(flatten)]
+    budget: super::Budget,
     /// Seconds between clean-ups (writes that find the disk under --min-free clean up at once)
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     cleanup_interval: u64,
@@ -130,12 +120,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     // Before anything can print the address: a SIGTERM from then on must stop us gracefully.
     let shutdown = shutdown_signal()?;
-    let mut flags = super::budget_flags(
-        &args.max_size,
-        &args.max_entries,
-        &args.min_free,
-        &args.max_free,
-    );
+    let mut flags = args.budget.flags();
     if let Some(trace) = &args.trace {
         flags.push(("trace", trace.clone(), "--trace"));
     }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use larder_core::size::format_size;
 use larder_core::{EntryMeta, Store};
 
-use super::{Ctx, EXIT_OK, budget_flags, flush, plural};
+use super::{Ctx, EXIT_OK, flush, plural};
 use crate::progress::Ui;
 
 const EXAMPLES: &str = "\
@@ -21,22 +21,13 @@ least-recently-used order, or as the WebAssembly policy in `[policy] eviction` (
 LARDER_EVICTION_POLICY says; --dry-run lists the entries it would evict, in order. Only one process trims a cache at a time: without --wait, a trim
 that finds another one running does nothing.";
 
-/// Evict least recently used entries until the cache is within its budgets.
+/// Evict entries (least recently used first, or in the configured eviction policy's order)
+/// until the cache is within its budgets.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
-    /// Keep the cache at or under this size (10G, 512MiB)
-    #[arg(long, value_name = "SIZE")]
-    max_size: Option<String>,
-    /// Keep at most this many entries
-    #[arg(long, value_name = "N")]
-    max_entries: Option<String>,
-    /// When the disk has less free space than this, evict ...
-    #[arg(long, value_name = "SIZE")]
-    min_free: Option<String>,
-    /// ... until it has this much (default: --min-free)
-    #[arg(long, value_name = "SIZE")]
-    max_free: Option<String>,
+    #[command(flatten)]
+    budget: super::Budget,
     /// Report what would be evicted, and evict nothing
     #[arg(long)]
     dry_run: bool,
@@ -47,12 +38,7 @@ pub(crate) struct Args {
 
 /// Run `larder trim`.
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
-    let config = ctx.config(budget_flags(
-        &args.max_size,
-        &args.max_entries,
-        &args.min_free,
-        &args.max_free,
-    ))?;
+    let config = ctx.config(args.budget.flags())?;
     if !config.has_budget() {
         bail!(
             "no budget to trim to: pass --max-size, --max-entries or --min-free, or set max_size, max_entries or min_free in larder.toml (or LARDER_MAX_SIZE, LARDER_MAX_ENTRIES, LARDER_MIN_FREE)"
