@@ -76,7 +76,8 @@ enum Command {
     Put(cmd::put::Args),
     /// Show entries, size, hits, misses and what the cache saved
     Stats(cmd::stats::Args),
-    /// Evict least recently used entries until the cache is within its budgets
+    /// Evict entries (least recently used first, or as the eviction policy says) until the
+    /// cache is within its budgets
     Trim(cmd::trim::Args),
     /// Show the resolved configuration and where each value came from
     Config(cmd::config::Args),
