@@ -1,6 +1,7 @@
 //! `larder exec --store opendal+...` end to end: two checkouts share hits through OpenDAL's
 //! `webdav` service against a real `larder serve` (its `/dav` tree) and through the `fs`
-//! service; a dead server is a miss and a warning; a service not compiled in names its feature.
+//! service (which `larder trim` then trims); a dead server is a miss and a warning; a service
+//! not compiled in names its feature.
 
 mod common;
 
@@ -123,6 +124,24 @@ fn two_checkouts_share_hits_through_the_fs_service() {
     let store = format!("opendal+fs://{}", sb.root.join("shared").display());
     assert_shared_hit(&sb, &store);
     assert!(sb.root.join("shared/entries").is_dir());
+
+    // The store trims (larder-bucket's trim): the entry goes, so the task runs again.
+    let a = sb.root.join("a");
+    let trim = exec(
+        &sb,
+        &a,
+        &store,
+        &["trim", "--max-entries", "0"].map(String::from),
+    );
+    assert_exit(&trim, 0);
+    assert!(
+        text(&trim.stdout).contains("evicted 1 entry"),
+        "{}",
+        text(&trim.stdout)
+    );
+    let runs = sb.root.join("runs.log");
+    assert_exit(&exec(&sb, &a, &store, &checkout(&sb, &a, &runs)), 0);
+    assert_eq!(count_lines(&runs), 2, "the trimmed entry is a miss");
 }
 
 #[test]

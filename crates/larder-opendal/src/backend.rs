@@ -5,8 +5,11 @@
 //! - `blobs/<blake3 hex>`: blob bytes, uncompressed, verified on every read;
 //! - on services that cannot stream one object in several writes (WebDAV, Redis, …), a blob
 //!   larger than one part is stored as parts `parts/<blake3 hex>/<n>` and a small manifest
-//!   `blobs/<blake3 hex>.parts`, written last (see [`crate::writer`]).
+//!   `blobs/<blake3 hex>.parts`, written last (see [`crate::writer`]);
+//! - `access/…` (access records) and `trim/…` (the trim's lease and index), as larder-bucket
+//!   lays them out: the store implements [`Bucket`] so that larder-bucket's trim runs on it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -14,16 +17,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
-use larder_core::entry::MAX_ENTRY_BYTES;
+use futures::{StreamExt, TryStreamExt};
+use larder_bucket::{AccessLog, Bucket, Listed};
+use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
 use larder_core::store::ProgressFn;
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
     PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
 };
-use opendal::Operator;
 use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{Metadata, Operator};
 
 use crate::config::OpendalStoreBuilder;
 use crate::error::{is_exists, is_not_found, od};
@@ -56,6 +60,10 @@ pub(crate) struct Inner {
     create_only: bool,
     list: bool,
     delete: bool,
+    /// Why this store cannot be trimmed, if it cannot.
+    no_trim: Option<&'static str>,
+    /// Entry hits not yet written as an access record (kept only where a trim reads them).
+    access: AccessLog,
 }
 
 impl fmt::Debug for OpendalStore {
@@ -64,6 +72,7 @@ impl fmt::Debug for OpendalStore {
             .field("cfg", &self.inner.cfg)
             .field("streaming", &self.inner.streaming)
             .field("create_only", &self.inner.create_only)
+            .field("trim", &self.inner.no_trim.is_none())
             .finish()
     }
 }
@@ -108,11 +117,23 @@ impl OpendalStore {
                     .with_jitter(),
             );
         let cap = op.info().capability();
+        let list = cap.list && cfg.list.unwrap_or(true);
+        let no_trim = if !list {
+            Some(
+                "trim (a trim must see every entry and blob, and this service cannot list, or listing is off with ?list=false; use the service's own expiry rules)",
+            )
+        } else if !(cap.delete && cap.stat && cap.read && cap.write) {
+            Some("trim (the service cannot stat, read, write and delete objects)")
+        } else {
+            None
+        };
         let inner = Inner {
             streaming: cap.write_can_multi,
             create_only: cap.write_with_if_not_exists,
-            list: cap.list && cfg.list.unwrap_or(true),
+            list,
             delete: cap.delete,
+            no_trim,
+            access: AccessLog::new(cfg.access_batch),
             op,
             cfg,
         };
@@ -211,44 +232,76 @@ impl OpendalStore {
         }
     }
 
-    /// Whether the blob is stored, whole or in parts.
-    pub(crate) async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
-        if self.exists(&Self::blob_path(digest)).await? {
-            return Ok(true);
+    /// The stat of `path`, `None` when it does not exist.
+    pub(crate) async fn stat(&self, path: &str) -> Result<Option<Metadata>> {
+        match self.op().stat(path).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(od(&format!("checking {path}"), e)),
         }
-        if self.inner.streaming {
-            return Ok(false);
-        }
-        self.exists(&Self::manifest_path(digest)).await
     }
 
-    /// Every object under `dir` (recursively where the service can), with its size and
-    /// modification time in ms.
-    fn list_dir(&self, dir: &'static str) -> BoxStream<'static, Result<(String, u64, u64)>> {
+    /// Whether the blob is stored (whole or in parts) and recent enough to reuse: a blob older
+    /// than half the trim grace period could be collected by a trim before the entry naming
+    /// it lands, so it reads as missing and the writer uploads it again, which refreshes its
+    /// modification time (OpenDAL has no copy-onto-itself every service honours; on `fs` a
+    /// copy onto itself would truncate the file).
+    pub(crate) async fn blob_fresh(&self, digest: &Digest) -> Result<bool> {
+        let mut found = self.stat(&Self::blob_path(digest)).await?;
+        if found.is_none() && !self.inner.streaming {
+            found = self.stat(&Self::manifest_path(digest)).await?;
+        }
+        let Some(meta) = found else {
+            return Ok(false);
+        };
+        let half_grace = self.inner.cfg.trim_grace.as_millis() as u64 / 2;
+        // No modification time: a trim never collects it either (see `listed`).
+        Ok(modified_ms(&meta).is_none_or(|m| m.saturating_add(half_grace) >= now_ms()))
+    }
+
+    /// Every object under `dir` (recursively where the service can), as a [`Listed`]: size,
+    /// modification time (a stat when the listing lacks it) and version (see [`version`]).
+    fn list_dir(&self, dir: String) -> BoxStream<'static, Result<Listed>> {
         let op = self.op().clone();
+        let concurrency = self.inner.cfg.concurrency;
         let listed = async move {
             let lister = op
-                .lister_with(dir)
+                .lister_with(&dir)
                 .recursive(true)
                 .await
                 .map_err(|e| od(&format!("listing {dir}"), e))?;
-            Ok::<_, Error>(lister.filter_map(move |item| async move {
-                match item {
-                    Ok(entry) => {
-                        let (path, meta) = entry.into_parts();
-                        if meta.is_dir() {
-                            return None;
+            let items = lister
+                .filter_map(move |item| {
+                    let dir = dir.clone();
+                    async move {
+                        match item {
+                            Ok(entry) => {
+                                let (path, meta) = entry.into_parts();
+                                (!meta.is_dir()).then_some(Ok((path, meta)))
+                            }
+                            Err(e) if is_not_found(&e) => None,
+                            Err(e) => Some(Err(od(&format!("listing {dir}"), e))),
                         }
-                        let modified = meta
-                            .last_modified()
-                            .map(|t| t.into_inner().as_millisecond().max(0) as u64)
-                            .unwrap_or(0);
-                        Some(Ok((path, meta.content_length(), modified)))
                     }
-                    Err(e) if is_not_found(&e) => None,
-                    Err(e) => Some(Err(od(&format!("listing {dir}"), e))),
-                }
-            }))
+                })
+                .map(move |item| {
+                    let op = op.clone();
+                    async move {
+                        let (path, meta) = item?;
+                        if meta.last_modified().is_some() {
+                            return Ok(Some(listed(path, &meta)));
+                        }
+                        // Some listings carry no times: ask for them.
+                        match op.stat(&path).await {
+                            Ok(meta) => Ok(Some(listed(path, &meta))),
+                            Err(e) if is_not_found(&e) => Ok(None),
+                            Err(e) => Err(od(&format!("checking {path}"), e)),
+                        }
+                    }
+                })
+                .buffered(concurrency)
+                .filter_map(|r| async move { r.transpose() });
+            Ok::<_, Error>(items)
         };
         Box::pin(
             futures::stream::once(listed)
@@ -260,6 +313,66 @@ impl OpendalStore {
                 })
                 .flatten(),
         )
+    }
+
+    /// The blobs as larder-bucket's trim sees them: one [`Listed`] per digest,
+    /// `blobs/<hex>`, whether stored whole or as a manifest and parts (sizes summed, the
+    /// latest modification), so a blob in parts is counted and collected as a whole. Parts no
+    /// manifest names (a failed upload that could not clean up) show up too, and go once old.
+    fn list_blobs(&self) -> BoxStream<'static, Result<Listed>> {
+        if self.inner.streaming {
+            return self.list_dir("blobs/".into());
+        }
+        let (blobs, parts) = (
+            self.list_dir("blobs/".into()),
+            self.list_dir("parts/".into()),
+        );
+        let merged = async move {
+            let all: Vec<Listed> = blobs.chain(parts).try_collect().await?;
+            Ok::<_, Error>(by_digest(all).into_iter().map(Ok).collect::<Vec<_>>())
+        };
+        Box::pin(
+            futures::stream::once(merged)
+                .map(|r| match r {
+                    Ok(v) => futures::stream::iter(v).boxed(),
+                    Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+                })
+                .flatten(),
+        )
+    }
+
+    /// Delete a blob a trim found unreferenced, as a whole (the object, or the manifest and
+    /// then its parts), but only what is still older than the grace period: a writer that
+    /// uploaded the blob again since the listing (a reuse refreshes it) keeps it, and parts a
+    /// writer is uploading right now are young.
+    async fn remove_old_blob(&self, hex: &str) -> Result<()> {
+        let cutoff = now_ms().saturating_sub(self.inner.cfg.trim_grace.as_millis() as u64);
+        let old = |meta: &Metadata| modified_ms(meta).is_some_and(|m| m < cutoff);
+        let whole = format!("blobs/{hex}");
+        if let Some(meta) = self.stat(&whole).await?
+            && old(&meta)
+        {
+            self.remove(&whole).await?;
+        }
+        if self.inner.streaming {
+            return Ok(());
+        }
+        let manifest = format!("blobs/{hex}.parts");
+        match self.stat(&manifest).await? {
+            // Stored again meanwhile: its parts are live.
+            Some(meta) if !old(&meta) => return Ok(()),
+            // The manifest first: without it the parts are unreachable, never half a blob.
+            Some(_) => self.remove(&manifest).await?,
+            None => {}
+        }
+        let parts: Vec<Listed> = self.list_dir(format!("parts/{hex}/")).try_collect().await?;
+        futures::stream::iter(parts)
+            .filter(|p| futures::future::ready(p.modified_ms < cutoff))
+            .map(|p| async move { self.remove(&p.key).await })
+            .buffer_unordered(self.inner.cfg.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     /// The metadata of one listed entry: read and decoded (the document is small, and the
@@ -302,12 +415,11 @@ impl Store for OpendalStore {
         let mut cap = Capability::none();
         cap.list = self.inner.list;
         cap.delete = self.inner.delete;
-        // Remote trimming is being made common to every remote store; until then, none here.
-        cap.trim = false;
+        cap.trim = self.inner.no_trim.is_none();
         cap
     }
 
-    async fn get_entry_opts(&self, key: &Key, _opts: GetOptions) -> Result<Option<Entry>> {
+    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
         let path = Self::entry_path(key);
         let Some(bytes) = self.read_small(&path).await? else {
             return Ok(None);
@@ -322,7 +434,13 @@ impl Store for OpendalStore {
             return Ok(None);
         }
         match Entry::decode(&bytes) {
-            Ok(entry) => Ok(Some(entry)),
+            Ok(entry) => {
+                // Only where a trim will fold the records: elsewhere they would pile up.
+                if opts.record_access && self.inner.no_trim.is_none() {
+                    self.inner.access.record(self, key).await;
+                }
+                Ok(Some(entry))
+            }
             Err(e) => {
                 tracing::warn!("{self}: {what}: {e}; removed, treated as a miss");
                 self.remove(&path).await?;
@@ -369,7 +487,7 @@ impl Store for OpendalStore {
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let checks = futures::stream::iter(digests.iter().copied())
-            .map(|d| async move { Ok::<_, Error>((d, self.blob_exists(&d).await?)) })
+            .map(|d| async move { Ok::<_, Error>((d, self.blob_fresh(&d).await?)) })
             .buffered(self.inner.cfg.concurrency);
         let results: Vec<Result<(Digest, bool)>> = checks.collect().await;
         let mut missing = Vec::new();
@@ -401,12 +519,12 @@ impl Store for OpendalStore {
         }
         let store = self.clone();
         let metas = self
-            .list_dir("entries/")
+            .list_dir("entries/".into())
             .map(move |item| {
                 let store = store.clone();
                 async move {
-                    let (path, _, modified) = item?;
-                    store.entry_meta(path, modified).await
+                    let l = item?;
+                    store.entry_meta(l.key, l.modified_ms).await
                 }
             })
             .buffered(self.inner.cfg.concurrency)
@@ -419,30 +537,190 @@ impl Store for OpendalStore {
             return Err(self.not_supported("stats (it lists)"));
         }
         let mut stats = StoreStats::default();
-        let mut entries = self.list_dir("entries/");
+        let mut entries = self.list_dir("entries/".into());
         while let Some(item) = entries.next().await {
             stats.entries += 1;
-            stats.bytes += item?.1;
+            stats.bytes += item?.size;
         }
         for dir in ["blobs/", "parts/"] {
-            let mut objects = self.list_dir(dir);
+            let mut objects = self.list_dir(dir.into());
             while let Some(item) = objects.next().await {
-                stats.bytes += item?.1;
+                stats.bytes += item?.size;
             }
         }
         Ok(stats)
     }
 
-    async fn trim(&self, _opts: &TrimOptions, _progress: Option<ProgressFn>) -> Result<TrimReport> {
-        // Deliberately not a copy of larder-s3's trim: remote trimming is being moved to one
-        // place shared by every remote store, and this store will use it from there.
-        Err(self.not_supported(
-            "trim (remote trimming for OpenDAL services is not implemented yet; use the service's own expiry rules meanwhile)",
-        ))
+    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
+        match self.inner.no_trim {
+            Some(why) => Err(self.not_supported(why)),
+            None => larder_bucket::trim(self, opts, progress).await,
+        }
     }
 
     async fn flush(&self) -> Result<()> {
-        // Nothing is batched: no access records are kept (no trim yet).
-        Ok(())
+        if self.inner.no_trim.is_some() {
+            return Ok(());
+        }
+        self.inner.access.flush(self).await
+    }
+}
+
+/// Whole blobs (`blobs/<hex>`), manifests (`blobs/<hex>.parts`) and parts
+/// (`parts/<hex>/<n>`) grouped into one [`Listed`] per digest, `blobs/<hex>`: sizes summed,
+/// the latest modification.
+fn by_digest(objects: Vec<Listed>) -> Vec<Listed> {
+    let mut grouped: BTreeMap<String, Listed> = BTreeMap::new();
+    for item in objects {
+        let hex = match item.key.strip_prefix("parts/") {
+            Some(rest) => rest.split('/').next().unwrap_or_default(),
+            None => {
+                let name = item.name();
+                name.strip_suffix(".parts").unwrap_or(name)
+            }
+        };
+        let key = format!("blobs/{hex}");
+        let e = grouped.entry(key.clone()).or_insert(Listed {
+            key,
+            size: 0,
+            modified_ms: 0,
+            version: String::new(),
+        });
+        e.size += item.size;
+        e.modified_ms = e.modified_ms.max(item.modified_ms);
+    }
+    grouped.into_values().collect()
+}
+
+/// A modification time in ms since the Unix epoch, if the service gives one.
+fn modified_ms(meta: &Metadata) -> Option<u64> {
+    meta.last_modified()
+        .map(|t| t.into_inner().as_millisecond().max(0) as u64)
+}
+
+/// What changes when an object is rewritten: its ETag where the service gives one (azblob,
+/// most WebDAV servers), else its modification time (to the nanosecond where the service
+/// keeps it: `fs`) and size. See the crate docs for what the weaker form leaves open.
+fn version(meta: &Metadata) -> String {
+    match meta.etag() {
+        Some(etag) => format!("etag:{etag}"),
+        None => format!(
+            "mtime:{}:{}",
+            meta.last_modified()
+                .map_or(0, |t| t.into_inner().as_nanosecond()),
+            meta.content_length()
+        ),
+    }
+}
+
+/// A listed object. One without a modification time is given "now": a trim then treats it as
+/// too young to collect, never as old.
+fn listed(key: String, meta: &Metadata) -> Listed {
+    Listed {
+        size: meta.content_length(),
+        modified_ms: modified_ms(meta).unwrap_or_else(now_ms),
+        version: version(meta),
+        key,
+    }
+}
+
+/// The object primitives larder-bucket's access records and trim run on. Keys are relative to
+/// the service's root, so the prefix is empty.
+#[async_trait]
+impl Bucket for OpendalStore {
+    fn prefix(&self) -> &str {
+        ""
+    }
+
+    fn concurrency(&self) -> usize {
+        self.inner.cfg.concurrency
+    }
+
+    fn eviction_policy(&self) -> &dyn larder_core::eviction::EvictionPolicy {
+        self.inner.cfg.policy.as_ref()
+    }
+
+    fn trim_grace(&self) -> Duration {
+        self.inner.cfg.trim_grace
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
+        if prefix == self.blobs_prefix() {
+            self.list_blobs()
+        } else {
+            self.list_dir(prefix.to_owned())
+        }
+    }
+
+    async fn entry_meta(&self, listed: &Listed) -> Result<Option<EntryMeta>> {
+        OpendalStore::entry_meta(self, listed.key.clone(), listed.modified_ms).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.read_small(key).await
+    }
+
+    async fn put(&self, key: &str, body: Bytes, create: bool) -> Result<PutOutcome> {
+        self.write_small(key, body, create).await
+    }
+
+    /// A blob (`blobs/<hex>`, as the blob listing names it) goes as a whole, and
+    /// only if still older than the grace period; anything else is deleted as is.
+    async fn delete(&self, key: &str) -> Result<()> {
+        match key.strip_prefix("blobs/") {
+            Some(hex) => self.remove_old_blob(hex).await,
+            None => self.remove(key).await,
+        }
+    }
+
+    /// A stat then a delete: OpenDAL has no conditional delete, so a re-put between the two
+    /// is the (small) window left, as on S3.
+    async fn delete_if_version(&self, key: &str, version_then: &str) -> Result<bool> {
+        match self.stat(key).await? {
+            Some(meta) if version(&meta) == version_then => {
+                self.remove(key).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, size: u64, modified_ms: u64) -> Listed {
+        Listed {
+            key: key.into(),
+            size,
+            modified_ms,
+            version: "v".into(),
+        }
+    }
+
+    #[test]
+    fn blobs_in_parts_list_as_one_blob() {
+        let (a, b, c) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
+        let got = by_digest(vec![
+            obj(&format!("blobs/{a}"), 10, 5),
+            obj(&format!("blobs/{b}.parts"), 20, 9),
+            obj(&format!("parts/{b}/000000"), 100, 7),
+            obj(&format!("parts/{b}/000001"), 50, 8),
+            // Parts no manifest names.
+            obj(&format!("parts/{c}/000000"), 1, 3),
+        ]);
+        let summary: Vec<(String, u64, u64)> = got
+            .into_iter()
+            .map(|l| (l.key, l.size, l.modified_ms))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (format!("blobs/{a}"), 10, 5),
+                (format!("blobs/{b}"), 170, 9),
+                (format!("blobs/{c}"), 1, 3),
+            ]
+        );
     }
 }

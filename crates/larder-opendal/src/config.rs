@@ -7,8 +7,10 @@
 //! A few query keys are larder's own and are not passed on: [`LARDER_KEYS`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use larder_core::eviction::{EvictionPolicy, Lru};
 use larder_core::{Error, Result};
 
 use crate::backend::OpendalStore;
@@ -20,8 +22,16 @@ pub const URL_PREFIX: &str = "opendal+";
 pub const ENV_PREFIX: &str = "LARDER_OPENDAL_";
 
 /// Query keys larder reads itself: `tls` (https/rediss or not), `list` (`false` for servers that
-/// cannot list collections), `part_size` (bytes per part), `retries`, `timeout_ms`.
-pub const LARDER_KEYS: &[&str] = &["tls", "list", "part_size", "retries", "timeout_ms"];
+/// cannot list collections), `part_size` (bytes per part), `retries`, `timeout_ms`,
+/// `trim_grace` (seconds; see [`OpendalStoreBuilder::with_trim_grace`]).
+pub const LARDER_KEYS: &[&str] = &[
+    "tls",
+    "list",
+    "part_size",
+    "retries",
+    "timeout_ms",
+    "trim_grace",
+];
 
 /// The smallest part size accepted (1 MiB): parts are held in memory one or a few at a time.
 pub const MIN_PART_SIZE: usize = 1 << 20;
@@ -111,6 +121,9 @@ pub struct OpendalStoreBuilder {
     pub(crate) retries: usize,
     pub(crate) timeout: Duration,
     pub(crate) concurrency: usize,
+    pub(crate) policy: Arc<dyn EvictionPolicy>,
+    pub(crate) trim_grace: Duration,
+    pub(crate) access_batch: usize,
 }
 
 impl std::fmt::Debug for OpendalStoreBuilder {
@@ -124,6 +137,8 @@ impl std::fmt::Debug for OpendalStoreBuilder {
             .field("part_size", &self.part_size)
             .field("retries", &self.retries)
             .field("timeout", &self.timeout)
+            .field("policy", &self.policy.name())
+            .field("trim_grace", &self.trim_grace)
             .finish()
     }
 }
@@ -164,6 +179,9 @@ impl OpendalStoreBuilder {
             retries: 3,
             timeout: Duration::from_secs(30),
             concurrency: 16,
+            policy: Arc::new(Lru),
+            trim_grace: Duration::from_secs(3600),
+            access_batch: 10_000,
         }
     }
 
@@ -319,6 +337,7 @@ impl OpendalStoreBuilder {
             }
             "retries" => self.retries = parse_num(key, value)? as usize,
             "timeout_ms" => self.timeout = Duration::from_millis(parse_num(key, value)?),
+            "trim_grace" => self.trim_grace = Duration::from_secs(parse_num(key, value)?),
             // `tls` only means something in a URL; from the environment it is ignored.
             "tls" => {}
             _ => {
@@ -354,6 +373,28 @@ impl OpendalStoreBuilder {
     /// stall of a transfer (default 30 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The eviction policy trims use (default: least recently used, by the access records
+    /// clients leave; see `docs/remote-trim.md`).
+    pub fn with_eviction_policy(mut self, policy: Arc<dyn EvictionPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How old an unreferenced blob must be before a trim deletes it (default 1 hour). Writers
+    /// reusing a blob older than half of it upload it again (a refresh), so it outlives the
+    /// entry they are about to write.
+    pub fn with_trim_grace(mut self, grace: Duration) -> Self {
+        self.trim_grace = grace;
+        self
+    }
+
+    /// Distinct hit entries buffered before an access record is written (default 10 000);
+    /// the rest go at [`Store::flush`](larder_core::Store::flush).
+    pub fn with_access_batch(mut self, n: usize) -> Self {
+        self.access_batch = n.max(1);
         self
     }
 

@@ -48,7 +48,9 @@ pub(crate) async fn put_blob(
     size: u64,
     payload: ByteStream,
 ) -> Result<PutOutcome> {
-    if store.blob_exists(digest).await? {
+    // Content-addressed: if it is there, it is these bytes (reads verify anyway). One old
+    // enough that a trim could collect it is uploaded again (see `OpendalStore::blob_fresh`).
+    if store.blob_fresh(digest).await? {
         return Ok(PutOutcome::Exists);
     }
     if store.streams_blobs() {

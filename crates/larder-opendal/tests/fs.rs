@@ -1,5 +1,5 @@
 //! The shared conformance suite against OpenDAL's `fs` service on a temporary directory, and
-//! what does not need a server: trimming declared unsupported, a service not compiled in.
+//! what does not need a server: a service not compiled in (trimming: `trim_fs.rs`).
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::OpendalHarness;
 use larder_core::testkit::run_all;
-use larder_core::{ErrorKind, Store, TrimOptions};
+use larder_core::{ErrorKind, Store};
 use larder_opendal::OpendalStore;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -17,7 +17,7 @@ async fn conformance_fs_service() {
     let store = OpendalStore::from_url(&url).expect("store");
     assert!(store.streams_blobs(), "fs takes a blob in several writes");
     let cap = store.capability();
-    assert!(cap.list && cap.delete && !cap.trim, "{cap:?}");
+    assert!(cap.list && cap.delete && cap.trim, "{cap:?}");
     run_all(&OpendalHarness::new(Arc::new(store))).await;
     // Entries and blobs are where the docs say, and no temporary file is left behind.
     let root = dir.path().join("store");
@@ -40,19 +40,6 @@ async fn conformance_fs_service() {
         0,
         "temporary files left in .tmp"
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn trim_is_declared_unsupported_with_a_reason() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store =
-        OpendalStore::from_url(&format!("opendal+fs://{}", dir.path().display())).expect("store");
-    assert!(!store.capability().trim);
-    let mut opts = TrimOptions::default();
-    opts.max_bytes = Some(1);
-    let err = store.trim(&opts, None).await.expect_err("no trim");
-    assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
-    assert!(err.to_string().contains("not implemented yet"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -87,5 +87,10 @@ async fn conformance_redis_service() {
     assert!(!store.streams_blobs(), "redis takes a value in one SET");
     let cap = store.capability();
     assert!(!cap.list && cap.delete && !cap.trim, "{cap:?}");
+    // Redis cannot list: no trim, and the error says why.
+    let mut opts = larder_core::TrimOptions::default();
+    opts.max_entries = Some(0);
+    let err = store.trim(&opts, None).await.expect_err("no trim");
+    assert!(err.to_string().contains("cannot list"), "{err}");
     run_all(&OpendalHarness::new(Arc::new(store))).await;
 }

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "services-azblob")]
+pub mod azurite;
+pub mod trim;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
