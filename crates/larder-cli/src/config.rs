@@ -429,6 +429,7 @@ impl Config {
     ///
     /// # Errors
     /// The trace file cannot be opened.
+    #[cfg_attr(not(feature = "fs"), allow(dead_code))] // only the fs store records
     pub(crate) fn trace_log(&self) -> Result<Option<std::sync::Arc<larder_core::trace::TraceLog>>> {
         let Some(path) = &self.trace.value else {
             return Ok(None);

@@ -1,6 +1,5 @@
-//! The configured WebAssembly policies besides eviction (which the stores take, see
-//! `stores/fs.rs`): admission, asked before the CLI stores an entry, and the path normalizer
-//! `larder exec` signs with. This is the `policy` build; `policies_disabled.rs` stands in
+//! The configured WebAssembly policies: eviction, which the stores trim with, admission, asked
+//! before the CLI stores an entry, and the path normalizer `larder exec` signs with. This is the `policy` build; `policies_disabled.rs` stands in
 //! without it.
 
 use std::path::Path;
@@ -93,4 +92,23 @@ pub(crate) fn normalizer(config: &Config, cwd: &Path) -> Result<Option<Box<dyn P
             )
         })?;
     Ok(Some(Box::new(n)))
+}
+
+/// The configured WebAssembly eviction policy, if any. A policy that cannot be loaded is a
+/// warning: trims then go in LRU order, and nothing else changes.
+pub(crate) fn eviction_policy(
+    config: &Config,
+) -> Option<std::sync::Arc<dyn larder_core::eviction::EvictionPolicy>> {
+    let path = config.eviction_policy.value.as_ref()?;
+    match crate::cmd::policy::host().eviction(path, &config.eviction_config.value) {
+        Ok(policy) => Some(Arc::new(policy)),
+        Err(e) => {
+            tracing::warn!(
+                "cannot load the eviction policy {} (from {}): {e}; trimming in LRU order",
+                path.display(),
+                config.eviction_policy.source
+            );
+            None
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! Stand-ins for `policies.rs` in a build without the `policy` feature: a configured admission
-//! policy is a warning (everything is stored), a configured normalizer an error (the task is
-//! not cached: signing without it could give false hits).
+//! Stand-ins for `policies.rs` in a build without the `policy` feature: a configured eviction
+//! policy is a warning (trims go in LRU order), so is an admission policy (everything is
+//! stored), a configured normalizer is an error (the task is not cached: signing without it
+//! could give false hits).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,4 +50,16 @@ pub(crate) fn normalizer(config: &Config, _cwd: &Path) -> Result<Option<Box<dyn 
         ),
         None => Ok(None),
     }
+}
+
+/// Without the `policy` feature, a configured policy is a warning.
+pub(crate) fn eviction_policy(
+    config: &Config,
+) -> Option<std::sync::Arc<dyn larder_core::eviction::EvictionPolicy>> {
+    let path = config.eviction_policy.value.as_ref()?;
+    tracing::warn!(
+        "eviction policy {} ignored: this larder was built without the `policy` feature; trimming in LRU order",
+        path.display()
+    );
+    None
 }

@@ -16,6 +16,17 @@ use crate::config::Config;
 
 #[cfg(feature = "cmd")]
 mod cmd;
+// Unused (but for its test) in a build with every backend.
+#[cfg_attr(
+    all(
+        feature = "http",
+        feature = "s3",
+        feature = "gcs",
+        feature = "cmd",
+        feature = "opendal"
+    ),
+    allow(dead_code)
+)]
 mod disabled;
 #[cfg(feature = "fs")]
 mod fs;
@@ -25,8 +36,6 @@ mod fs;
 #[cfg(feature = "http")]
 mod http;
 
-#[cfg(feature = "server")]
-pub(crate) use fs::eviction_policy;
 #[cfg(feature = "gcs")]
 mod gcs;
 #[cfg(feature = "opendal")]
@@ -121,7 +130,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         #[cfg(not(feature = "cmd"))]
         "cmd" => disabled::open(&url, "cmd"),
         #[cfg(feature = "opendal")]
-        s if s.starts_with("opendal+") => opendal::open(&url),
+        s if s.starts_with("opendal+") => opendal::open(&url, config),
         #[cfg(not(feature = "opendal"))]
         s if s.starts_with("opendal+") => disabled::open(&url, "opendal"),
         other => bail!(

@@ -145,7 +145,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_waf_prefix(args.waf_prefix)
         .with_budget(budget)
         .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)));
-    let server_config = match crate::stores::eviction_policy(&config) {
+    let server_config = match crate::policies::eviction_policy(&config) {
         Some(policy) => server_config.with_eviction(policy),
         None => server_config,
     };

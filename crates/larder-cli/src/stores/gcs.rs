@@ -5,30 +5,17 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use larder_core::eviction::EvictionPolicy;
 use larder_gcs::GcsStoreBuilder;
 
 use super::{Opened, StoreUrl};
 use crate::config::Config;
-
-/// The configured eviction policy (loaded as for the filesystem store).
-#[cfg(feature = "fs")]
-fn eviction_policy(config: &Config) -> Option<Arc<dyn EvictionPolicy>> {
-    super::fs::eviction_policy(config)
-}
-
-/// Without the filesystem store, the policy loader is not built in: trims go in LRU order.
-#[cfg(not(feature = "fs"))]
-fn eviction_policy(_config: &Config) -> Option<Arc<dyn EvictionPolicy>> {
-    None
-}
 
 /// Open the bucket `url` names. Nothing is contacted yet: a dead or misconfigured endpoint shows
 /// up on first use, where the CLI turns it into a miss and a warning. Trims evict with the
 /// configured eviction policy.
 pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
     let store = GcsStoreBuilder::from_url(&url.location)
-        .map(|b| match eviction_policy(config) {
+        .map(|b| match crate::policies::eviction_policy(config) {
             Some(policy) => b.with_eviction_policy(policy),
             None => b,
         })
