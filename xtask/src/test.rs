@@ -25,9 +25,13 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 /// the seed's wafcache.py imports urllib3 at the top.
 const PYTHON_MODULES: &[(&str, &str)] = &[("urllib3", "python3-urllib3")];
 
-/// Commands the tests run that only PyPI ships, each with its package: waf, for the waf tool's
-/// end-to-end test (`tests/e2e_waf.rs`).
-const PIP_COMMANDS: &[(&str, &str)] = &[("waf", "waf-build")];
+/// Commands the tests run that only PyPI ships, each with its packages: waf, for the waf tool's
+/// end-to-end test (`tests/e2e_waf.rs`), and WsgiDAV.
+const PIP_COMMANDS: &[(&str, &str)] = &[
+    ("waf", "waf-build"),
+    // The WebDAV server larder-opendal's trim test runs against (one that lists collections).
+    ("wsgidav", "wsgidav==4.4.0 cheroot==11.1.2"),
+];
 
 fn have(sh: &Shell, probe: &str) -> bool {
     if probe.starts_with('/') {
@@ -66,7 +70,7 @@ fn install_pip_commands(sh: &Shell) -> Result<()> {
     let missing: Vec<&str> = PIP_COMMANDS
         .iter()
         .filter(|(command, _)| !have(sh, command))
-        .map(|(_, package)| *package)
+        .flat_map(|(_, packages)| packages.split_whitespace())
         .collect();
     pip_install(sh, &missing)
 }

@@ -2,8 +2,8 @@
 //! that lists collections (WsgiDAV, PyPI package `wsgidav`, with `cheroot`), where large blobs
 //! go in parts: the shared trim checks, and blobs in parts counted and collected as a whole.
 //! `larder serve`'s own WebDAV tree does not list, so it cannot be trimmed through OpenDAL.
-//! Skipped with a reason when `wsgidav` is not installed (`pip install wsgidav==4.4.0
-//! cheroot==11.1.2`); the CI install step does not install it yet, so it is a skip there too.
+//! `cargo xtask test` installs it (`pip install wsgidav==4.4.0 cheroot==11.1.2`); without it the
+//! test skips with a reason locally and fails under CI.
 
 mod common;
 
@@ -24,8 +24,9 @@ struct WsgiDav {
 impl WsgiDav {
     fn start() -> Option<WsgiDav> {
         let Some(bin) = larder_testservers::find_program("wsgidav") else {
-            eprintln!(
-                "skipping: wsgidav not installed (pip install wsgidav==4.4.0 cheroot==11.1.2)"
+            larder_testservers::unavailable(
+                "wsgidav",
+                "not installed (pip install wsgidav==4.4.0 cheroot==11.1.2; cargo xtask test does)",
             );
             return None;
         };
