@@ -163,10 +163,6 @@ impl GcsStore {
             .ok_or_else(|| GcsError::Decode("no object name".into()).into_error(&what))
     }
 
-    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.head(key).await?.is_some())
-    }
-
     /// Delete an object, only at `generation` when given: `false` if it was absent (or
     /// changed).
     pub(crate) async fn delete_object(&self, key: &str, generation: Option<&str>) -> Result<bool> {
@@ -420,7 +416,9 @@ impl Store for GcsStore {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let checks = futures::stream::iter(digests.iter().copied())
             .map(|d| async move {
-                let there = self.exists(&self.blob_key(&d)).await?;
+                // An old blob is refreshed (or reported missing), as `put_blob` does: callers
+                // that skip the put of a blob found here rely on it outliving their entry.
+                let there = crate::writer::reusable(self, &self.blob_key(&d)).await?;
                 Ok::<_, Error>((d, there))
             })
             .buffered(self.inner.cfg.concurrency);

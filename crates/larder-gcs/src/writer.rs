@@ -20,6 +20,18 @@ use reqwest_gcs::Method;
 use crate::backend::GcsStore;
 use crate::core::send;
 
+/// Whether the blob at `key` is there to be reused by an entry about to be written.
+/// Content-addressed: if it is there, it is these bytes (reads verify anyway). A blob old enough
+/// that a trim could be about to collect it is refreshed first, so it outlives the entry (see
+/// larder-bucket's trim); one that cannot be refreshed counts as absent, and is uploaded again.
+pub(crate) async fn reusable(store: &GcsStore, key: &str) -> Result<bool> {
+    let Some(o) = store.head(key).await? else {
+        return Ok(false);
+    };
+    let half_grace = store.cfg().trim_grace.as_millis() as u64 / 2;
+    Ok(o.updated_ms.saturating_add(half_grace) >= now_ms() || store.refresh(key).await)
+}
+
 /// The stream did not match what was announced: its length if that differs, else its digest.
 fn mismatch(digest: &Digest, got: u64, size: u64) -> Error {
     if got != size {
@@ -40,14 +52,8 @@ pub(crate) async fn put_blob(
     mut payload: ByteStream,
 ) -> Result<PutOutcome> {
     let key = store.blob_key(digest);
-    // Content-addressed: if it is there, it is these bytes (reads verify anyway). A blob old
-    // enough that a trim could be about to collect it is refreshed first, so it outlives the
-    // entry this put is about to write (see larder-bucket's trim).
-    if let Some(o) = store.head(&key).await? {
-        let half_grace = store.cfg().trim_grace.as_millis() as u64 / 2;
-        if o.updated_ms.saturating_add(half_grace) >= now_ms() || store.refresh(&key).await {
-            return Ok(PutOutcome::Exists);
-        }
+    if reusable(store, &key).await? {
+        return Ok(PutOutcome::Exists);
     }
     if size <= store.cfg().single_shot_max as u64 {
         let mut buf = BytesMut::with_capacity(size as usize);

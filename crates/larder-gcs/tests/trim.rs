@@ -129,6 +129,36 @@ async fn blobs_of_a_put_in_flight_survive_a_trim() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_old_blob_a_writer_finds_present_outlives_the_next_trim() {
+    let Some(gcs) = FakeGcs::start() else {
+        return;
+    };
+    // Grace 4 s; timestamps may be whole seconds, hence the margins below.
+    let s = store(&gcs, "trim/reuse", Duration::from_secs(4));
+    let shared = s
+        .put_blob_bytes(Bytes::from(vec![2; 20_000]))
+        .await
+        .expect("shared");
+    put_entry(&s, 0, shared).await;
+    let reused = s
+        .put_blob_bytes(Bytes::from_static(b"an output many builds produce"))
+        .await
+        .expect("blob");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A writer finds the blob present (older than half the grace period), so it skips
+    // uploading it; its entry is still to come.
+    assert!(s.find_missing(&[reused]).await.expect("find").is_empty());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Unrefreshed, the blob would now be past the grace period, unreferenced, and collected.
+    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
+    assert_eq!(r.evicted_entries, 1);
+    assert!(
+        s.find_missing(&[reused]).await.expect("find").is_empty(),
+        "the blob the writer relies on was collected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn one_trim_at_a_time() {
     let Some(gcs) = FakeGcs::start() else {
         return;

@@ -503,7 +503,9 @@ impl Store for S3Store {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let checks = futures::stream::iter(digests.iter().copied())
             .map(|d| async move {
-                let there = self.exists(&self.blob_key(&d)).await?;
+                // An old blob is refreshed (or reported missing), as `put_blob` does: callers
+                // that skip the put of a blob found here rely on it outliving their entry.
+                let there = crate::writer::reusable(self, &self.blob_key(&d)).await?;
                 Ok::<_, Error>((d, there))
             })
             .buffered(self.inner.cfg.concurrency);

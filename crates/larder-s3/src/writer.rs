@@ -43,6 +43,23 @@ async fn refresh(store: &S3Store, key: &str) -> bool {
     }
 }
 
+/// Whether the blob at `key` is there to be reused by an entry about to be written.
+/// Content-addressed: if it is there, it is these bytes (reads verify anyway). A blob old enough
+/// that a trim could be about to collect it is refreshed first, so it outlives the entry (see
+/// larder-bucket's trim); one that cannot be refreshed counts as absent, and is uploaded again.
+pub(crate) async fn reusable(store: &S3Store, key: &str) -> Result<bool> {
+    let Some(head) = store.head(key).await? else {
+        return Ok(false);
+    };
+    let modified = head
+        .last_modified()
+        .and_then(|t| t.to_millis().ok())
+        .unwrap_or(0)
+        .max(0) as u64;
+    let half_grace = store.cfg().trim_grace.as_millis() as u64 / 2;
+    Ok(modified.saturating_add(half_grace) >= now_ms() || refresh(store, key).await)
+}
+
 /// The stream did not match what was announced: its length if that differs, else its digest.
 fn mismatch(digest: &Digest, got: u64, size: u64) -> Error {
     if got != size {
@@ -63,19 +80,8 @@ pub(crate) async fn put_blob(
     mut payload: ByteStream,
 ) -> Result<PutOutcome> {
     let key = store.blob_key(digest);
-    // Content-addressed: if it is there, it is these bytes (reads verify anyway). A blob old
-    // enough that a trim could be about to collect it is refreshed first, so it outlives the
-    // entry this put is about to write (see `trim`).
-    if let Some(head) = store.head(&key).await? {
-        let modified = head
-            .last_modified()
-            .and_then(|t| t.to_millis().ok())
-            .unwrap_or(0)
-            .max(0) as u64;
-        let half_grace = store.cfg().trim_grace.as_millis() as u64 / 2;
-        if modified.saturating_add(half_grace) >= now_ms() || refresh(store, &key).await {
-            return Ok(PutOutcome::Exists);
-        }
+    if reusable(store, &key).await? {
+        return Ok(PutOutcome::Exists);
     }
     let part_size = store.cfg().part_size;
     if size <= part_size as u64 {
