@@ -1,5 +1,6 @@
 //! What larder's object-store backends share: the trimming of a bucket, over a small trait of
-//! object primitives ([`Bucket`]) that each backend (larder-s3, larder-gcs) implements.
+//! object primitives ([`Bucket`]) that each backend (larder-s3, larder-gcs, larder-opendal)
+//! implements.
 //!
 //! - [`access`]: access records. Object stores keep no access times, so hits are counted in
 //!   memory ([`AccessLog`]) and written as small objects under `PREFIX/access/` at flush.
