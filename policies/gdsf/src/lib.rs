@@ -6,8 +6,17 @@
 //! what ages entries: one used recently carries a recent (high) `L`, one untouched since long
 //! ago carries the `L` of that time. The host passes snapshots, not events, so the policy
 //! keeps `L`'s history (one point per trim) and gives each entry the `L` in force at its last
-//! access. Frequency is the entry's hit count plus one. No settings.
-
+//! access.
+//!
+//! Frequency is `1 + hits × 2^(−idle / interval)`: the hit count decays by the entry's own
+//! pace, `interval` being its mean time between uses so far (`(last access − created) / hits`)
+//! and `idle` the time since its last use. An entry still used at its usual pace keeps its
+//! count; one that has missed several of its usual uses (in a build cache: its inputs changed,
+//! so requests now go to a new key) falls back to frequency 1 within a few intervals. Plain
+//! GDSF keeps lifetime counts, and `L` rises only at trims, which are rare once the cache
+//! holds the working set: such stale once-popular entries then stayed for a long time and
+//! pushed out entries still in use. No constants to tune: the time scale is each entry's own.
+//! No settings.
 wit_bindgen::generate!({ path: "../wit", world: "eviction-policy" });
 
 use std::sync::Mutex;
@@ -28,6 +37,26 @@ fn l_at(history: &[(u64, f64)], t: u64) -> f64 {
         0 => 0.0,
         i => history[i - 1].1,
     }
+}
+
+/// `1 + hits × 2^(−idle / interval)` for entry `i` at `now` (see the crate docs).
+fn frequency(s: &Snapshot, i: usize, now: u64) -> f64 {
+    let hits = s.hits[i];
+    if hits == 0 {
+        return 1.0;
+    }
+    let last = s.last_access_ms[i];
+    let interval = last.saturating_sub(s.created_ms[i]) as f64 / hits as f64;
+    let idle = now.saturating_sub(last) as f64;
+    // All hits at the creation instant (no pace known): count them only until time passes.
+    let pace = if interval > 0.0 {
+        (-(idle / interval)).exp2()
+    } else if idle > 0.0 {
+        0.0
+    } else {
+        1.0
+    };
+    1.0 + hits as f64 * pace
 }
 
 impl Guest for Gdsf {
@@ -54,7 +83,7 @@ impl Guest for Gdsf {
         let mut history = HISTORY.lock().unwrap_or_else(|p| p.into_inner());
         let priority: Vec<f64> = (0..s.ids.len())
             .map(|i| {
-                let value = (s.hits[i] as f64 + 1.0) * (s.cost_ms[i] as f64 + 1.0)
+                let value = frequency(&s, i, goal.now_ms) * (s.cost_ms[i] as f64 + 1.0)
                     / s.sizes[i].max(1) as f64;
                 let h = l_at(&history, s.last_access_ms[i]) + value;
                 if h.is_finite() { h.max(0.0) } else { 0.0 }
