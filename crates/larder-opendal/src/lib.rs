@@ -1,3 +1,5 @@
+//! larder-opendal: a larder store over any OpenDAL service. The crate documentation is its
+//! README.md, included below.
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
