@@ -8,12 +8,16 @@
 //!   into an index, evicting with the configured eviction policy down to byte and entry
 //!   budgets, and deleting unreferenced blobs only after a grace period.
 //!
+//! - `testkit` (feature): the trim checks every such store runs against its real server.
+//!
 //! See `docs/remote-trim.md` for the design and its cost per get.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod access;
 mod bucket;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod trim;
 
 pub use access::AccessLog;

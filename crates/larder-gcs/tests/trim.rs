@@ -1,53 +1,25 @@
-//! Remote trimming against a real fake-gcs-server (larder-bucket's trim over GCS primitives):
-//! budgets hold, recently used entries stay (learned from access records), live blobs are never
-//! deleted, blobs a concurrent put relies on survive, one trim at a time.
+//! Remote trimming against a real fake-gcs-server: larder-bucket's trim checks (budgets hold,
+//! recently used entries stay, live blobs are never deleted, blobs a concurrent put relies on
+//! survive, old reused blobs are refreshed, one trim at a time) over the GCS store.
 
 mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use larder_core::{Content, Entry, Output, OutputKind, Store, StoreExt, TrimOptions};
+use larder_bucket::testkit;
 use larder_gcs::GcsStore;
 use larder_testservers::FakeGcs;
 
-fn store(gcs: &FakeGcs, prefix: &str, grace: Duration) -> GcsStore {
-    common::builder(gcs)
-        .with_prefix(prefix)
-        .expect("prefix")
-        .with_trim_grace(grace)
-        .build()
-        .expect("store")
-}
-
-fn budget(max_bytes: Option<u64>, max_entries: Option<u64>) -> TrimOptions {
-    let mut o = TrimOptions::default();
-    o.max_bytes = max_bytes;
-    o.max_entries = max_entries;
-    o
-}
-
-/// Entry `k{i}` with its own 50 kB blob and a blob shared by all.
-async fn put_entry(
-    s: &GcsStore,
-    i: usize,
-    shared: larder_core::Digest,
-) -> (larder_core::Key, larder_core::Digest) {
-    let own = Bytes::from(vec![i as u8; 50_000]);
-    let d = s.put_blob_bytes(own).await.expect("blob");
-    let key = larder_core::Key::new(format!("k{i}")).expect("key");
-    let mut e = Entry::new(key.as_str(), "test");
-    for (name, digest, size) in [("own", d, 50_000), ("shared", shared, 20_000)] {
-        e.outputs.push(Output {
-            path: name.into(),
-            kind: OutputKind::File {
-                content: Content::blob(digest, size),
-                executable: false,
-            },
-        });
+/// A store maker for the checks: a store under `prefix` in `gcs`'s bucket with that grace.
+fn maker(gcs: &FakeGcs) -> impl Fn(&str, Duration) -> GcsStore + '_ {
+    move |prefix, grace| {
+        common::builder(gcs)
+            .with_prefix(prefix)
+            .expect("prefix")
+            .with_trim_grace(grace)
+            .build()
+            .expect("store")
     }
-    s.put_entry(&key, &e).await.expect("entry");
-    (key, d)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -55,50 +27,7 @@ async fn trim_keeps_budgets_and_recently_used_entries_and_live_blobs() {
     let Some(gcs) = FakeGcs::start() else {
         return;
     };
-    let s = store(&gcs, "trim/budget", Duration::ZERO);
-    let shared = s
-        .put_blob_bytes(Bytes::from(vec![0xaa; 20_000]))
-        .await
-        .expect("shared");
-    let mut keys = Vec::new();
-    for i in 0..10 {
-        keys.push(put_entry(&s, i, shared).await);
-    }
-    // Entries 0..5 were written first, but are the ones being used.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    for (k, _) in &keys[..5] {
-        assert!(s.get_entry(k).await.expect("get").is_some());
-    }
-    s.flush().await.expect("flush writes the access record");
-
-    // A dry run reports and changes nothing.
-    let mut dry = budget(None, Some(5));
-    dry.dry_run = true;
-    let r = s.trim(&dry, None).await.expect("dry run");
-    assert_eq!(r.evicted_entries, 5);
-    assert_eq!(s.stats().await.expect("stats").entries, 10);
-
-    let r = s.trim(&budget(None, Some(5)), None).await.expect("trim");
-    assert_eq!((r.evicted_entries, r.remaining_entries), (5, 5), "{r:?}");
-    for (i, (k, own)) in keys.iter().enumerate() {
-        let kept = s.get_entry(k).await.expect("get").is_some();
-        assert_eq!(kept, i < 5, "entry {i}: recently used ones stay");
-        let missing = s.find_missing(&[*own]).await.expect("find");
-        assert_eq!(missing.is_empty(), i < 5, "blob of entry {i}");
-    }
-    assert!(
-        s.find_missing(&[shared]).await.expect("find").is_empty(),
-        "a blob still named by a live entry is kept"
-    );
-
-    // A byte budget: each entry accounts for its document plus 70 kB of blobs.
-    let r = s
-        .trim(&budget(Some(3 * 75_000), None), None)
-        .await
-        .expect("trim");
-    assert!(r.remaining_bytes <= 3 * 75_000, "{r:?}");
-    assert_eq!(s.stats().await.expect("stats").entries, r.remaining_entries);
-    assert!(s.stats().await.expect("stats").bytes <= 3 * 75_000 + 20_000);
+    testkit::budgets_hold_and_recently_used_entries_and_live_blobs_stay(maker(&gcs)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,26 +35,7 @@ async fn blobs_of_a_put_in_flight_survive_a_trim() {
     let Some(gcs) = FakeGcs::start() else {
         return;
     };
-    let s = store(&gcs, "trim/race", Duration::from_secs(3600));
-    let shared = s
-        .put_blob_bytes(Bytes::from(vec![1; 20_000]))
-        .await
-        .expect("shared");
-    put_entry(&s, 0, shared).await;
-    // A writer has stored its blob but not yet its entry.
-    let pending = s
-        .put_blob_bytes(Bytes::from_static(b"the entry naming me is on its way"))
-        .await
-        .expect("blob");
-    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
-    assert_eq!(r.evicted_entries, 1);
-    assert!(
-        s.find_missing(&[pending, shared])
-            .await
-            .expect("find")
-            .is_empty(),
-        "blobs younger than the grace period are kept"
-    );
+    testkit::blobs_of_a_put_in_flight_survive(maker(&gcs)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,29 +43,7 @@ async fn an_old_blob_a_writer_finds_present_outlives_the_next_trim() {
     let Some(gcs) = FakeGcs::start() else {
         return;
     };
-    // Grace 4 s; timestamps may be whole seconds, hence the margins below.
-    let s = store(&gcs, "trim/reuse", Duration::from_secs(4));
-    let shared = s
-        .put_blob_bytes(Bytes::from(vec![2; 20_000]))
-        .await
-        .expect("shared");
-    put_entry(&s, 0, shared).await;
-    let reused = s
-        .put_blob_bytes(Bytes::from_static(b"an output many builds produce"))
-        .await
-        .expect("blob");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    // A writer finds the blob present (older than half the grace period), so it skips
-    // uploading it; its entry is still to come.
-    assert!(s.find_missing(&[reused]).await.expect("find").is_empty());
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    // Unrefreshed, the blob would now be past the grace period, unreferenced, and collected.
-    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
-    assert_eq!(r.evicted_entries, 1);
-    assert!(
-        s.find_missing(&[reused]).await.expect("find").is_empty(),
-        "the blob the writer relies on was collected"
-    );
+    testkit::an_old_blob_a_writer_finds_present_outlives_the_next_trim(maker(&gcs)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,23 +51,5 @@ async fn one_trim_at_a_time() {
     let Some(gcs) = FakeGcs::start() else {
         return;
     };
-    let s = store(&gcs, "trim/lock", Duration::ZERO);
-    // Another trimmer holds a fresh lease (`PREFIX/trim/lock`).
-    let far = larder_core::entry::now_ms() + 600_000;
-    common::put_raw(
-        &gcs,
-        "trim/lock/trim/lock",
-        format!("1 {far}\n").into_bytes(),
-    )
-    .await;
-    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
-    assert!(r.skipped_locked, "{r:?}");
-    // An expired lease is taken over.
-    common::put_raw(&gcs, "trim/lock/trim/lock", b"1 1000\n".to_vec()).await;
-    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
-    assert!(!r.skipped_locked, "{r:?}");
-    assert!(
-        common::get_raw(&gcs, "trim/lock/trim/lock").await.is_none(),
-        "the lease is released after the trim"
-    );
+    testkit::one_trim_at_a_time(maker(&gcs)).await;
 }

@@ -1,5 +1,7 @@
 //! What larder-s3's tests and bench share: a store builder pointed at a test SeaweedFS, and a
 //! plain SDK client on the same server, to read and write objects behind the store's back.
+// Each test binary (and the bench) uses a part of this module.
+#![allow(dead_code)]
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use larder_s3::{S3Store, S3StoreBuilder};

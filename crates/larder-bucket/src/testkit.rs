@@ -1,0 +1,168 @@
+//! The remote-trim checks every [`Bucket`] store runs against its real server (feature
+//! `testkit`): budgets hold, recently used entries stay (learned from access records), live
+//! blobs are never deleted, blobs a concurrent put relies on survive, an old blob a writer finds
+//! present is refreshed, one trim at a time.
+//!
+//! Each check opens its own store through `make(prefix, trim_grace)`: a store of the bucket
+//! under test rooted at `prefix`, with that grace period.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use larder_core::{
+    Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt, TrimOptions, TrimReport,
+};
+
+use crate::Bucket;
+
+fn budget(max_bytes: Option<u64>, max_entries: Option<u64>) -> TrimOptions {
+    let mut o = TrimOptions::default();
+    o.max_bytes = max_bytes;
+    o.max_entries = max_entries;
+    o
+}
+
+async fn trim(s: &(impl Store + ?Sized), opts: &TrimOptions) -> TrimReport {
+    s.trim(opts, None).await.expect("trim")
+}
+
+async fn present(s: &(impl Store + ?Sized), digests: &[Digest]) -> bool {
+    s.find_missing(digests).await.expect("find").is_empty()
+}
+
+/// Entry `k{i}` with its own 50 kB blob and `shared` (20 kB).
+async fn put_entry(s: &(impl Store + ?Sized), i: usize, shared: Digest) -> (Key, Digest) {
+    let d = s
+        .put_blob_bytes(Bytes::from(vec![i as u8; 50_000]))
+        .await
+        .expect("blob");
+    let key = Key::new(format!("k{i}")).expect("key");
+    let mut e = Entry::new(key.as_str(), "test");
+    for (name, digest, size) in [("own", d, 50_000), ("shared", shared, 20_000)] {
+        e.outputs.push(Output {
+            path: name.into(),
+            kind: OutputKind::File {
+                content: Content::blob(digest, size),
+                executable: false,
+            },
+        });
+    }
+    s.put_entry(&key, &e).await.expect("entry");
+    (key, d)
+}
+
+/// Entry and byte budgets hold; the entries used since they were written stay, with their
+/// blobs; a blob a live entry names is kept; a dry run changes nothing.
+pub async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay<S: Store + Bucket>(
+    make: impl Fn(&str, Duration) -> S,
+) {
+    let s = make("trim/budget", Duration::ZERO);
+    let shared = s
+        .put_blob_bytes(Bytes::from(vec![0xaa; 20_000]))
+        .await
+        .expect("shared");
+    let mut keys = Vec::new();
+    for i in 0..10 {
+        keys.push(put_entry(&s, i, shared).await);
+    }
+    // Entries 0..5 were written first, but are the ones being used.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (k, _) in &keys[..5] {
+        assert!(s.get_entry(k).await.expect("get").is_some());
+    }
+    s.flush().await.expect("flush writes the access record");
+
+    let mut dry = budget(None, Some(5));
+    dry.dry_run = true;
+    assert_eq!(trim(&s, &dry).await.evicted_entries, 5);
+    assert_eq!(s.stats().await.expect("stats").entries, 10);
+
+    let r = trim(&s, &budget(None, Some(5))).await;
+    assert_eq!((r.evicted_entries, r.remaining_entries), (5, 5), "{r:?}");
+    for (i, (k, own)) in keys.iter().enumerate() {
+        let kept = s.get_entry(k).await.expect("get").is_some();
+        assert_eq!(kept, i < 5, "entry {i}: recently used ones stay");
+        assert_eq!(present(&s, &[*own]).await, i < 5, "blob of entry {i}");
+    }
+    assert!(
+        present(&s, &[shared]).await,
+        "a blob still named by a live entry is kept"
+    );
+
+    // A byte budget: each entry accounts for its document plus 70 kB of blobs.
+    let r = trim(&s, &budget(Some(3 * 75_000), None)).await;
+    assert!(r.remaining_bytes <= 3 * 75_000, "{r:?}");
+    let stats = s.stats().await.expect("stats");
+    assert_eq!(stats.entries, r.remaining_entries);
+    assert!(stats.bytes <= 3 * 75_000 + 20_000);
+}
+
+/// A blob stored by a writer whose entry has not landed yet survives a trim (grace period).
+pub async fn blobs_of_a_put_in_flight_survive<S: Store + Bucket>(
+    make: impl Fn(&str, Duration) -> S,
+) {
+    let s = make("trim/race", Duration::from_secs(3600));
+    let shared = s
+        .put_blob_bytes(Bytes::from(vec![1; 20_000]))
+        .await
+        .expect("shared");
+    put_entry(&s, 0, shared).await;
+    let pending = s
+        .put_blob_bytes(Bytes::from_static(b"the entry naming me is on its way"))
+        .await
+        .expect("blob");
+    assert_eq!(trim(&s, &budget(None, Some(0))).await.evicted_entries, 1);
+    assert!(
+        present(&s, &[pending, shared]).await,
+        "blobs younger than the grace period are kept"
+    );
+}
+
+/// A blob older than half the grace period that a writer finds present (and so does not upload)
+/// is refreshed, and outlives the next trim.
+pub async fn an_old_blob_a_writer_finds_present_outlives_the_next_trim<S: Store + Bucket>(
+    make: impl Fn(&str, Duration) -> S,
+) {
+    // Grace 4 s; timestamps may be whole seconds, hence the margins below.
+    let s = make("trim/reuse", Duration::from_secs(4));
+    let shared = s
+        .put_blob_bytes(Bytes::from(vec![2; 20_000]))
+        .await
+        .expect("shared");
+    put_entry(&s, 0, shared).await;
+    let reused = s
+        .put_blob_bytes(Bytes::from_static(b"an output many builds produce"))
+        .await
+        .expect("blob");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The writer's entry is still to come.
+    assert!(present(&s, &[reused]).await);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Unrefreshed, the blob would now be past the grace period, unreferenced, and collected.
+    assert_eq!(trim(&s, &budget(None, Some(0))).await.evicted_entries, 1);
+    assert!(
+        present(&s, &[reused]).await,
+        "the blob the writer relies on was collected"
+    );
+}
+
+/// A live lease held by another trimmer makes a trim skip; an expired one is taken over, and
+/// released after the trim.
+pub async fn one_trim_at_a_time<S: Store + Bucket>(make: impl Fn(&str, Duration) -> S) {
+    let s = make("trim/lock", Duration::ZERO);
+    let lock = format!("{}trim/lock", Bucket::prefix(&s));
+    let far = larder_core::entry::now_ms() + 600_000;
+    Bucket::put(&s, &lock, Bytes::from(format!("1 {far}\n")), false)
+        .await
+        .expect("lease");
+    assert!(trim(&s, &budget(None, Some(0))).await.skipped_locked);
+    Bucket::put(&s, &lock, Bytes::from_static(b"1 1000\n"), false)
+        .await
+        .expect("expired lease");
+    let r = trim(&s, &budget(None, Some(0))).await;
+    assert!(!r.skipped_locked, "{r:?}");
+    assert!(
+        Bucket::get(&s, &lock).await.expect("get").is_none(),
+        "the lease is released after the trim"
+    );
+}
