@@ -16,10 +16,12 @@
 
 pub mod access;
 mod bucket;
+mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod trim;
 
 pub use access::AccessLog;
 pub use bucket::{Bucket, Listed};
+pub use store::{find_missing, stats_from_listings};
 pub use trim::trim;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use larder_bucket::{AccessLog, Bucket, Listed};
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::store::ProgressFn;
@@ -414,23 +414,12 @@ impl Store for GcsStore {
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
-        let checks = futures::stream::iter(digests.iter().copied())
-            .map(|d| async move {
-                // An old blob is refreshed (or reported missing), as `put_blob` does: callers
-                // that skip the put of a blob found here rely on it outliving their entry.
-                let there = crate::writer::reusable(self, &self.blob_key(&d)).await?;
-                Ok::<_, Error>((d, there))
-            })
-            .buffered(self.inner.cfg.concurrency);
-        let results: Vec<Result<(Digest, bool)>> = checks.collect().await;
-        let mut missing = Vec::new();
-        for r in results {
-            let (d, there) = r?;
-            if !there {
-                missing.push(d);
-            }
-        }
-        Ok(missing)
+        // An old blob is refreshed (or reported missing), as `put_blob` does: callers that skip
+        // the put of a blob found here rely on it outliving their entry.
+        larder_bucket::find_missing(digests, self.inner.cfg.concurrency, |d| async move {
+            crate::writer::reusable(self, &self.blob_key(&d)).await
+        })
+        .await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool> {
@@ -446,17 +435,9 @@ impl Store for GcsStore {
     }
 
     async fn stats(&self) -> Result<StoreStats> {
-        let mut stats = StoreStats::default();
-        let mut entries = self.list_objects(self.entries_prefix());
-        while let Some(item) = entries.next().await {
-            stats.entries += 1;
-            stats.bytes += item?.size;
-        }
-        let mut blobs = self.list_objects(self.blobs_prefix());
-        while let Some(item) = blobs.next().await {
-            stats.bytes += item?.size;
-        }
-        Ok(stats)
+        let sizes = |prefix| self.list_objects(prefix).map_ok(|o| o.size);
+        larder_bucket::stats_from_listings(sizes(self.entries_prefix()), sizes(self.blobs_prefix()))
+            .await
     }
 
     async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {

@@ -486,18 +486,10 @@ impl Store for OpendalStore {
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
-        let checks = futures::stream::iter(digests.iter().copied())
-            .map(|d| async move { Ok::<_, Error>((d, self.blob_fresh(&d).await?)) })
-            .buffered(self.inner.cfg.concurrency);
-        let results: Vec<Result<(Digest, bool)>> = checks.collect().await;
-        let mut missing = Vec::new();
-        for r in results {
-            let (d, there) = r?;
-            if !there {
-                missing.push(d);
-            }
-        }
-        Ok(missing)
+        larder_bucket::find_missing(digests, self.inner.cfg.concurrency, |d| async move {
+            self.blob_fresh(&d).await
+        })
+        .await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool> {
@@ -536,19 +528,12 @@ impl Store for OpendalStore {
         if !self.inner.list {
             return Err(self.not_supported("stats (it lists)"));
         }
-        let mut stats = StoreStats::default();
-        let mut entries = self.list_dir("entries/".into());
-        while let Some(item) = entries.next().await {
-            stats.entries += 1;
-            stats.bytes += item?.size;
-        }
-        for dir in ["blobs/", "parts/"] {
-            let mut objects = self.list_dir(dir.into());
-            while let Some(item) = objects.next().await {
-                stats.bytes += item?.size;
-            }
-        }
-        Ok(stats)
+        let sizes = |dir: &str| self.list_dir(dir.into()).map_ok(|l| l.size);
+        larder_bucket::stats_from_listings(
+            sizes("entries/"),
+            sizes("blobs/").chain(sizes("parts/")),
+        )
+        .await
     }
 
     async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {

@@ -16,8 +16,8 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use larder_bucket::{AccessLog, Bucket, Listed};
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::store::ProgressFn;
@@ -501,23 +501,12 @@ impl Store for S3Store {
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
-        let checks = futures::stream::iter(digests.iter().copied())
-            .map(|d| async move {
-                // An old blob is refreshed (or reported missing), as `put_blob` does: callers
-                // that skip the put of a blob found here rely on it outliving their entry.
-                let there = crate::writer::reusable(self, &self.blob_key(&d)).await?;
-                Ok::<_, Error>((d, there))
-            })
-            .buffered(self.inner.cfg.concurrency);
-        let results: Vec<Result<(Digest, bool)>> = checks.collect().await;
-        let mut missing = Vec::new();
-        for r in results {
-            let (d, there) = r?;
-            if !there {
-                missing.push(d);
-            }
-        }
-        Ok(missing)
+        // An old blob is refreshed (or reported missing), as `put_blob` does: callers that skip
+        // the put of a blob found here rely on it outliving their entry.
+        larder_bucket::find_missing(digests, self.inner.cfg.concurrency, |d| async move {
+            crate::writer::reusable(self, &self.blob_key(&d)).await
+        })
+        .await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool> {
@@ -544,17 +533,9 @@ impl Store for S3Store {
     }
 
     async fn stats(&self) -> Result<StoreStats> {
-        let mut stats = StoreStats::default();
-        let mut entries = self.list_prefix(self.entries_prefix());
-        while let Some(item) = entries.next().await {
-            stats.entries += 1;
-            stats.bytes += item?.size;
-        }
-        let mut blobs = self.list_prefix(self.blobs_prefix());
-        while let Some(item) = blobs.next().await {
-            stats.bytes += item?.size;
-        }
-        Ok(stats)
+        let sizes = |prefix| self.list_prefix(prefix).map_ok(|l| l.size);
+        larder_bucket::stats_from_listings(sizes(self.entries_prefix()), sizes(self.blobs_prefix()))
+            .await
     }
 
     async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
