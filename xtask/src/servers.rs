@@ -74,6 +74,16 @@ fn install_azurite(sh: &Shell) -> Result<()> {
     if azurite_version_ok(sh) {
         return Ok(());
     }
+    // The machine image ships Node.js and npm; a Debian without them gets Debian's.
+    if cmd!(sh, "npm --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_err()
+    {
+        crate::test::apt_install(sh, &["nodejs", "npm"])?;
+    }
     cmd!(sh, "npm install -g --no-audit --no-fund {AZURITE_NPM}")
         .run()
         .context("npm install of Azurite failed")?;
