@@ -22,6 +22,7 @@ use larder_core::{
 use crate::config::FsConfig;
 use crate::core::{Layout, is_newer_entry, remove_if_exists, touch};
 use crate::error::Error as FsError;
+use crate::hot::{FileId, HotEntries};
 use crate::index::{Index, NewEntry};
 use crate::reader::{self, Source};
 use crate::writer::{BlobSink, write_entry};
@@ -43,6 +44,7 @@ struct Inner {
     layout: Layout,
     config: FsConfig,
     index: Arc<Index>,
+    hot: Option<HotEntries>,
 }
 
 /// A larder cache in a local directory, shared safely by many processes.
@@ -78,6 +80,7 @@ impl FsStore {
         Ok(FsStore {
             inner: Arc::new(Inner {
                 layout,
+                hot: HotEntries::new(config.hot_entry_bytes),
                 config,
                 index,
             }),
@@ -193,18 +196,31 @@ impl Inner {
         Ok(false)
     }
 
-    /// Open an entry file and read its length; `None` if there is none.
-    fn open_entry(&self, path: &Path) -> Result<Option<(File, u64)>> {
+    /// Open an entry file and read its identity; `None` if there is none.
+    fn open_entry(&self, path: &Path) -> Result<Option<(File, FileId)>> {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
         };
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .len();
-        Ok(Some((file, len)))
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Ok(Some((file, FileId::of(&meta))))
+    }
+
+    /// The entry `name` from memory if its file is unchanged since it was decoded (one `stat`);
+    /// `Some(None)` if the file is gone; `None` when the file must be read.
+    fn hot_entry(&self, name: &str, path: &Path) -> Option<Option<Entry>> {
+        let hot = self.hot.as_ref()?;
+        match std::fs::metadata(path) {
+            Ok(meta) => hot.get(name, FileId::of(&meta)).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                hot.remove(name);
+                Some(None)
+            }
+            Err(_) => None,
+        }
     }
 }
 
@@ -235,13 +251,25 @@ impl Store for FsStore {
         let inner = &self.inner;
         let name = key.storage_name();
         let path = inner.layout.entry_path(&name);
-        let loaded = match inner.open_entry(&path)? {
-            None => Loaded::Missing,
-            Some((file, len)) if len <= INLINE_IO_BYTES => decode_file(file, len, &path)?,
-            Some((file, len)) => {
-                let path2 = path.clone();
-                blocking(move || decode_file(file, len, &path2)).await?
-            }
+        let loaded = match inner.hot_entry(&name, &path) {
+            Some(Some(entry)) => Loaded::Found(entry),
+            Some(None) => Loaded::Missing,
+            None => match inner.open_entry(&path)? {
+                None => Loaded::Missing,
+                Some((file, id)) => {
+                    let len = id.len();
+                    let loaded = if len <= INLINE_IO_BYTES {
+                        decode_file(file, len, &path)?
+                    } else {
+                        let path2 = path.clone();
+                        blocking(move || decode_file(file, len, &path2)).await?
+                    };
+                    if let (Loaded::Found(entry), Some(hot)) = (&loaded, &inner.hot) {
+                        hot.insert(&name, id, entry);
+                    }
+                    loaded
+                }
+            },
         };
         match loaded {
             Loaded::Found(entry) => {
@@ -266,6 +294,9 @@ impl Store for FsStore {
             }
             Loaded::Corrupt(e) => {
                 tracing::warn!("larder: removing corrupt entry {key} ({e})");
+                if let Some(hot) = &inner.hot {
+                    hot.remove(&name);
+                }
                 if remove_if_exists(&path)
                     .map_err(|e| Error::io(format!("removing {}", path.display()), e))?
                 {
@@ -449,6 +480,9 @@ impl Store for FsStore {
         let path = self.inner.layout.entry_path(&name);
         let removed = remove_if_exists(&path)
             .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        if let Some(hot) = &self.inner.hot {
+            hot.remove(&name);
+        }
         if removed {
             self.inner.index.record_remove(name);
         }

@@ -38,6 +38,11 @@ pub struct FsConfig {
     pub max_blob_bytes: Option<u64>,
     /// Record every entry lookup (hit or miss) and store into this access trace (default none).
     pub trace: Option<Arc<TraceLog>>,
+    /// Memory for decoded small entries (default 16 MiB; 0 turns it off). A lookup of an
+    /// entry read before costs one `stat` of its file instead of a read, decode and re-hash,
+    /// as long as the file is unchanged (same inode, length, modification and change times).
+    /// Only long-lived processes (the server, workers) gain from it.
+    pub hot_entry_bytes: u64,
 }
 
 impl Default for FsConfig {
@@ -49,6 +54,7 @@ impl Default for FsConfig {
             flush_interval: Duration::from_secs(1),
             max_blob_bytes: None,
             trace: None,
+            hot_entry_bytes: 16 << 20,
         }
     }
 }
@@ -77,6 +83,11 @@ impl FsConfig {
     /// Set [`FsConfig::trace`].
     pub fn with_trace(mut self, trace: Option<Arc<TraceLog>>) -> Self {
         self.trace = trace;
+        self
+    }
+    /// Set [`FsConfig::hot_entry_bytes`].
+    pub fn with_hot_entry_bytes(mut self, bytes: u64) -> Self {
+        self.hot_entry_bytes = bytes;
         self
     }
     /// Set [`FsConfig::max_blob_bytes`].

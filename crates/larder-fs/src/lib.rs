@@ -8,6 +8,7 @@ mod backend;
 mod config;
 mod core;
 mod error;
+mod hot;
 mod index;
 mod place;
 mod reader;

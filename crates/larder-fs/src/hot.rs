@@ -1,0 +1,206 @@
+//! Decoded small entries kept in memory, each tied to the identity of the entry file it was
+//! read from.
+//!
+//! A long-lived process (the server, a worker) reads the same few entries over and over. For
+//! those, a lookup is one `stat` of the entry file: when the file is still the one decoded and
+//! verified before (same device, inode, length, modification and change times), the entry is
+//! taken from memory instead of opening, reading, decoding and re-hashing the file. Entry files
+//! are never changed in place (a new version is a new file renamed over the old one, so a new
+//! inode), and any write to a file changes its change time, so a replaced, rewritten or removed
+//! file never matches. What is served from memory was verified when it was read: the bytes
+//! returned are exactly those the digests name.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
+
+use larder_core::Entry;
+
+/// Entry files larger than this are not kept (a large inline output is rare and read once).
+pub(crate) const MAX_HOT_ENTRY_BYTES: u64 = 64 * 1024;
+
+/// Bytes counted per cached entry on top of its file's length (map slot, key, decoded form).
+const OVERHEAD_BYTES: u64 = 256;
+
+/// Which file an entry was decoded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    /// The file's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn of(m: &Metadata) -> FileId {
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: FileId,
+    entry: Entry,
+    cost: u64,
+}
+
+#[derive(Debug, Default)]
+struct Map {
+    slots: HashMap<String, Slot>,
+    bytes: u64,
+}
+
+/// The cache: entry file name → (file identity, decoded entry), within a byte budget.
+#[derive(Debug)]
+pub(crate) struct HotEntries {
+    budget: u64,
+    map: Mutex<Map>,
+}
+
+impl HotEntries {
+    /// A cache of at most `budget` bytes; `None` when the budget is 0 (caching off).
+    pub(crate) fn new(budget: u64) -> Option<HotEntries> {
+        (budget > 0).then(|| HotEntries {
+            budget,
+            map: Mutex::new(Map::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry decoded from `name` if the file is still `id`; a stale slot is dropped.
+    pub(crate) fn get(&self, name: &str, id: FileId) -> Option<Entry> {
+        let mut map = self.lock();
+        match map.slots.get(name) {
+            Some(slot) if slot.id == id => return Some(slot.entry.clone()),
+            Some(_) => {}
+            None => return None,
+        }
+        if let Some(old) = map.slots.remove(name) {
+            map.bytes -= old.cost;
+        }
+        None
+    }
+
+    /// Keep `entry`, decoded from file `id` of `name` (small entry files only).
+    pub(crate) fn insert(&self, name: &str, id: FileId, entry: &Entry) {
+        if id.len > MAX_HOT_ENTRY_BYTES {
+            return;
+        }
+        let cost = id.len + OVERHEAD_BYTES + name.len() as u64;
+        let mut map = self.lock();
+        if let Some(old) = map.slots.remove(name) {
+            map.bytes -= old.cost;
+        }
+        // Over budget: drop arbitrary slots (the map's own order, effectively random) until a
+        // quarter of the budget is free, so this runs once per many inserts, not every time.
+        if map.bytes + cost > self.budget {
+            let target = self.budget - self.budget / 4;
+            let mut freed = 0;
+            let over = (map.bytes + cost).saturating_sub(target);
+            let drop: Vec<String> = map
+                .slots
+                .iter()
+                .take_while(|(_, s)| {
+                    let go = freed < over;
+                    freed += s.cost;
+                    go
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in drop {
+                if let Some(s) = map.slots.remove(&k) {
+                    map.bytes -= s.cost;
+                }
+            }
+        }
+        if map.bytes + cost <= self.budget {
+            map.bytes += cost;
+            map.slots.insert(
+                name.to_owned(),
+                Slot {
+                    id,
+                    entry: entry.clone(),
+                    cost,
+                },
+            );
+        }
+    }
+
+    /// Forget `name` (the entry was removed).
+    pub(crate) fn remove(&self, name: &str) {
+        let mut map = self.lock();
+        if let Some(old) = map.slots.remove(name) {
+            map.bytes -= old.cost;
+        }
+    }
+
+    #[cfg(test)]
+    fn len_and_bytes(&self) -> (usize, u64) {
+        let map = self.lock();
+        (map.slots.len(), map.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ino: u64) -> FileId {
+        FileId {
+            dev: 1,
+            ino,
+            len: 1000,
+            mtime: (5, 6),
+            ctime: (7, 8),
+        }
+    }
+
+    #[test]
+    fn a_changed_file_identity_is_a_miss_and_drops_the_slot() {
+        let hot = HotEntries::new(1 << 20).unwrap();
+        let e = Entry::new("k", "test");
+        hot.insert("k", id(1), &e);
+        assert_eq!(hot.get("k", id(1)), Some(e.clone()));
+        let mut changed = id(1);
+        changed.ctime.1 += 1;
+        assert_eq!(hot.get("k", changed), None);
+        assert_eq!(hot.len_and_bytes(), (0, 0));
+        assert_eq!(hot.get("k", id(1)), None, "the stale slot is gone");
+    }
+
+    #[test]
+    fn the_budget_holds_and_large_files_are_not_kept() {
+        let per = 1000 + OVERHEAD_BYTES + 3;
+        let hot = HotEntries::new(per * 10).unwrap();
+        let e = Entry::new("k", "test");
+        for i in 0..100 {
+            hot.insert(&format!("{i:03}"), id(i), &e);
+            let (_, bytes) = hot.len_and_bytes();
+            assert!(bytes <= per * 10, "{bytes}");
+        }
+        let (n, bytes) = hot.len_and_bytes();
+        assert!(n >= 7 && bytes == n as u64 * per, "{n} {bytes}");
+        let mut big = id(1000);
+        big.len = MAX_HOT_ENTRY_BYTES + 1;
+        hot.insert("big", big, &e);
+        assert_eq!(hot.get("big", big), None);
+        hot.remove("099");
+        assert!(HotEntries::new(0).is_none());
+    }
+}

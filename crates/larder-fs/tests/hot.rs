@@ -1,0 +1,55 @@
+//! The in-memory cache of small decoded entries: a changed, replaced or removed entry file is
+//! never answered from memory.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use larder_core::{Store, StoreExt};
+use larder_fs::FsConfig;
+
+/// Longer than the file system's timestamp granularity, so a later write gets a later ctime.
+const TICK: Duration = Duration::from_millis(30);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_file_changed_in_place_is_read_again_and_found_corrupt() {
+    let (_dir, store) = temp_store(FsConfig::default());
+    let k = key("hot");
+    let e = inline_entry(&k, b"first value");
+    store.put_entry(&k, &e).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(store.get_entry(&k).await.unwrap(), Some(e.clone()));
+    }
+    std::thread::sleep(TICK);
+    // Same length, flipped byte, written in place: the cached copy must not hide it.
+    let path = entry_file(store.root(), &k);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(store.get_entry(&k).await.unwrap(), None);
+    assert!(!path.exists(), "the corrupt entry file is removed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_or_removed_entry_is_not_answered_from_memory() {
+    let (_dir, store) = temp_store(FsConfig::default());
+    let k = key("hot");
+    let first = inline_entry(&k, b"first");
+    store.put_entry(&k, &first).await.unwrap();
+    assert_eq!(store.get_entry(&k).await.unwrap(), Some(first));
+    // Another process (a second handle) overwrites the entry, then removes it.
+    let other = larder_fs::FsStore::open(store.root(), FsConfig::default()).unwrap();
+    std::thread::sleep(TICK);
+    let second = inline_entry(&k, b"other");
+    other.put_entry(&k, &second).await.unwrap();
+    assert_eq!(store.get_entry(&k).await.unwrap(), Some(second));
+    assert!(other.delete(&k).await.unwrap());
+    assert_eq!(store.get_entry(&k).await.unwrap(), None);
+    // With the cache off, the same sequence reads the file every time.
+    let (_d2, cold) = temp_store(FsConfig::default().with_hot_entry_bytes(0));
+    let third = inline_entry(&k, b"third");
+    cold.put_entry(&k, &third).await.unwrap();
+    assert_eq!(cold.get_entry(&k).await.unwrap(), Some(third));
+}
