@@ -80,7 +80,7 @@ impl FsStore {
         Ok(FsStore {
             inner: Arc::new(Inner {
                 layout,
-                hot: HotEntries::new(config.hot_entry_bytes),
+                hot: HotEntries::new(config.hot_entry_bytes, config.hot_entry_recheck),
                 config,
                 index,
             }),
@@ -209,10 +209,14 @@ impl Inner {
         Ok(Some((file, FileId::of(&meta))))
     }
 
-    /// The entry `name` from memory if its file is unchanged since it was decoded (one `stat`);
+    /// The entry `name` from memory if its file was checked within the recheck interval, or is
+    /// unchanged since it was decoded (one `stat`);
     /// `Some(None)` if the file is gone; `None` when the file must be read.
     fn hot_entry(&self, name: &str, path: &Path) -> Option<Option<Entry>> {
         let hot = self.hot.as_ref()?;
+        if let Some(entry) = hot.recent(name) {
+            return Some(Some(entry));
+        }
         match std::fs::metadata(path) {
             Ok(meta) => hot.get(name, FileId::of(&meta)).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -339,6 +343,9 @@ impl Store for FsStore {
             blocking(move || write_entry(&inner2.layout, &dest2, &bytes, mode, fsync)).await?
         };
         if written.outcome == PutOutcome::Written {
+            if let Some(hot) = &inner.hot {
+                hot.remove(&name);
+            }
             if let Some(t) = &inner.config.trace {
                 t.record(TraceOp::Put, key, entry.total_size(), entry.cost_ms);
             }
@@ -528,13 +535,21 @@ impl Store for FsStore {
     async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
         let (inner, opts) = (Arc::clone(&self.inner), opts.clone());
         blocking(move || {
-            crate::trim::run(
+            let report = crate::trim::run(
                 &inner.layout,
                 &inner.index,
                 inner.config.eviction.as_deref(),
                 &opts,
                 progress,
-            )
+            )?;
+            // What the trim removed must not be served from memory.
+            if report.evicted_entries > 0
+                && !report.dry_run
+                && let Some(hot) = &inner.hot
+            {
+                hot.clear();
+            }
+            Ok(report)
         })
         .await
     }

@@ -43,6 +43,10 @@ pub struct FsConfig {
     /// as long as the file is unchanged (same inode, length, modification and change times).
     /// Only long-lived processes (the server, workers) gain from it.
     pub hot_entry_bytes: u64,
+    /// How long an entry kept in memory is served without checking its file again (default
+    /// 1 s; zero checks on every lookup). Changes by other processes (a trim, an overwrite)
+    /// are seen at most this late; changes through this store at once.
+    pub hot_entry_recheck: Duration,
 }
 
 impl Default for FsConfig {
@@ -55,6 +59,7 @@ impl Default for FsConfig {
             max_blob_bytes: None,
             trace: None,
             hot_entry_bytes: 16 << 20,
+            hot_entry_recheck: Duration::from_secs(1),
         }
     }
 }
@@ -88,6 +93,11 @@ impl FsConfig {
     /// Set [`FsConfig::hot_entry_bytes`].
     pub fn with_hot_entry_bytes(mut self, bytes: u64) -> Self {
         self.hot_entry_bytes = bytes;
+        self
+    }
+    /// Set [`FsConfig::hot_entry_recheck`].
+    pub fn with_hot_entry_recheck(mut self, recheck: Duration) -> Self {
+        self.hot_entry_recheck = recheck;
         self
     }
     /// Set [`FsConfig::max_blob_bytes`].

@@ -9,11 +9,17 @@
 //! inode), and any write to a file changes its change time, so a replaced, rewritten or removed
 //! file never matches. What is served from memory was verified when it was read: the bytes
 //! returned are exactly those the digests name.
+//!
+//! Within `recheck` of the last check even the `stat` is skipped: a change made by another
+//! process (a trim, an overwrite) is seen at most that late. Until then the entry served is
+//! the one the key had a moment before, verified, which is what a reader racing that change
+//! could have got anyway. Changes made through the same store are seen at once.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use larder_core::Entry;
 
@@ -55,6 +61,8 @@ struct Slot {
     id: FileId,
     entry: Entry,
     cost: u64,
+    /// When the file was last found to be `id`.
+    checked: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -67,16 +75,29 @@ struct Map {
 #[derive(Debug)]
 pub(crate) struct HotEntries {
     budget: u64,
+    recheck: Duration,
     map: Mutex<Map>,
 }
 
 impl HotEntries {
-    /// A cache of at most `budget` bytes; `None` when the budget is 0 (caching off).
-    pub(crate) fn new(budget: u64) -> Option<HotEntries> {
+    /// A cache of at most `budget` bytes whose slots are trusted for `recheck` after their
+    /// file was last checked; `None` when the budget is 0 (caching off).
+    pub(crate) fn new(budget: u64, recheck: Duration) -> Option<HotEntries> {
         (budget > 0).then(|| HotEntries {
             budget,
+            recheck,
             map: Mutex::new(Map::default()),
         })
+    }
+
+    /// The entry `name` if its file was checked less than `recheck` ago.
+    pub(crate) fn recent(&self, name: &str) -> Option<Entry> {
+        if self.recheck.is_zero() {
+            return None;
+        }
+        let map = self.lock();
+        let slot = map.slots.get(name)?;
+        (slot.checked.elapsed() < self.recheck).then(|| slot.entry.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
@@ -86,8 +107,11 @@ impl HotEntries {
     /// The entry decoded from `name` if the file is still `id`; a stale slot is dropped.
     pub(crate) fn get(&self, name: &str, id: FileId) -> Option<Entry> {
         let mut map = self.lock();
-        match map.slots.get(name) {
-            Some(slot) if slot.id == id => return Some(slot.entry.clone()),
+        match map.slots.get_mut(name) {
+            Some(slot) if slot.id == id => {
+                slot.checked = Instant::now();
+                return Some(slot.entry.clone());
+            }
             Some(_) => {}
             None => return None,
         }
@@ -137,9 +161,17 @@ impl HotEntries {
                     id,
                     entry: entry.clone(),
                     cost,
+                    checked: Instant::now(),
                 },
             );
         }
+    }
+
+    /// Forget every entry (after a trim removed some).
+    pub(crate) fn clear(&self) {
+        let mut map = self.lock();
+        map.slots.clear();
+        map.bytes = 0;
     }
 
     /// Forget `name` (the entry was removed).
@@ -173,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_changed_file_identity_is_a_miss_and_drops_the_slot() {
-        let hot = HotEntries::new(1 << 20).unwrap();
+        let hot = HotEntries::new(1 << 20, Duration::ZERO).unwrap();
         let e = Entry::new("k", "test");
         hot.insert("k", id(1), &e);
         assert_eq!(hot.get("k", id(1)), Some(e.clone()));
@@ -187,7 +219,7 @@ mod tests {
     #[test]
     fn the_budget_holds_and_large_files_are_not_kept() {
         let per = 1000 + OVERHEAD_BYTES + 3;
-        let hot = HotEntries::new(per * 10).unwrap();
+        let hot = HotEntries::new(per * 10, Duration::ZERO).unwrap();
         let e = Entry::new("k", "test");
         for i in 0..100 {
             hot.insert(&format!("{i:03}"), id(i), &e);
@@ -201,6 +233,18 @@ mod tests {
         hot.insert("big", big, &e);
         assert_eq!(hot.get("big", big), None);
         hot.remove("099");
-        assert!(HotEntries::new(0).is_none());
+        assert!(HotEntries::new(0, Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn a_slot_checked_recently_is_served_without_a_check() {
+        let hot = HotEntries::new(1 << 20, Duration::from_secs(3600)).unwrap();
+        let e = Entry::new("k", "test");
+        assert_eq!(hot.recent("k"), None);
+        hot.insert("k", id(1), &e);
+        assert_eq!(hot.recent("k"), Some(e));
+        let never = HotEntries::new(1 << 20, Duration::ZERO).unwrap();
+        never.insert("k", id(1), &Entry::new("k", "test"));
+        assert_eq!(never.recent("k"), None);
     }
 }

@@ -1,5 +1,5 @@
 //! The in-memory cache of small decoded entries: a changed, replaced or removed entry file is
-//! never answered from memory.
+//! not answered from memory once the recheck interval has passed (at once with a zero interval).
 
 mod common;
 
@@ -14,7 +14,7 @@ const TICK: Duration = Duration::from_millis(30);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entry_file_changed_in_place_is_read_again_and_found_corrupt() {
-    let (_dir, store) = temp_store(FsConfig::default());
+    let (_dir, store) = temp_store(FsConfig::default().with_hot_entry_recheck(Duration::ZERO));
     let k = key("hot");
     let e = inline_entry(&k, b"first value");
     store.put_entry(&k, &e).await.unwrap();
@@ -34,7 +34,7 @@ async fn an_entry_file_changed_in_place_is_read_again_and_found_corrupt() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replaced_or_removed_entry_is_not_answered_from_memory() {
-    let (_dir, store) = temp_store(FsConfig::default());
+    let (_dir, store) = temp_store(FsConfig::default().with_hot_entry_recheck(Duration::ZERO));
     let k = key("hot");
     let first = inline_entry(&k, b"first");
     store.put_entry(&k, &first).await.unwrap();
@@ -52,4 +52,27 @@ async fn a_replaced_or_removed_entry_is_not_answered_from_memory() {
     let third = inline_entry(&k, b"third");
     cold.put_entry(&k, &third).await.unwrap();
     assert_eq!(cold.get_entry(&k).await.unwrap(), Some(third));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_process_removing_an_entry_is_seen_after_the_recheck_interval() {
+    let recheck = Duration::from_millis(300);
+    let (_dir, store) = temp_store(FsConfig::default().with_hot_entry_recheck(recheck));
+    let k = key("hot");
+    let e = inline_entry(&k, b"value");
+    store.put_entry(&k, &e).await.unwrap();
+    assert_eq!(store.get_entry(&k).await.unwrap(), Some(e.clone()));
+    let other = larder_fs::FsStore::open(store.root(), FsConfig::default()).unwrap();
+    assert!(other.delete(&k).await.unwrap());
+    // Within the interval the verified copy may still be served; after it, never.
+    std::thread::sleep(recheck + TICK);
+    assert_eq!(store.get_entry(&k).await.unwrap(), None);
+    // An overwrite and a delete through the same store are seen at once.
+    store.put_entry(&k, &e).await.unwrap();
+    assert_eq!(store.get_entry(&k).await.unwrap(), Some(e));
+    let newer = inline_entry(&k, b"newer");
+    store.put_entry(&k, &newer).await.unwrap();
+    assert_eq!(store.get_entry(&k).await.unwrap(), Some(newer));
+    assert!(store.delete(&k).await.unwrap());
+    assert_eq!(store.get_entry(&k).await.unwrap(), None);
 }

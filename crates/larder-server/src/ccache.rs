@@ -113,8 +113,10 @@ pub fn key_for_path(path: &str) -> Result<Key, String> {
         name.push_str(s);
         name.push('/');
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        name.push_str(&format!("{b:02x}"));
+        name.push(char::from(HEX[usize::from(b >> 4)]));
+        name.push(char::from(HEX[usize::from(b & 15)]));
     }
     Key::new(name).map_err(|e| e.to_string())
 }
