@@ -344,13 +344,21 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
     for rep in 0..reps {
         let cache = fresh(&root.join(format!("{name}-cache-{rep}")));
         let dest = fresh(&root.join(format!("{name}-dest-{rep}")));
-        // Baseline: one `cp -r` of the same files into an empty directory.
+        // Baseline: one `cp -r` of the same files into an empty directory. It runs first in
+        // even repetitions and last in odd ones, so neither side always meets the page cache
+        // (and the writeback) the other left.
         let cp_dest = fresh(&root.join(format!("{name}-cp-{rep}")));
-        settle();
-        warm(&src);
-        let t = Instant::now();
-        run_cp(&[&src], &cp_dest);
-        cp_s.push(t.elapsed());
+        let baseline = || {
+            settle();
+            warm(&src);
+            let t = Instant::now();
+            run_cp(&[&src], &cp_dest);
+            t.elapsed()
+        };
+        let cp_first = rep % 2 == 0;
+        if cp_first {
+            cp_s.push(baseline());
+        }
         let store = open_store(&cache);
         let keys: Vec<Key> = (0..n)
             .map(|i| Key::new(format!("bench-{rep}-{i}")).unwrap_or_else(|e| panic!("{e}")))
@@ -390,6 +398,9 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         store.flush().await.unwrap_or_else(|e| panic!("{e}"));
         get_s.push(t.elapsed());
         drop(store);
+        if !cp_first {
+            cp_s.push(baseline());
+        }
         if n >= 1000 {
             // Many small files: clean up only after the last repetition, because ext4 slows
             // file creation for minutes after mass deletion (shared/BASELINES.md), which would
