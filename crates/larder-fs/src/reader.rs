@@ -197,6 +197,10 @@ pub(crate) fn stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
         let mut v = Verifier::new(digest, size);
+        if let Source::Raw(file) = &src {
+            // `size` is the raw file's length, read when it was opened.
+            return send_mapped(file, size, v, &tx, &*on_corrupt);
+        }
         loop {
             let mut buf = BytesMut::zeroed(CHUNK_SIZE);
             let res = src.fill(&mut buf, &digest).and_then(|n| {
@@ -228,6 +232,54 @@ pub(crate) fn stream(
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Send a raw blob file of `len` bytes as mapped [`CHUNK_SIZE`] pieces, verifying each as it
+/// is mapped: the bytes go from the page cache to the consumer (a socket write) without being
+/// copied into a buffer, or a buffer being zeroed, first. Each piece is its own mapping,
+/// unmapped when the consumer drops it, so memory stays bounded by the channel.
+fn send_mapped(
+    file: &File,
+    len: u64,
+    mut v: Verifier,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes>>,
+    on_corrupt: &dyn Fn(),
+) {
+    let mut off = 0u64;
+    while off < len {
+        let n = (len - off).min(CHUNK_SIZE as u64);
+        // SAFETY: blob files are never modified in place: they are replaced by rename and
+        // removed by unlink, neither of which changes a mapping's contents, and `len` is the
+        // length the file had when it was opened. A file truncated behind our back (by hand)
+        // would fault; the digest check catches every other change.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(off)
+                .len(n as usize)
+                .populate()
+                .map(file)
+        };
+        let map = match map {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(Error::io(format!("reading blob {}", v.digest), e)));
+                return;
+            }
+        };
+        if let Err(e) = v.update(&map) {
+            on_corrupt();
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        if tx.blocking_send(Ok(Bytes::from_owner(map))).is_err() {
+            return; // the consumer went away
+        }
+        off += n;
+    }
+    if let Err(e) = v.finish() {
+        on_corrupt();
+        let _ = tx.blocking_send(Err(e));
+    }
 }
 
 /// Remove a blob that failed verification, keeping the error a removal would hide.
