@@ -5,37 +5,11 @@
 //! stream ends with [`Error::Corrupt`], so the caller sees a miss and the next put heals it. A
 //! body cut short or stalled is a temporary error (the object may be fine).
 
-use google_cloud_storage::read_object::ReadObjectResponse;
-use larder_core::digest::DigestWriter;
+use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{BlobRead, Digest, Error, Result};
 
 use crate::backend::GcsStore;
 use crate::error::{sdk, stalled};
-
-struct Verify {
-    body: ReadObjectResponse,
-    hasher: DigestWriter,
-    digest: Digest,
-    size: u64,
-    done: bool,
-    store: GcsStore,
-}
-
-impl Verify {
-    /// The blob failed verification: remove it, and report it corrupt.
-    async fn corrupt(&mut self, reason: String) -> Error {
-        self.done = true;
-        let key = self.store.blob_key(&self.digest);
-        if let Err(e) = self.store.delete_object(&key, None).await {
-            tracing::warn!(
-                "{}: cannot remove corrupt blob {}: {e}",
-                self.store,
-                self.digest
-            );
-        }
-        Error::corrupt(format!("blob {}", self.digest), reason)
-    }
-}
 
 pub(crate) async fn get_blob(store: &GcsStore, digest: &Digest) -> Result<Option<BlobRead>> {
     let key = store.blob_key(digest);
@@ -65,60 +39,39 @@ pub(crate) async fn get_blob(store: &GcsStore, digest: &Digest) -> Result<Option
             None => return Ok(None),
         }
     }
-    let state = Verify {
-        body,
-        hasher: DigestWriter::new(),
-        digest: *digest,
-        size,
-        done: false,
-        store: store.clone(),
-    };
-    let stream = futures::stream::unfold(state, move |mut st| async move {
-        if st.done {
-            return None;
-        }
-        let what = format!("reading blob {}", st.digest);
-        let next = match tokio::time::timeout(read_timeout, st.body.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-                st.done = true;
-                return Some((Err(stalled(&what, read_timeout)), st));
-            }
-        };
-        match next {
-            Some(Ok(chunk)) => {
-                st.hasher.update(&chunk);
-                if st.hasher.len() > st.size {
-                    let e = st.corrupt("longer than its size".into()).await;
-                    return Some((Err(e), st));
-                }
-                Some((Ok(chunk), st))
-            }
-            Some(Err(e)) => {
-                st.done = true;
-                // Checksum mismatches (crc32c/md5) are the service's bytes being wrong.
-                let mut err = sdk(&what, e);
-                if let Error::Store { temporary, .. } = &mut err {
-                    *temporary = true;
-                }
-                Some((Err(err), st))
-            }
-            None => {
-                if st.hasher.len() != st.size {
-                    let reason = format!("{} bytes, expected {}", st.hasher.len(), st.size);
-                    let e = st.corrupt(reason).await;
-                    Some((Err(e), st))
-                } else if st.hasher.finish() != st.digest {
-                    let e = st.corrupt("bytes do not match the digest".into()).await;
-                    Some((Err(e), st))
-                } else {
-                    None
+    // The body's chunks, each bounded by the read time-out (a stalled body is temporary).
+    let chunks = futures::stream::unfold(body, move |mut b| {
+        let what = what.clone();
+        async move {
+            match tokio::time::timeout(read_timeout, b.next()).await {
+                Err(_) => Some((Err(stalled(&what, read_timeout)), b)),
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), b)),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => {
+                    // Checksum mismatches (crc32c/md5) are the service's bytes being wrong.
+                    let mut err = sdk(&what, e);
+                    if let Error::Store { temporary, .. } = &mut err {
+                        *temporary = true;
+                    }
+                    Some((Err(err), b))
                 }
             }
         }
     });
+    let (store2, digest2) = (store.clone(), *digest);
+    let hooks = VerifyHooks {
+        on_corrupt: Box::new(move || {
+            Box::pin(async move {
+                let key = store2.blob_key(&digest2);
+                if let Err(e) = store2.delete_object(&key, None).await {
+                    tracing::warn!("{store2}: cannot remove corrupt blob {digest2}: {e}");
+                }
+            })
+        }),
+        ..VerifyHooks::none()
+    };
     Ok(Some(BlobRead {
         size,
-        stream: Box::pin(stream),
+        stream: verified_stream(chunks, *digest, size, hooks),
     }))
 }

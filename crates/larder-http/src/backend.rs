@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use larder_core::digest::DigestWriter;
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::store::ProgressFn;
+use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
     PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
@@ -171,80 +171,32 @@ fn outcome(resp: &Response) -> PutOutcome {
     }
 }
 
-struct Verify<S> {
-    inner: S,
-    hasher: DigestWriter,
-    digest: Digest,
-    size: u64,
-    done: bool,
-    store: HttpStore,
-}
-
-/// Verify a downloaded blob as it streams: a body that hashes wrong or has the wrong length
-/// ends with [`Error::Corrupt`]. A body cut short is `Corrupt` when the server has since
-/// dropped the blob (it does so when its own verification fails), else a temporary error.
+/// Verify a downloaded blob as it streams (see [`verified_stream`]): a body that hashes wrong
+/// or has the wrong length ends with [`Error::Corrupt`]. A body cut short is `Corrupt` when the
+/// server has since dropped the blob (it does so when its own verification fails), else a
+/// temporary error. Nothing is removed here: the server removes damaged blobs itself.
 fn verified<S>(inner: S, digest: Digest, size: u64, store: HttpStore) -> ByteStream
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
 {
-    let state = Verify {
-        inner,
-        hasher: DigestWriter::new(),
-        digest,
-        size,
-        done: false,
-        store,
-    };
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        let what = format!("blob {}", st.digest);
-        let next = match tokio::time::timeout(st.store.cfg.read_timeout, st.inner.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-                st.done = true;
-                let e = stalled(&format!("reading {what}"), st.store.cfg.read_timeout);
-                return Some((Err(e), st));
-            }
-        };
-        match next {
-            Some(Ok(chunk)) => {
-                st.hasher.update(&chunk);
-                if st.hasher.len() > st.size {
-                    st.done = true;
-                    let e = Error::corrupt(what, "longer than its size");
-                    return Some((Err(e), st));
-                }
-                Some((Ok(chunk), st))
-            }
-            Some(Err(e)) => {
-                st.done = true;
-                let err = match st.store.blob_exists(&st.digest).await {
+    let what = format!("blob {digest}");
+    let read_timeout = store.cfg.read_timeout;
+    let chunks = futures::stream::unfold(inner, move |mut b| {
+        let (what, store) = (what.clone(), store.clone());
+        async move {
+            let err = match tokio::time::timeout(read_timeout, b.next()).await {
+                Err(_) => stalled(&format!("reading {what}"), read_timeout),
+                Ok(Some(Ok(chunk))) => return Some((Ok(chunk), b)),
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => match store.blob_exists(&digest).await {
                     Ok(false) => Error::corrupt(what, "the server dropped it while sending"),
                     _ => transport(&format!("reading {what}"), e),
-                };
-                Some((Err(err), st))
-            }
-            None => {
-                st.done = true;
-                if st.hasher.len() != st.size {
-                    let e = Error::corrupt(
-                        what,
-                        format!("{} bytes, expected {}", st.hasher.len(), st.size),
-                    );
-                    Some((Err(e), st))
-                } else if st.hasher.finish() != st.digest {
-                    Some((
-                        Err(Error::corrupt(what, "bytes do not match the digest")),
-                        st,
-                    ))
-                } else {
-                    None
-                }
-            }
+                },
+            };
+            Some((Err(err), b))
         }
-    }))
+    });
+    verified_stream(chunks, digest, size, VerifyHooks::none())
 }
 
 #[async_trait]

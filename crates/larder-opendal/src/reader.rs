@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use larder_core::digest::DigestWriter;
+use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{BlobRead, ByteStream, Digest, Error, Result};
 
 use crate::backend::OpendalStore;
@@ -81,61 +81,37 @@ pub(crate) async fn remove_blob(store: &OpendalStore, digest: &Digest, parts: Op
     }
 }
 
-struct Verify {
+/// Verify a blob's bytes as they stream (see [`verified_stream`]); a damaged blob is removed
+/// with all its `parts`, and a part that vanished under a manifest is damage, not a passing
+/// failure.
+fn verified(
     inner: ByteStream,
-    hasher: DigestWriter,
+    store: &OpendalStore,
     digest: Digest,
     size: u64,
     parts: Option<u64>,
-    done: bool,
-    store: OpendalStore,
-}
-
-impl Verify {
-    async fn corrupt(&mut self, reason: String) -> Error {
-        self.done = true;
-        remove_blob(&self.store, &self.digest, self.parts).await;
-        Error::corrupt(format!("blob {}", self.digest), reason)
-    }
-}
-
-fn verified(state: Verify) -> ByteStream {
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        match st.inner.next().await {
-            Some(Ok(chunk)) => {
-                st.hasher.update(&chunk);
-                if st.hasher.len() > st.size {
-                    let e = st.corrupt("longer than its size".into()).await;
-                    return Some((Err(e), st));
+) -> ByteStream {
+    let (s1, s2) = (store.clone(), store.clone());
+    let hooks = VerifyHooks {
+        on_corrupt: Box::new(move || {
+            Box::pin(async move { remove_blob(&s1, &digest, parts).await })
+        }),
+        on_error: Box::new(move |e| {
+            Box::pin(async move {
+                match e {
+                    Error::NotFound { what } if parts.is_some() => {
+                        remove_blob(&s2, &digest, parts).await;
+                        Error::corrupt(
+                            format!("blob {digest}"),
+                            format!("a part is missing ({what})"),
+                        )
+                    }
+                    other => other,
                 }
-                Some((Ok(chunk), st))
-            }
-            // A part that vanished under a manifest is damage, not a passing failure.
-            Some(Err(Error::NotFound { what })) if st.parts.is_some() => {
-                let e = st.corrupt(format!("a part is missing ({what})")).await;
-                Some((Err(e), st))
-            }
-            Some(Err(e)) => {
-                st.done = true;
-                Some((Err(e), st))
-            }
-            None => {
-                if st.hasher.len() != st.size {
-                    let reason = format!("{} bytes, expected {}", st.hasher.len(), st.size);
-                    let e = st.corrupt(reason).await;
-                    Some((Err(e), st))
-                } else if st.hasher.finish() != st.digest {
-                    let e = st.corrupt("bytes do not match the digest".into()).await;
-                    Some((Err(e), st))
-                } else {
-                    None
-                }
-            }
-        }
-    }))
+            })
+        }),
+    };
+    verified_stream(inner, digest, size, hooks)
 }
 
 pub(crate) async fn get_blob(store: &OpendalStore, digest: &Digest) -> Result<Option<BlobRead>> {
@@ -146,15 +122,7 @@ pub(crate) async fn get_blob(store: &OpendalStore, digest: &Digest) -> Result<Op
             let inner = object_stream(store, path).await?;
             return Ok(Some(BlobRead {
                 size,
-                stream: verified(Verify {
-                    inner,
-                    hasher: DigestWriter::new(),
-                    digest: *digest,
-                    size,
-                    parts: None,
-                    done: false,
-                    store: store.clone(),
-                }),
+                stream: verified(inner, store, *digest, size, None),
             }));
         }
         Err(e) if is_not_found(&e) => {}
@@ -183,15 +151,7 @@ pub(crate) async fn get_blob(store: &OpendalStore, digest: &Digest) -> Result<Op
     let inner: ByteStream = Box::pin(parts.map_ok(|b: Bytes| b));
     Ok(Some(BlobRead {
         size: manifest.size,
-        stream: verified(Verify {
-            inner,
-            hasher: DigestWriter::new(),
-            digest: *digest,
-            size: manifest.size,
-            parts: Some(manifest.parts),
-            done: false,
-            store: store.clone(),
-        }),
+        stream: verified(inner, store, *digest, manifest.size, Some(manifest.parts)),
     }))
 }
 
