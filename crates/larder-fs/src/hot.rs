@@ -71,6 +71,15 @@ struct Map {
     bytes: u64,
 }
 
+impl Map {
+    /// Drop the slot of `name`, if any, and its bytes.
+    fn take(&mut self, name: &str) {
+        if let Some(old) = self.slots.remove(name) {
+            self.bytes -= old.cost;
+        }
+    }
+}
+
 /// The cache: entry file name → (file identity, decoded entry), within a byte budget.
 #[derive(Debug)]
 pub(crate) struct HotEntries {
@@ -112,11 +121,8 @@ impl HotEntries {
                 slot.checked = Instant::now();
                 return Some(slot.entry.clone());
             }
-            Some(_) => {}
-            None => return None,
-        }
-        if let Some(old) = map.slots.remove(name) {
-            map.bytes -= old.cost;
+            Some(_) => map.take(name),
+            None => {}
         }
         None
     }
@@ -128,9 +134,7 @@ impl HotEntries {
         }
         let cost = id.len + OVERHEAD_BYTES + name.len() as u64;
         let mut map = self.lock();
-        if let Some(old) = map.slots.remove(name) {
-            map.bytes -= old.cost;
-        }
+        map.take(name);
         // Over budget: drop arbitrary slots (the map's own order, effectively random) until a
         // quarter of the budget is free, so this runs once per many inserts, not every time.
         if map.bytes + cost > self.budget {
@@ -148,9 +152,7 @@ impl HotEntries {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in drop {
-                if let Some(s) = map.slots.remove(&k) {
-                    map.bytes -= s.cost;
-                }
+                map.take(&k);
             }
         }
         if map.bytes + cost <= self.budget {
@@ -176,10 +178,7 @@ impl HotEntries {
 
     /// Forget `name` (the entry was removed).
     pub(crate) fn remove(&self, name: &str) {
-        let mut map = self.lock();
-        if let Some(old) = map.slots.remove(name) {
-            map.bytes -= old.cost;
-        }
+        self.lock().take(name);
     }
 
     #[cfg(test)]

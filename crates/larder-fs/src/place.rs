@@ -20,7 +20,7 @@ use larder_core::error::IoResultExt;
 use larder_core::{Digest, Error, Placement, Result};
 
 use crate::core::{Layout, remove_if_exists};
-use crate::reader::{Located, Source, Verifier, locate};
+use crate::reader::{Located, Source, Verifier, locate, map_piece};
 
 /// Blobs smaller than this are read, checked and written in one go (a second thread costs
 /// more than it saves).
@@ -154,17 +154,7 @@ impl<'a> SplitHash<'a> {
         if len == 0 {
             return Ok(*blake3::hash(&[]).as_bytes());
         }
-        // SAFETY: blob files are read-only and never modified in place: they are replaced by
-        // rename and removed by unlink, neither of which changes a mapping's contents. A file
-        // truncated behind our back (by hand) would fault; the digest check catches every other
-        // change.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(start)
-                .len(len as usize)
-                .populate()
-                .map(self.file)?
-        };
+        let map = map_piece(self.file, start, len)?;
         let mut h = blake3::Hasher::new();
         if self.len <= PIECE {
             return Ok(*h.update(&map).finalize().as_bytes());

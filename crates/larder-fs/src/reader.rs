@@ -248,18 +248,7 @@ fn send_mapped(
     let mut off = 0u64;
     while off < len {
         let n = (len - off).min(CHUNK_SIZE as u64);
-        // SAFETY: blob files are never modified in place: they are replaced by rename and
-        // removed by unlink, neither of which changes a mapping's contents, and `len` is the
-        // length the file had when it was opened. A file truncated behind our back (by hand)
-        // would fault; the digest check catches every other change.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(off)
-                .len(n as usize)
-                .populate()
-                .map(file)
-        };
-        let map = match map {
+        let map = match map_piece(file, off, n) {
             Ok(m) => m,
             Err(e) => {
                 let _ = tx.blocking_send(Err(Error::io(format!("reading blob {}", v.digest), e)));
@@ -279,6 +268,21 @@ fn send_mapped(
     if let Err(e) = v.finish() {
         on_corrupt();
         let _ = tx.blocking_send(Err(e));
+    }
+}
+
+/// Map `len` bytes of blob file `file` from `offset` (page-aligned), pages populated.
+pub(crate) fn map_piece(file: &File, offset: u64, len: u64) -> io::Result<memmap2::Mmap> {
+    // SAFETY: blob files are read-only and never modified in place: they are replaced by rename
+    // and removed by unlink, neither of which changes a mapping's contents, and callers map only
+    // within the length the file had when it was opened. A file truncated behind our back (by
+    // hand) would fault; the digest check catches every other change.
+    unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len as usize)
+            .populate()
+            .map(file)
     }
 }
 

@@ -12,13 +12,28 @@ use larder_fs::FsConfig;
 /// Longer than the file system's timestamp granularity, so a later write gets a later ctime.
 const TICK: Duration = Duration::from_millis(30);
 
+/// A store with the given recheck interval holding one inline entry under `hot`, read once.
+async fn stored(
+    recheck: Duration,
+    value: &[u8],
+) -> (
+    tempfile::TempDir,
+    larder_fs::FsStore,
+    larder_core::Key,
+    larder_core::Entry,
+) {
+    let (dir, store) = temp_store(FsConfig::default().with_hot_entry_recheck(recheck));
+    let k = key("hot");
+    let e = inline_entry(&k, value);
+    store.put_entry(&k, &e).await.unwrap();
+    assert_eq!(store.get_entry(&k).await.unwrap(), Some(e.clone()));
+    (dir, store, k, e)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entry_file_changed_in_place_is_read_again_and_found_corrupt() {
-    let (_dir, store) = temp_store(FsConfig::default().with_hot_entry_recheck(Duration::ZERO));
-    let k = key("hot");
-    let e = inline_entry(&k, b"first value");
-    store.put_entry(&k, &e).await.unwrap();
-    for _ in 0..3 {
+    let (_dir, store, k, e) = stored(Duration::ZERO, b"first value").await;
+    for _ in 0..2 {
         assert_eq!(store.get_entry(&k).await.unwrap(), Some(e.clone()));
     }
     std::thread::sleep(TICK);
@@ -34,11 +49,7 @@ async fn an_entry_file_changed_in_place_is_read_again_and_found_corrupt() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replaced_or_removed_entry_is_not_answered_from_memory() {
-    let (_dir, store) = temp_store(FsConfig::default().with_hot_entry_recheck(Duration::ZERO));
-    let k = key("hot");
-    let first = inline_entry(&k, b"first");
-    store.put_entry(&k, &first).await.unwrap();
-    assert_eq!(store.get_entry(&k).await.unwrap(), Some(first));
+    let (_dir, store, k, _first) = stored(Duration::ZERO, b"first").await;
     // Another process (a second handle) overwrites the entry, then removes it.
     let other = larder_fs::FsStore::open(store.root(), FsConfig::default()).unwrap();
     std::thread::sleep(TICK);
@@ -57,11 +68,7 @@ async fn a_replaced_or_removed_entry_is_not_answered_from_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn another_process_removing_an_entry_is_seen_after_the_recheck_interval() {
     let recheck = Duration::from_millis(300);
-    let (_dir, store) = temp_store(FsConfig::default().with_hot_entry_recheck(recheck));
-    let k = key("hot");
-    let e = inline_entry(&k, b"value");
-    store.put_entry(&k, &e).await.unwrap();
-    assert_eq!(store.get_entry(&k).await.unwrap(), Some(e.clone()));
+    let (_dir, store, k, e) = stored(recheck, b"value").await;
     let other = larder_fs::FsStore::open(store.root(), FsConfig::default()).unwrap();
     assert!(other.delete(&k).await.unwrap());
     // Within the interval the verified copy may still be served; after it, never.
