@@ -144,7 +144,7 @@ def run_one(kind, cmd, env, srcs, sigs, outdir, client):
     worker = Worker(cmd, env)
     # Warm up (interpreter start, store open): a miss for a signature no phase uses.
     warm = cache_command(worker.proc, hashlib.sha256(b"warm-up").hexdigest(), [], [os.path.join(outdir, "warm")])
-    if warm.startswith(OK):
+    if warm.startswith(OK) and kind != "echo":
         raise AssertionError("%s: the warm-up get hit a fresh cache" % kind)
     result = {}
     for name, reqs, lines in (("put", puts, put_lines), ("get", gets, get_lines)):
@@ -164,9 +164,11 @@ def run_one(kind, cmd, env, srcs, sigs, outdir, client):
         }
     code, err = worker.close()
     # The seed exits 1 at end of input ("parent process probably ended"); larder exits 0.
-    if code not in (0, 1) or (kind == "larder" and code != 0):
+    if code not in (0, 1) or (kind != "seed" and code != 0):
         raise AssertionError("%s exited %d: %s" % (kind, code, err[-2000:]))
     for i, (src, dst) in enumerate(zip(srcs, dsts)):
+        if kind == "echo":
+            break  # it answers without restoring anything
         if i % 97 == 0 or i == len(srcs) - 1:
             with open(src, "rb") as a, open(dst, "rb") as b:
                 if a.read() != b.read():
@@ -182,6 +184,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--larder", default=os.path.join(ROOT, "target", "release", "larder"))
     ap.add_argument("--seed", default="/work/shared/seeds/wafcache.py")
+    ap.add_argument("--floor", default=os.path.join(ROOT, "target", "release", "wafcache-floor"),
+                    help="the floor worker (cargo build --release -p larder-benches --bin wafcache-floor);"
+                    " skipped with a note when absent")
     ap.add_argument("--requests", type=int, default=10000, help="requests per phase (default 10000)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions, workers alternating (default 3)")
     ap.add_argument("--size", type=int, default=1024, help="bytes per output file (default 1024)")
@@ -195,6 +200,12 @@ def main():
 
     if not os.access(args.larder, os.X_OK):
         sys.exit("no larder binary at %s: cargo build --release -p larder-cli" % args.larder)
+    kinds = ["seed", "larder"]
+    if os.access(args.floor, os.X_OK):
+        kinds += ["floor", "min", "echo"]
+    else:
+        print("no floor worker at %s (cargo build --release -p larder-benches --bin wafcache-floor):"
+              " measuring the seed and larder only" % args.floor, flush=True)
     with open(args.seed) as f:
         seed_source = f.read()
 
@@ -213,14 +224,20 @@ def main():
             sigs.append(hashlib.sha256(b"task %d" % i).hexdigest())
 
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("LARDER_", "WAFCACHE"))}
-        results = {"seed": [], "larder": []}
+        results = {k: [] for k in kinds}
         for rep in range(args.reps):
-            for kind in ("seed", "larder"):
+            for kind in kinds:
                 env = dict(base_env)
                 env["WAFCACHE"] = os.path.join(tmp, "cache-%s-%d" % (kind, rep))
                 if kind == "seed":
                     # As wafcache.py's get_process() starts its workers.
                     cmd = [sys.executable, "-c", seed_source]
+                elif kind == "floor":
+                    cmd = [args.floor]
+                elif kind == "min":
+                    cmd = [args.floor, "--min"]
+                elif kind == "echo":
+                    cmd = [args.floor, "--echo"]
                 else:
                     cmd = [args.larder, "worker", "--protocol", "wafcache"] + args.larder_arg
                     env.update(v.split("=", 1) for v in args.larder_env)
@@ -249,7 +266,7 @@ def main():
     print("|---|---|---|---|---|")
     summary = {}
     for ph in ("put", "get"):
-        for kind in ("seed", "larder"):
+        for kind in kinds:
             rs = [r[ph] for r in results[kind]]
             print("| %s | %s | %s | %s | %s |" % (
                 ph, kind,
@@ -271,6 +288,25 @@ def main():
     print("|---|---|---|")
     for ph in ("put", "get"):
         print("| %s | %s× | %s× |" % (ph, fmt_range(summary[ph]["speed_ratio"], "%.1f"), fmt_range(summary[ph]["cpu_ratio"], "%.1f")))
+    if "floor" in results:
+        print()
+        print("What any worker could reach on this machine today: `floor` does only the seed's file")
+        print("operations (hard link + rename, mkdir on put, utime on get) with no interpreter, index or")
+        print("verification; `min` does one hard link per file and nothing else (the least that still")
+        print("puts each file where it belongs); `echo` answers without touching files (client and pipe).")
+        print()
+        print("| phase | seed ÷ floor, CPU/request | seed ÷ min, CPU/request (upper bound for any worker) "
+              "| min ÷ seed, requests/s | echo ÷ seed, requests/s (client ceiling) |")
+        print("|---|---|---|---|---|")
+        for ph in ("put", "get"):
+            def cpu_over(k):
+                return [s[ph]["cpu_us_per_request"] / f[ph]["cpu_us_per_request"] for s, f in zip(results["seed"], results[k])]
+            def speed_over(k):
+                return [e[ph]["requests_per_s"] / s[ph]["requests_per_s"] for s, e in zip(results["seed"], results[k])]
+            row = {"seed_cpu_over_floor": cpu_over("floor"), "seed_cpu_over_min": cpu_over("min"),
+                   "min_speed_over_seed": speed_over("min"), "echo_speed_over_seed": speed_over("echo")}
+            summary[ph].update(row)
+            print("| %s | %s× | %s× | %s× | %s× |" % (ph, *(fmt_range(v, "%.1f") for v in row.values())))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results, "ratios": summary}, f, indent=1)
