@@ -22,7 +22,7 @@ use larder_core::{
 use crate::config::FsConfig;
 use crate::core::{Layout, is_newer_entry, remove_if_exists, touch};
 use crate::error::Error as FsError;
-use crate::hot::{FileId, HotEntries};
+use crate::hot::{FileId, HotEntries, Recent};
 use crate::index::{Index, NewEntry};
 use crate::reader::{self, Source};
 use crate::writer::{BlobSink, write_entry};
@@ -214,8 +214,10 @@ impl Inner {
     /// `Some(None)` if the file is gone; `None` when the file must be read.
     fn hot_entry(&self, name: &str, path: &Path) -> Option<Option<Entry>> {
         let hot = self.hot.as_ref()?;
-        if let Some(entry) = hot.recent(name) {
-            return Some(Some(entry));
+        match hot.recent(name) {
+            Recent::Fresh(entry) => return Some(Some(entry)),
+            Recent::Absent => return None,
+            Recent::Stale => {}
         }
         match std::fs::metadata(path) {
             Ok(meta) => hot.get(name, FileId::of(&meta)).map(Some),

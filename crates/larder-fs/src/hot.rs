@@ -80,6 +80,16 @@ impl Map {
     }
 }
 
+/// What [`HotEntries::recent`] knows of a name without looking at its file.
+pub(crate) enum Recent {
+    /// Checked within the recheck interval: serve it.
+    Fresh(Entry),
+    /// Held, but its file must be checked (one `stat`) before it is served.
+    Stale,
+    /// Not held: read the file (no `stat` first, it would be wasted).
+    Absent,
+}
+
 /// The cache: entry file name → (file identity, decoded entry), within a byte budget.
 #[derive(Debug)]
 pub(crate) struct HotEntries {
@@ -100,13 +110,15 @@ impl HotEntries {
     }
 
     /// The entry `name` if its file was checked less than `recheck` ago.
-    pub(crate) fn recent(&self, name: &str) -> Option<Entry> {
-        if self.recheck.is_zero() {
-            return None;
-        }
+    pub(crate) fn recent(&self, name: &str) -> Recent {
         let map = self.lock();
-        let slot = map.slots.get(name)?;
-        (slot.checked.elapsed() < self.recheck).then(|| slot.entry.clone())
+        match map.slots.get(name) {
+            None => Recent::Absent,
+            Some(slot) if !self.recheck.is_zero() && slot.checked.elapsed() < self.recheck => {
+                Recent::Fresh(slot.entry.clone())
+            }
+            Some(_) => Recent::Stale,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
@@ -239,11 +251,14 @@ mod tests {
     fn a_slot_checked_recently_is_served_without_a_check() {
         let hot = HotEntries::new(1 << 20, Duration::from_secs(3600)).unwrap();
         let e = Entry::new("k", "test");
-        assert_eq!(hot.recent("k"), None);
+        assert!(matches!(hot.recent("k"), Recent::Absent));
         hot.insert("k", id(1), &e);
-        assert_eq!(hot.recent("k"), Some(e));
+        assert!(matches!(hot.recent("k"), Recent::Fresh(got) if got == e));
         let never = HotEntries::new(1 << 20, Duration::ZERO).unwrap();
         never.insert("k", id(1), &Entry::new("k", "test"));
-        assert_eq!(never.recent("k"), None);
+        assert!(
+            matches!(never.recent("k"), Recent::Stale),
+            "held, but always checked"
+        );
     }
 }
