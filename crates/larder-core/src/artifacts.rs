@@ -3,7 +3,10 @@
 //! Storing ([`collect_outputs`] then [`store_outputs`]) hashes each output, uploads only the
 //! blobs the store lacks, and writes the entry last. Restoring ([`restore_outputs`]) places every
 //! file into a temporary name beside its destination and renames them into place only once all
-//! of them are verified, so a missing or corrupt blob leaves the work tree as it was.
+//! of them are verified, so a missing or corrupt blob leaves the work tree as it was. Small
+//! (inline) outputs are staged as unnamed files (`O_TMPFILE`) where the file system and the
+//! kernel allow it, and linked into place: one directory change per file instead of two, and
+//! nothing left behind by a crash.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -346,31 +349,15 @@ pub async fn restore_outputs(
             return other;
         }
     }
-    let staged = staged.files;
-    for (tmp, dest) in &staged {
-        // Most restores go to a fresh path: one rename that refuses to replace settles those,
-        // and only an existing output costs the look-up below.
-        if rename_noreplace(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))? {
-            continue;
+    let files = staged.files;
+    if let Err(e) = link_all(staged.unnamed) {
+        for (tmp, _) in &files {
+            let _ = fs::remove_file(tmp);
         }
-        match fs::symlink_metadata(dest) {
-            // An output that was a directory last time and is a file now.
-            Ok(m) if m.is_dir() => {
-                fs::remove_dir_all(dest).ctx(|| format!("replacing {}", dest.display()))?;
-            }
-            // Unlink first instead of renaming over: ext4 (auto_da_alloc) flushes the new file's
-            // data to disk before a rename that replaces a file, which made restoring a 100 MiB
-            // output over an old one 5x slower than restoring it fresh. A crash in between
-            // leaves the output missing (a miss next time), never a partial file.
-            Ok(_) => match fs::remove_file(dest) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(format!("replacing {}", dest.display()), e));
-                }
-                _ => {}
-            },
-            Err(_) => {}
-        }
-        fs::rename(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))?;
+        return Err(e);
+    }
+    for (tmp, dest) in &files {
+        move_into_place(tmp, dest)?;
     }
     for o in &entry.outputs {
         if let OutputKind::Symlink { target } = &o.kind {
@@ -414,14 +401,179 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// Temporary files waiting to be renamed into place, and directories created on the way.
+/// Link each unnamed staged file into place, replacing what is there.
+fn link_all(unnamed: Vec<(fs::File, PathBuf, &[u8], bool)>) -> Result<()> {
+    for (file, dest, bytes, executable) in unnamed {
+        match link_unnamed(&file, &dest) {
+            Ok(true) => continue,
+            Ok(false) => {
+                make_room(&dest)?;
+                if link_unnamed(&file, &dest).ctx(|| format!("linking {}", dest.display()))? {
+                    continue;
+                }
+                // Something put a file there again meanwhile: replace it by rename, as a
+                // named restore would.
+            }
+            Err(e) if unnamed_unsupported(&e) => {
+                // Linking an open file by descriptor needs Linux ≥ 6.10 or CAP_DAC_READ_SEARCH:
+                // write under a name instead, and stop trying in this process.
+                UNNAMED.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => return Err(Error::io(format!("linking {}", dest.display()), e)),
+        }
+        drop(file);
+        let tmp = temp_name_for(&dest);
+        let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        let written = f.write_all(bytes).and_then(|()| {
+            if executable {
+                f.set_permissions(fs::Permissions::from_mode(0o755))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(format!("writing {}", tmp.display()), e));
+        }
+        move_into_place(&tmp, &dest)?;
+    }
+    Ok(())
+}
+
+/// Rename staged file `tmp` to `dest`, replacing what is there.
+fn move_into_place(tmp: &Path, dest: &Path) -> Result<()> {
+    // Most restores go to a fresh path: one rename that refuses to replace settles those, and
+    // only an existing output costs the look-up in `make_room`.
+    if rename_noreplace(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))? {
+        return Ok(());
+    }
+    make_room(dest)?;
+    fs::rename(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))
+}
+
+/// Remove what is at `dest` (a file, or a directory that was an output last time) so a
+/// restored file can take its place.
+fn make_room(dest: &Path) -> Result<()> {
+    match fs::symlink_metadata(dest) {
+        // An output that was a directory last time and is a file now.
+        Ok(m) if m.is_dir() => {
+            fs::remove_dir_all(dest).ctx(|| format!("replacing {}", dest.display()))
+        }
+        // Unlink first instead of renaming over: ext4 (auto_da_alloc) flushes the new file's
+        // data to disk before a rename that replaces a file, which made restoring a 100 MiB
+        // output over an old one 5x slower than restoring it fresh. A crash in between
+        // leaves the output missing (a miss next time), never a partial file.
+        Ok(_) => match fs::remove_file(dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("replacing {}", dest.display()), e))
+            }
+            _ => Ok(()),
+        },
+        Err(_) => Ok(()),
+    }
+}
+
+/// At most this many small outputs of one restore are held as open unnamed files; the rest
+/// get named temporary files, so a restore of thousands of outputs stays within the
+/// descriptor limit.
+const MAX_UNNAMED: usize = 64;
+
+/// Whether unnamed staging is still worth trying in this process: turned off by the first
+/// sign that the file system or the kernel does not allow it.
+static UNNAMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Errors of `O_TMPFILE` or of linking by descriptor that mean "not here", not "failed".
+fn unnamed_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EOPNOTSUPP
+                | libc::EISDIR
+                | libc::EINVAL
+                | libc::ENOENT
+                | libc::EPERM
+                | libc::EXDEV
+                | libc::ENOSYS
+        )
+    )
+}
+
+/// An unnamed file in `dest`'s directory (created if missing), ready for `dest`'s bytes;
+/// `None` to stage under a name instead.
+fn unnamed_file(dest: &Path, staged: &mut Staged<'_>) -> Result<Option<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if staged.unnamed.len() >= MAX_UNNAMED || !UNNAMED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o666)
+            .open(dir)
+    };
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            staged.ensure_dir(dir)?;
+            open()
+        }
+        other => other,
+    };
+    match file {
+        Ok(f) => Ok(Some(f)),
+        Err(e) => {
+            if unnamed_unsupported(&e) && e.kind() != std::io::ErrorKind::NotFound {
+                UNNAMED.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Anything else (permissions, a full disk) is reported by the named path.
+            Ok(None)
+        }
+    }
+}
+
+/// Give unnamed file `file` the name `dest`: `Ok(false)` if `dest` exists.
+fn link_unnamed(file: &fs::File, dest: &Path) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let to = std::ffi::CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: the descriptor is open for the duration of the call and both strings are valid
+    // and NUL-terminated.
+    let rc = unsafe {
+        libc::linkat(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EEXIST) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Temporary files waiting to be renamed into place, unnamed files waiting to be linked into
+/// place (with their bytes and executable bit, for the named fallback), and directories
+/// created on the way.
 #[derive(Default)]
-struct Staged {
+struct Staged<'a> {
     files: Vec<(PathBuf, PathBuf)>,
+    unnamed: Vec<(fs::File, PathBuf, &'a [u8], bool)>,
     created_dirs: Vec<PathBuf>,
 }
 
-impl Staged {
+impl Staged<'_> {
     /// `create_dir_all`, remembering the topmost directory it had to create.
     fn ensure_dir(&mut self, dir: &Path) -> Result<()> {
         let mut first_missing = None;
@@ -464,12 +616,12 @@ fn temp_name_for(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.larder-{pid}-{n}"))
 }
 
-async fn stage_all(
+async fn stage_all<'a>(
     store: &dyn Store,
-    entry: &Entry,
+    entry: &'a Entry,
     root: &Path,
     how: Placement,
-    staged: &mut Staged,
+    staged: &mut Staged<'a>,
 ) -> Result<Restore> {
     for o in &entry.outputs {
         let dest = root.join(&o.path);
@@ -491,6 +643,18 @@ async fn stage_all(
                 content,
                 executable,
             } => {
+                if let Some(bytes) = &content.inline
+                    && let Some(mut f) = unnamed_file(&dest, staged)?
+                {
+                    f.write_all(bytes)
+                        .ctx(|| format!("writing {}", dest.display()))?;
+                    if *executable {
+                        f.set_permissions(fs::Permissions::from_mode(0o755))
+                            .ctx(|| format!("setting mode of {}", dest.display()))?;
+                    }
+                    staged.unnamed.push((f, dest, bytes, *executable));
+                    continue;
+                }
                 let tmp = temp_name_for(&dest);
                 match &content.inline {
                     Some(bytes) => {
