@@ -21,6 +21,7 @@ use crate::entry::{Content, Entry, Output, OutputKind};
 use crate::error::{Error, ErrorKind, IoResultExt, Result};
 use crate::key::{Key, validate_rel_path};
 use crate::store::{BlobRead, ByteStream, CHUNK_SIZE, Placement, Store};
+use crate::unnamed::{self, Linked};
 
 /// A file output whose bytes go to the store as a blob (too large to inline).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,22 +405,19 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<bool> {
 /// Link each unnamed staged file into place, replacing what is there.
 fn link_all(unnamed: Vec<(fs::File, PathBuf, &[u8], bool)>) -> Result<()> {
     for (file, dest, bytes, executable) in unnamed {
-        match link_unnamed(&file, &dest) {
-            Ok(true) => continue,
-            Ok(false) => {
+        let linked =
+            |f: &fs::File| unnamed::link(f, &dest).ctx(|| format!("linking {}", dest.display()));
+        match linked(&file)? {
+            Linked::Done => continue,
+            Linked::Exists => {
                 make_room(&dest)?;
-                if link_unnamed(&file, &dest).ctx(|| format!("linking {}", dest.display()))? {
+                if linked(&file)? == Linked::Done {
                     continue;
                 }
-                // Something put a file there again meanwhile: replace it by rename, as a
-                // named restore would.
+                // Something put a file there again meanwhile (or linking is refused now):
+                // replace it by rename, as a named restore would.
             }
-            Err(e) if unnamed_unsupported(&e) => {
-                // Linking an open file by descriptor needs Linux ≥ 6.10 or CAP_DAC_READ_SEARCH:
-                // write under a name instead, and stop trying in this process.
-                UNNAMED.store(false, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e) => return Err(Error::io(format!("linking {}", dest.display()), e)),
+            Linked::Unsupported => {}
         }
         drop(file);
         let tmp = temp_name_for(&dest);
@@ -478,89 +476,25 @@ fn make_room(dest: &Path) -> Result<()> {
 /// descriptor limit.
 const MAX_UNNAMED: usize = 64;
 
-/// Whether unnamed staging is still worth trying in this process: turned off by the first
-/// sign that the file system or the kernel does not allow it.
-static UNNAMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Errors of `O_TMPFILE` or of linking by descriptor that mean "not here", not "failed".
-fn unnamed_unsupported(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::EOPNOTSUPP
-                | libc::EISDIR
-                | libc::EINVAL
-                | libc::ENOENT
-                | libc::EPERM
-                | libc::EXDEV
-                | libc::ENOSYS
-        )
-    )
-}
-
 /// An unnamed file in `dest`'s directory (created if missing), ready for `dest`'s bytes;
 /// `None` to stage under a name instead.
 fn unnamed_file(dest: &Path, staged: &mut Staged<'_>) -> Result<Option<fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if staged.unnamed.len() >= MAX_UNNAMED || !UNNAMED.load(std::sync::atomic::Ordering::Relaxed) {
+    if staged.unnamed.len() >= MAX_UNNAMED {
         return Ok(None);
     }
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let open = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_TMPFILE)
-            .mode(0o666)
-            .open(dir)
-    };
-    let file = match open() {
+    let file = match unnamed::create_in(dir, 0o666) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             staged.ensure_dir(dir)?;
-            open()
+            unnamed::create_in(dir, 0o666)
         }
         other => other,
     };
-    match file {
-        Ok(f) => Ok(Some(f)),
-        Err(e) => {
-            if unnamed_unsupported(&e) && e.kind() != std::io::ErrorKind::NotFound {
-                UNNAMED.store(false, std::sync::atomic::Ordering::Relaxed);
-            }
-            // Anything else (permissions, a full disk) is reported by the named path.
-            Ok(None)
-        }
-    }
-}
-
-/// Give unnamed file `file` the name `dest`: `Ok(false)` if `dest` exists.
-fn link_unnamed(file: &fs::File, dest: &Path) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let to = std::ffi::CString::new(dest.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: the descriptor is open for the duration of the call and both strings are valid
-    // and NUL-terminated.
-    let rc = unsafe {
-        libc::linkat(
-            file.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EEXIST) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
+    // Any error (permissions, a full disk) is reported by the named path.
+    Ok(file.ok().flatten())
 }
 
 /// Temporary files waiting to be renamed into place, unnamed files waiting to be linked into

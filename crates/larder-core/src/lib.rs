@@ -30,6 +30,7 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod trace;
+pub mod unnamed;
 pub mod verify;
 
 pub use digest::Digest;

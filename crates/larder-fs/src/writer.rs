@@ -1,5 +1,7 @@
-//! Writing entries and blobs: always into `tmp/` first, then a rename (or link) into place, so a
-//! reader sees a whole file or none, even if the writer is killed half-way.
+//! Writing entries and blobs: into `tmp/` first, then a rename (or link) into place, so a reader
+//! sees a whole file or none, even if the writer is killed half-way. Entries are written as
+//! unnamed files in their own directory instead, then linked into place, where the system
+//! allows it (`larder_core::unnamed`): one directory change instead of three.
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, BufWriter, Write};
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use larder_core::digest::DigestWriter;
 use larder_core::error::IoResultExt;
+use larder_core::unnamed::{self, Linked};
 use larder_core::{Digest, Error, PutMode, PutOutcome, Result};
 
 use crate::config::Compression;
@@ -66,6 +69,9 @@ pub(crate) fn write_entry(
     mode: PutMode,
     fsync: bool,
 ) -> Result<EntryWritten> {
+    if let Some(written) = write_entry_unnamed(dest, bytes, mode, fsync)? {
+        return Ok(written);
+    }
     let (path, mut file) = layout.create_tmp()?;
     let mut tmp = TmpFile::new(path);
     file.write_all(bytes)
@@ -102,6 +108,44 @@ pub(crate) fn write_entry(
         sync_dir(parent).ctx(|| format!("syncing {}", parent.display()))?;
     }
     Ok(EntryWritten { outcome, ino })
+}
+
+/// [`write_entry`] by an unnamed file in `dest`'s directory; `None` when that is not possible
+/// here, or when an existing entry is to be replaced (linking cannot replace): the named way
+/// does it then.
+fn write_entry_unnamed(
+    dest: &Path,
+    bytes: &[u8],
+    mode: PutMode,
+    fsync: bool,
+) -> Result<Option<EntryWritten>> {
+    let Some(dir) = dest.parent() else {
+        return Ok(None);
+    };
+    // Errors here are left to the named way, which reports them with its own paths.
+    let Ok(Some(mut file)) = with_parent(dest, || unnamed::create_in(dir, 0o644)) else {
+        return Ok(None);
+    };
+    file.write_all(bytes)
+        .ctx(|| format!("writing an entry for {}", dest.display()))?;
+    if fsync {
+        file.sync_data()
+            .ctx(|| format!("syncing an entry for {}", dest.display()))?;
+    }
+    let ino = file
+        .metadata()
+        .ctx(|| format!("reading an entry for {}", dest.display()))?
+        .ino();
+    let outcome =
+        match unnamed::link(&file, dest).ctx(|| format!("publishing {}", dest.display()))? {
+            Linked::Done => PutOutcome::Written,
+            Linked::Exists if mode == PutMode::Create => PutOutcome::Exists,
+            Linked::Exists | Linked::Unsupported => return Ok(None),
+        };
+    if fsync && outcome == PutOutcome::Written {
+        sync_dir(dir).ctx(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(Some(EntryWritten { outcome, ino }))
 }
 
 /// How the bytes of a blob being written reach its temporary file.
