@@ -21,6 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
+/// Turn unnamed files off for the rest of the process: every caller then writes named
+/// temporary files and renames them (what happens anyway on systems that refuse them).
+pub fn disable() {
+    ENABLED.store(false, Ordering::Relaxed);
+}
+
 /// Errors that mean "not on this system", as opposed to "this write failed".
 fn unsupported(e: &io::Error) -> bool {
     matches!(

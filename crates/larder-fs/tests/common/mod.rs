@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub mod restore_cases;
+
 use larder_core::{Content, Digest, Entry, Key, Output, OutputKind, StoreExt};
 use larder_fs::{FsConfig, FsStore};
 
