@@ -1,5 +1,6 @@
 //! The simulator on a synthetic build trace, with the real wasm policies: the wasm `lru`
-//! simulates exactly like the native one, and `gdsf` saves more recompute time than LRU.
+//! simulates exactly like the native one, and `gdsf` saves more recompute time than LRU at every
+//! capacity from 2.5% to 40% of the footprint (as much, where LRU already equals Belady's).
 //! Skips without the built policies (fails under CI), like `tests/guests.rs`.
 
 use larder_core::eviction::Lru;
@@ -30,8 +31,8 @@ fn gdsf_saves_more_recompute_time_than_lru_and_wasm_lru_simulates_like_native() 
     let gdsf = host.eviction(&gdsf_wasm, "").unwrap();
     let lfu = host.eviction(&lfu_wasm, "").unwrap();
     let wtinylfu = host.eviction(&wtinylfu_wasm, "").unwrap();
-    for pct in [5, 20] {
-        let capacity = footprint * pct / 100;
+    for permille in [25, 50, 100, 200, 400] {
+        let capacity = footprint * permille / 1000;
         for w in [&lru, &gdsf, &lfu, &wtinylfu] {
             w.reset().unwrap();
         }
@@ -46,7 +47,7 @@ fn gdsf_saves_more_recompute_time_than_lru_and_wasm_lru_simulates_like_native() 
             run(SimPolicy::Belady),
             run(SimPolicy::BeladySize),
         ];
-        eprintln!("capacity {pct}% of the footprint:");
+        eprintln!("capacity {}% of the footprint:", permille as f64 / 10.0);
         for r in &results {
             eprintln!("  {r}  fallbacks {}", r.fallbacks);
             assert_eq!(r.fallbacks, 0, "{r}");
@@ -61,12 +62,16 @@ fn gdsf_saves_more_recompute_time_than_lru_and_wasm_lru_simulates_like_native() 
         wtinylfu.reset().unwrap();
         assert_eq!(run(SimPolicy::Policy(&gdsf)), results[3]);
         assert_eq!(run(SimPolicy::Policy(&wtinylfu)), results[4]);
-        let g = &results[3];
+        let (g, belady) = (&results[3], &results[5]);
+        // Where LRU saves as much as Belady's furthest-next-use, no policy can save more.
+        let lru_is_optimal = native.cost_saved_ms >= belady.cost_saved_ms;
         assert!(
-            g.cost_saved_ms > native.cost_saved_ms,
-            "gdsf saved {} s, lru {} s",
+            g.cost_saved_ms > native.cost_saved_ms
+                || (lru_is_optimal && g.cost_saved_ms == native.cost_saved_ms),
+            "at {permille}‰: gdsf saved {} s, lru {} s, belady {} s",
             g.cost_saved_ms / 1000,
-            native.cost_saved_ms / 1000
+            native.cost_saved_ms / 1000,
+            belady.cost_saved_ms / 1000
         );
     }
 }
