@@ -11,7 +11,10 @@
 //! tiny smoke version. The page cache is warm throughout (for larder and for the baselines), as it
 //! is for a build that just wrote its outputs; dirty pages are flushed (`sync`) before every timed
 //! phase, each phase's input files are read once just before it (this VM pages out idle memory
-//! within seconds), and the `cp` baseline runs first in each repetition. Results go to stdout (Markdown) and to
+//! within seconds), and the `cp` baseline runs first in even repetitions and last in odd ones.
+//! For 100 MiB outputs a second get row interleaves the two per file (each output restored by
+//! larder and copied by the kernel one right after the other, the order alternating), so slow
+//! drifts of this VM's writeback hit both sides alike. Results go to stdout (Markdown) and to
 //! `target/bench/foundation.json`.
 
 use std::path::{Path, PathBuf};
@@ -340,6 +343,8 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         .unwrap_or_else(|e| panic!("{e}"));
     }
     let (mut put_s, mut get_s, mut cp_s) = (Vec::new(), Vec::new(), Vec::new());
+    // The interleaved comparison (large outputs only): larder's restores and the kernel copies.
+    let (mut mixed_get_s, mut mixed_copy_s) = (Vec::new(), Vec::new());
     let mut dirs = Vec::new();
     for rep in 0..reps {
         let cache = fresh(&root.join(format!("{name}-cache-{rep}")));
@@ -397,6 +402,12 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         }
         store.flush().await.unwrap_or_else(|e| panic!("{e}"));
         get_s.push(t.elapsed());
+        if size >= 1 << 20 {
+            let (larder_t, copy_t) =
+                interleaved(&*store, &keys, &names, &src, root, name, rep).await;
+            mixed_get_s.push(larder_t);
+            mixed_copy_s.push(copy_t);
+        }
         drop(store);
         if !cp_first {
             cp_s.push(baseline());
@@ -423,7 +434,7 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
     } else {
         (n as f64, "entries")
     };
-    vec![
+    let mut rows = vec![
         Row {
             what: format!("put {n} × {}", larder_core::size::format_size(size)),
             larder: median(&put_s),
@@ -442,7 +453,68 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
             spread: spread(&get_s),
             note: "lookup + verify + restore".into(),
         },
-    ]
+    ];
+    if !mixed_get_s.is_empty() {
+        rows.push(Row {
+            what: format!(
+                "get {n} × {}, interleaved",
+                larder_core::size::format_size(size)
+            ),
+            larder: median(&mixed_get_s),
+            baseline: Some(median(&mixed_copy_s)),
+            baseline_name: "kernel copy of each file, alternating with each restore".into(),
+            units: Some(units),
+            spread: spread(&mixed_get_s),
+            note: "lookup + verify + restore; copy = copy_file_range, as cp".into(),
+        });
+    }
+    rows
+}
+
+/// Restore every output of `keys` again, each one right next to a kernel copy of its source
+/// (`std::fs::copy`: `copy_file_range`, what `cp` does, without a process start), the order
+/// alternating per file. Returns the restores' and the copies' total times.
+async fn interleaved(
+    store: &dyn Store,
+    keys: &[Key],
+    names: &[String],
+    src: &Path,
+    root: &Path,
+    name: &str,
+    rep: usize,
+) -> (Duration, Duration) {
+    let dest = fresh(&root.join(format!("{name}-mixed-dest-{rep}")));
+    let copies = fresh(&root.join(format!("{name}-mixed-copy-{rep}")));
+    settle();
+    let (mut restore_t, mut copy_t) = (Duration::ZERO, Duration::ZERO);
+    for (i, (k, f)) in keys.iter().zip(names).enumerate() {
+        let copy = || {
+            let t = Instant::now();
+            std::fs::copy(src.join(f), copies.join(f)).unwrap_or_else(|e| panic!("{e}"));
+            t.elapsed()
+        };
+        if i % 2 == 0 {
+            copy_t += copy();
+        }
+        let t = Instant::now();
+        let e = store
+            .get_entry(k)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("miss"));
+        let r = restore_outputs(store, &e, &dest, Placement::Copy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r, Restore::Restored);
+        restore_t += t.elapsed();
+        if i % 2 == 1 {
+            copy_t += copy();
+        }
+    }
+    for d in [dest, copies] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    (restore_t, copy_t)
 }
 
 /// An entry with one 1 KiB output, inlined (what a small compile task stores).
