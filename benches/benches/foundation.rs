@@ -398,15 +398,7 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         warm(&cache);
         let t = Instant::now();
         for k in &keys {
-            let e = store
-                .get_entry(k)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|| panic!("miss"));
-            let r = restore_outputs(&*store, &e, &dest, Placement::Copy)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(r, Restore::Restored);
+            restore_one(&*store, k, &dest).await;
         }
         store.flush().await.unwrap_or_else(|e| panic!("{e}"));
         get_s.push(t.elapsed());
@@ -473,7 +465,20 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
     rows
 }
 
-/// Restore every output of `keys` again, each one right next to a kernel copy of its source
+/// Look `k` up and restore its outputs under `dest` (what a get phase times per key).
+async fn restore_one(store: &dyn Store, k: &Key, dest: &Path) {
+    let e = store
+        .get_entry(k)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("miss"));
+    let r = restore_outputs(store, &e, dest, Placement::Copy)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r, Restore::Restored);
+}
+
+/// Restore every output of `keys`, each one right next to a kernel copy of its source
 /// (`std::fs::copy`: `copy_file_range`, what `cp` does, without a process start), the order
 /// alternating per file. Returns the restores' and the copies' total times.
 async fn interleaved(
@@ -499,15 +504,7 @@ async fn interleaved(
             copy_t += copy();
         }
         let t = Instant::now();
-        let e = store
-            .get_entry(k)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|| panic!("miss"));
-        let r = restore_outputs(store, &e, &dest, Placement::Copy)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r, Restore::Restored);
+        restore_one(store, k, &dest).await;
         restore_t += t.elapsed();
         if i % 2 == 1 {
             copy_t += copy();

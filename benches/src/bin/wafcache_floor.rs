@@ -138,9 +138,14 @@ fn serve(cache: &Path, req: &Request) -> io::Result<()> {
 }
 
 fn answer(text: &str) -> Vec<u8> {
-    // pickle protocol 2 of a short str: PROTO 2, SHORT_BINUNICODE, STOP.
-    let mut p = vec![0x80, 2, 0x8c, text.len().min(255) as u8];
-    p.extend_from_slice(&text.as_bytes()[..text.len().min(255)]);
+    // pickle protocol 2 of a short str: PROTO 2, SHORT_BINUNICODE, STOP. At most 255 bytes,
+    // cut at a character boundary (the bytes must stay UTF-8).
+    let mut end = text.len().min(255);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut p = vec![0x80, 2, 0x8c, end as u8];
+    p.extend_from_slice(&text.as_bytes()[..end]);
     p.push(0x2e);
     let mut line = STANDARD.encode(p).into_bytes();
     line.push(b'\n');

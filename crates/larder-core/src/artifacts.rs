@@ -422,18 +422,21 @@ fn link_all(unnamed: Vec<(fs::File, PathBuf, &[u8], bool)>) -> Result<()> {
         drop(file);
         let tmp = temp_name_for(&dest);
         let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        let written = f.write_all(bytes).and_then(|()| {
-            if executable {
-                f.set_permissions(fs::Permissions::from_mode(0o755))
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
+        if let Err(e) = fill(&mut f, bytes, executable) {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(format!("writing {}", tmp.display()), e));
         }
         move_into_place(&tmp, &dest)?;
+    }
+    Ok(())
+}
+
+/// Write a small output's bytes into `f` and give it its mode (0755 if executable, else what
+/// it was created with).
+fn fill(f: &mut fs::File, bytes: &[u8], executable: bool) -> std::io::Result<()> {
+    f.write_all(bytes)?;
+    if executable {
+        f.set_permissions(fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
 }
@@ -580,12 +583,8 @@ async fn stage_all<'a>(
                 if let Some(bytes) = &content.inline
                     && let Some(mut f) = unnamed_file(&dest, staged)?
                 {
-                    f.write_all(bytes)
+                    fill(&mut f, bytes, *executable)
                         .ctx(|| format!("writing {}", dest.display()))?;
-                    if *executable {
-                        f.set_permissions(fs::Permissions::from_mode(0o755))
-                            .ctx(|| format!("setting mode of {}", dest.display()))?;
-                    }
                     staged.unnamed.push((f, dest, bytes, *executable));
                     continue;
                 }

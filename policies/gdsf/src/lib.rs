@@ -50,15 +50,13 @@ fn l_at(history: &[(u64, f64)], t: u64) -> f64 {
     }
 }
 
-/// `1 + hits × 2^(−idle / interval)` for entry `i` at `now` (see the crate docs).
-fn frequency(s: &Snapshot, i: usize, now: u64) -> f64 {
+/// `1 + hits × 2^(−idle / interval)` for entry `i`, idle for `idle` ms (see the crate docs).
+fn frequency(s: &Snapshot, i: usize, idle: f64) -> f64 {
     let hits = s.hits[i];
     if hits == 0 {
         return 1.0;
     }
-    let last = s.last_access_ms[i];
-    let interval = last.saturating_sub(s.created_ms[i]) as f64 / hits as f64;
-    let idle = now.saturating_sub(last) as f64;
+    let interval = interval(s, i);
     // All hits at the creation instant (no pace known): count them only until time passes.
     let pace = if interval > 0.0 {
         (-(idle / interval)).exp2()
@@ -70,12 +68,17 @@ fn frequency(s: &Snapshot, i: usize, now: u64) -> f64 {
     1.0 + hits as f64 * pace
 }
 
+/// Entry `i`'s mean time between uses so far, `(last access − created) / hits` (hits > 0).
+fn interval(s: &Snapshot, i: usize) -> f64 {
+    s.last_access_ms[i].saturating_sub(s.created_ms[i]) as f64 / s.hits[i] as f64
+}
+
 /// The cache's reuse horizon: the 90th percentile of the mean reuse intervals of the entries
 /// that have been reused (0 when none has).
 fn horizon(s: &Snapshot) -> f64 {
     let mut intervals: Vec<f64> = (0..s.ids.len())
         .filter(|&i| s.hits[i] > 0)
-        .map(|i| s.last_access_ms[i].saturating_sub(s.created_ms[i]) as f64 / s.hits[i] as f64)
+        .map(|i| interval(s, i))
         .filter(|&iv| iv > 0.0)
         .collect();
     if intervals.is_empty() {
@@ -120,9 +123,8 @@ impl Guest for Gdsf {
         let priority: Vec<f64> = (0..s.ids.len())
             .map(|i| {
                 let idle = goal.now_ms.saturating_sub(s.last_access_ms[i]) as f64;
-                let value =
-                    frequency(&s, i, goal.now_ms) * fade(idle, d) * (s.cost_ms[i] as f64 + 1.0)
-                        / s.sizes[i].max(1) as f64;
+                let value = frequency(&s, i, idle) * fade(idle, d) * (s.cost_ms[i] as f64 + 1.0)
+                    / s.sizes[i].max(1) as f64;
                 let h = l_at(&history, s.last_access_ms[i]) + value;
                 if h.is_finite() { h.max(0.0) } else { 0.0 }
             })
