@@ -1,0 +1,534 @@
+//! The tiered store: several stores, fastest first, used as one.
+//!
+//! Reads:
+//! - `get_entry` asks each tier in order and stops at the first hit, so a hit in the local tier
+//!   never touches a remote one. A hit in a slower tier backfills the faster ones before the
+//!   entry is returned: each faster tier written synchronously gets the blobs it lacks (streamed
+//!   from the tier that hit, never whole in memory) and then the entry ([`copy_entry`]); each
+//!   faster queued tier gets the key queued. A failed backfill costs a warning (the first per
+//!   tier) and never the hit. Lookups with `record_access` off (inspection) do not backfill.
+//! - `get_blob` and `place_blob` go tier by tier to the first that has the blob.
+//! - Per-tier hits, misses, errors and backfills are counted ([`Tiered::tier_stats`]; what
+//!   `larder stats` reports per tier).
+//!
+//! Writes, by each tier's [`TierWrite`]:
+//! - [`TierWrite::Sync`] (the default): written before the call returns. A blob written to
+//!   several tiers is streamed to all of them at once through small bounded channels (the
+//!   slowest tier sets the pace; memory stays at a few chunks per tier).
+//! - [`TierWrite::Queued`]: after the synchronous tiers took a new entry, its key is handed to
+//!   an [`UploadQueue`] (the worker's and server's durable upload queue), whose worker copies
+//!   the entry and its blobs from a faster tier later ([`copy_entry`]). Blob writes skip it.
+//! - [`TierWrite::Never`]: read only (a shared cache this machine may not fill).
+//!
+//! `find_missing` answers for writers: a digest is missing when any synchronously written tier
+//! lacks it, so the following `put_blob` reaches every tier that needs it.
+//!
+//! Errors: a tier's error is returned as is (and counted). Tiers that may fail or hang without
+//! failing the build are wrapped in [`BestEffort`](super::BestEffort) first; that layer turns
+//! their failures into misses and skips them for the rest of the run after a time-out, so "the
+//! run goes on with the tiers that answer".
+//!
+//! Maintenance goes to the first tier: `list`, `stats`, `trim` and the capability are its own;
+//! `delete` goes to every writable tier that can delete; `flush` to every tier.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::digest::Digest;
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::store::{
+    BlobRead, ByteStream, Capability, EntryMeta, GetOptions, Placement, ProgressFn, PutOptions,
+    PutOutcome, Store, StoreStats, TrimOptions, TrimReport,
+};
+
+/// Chunks buffered per tier while one blob streams to several tiers.
+const TEE_DEPTH: usize = 4;
+
+/// Takes keys whose entries must reach a slower tier later, durably.
+///
+/// # Contract
+/// - [`enqueue`](UploadQueue::enqueue) returns once the key is recorded so that it survives a
+///   restart (the upload itself happens later, in the queue's own workers).
+/// - When it is called, the entry and its blobs are in every faster tier written synchronously;
+///   the worker copies them from there ([`copy_entry`]) and SHOULD retry failed uploads.
+/// - Enqueueing a key already queued is harmless.
+#[async_trait]
+pub trait UploadQueue: Send + Sync + fmt::Debug {
+    /// Record that the entry under `key` must be uploaded.
+    async fn enqueue(&self, key: &Key) -> Result<()>;
+}
+
+/// How a tier takes writes.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum TierWrite {
+    /// Written before the write call returns.
+    #[default]
+    Sync,
+    /// Written later, by the queue's workers.
+    Queued(Arc<dyn UploadQueue>),
+    /// Never written: read only.
+    Never,
+}
+
+/// One tier: a store and how it is written.
+#[derive(Debug)]
+pub struct Tier {
+    store: Arc<dyn Store>,
+    write: TierWrite,
+    counters: TierCounters,
+}
+
+impl Tier {
+    /// A tier written synchronously.
+    pub fn new(store: Arc<dyn Store>) -> Tier {
+        Tier::with_write(store, TierWrite::Sync)
+    }
+
+    /// A tier written through `queue`.
+    pub fn queued(store: Arc<dyn Store>, queue: Arc<dyn UploadQueue>) -> Tier {
+        Tier::with_write(store, TierWrite::Queued(queue))
+    }
+
+    /// A tier that is only read.
+    pub fn read_only(store: Arc<dyn Store>) -> Tier {
+        Tier::with_write(store, TierWrite::Never)
+    }
+
+    /// A tier written as `write` says.
+    pub fn with_write(store: Arc<dyn Store>, write: TierWrite) -> Tier {
+        Tier {
+            store,
+            write,
+            counters: TierCounters::default(),
+        }
+    }
+
+    /// The tier's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn is_sync(&self) -> bool {
+        matches!(self.write, TierWrite::Sync)
+    }
+}
+
+#[derive(Debug, Default)]
+struct TierCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    backfilled: AtomicU64,
+    backfilled_bytes: AtomicU64,
+    queued: AtomicU64,
+    warned: AtomicBool,
+}
+
+/// What one tier did, as counted by [`Tiered`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierStats {
+    /// The tier's store, as displayed.
+    pub name: String,
+    /// Entry reads it answered with an entry.
+    pub hits: u64,
+    /// Entry reads it was asked and did not answer with an entry.
+    pub misses: u64,
+    /// Calls to it that failed (including failed backfills into it).
+    pub errors: u64,
+    /// Entries copied into it from a slower tier that hit.
+    pub backfilled: u64,
+    /// Blob bytes copied into it by those backfills.
+    pub backfilled_bytes: u64,
+    /// Keys handed to its upload queue.
+    pub queued: u64,
+}
+
+/// What [`copy_entry`] copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// Blobs copied (those the destination lacked).
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Copy `entry` (stored under `key` in `from`) into `to`: the blobs `to` lacks, streamed one at
+/// a time, then the entry (create-only, so a newer entry in `to` is kept).
+///
+/// `None` when `from` lacks one of the blobs (the entry is then not written: `to` never names a
+/// blob it does not hold). The backfill of [`Tiered`] and upload-queue workers share this.
+///
+/// # Errors
+/// Errors of either store.
+pub async fn copy_entry(
+    from: &dyn Store,
+    to: &dyn Store,
+    key: &Key,
+    entry: &Entry,
+) -> Result<Option<Copied>> {
+    let mut copied = Copied::default();
+    for d in to.find_missing(&entry.blob_digests()).await? {
+        let Some(read) = from.get_blob(&d).await? else {
+            return Ok(None);
+        };
+        let size = read.size;
+        to.put_blob(&d, size, read.stream).await?;
+        copied.blobs += 1;
+        copied.bytes += size;
+    }
+    to.put_entry_opts(key, entry, PutOptions::create()).await?;
+    Ok(Some(copied))
+}
+
+/// Stores used as one, fastest first (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Tiered {
+    tiers: Vec<Tier>,
+}
+
+impl Tiered {
+    /// Tiers fastest first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when there are no tiers, or a queued tier has no synchronously
+    /// written tier before it to upload from.
+    pub fn new(tiers: Vec<Tier>) -> Result<Tiered> {
+        if tiers.is_empty() {
+            return Err(Error::invalid("a tiered store needs at least one tier"));
+        }
+        let mut seen_sync = false;
+        for t in &tiers {
+            if matches!(t.write, TierWrite::Queued(_)) && !seen_sync {
+                return Err(Error::invalid(format!(
+                    "tier {} is written through a queue, but no faster tier is written \
+                     synchronously for the queue to upload from",
+                    t.store
+                )));
+            }
+            seen_sync |= t.is_sync();
+        }
+        Ok(Tiered { tiers })
+    }
+
+    /// The tiers, fastest first.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// What each tier did so far, fastest first.
+    pub fn tier_stats(&self) -> Vec<TierStats> {
+        self.tiers
+            .iter()
+            .map(|t| {
+                let c = &t.counters;
+                let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                TierStats {
+                    name: t.store.to_string(),
+                    hits: get(&c.hits),
+                    misses: get(&c.misses),
+                    errors: get(&c.errors),
+                    backfilled: get(&c.backfilled),
+                    backfilled_bytes: get(&c.backfilled_bytes),
+                    queued: get(&c.queued),
+                }
+            })
+            .collect()
+    }
+
+    fn first(&self) -> &Tier {
+        // `new` refuses an empty list.
+        &self.tiers[0]
+    }
+
+    fn sync_tiers(&self) -> impl Iterator<Item = &Tier> {
+        self.tiers.iter().filter(|t| t.is_sync())
+    }
+
+    /// Count a failed call to tier `t`, and warn about the first.
+    fn tier_failed(&self, t: &Tier, what: &str, e: &Error) {
+        t.counters.errors.fetch_add(1, Ordering::Relaxed);
+        if t.counters.warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!("tier {}: {what}: {e}", t.store);
+        } else {
+            tracing::warn!("tier {}: {what}: {e}", t.store);
+        }
+    }
+
+    /// Copy an entry that tier `hit` answered into the faster tiers.
+    async fn backfill(&self, hit: usize, key: &Key, entry: &Entry) {
+        let source = &*self.tiers[hit].store;
+        for t in &self.tiers[..hit] {
+            match &t.write {
+                TierWrite::Sync => match copy_entry(source, &*t.store, key, entry).await {
+                    Ok(Some(c)) => {
+                        t.counters.backfilled.fetch_add(1, Ordering::Relaxed);
+                        t.counters
+                            .backfilled_bytes
+                            .fetch_add(c.bytes, Ordering::Relaxed);
+                    }
+                    Ok(None) => tracing::debug!(
+                        "tier {}: not backfilling {key}: {source} lacks one of its blobs",
+                        t.store
+                    ),
+                    Err(e) => self.tier_failed(t, &format!("backfilling {key}"), &e),
+                },
+                TierWrite::Queued(q) => self.enqueue(t, q, key).await,
+                TierWrite::Never => {}
+            }
+        }
+    }
+
+    async fn enqueue(&self, t: &Tier, queue: &Arc<dyn UploadQueue>, key: &Key) {
+        match queue.enqueue(key).await {
+            Ok(()) => {
+                t.counters.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.tier_failed(t, &format!("queueing {key} for upload"), &e),
+        }
+    }
+
+    fn no_writable_tier(&self) -> Error {
+        Error::NotSupported {
+            store: self.to_string(),
+            operation: "writes (no tier is written synchronously)",
+        }
+    }
+}
+
+impl fmt::Display for Tiered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, t) in self.tiers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", then ")?;
+            }
+            t.store.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Write one payload to several stores at once. Each store reads its own channel; a store that
+/// drops its stream early (the blob exists, or it failed) stops being fed.
+async fn put_blob_tee(
+    stores: &[&Arc<dyn Store>],
+    digest: &Digest,
+    size: u64,
+    mut payload: ByteStream,
+) -> Result<PutOutcome> {
+    let mut senders = Vec::with_capacity(stores.len());
+    let mut puts = Vec::with_capacity(stores.len());
+    for store in stores {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(TEE_DEPTH);
+        senders.push(Some(tx));
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        puts.push(store.put_blob(digest, size, Box::pin(stream)));
+    }
+    let pump = async move {
+        while let Some(item) = payload.next().await {
+            match item {
+                Ok(chunk) => {
+                    for slot in senders.iter_mut() {
+                        if let Some(tx) = slot
+                            && tx.send(Ok(chunk.clone())).await.is_err()
+                        {
+                            *slot = None;
+                        }
+                    }
+                    if senders.iter().all(Option::is_none) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let mut original = Some(e);
+                    for tx in senders.iter().flatten() {
+                        let err = match original.take() {
+                            Some(e) => e,
+                            None => Error::Store {
+                                store: "blob payload".into(),
+                                message: "the payload failed (see the first tier's error)".into(),
+                                temporary: false,
+                                source: None,
+                            },
+                        };
+                        let _ = tx.send(Err(err)).await;
+                    }
+                    return;
+                }
+            }
+        }
+        // Dropping the senders ends every stream.
+    };
+    let ((), results) = futures::future::join(pump, futures::future::join_all(puts)).await;
+    let mut outcome = None;
+    for r in results {
+        let o = r?;
+        outcome.get_or_insert(o);
+    }
+    Ok(outcome.unwrap_or(PutOutcome::Written))
+}
+
+#[async_trait]
+impl Store for Tiered {
+    fn capability(&self) -> Capability {
+        self.first().store.capability()
+    }
+
+    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
+        for (i, t) in self.tiers.iter().enumerate() {
+            match t.store.get_entry_opts(key, opts).await {
+                Ok(Some(entry)) => {
+                    if opts.record_access {
+                        t.counters.hits.fetch_add(1, Ordering::Relaxed);
+                        if i > 0 {
+                            self.backfill(i, key, &entry).await;
+                        }
+                    }
+                    return Ok(Some(entry));
+                }
+                Ok(None) => {
+                    if opts.record_access {
+                        t.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.is_not_found() => {
+                    if opts.record_access {
+                        t.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    t.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn put_entry_opts(
+        &self,
+        key: &Key,
+        entry: &Entry,
+        opts: PutOptions,
+    ) -> Result<PutOutcome> {
+        let mut outcome = None;
+        for t in self.sync_tiers() {
+            match t.store.put_entry_opts(key, entry, opts).await {
+                Ok(o) => {
+                    outcome.get_or_insert(o);
+                }
+                Err(e) => {
+                    t.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        let Some(outcome) = outcome else {
+            return Err(self.no_writable_tier());
+        };
+        if outcome == PutOutcome::Written {
+            for t in &self.tiers {
+                if let TierWrite::Queued(q) = &t.write {
+                    self.enqueue(t, q, key).await;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        for t in &self.tiers {
+            if let Some(read) = t.store.get_blob(digest).await? {
+                return Ok(Some(read));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn put_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        payload: ByteStream,
+    ) -> Result<PutOutcome> {
+        let stores: Vec<&Arc<dyn Store>> = self.sync_tiers().map(|t| &t.store).collect();
+        match stores.as_slice() {
+            [] => Err(self.no_writable_tier()),
+            [one] => one.put_blob(digest, size, payload).await,
+            many => put_blob_tee(many, digest, size, payload).await,
+        }
+    }
+
+    async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
+        for t in &self.tiers {
+            if t.store.place_blob(digest, dest, how).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let sync: Vec<&Tier> = self.sync_tiers().collect();
+        match sync.as_slice() {
+            [] => self.first().store.find_missing(digests).await,
+            [one] => one.store.find_missing(digests).await,
+            many => {
+                let mut missing = HashSet::new();
+                for t in many {
+                    missing.extend(t.store.find_missing(digests).await?);
+                }
+                Ok(digests
+                    .iter()
+                    .filter(|d| missing.contains(*d))
+                    .copied()
+                    .collect())
+            }
+        }
+    }
+
+    async fn delete(&self, key: &Key) -> Result<bool> {
+        let mut any = false;
+        for t in &self.tiers {
+            if !matches!(t.write, TierWrite::Never) && t.store.capability().delete {
+                any |= t.store.delete(key).await?;
+            }
+        }
+        Ok(any)
+    }
+
+    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
+        self.first().store.list()
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        self.first().store.stats().await
+    }
+
+    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
+        self.first().store.trim(opts, progress).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let mut first_err = None;
+        for t in &self.tiers {
+            if let Err(e) = t.store.flush().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
