@@ -728,8 +728,9 @@ async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {
                 // Objects stay in SeaweedFS's directory until the run ends.
                 ns_dir: None,
                 open: Box::new(move |ns| {
+                    use larder_s3::BucketBuilder;
                     Ok(Arc::new(
-                        larder_s3::S3Store::builder(&b2)
+                        larder_s3::S3StoreBuilder::new(&b2)
                             .with_endpoint(&endpoint)
                             .with_path_style(true)
                             .with_credentials(&ak, &sk)

@@ -87,7 +87,7 @@ impl AccessLog {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        match bucket.put(&key, Bytes::from(body), false).await {
+        match bucket.put(&key, Bytes::from(body), false, &[]).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 if let Ok(mut m) = self.hits.lock() {

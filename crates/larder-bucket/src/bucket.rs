@@ -1,16 +1,17 @@
-//! [`Bucket`]: the object primitives a trim needs, and [`Listed`], one object of a listing.
+//! [`Bucket`]: the object primitives a backend supplies, and [`Listed`], one object as a listing
+//! or a metadata request sees it.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use larder_core::eviction::EvictionPolicy;
-use larder_core::{EntryMeta, PutOutcome, Result};
+use larder_core::{ByteStream, PutOutcome, Result};
 
-/// One object of a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::settings::BucketSettings;
+
+/// One object of a listing (or of a metadata request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listed {
     /// The object's full key (name) in the bucket.
     pub key: String,
@@ -20,6 +21,8 @@ pub struct Listed {
     pub modified_ms: u64,
     /// What changes when the object is rewritten: the ETag on S3, the generation on GCS.
     pub version: String,
+    /// The object's user metadata, where the answer carried it (empty otherwise).
+    pub metadata: Vec<(String, String)>,
 }
 
 impl Listed {
@@ -27,52 +30,129 @@ impl Listed {
     pub fn name(&self) -> &str {
         self.key.rsplit('/').next().unwrap_or_default()
     }
+
+    /// A metadata value parsed as a number.
+    pub fn number(&self, name: &str) -> Option<u64> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse().ok())
+    }
 }
 
-/// A store laid out in a bucket: `PREFIX/entries/<storage name>`, `PREFIX/blobs/<blake3>`,
-/// `PREFIX/access/…` (access records) and `PREFIX/trim/…` (the trim's lease and index).
+/// What a backend's service can do beyond the primitives every backend has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Objects keep user metadata (entries' size, creation time and cost ride on them, so a
+    /// listing needs no download). Without it, listing reads and decodes each entry.
+    pub metadata: bool,
+    /// Objects can be listed.
+    pub list: bool,
+    /// Objects can be deleted.
+    pub delete: bool,
+    /// Why the store cannot be trimmed, if it cannot.
+    pub no_trim: Option<&'static str>,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            metadata: true,
+            list: true,
+            delete: true,
+            no_trim: None,
+        }
+    }
+}
+
+/// The object primitives of one service. [`crate::BucketStore`] implements larder's whole
+/// [`Store`](larder_core::Store) contract over them, once for every object service.
 ///
 /// # Contract
-/// - Keys passed in are full object keys (they already start with [`Bucket::prefix`]).
-/// - `get`/`version` MUST answer `Ok(None)` for an object that does not exist.
+/// - Keys passed in are full object keys (they start with the settings' prefix).
+/// - `head`, `get` and `read` MUST answer `Ok(None)` for an object that does not exist.
+/// - `get` MUST NOT hold more than `limit` bytes: a larger object is
+///   [`Error::TooLarge`](larder_core::Error::TooLarge).
+/// - `read`'s chunks MUST each arrive within the service's read time-out (a stalled body is a
+///   temporary error); the bytes are verified by the caller.
 /// - `put` with `create` MUST NOT overwrite an existing object, and answers
 ///   [`PutOutcome::Exists`] then (checking first where the service has no create-only write).
+/// - `put_stream` MUST publish nothing when the body yields an error (the caller's stream
+///   fails when the bytes do not match their digest), and return that error.
 /// - `delete` MUST succeed for an object that does not exist.
 /// - `delete_if_version` MUST delete only if the object's version is still `version`, and
 ///   answer whether it deleted.
-/// - Errors MUST be classified (temporary or permanent) as for the store's other operations.
+/// - Errors MUST be classified (temporary or permanent).
 #[async_trait]
-pub trait Bucket: fmt::Display + Send + Sync {
-    /// The store's prefix in the bucket: empty, or ending with `/`.
-    fn prefix(&self) -> &str;
+pub trait Bucket: fmt::Display + fmt::Debug + Send + Sync + 'static {
+    /// Prefix, fan-out, eviction policy, grace period, single-request size.
+    fn settings(&self) -> &BucketSettings;
 
-    /// Requests a fan-out operation keeps in flight.
-    fn concurrency(&self) -> usize;
-
-    /// The eviction policy trims use.
-    fn eviction_policy(&self) -> &dyn EvictionPolicy;
-
-    /// How old an unreferenced blob must be before a trim deletes it.
-    fn trim_grace(&self) -> Duration;
+    /// What the service can do beyond the primitives.
+    fn features(&self) -> Features {
+        Features::default()
+    }
 
     /// Every object whose key starts with `prefix`, page by page.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>>;
 
-    /// An entry's metadata from its listing (and, if the listing lacks it, a metadata request);
-    /// `None` if it is gone.
-    async fn entry_meta(&self, listed: &Listed) -> Result<Option<EntryMeta>>;
+    /// An object's size, time, version and (where kept) metadata.
+    async fn head(&self, key: &str) -> Result<Option<Listed>>;
 
-    /// A small object's bytes.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    /// A small object's bytes, at most `limit` of them.
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>>;
 
-    /// Store a small object; with `create`, only if absent.
-    async fn put(&self, key: &str, body: Bytes, create: bool) -> Result<PutOutcome>;
+    /// An object as a stream: its size and its (unverified) chunks.
+    async fn read(&self, key: &str) -> Result<Option<(u64, ByteStream)>>;
+
+    /// Store a small object in one request, with user metadata; with `create`, only if absent.
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        create: bool,
+        metadata: &[(&str, String)],
+    ) -> Result<PutOutcome>;
+
+    /// Store `size` bytes from `body` as one object (multipart, resumable, or in parts),
+    /// publishing nothing unless the body ends cleanly.
+    async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<()>;
+
+    /// Give an existing object a new modification time; `false` if the service cannot (the
+    /// caller then uploads it again).
+    async fn refresh(&self, _key: &str) -> bool {
+        false
+    }
 
     /// Delete an object (absent is fine).
     async fn delete(&self, key: &str) -> Result<()>;
 
     /// Delete an object only if it is still at `version`: `false` if it changed or is gone.
-    async fn delete_if_version(&self, key: &str, version: &str) -> Result<bool>;
+    ///
+    /// The default is a metadata request then a delete, for services without a conditional
+    /// delete that every implementation honours: a re-put between the two is the (small)
+    /// window left.
+    async fn delete_if_version(&self, key: &str, version: &str) -> Result<bool> {
+        match self.head(key).await? {
+            Some(h) if h.version == version => {
+                self.delete(key).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Delete an unreferenced blob a trim found older than `cutoff_ms` (a backend that must
+    /// check its age again, because a re-upload does not change what the listing showed,
+    /// overrides this).
+    async fn delete_stale(&self, key: &str, _cutoff_ms: u64) -> Result<()> {
+        self.delete(key).await
+    }
+
+    /// The store's prefix in the bucket: empty, or ending with `/`.
+    fn prefix(&self) -> &str {
+        &self.settings().prefix
+    }
 
     /// `PREFIX/entries/`.
     fn entries_prefix(&self) -> String {

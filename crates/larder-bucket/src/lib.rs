@@ -1,27 +1,38 @@
-//! What larder's object-store backends share: the trimming of a bucket, over a small trait of
-//! object primitives ([`Bucket`]) that each backend (larder-s3, larder-gcs, larder-opendal)
-//! implements.
+//! Larder's one store over object services: [`BucketStore`] implements the whole
+//! [`Store`](larder_core::Store) contract over a small trait of object primitives
+//! ([`Bucket`]) that each backend (larder-s3, larder-gcs, larder-opendal) implements with its
+//! configuration and error mapping. A new object service supplies the primitives and gets the
+//! layout, verification, refresh-on-reuse, access records and remote trim from here.
 //!
+//! - [`store`]: [`BucketStore`], the layout and the contract's behaviour;
+//! - [`settings`]: what every backend is configured with, its builder methods
+//!   ([`BucketBuilder`]) and store-URL parsing;
+//! - [`upload`]: verifying an upload before anything is published; cutting a stream into parts;
+//! - [`error`]: how backends classify service failures;
 //! - [`access`]: access records. Object stores keep no access times, so hits are counted in
-//!   memory ([`AccessLog`]) and written as small objects under `PREFIX/access/` at flush.
+//!   memory ([`AccessLog`]) and written as small objects under `PREFIX/access/` at flush;
 //! - [`trim`]: one trim at a time per prefix (a lease object), folding the access records
 //!   into an index, evicting with the configured eviction policy down to byte and entry
 //!   budgets, and deleting unreferenced blobs only after a grace period.
 //!
 //! - `testkit` (feature): the trim checks every such store runs against its real server.
 //!
-//! See `docs/remote-trim.md` for the design and its cost per get.
+//! See `docs/remote-trim.md` for the trim's design and its cost per get.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod access;
 mod bucket;
-mod store;
+pub mod error;
+pub mod settings;
+pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod trim;
+pub mod upload;
 
 pub use access::AccessLog;
-pub use bucket::{Bucket, Listed};
-pub use store::{find_missing, stats_from_listings};
+pub use bucket::{Bucket, Features, Listed};
+pub use settings::{BucketBuilder, BucketSettings, StoreUrl};
+pub use store::{BucketStore, FromUrl};
 pub use trim::trim;

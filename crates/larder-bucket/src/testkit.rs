@@ -13,7 +13,7 @@ use larder_core::{
     Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt, TrimOptions, TrimReport,
 };
 
-use crate::Bucket;
+use crate::{Bucket, BucketStore};
 
 fn budget(max_bytes: Option<u64>, max_entries: Option<u64>) -> TrimOptions {
     let mut o = TrimOptions::default();
@@ -53,8 +53,8 @@ async fn put_entry(s: &(impl Store + ?Sized), i: usize, shared: Digest) -> (Key,
 
 /// Entry and byte budgets hold; the entries used since they were written stay, with their
 /// blobs; a blob a live entry names is kept; a dry run changes nothing.
-pub async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay<S: Store + Bucket>(
-    make: impl Fn(&str, Duration) -> S,
+pub async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay<B: Bucket>(
+    make: impl Fn(&str, Duration) -> BucketStore<B>,
 ) {
     let s = make("trim/budget", Duration::ZERO);
     let shared = s
@@ -98,8 +98,8 @@ pub async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay<S: Store
 }
 
 /// A blob stored by a writer whose entry has not landed yet survives a trim (grace period).
-pub async fn blobs_of_a_put_in_flight_survive<S: Store + Bucket>(
-    make: impl Fn(&str, Duration) -> S,
+pub async fn blobs_of_a_put_in_flight_survive<B: Bucket>(
+    make: impl Fn(&str, Duration) -> BucketStore<B>,
 ) {
     let s = make("trim/race", Duration::from_secs(3600));
     let shared = s
@@ -120,8 +120,8 @@ pub async fn blobs_of_a_put_in_flight_survive<S: Store + Bucket>(
 
 /// A blob older than half the grace period that a writer finds present (and so does not upload)
 /// is refreshed, and outlives the next trim.
-pub async fn an_old_blob_a_writer_finds_present_outlives_the_next_trim<S: Store + Bucket>(
-    make: impl Fn(&str, Duration) -> S,
+pub async fn an_old_blob_a_writer_finds_present_outlives_the_next_trim<B: Bucket>(
+    make: impl Fn(&str, Duration) -> BucketStore<B>,
 ) {
     // Grace 4 s; timestamps may be whole seconds, hence the margins below.
     let s = make("trim/reuse", Duration::from_secs(4));
@@ -148,21 +148,23 @@ pub async fn an_old_blob_a_writer_finds_present_outlives_the_next_trim<S: Store 
 
 /// A live lease held by another trimmer makes a trim skip; an expired one is taken over, and
 /// released after the trim.
-pub async fn one_trim_at_a_time<S: Store + Bucket>(make: impl Fn(&str, Duration) -> S) {
+pub async fn one_trim_at_a_time<B: Bucket>(make: impl Fn(&str, Duration) -> BucketStore<B>) {
     let s = make("trim/lock", Duration::ZERO);
-    let lock = format!("{}trim/lock", Bucket::prefix(&s));
+    let lock = format!("{}trim/lock", s.backend().prefix());
     let far = larder_core::entry::now_ms() + 600_000;
-    Bucket::put(&s, &lock, Bytes::from(format!("1 {far}\n")), false)
+    s.backend()
+        .put(&lock, Bytes::from(format!("1 {far}\n")), false, &[])
         .await
         .expect("lease");
     assert!(trim(&s, &budget(None, Some(0))).await.skipped_locked);
-    Bucket::put(&s, &lock, Bytes::from_static(b"1 1000\n"), false)
+    s.backend()
+        .put(&lock, Bytes::from_static(b"1 1000\n"), false, &[])
         .await
         .expect("expired lease");
     let r = trim(&s, &budget(None, Some(0))).await;
     assert!(!r.skipped_locked, "{r:?}");
     assert!(
-        Bucket::get(&s, &lock).await.expect("get").is_none(),
+        s.backend().get(&lock, 4096).await.expect("get").is_none(),
         "the lease is released after the trim"
     );
 }

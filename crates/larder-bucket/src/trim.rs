@@ -22,12 +22,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use larder_core::entry::now_ms;
+use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
 use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru, validate_victims};
 use larder_core::store::ProgressFn;
 use larder_core::{Digest, Entry, EntryMeta, Error, PutOutcome, Result, TrimOptions, TrimReport};
 
 use crate::{Bucket, Listed};
+
+/// The most a lease object may hold.
+const SMALL: u64 = 4096;
+
+/// The most the trim's index or one access record may hold.
+const INDEX_LIMIT: u64 = 1 << 30;
 
 /// How long a trim's lease lasts; a crashed trimmer's lock is taken over after it.
 const LEASE: Duration = Duration::from_secs(15 * 60);
@@ -59,10 +65,10 @@ async fn lock(store: &dyn Bucket, wait: bool) -> Result<bool> {
             std::process::id(),
             now_ms() + LEASE.as_millis() as u64
         );
-        if store.put(&key, Bytes::from(body), true).await? == PutOutcome::Written {
+        if store.put(&key, Bytes::from(body), true, &[]).await? == PutOutcome::Written {
             return Ok(true);
         }
-        let held = store.get(&key).await?;
+        let held = store.get(&key, SMALL).await?;
         let expires = held.as_deref().and_then(|b| {
             String::from_utf8_lossy(b)
                 .split_whitespace()
@@ -187,7 +193,7 @@ async fn run(
     progress: Option<ProgressFn>,
 ) -> Result<TrimReport> {
     let started = now_ms();
-    let concurrency = store.concurrency();
+    let concurrency = store.settings().concurrency.max(1);
     let report_progress = |done: u64, total: u64| {
         if let Some(p) = &progress {
             p(done, total);
@@ -197,7 +203,7 @@ async fn run(
     // 1. Entries with their metadata.
     let listed: Vec<Listed> = store.list(&store.entries_prefix()).try_collect().await?;
     let metas: Vec<Option<EntryMeta>> = futures::stream::iter(listed.clone())
-        .map(|l| async move { store.entry_meta(&l).await })
+        .map(|l| async move { crate::store::entry_meta(store, &l).await })
         .buffered(concurrency)
         .try_collect()
         .await?;
@@ -208,14 +214,14 @@ async fn run(
         .collect();
 
     // 2. Fold the access records into the index.
-    let mut index = load_index(store.get(&index_key(store)).await?);
+    let mut index = load_index(store.get(&index_key(store), INDEX_LIMIT).await?);
     let records: Vec<Listed> = store
         .list(&crate::access::prefix(store))
         .try_collect()
         .await?;
     let record_keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
     let bodies: Vec<Option<Bytes>> = futures::stream::iter(record_keys.clone())
-        .map(|key| async move { store.get(&key).await })
+        .map(|key| async move { store.get(&key, INDEX_LIMIT).await })
         .buffered(concurrency)
         .try_collect()
         .await?;
@@ -248,7 +254,7 @@ async fn run(
     let mut chosen = Vec::new();
     if goal.bytes > 0 || goal.entries > 0 {
         let (mut bytes, mut entries) = (0u64, 0u64);
-        for v in victims(store.eviction_policy(), &c, goal) {
+        for v in victims(store.settings().policy.as_ref(), &c, goal) {
             if bytes >= goal.bytes && entries >= goal.entries {
                 break;
             }
@@ -298,7 +304,7 @@ async fn run(
             async move {
                 let blobs = match cached {
                     Some(b) => Some(b),
-                    None => store.get(&l.key).await?.map(|doc| {
+                    None => store.get(&l.key, MAX_ENTRY_BYTES as u64).await?.map(|doc| {
                         match Entry::decode(&doc) {
                             Ok(e) => e.blob_digests().iter().map(Digest::to_hex).collect(),
                             // A corrupt entry names nothing (its next read removes it).
@@ -330,7 +336,8 @@ async fn run(
             },
         );
     }
-    let grace_ms = store.trim_grace().as_millis() as u64;
+    let grace_ms = store.settings().trim_grace.as_millis() as u64;
+    let cutoff = started.saturating_sub(grace_ms);
     let blobs: Vec<Listed> = store.list(&store.blobs_prefix()).try_collect().await?;
     let doomed: Vec<String> = blobs
         .iter()
@@ -339,14 +346,14 @@ async fn run(
         .map(|b| b.key.clone())
         .collect();
     futures::stream::iter(doomed)
-        .map(|key| async move { store.delete(&key).await })
+        .map(|key| async move { store.delete_stale(&key, cutoff).await })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
 
     // 5. The index, then the records it now holds.
     store
-        .put(&index_key(store), save_index(&new_index), false)
+        .put(&index_key(store), save_index(&new_index), false, &[])
         .await?;
     futures::stream::iter(record_keys)
         .map(|key| async move { store.delete(&key).await })

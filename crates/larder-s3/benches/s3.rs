@@ -17,6 +17,7 @@ use futures::StreamExt;
 use larder_core::digest::DigestWriter;
 use larder_core::store::CHUNK_SIZE;
 use larder_core::{ByteStream, Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt};
+use larder_s3::BucketBuilder;
 use larder_testservers::SeaweedFs;
 
 fn rss(field: &str) -> u64 {

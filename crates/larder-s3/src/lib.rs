@@ -8,21 +8,16 @@
 //!   `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
 //! - Any other endpoint: `LARDER_S3_ENDPOINT`, or `?endpoint=URL` on either form.
 //!
-//! Behaviour:
-//! - Blobs are stored raw under `PREFIX/blobs/<blake3>`, entries under
-//!   `PREFIX/entries/<storage name>` with their size, creation time and cost as object metadata.
-//! - Uploads above the part size (8 MiB) are multipart with a bounded number of parts in flight:
-//!   memory stays flat whatever the blob's size. Bytes are verified before anything is published.
-//! - Downloads stream and are verified against the BLAKE3 digest; a corrupt blob is deleted and
-//!   read as [`Error::Corrupt`](larder_core::Error::Corrupt) (a miss for restores).
-//! - Create-only entry writes use `If-None-Match: *` (S3, MinIO and SeaweedFS honour it;
-//!   `?create_only=false` checks first instead, for services that do not).
-//! - Requests are retried by the SDK's standard strategy on temporary errors only (time-outs,
+//! This crate supplies S3's object primitives ([`S3Bucket`]), its configuration and its error
+//! mapping; the store itself — layout, verification, refresh-on-reuse, access records, remote
+//! trim — is [`larder_bucket::BucketStore`], shared with GCS and OpenDAL. What is S3's own:
+//! - blobs above the part size (8 MiB) go up as multipart uploads with a bounded number of
+//!   parts in flight (memory stays flat), completed only once the bytes have verified;
+//! - create-only entry writes use `If-None-Match: *` (S3, MinIO and SeaweedFS honour it;
+//!   `?create_only=false` checks first instead, for services that do not);
+//! - an old blob about to be reused is refreshed by a copy onto itself;
+//! - requests are retried by the SDK's standard strategy on temporary errors only (time-outs,
 //!   connection failures, throttling, 5xx); errors are classified for callers the same way.
-//! - Trimming (`larder trim --store s3://...`): hits are counted in memory and written as small
-//!   access records at flush; a trim folds them, evicts with the configured policy down to the
-//!   byte and entry budgets, and deletes unreferenced blobs older than a grace period. See
-//!   `docs/remote-trim.md` for the design and its cost.
 //!
 //! ```no_run
 //! # fn example() -> larder_core::Result<()> {
@@ -35,10 +30,12 @@
 mod backend;
 mod config;
 mod error;
-mod reader;
-mod writer;
 
-pub use backend::S3Store;
+pub use backend::S3Bucket;
 pub use config::{
     ACCESS_KEY_ENV, ENDPOINT_ENV, MIN_PART_SIZE, REGION_ENV, S3StoreBuilder, SECRET_KEY_ENV,
 };
+pub use larder_bucket::BucketBuilder;
+
+/// A larder store in an S3 bucket.
+pub type S3Store = larder_bucket::BucketStore<S3Bucket>;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use larder_core::testkit::{Harness, run_all};
 use larder_core::{Digest, ErrorKind, Key, Store, StoreExt};
-use larder_s3::S3Store;
+use larder_s3::{BucketBuilder, S3Store};
 use larder_testservers::SeaweedFs;
 
 fn unique_prefix(name: &str) -> String {
@@ -172,7 +172,7 @@ async fn wrong_secret_is_a_permanent_error_that_says_so() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_endpoint_is_a_temporary_error() {
     let port = larder_testservers::free_ports(1).expect("port")[0];
-    let store = S3Store::builder("bucket")
+    let store = larder_s3::S3StoreBuilder::new("bucket")
         .with_endpoint(format!("http://127.0.0.1:{port}"))
         .with_path_style(true)
         .with_credentials("a", "b")
@@ -197,7 +197,7 @@ async fn hanging_server_is_a_temporary_error_within_the_request_timeout() {
             held.push(conn);
         }
     });
-    let store = S3Store::builder("bucket")
+    let store = larder_s3::S3StoreBuilder::new("bucket")
         .with_endpoint(format!("http://127.0.0.1:{port}"))
         .with_path_style(true)
         .with_credentials("a", "b")

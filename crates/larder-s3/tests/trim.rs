@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use larder_bucket::testkit;
-use larder_s3::S3Store;
+use larder_s3::{BucketBuilder, S3Store};
 use larder_testservers::SeaweedFs;
 
 /// A store maker for the checks: a store under `prefix` in `s3`'s bucket with that grace.

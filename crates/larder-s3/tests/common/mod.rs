@@ -4,12 +4,12 @@
 #![allow(dead_code)]
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use larder_s3::{S3Store, S3StoreBuilder};
+use larder_s3::S3StoreBuilder;
 use larder_testservers::SeaweedFs;
 
 /// A builder for a store in `s3`'s bucket, with its endpoint, path-style addressing and keys.
 pub fn builder(s3: &SeaweedFs) -> S3StoreBuilder {
-    S3Store::builder(s3.bucket())
+    S3StoreBuilder::new(s3.bucket())
         .with_endpoint(s3.endpoint())
         .with_path_style(true)
         .with_credentials(s3.access_key(), s3.secret_key())
