@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use larder_s3::S3StoreBuilder;
+use larder_s3::{BucketBuilder, S3StoreBuilder};
 
 use super::{Opened, StoreUrl};
 use crate::config::Config;
