@@ -1,0 +1,216 @@
+//! The store layers of `larder_core::layer` over real filesystem stores: each layer (and the
+//! usual stacks) runs the shared conformance suite, and the tiered store's backfill and
+//! streaming are checked on disk.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
+use larder_core::layer::{Admission, BestEffort, Progress, ReadOnly, Retry, Tier, Tiered};
+use larder_core::testkit::{Harness, run_all};
+use larder_core::{Content, Digest, Entry, Key, Output, OutputKind, Placement, Store, StoreExt};
+use larder_fs::{FsConfig, FsStore};
+
+/// A filesystem store in a temporary directory.
+struct Disk {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    store: Arc<FsStore>,
+}
+
+impl Disk {
+    fn new() -> Disk {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("cache");
+        let store = Arc::new(FsStore::open(&root, FsConfig::default()).expect("open store"));
+        Disk {
+            _dir: dir,
+            root,
+            store,
+        }
+    }
+}
+
+/// A layered store over filesystem stores; damage goes to every one of them.
+struct Layers {
+    store: Arc<dyn Store>,
+    disks: Vec<Disk>,
+    large: u64,
+}
+
+#[async_trait]
+impl Harness for Layers {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+    async fn corrupt_blob(&self, digest: &Digest) -> bool {
+        let mut any = false;
+        for d in &self.disks {
+            any |= larder_fs::testkit::corrupt_blob(&d.root, digest);
+        }
+        any
+    }
+    async fn corrupt_entry(&self, key: &Key) -> bool {
+        let mut any = false;
+        for d in &self.disks {
+            any |= larder_fs::testkit::corrupt_entry(&d.root, key);
+        }
+        any
+    }
+    fn large_blob_bytes(&self) -> u64 {
+        self.large
+    }
+}
+
+/// One disk under `wrap`. The large-blob check is the plain fs suite's business; a layer only
+/// has to stream, which 64 MiB shows as well.
+fn over_one(wrap: impl FnOnce(Arc<FsStore>) -> Arc<dyn Store>) -> Layers {
+    let disk = Disk::new();
+    Layers {
+        store: wrap(Arc::clone(&disk.store)),
+        disks: vec![disk],
+        large: 64 << 20,
+    }
+}
+
+#[derive(Debug)]
+struct AdmitAll;
+
+impl AdmissionPolicy for AdmitAll {
+    fn name(&self) -> &str {
+        "all"
+    }
+    fn admit(&self, _: AdmissionCandidate, _: u64) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_over_fs() {
+    run_all(&over_one(|s| Arc::new(Retry::new(s)))).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn best_effort_over_retry_over_fs() {
+    run_all(&over_one(|s| Arc::new(BestEffort::new(Retry::new(s))))).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admission_over_fs() {
+    run_all(&over_one(|s| {
+        Arc::new(Admission::new(s, Arc::new(AdmitAll)))
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_over_fs() {
+    run_all(&over_one(|s| Arc::new(Progress::new(s)))).await;
+}
+
+/// Two disks as tiers; the large blob (512 MiB) streams to both at once, and the suite's memory
+/// bound (256 MiB) would catch a tier fed from a buffered copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn tiered_over_two_fs_stores() {
+    let (fast, slow) = (Disk::new(), Disk::new());
+    let tiered = Tiered::new(vec![
+        Tier::new(fast.store.clone()),
+        Tier::new(Arc::new(BestEffort::new(slow.store.clone()))),
+    ])
+    .expect("two tiers");
+    run_all(&Layers {
+        store: Arc::new(tiered),
+        disks: vec![fast, slow],
+        large: 512 << 20,
+    })
+    .await;
+}
+
+fn key(name: &str) -> Key {
+    Key::new(format!("fs-layers/{name}/{}", std::process::id())).expect("a valid key")
+}
+
+/// A restore through the tiers of an entry only the slow disk holds: the fast disk is
+/// backfilled with the entry and its blob, and the next restore is served by the fast disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn tiered_backfills_a_fs_tier() {
+    let (fast, slow) = (Disk::new(), Disk::new());
+    let k = key("backfill");
+    let bytes = Bytes::from(vec![42u8; 5 << 20]);
+    let digest = slow
+        .store
+        .put_blob_bytes(bytes.clone())
+        .await
+        .expect("put blob");
+    let mut entry = Entry::new(k.as_str(), "fs-layers");
+    entry.outputs.push(Output {
+        path: "out.bin".into(),
+        kind: OutputKind::File {
+            content: Content::blob(digest, bytes.len() as u64),
+            executable: false,
+        },
+    });
+    slow.store.put_entry(&k, &entry).await.expect("put entry");
+
+    let slow_counted = Arc::new(Progress::new(slow.store.clone()));
+    let tiered = Tiered::new(vec![
+        Tier::new(fast.store.clone()),
+        Tier::new(slow_counted.clone()),
+    ])
+    .expect("two tiers");
+    assert_eq!(
+        tiered.get_entry(&k).await.expect("get"),
+        Some(entry.clone())
+    );
+    assert_eq!(fast.store.get_entry(&k).await.expect("get"), Some(entry));
+    assert!(
+        fast.store
+            .find_missing(&[digest])
+            .await
+            .expect("find")
+            .is_empty()
+    );
+    assert_eq!(tiered.tier_stats()[0].backfilled_bytes, 5 << 20);
+
+    let before = slow_counted.counts();
+    assert!(tiered.get_entry(&k).await.expect("get").is_some());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dest = dir.path().join("out.bin");
+    assert!(
+        tiered
+            .place_blob(&digest, &dest, Placement::Copy)
+            .await
+            .expect("place")
+    );
+    assert_eq!(std::fs::read(&dest).expect("read").len(), 5 << 20);
+    assert_eq!(
+        slow_counted.counts(),
+        before,
+        "a fast hit touched the slow tier"
+    );
+}
+
+/// Reads through a read-only fs store are the store's own; writes are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_over_fs() {
+    let disk = Disk::new();
+    let k = key("ro");
+    let digest = disk
+        .store
+        .put_blob_bytes(Bytes::from_static(b"kept"))
+        .await
+        .expect("put");
+    let ro = ReadOnly::new(disk.store.clone());
+    assert_eq!(
+        ro.get_blob_bytes(&digest, 16).await.expect("read"),
+        Some(b"kept".to_vec())
+    );
+    let err = ro
+        .put_entry(&k, &Entry::new(k.as_str(), "fs-layers"))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(!ro.capability().trim && ro.capability().local_files);
+}
