@@ -5,6 +5,8 @@
 //!   [`normalize::PathNormalizer`] first.
 //! - [`entry`]: the versioned entry (manifest) format.
 //! - [`store`]: the [`Store`] contract every backend implements: async, object-safe, streaming.
+//! - [`layer`]: behaviour that composes over any store (tiers, best effort, retry, admission,
+//!   read-only, progress), each written once as a [`layer::Layered`] wrapper.
 //! - [`artifacts`]: turning files on disk into entries and back, atomically.
 //! - [`error`]: classified errors.
 //! - [`eviction`], [`admission`]: the seams eviction and admission policies plug into.
@@ -22,6 +24,7 @@ pub mod entry;
 pub mod error;
 pub mod eviction;
 pub mod key;
+pub mod layer;
 pub mod normalize;
 pub mod signature;
 pub mod size;
