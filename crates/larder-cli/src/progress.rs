@@ -6,19 +6,13 @@
 
 use std::fmt;
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use larder_core::Store;
+use larder_core::layer::Progress;
 use larder_core::store::ProgressFn;
-use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, GetOptions, Key, Placement,
-    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
-};
 
 /// Transfers at least this large show a progress bar (on a terminal).
 pub(crate) const LARGE_TRANSFER: u64 = 64 << 20;
@@ -101,8 +95,9 @@ impl Ui {
         })
     }
 
-    /// `store`, wrapped so that blob transfers advance a byte bar when `total` is large and
-    /// stderr is a terminal; `store` itself otherwise.
+    /// `store`, wrapped in a [`Progress`] layer so that blob transfers (streams read and
+    /// written, blobs placed) advance a byte bar when `total` is large and stderr is a
+    /// terminal; `store` itself otherwise.
     pub(crate) fn transfer(
         &self,
         store: Arc<dyn Store>,
@@ -113,100 +108,11 @@ impl Ui {
             return (store, None);
         }
         let bar = self.bar(total, message, true);
-        let wrapped = Arc::new(Counting {
-            inner: store,
-            bar: bar.clone(),
-        });
+        let on_bytes = bar.clone();
+        let wrapped = Arc::new(Progress::with_callback(
+            store,
+            Arc::new(move |n| on_bytes.inc(n)),
+        ));
         (wrapped, Some(bar))
-    }
-}
-
-/// A store that advances a progress bar as blobs go in and out.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn Store>,
-    bar: ProgressBar,
-}
-
-impl fmt::Display for Counting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-#[async_trait]
-impl Store for Counting {
-    fn capability(&self) -> Capability {
-        self.inner.capability()
-    }
-    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
-        self.inner.get_entry_opts(key, opts).await
-    }
-    async fn put_entry_opts(
-        &self,
-        key: &Key,
-        entry: &Entry,
-        opts: PutOptions,
-    ) -> Result<PutOutcome> {
-        self.inner.put_entry_opts(key, entry, opts).await
-    }
-    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
-        let Some(read) = self.inner.get_blob(digest).await? else {
-            return Ok(None);
-        };
-        let bar = self.bar.clone();
-        let stream = read
-            .stream
-            .inspect(move |c| {
-                if let Ok(c) = c {
-                    bar.inc(c.len() as u64);
-                }
-            })
-            .boxed();
-        Ok(Some(BlobRead {
-            size: read.size,
-            stream,
-        }))
-    }
-    async fn put_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        payload: ByteStream,
-    ) -> Result<PutOutcome> {
-        let bar = self.bar.clone();
-        let counted = payload
-            .inspect(move |c| {
-                if let Ok(c) = c {
-                    bar.inc(c.len() as u64);
-                }
-            })
-            .boxed();
-        self.inner.put_blob(digest, size, counted).await
-    }
-    async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
-        let placed = self.inner.place_blob(digest, dest, how).await?;
-        if placed && let Ok(m) = std::fs::metadata(dest) {
-            self.bar.inc(m.len());
-        }
-        Ok(placed)
-    }
-    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
-        self.inner.find_missing(digests).await
-    }
-    async fn delete(&self, key: &Key) -> Result<bool> {
-        self.inner.delete(key).await
-    }
-    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
-        self.inner.list()
-    }
-    async fn stats(&self) -> Result<StoreStats> {
-        self.inner.stats().await
-    }
-    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
-        self.inner.trim(opts, progress).await
-    }
-    async fn flush(&self) -> Result<()> {
-        self.inner.flush().await
     }
 }
