@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use larder_benches::{
     Row, fmt_d, median, peak_rss, print_table, samples, spread, write_pseudo_random_file,
 };
-use larder_core::artifacts::{Restore, collect_outputs, restore_outputs, store_outputs};
+use larder_core::artifacts::{
+    Restore, RestoreOptions, collect_outputs, restore_outputs, store_outputs,
+};
 use larder_core::normalize::BaseDirs;
 use larder_core::signature::{InputHasher, SignatureBuilder};
 use larder_core::statcache::StatCache;
@@ -472,7 +474,7 @@ async fn restore_one(store: &dyn Store, k: &Key, dest: &Path) {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("miss"));
-    let r = restore_outputs(store, &e, dest, Placement::Copy)
+    let r = restore_outputs(store, &e, dest, &RestoreOptions::whole_entry())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r, Restore::Restored);

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use larder_core::artifacts::{collect_outputs, restore_outputs, store_outputs};
+use larder_core::artifacts::{RestoreOptions, collect_outputs, restore_outputs, store_outputs};
 use larder_core::entry::DEFAULT_INLINE_LIMIT;
 use larder_core::{Digest, Entry, Key, Placement, Store, StoreExt};
 
@@ -404,10 +404,13 @@ async fn larder_get(
             .get_entry(&key)
             .await?
             .ok_or_else(|| format!("{key}: a miss right after the put"))?;
-        match restore_outputs(store.as_ref(), &entry, dst, Placement::Copy).await? {
+        match restore_outputs(store.as_ref(), &entry, dst, &RestoreOptions::whole_entry()).await? {
             larder_core::artifacts::Restore::Restored => Ok(()),
             larder_core::artifacts::Restore::Missing => {
                 Err(format!("{key}: a blob went missing").into())
+            }
+            larder_core::artifacts::Restore::Poisoned { path, reason } => {
+                Err(format!("{key}: output {path} {reason}").into())
             }
         }
     })

@@ -103,6 +103,12 @@ const KEYS: &[Key] = &[
         help: "flush cache files to disk before publishing them",
     },
     Key {
+        name: "allow_external_symlinks",
+        env: "LARDER_ALLOW_EXTERNAL_SYMLINKS",
+        wafcache: None,
+        help: "restore symlink outputs whose target leaves the working directory (off: such an entry is a miss and removed)",
+    },
+    Key {
         name: "eviction_policy",
         env: "LARDER_EVICTION_POLICY",
         wafcache: None,
@@ -237,6 +243,7 @@ pub(crate) struct Config {
     pub(crate) compression: Setting<Compression>,
     pub(crate) inline_limit: Setting<u64>,
     pub(crate) fsync: Setting<bool>,
+    pub(crate) allow_external_symlinks: Setting<bool>,
     /// A WebAssembly eviction policy, as an absolute path.
     pub(crate) eviction_policy: Setting<Option<PathBuf>>,
     pub(crate) eviction_config: Setting<String>,
@@ -393,6 +400,7 @@ impl Config {
                 parse_inline_limit,
             )?,
             fsync: setting(&raw, "fsync", false, parse_bool)?,
+            allow_external_symlinks: setting(&raw, "allow_external_symlinks", false, parse_bool)?,
             eviction_policy: path_setting(&raw, "eviction_policy"),
             eviction_config: setting(&raw, "eviction_config", String::new(), |v| Ok(v.to_owned()))?,
             admission_policy: path_setting(&raw, "admission_policy"),
@@ -498,6 +506,11 @@ impl Config {
                 &self.inline_limit.source,
             ),
             ("fsync", boolean(&self.fsync), &self.fsync.source),
+            (
+                "allow_external_symlinks",
+                boolean(&self.allow_external_symlinks),
+                &self.allow_external_symlinks.source,
+            ),
             (
                 "eviction_policy",
                 path(&self.eviction_policy, "lru (built in)"),

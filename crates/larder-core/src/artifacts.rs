@@ -3,19 +3,25 @@
 //! Storing ([`collect_outputs`] then [`store_outputs`]) hashes each output, uploads only the
 //! blobs the store lacks, and writes the entry last. Restoring ([`restore_outputs`]) places every
 //! file into a temporary name beside its destination and renames them into place only once all
-//! of them are verified, so a missing or corrupt blob leaves the work tree as it was. Small
+//! of them are verified, so a missing or corrupt blob leaves the work tree as it was. An entry
+//! is untrusted input: a restore writes only the outputs the caller declared, each beneath the
+//! build root through directory descriptors that never follow a symlink, and refuses an entry
+//! naming anything else as poisoned ([`Restore::Poisoned`], [`discard_poisoned`]). Small
 //! (inline) outputs are staged as unnamed files (`O_TMPFILE`) where the file system and the
 //! kernel allow it, and linked into place: one directory change per file instead of two, and
 //! nothing left behind by a crash.
 
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io::{Read, Write};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::beneath::{self, Found, Tree};
 use crate::digest::Digest;
 use crate::entry::{Content, Entry, Output, OutputKind};
 use crate::error::{Error, ErrorKind, IoResultExt, Result};
@@ -309,89 +315,443 @@ pub async fn stream_to_file(read: BlobRead, dest: &Path) -> Result<u64> {
     Ok(written)
 }
 
-/// What [`restore_outputs`] did.
+/// Which outputs a restore may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared<'a> {
+    /// Whatever the entry lists: for a caller who asked for a whole entry by its key (`larder
+    /// get KEY`), where the entry's own list is the user's explicit choice. Still confined
+    /// beneath the root, never through a symlink.
+    Entry,
+    /// These names (relative to the root, as validated by
+    /// [`validate_rel_path`](crate::key::validate_rel_path)) and what lies below them: the
+    /// outputs a task declared, or the files a request asked for. An entry listing anything
+    /// else is [poisoned](Restore::Poisoned).
+    Only(&'a [String]),
+}
+
+/// How [`restore_outputs`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreOptions<'a> {
+    /// How blobs are placed.
+    pub placement: Placement,
+    /// What the restore may write.
+    pub declared: Declared<'a>,
+    /// Restore symlinks whose target leaves the root (an absolute target, or `..` above the
+    /// root or after a name). Off by default: such a link makes the build's later writes
+    /// through it land outside the tree.
+    pub allow_external_symlinks: bool,
+}
+
+impl<'a> RestoreOptions<'a> {
+    /// Restore only `names` (and what lies below them), copying blobs, symlinks kept inside.
+    pub fn declared(names: &'a [String]) -> Self {
+        RestoreOptions {
+            placement: Placement::Copy,
+            declared: Declared::Only(names),
+            allow_external_symlinks: false,
+        }
+    }
+
+    /// Restore whatever the entry lists (see [`Declared::Entry`]), copying blobs, symlinks
+    /// kept inside.
+    pub fn whole_entry() -> Self {
+        RestoreOptions {
+            placement: Placement::Copy,
+            declared: Declared::Entry,
+            allow_external_symlinks: false,
+        }
+    }
+
+    /// Place blobs this way.
+    pub fn placement(mut self, how: Placement) -> Self {
+        self.placement = how;
+        self
+    }
+
+    /// Allow (or refuse) symlinks whose target leaves the root.
+    pub fn allow_external_symlinks(mut self, allow: bool) -> Self {
+        self.allow_external_symlinks = allow;
+        self
+    }
+}
+
+/// What [`restore_outputs`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restore {
     /// Every output is in place.
     Restored,
     /// A blob was missing or corrupt: nothing was changed (a miss).
     Missing,
+    /// The entry names something this restore may not write: an output outside the declared
+    /// ones, or a symlink whose target leaves the root. Nothing was written (a miss); callers
+    /// discard the entry with [`discard_poisoned`].
+    Poisoned {
+        /// The first offending output.
+        path: String,
+        /// What is wrong with it, as the end of a sentence naming it.
+        reason: &'static str,
+    },
 }
 
-/// Place every output of `entry` under `root`. All-or-nothing: files are placed into temporary
-/// names first and renamed into place only when every blob has been fetched and verified.
+/// Place the outputs of `entry` under `root`, confined to what `opts` declares.
+/// All-or-nothing: files are placed into temporary names first and renamed into place only
+/// when every blob has been fetched and verified.
 ///
-/// Every path is checked before anything is written. Inline bytes are written as they are:
-/// [`Entry::decode`] verified them against their digests when the entry was read, and hashing
-/// them again here cost a small restore about 5% of its CPU time.
+/// Every path is checked before anything is written: an entry naming an undeclared output or
+/// (unless allowed) a symlink leaving the root is [`Restore::Poisoned`]. Every directory is then
+/// opened beneath `root` without following symlinks (`openat2` with `RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS`, or `O_NOFOLLOW` per component), missing ones
+/// created, and each file created, linked, renamed or removed by its one name relative to its
+/// directory's descriptor, so neither a symlink that was there nor one swapped in meanwhile
+/// sends a write outside `root`. What stands where an output goes is replaced (a directory with
+/// what is in it): every output lies within a declared one. Inline bytes are written as they
+/// are: [`Entry::decode`] verified them against their digests when the entry was read, and
+/// hashing them again here cost a small restore about 5% of its CPU time.
 ///
 /// # Errors
-/// [`Error::UnsafePath`] for entries naming unsafe paths (never written), I/O errors writing
-/// under `root`, and store errors other than missing or corrupt blobs.
+/// [`Error::UnsafePath`] for entries naming unsafe paths (never written) and for outputs whose
+/// parent directory is a symlink on disk, I/O errors writing under `root`, and store errors
+/// other than missing or corrupt blobs.
 pub async fn restore_outputs(
     store: &dyn Store,
     entry: &Entry,
     root: &Path,
-    how: Placement,
+    opts: &RestoreOptions<'_>,
 ) -> Result<Restore> {
     entry.validate_shape()?;
-    let mut staged = Staged::default();
-    let result = stage_all(store, entry, root, how, &mut staged).await;
-    match result {
-        Ok(Restore::Restored) => {}
-        other => {
-            for (tmp, _) in &staged.files {
-                let _ = fs::remove_file(tmp);
-            }
-            // Directories this restore created (deepest first) go too: a miss changes nothing.
-            for dir in staged.created_dirs.iter().rev() {
-                let _ = fs::remove_dir_all(dir);
-            }
-            return other;
-        }
+    if let Some(poisoned) = poisoned(entry, opts) {
+        return Ok(poisoned);
     }
-    let files = staged.files;
-    if let Err(e) = link_all(staged.unnamed) {
-        for (tmp, _) in &files {
-            let _ = fs::remove_file(tmp);
+    let mut tree = Tree::open(root)?;
+    let mut staged = Staged::default();
+    let result = stage_all(store, entry, &mut tree, opts.placement, &mut staged).await;
+    if !matches!(result, Ok(Restore::Restored)) {
+        for f in &staged.files {
+            let _ = beneath::unlink_at(tree.fd(f.dir), &f.tmp, 0);
+        }
+        drop(staged.unnamed);
+        // Directories this restore created go too: a miss changes nothing.
+        tree.remove_created();
+        return result;
+    }
+    let Staged { files, unnamed } = staged;
+    if let Err(e) = link_all(&tree, unnamed) {
+        for f in &files {
+            let _ = beneath::unlink_at(tree.fd(f.dir), &f.tmp, 0);
         }
         return Err(e);
     }
-    for (tmp, dest) in &files {
-        move_into_place(tmp, dest)?;
+    for f in &files {
+        move_into_place(&tree, f)?;
     }
     for o in &entry.outputs {
         if let OutputKind::Symlink { target } = &o.kind {
-            let dest = root.join(&o.path);
-            if fs::symlink_metadata(&dest).is_ok() {
-                remove_any(&dest)?;
-            }
-            std::os::unix::fs::symlink(target, &dest)
-                .ctx(|| format!("creating link {}", dest.display()))?;
+            place_symlink(&mut tree, &o.path, target)?;
         }
     }
     Ok(Restore::Restored)
 }
 
-/// Rename `from` to `to` unless `to` exists: `Ok(false)` when it exists, or when the file
-/// system cannot tell (`renameat2` unsupported), and nothing was renamed.
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
+/// Restore as on a system without `openat2` and without a mounted `/proc`, for the rest of the
+/// process: directories are opened one `O_NOFOLLOW` component at a time, and blobs are
+/// streamed into files created beneath them instead of placed by the store. For tests.
+#[doc(hidden)]
+pub fn restore_without_openat2_or_proc() {
+    beneath::use_fallbacks();
+}
+
+/// Remove a [poisoned](Restore::Poisoned) entry from the store where the store allows it,
+/// with one warning naming the key and the offending output. Returns whether it was removed.
+pub async fn discard_poisoned(store: &dyn Store, key: &Key, path: &str, reason: &str) -> bool {
+    match store.delete(key).await {
+        Ok(removed) => {
+            tracing::warn!(
+                "entry {key} is poisoned: its output {path:?} {reason}; treated as a miss{}",
+                if removed { " and removed" } else { "" }
+            );
+            removed
+        }
+        Err(e) => {
+            tracing::warn!(
+                "entry {key} is poisoned: its output {path:?} {reason}; treated as a miss (not removed: {e})"
+            );
+            false
+        }
+    }
+}
+
+/// The first reason `entry` may not be restored with `opts`, if any.
+fn poisoned(entry: &Entry, opts: &RestoreOptions<'_>) -> Option<Restore> {
+    if let Declared::Only(names) = opts.declared {
+        // A set only pays for itself with many names (a worker asking for hundreds of files).
+        let set: Option<std::collections::HashSet<&str>> =
+            (names.len() > 16).then(|| names.iter().map(String::as_str).collect());
+        for o in &entry.outputs {
+            let declared = match &set {
+                Some(set) => self_and_parents(&o.path).any(|p| set.contains(p)),
+                None => names.iter().any(|d| within(&o.path, d)),
+            };
+            if !declared {
+                return Some(Restore::Poisoned {
+                    path: o.path.clone(),
+                    reason: "is not an output the task declared",
+                });
+            }
+        }
+    }
+    if !opts.allow_external_symlinks {
+        for o in &entry.outputs {
+            if let OutputKind::Symlink { target } = &o.kind
+                && !target_stays_inside(&o.path, target)
+            {
+                return Some(Restore::Poisoned {
+                    path: o.path.clone(),
+                    reason: "is a symlink whose target leaves the build root",
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Whether `path` is `dir` or lies below it.
+fn within(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `a/b/c`, `a/b`, `a`.
+fn self_and_parents(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path), |p| p.rfind('/').map(|i| &p[..i]))
+}
+
+/// Whether symlink `link` (a relative path under the root) pointing at `target` resolves,
+/// lexically from the link's directory, to the root or below it.
+///
+/// `..` is only accepted before any name: `a/../..` would climb from wherever `a` leads (itself
+/// perhaps a symlink), which a lexical reading cannot know, so it is refused.
+fn target_stays_inside(link: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return false;
+    }
+    // The link's directory is this many levels below the root.
+    let mut depth = link.matches('/').count();
+    let mut named = false;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if named || depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            _ => named = true,
+        }
+    }
+    true
+}
+
+/// A file written under a temporary name in its directory, waiting to be renamed into place.
+struct NamedTmp<'a> {
+    /// Its directory, as numbered by the [`Tree`].
+    dir: usize,
+    tmp: CString,
+    name: CString,
+    /// The output's path, for messages.
+    path: &'a str,
+}
+
+/// An unnamed file waiting to be linked into place, with its bytes and executable bit for the
+/// named fallback.
+struct UnnamedTmp<'a> {
+    file: fs::File,
+    dir: usize,
+    name: CString,
+    path: &'a str,
+    bytes: &'a [u8],
+    executable: bool,
+}
+
+/// What a restore has staged so far.
+#[derive(Default)]
+struct Staged<'a> {
+    files: Vec<NamedTmp<'a>>,
+    unnamed: Vec<UnnamedTmp<'a>>,
+}
+
+/// At most this many small outputs of one restore are held as open unnamed files; the rest
+/// get named temporary files, so a restore of thousands of outputs stays within the
+/// descriptor limit.
+const MAX_UNNAMED: usize = 64;
+
+/// Flags of a named temporary file: a new file, never through a symlink.
+const TMP_FLAGS: libc::c_int =
+    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+
+/// `rel`'s last component as a C string.
+fn leaf(tree: &Tree, rel: &str) -> Result<CString> {
+    beneath::cstr(beneath::split(rel).1)
+        .map_err(|e| Error::io(format!("restoring {}", tree.show(rel)), e))
+}
+
+async fn stage_all<'a>(
+    store: &dyn Store,
+    entry: &'a Entry,
+    tree: &mut Tree,
+    how: Placement,
+    staged: &mut Staged<'a>,
+) -> Result<Restore> {
+    for o in &entry.outputs {
+        let path = o.path.as_str();
+        let (parent, name) = beneath::split(path);
+        let dir = tree.dir(parent)?;
+        let c_name = leaf(tree, path)?;
+        match &o.kind {
+            OutputKind::Dir => {
+                // A file or symlink standing where a directory output goes is replaced (it
+                // is within a declared output); the symlink is removed, not followed.
+                let shown = || format!("replacing {}", tree.show(path));
+                match beneath::found_at(tree.fd(dir), &c_name).ctx(shown)? {
+                    Found::Dir | Found::Nothing => {}
+                    Found::Symlink | Found::Other => {
+                        beneath::unlink_at(tree.fd(dir), &c_name, 0).ctx(shown)?;
+                    }
+                }
+                tree.dir(path)?;
+            }
+            // Its parent is made above; the link itself is made once every file is in place.
+            OutputKind::Symlink { .. } => {}
+            OutputKind::File {
+                content,
+                executable,
+            } => {
+                let fd = tree.fd(dir);
+                if let Some(bytes) = &content.inline
+                    && staged.unnamed.len() < MAX_UNNAMED
+                    // Any error (permissions, a full disk) is reported by the named path.
+                    && let Ok(Some(mut f)) =
+                        unnamed::create_at(borrow(fd), 0o666)
+                {
+                    fill(&mut f, bytes, *executable)
+                        .ctx(|| format!("writing {}", tree.show(path)))?;
+                    staged.unnamed.push(UnnamedTmp {
+                        file: f,
+                        dir,
+                        name: c_name,
+                        path,
+                        bytes,
+                        executable: *executable,
+                    });
+                    continue;
+                }
+                let tmp = beneath::cstr(&temp_name(name))
+                    .map_err(|e| Error::io(format!("restoring {}", tree.show(path)), e))?;
+                let shown_tmp = || tree.show(&format!("{parent}/{}", tmp.to_string_lossy()));
+                match &content.inline {
+                    Some(bytes) => {
+                        let f = beneath::openat(fd, &tmp, TMP_FLAGS, 0o666)
+                            .ctx(|| format!("creating {}", shown_tmp()))?;
+                        let mut f = fs::File::from(f);
+                        staged.files.push(NamedTmp {
+                            dir,
+                            tmp: tmp.clone(),
+                            name: c_name,
+                            path,
+                        });
+                        fill(&mut f, bytes, *executable)
+                            .ctx(|| format!("writing {}", shown_tmp()))?;
+                    }
+                    None => {
+                        staged.files.push(NamedTmp {
+                            dir,
+                            tmp: tmp.clone(),
+                            name: c_name,
+                            path,
+                        });
+                        // Executables are always copied: a hard link shares the cache file's mode.
+                        let how = if *executable { Placement::Copy } else { how };
+                        match place_at(store, &content.digest, fd, &tmp, how).await {
+                            Ok(true) => {}
+                            Ok(false) => return Ok(Restore::Missing),
+                            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                                tracing::warn!("{e}; treating entry {} as a miss", entry.key);
+                                return Ok(Restore::Missing);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                        if *executable {
+                            make_executable(fd, &tmp)
+                                .ctx(|| format!("setting mode of {}", shown_tmp()))?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Restore::Restored)
+}
+
+/// `fd`, held by the [`Tree`] for the whole restore, as a borrowed descriptor.
+fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: every descriptor passed here belongs to the restore's `Tree`, which outlives
+    // each use (the borrow never leaves the statement that makes it).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Place blob `digest` as file `tmp` in the directory open as `dir`.
+async fn place_at(
+    store: &dyn Store,
+    digest: &Digest,
+    dir: RawFd,
+    tmp: &CStr,
+    how: Placement,
+) -> Result<bool> {
+    // Stores take a path: name the directory through its descriptor, so the store's own
+    // open (or reflink, or hard link) lands in that directory whatever its path became.
+    if let Some(path) = beneath::fd_path(dir, tmp) {
+        return store.place_blob(digest, &path, how).await;
+    }
+    // No /proc: stream the blob into a file created beneath the descriptor (no reflink or
+    // hard link then). The writes block, as the store's own placement does on its thread.
+    let Some(read) = store.get_blob(digest).await? else {
+        return Ok(false);
     };
-    let (from_c, to_c) = (c(from)?, c(to)?);
+    let shown = || format!("writing blob {digest}");
+    let mut file = fs::File::from(beneath::openat(dir, tmp, TMP_FLAGS, 0o666).ctx(shown)?);
+    let mut stream = read.stream;
+    let mut written = 0u64;
+    while let Some(chunk) = stream.try_next().await? {
+        file.write_all(&chunk).ctx(shown)?;
+        written += chunk.len() as u64;
+    }
+    if written != read.size {
+        return Err(Error::corrupt(
+            format!("blob {digest}"),
+            format!("{written} bytes, expected {}", read.size),
+        ));
+    }
+    Ok(true)
+}
+
+/// Give file `name` in `dir` mode 0755, through a descriptor that is not a symlink's target.
+fn make_executable(dir: RawFd, name: &CStr) -> std::io::Result<()> {
+    let fd = beneath::openat(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0,
+    )?;
+    fs::File::from(fd).set_permissions(fs::Permissions::from_mode(0o755))
+}
+
+/// Rename `from` to `to` in `dir` unless `to` exists: `Ok(false)` when it exists, or when the
+/// file system cannot tell (`renameat2` unsupported), and nothing was renamed.
+fn rename_noreplace(dir: RawFd, from: &CStr, to: &CStr) -> std::io::Result<bool> {
     // SAFETY: both are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
+    let rc =
+        unsafe { libc::renameat2(dir, from.as_ptr(), dir, to.as_ptr(), libc::RENAME_NOREPLACE) };
     if rc == 0 {
         return Ok(true);
     }
@@ -403,15 +763,18 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<bool> {
 }
 
 /// Link each unnamed staged file into place, replacing what is there.
-fn link_all(unnamed: Vec<(fs::File, PathBuf, &[u8], bool)>) -> Result<()> {
-    for (file, dest, bytes, executable) in unnamed {
-        let linked =
-            |f: &fs::File| unnamed::link(f, &dest).ctx(|| format!("linking {}", dest.display()));
-        match linked(&file)? {
+fn link_all(tree: &Tree, unnamed: Vec<UnnamedTmp<'_>>) -> Result<()> {
+    for u in unnamed {
+        let dir = tree.fd(u.dir);
+        let linked = |f: &fs::File| {
+            unnamed::link_at(f, borrow(dir), &u.name)
+                .ctx(|| format!("linking {}", tree.show(u.path)))
+        };
+        match linked(&u.file)? {
             Linked::Done => continue,
             Linked::Exists => {
-                make_room(&dest)?;
-                if linked(&file)? == Linked::Done {
+                make_room(tree, dir, &u.name, u.path)?;
+                if linked(&u.file)? == Linked::Done {
                     continue;
                 }
                 // Something put a file there again meanwhile (or linking is refused now):
@@ -419,14 +782,22 @@ fn link_all(unnamed: Vec<(fs::File, PathBuf, &[u8], bool)>) -> Result<()> {
             }
             Linked::Unsupported => {}
         }
-        drop(file);
-        let tmp = temp_name_for(&dest);
-        let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        if let Err(e) = fill(&mut f, bytes, executable) {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(format!("writing {}", tmp.display()), e));
+        drop(u.file);
+        let tmp = beneath::cstr(&temp_name(beneath::split(u.path).1))
+            .map_err(|e| Error::io(format!("restoring {}", tree.show(u.path)), e))?;
+        let shown = || format!("writing a temporary file for {}", tree.show(u.path));
+        let mut f = fs::File::from(beneath::openat(dir, &tmp, TMP_FLAGS, 0o666).ctx(shown)?);
+        if let Err(e) = fill(&mut f, u.bytes, u.executable) {
+            let _ = beneath::unlink_at(dir, &tmp, 0);
+            return Err(Error::io(shown(), e));
         }
-        move_into_place(&tmp, &dest)?;
+        let named = NamedTmp {
+            dir: u.dir,
+            tmp,
+            name: u.name,
+            path: u.path,
+        };
+        move_into_place(tree, &named)?;
     }
     Ok(())
 }
@@ -441,198 +812,69 @@ fn fill(f: &mut fs::File, bytes: &[u8], executable: bool) -> std::io::Result<()>
     Ok(())
 }
 
-/// Rename staged file `tmp` to `dest`, replacing what is there.
-fn move_into_place(tmp: &Path, dest: &Path) -> Result<()> {
+/// Rename a staged file into place, replacing what is there.
+fn move_into_place(tree: &Tree, f: &NamedTmp<'_>) -> Result<()> {
+    let dir = tree.fd(f.dir);
+    let shown = || format!("moving {} into place", tree.show(f.path));
     // Most restores go to a fresh path: one rename that refuses to replace settles those, and
-    // only an existing output costs the look-up in `make_room`.
-    if rename_noreplace(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))? {
+    // only an existing output costs the removal in `make_room`.
+    if rename_noreplace(dir, &f.tmp, &f.name).ctx(shown)? {
         return Ok(());
     }
-    make_room(dest)?;
-    fs::rename(tmp, dest).ctx(|| format!("moving {} into place", dest.display()))
+    make_room(tree, dir, &f.name, f.path)?;
+    // SAFETY: both names are NUL-terminated and outlive the call.
+    let rc = unsafe { libc::renameat(dir, f.tmp.as_ptr(), dir, f.name.as_ptr()) };
+    if rc < 0 {
+        return Err(Error::io(shown(), std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
-/// Remove what is at `dest` (a file, or a directory that was an output last time) so a
-/// restored file can take its place.
-fn make_room(dest: &Path) -> Result<()> {
-    match fs::symlink_metadata(dest) {
-        // An output that was a directory last time and is a file now.
-        Ok(m) if m.is_dir() => {
-            fs::remove_dir_all(dest).ctx(|| format!("replacing {}", dest.display()))
+/// Remove what stands at output `path` (`name` in `dir`) so a restored file can take its place:
+/// a file, a symlink (not what it points to), or a directory that was an output last time,
+/// with what is in it. Only ever called for outputs within a declared one.
+///
+/// Unlinking first instead of renaming over: ext4 (auto_da_alloc) flushes the new file's data to
+/// disk before a rename that replaces a file, which made restoring a 100 MiB output over an old
+/// one 5x slower than restoring it fresh. A crash in between leaves the output missing (a miss
+/// next time), never a partial file.
+fn make_room(tree: &Tree, dir: RawFd, name: &CStr, path: &str) -> Result<()> {
+    beneath::remove_at(dir, name).ctx(|| format!("replacing {}", tree.show(path)))
+}
+
+/// Make symlink output `path` point at `target`, replacing what is there.
+fn place_symlink(tree: &mut Tree, path: &str, target: &str) -> Result<()> {
+    let dir = tree.dir(beneath::split(path).0)?;
+    let dir = tree.fd(dir);
+    let name = leaf(tree, path)?;
+    let shown = || format!("creating link {}", tree.show(path));
+    let target = beneath::cstr(target).ctx(shown)?;
+    let link = || {
+        // SAFETY: both strings are NUL-terminated and outlive the call.
+        let rc = unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) };
+        if rc < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
         }
-        // Unlink first instead of renaming over: ext4 (auto_da_alloc) flushes the new file's
-        // data to disk before a rename that replaces a file, which made restoring a 100 MiB
-        // output over an old one 5x slower than restoring it fresh. A crash in between
-        // leaves the output missing (a miss next time), never a partial file.
-        Ok(_) => match fs::remove_file(dest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io(format!("replacing {}", dest.display()), e))
-            }
-            _ => Ok(()),
-        },
-        Err(_) => Ok(()),
-    }
-}
-
-/// At most this many small outputs of one restore are held as open unnamed files; the rest
-/// get named temporary files, so a restore of thousands of outputs stays within the
-/// descriptor limit.
-const MAX_UNNAMED: usize = 64;
-
-/// An unnamed file in `dest`'s directory (created if missing), ready for `dest`'s bytes;
-/// `None` to stage under a name instead.
-fn unnamed_file(dest: &Path, staged: &mut Staged<'_>) -> Result<Option<fs::File>> {
-    if staged.unnamed.len() >= MAX_UNNAMED {
-        return Ok(None);
-    }
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
     };
-    let file = match unnamed::create_in(dir, 0o666) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            staged.ensure_dir(dir)?;
-            unnamed::create_in(dir, 0o666)
+    match link() {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            make_room(tree, dir, &name, path)?;
+            link().ctx(shown)
         }
-        other => other,
-    };
-    // Any error (permissions, a full disk) is reported by the named path.
-    Ok(file.ok().flatten())
-}
-
-/// Temporary files waiting to be renamed into place, unnamed files waiting to be linked into
-/// place (with their bytes and executable bit, for the named fallback), and directories
-/// created on the way.
-#[derive(Default)]
-struct Staged<'a> {
-    files: Vec<(PathBuf, PathBuf)>,
-    unnamed: Vec<(fs::File, PathBuf, &'a [u8], bool)>,
-    created_dirs: Vec<PathBuf>,
-}
-
-impl Staged<'_> {
-    /// `create_dir_all`, remembering the topmost directory it had to create.
-    fn ensure_dir(&mut self, dir: &Path) -> Result<()> {
-        let mut first_missing = None;
-        let mut p = Some(dir);
-        while let Some(d) = p {
-            if d.exists() {
-                break;
-            }
-            first_missing = Some(d.to_path_buf());
-            p = d.parent();
-        }
-        fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-        if let Some(d) = first_missing {
-            self.created_dirs.push(d);
-        }
-        Ok(())
+        other => other.ctx(shown),
     }
 }
 
-fn remove_any(path: &Path) -> Result<()> {
-    let m = fs::symlink_metadata(path).ctx(|| format!("reading {}", path.display()))?;
-    if m.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    }
-    .ctx(|| format!("removing {}", path.display()))
-}
-
-fn temp_name_for(dest: &Path) -> PathBuf {
+/// A temporary name beside output `name`: hidden, unique to this process and call.
+fn temp_name(name: &str) -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     // The pid is read once: `getpid` is a syscall each time, on every restored file.
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let pid = *PID.get_or_init(std::process::id);
-    dest.with_file_name(format!(".{name}.larder-{pid}-{n}"))
-}
-
-async fn stage_all<'a>(
-    store: &dyn Store,
-    entry: &'a Entry,
-    root: &Path,
-    how: Placement,
-    staged: &mut Staged<'a>,
-) -> Result<Restore> {
-    for o in &entry.outputs {
-        let dest = root.join(&o.path);
-        match &o.kind {
-            OutputKind::Dir => {
-                if let Ok(m) = fs::symlink_metadata(&dest)
-                    && !m.is_dir()
-                {
-                    remove_any(&dest)?;
-                }
-                staged.ensure_dir(&dest)?;
-            }
-            OutputKind::Symlink { .. } => {
-                if let Some(parent) = dest.parent() {
-                    staged.ensure_dir(parent)?;
-                }
-            }
-            OutputKind::File {
-                content,
-                executable,
-            } => {
-                if let Some(bytes) = &content.inline
-                    && let Some(mut f) = unnamed_file(&dest, staged)?
-                {
-                    fill(&mut f, bytes, *executable)
-                        .ctx(|| format!("writing {}", dest.display()))?;
-                    staged.unnamed.push((f, dest, bytes, *executable));
-                    continue;
-                }
-                let tmp = temp_name_for(&dest);
-                match &content.inline {
-                    Some(bytes) => {
-                        // The directory usually exists: create the file first and make the
-                        // directory only when that fails (no `stat`/`mkdir` per small output).
-                        let mut f = match fs::File::create(&tmp) {
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                                if let Some(parent) = dest.parent() {
-                                    staged.ensure_dir(parent)?;
-                                }
-                                fs::File::create(&tmp)
-                            }
-                            other => other,
-                        }
-                        .ctx(|| format!("creating {}", tmp.display()))?;
-                        staged.files.push((tmp.clone(), dest.clone()));
-                        f.write_all(bytes)
-                            .ctx(|| format!("writing {}", tmp.display()))?;
-                    }
-                    None => {
-                        if let Some(parent) = dest.parent() {
-                            staged.ensure_dir(parent)?;
-                        }
-                        staged.files.push((tmp.clone(), dest.clone()));
-                        // Executables are always copied: a hard link shares the cache file's mode.
-                        let how = if *executable { Placement::Copy } else { how };
-                        match store.place_blob(&content.digest, &tmp, how).await {
-                            Ok(true) => {}
-                            Ok(false) => return Ok(Restore::Missing),
-                            Err(e) if e.kind() == ErrorKind::Corrupt => {
-                                tracing::warn!("{e}; treating entry {} as a miss", entry.key);
-                                return Ok(Restore::Missing);
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                if *executable {
-                    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
-                        .ctx(|| format!("setting mode of {}", tmp.display()))?;
-                }
-            }
-        }
-    }
-    Ok(Restore::Restored)
+    format!(".{name}.larder-{pid}-{n}")
 }
 
 /// Write a content item (captured stdout or stderr) to `out`, verified before any byte is shown.
@@ -672,7 +914,7 @@ pub async fn write_content(
 }
 
 fn tempfile_path() -> PathBuf {
-    temp_name_for(&std::env::temp_dir().join("captured"))
+    std::env::temp_dir().join(temp_name("captured"))
 }
 
 /// Fetch every blob of an entry just to check the store can serve it (used by `get` without

@@ -7,7 +7,8 @@
 //! - [`store`]: the [`Store`] contract every backend implements: async, object-safe, streaming.
 //! - [`layer`]: behaviour that composes over any store (tiers, best effort, retry, admission,
 //!   read-only, progress), each written once as a [`layer::Layered`] wrapper.
-//! - [`artifacts`]: turning files on disk into entries and back, atomically.
+//! - [`artifacts`]: turning files on disk into entries and back, atomically, confined to the
+//!   declared outputs beneath the build root.
 //! - [`error`]: classified errors.
 //! - [`eviction`], [`admission`]: the seams eviction and admission policies plug into.
 //! - [`trace`]: access traces for the policy simulator.
@@ -19,6 +20,7 @@
 
 pub mod admission;
 pub mod artifacts;
+mod beneath;
 pub mod digest;
 pub mod entry;
 pub mod error;

@@ -4,16 +4,19 @@
 //! Compared with a named temporary file renamed into place, the file system does one directory
 //! change instead of two (an add, not an add, a remove and an add), and a crash leaves nothing
 //! behind: an unnamed file that was never linked is freed with its descriptor. Restores of
-//! small outputs and the fs store's entries are written this way.
+//! small outputs and the fs store's entries are written this way. Restores name the directory by a
+//! descriptor opened beneath the build root ([`create_at`], [`link_at`]), so a symlink in a
+//! parent's path is never followed.
 //!
 //! Not every system allows it: `O_TMPFILE` needs a file system that supports it (ext4, XFS,
 //! Btrfs and tmpfs do; NFS does not), and linking an open file by its descriptor needs Linux
 //! 6.10 or `CAP_DAC_READ_SEARCH`. The first refusal turns the whole mechanism off for the rest of
 //! the process and callers fall back to named temporary files.
 
+use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -81,6 +84,39 @@ pub enum Linked {
     Unsupported,
 }
 
+/// An unnamed file in the directory open as `dir` (any descriptor of it, `O_PATH` included),
+/// as [`create_in`]: `Ok(None)` when unnamed files are off or not supported there.
+///
+/// # Errors
+/// Those of `openat`.
+pub fn create_at(dir: BorrowedFd<'_>, mode: u32) -> io::Result<Option<File>> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    // SAFETY: the path is a NUL-terminated literal; a returned descriptor is new and ours.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        return Ok(Some(unsafe { File::from_raw_fd(fd) }));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Err(e),
+        _ if unsupported(&e) => {
+            ENABLED.store(false, Ordering::Relaxed);
+            Ok(None)
+        }
+        _ => Err(e),
+    }
+}
+
 /// Give unnamed file `file` the name `dest`.
 ///
 /// # Errors
@@ -88,13 +124,26 @@ pub enum Linked {
 pub fn link(file: &File, dest: &Path) -> io::Result<Linked> {
     let to = std::ffi::CString::new(dest.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: the descriptor is open for the duration of the call and both strings are valid
-    // and NUL-terminated.
+    link_raw(file, libc::AT_FDCWD, &to)
+}
+
+/// Give unnamed file `file` the name `name` in the directory open as `dir` (one component:
+/// nothing in a parent's path is looked up again).
+///
+/// # Errors
+/// As [`link`].
+pub fn link_at(file: &File, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Linked> {
+    link_raw(file, dir.as_raw_fd(), name)
+}
+
+fn link_raw(file: &File, dir: RawFd, to: &CStr) -> io::Result<Linked> {
+    // SAFETY: the descriptors are open for the duration of the call and both strings are
+    // valid and NUL-terminated.
     let rc = unsafe {
         libc::linkat(
             file.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_FDCWD,
+            dir,
             to.as_ptr(),
             libc::AT_EMPTY_PATH,
         )

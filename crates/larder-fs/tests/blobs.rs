@@ -220,7 +220,9 @@ async fn hardlink_placement_links_raw_blobs_read_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn executable_outputs_are_copied_not_linked() {
-    use larder_core::artifacts::{Restore, collect_outputs, restore_outputs, store_outputs};
+    use larder_core::artifacts::{
+        Restore, RestoreOptions, collect_outputs, restore_outputs, store_outputs,
+    };
     let (dir, store) = temp_store(FsConfig::default());
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -239,9 +241,14 @@ async fn executable_outputs_are_copied_not_linked() {
     std::fs::create_dir_all(&dest).unwrap();
     let got = store.get_entry(&k).await.unwrap().unwrap();
     assert_eq!(
-        restore_outputs(&store, &got, &dest, Placement::Hardlink)
-            .await
-            .unwrap(),
+        restore_outputs(
+            &store,
+            &got,
+            &dest,
+            &RestoreOptions::whole_entry().placement(Placement::Hardlink)
+        )
+        .await
+        .unwrap(),
         Restore::Restored
     );
     let tool = std::fs::metadata(dest.join("tool")).unwrap();

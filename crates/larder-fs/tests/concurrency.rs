@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use larder_core::artifacts::{Restore, restore_outputs};
+use larder_core::artifacts::{Restore, RestoreOptions, restore_outputs};
 use larder_core::{Entry, Placement, Store, StoreExt, TrimOptions};
 use larder_fs::{FsConfig, FsStore};
 
@@ -49,9 +49,10 @@ async fn worker(store: Arc<FsStore>, id: usize, rounds: usize) {
                 if let Some(e) = store.get_entry(&k).await.unwrap() {
                     let dir = tempfile::tempdir().unwrap();
                     // Blobs may vanish under a concurrent trim: a miss, never garbage.
-                    let res = restore_outputs(&*store, &e, dir.path(), Placement::Copy)
-                        .await
-                        .unwrap();
+                    let res =
+                        restore_outputs(&*store, &e, dir.path(), &RestoreOptions::whole_entry())
+                            .await
+                            .unwrap();
                     if res == Restore::Restored {
                         assert!(dir.path().join("out").exists());
                     }
@@ -148,7 +149,7 @@ async fn processes_race_on_one_key() {
         .expect("one entry");
     let out = tempfile::tempdir().unwrap();
     assert_eq!(
-        restore_outputs(&store, &e, out.path(), Placement::Copy)
+        restore_outputs(&store, &e, out.path(), &RestoreOptions::whole_entry())
             .await
             .unwrap(),
         Restore::Restored

@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use larder_core::admission::AdmissionCandidate;
 use larder_core::artifacts::{
-    PendingBlob, Restore, restore_outputs, store_bytes, store_outputs, store_outputs_concurrently,
-    write_content,
+    PendingBlob, Restore, RestoreOptions, discard_poisoned, restore_outputs, store_bytes,
+    store_outputs, store_outputs_concurrently, write_content,
 };
 use larder_core::normalize::{BaseDirs, PathNormalizer};
 use larder_core::signature::{InputHasher, SignatureBuilder};
 use larder_core::size::format_size;
 use larder_core::statcache::StatCache;
-use larder_core::{Entry, Key, Placement, Store, StoreExt};
+use larder_core::{Entry, Key, Store, StoreExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -147,7 +147,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
 
     let mut store = opened.map(|o| o.store);
     if let Some(s) = &store {
-        match try_hit(s.clone(), &key, cwd, config.link.value, ui).await {
+        match try_hit(s.clone(), &task, &config, ui).await {
             Ok(Some(hit)) => {
                 ui.status(format_args!(
                     "hit {short}: restored {}, saved {:.2} s",
@@ -408,15 +408,17 @@ struct Hit {
     cost_ms: u64,
 }
 
-/// Look `key` up and, if every blob is there, restore the outputs and replay stdout/stderr.
-/// `Ok(None)` is a miss (including an entry whose blobs are gone or corrupt).
+/// Look the task's key up and, if every blob is there, restore the outputs and replay
+/// stdout/stderr. `Ok(None)` is a miss (including an entry whose blobs are gone or corrupt, and
+/// a poisoned entry: one naming anything but the task's declared outputs, which is removed
+/// from the store with a warning).
 async fn try_hit(
     store: Arc<dyn Store>,
-    key: &Key,
-    cwd: &Path,
-    placement: Placement,
+    task: &Task<'_>,
+    config: &Config,
     ui: &Ui,
 ) -> Result<Option<Hit>> {
+    let key = task.key;
     let Some(entry) = store.get_entry(key).await.context("looking up")? else {
         return Ok(None);
     };
@@ -438,15 +440,24 @@ async fn try_hit(
         .filter(|c| c.inline.is_none())
         .map(|c| c.size)
         .sum();
-    let (transfer, bar) = ui.transfer(store, blob_bytes, "restoring");
-    let restored = restore_outputs(transfer.as_ref(), &entry, cwd, placement)
+    // Only what the task declared is restored: the entry's own list is untrusted.
+    let opts = RestoreOptions::declared(task.outputs)
+        .placement(config.link.value)
+        .allow_external_symlinks(config.allow_external_symlinks.value);
+    let (transfer, bar) = ui.transfer(store.clone(), blob_bytes, "restoring");
+    let restored = restore_outputs(transfer.as_ref(), &entry, task.cwd, &opts)
         .await
-        .context("restoring outputs")?;
+        .context("restoring outputs");
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if restored == Restore::Missing {
-        return Ok(None);
+    match restored? {
+        Restore::Restored => {}
+        Restore::Missing => return Ok(None),
+        Restore::Poisoned { path, reason } => {
+            discard_poisoned(store.as_ref(), key, &path, reason).await;
+            return Ok(None);
+        }
     }
     // The reader of our output may be gone; that does not undo the hit.
     let _ = std::io::stdout().lock().write_all(&stdout);

@@ -1,7 +1,7 @@
 //! `larder get KEY [FILE...]`: restore files stored by `larder put` (or any entry).
 
 use anyhow::{Context, Result};
-use larder_core::artifacts::{Restore, restore_outputs};
+use larder_core::artifacts::{Restore, RestoreOptions, discard_poisoned, restore_outputs};
 use larder_core::size::format_size;
 use larder_core::{Entry, Key, StoreExt};
 
@@ -38,7 +38,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     }
     let opened = ctx.open(&config)?;
     let store = opened.store;
-    let code = get(&store, &key, &wanted, ctx, config.link.value).await;
+    let code = get(&store, &key, &wanted, ctx, &config).await;
     flush(store.as_ref(), &ctx.ui).await;
     code
 }
@@ -48,7 +48,7 @@ async fn get(
     key: &Key,
     wanted: &[String],
     ctx: &Ctx,
-    placement: larder_core::Placement,
+    config: &crate::config::Config,
 ) -> Result<u8> {
     let entry = match lookup(store.as_ref(), key, wanted)
         .await
@@ -70,8 +70,17 @@ async fn get(
         .filter(|c| c.inline.is_none())
         .map(|c| c.size)
         .sum();
+    // Without FILEs the user asked for the whole entry by its key; with them, only those (and
+    // what is below them) may be written.
+    let opts = if wanted.is_empty() {
+        RestoreOptions::whole_entry()
+    } else {
+        RestoreOptions::declared(wanted)
+    }
+    .placement(config.link.value)
+    .allow_external_symlinks(config.allow_external_symlinks.value);
     let (transfer, bar) = ctx.ui.transfer(store.clone(), blob_bytes, "restoring");
-    let restored = restore_outputs(transfer.as_ref(), &entry, &ctx.cwd, placement)
+    let restored = restore_outputs(transfer.as_ref(), &entry, &ctx.cwd, &opts)
         .await
         .with_context(|| format!("cannot restore {key}"));
     if let Some(bar) = bar {
@@ -90,6 +99,11 @@ async fn get(
             ctx.ui.note(format_args!(
                 "miss {key}: its stored data is missing or corrupt"
             ));
+            Ok(EXIT_MISS)
+        }
+        Restore::Poisoned { path, reason } => {
+            // The warning naming the key and the output comes from `discard_poisoned`.
+            discard_poisoned(store.as_ref(), key, &path, reason).await;
             Ok(EXIT_MISS)
         }
     }

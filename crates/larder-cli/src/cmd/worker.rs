@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use larder_core::admission::AdmissionCandidate;
-use larder_core::artifacts::{PendingBlob, Restore, restore_outputs, store_outputs};
+use larder_core::artifacts::{
+    PendingBlob, Restore, RestoreOptions, discard_poisoned, restore_outputs, store_outputs,
+};
 use larder_core::size::format_size;
 use larder_core::{Entry, Key, Placement, Store};
 
@@ -105,6 +107,9 @@ pub(crate) struct Stats {
     pub(crate) bytes_written: u64,
     /// Bytes of the outputs restored.
     pub(crate) bytes_restored: u64,
+    /// Gets that found a poisoned entry (one naming outputs it was not asked for, or a
+    /// symlink leaving the root): misses, and the entry removed.
+    pub(crate) poisoned: u64,
     /// Requests answered with an error (misses are not errors in the JSON protocol).
     pub(crate) errors: u64,
     /// Background uploads that failed (their puts were answered ok).
@@ -140,6 +145,8 @@ pub(crate) struct Worker<'a> {
     cwd: PathBuf,
     inline_limit: u64,
     placement: Placement,
+    /// Restore symlinks whose target leaves the root.
+    allow_external_symlinks: bool,
     /// Where `no_push` was set, when storing is disabled.
     no_push: Option<String>,
     /// Asked before each entry is stored.
@@ -256,10 +263,25 @@ impl Worker<'_> {
         }
     }
 
-    /// Place `entry`'s outputs under `root`; `Err` is a miss (why), with a warning on stderr
-    /// when something failed rather than simply being absent.
-    async fn restore(&mut self, entry: &Entry, root: &Path) -> Result<Restored, String> {
-        match restore_outputs(self.store.as_ref(), entry, root, self.placement).await {
+    /// Place `entry`'s outputs (looked up under `key`) under `root`, only the `wanted` ones
+    /// and what is below them (all of them when empty: the client asked for the whole entry);
+    /// `Err` is a miss (why), with a warning on stderr when something failed rather than
+    /// simply being absent. A poisoned entry is removed from the store.
+    async fn restore(
+        &mut self,
+        key: &Key,
+        entry: &Entry,
+        root: &Path,
+        wanted: &[String],
+    ) -> Result<Restored, String> {
+        let opts = if wanted.is_empty() {
+            RestoreOptions::whole_entry()
+        } else {
+            RestoreOptions::declared(wanted)
+        }
+        .placement(self.placement)
+        .allow_external_symlinks(self.allow_external_symlinks);
+        match restore_outputs(self.store.as_ref(), entry, root, &opts).await {
             Ok(Restore::Restored) => {
                 let bytes = entry.total_size();
                 self.stats.hits += 1;
@@ -273,6 +295,13 @@ impl Worker<'_> {
                 "the stored data of {} is missing or corrupt",
                 entry.key
             )),
+            Ok(Restore::Poisoned { path, reason }) => {
+                self.stats.poisoned += 1;
+                discard_poisoned(self.store.as_ref(), key, &path, reason).await;
+                Err(format!(
+                    "entry {key} is poisoned: its output {path:?} {reason}"
+                ))
+            }
             Err(e) => {
                 let msg = format!("cannot restore {}: {e}", entry.key);
                 self.ui.warn(&msg);
@@ -363,6 +392,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         cwd: ctx.cwd.clone(),
         inline_limit: config.inline_limit.value,
         placement: config.link.value,
+        allow_external_symlinks: config.allow_external_symlinks.value,
         no_push: config
             .no_push
             .value
@@ -404,7 +434,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     if args.stats || wafcache_stats {
         let s = worker.stats;
         eprintln!(
-            "larder: worker stats: {} requests, {} hits (ratio: {:.2}% of {} lookups), {} writes, {} written, {} restored, {} errors{}",
+            "larder: worker stats: {} requests, {} hits (ratio: {:.2}% of {} lookups), {} writes, {} written, {} restored, {} errors{}{}",
             s.requests,
             s.hits,
             s.hit_percent(),
@@ -413,6 +443,11 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             format_size(s.bytes_written),
             format_size(s.bytes_restored),
             s.errors,
+            if s.poisoned > 0 {
+                format!(", {} poisoned entries refused", s.poisoned)
+            } else {
+                String::new()
+            },
             if s.uploads_failed + s.uploads_abandoned > 0 {
                 format!(
                     ", {} failed and {} abandoned uploads",

@@ -12,7 +12,8 @@ use futures::StreamExt;
 
 use super::Harness;
 use crate::artifacts::{
-    Restore, collect_outputs, restore_outputs, store_bytes, store_outputs, write_content,
+    Restore, RestoreOptions, collect_outputs, restore_outputs, store_bytes, store_outputs,
+    write_content,
 };
 use crate::digest::{Digest, DigestWriter};
 use crate::entry::{Content, Entry, Output, OutputKind};
@@ -165,7 +166,7 @@ async fn get_tree(store: &dyn Store, key: &Key, dest: &Path) -> Option<Restore> 
         .await
         .unwrap_or_else(|e| panic!("{store}: get_entry: {e}"))?;
     Some(
-        restore_outputs(store, &entry, dest, Placement::Copy)
+        restore_outputs(store, &entry, dest, &RestoreOptions::whole_entry())
             .await
             .unwrap_or_else(|e| panic!("{store}: restore_outputs: {e}")),
     )
@@ -409,7 +410,7 @@ pub async fn unsafe_entries_rejected(h: &dyn Harness) {
         );
         assert!(store.get_entry(&key).await.must().is_none());
         // A hostile entry that reached us some other way is refused before writing anything.
-        let res = restore_outputs(&*store, &e, &work, Placement::Copy).await;
+        let res = restore_outputs(&*store, &e, &work, &RestoreOptions::whole_entry()).await;
         assert!(res.is_err(), "restore accepted output {bad:?}");
     }
     assert!(
@@ -428,7 +429,7 @@ pub async fn unsafe_entries_rejected(h: &dyn Harness) {
     e.outputs.push(file_output("l/escape", b"pwned"));
     assert!(store.put_entry(&key, &e).await.is_err());
     assert!(
-        restore_outputs(&*store, &e, &work, Placement::Copy)
+        restore_outputs(&*store, &e, &work, &RestoreOptions::whole_entry())
             .await
             .is_err()
     );

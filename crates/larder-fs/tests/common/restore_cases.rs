@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
-use larder_core::artifacts::{Restore, restore_outputs};
+use larder_core::artifacts::{Restore, RestoreOptions, restore_outputs};
 use larder_core::{Content, Digest, Entry, Output, OutputKind, Placement};
 use larder_fs::FsConfig;
 
@@ -72,7 +72,7 @@ pub async fn small_outputs_land_whole_over_what_was_there() {
         })
         .collect();
     let e = entry_of(outputs.clone());
-    let got = restore_outputs(&store, &e, &work, Placement::Copy)
+    let got = restore_outputs(&store, &e, &work, &RestoreOptions::whole_entry())
         .await
         .unwrap();
     assert_eq!(got, Restore::Restored);
@@ -101,7 +101,7 @@ pub async fn small_outputs_land_whole_over_what_was_there() {
     // Restoring the same entry again replaces every file (unnamed and named ways both meet an
     // existing destination).
     std::fs::write(work.join("d/f3"), b"changed by hand").unwrap();
-    restore_outputs(&store, &e, &work, Placement::Copy)
+    restore_outputs(&store, &e, &work, &RestoreOptions::whole_entry())
         .await
         .unwrap();
     assert_eq!(std::fs::read(work.join("d/f3")).unwrap(), b"bytes of 3");
@@ -123,9 +123,14 @@ pub async fn a_miss_writes_no_small_output() {
             executable: false,
         },
     });
-    let got = restore_outputs(&store, &entry_of(outputs), &work, Placement::Copy)
-        .await
-        .unwrap();
+    let got = restore_outputs(
+        &store,
+        &entry_of(outputs),
+        &work,
+        &RestoreOptions::whole_entry(),
+    )
+    .await
+    .unwrap();
     assert_eq!(got, Restore::Missing);
     assert_eq!(
         names(&work),

@@ -128,7 +128,7 @@ async fn serve(w: &mut Worker<'_>, req: Request) -> Result<Map<String, Value>> {
                 Ok(entry) => entry,
                 Err(reason) => return Ok(fields(json!({ "hit": false, "reason": reason }))),
             };
-            Ok(match w.restore(&entry, &root).await {
+            Ok(match w.restore(&key, &entry, &root, &names).await {
                 Ok(r) => fields(json!({ "hit": true, "files": r.files, "bytes": r.bytes })),
                 Err(reason) => fields(json!({ "hit": false, "reason": reason })),
             })

@@ -168,8 +168,17 @@ async fn get(w: &mut Worker<'_>, cmd: &Command) -> Result<()> {
         .lookup(&key, &[])
         .await
         .map_err(|why| anyhow!("miss: {why}"))?;
+    let dests: Vec<String> = cmd
+        .files_to
+        .iter()
+        .map(|d| from_root(&w.absolute(d)))
+        .collect::<Result<_>>()?;
+    // The files are restored beneath the deepest directory holding them all: the caller named
+    // each path (symlinks in that directory's own path are the caller's), and nothing below it
+    // is written through a symlink.
+    let (root, names) = beneath_common_dir(&dests);
     let mut restore = Entry::new(entry.key.as_str(), entry.producer.as_str());
-    for (i, dest) in cmd.files_to.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let number = i.to_string();
         let Some(stored) = entry.outputs.iter().find(|o| o.path == number) else {
             bail!(
@@ -179,15 +188,45 @@ async fn get(w: &mut Worker<'_>, cmd: &Command) -> Result<()> {
             );
         };
         restore.outputs.push(Output {
-            path: from_root(&w.absolute(dest))?,
+            path: name.clone(),
             kind: stored.kind.clone(),
         });
     }
     // Entries are validated before anything is written: a path listed twice is refused here.
-    w.restore(&restore, Path::new("/"))
+    // The entry restored is the one built here from the request's paths, so all of it is
+    // what was asked for.
+    w.restore(&key, &restore, &root, &[])
         .await
         .map(|_| ())
         .map_err(|why| anyhow!("miss: {why}"))
+}
+
+/// The deepest directory holding every one of `paths` (relative to `/`, from [`from_root`]),
+/// and each path relative to it.
+fn beneath_common_dir(paths: &[String]) -> (PathBuf, Vec<String>) {
+    let split: Vec<Vec<&str>> = paths.iter().map(|p| p.split('/').collect()).collect();
+    let mut common = split
+        .first()
+        .map_or(0, |parts| parts.len().saturating_sub(1));
+    for parts in &split {
+        let parent = &parts[..parts.len().saturating_sub(1)];
+        common = common.min(
+            parent
+                .iter()
+                .zip(&split[0])
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    let mut root = PathBuf::from("/");
+    if let Some(first) = split.first() {
+        root.extend(&first[..common]);
+    }
+    let names = split
+        .iter()
+        .map(|parts| parts[common..].join("/"))
+        .collect();
+    (root, names)
 }
 
 /// An absolute path as a name relative to `/`, refusing `..` and non-UTF-8 names.
@@ -247,6 +286,24 @@ mod tests {
         let long = "é".repeat(MAX_ANSWER);
         let a = answer(&long);
         assert!(a.len() < MAX_ANSWER * 2);
+    }
+
+    #[test]
+    fn common_dir_of_requested_files() {
+        let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (root, names) = beneath_common_dir(&paths(&["b/x/1.o", "b/x/y/2.o", "b/x/3.o"]));
+        assert_eq!(root, Path::new("/b/x"));
+        assert_eq!(names, paths(&["1.o", "y/2.o", "3.o"]));
+        let (root, names) = beneath_common_dir(&paths(&["b/x/1.o"]));
+        assert_eq!(root, Path::new("/b/x"));
+        assert_eq!(names, paths(&["1.o"]));
+        let (root, names) = beneath_common_dir(&paths(&["a/1", "b/2"]));
+        assert_eq!(root, Path::new("/"));
+        assert_eq!(names, paths(&["a/1", "b/2"]));
+        // A file named like another's directory stays a name below the root.
+        let (root, names) = beneath_common_dir(&paths(&["a/b", "a/b/c"]));
+        assert_eq!(root, Path::new("/a"));
+        assert_eq!(names, paths(&["b", "b/c"]));
     }
 
     #[test]
