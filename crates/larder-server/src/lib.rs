@@ -30,7 +30,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod admission;
 mod app;
 mod auth;
 pub mod bazel;

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use larder_core::Store;
+use larder_core::layer::Admission;
 use larder_fs::{FsConfig, FsStore};
 use tokio::net::TcpListener;
 
-use crate::admission::Admitted;
 use crate::app::{AppState, Shared, router};
 use crate::config::ServerConfig;
 use crate::disk::Cleaner;
@@ -124,11 +124,13 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         // Outermost, so that a refused entry is neither stored nor sent upstream.
         let store: Arc<dyn Store> = match &config.admission {
-            Some(policy) => Arc::new(Admitted::new(
-                store,
-                Arc::clone(policy),
-                Arc::clone(&metrics),
-            )),
+            Some(policy) => {
+                let counted = Arc::clone(&metrics);
+                Arc::new(
+                    Admission::new(store, Arc::clone(policy))
+                        .on_refused(Arc::new(move |_key, c| counted.refused(c.size))),
+                )
+            }
             None => store,
         };
         let cleaner = Arc::new(Cleaner::new(
