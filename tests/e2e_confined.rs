@@ -56,7 +56,11 @@ fn entry_keys(server_dir: &Path) -> Vec<String> {
         return keys;
     };
     for shard in shards.flatten() {
-        for e in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
                 keys.push(name);
@@ -86,12 +90,11 @@ fn listing(dir: &Path) -> Vec<String> {
 /// `larder exec --in in.txt --out out1 -- sh -c '...'` in `dir` against `store`; the command
 /// logs each real run to `runs`.
 fn exec(sb: &Sandbox, dir: &Path, store: &str, runs: &Path) -> std::process::Output {
-    let script = format!(
-        "echo run >> {}; tr a-z A-Z < in.txt > out1",
-        runs.display()
-    );
+    let script = format!("echo run >> {}; tr a-z A-Z < in.txt > out1", runs.display());
     sb.larder_in(dir)
-        .args(["--store", store, "-v", "exec", "--in", "in.txt", "--out", "out1"])
+        .args([
+            "--store", store, "-v", "exec", "--in", "in.txt", "--out", "out1",
+        ])
         .args(["--", "sh", "-c", &script])
         .output()
         .expect("running larder exec")
@@ -143,31 +146,43 @@ fn a_rewritten_entry_with_extra_outputs_is_a_miss_and_touches_nothing() {
     sb.write(&attacker, "out1", "THE INPUT\n");
     symlink(&outside, attacker.join("lnk")).unwrap();
     sb.write(&attacker, "src", "not a directory any more\n");
-    let hook = sb.write(&attacker, ".git/hooks/pre-commit", "#!/bin/sh\necho pwned\n");
+    let hook = sb.write(
+        &attacker,
+        ".git/hooks/pre-commit",
+        "#!/bin/sh\necho pwned\n",
+    );
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    push_as_attacker(&sb, &attacker, &served.url, key, &["out1", "lnk", "src", ".git"]);
+    push_as_attacker(
+        &sb,
+        &attacker,
+        &served.url,
+        key,
+        &["out1", "lnk", "src", ".git"],
+    );
 
-    let before: Vec<String> = listing(work)
-        .into_iter()
-        .filter(|p| p != "out1")
-        .collect();
+    let before: Vec<String> = listing(work).into_iter().filter(|p| p != "out1").collect();
     let out = exec(&sb, work, &served.url, &log);
     assert_exit(&out, 0);
     let err = command_stderr(&out);
-    assert_eq!(runs(&log), 2, "the poisoned entry is a miss and the command runs:\n{err}");
+    assert_eq!(
+        runs(&log),
+        2,
+        "the poisoned entry is a miss and the command runs:\n{err}"
+    );
     assert!(err.contains("miss"), "reported as a miss:\n{err}");
     assert!(
         err.contains("poisoned") && err.contains(key.as_str()),
         "one warning naming the key and the output:\n{err}"
     );
-    assert!(fs_is_symlink_free(work), "no symlink planted: {:?}", listing(work));
+    assert!(
+        fs_is_symlink_free(work),
+        "no symlink planted: {:?}",
+        listing(work)
+    );
     assert!(work.join("src").is_dir() && work.join("src/main.c").is_file());
     assert!(!work.join(".git/hooks/pre-commit").exists());
     assert!(listing(&outside).is_empty());
-    let after: Vec<String> = listing(work)
-        .into_iter()
-        .filter(|p| p != "out1")
-        .collect();
+    let after: Vec<String> = listing(work).into_iter().filter(|p| p != "out1").collect();
     assert_eq!(after, before, "nothing but out1 changed");
     assert_eq!(
         std::fs::read_to_string(work.join("out1")).unwrap(),
@@ -189,14 +204,17 @@ fn a_rewritten_entry_with_extra_outputs_is_a_miss_and_touches_nothing() {
     let out = exec(&sb, work, &served.url, &log);
     assert_exit(&out, 0);
     assert_eq!(runs(&log), 3, "a miss again:\n{}", command_stderr(&out));
-    assert!(listing(&outside).is_empty(), "wrote through the planted symlink");
+    assert!(
+        listing(&outside).is_empty(),
+        "wrote through the planted symlink"
+    );
 }
 
 /// Whether no symlink lies anywhere below `dir`.
 fn fs_is_symlink_free(dir: &Path) -> bool {
-    listing(dir).iter().all(|p| {
-        !std::fs::symlink_metadata(dir.join(p)).is_ok_and(|m| m.file_type().is_symlink())
-    })
+    listing(dir)
+        .iter()
+        .all(|p| !std::fs::symlink_metadata(dir.join(p)).is_ok_and(|m| m.file_type().is_symlink()))
 }
 
 /// `larder get KEY` without files restores what the entry holds, but still never through a

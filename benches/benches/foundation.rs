@@ -31,7 +31,7 @@ use larder_core::artifacts::{
 use larder_core::normalize::BaseDirs;
 use larder_core::signature::{InputHasher, SignatureBuilder};
 use larder_core::statcache::StatCache;
-use larder_core::{Entry, Key, Placement, Store, StoreExt, TrimOptions};
+use larder_core::{Entry, Key, Store, StoreExt, TrimOptions};
 use larder_fs::{FsConfig, FsStore};
 use rayon::prelude::*;
 

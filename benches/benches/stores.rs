@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use larder_core::artifacts::{RestoreOptions, collect_outputs, restore_outputs, store_outputs};
 use larder_core::entry::DEFAULT_INLINE_LIMIT;
-use larder_core::{Digest, Entry, Key, Placement, Store, StoreExt};
+use larder_core::{Digest, Entry, Key, Store, StoreExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = Result<T, BoxError>;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use larder_core::artifacts::{Restore, RestoreOptions, restore_outputs};
-use larder_core::{Entry, Placement, Store, StoreExt, TrimOptions};
+use larder_core::{Entry, Store, StoreExt, TrimOptions};
 use larder_fs::{FsConfig, FsStore};
 
 /// Check that the incrementally maintained index agrees with one rebuilt from the files, and

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::*;
 use larder_core::artifacts::{Restore, RestoreOptions, restore_outputs};
-use larder_core::{Content, Digest, Entry, Output, OutputKind, Placement};
+use larder_core::{Content, Digest, Entry, Output, OutputKind};
 use larder_fs::FsConfig;
 
 /// More outputs than a restore keeps as unnamed files (64), so both ways are taken.
