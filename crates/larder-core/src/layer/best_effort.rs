@@ -25,12 +25,18 @@
 //! stream with a temporary error and marks the store down (bytes already handed out cannot be
 //! turned into a miss, so the reader sees the error; restores write to temporary files).
 //! "One warning per run" means per [`BestEffort`] value: build one per store per process.
+//!
+//! Long-lived processes (the server, the worker) set [`BestEffortConfig::retry_after`]: a store
+//! that is down is then tried again after that long, by one call while the others keep getting
+//! misses (a half-open circuit breaker). When that call succeeds the store is up again, an
+//! info line says so, and the next outage gets its own warning. Without it (the CLI's runs), down
+//! is down until the process ends.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -51,6 +57,8 @@ pub struct BestEffortConfig {
     pub timeout: Duration,
     /// How long one whole blob transfer (`put_blob`, `place_blob`) may take.
     pub transfer_timeout: Duration,
+    /// Try a store that is down again after this long (`None`: never, for the rest of the run).
+    pub retry_after: Option<Duration>,
 }
 
 impl Default for BestEffortConfig {
@@ -58,6 +66,7 @@ impl Default for BestEffortConfig {
         BestEffortConfig {
             timeout: Duration::from_secs(30),
             transfer_timeout: Duration::from_secs(600),
+            retry_after: None,
         }
     }
 }
@@ -68,7 +77,14 @@ impl BestEffortConfig {
         BestEffortConfig {
             timeout,
             transfer_timeout,
+            retry_after: None,
         }
+    }
+
+    /// These time-outs, with a store that is down tried again after `after`.
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 }
 
@@ -78,41 +94,129 @@ enum Failure {
     Failed(Error),
 }
 
+/// Whether calls of one kind (all, or writes) are skipped: since when it was closed, in ms
+/// since the layer was made plus one, or 0 while it is open.
+#[derive(Debug, Default)]
+struct Gate {
+    closed_at: AtomicU64,
+}
+
+/// What [`Gate::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The store is up: call it.
+    Open,
+    /// The store is down: answer with a miss.
+    Closed,
+    /// The store was down long enough: this call tries it again.
+    Probe,
+}
+
+impl Gate {
+    fn admit(&self, now: u64, retry_after: Option<Duration>) -> Pass {
+        let at = self.closed_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return Pass::Open;
+        }
+        let Some(after) = retry_after else {
+            return Pass::Closed;
+        };
+        if now.saturating_sub(at) < after.as_millis() as u64 {
+            return Pass::Closed;
+        }
+        // One caller probes; the others see the gate closed anew until it reports back.
+        match self
+            .closed_at
+            .compare_exchange(at, now, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => Pass::Probe,
+            Err(_) => Pass::Closed,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed_at.load(Ordering::Relaxed) != 0
+    }
+
+    fn close(&self, now: u64) {
+        let _ = self
+            .closed_at
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Open the gate; whether it was closed.
+    fn open(&self) -> bool {
+        // A load first: the common case (open) writes nothing shared.
+        self.closed_at.load(Ordering::Relaxed) != 0
+            && self.closed_at.swap(0, Ordering::Relaxed) != 0
+    }
+}
+
 /// How the store has behaved this run (shared with blob streams).
 #[derive(Debug)]
 struct Health {
     name: String,
-    down: AtomicBool,
-    writes_down: AtomicBool,
+    started: Instant,
+    retry_after: Option<Duration>,
+    down: Gate,
+    writes_down: Gate,
     warned: AtomicBool,
     failures: AtomicU64,
 }
 
 impl Health {
-    /// Record a failure of `what` and decide what it costs the rest of the run.
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether a call may go to the store (`false`: answer with a miss).
+    fn admit(&self, write: bool) -> bool {
+        let now = self.now();
+        let pass = match self.down.admit(now, self.retry_after) {
+            Pass::Open if write => self.writes_down.admit(now, self.retry_after),
+            pass => pass,
+        };
+        pass != Pass::Closed
+    }
+
+    /// A call succeeded: the store (or its writes) is up again if it was down.
+    fn succeeded(&self, write: bool) {
+        let was_down = self.down.open() | (write && self.writes_down.open());
+        if was_down {
+            self.warned.store(false, Ordering::Relaxed);
+            tracing::info!("cache {} answers again", self.name);
+        }
+    }
+
+    /// Record a failure of `what` and decide what it costs from now on.
     fn failed(&self, what: &str, write: bool, failure: Failure) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        let skipping = if self.retry_after.is_some() {
+            "skipping this cache for a while"
+        } else {
+            "skipping this cache for the rest of the run"
+        };
+        let not_writing = if self.retry_after.is_some() {
+            "not writing to this cache for a while"
+        } else {
+            "not writing to this cache for the rest of the run"
+        };
+        let now = self.now();
         let (problem, consequence) = match &failure {
             Failure::TimedOut(limit) => {
-                self.down.store(true, Ordering::Relaxed);
+                self.down.close(now);
                 (
                     format!("{what} timed out after {:.1} s", limit.as_secs_f64()),
-                    "skipping this cache for the rest of the run",
+                    skipping,
                 )
             }
             Failure::Failed(e) if e.is_temporary() => {
-                self.down.store(true, Ordering::Relaxed);
-                (
-                    format!("{what} failed: {e}"),
-                    "skipping this cache for the rest of the run",
-                )
+                self.down.close(now);
+                (format!("{what} failed: {e}"), skipping)
             }
             Failure::Failed(e) if write => {
-                self.writes_down.store(true, Ordering::Relaxed);
-                (
-                    format!("{what} failed: {e}"),
-                    "not writing to this cache for the rest of the run",
-                )
+                self.writes_down.close(now);
+                (format!("{what} failed: {e}"), not_writing)
             }
             Failure::Failed(e) => (format!("{what} failed: {e}"), "treating it as a miss"),
         };
@@ -153,8 +257,10 @@ impl<S: Store> BestEffort<S> {
     pub fn with_config(inner: S, config: BestEffortConfig) -> Self {
         let health = Arc::new(Health {
             name: inner.to_string(),
-            down: AtomicBool::new(false),
-            writes_down: AtomicBool::new(false),
+            started: Instant::now(),
+            retry_after: config.retry_after,
+            down: Gate::default(),
+            writes_down: Gate::default(),
             warned: AtomicBool::new(false),
             failures: AtomicU64::new(0),
         });
@@ -165,14 +271,15 @@ impl<S: Store> BestEffort<S> {
         }
     }
 
-    /// Whether the store has been given up on for the rest of the run.
+    /// Whether the store is down (skipped for the rest of the run, or until
+    /// [`retry_after`](BestEffortConfig::retry_after) lets a call try it again).
     pub fn is_down(&self) -> bool {
-        self.health.down.load(Ordering::Relaxed)
+        self.health.down.is_closed()
     }
 
-    /// Whether writes have been given up on for the rest of the run.
+    /// Whether writes are skipped (the store is down, or refused a write for good).
     pub fn writes_down(&self) -> bool {
-        self.is_down() || self.health.writes_down.load(Ordering::Relaxed)
+        self.is_down() || self.health.writes_down.is_closed()
     }
 
     /// Failures (errors and time-outs) turned into misses or skipped writes so far.
@@ -180,7 +287,9 @@ impl<S: Store> BestEffort<S> {
         self.health.failures.load(Ordering::Relaxed)
     }
 
-    /// Warnings logged so far (at most one).
+    /// Warnings logged so far: at most one per run, or per outage with
+    /// [`retry_after`](BestEffortConfig::retry_after) (then this says whether the current or
+    /// last outage was warned about).
     pub fn warnings(&self) -> u64 {
         u64::from(self.health.warned.load(Ordering::Relaxed))
     }
@@ -197,13 +306,19 @@ impl<S: Store> BestEffort<S> {
     where
         F: Future<Output = Result<T>> + Send,
     {
-        if self.is_down() || (write && self.writes_down()) {
+        if !self.health.admit(write) {
             return None;
         }
         match tokio::time::timeout(limit, call).await {
-            Ok(Ok(v)) => Some(Ok(v)),
+            Ok(Ok(v)) => {
+                self.health.succeeded(write);
+                Some(Ok(v))
+            }
             Ok(Err(e)) if passes_through(&e) => Some(Err(e)),
-            Ok(Err(e)) if e.is_not_found() => None,
+            Ok(Err(e)) if e.is_not_found() => {
+                self.health.succeeded(write);
+                None
+            }
             Ok(Err(e)) => {
                 self.health.failed(what, write, Failure::Failed(e));
                 None

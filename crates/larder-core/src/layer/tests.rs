@@ -115,6 +115,20 @@ async fn tiered_passes_the_suite() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn tiered_with_blob_backfill_passes_the_suite() {
+    let fast = Arc::new(MemoryStore::new());
+    let slow = Arc::new(MemoryStore::new());
+    let tiered = Tiered::new(vec![Tier::new(fast.clone()), Tier::new(slow.clone())])
+        .expect("two tiers")
+        .with_blob_backfill(true);
+    run_all(&LayerHarness {
+        store: Arc::new(tiered),
+        under: vec![fast, slow],
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
@@ -488,6 +502,33 @@ async fn best_effort_costs_a_hanging_store_one_time_out() {
 }
 
 #[tokio::test]
+async fn best_effort_tries_a_down_store_again_after_retry_after() {
+    let limit = Duration::from_secs(5);
+    let after = Duration::from_millis(100);
+    let be = BestEffort::with_config(
+        Broken::new(Fault::TemporaryFor(1)),
+        BestEffortConfig::new(limit, limit).retry_after(after),
+    );
+    let k = key("be-recover");
+    assert_eq!(be.get_entry(&k).await.expect("a miss"), None);
+    assert!(be.is_down());
+    assert_eq!(be.get_entry(&k).await.expect("a miss"), None);
+    assert_eq!(be.get_ref().calls(), 1, "down: not called");
+    assert_eq!(be.warnings(), 1);
+
+    tokio::time::sleep(after + Duration::from_millis(20)).await;
+    let e = small_entry(&k, b"back");
+    assert_eq!(
+        be.put_entry(&k, &e).await.expect("put"),
+        PutOutcome::Written
+    );
+    assert_eq!(be.get_ref().calls(), 2, "one call tried the store again");
+    assert!(!be.is_down());
+    assert_eq!(be.get_entry(&k).await.expect("get"), Some(e));
+    assert_eq!(be.warnings(), 0, "the next outage gets its own warning");
+}
+
+#[tokio::test]
 async fn best_effort_passes_the_callers_mistakes_through() {
     let be = BestEffort::new(MemoryStore::new());
     let wrong = Digest::of(b"something else");
@@ -764,6 +805,39 @@ async fn tiered_inspection_reads_do_not_backfill() {
     assert!(t.fast.get_entry(&k).await.expect("get").is_none());
 }
 
+#[tokio::test]
+async fn tiered_blob_backfill_keeps_blobs_read_from_a_slow_tier() {
+    let t = two_tiers(Tier::new);
+    let tiered = t.tiered.with_blob_backfill(true);
+    let d = t
+        .slow
+        .put_blob_bytes(Bytes::from_static(b"fetched once"))
+        .await
+        .expect("put");
+    assert_eq!(
+        tiered.get_blob_bytes(&d, 64).await.expect("read"),
+        Some(b"fetched once".to_vec())
+    );
+    assert!(t.fast.find_missing(&[d]).await.expect("find").is_empty());
+    assert_eq!(tiered.tier_stats()[0].backfilled_bytes, 12);
+    let slow_before = t.slow.counts();
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(
+        tiered
+            .place_blob(&d, &dir.path().join("b"), Placement::Copy)
+            .await
+            .expect("place")
+    );
+    assert_eq!(t.slow.counts(), slow_before, "served by the fast tier");
+    assert!(
+        tiered
+            .get_blob(&Digest::of(b"nowhere"))
+            .await
+            .expect("a miss")
+            .is_none()
+    );
+}
+
 #[derive(Debug, Default)]
 struct ListQueue(std::sync::Mutex<Vec<Key>>);
 
@@ -796,7 +870,7 @@ async fn tiered_queued_tiers_get_keys_and_a_worker_copies_them() {
     assert_eq!(t.tiered.tier_stats()[1].queued, 1);
 
     // What the queue's worker does.
-    let copied = copy_entry(&*t.fast, &*t.slow, &k, &entry)
+    let copied = copy_entry(&*t.fast, &*t.slow, &k, &entry, PutOptions::default())
         .await
         .expect("copy")
         .expect("the fast tier has every blob");

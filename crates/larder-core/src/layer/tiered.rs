@@ -7,7 +7,10 @@
 //!   from the tier that hit, never whole in memory) and then the entry ([`copy_entry`]); each
 //!   faster queued tier gets the key queued. A failed backfill costs a warning (the first per
 //!   tier) and never the hit. Lookups with `record_access` off (inspection) do not backfill.
-//! - `get_blob` and `place_blob` go tier by tier to the first that has the blob.
+//! - `get_blob` and `place_blob` go tier by tier to the first that has the blob. With
+//!   [`Tiered::with_blob_backfill`] (servers, whose clients fetch blobs by digest), a blob found
+//!   only in a slower tier is first copied into the faster synchronous tiers and served from
+//!   there.
 //! - Per-tier hits, misses, errors and backfills are counted ([`Tiered::tier_stats`]; what
 //!   `larder stats` reports per tier).
 //!
@@ -165,7 +168,8 @@ pub struct Copied {
 }
 
 /// Copy `entry` (stored under `key` in `from`) into `to`: the blobs `to` lacks, streamed one at
-/// a time, then the entry (create-only, so a newer entry in `to` is kept).
+/// a time, then the entry, written with `opts` (a backfill uses create-only writes, so a newer
+/// entry in `to` is kept; an upload of the local truth overwrites).
 ///
 /// `None` when `from` lacks one of the blobs (the entry is then not written: `to` never names a
 /// blob it does not hold). The backfill of [`Tiered`] and upload-queue workers share this.
@@ -177,6 +181,7 @@ pub async fn copy_entry(
     to: &dyn Store,
     key: &Key,
     entry: &Entry,
+    opts: PutOptions,
 ) -> Result<Option<Copied>> {
     let mut copied = Copied::default();
     for d in to.find_missing(&entry.blob_digests()).await? {
@@ -188,7 +193,7 @@ pub async fn copy_entry(
         copied.blobs += 1;
         copied.bytes += size;
     }
-    to.put_entry_opts(key, entry, PutOptions::create()).await?;
+    to.put_entry_opts(key, entry, opts).await?;
     Ok(Some(copied))
 }
 
@@ -196,6 +201,7 @@ pub async fn copy_entry(
 #[derive(Debug)]
 pub struct Tiered {
     tiers: Vec<Tier>,
+    blob_backfill: bool,
 }
 
 impl Tiered {
@@ -219,7 +225,19 @@ impl Tiered {
             }
             seen_sync |= t.is_sync();
         }
-        Ok(Tiered { tiers })
+        Ok(Tiered {
+            tiers,
+            blob_backfill: false,
+        })
+    }
+
+    /// Also backfill blobs read on their own: a `get_blob` or `place_blob` that finds the blob
+    /// only in a slower tier first copies it (streamed) into the faster tiers written
+    /// synchronously and then serves it from the fastest. For servers, whose clients fetch
+    /// blobs by digest without reading the entry through the same store; off by default.
+    pub fn with_blob_backfill(mut self, on: bool) -> Self {
+        self.blob_backfill = on;
+        self
     }
 
     /// The tiers, fastest first.
@@ -271,23 +289,56 @@ impl Tiered {
         let source = &*self.tiers[hit].store;
         for t in &self.tiers[..hit] {
             match &t.write {
-                TierWrite::Sync => match copy_entry(source, &*t.store, key, entry).await {
-                    Ok(Some(c)) => {
-                        t.counters.backfilled.fetch_add(1, Ordering::Relaxed);
-                        t.counters
-                            .backfilled_bytes
-                            .fetch_add(c.bytes, Ordering::Relaxed);
+                TierWrite::Sync => {
+                    match copy_entry(source, &*t.store, key, entry, PutOptions::create()).await {
+                        Ok(Some(c)) => {
+                            t.counters.backfilled.fetch_add(1, Ordering::Relaxed);
+                            t.counters
+                                .backfilled_bytes
+                                .fetch_add(c.bytes, Ordering::Relaxed);
+                        }
+                        Ok(None) => tracing::debug!(
+                            "tier {}: not backfilling {key}: {source} lacks one of its blobs",
+                            t.store
+                        ),
+                        Err(e) => self.tier_failed(t, &format!("backfilling {key}"), &e),
                     }
-                    Ok(None) => tracing::debug!(
-                        "tier {}: not backfilling {key}: {source} lacks one of its blobs",
-                        t.store
-                    ),
-                    Err(e) => self.tier_failed(t, &format!("backfilling {key}"), &e),
-                },
+                }
                 TierWrite::Queued(q) => self.enqueue(t, q, key).await,
                 TierWrite::Never => {}
             }
         }
+    }
+
+    /// Copy blob `digest`, found in tier `hit`, into the faster tiers written synchronously.
+    /// The index of the fastest tier that now holds it (`hit` itself if none took it).
+    async fn backfill_blob(&self, hit: usize, digest: &Digest) -> usize {
+        let source = &self.tiers[hit].store;
+        let mut holder = hit;
+        for (j, t) in self.tiers[..hit].iter().enumerate().rev() {
+            if !t.is_sync() {
+                continue;
+            }
+            let copied = async {
+                let Some(read) = source.get_blob(digest).await? else {
+                    return Ok(None);
+                };
+                let size = read.size;
+                t.store.put_blob(digest, size, read.stream).await?;
+                Ok::<_, Error>(Some(size))
+            };
+            match copied.await {
+                Ok(Some(size)) => {
+                    t.counters
+                        .backfilled_bytes
+                        .fetch_add(size, Ordering::Relaxed);
+                    holder = j;
+                }
+                Ok(None) => break,
+                Err(e) => self.tier_failed(t, &format!("backfilling blob {digest}"), &e),
+            }
+        }
+        holder
     }
 
     async fn enqueue(&self, t: &Tier, queue: &Arc<dyn UploadQueue>, key: &Key) {
@@ -450,7 +501,14 @@ impl Store for Tiered {
     }
 
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
-        for t in &self.tiers {
+        for (i, t) in self.tiers.iter().enumerate() {
+            if i > 0 && self.blob_backfill {
+                if t.store.find_missing(&[*digest]).await?.is_empty() {
+                    let holder = self.backfill_blob(i, digest).await;
+                    return self.tiers[holder].store.get_blob(digest).await;
+                }
+                continue;
+            }
             if let Some(read) = t.store.get_blob(digest).await? {
                 return Ok(Some(read));
             }
@@ -473,7 +531,14 @@ impl Store for Tiered {
     }
 
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
-        for t in &self.tiers {
+        for (i, t) in self.tiers.iter().enumerate() {
+            if i > 0 && self.blob_backfill {
+                if t.store.find_missing(&[*digest]).await?.is_empty() {
+                    let holder = self.backfill_blob(i, digest).await;
+                    return self.tiers[holder].store.place_blob(digest, dest, how).await;
+                }
+                continue;
+            }
             if t.store.place_blob(digest, dest, how).await? {
                 return Ok(true);
             }
