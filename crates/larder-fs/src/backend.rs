@@ -558,6 +558,6 @@ impl Store for FsStore {
 
     async fn flush(&self) -> Result<()> {
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.index.flush()).await
+        blocking(move || inner.index.flush_quick()).await
     }
 }

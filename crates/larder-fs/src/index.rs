@@ -10,6 +10,16 @@
 //! access times are then slightly off (LRU slightly less exact), and entries it wrote are missing
 //! from the index until the next rebuild. Nothing is ever lost from the cache itself.
 //!
+//! # The access journal
+//! A short-lived process that only read (a cache hit through `larder exec`) does not write the
+//! database at exit: a write transaction, and the checkpoint the last connection makes when it
+//! closes, cost it five fsyncs and most of its wall time. Its hits and misses are appended
+//! instead to `access.log` beside the index, in one `write` with no fsync
+//! ([`Index::flush_quick`]). The next process that writes the database anyway (a put, a trim,
+//! `stats`, a listing, the periodic flush of a long-lived process) folds the journal into the
+//! same transaction. Access records are hints: losing a few to a crash, or to a record appended
+//! while another process folds the journal, only makes LRU slightly less exact.
+//!
 //! # Consistency across processes
 //! The entry files are the truth; the index follows them. An insert event carries the inode of
 //! the file its writer published, and is applied only if that file is still the one under the
@@ -48,6 +58,15 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 pub(crate) const FLUSH_THRESHOLD: usize = 1000;
 /// Queue length past which new events are dropped (the database is stuck; warn once).
 const MAX_PENDING: usize = 200_000;
+/// The access journal's file name, beside the index.
+const JOURNAL: &str = "access.log";
+
+/// Past this size the journal is folded by the process that would append to it.
+const JOURNAL_FOLD_BYTES: u64 = 1 << 20;
+
+/// A journal larger than this is not read (it can only be a damaged or foreign file).
+const JOURNAL_MAX_BYTES: u64 = 64 << 20;
+
 /// How long a connection waits for another process's write transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -242,6 +261,38 @@ fn set_wal(conn: &Connection) -> Result<(), Error> {
             Err(e) => return Err(e).sql("configuring"),
         }
     }
+}
+
+/// The records of an access journal; lines that do not parse are skipped.
+fn parse_journal(text: &str) -> Pending {
+    let mut p = Pending::default();
+    for line in text.lines() {
+        let mut f = line.split(' ');
+        match (f.next(), f.next(), f.next(), f.next(), f.next()) {
+            (Some("h"), Some(name), Some(last), Some(hits), None) => {
+                let (Ok(last), Ok(hits)) = (last.parse::<u64>(), hits.parse::<u64>()) else {
+                    continue;
+                };
+                let t = p.touched.entry(name.to_owned()).or_default();
+                t.hits += hits;
+                t.last_ms = t.last_ms.max(last);
+            }
+            (Some("c"), Some(h), Some(m), Some(b), Some(ms)) => {
+                let nums: Vec<u64> = [h, m, b, ms]
+                    .iter()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                if let [h, m, b, ms] = nums[..] {
+                    p.hits += h;
+                    p.misses += m;
+                    p.bytes_saved += b;
+                    p.ms_saved += ms;
+                }
+            }
+            _ => {}
+        }
+    }
+    p
 }
 
 fn schema_version(conn: &Connection) -> Result<i64, Error> {
@@ -460,16 +511,24 @@ impl Index {
         f(&mut conn)
     }
 
-    /// Write every queued event in one transaction.
+    /// Write every queued event, and the access journal, in one transaction.
     pub(crate) fn flush(&self) -> larder_core::Result<()> {
         let mut conn = lock(&self.writer);
         // Take the queue only once we hold the connection, so batches commit in order.
-        let batch = lock(&self.pending).take();
+        let mut batch = lock(&self.pending).take();
+        let journal = self.take_journal().map(|(path, older)| {
+            batch.restore(older);
+            path
+        });
         if batch.is_empty() {
+            self.drop_journal(journal);
             return Ok(());
         }
         match apply(&mut conn, &self.layout, &batch) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.drop_journal(journal);
+                Ok(())
+            }
             Err(e) => {
                 if e.is_corruption() {
                     tracing::warn!(
@@ -477,14 +536,100 @@ impl Index {
                         self.layout.index.display()
                     );
                     drop(conn);
+                    self.drop_journal(journal);
                     self.recreate()?;
                     // The rebuild scanned the files the queued inserts describe; only the access
                     // records are lost.
                     return Ok(());
                 }
+                // The folded journal's records stay in the queue; its file goes, so they are
+                // not counted twice.
+                self.drop_journal(journal);
                 lock(&self.pending).restore(batch);
                 Err(e.into())
             }
+        }
+    }
+
+    /// Write what is queued as cheaply as it can be kept: hits and misses alone go to the
+    /// access journal (one append, no fsync); anything else, or a journal that has grown past
+    /// [`JOURNAL_FOLD_BYTES`], is written to the database by [`Index::flush`].
+    pub(crate) fn flush_quick(&self) -> larder_core::Result<()> {
+        {
+            let mut p = lock(&self.pending);
+            if p.is_empty() {
+                return Ok(());
+            }
+            if p.ops.is_empty() && self.journal_len() < JOURNAL_FOLD_BYTES {
+                let batch = p.take();
+                drop(p);
+                match self.append_journal(&batch) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        tracing::debug!("larder: cannot append to the access journal: {e}");
+                        lock(&self.pending).restore(batch);
+                    }
+                }
+            }
+        }
+        self.flush()
+    }
+
+    fn journal_path(&self) -> std::path::PathBuf {
+        self.layout.root.join(JOURNAL)
+    }
+
+    fn journal_len(&self) -> u64 {
+        fs::metadata(self.journal_path()).map_or(0, |m| m.len())
+    }
+
+    /// Append `batch`'s hits and misses to the journal in one `write`: `h NAME LAST_MS HITS`
+    /// per entry, then `c HITS MISSES BYTES_SAVED MS_SAVED`.
+    fn append_journal(&self, batch: &Pending) -> std::io::Result<()> {
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        let mut text = String::with_capacity(64 * (batch.touched.len() + 1));
+        for (name, t) in &batch.touched {
+            let _ = writeln!(text, "h {name} {} {}", t.last_ms, t.hits);
+        }
+        let _ = writeln!(
+            text,
+            "c {} {} {} {}",
+            batch.hits, batch.misses, batch.bytes_saved, batch.ms_saved
+        );
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.journal_path())?;
+        f.write_all(text.as_bytes())
+    }
+
+    /// Move the journal aside (so appends that follow start a new one) and read it: the moved
+    /// file, to remove once its records are committed, and the records.
+    fn take_journal(&self) -> Option<(std::path::PathBuf, Pending)> {
+        let path = self.journal_path();
+        let taken = self
+            .layout
+            .root
+            .join(format!("{JOURNAL}.{}.folding", std::process::id()));
+        fs::rename(&path, &taken).ok()?;
+        let len = fs::metadata(&taken).map_or(0, |m| m.len());
+        if len > JOURNAL_MAX_BYTES {
+            tracing::warn!(
+                "larder: the access journal {} is {len} bytes; dropped",
+                path.display()
+            );
+            return Some((taken, Pending::default()));
+        }
+        let text = fs::read(&taken).unwrap_or_default();
+        Some((taken, parse_journal(&String::from_utf8_lossy(&text))))
+    }
+
+    fn drop_journal(&self, journal: Option<std::path::PathBuf>) {
+        if let Some(path) = journal
+            && let Err(e) = fs::remove_file(&path)
+        {
+            tracing::debug!("larder: cannot remove {}: {e}", path.display());
         }
     }
 
@@ -531,7 +676,7 @@ impl Index {
             p = lock(&self.pending);
         }
         drop(p);
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush_quick() {
             tracing::warn!("larder: writing the index at exit failed: {e}");
         }
     }
@@ -938,4 +1083,22 @@ fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), 
     }
     delta.apply(&tx)?;
     tx.commit().sql("flushing")
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+
+    #[test]
+    fn journal_lines_parse_and_garbage_is_skipped() {
+        let p = parse_journal(
+            "h aa 10 2\nh bb 5 1\nh aa 30 1\nc 4 1 100 50\nc 1 0 0 0\nh cc x 1\nzz\nc 1 2\n",
+        );
+        assert_eq!(p.touched.len(), 2);
+        assert_eq!((p.touched["aa"].hits, p.touched["aa"].last_ms), (3, 30));
+        assert_eq!(
+            (p.hits, p.misses, p.bytes_saved, p.ms_saved),
+            (5, 1, 100, 50)
+        );
+    }
 }

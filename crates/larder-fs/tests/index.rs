@@ -212,3 +212,54 @@ async fn entries_of_a_newer_format_are_misses_but_kept() {
     assert!(store.get_entry(&k).await.unwrap().is_none());
     assert!(!path.exists());
 }
+
+/// A process that only read leaves its hits and misses in the access journal (`access.log`),
+/// not in the database; the next process that writes the database (here: `stats`) folds them
+/// in, and the listing then shows the entry's hits.
+#[tokio::test(flavor = "multi_thread")]
+async fn hits_of_a_reading_process_go_through_the_access_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let (a, b) = (key("journal/a"), key("journal/b"));
+    {
+        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        for k in [&a, &b] {
+            store.put_entry(k, &inline_entry(k, b"out")).await.unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+    assert!(
+        !root.join("access.log").exists(),
+        "a put goes to the database"
+    );
+    {
+        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        for _ in 0..3 {
+            assert!(store.get_entry(&a).await.unwrap().is_some());
+        }
+        assert!(
+            store
+                .get_entry(&key("journal/none"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.flush().await.unwrap();
+    }
+    let journal = std::fs::read_to_string(root.join("access.log")).unwrap();
+    assert!(journal.contains("h "), "{journal}");
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    let s = store.stats().await.unwrap();
+    assert_eq!((s.hits, s.misses, s.entries), (3, 1, 2));
+    assert!(
+        !root.join("access.log").exists(),
+        "folded into the database"
+    );
+    let hits: Vec<(String, u64)> = listed(&store)
+        .await
+        .into_iter()
+        .map(|m| (m.name, m.hits))
+        .collect();
+    assert!(hits.contains(&(a.storage_name(), 3)), "{hits:?}");
+    assert!(hits.contains(&(b.storage_name(), 0)), "{hits:?}");
+}
