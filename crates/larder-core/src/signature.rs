@@ -52,13 +52,38 @@ impl InputHasher {
         &self.cache
     }
 
-    /// Digest every file in `paths`, in parallel, reading only those the stat cache cannot vouch
-    /// for. Results are in the order of `paths`.
+    /// Digest every file in `paths`, reading only those the stat cache cannot vouch for.
+    /// Results are in the order of `paths`.
+    ///
+    /// The stat-cache answers cost one `stat` each and are taken on this thread, so re-signing
+    /// an unchanged tree starts no thread pool; the files that must be read are hashed in
+    /// parallel.
     ///
     /// # Errors
     /// [`Error::Io`] naming the first file that cannot be read.
     pub fn hash_files(&self, paths: &[PathBuf]) -> Result<Vec<InputDigest>> {
-        paths.par_iter().map(|p| self.hash_file(p)).collect()
+        let mut found: Vec<Option<InputDigest>> = Vec::with_capacity(paths.len());
+        let mut to_read: Vec<(usize, FileStamp)> = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            let stamp = stamp_of(path)?;
+            let cached = self.cached(&stamp);
+            if cached.is_none() {
+                to_read.push((i, stamp));
+            }
+            found.push(cached);
+        }
+        let read: Vec<(usize, InputDigest)> = match to_read.len() {
+            0 => Vec::new(),
+            1 => vec![(to_read[0].0, self.read(&paths[to_read[0].0], to_read[0].1)?)],
+            _ => to_read
+                .par_iter()
+                .map(|&(i, stamp)| Ok((i, self.read(&paths[i], stamp)?)))
+                .collect::<Result<_>>()?,
+        };
+        for (i, d) in read {
+            found[i] = Some(d);
+        }
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// Digest one file (see [`InputHasher::hash_files`]).
@@ -66,22 +91,24 @@ impl InputHasher {
     /// # Errors
     /// [`Error::Io`] if the file cannot be read.
     pub fn hash_file(&self, path: &Path) -> Result<InputDigest> {
-        let meta = std::fs::metadata(path).ctx(|| format!("reading input {}", path.display()))?;
-        if !meta.is_file() {
-            return Err(Error::invalid(format!(
-                "input {} is not a regular file",
-                path.display()
-            )));
+        let stamp = stamp_of(path)?;
+        match self.cached(&stamp) {
+            Some(d) => Ok(d),
+            None => self.read(path, stamp),
         }
-        let stamp = FileStamp::from_metadata(&meta);
-        if let Some(digest) = self.cache.lookup(&stamp) {
-            return Ok(InputDigest {
-                digest,
-                size: stamp.size(),
-                executable: stamp.executable(),
-                from_cache: true,
-            });
-        }
+    }
+
+    fn cached(&self, stamp: &FileStamp) -> Option<InputDigest> {
+        self.cache.lookup(stamp).map(|digest| InputDigest {
+            digest,
+            size: stamp.size(),
+            executable: stamp.executable(),
+            from_cache: true,
+        })
+    }
+
+    /// Read and hash a file the stat cache could not vouch for; remember its digest.
+    fn read(&self, path: &Path, stamp: FileStamp) -> Result<InputDigest> {
         let started = now_ns();
         let (digest, size) = Digest::of_file(path)?;
         // Record only if the file did not change while we read it.
@@ -97,6 +124,18 @@ impl InputHasher {
             from_cache: false,
         })
     }
+}
+
+/// A regular file's stamp.
+fn stamp_of(path: &Path) -> Result<FileStamp> {
+    let meta = std::fs::metadata(path).ctx(|| format!("reading input {}", path.display()))?;
+    if !meta.is_file() {
+        return Err(Error::invalid(format!(
+            "input {} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(FileStamp::from_metadata(&meta))
 }
 
 /// Builds a task signature. Order of calls does not matter except for arguments.
