@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use larder_core::Error;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use larder_core::{ByteStream, Error};
 
 /// Whether an HTTP status from an object service is worth a retry.
 pub fn status_is_temporary(status: u16) -> bool {
@@ -46,6 +48,32 @@ pub fn stalled(store: &str, what: &str, after: Duration) -> Error {
     )
 }
 
+/// A download's chunks as a [`ByteStream`]: each must arrive within `timeout` (else the stream
+/// yields [`stalled`]), and a failed chunk is a [`body`] error. What a backend's
+/// [`Bucket::read`](crate::Bucket::read) answers, its chunks bounded as the contract asks.
+pub fn timed_chunks<E>(
+    store: &'static str,
+    what: String,
+    timeout: Duration,
+    chunks: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
+) -> ByteStream
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let chunks = Box::pin(chunks);
+    Box::pin(futures::stream::unfold(chunks, move |mut b| {
+        let what = what.clone();
+        async move {
+            let item = match tokio::time::timeout(timeout, b.next()).await {
+                Err(_) => Err(stalled(store, &what, timeout)),
+                Ok(None) => return None,
+                Ok(Some(chunk)) => chunk.map_err(|e| body(store, &what, e)),
+            };
+            Some((item, b))
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +86,20 @@ mod tests {
         for s in [400, 403, 404, 412, 501] {
             assert!(!status_is_temporary(s), "{s}");
         }
+    }
+
+    #[tokio::test]
+    async fn chunks_must_arrive_in_time() {
+        let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"a"))]);
+        let then_nothing = first.chain(futures::stream::pending());
+        let t = Duration::from_millis(50);
+        let mut s = timed_chunks("larder-x", "reading x".into(), t, then_nothing);
+        assert_eq!(s.next().await.unwrap().unwrap(), Bytes::from_static(b"a"));
+        let e = s.next().await.unwrap().unwrap_err();
+        assert!(
+            e.is_temporary() && e.to_string().contains("nothing received"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,18 +4,26 @@
 //! present is refreshed, one trim at a time.
 //!
 //! Each check opens its own store through `make(prefix, trim_grace)`: a store of the bucket
-//! under test rooted at `prefix`, with that grace period.
+//! under test rooted at `prefix`, with that grace period. [`trim_tests!`](crate::trim_tests)
+//! declares the four as tests.
+//!
+//! Also for every bucket store's tests: [`conformance`] (larder-core's suite, damaging objects
+//! through the bucket's own primitives) and [`silent_port`] (a server that never answers).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use larder_core::testkit::Harness;
 use larder_core::{
     Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt, TrimOptions, TrimReport,
 };
 
 use crate::{Bucket, BucketStore};
 
-fn budget(max_bytes: Option<u64>, max_entries: Option<u64>) -> TrimOptions {
+/// Trim options with these budgets.
+pub fn budget(max_bytes: Option<u64>, max_entries: Option<u64>) -> TrimOptions {
     let mut o = TrimOptions::default();
     o.max_bytes = max_bytes;
     o.max_entries = max_entries;
@@ -30,8 +38,8 @@ async fn present(s: &(impl Store + ?Sized), digests: &[Digest]) -> bool {
     s.find_missing(digests).await.expect("find").is_empty()
 }
 
-/// Entry `k{i}` with its own 50 kB blob and `shared` (20 kB).
-async fn put_entry(s: &(impl Store + ?Sized), i: usize, shared: Digest) -> (Key, Digest) {
+/// Store entry `k{i}` with its own 50 kB blob and `shared` (20 kB); its key and own blob.
+pub async fn put_entry(s: &(impl Store + ?Sized), i: usize, shared: Digest) -> (Key, Digest) {
     let d = s
         .put_blob_bytes(Bytes::from(vec![i as u8; 50_000]))
         .await
@@ -167,4 +175,89 @@ pub async fn one_trim_at_a_time<B: Bucket>(make: impl Fn(&str, Duration) -> Buck
         s.backend().get(&lock, 4096).await.expect("get").is_none(),
         "the lease is released after the trim"
     );
+}
+
+/// The four trim checks above as `#[tokio::test]`s. `$start` is the test server, an `Option`
+/// (`None`: its crate already said why the tests skip); `$maker(&server)` is a check's `make`.
+#[macro_export]
+macro_rules! trim_tests {
+    ($start:expr, $maker:expr) => {
+        $crate::trim_tests!(@one $start, $maker,
+            budgets_hold_and_recently_used_entries_and_live_blobs_stay,
+            blobs_of_a_put_in_flight_survive,
+            an_old_blob_a_writer_finds_present_outlives_the_next_trim,
+            one_trim_at_a_time);
+    };
+    (@one $start:expr, $maker:expr, $($check:ident),+) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $check() {
+            let Some(server) = $start else {
+                return;
+            };
+            $crate::testkit::$check($maker(&server)).await;
+        }
+    )+};
+}
+
+/// larder-core's conformance suite over `store`, damaging its objects through the bucket's own
+/// primitives (read, flip two bytes, write back plain).
+pub async fn conformance<B: Bucket>(store: BucketStore<B>) {
+    larder_core::testkit::run_all(&BucketHarness(Arc::new(store))).await;
+}
+
+struct BucketHarness<B>(Arc<BucketStore<B>>);
+
+impl<B: Bucket> BucketHarness<B> {
+    async fn damage(&self, key: String) -> bool {
+        let bucket = self.0.backend();
+        let Ok(Some(bytes)) = bucket.get(&key, u64::MAX).await else {
+            return false;
+        };
+        let mut bytes = bytes.to_vec();
+        if bytes.is_empty() {
+            return false;
+        }
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5a;
+        bytes[0] ^= 0xff;
+        let put = bucket.put(&key, Bytes::from(bytes), false, &[]).await;
+        put.expect("overwrite");
+        true
+    }
+}
+
+#[async_trait]
+impl<B: Bucket> Harness for BucketHarness<B> {
+    fn store(&self) -> Arc<dyn Store> {
+        self.0.clone()
+    }
+
+    async fn corrupt_blob(&self, digest: &Digest) -> bool {
+        self.damage(self.0.blob_key(digest)).await
+    }
+
+    async fn corrupt_entry(&self, key: &Key) -> bool {
+        self.damage(self.0.entry_key(key)).await
+    }
+
+    fn large_blob_bytes(&self) -> u64 {
+        // Up, down and placed over loopback: 256 MiB keeps CI quick and still catches any
+        // store that buffers a whole blob.
+        std::env::var("LARDER_TESTKIT_LARGE_BYTES")
+            .ok()
+            .and_then(|v| larder_core::size::parse_size(&v).ok())
+            .unwrap_or(256 << 20)
+    }
+}
+
+/// A loopback port that accepts connections and never answers (for time-out checks).
+pub fn silent_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        // Never finishes: every connection is kept, open and silent.
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    port
 }

@@ -6,33 +6,22 @@
 //!   sends none, for emulators and public buckets.
 //! - Endpoint: Google's, or `LARDER_GCS_ENDPOINT` / `?endpoint=URL` (e.g. fake-gcs-server).
 //!
-//! Two ways in, and why:
-//! - Google's official crate, `google-cloud-storage`, reads objects (streamed) and writes
-//!   small ones (entries, records, blobs up to 8 MiB) in single-shot uploads; its
-//!   resumable-upload threshold is raised past anything sent through it, since the emulator
-//!   does not serve resumable sessions well.
-//! - Listing and deleting objects exist only over gRPC in that crate, which no emulator
-//!   serves; its single-shot upload also gathers the whole payload in memory. So metadata
-//!   reads, listing, deletion, the copy that refreshes a blob, and uploads of blobs over 8 MiB
-//!   are plain GCS JSON API requests (`/storage/v1`, `/upload/storage/v1`), made with the
-//!   same reqwest client and the same credentials.
-//!
-//! Behaviour (as larder-s3's):
-//! - Blobs are stored raw under `PREFIX/blobs/<blake3>`, entries under
-//!   `PREFIX/entries/<storage name>` with their size, creation time and cost as custom
-//!   metadata. Entries are written after their blobs.
-//! - Large uploads stream the caller's bytes straight into the request (memory stays at one
-//!   chunk); the last chunk is sent only once the bytes have hashed to the digest, so a wrong
-//!   stream never becomes an object.
-//! - Downloads stream and are verified against the BLAKE3 digest; a corrupt blob is deleted
-//!   and read as [`Error::Corrupt`](larder_core::Error::Corrupt) (a miss for restores).
-//! - Create-only entry writes use `ifGenerationMatch=0`.
-//! - Temporary errors (time-outs, connection failures, 408, 429, 5xx) are retried with
-//!   backoff; permanent ones are not. Errors are classified the same way for callers.
-//! - Trimming (`larder trim --store gs://...`) is larder-bucket's, shared with larder-s3:
-//!   access records, a lease, eviction by the configured policy, and a grace period before
-//!   unreferenced blobs go. The entry's generation plays the part of S3's ETag. See
-//!   `docs/remote-trim.md`.
+//! This crate supplies Cloud Storage's object primitives ([`GcsBucket`]), its configuration and
+//! its error mapping; the store itself — layout, verification, refresh-on-reuse, access
+//! records, remote trim — is [`larder_bucket::BucketStore`], shared with S3 and OpenDAL. What
+//! is GCS's own:
+//! - every request is a plain JSON API call, made with `google-cloud-auth`'s credentials (see
+//!   `core.rs` for why not the official storage crate);
+//! - listings carry entries' custom metadata (size, creation time, cost), so listing entries
+//!   costs no request per entry;
+//! - blobs above the part size (8 MiB) stream up as one multipart request whose body is the
+//!   caller's stream: memory stays at one chunk, and a stream that fails verification cuts the
+//!   request short, so no object appears;
+//! - create-only entry writes use `ifGenerationMatch=0`; a trim deletes an entry only at the
+//!   generation it listed (`ifGenerationMatch`); an old blob about to be reused is refreshed
+//!   by a copy onto itself;
+//! - temporary errors (time-outs, connection failures, 408, 429, 5xx) are retried with backoff;
+//!   permanent ones are not. Errors are classified the same way for callers.
 //!
 //! ```no_run
 //! # fn example() -> larder_core::Result<()> {
@@ -45,9 +34,10 @@
 mod backend;
 mod config;
 mod core;
-mod error;
-mod reader;
-mod writer;
 
-pub use backend::GcsStore;
+pub use backend::GcsBucket;
 pub use config::{ANONYMOUS_ENV, DEFAULT_ENDPOINT, ENDPOINT_ENV, GcsStoreBuilder};
+pub use larder_bucket::BucketBuilder;
+
+/// A larder store in a Cloud Storage bucket.
+pub type GcsStore = larder_bucket::BucketStore<GcsBucket>;

@@ -4,110 +4,54 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use larder_core::testkit::{Harness, run_all};
-use larder_core::{Digest, ErrorKind, Key, Store, StoreExt};
-use larder_gcs::GcsStore;
+use larder_core::{Content, Digest, Entry, ErrorKind, Key, Output, OutputKind, Store, StoreExt};
+use larder_gcs::{BucketBuilder, GcsStore, GcsStoreBuilder};
 use larder_testservers::FakeGcs;
-
-struct GcsHarness {
-    gcs: FakeGcs,
-    prefix: String,
-    store: Arc<GcsStore>,
-}
-
-impl GcsHarness {
-    async fn damage(&self, object: String) -> bool {
-        let Some(mut bytes) = common::get_raw(&self.gcs, &object).await else {
-            return false;
-        };
-        if bytes.is_empty() {
-            return false;
-        }
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x5a;
-        bytes[0] ^= 0xff;
-        common::put_raw(&self.gcs, &object, bytes).await;
-        true
-    }
-}
-
-#[async_trait]
-impl Harness for GcsHarness {
-    fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
-    }
-
-    async fn corrupt_blob(&self, digest: &Digest) -> bool {
-        self.damage(format!("{}/blobs/{}", self.prefix, digest.to_hex()))
-            .await
-    }
-
-    async fn corrupt_entry(&self, key: &Key) -> bool {
-        self.damage(format!("{}/entries/{}", self.prefix, key.storage_name()))
-            .await
-    }
-
-    fn large_blob_bytes(&self) -> u64 {
-        // Streamed up and down over loopback: 256 MiB still catches any store that buffers a
-        // whole blob, and keeps CI quick.
-        std::env::var("LARDER_TESTKIT_LARGE_BYTES")
-            .ok()
-            .and_then(|v| larder_core::size::parse_size(&v).ok())
-            .unwrap_or(256 << 20)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_against_fake_gcs_server() {
     let Some(gcs) = FakeGcs::start() else {
         return;
     };
-    let prefix = common::unique_prefix("conformance");
-    let store = Arc::new(
-        common::builder(&gcs)
-            .with_prefix(&prefix)
-            .expect("prefix")
-            .build()
-            .expect("store"),
-    );
-    let h = GcsHarness { gcs, prefix, store };
-    run_all(&h).await;
+    larder_bucket::testkit::conformance(common::store(&gcs, "conformance")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn gs_url_with_endpoint_from_env_style_params_and_stats() {
+async fn gs_url_with_endpoint_params_and_stats_from_listing_metadata() {
     let Some(gcs) = FakeGcs::start() else {
         return;
     };
-    let prefix = common::unique_prefix("url");
-    let url = format!(
-        "gs://{}/{prefix}?endpoint={}&anonymous=true",
-        gcs.bucket(),
-        gcs.endpoint()
-    );
+    let prefix = format!("t/url-{}", std::process::id());
+    let (bucket, endpoint) = (gcs.bucket(), gcs.endpoint());
+    let url = format!("gs://{bucket}/{prefix}?endpoint={endpoint}&anonymous=true");
     let store = GcsStore::from_url(&url).expect("store");
     assert!(store.to_string().contains(&prefix), "{store}");
-    let d = store
-        .put_blob_bytes(bytes::Bytes::from_static(b"stats blob"))
-        .await
-        .expect("put");
-    let key = Key::new("stats/key").expect("key");
-    let mut e = larder_core::Entry::new(key.as_str(), "test");
-    e.outputs.push(larder_core::Output {
+    let blob = bytes::Bytes::from_static(b"stats blob");
+    let mut e = Entry::new("stats/key", "test");
+    e.cost_ms = 1234;
+    e.outputs.push(Output {
         path: "f".into(),
-        kind: larder_core::OutputKind::File {
-            content: larder_core::Content::blob(d, 10),
+        kind: OutputKind::File {
+            content: Content::blob(Digest::of(&blob), 10),
             executable: false,
         },
     });
+    store.put_blob_bytes(blob).await.expect("blob");
+    let key = Key::new(&e.key).expect("key");
     store.put_entry(&key, &e).await.expect("entry");
     let stats = store.stats().await.expect("stats");
     assert_eq!(stats.entries, 1);
     assert!(stats.bytes > 10, "{stats:?}");
+    // The entry's size and cost come back from its custom metadata.
+    let listed = futures::TryStreamExt::try_collect::<Vec<_>>(store.list()).await;
+    let listed = listed.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].size > 10 && listed[0].cost_ms == 1234,
+        "{listed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,63 +59,83 @@ async fn missing_bucket_is_a_permanent_error() {
     let Some(gcs) = FakeGcs::start() else {
         return;
     };
-    let store = GcsStore::builder("no-such-bucket")
+    let store = GcsStoreBuilder::new("no-such-bucket")
         .with_endpoint(gcs.endpoint())
         .with_anonymous(true)
         .build()
         .expect("store");
     let err = store.stats().await.expect_err("no bucket");
     assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
+    assert!(err.to_string().contains("does the bucket exist"), "{err}");
+}
+
+/// A store on `port` of loopback that gives up after one retry.
+fn local(port: u16, request_timeout: Duration) -> GcsStore {
+    let b = GcsStoreBuilder::new("bucket").with_anonymous(true);
+    let b = b.with_endpoint(format!("http://127.0.0.1:{port}"));
+    let b = b.with_retries(1).with_request_timeout(request_timeout);
+    b.build().expect("store")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_endpoint_is_a_temporary_error() {
     let port = larder_testservers::free_ports(1).expect("port")[0];
-    let store = GcsStore::builder("bucket")
-        .with_endpoint(format!("http://127.0.0.1:{port}"))
-        .with_anonymous(true)
-        .with_retries(1)
-        .build()
-        .expect("store");
-    let err = store
-        .get_entry(&Key::new("k").expect("key"))
-        .await
-        .expect_err("nothing listens");
+    let store = local(port, Duration::from_secs(15));
+    let err = store.get_entry(&Key::new("k").expect("key")).await;
+    let err = err.expect_err("nothing listens");
     assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
-    let err = store
-        .find_missing(&[Digest::of(b"x")])
-        .await
-        .expect_err("nothing listens");
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
+    let err = store.find_missing(&[Digest::of(b"x")]).await;
+    assert_eq!(
+        err.expect_err("nothing listens").kind(),
+        ErrorKind::Temporary
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hanging_server_is_a_temporary_error_within_the_request_timeout() {
-    // Accepts connections and never answers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming() {
-            held.push(conn);
-        }
-    });
-    let store = GcsStore::builder("bucket")
-        .with_endpoint(format!("http://127.0.0.1:{port}"))
-        .with_anonymous(true)
-        .with_retries(1)
-        .with_request_timeout(Duration::from_millis(700))
-        .build()
-        .expect("store");
+    let store = local(
+        larder_bucket::testkit::silent_port(),
+        Duration::from_millis(700),
+    );
     let started = std::time::Instant::now();
-    let err = store
-        .find_missing(&[Digest::of(b"x")])
-        .await
-        .expect_err("nothing answers");
+    let err = store.find_missing(&[Digest::of(b"x")]).await;
+    let err = err.expect_err("nothing answers");
     assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_upload_that_fails_stores_nothing() {
+    let Some(gcs) = FakeGcs::start() else {
+        return;
+    };
+    let store = common::store(&gcs, "failed-upload");
+    // Over the 8 MiB part size: one multipart request whose body is the caller's stream.
+    let blob = bytes::Bytes::from(vec![7u8; 9 << 20]);
+    let chunks: Vec<bytes::Bytes> = blob.chunks(1 << 20).map(|c| blob.slice_ref(c)).collect();
+    let put = |digest, chunks: Vec<larder_core::Result<bytes::Bytes>>| {
+        let body = Box::pin(futures::stream::iter(chunks));
+        let (store, len) = (store.clone(), blob.len() as u64);
+        async move { store.put_blob(&digest, len, body).await }
+    };
+    let ok = |chunks: &[bytes::Bytes]| chunks.iter().cloned().map(Ok).collect::<Vec<_>>();
+    let wrong = Digest::of(b"something else");
+    let err = put(wrong, ok(&chunks)).await.expect_err("wrong bytes");
+    assert!(err.to_string().contains("do not hash"), "{err}");
+    let right = Digest::of(&blob);
+    let mut failing = ok(&chunks[..5]);
+    failing.push(Err(larder_core::Error::invalid("the producer gave up")));
+    let err = put(right, failing).await.expect_err("failed payload");
+    assert!(err.to_string().contains("the producer gave up"), "{err}");
+    let missing = store.find_missing(&[wrong, right]).await.expect("find");
+    assert_eq!(
+        missing,
+        vec![wrong, right],
+        "a failed upload left an object"
+    );
+    assert_eq!(
+        put(right, ok(&chunks)).await.expect("good bytes"),
+        larder_core::PutOutcome::Written
     );
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use larder_gcs::GcsStoreBuilder;
+use larder_gcs::{BucketBuilder, GcsStoreBuilder};
 
 use super::{Opened, StoreUrl};
 use crate::config::Config;
