@@ -32,7 +32,9 @@
 //! run goes on with the tiers that answer".
 //!
 //! Maintenance goes to the first tier: `list`, `stats`, `trim` and the capability are its own;
-//! `delete` goes to every writable tier that can delete; `flush` to every tier.
+//! `delete` goes to every synchronously written tier that can delete (not to queued tiers: a
+//! replica's client does not delete from the shared upstream, and a queued upload could bring
+//! the entry back anyway); `flush` to every tier.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -568,7 +570,7 @@ impl Store for Tiered {
     async fn delete(&self, key: &Key) -> Result<bool> {
         let mut any = false;
         for t in &self.tiers {
-            if !matches!(t.write, TierWrite::Never) && t.store.capability().delete {
+            if t.is_sync() && t.store.capability().delete {
                 any |= t.store.delete(key).await?;
             }
         }
