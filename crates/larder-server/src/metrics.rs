@@ -268,11 +268,11 @@ async fn snapshot(state: &AppState) -> Snapshot {
         admission_refused_entries: m.refused_entries.load(Ordering::Relaxed),
         admission_refused_bytes: m.refused_bytes.load(Ordering::Relaxed),
         upstream: state.replica.as_ref().map(|r| UpstreamFigures {
-            fetched: r.fetched.load(Ordering::Relaxed),
-            fetch_failures: r.fetch_failures.load(Ordering::Relaxed),
-            uploaded: r.uploaded.load(Ordering::Relaxed),
-            upload_failures: r.upload_failures.load(Ordering::Relaxed),
-            queued: r.queued.load(Ordering::Relaxed),
+            fetched: r.fetched(),
+            fetch_failures: r.fetch_failures(),
+            uploaded: r.uploaded(),
+            upload_failures: r.upload_failures(),
+            queued: r.queued(),
         }),
         protocols,
     }

@@ -65,7 +65,7 @@ impl Server {
                     source,
                 })?;
                 counters = Some(Arc::clone(&replica.counters));
-                Arc::new(replica) as Arc<dyn Store>
+                replica.store as Arc<dyn Store>
             }
             None => local,
         };

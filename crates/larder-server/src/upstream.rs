@@ -1,68 +1,82 @@
-//! The read-through replica: a local store in front of an upstream one.
+//! The read-through replica: a local store in front of an upstream one, built from the core
+//! store layers (`larder_core::layer`, DESIGN.md §4).
 //!
-//! [`Replica`] is a [`Store`]: reads are served locally; a local miss is fetched from the
-//! upstream store (blobs first, then the entry), kept locally and served. Writes go to the
-//! local store and the key is queued for upload: one small file per key in
-//! `DIR/upstream-queue/`, written before the write is acknowledged and removed once the upload
-//! succeeds, so the queue survives a restart (it is rescanned at start). `workers` tasks upload
-//! concurrently; a failed upload stays queued and is retried with backoff. An upstream that
-//! fails or is slow never fails a request: its errors are warnings and the local answer stands.
+//! The store is `Tiered[local, BestEffort(upstream) through the upload queue]` with blob
+//! backfill: reads are served locally; a local miss is read upstream and the entry and its blobs
+//! are kept locally (the tiered store's backfill) and served. An upstream that fails or is slow
+//! never fails a request: the best-effort layer makes its errors and time-outs misses, warns once
+//! per outage, skips it while it is down and tries it again after [`RETRY_AFTER`].
 //!
-//! Blob uploads skip what the upstream already has (`find_missing`); the entry goes last, so
-//! the upstream never names a blob it does not hold.
+//! Writes go to the local store and the key is queued for upload ([`DurableQueue`], the tiered
+//! store's [`UploadQueue`]): one small file per key in `DIR/upstream-queue/`, written before the
+//! write is acknowledged and removed once the upload succeeds, so the queue survives a restart
+//! (it is rescanned at start). `workers` tasks upload concurrently with
+//! [`copy_entry`]: blobs the upstream lacks first, the entry last, so the upstream never names a
+//! blob it does not hold; a failed upload stays queued and is retried with backoff.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
-use larder_core::store::ProgressFn;
-use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
-    PutOptions, PutOutcome, Result, Store, StoreExt, StoreStats, TrimOptions, TrimReport,
-};
+use larder_core::layer::{BestEffort, BestEffortConfig, Tier, Tiered, UploadQueue, copy_entry};
+use larder_core::{Error, GetOptions, Key, PutOptions, Result, Store};
 use tokio::sync::mpsc;
 
-/// How long a fetch from upstream may take before it counts as a miss.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one call to the upstream (or a pause in a blob read from it) may take.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one whole blob transfer from the upstream may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an upstream that failed is left alone before one request tries it again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The longest wait between retries of a failing upload.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Upload progress, for `/status` and `/metrics`.
+/// Upload progress of the queue.
 #[derive(Debug, Default)]
+struct QueueCounters {
+    uploaded: AtomicU64,
+    upload_failures: AtomicU64,
+    queued: AtomicU64,
+}
+
+/// Fetch and upload figures, for `/status` and `/metrics`.
+#[derive(Debug)]
 pub(crate) struct ReplicaCounters {
-    pub(crate) fetched: AtomicU64,
-    pub(crate) fetch_failures: AtomicU64,
-    pub(crate) uploaded: AtomicU64,
-    pub(crate) upload_failures: AtomicU64,
-    pub(crate) queued: AtomicU64,
+    queue: Arc<QueueCounters>,
+    tiered: Arc<Tiered>,
+    upstream: Arc<BestEffort<Arc<dyn Store>>>,
 }
 
-/// A local store replicating from and to an upstream store.
+impl ReplicaCounters {
+    /// Entries fetched from upstream on a local miss (the upstream tier's hits).
+    pub(crate) fn fetched(&self) -> u64 {
+        self.tiered.tier_stats().get(1).map_or(0, |t| t.hits)
+    }
+    /// Upstream reads that failed or timed out (and became misses).
+    pub(crate) fn fetch_failures(&self) -> u64 {
+        self.upstream.failures()
+    }
+    /// Entries uploaded.
+    pub(crate) fn uploaded(&self) -> u64 {
+        self.queue.uploaded.load(Ordering::Relaxed)
+    }
+    /// Failed upload attempts.
+    pub(crate) fn upload_failures(&self) -> u64 {
+        self.queue.upload_failures.load(Ordering::Relaxed)
+    }
+    /// Entries waiting for upload.
+    pub(crate) fn queued(&self) -> u64 {
+        self.queue.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// A local store replicating from and to an upstream store: the store to serve, and its figures.
+#[derive(Debug)]
 pub(crate) struct Replica {
-    local: Arc<dyn Store>,
-    upstream: Arc<dyn Store>,
-    queue_dir: PathBuf,
-    tx: mpsc::UnboundedSender<Key>,
+    pub(crate) store: Arc<Tiered>,
     pub(crate) counters: Arc<ReplicaCounters>,
-}
-
-impl fmt::Debug for Replica {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Replica")
-            .field("local", &self.local.to_string())
-            .field("upstream", &self.upstream.to_string())
-            .finish()
-    }
-}
-
-impl fmt::Display for Replica {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (replica of {})", self.local, self.upstream)
-    }
 }
 
 impl Replica {
@@ -74,11 +88,53 @@ impl Replica {
         dir: &Path,
         workers: usize,
     ) -> Result<Replica> {
+        let queue = Arc::new(DurableQueue::start(
+            Arc::clone(&local),
+            Arc::clone(&upstream),
+            dir,
+            workers,
+        )?);
+        let config =
+            BestEffortConfig::new(UPSTREAM_TIMEOUT, TRANSFER_TIMEOUT).retry_after(RETRY_AFTER);
+        let guarded = Arc::new(BestEffort::with_config(upstream, config));
+        let counters_queue = Arc::clone(&queue.counters);
+        let tiered = Tiered::new(vec![Tier::new(local), Tier::queued(guarded.clone(), queue)])?
+            .with_blob_backfill(true);
+        let tiered = Arc::new(tiered);
+        let counters = Arc::new(ReplicaCounters {
+            queue: counters_queue,
+            tiered: Arc::clone(&tiered),
+            upstream: guarded,
+        });
+        Ok(Replica {
+            store: tiered,
+            counters,
+        })
+    }
+}
+
+/// The durable upload queue: one file per key under `DIR/upstream-queue/`, drained by workers.
+#[derive(Debug)]
+pub(crate) struct DurableQueue {
+    queue_dir: PathBuf,
+    tx: mpsc::UnboundedSender<Key>,
+    counters: Arc<QueueCounters>,
+}
+
+impl DurableQueue {
+    /// Open the queue under `dir/upstream-queue`, resume what a previous run left queued, and
+    /// start `workers` upload tasks copying from `local` to `upstream`.
+    fn start(
+        local: Arc<dyn Store>,
+        upstream: Arc<dyn Store>,
+        dir: &Path,
+        workers: usize,
+    ) -> Result<DurableQueue> {
         let queue_dir = dir.join("upstream-queue");
         std::fs::create_dir_all(&queue_dir)
             .map_err(|e| Error::io(format!("creating {}", queue_dir.display()), e))?;
         let (tx, rx) = mpsc::unbounded_channel::<Key>();
-        let counters = Arc::new(ReplicaCounters::default());
+        let counters = Arc::new(QueueCounters::default());
         // What a previous run left queued goes first.
         let mut pending = 0u64;
         for item in std::fs::read_dir(&queue_dir)
@@ -126,80 +182,28 @@ impl Replica {
                 }
             });
         }
-        Ok(Replica {
-            local,
-            upstream,
+        Ok(DurableQueue {
             queue_dir,
             tx,
             counters,
         })
     }
+}
 
+#[async_trait]
+impl UploadQueue for DurableQueue {
     /// Queue `key` for upload, durably.
-    fn enqueue(&self, key: &Key) -> Result<()> {
+    async fn enqueue(&self, key: &Key) -> Result<()> {
         let path = self.queue_dir.join(key.storage_name());
         if !path.exists() {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, key.as_str())
                 .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| Error::io(format!("queueing {} for upload", key), e))?;
+                .map_err(|e| Error::io(format!("queueing {key} for upload"), e))?;
             self.counters.queued.fetch_add(1, Ordering::Relaxed);
         }
         let _ = self.tx.send(key.clone());
         Ok(())
-    }
-
-    /// Fetch `key` from upstream into the local store; `None` on a miss or any upstream
-    /// failure (a warning).
-    async fn fetch(&self, key: &Key) -> Option<Entry> {
-        let fetched = tokio::time::timeout(FETCH_TIMEOUT, self.fetch_inner(key)).await;
-        match fetched {
-            Ok(Ok(found)) => {
-                if found.is_some() {
-                    self.counters.fetched.fetch_add(1, Ordering::Relaxed);
-                }
-                found
-            }
-            Ok(Err(e)) => {
-                self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("upstream {}: fetching {key}: {e}", self.upstream);
-                None
-            }
-            Err(_) => {
-                self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    "upstream {}: fetching {key} took over {} s; a miss",
-                    self.upstream,
-                    FETCH_TIMEOUT.as_secs()
-                );
-                None
-            }
-        }
-    }
-
-    async fn fetch_inner(&self, key: &Key) -> Result<Option<Entry>> {
-        let Some(entry) = self.upstream.get_entry(key).await? else {
-            return Ok(None);
-        };
-        let digests = entry.blob_digests();
-        for d in self.local.find_missing(&digests).await? {
-            if !self.copy_blob_down(&d).await? {
-                // The upstream names a blob it lacks: a miss.
-                return Ok(None);
-            }
-        }
-        self.local
-            .put_entry_opts(key, &entry, PutOptions::create())
-            .await?;
-        Ok(Some(entry))
-    }
-
-    async fn copy_blob_down(&self, digest: &Digest) -> Result<bool> {
-        let Some(read) = self.upstream.get_blob(digest).await? else {
-            return Ok(false);
-        };
-        self.local.put_blob(digest, read.size, read.stream).await?;
-        Ok(true)
     }
 }
 
@@ -209,7 +213,7 @@ struct Uploader {
     upstream: Arc<dyn Store>,
     queue_dir: PathBuf,
     tx: mpsc::UnboundedSender<Key>,
-    counters: Arc<ReplicaCounters>,
+    counters: Arc<QueueCounters>,
 }
 
 impl Uploader {
@@ -260,111 +264,15 @@ impl Uploader {
         let Some(entry) = self.local.get_entry_opts(key, opts).await? else {
             return Ok(()); // evicted or deleted locally meanwhile: nothing to send
         };
-        let digests = entry.blob_digests();
-        for d in self.upstream.find_missing(&digests).await? {
-            let Some(read) = self.local.get_blob(&d).await? else {
-                return Ok(()); // its blob went: the entry is being evicted
-            };
-            self.upstream.put_blob(&d, read.size, read.stream).await?;
-        }
-        self.upstream
-            .put_entry_opts(key, &entry, PutOptions::default())
-            .await?;
+        // `None`: one of its blobs went, so the entry is being evicted; nothing to send.
+        copy_entry(
+            &*self.local,
+            &*self.upstream,
+            key,
+            &entry,
+            PutOptions::default(),
+        )
+        .await?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl Store for Replica {
-    fn capability(&self) -> Capability {
-        self.local.capability()
-    }
-
-    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
-        if let Some(e) = self.local.get_entry_opts(key, opts).await? {
-            return Ok(Some(e));
-        }
-        Ok(self.fetch(key).await)
-    }
-
-    async fn put_entry_opts(
-        &self,
-        key: &Key,
-        entry: &Entry,
-        opts: PutOptions,
-    ) -> Result<PutOutcome> {
-        let outcome = self.local.put_entry_opts(key, entry, opts).await?;
-        if outcome == PutOutcome::Written {
-            self.enqueue(key)?;
-        }
-        Ok(outcome)
-    }
-
-    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
-        if let Some(read) = self.local.get_blob(digest).await? {
-            return Ok(Some(read));
-        }
-        match self.copy_blob_down(digest).await {
-            Ok(true) => self.local.get_blob(digest).await,
-            Ok(false) => Ok(None),
-            Err(e) => {
-                tracing::warn!("upstream {}: fetching blob {digest}: {e}", self.upstream);
-                Ok(None)
-            }
-        }
-    }
-
-    async fn put_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        payload: ByteStream,
-    ) -> Result<PutOutcome> {
-        self.local.put_blob(digest, size, payload).await
-    }
-
-    async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
-        if self.local.find_missing(&[*digest]).await?.is_empty() {
-            return self.local.place_blob(digest, dest, how).await;
-        }
-        if self.get_blob(digest).await?.is_none() {
-            return Ok(false);
-        }
-        self.local.place_blob(digest, dest, how).await
-    }
-
-    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
-        // What is missing here may be upstream, and is fetched on read.
-        let missing = self.local.find_missing(digests).await?;
-        if missing.is_empty() {
-            return Ok(missing);
-        }
-        match self.upstream.find_missing(&missing).await {
-            Ok(m) => Ok(m),
-            Err(e) => {
-                tracing::warn!("upstream {}: find-missing: {e}", self.upstream);
-                Ok(missing)
-            }
-        }
-    }
-
-    async fn delete(&self, key: &Key) -> Result<bool> {
-        self.local.delete(key).await
-    }
-
-    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
-        self.local.list()
-    }
-
-    async fn stats(&self) -> Result<StoreStats> {
-        self.local.stats().await
-    }
-
-    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
-        self.local.trim(opts, progress).await
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.local.flush().await
     }
 }
