@@ -875,6 +875,14 @@ async fn tiered_queued_tiers_get_keys_and_a_worker_copies_them() {
         .expect("copy")
         .expect("the fast tier has every blob");
     assert_eq!((copied.blobs, copied.bytes), (1, 5));
+    assert_eq!(
+        t.slow.get_entry(&k).await.expect("get"),
+        Some(entry.clone())
+    );
+
+    // Deletes stay with the synchronous tiers.
+    assert!(t.tiered.delete(&k).await.expect("delete"));
+    assert!(t.fast.get_entry(&k).await.expect("get").is_none());
     assert_eq!(t.slow.get_entry(&k).await.expect("get"), Some(entry));
 }
 
