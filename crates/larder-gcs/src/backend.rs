@@ -21,10 +21,9 @@ use crate::config::GcsStoreBuilder;
 use crate::core::{GcsError, STORE, encode, found, listed, multipart, page, retrying, send};
 
 /// A Cloud Storage bucket under a prefix. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GcsBucket(Arc<Inner>);
 
-#[derive(Debug)]
 struct Inner {
     cfg: GcsStoreBuilder,
     /// The HTTP client and the credentials, made on first use (loading credentials may read
@@ -35,6 +34,13 @@ struct Inner {
 impl fmt::Display for GcsBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "gcs store {}", self.0.cfg.describe())
+    }
+}
+
+/// The configuration only (not the client and credentials).
+impl fmt::Debug for GcsBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("GcsBucket").field(&self.0.cfg).finish()
     }
 }
 
