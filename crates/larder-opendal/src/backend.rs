@@ -1,36 +1,49 @@
-//! [`OpendalStore`]: the [`Store`] implementation over an OpenDAL [`Operator`].
-//!
-//! Layout under the service's root:
-//! - `entries/<storage name>`: entry documents;
-//! - `blobs/<blake3 hex>`: blob bytes, uncompressed, verified on every read;
-//! - on services that cannot stream one object in several writes (WebDAV, Redis, …), a blob
-//!   larger than one part is stored as parts `parts/<blake3 hex>/<n>` and a small manifest
-//!   `blobs/<blake3 hex>.parts`, written last (see [`crate::writer`]);
-//! - `access/…` (access records) and `trim/…` (the trim's lease and index), as larder-bucket
-//!   lays them out: the store implements [`Bucket`] so that larder-bucket's trim runs on it.
+//! [`OpendalBucket`]: the object primitives over an OpenDAL [`Operator`] that
+//! [`larder_bucket::BucketStore`] turns into a larder store. Keys are relative to the service's
+//! root (the prefix is empty). Blobs in parts, on services that take an object only in one
+//! write, are in [`crate::parts`].
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use larder_bucket::{AccessLog, Bucket, Listed};
-use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
-use larder_core::store::ProgressFn;
-use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
-    PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
-};
+use futures::{StreamExt, TryFutureExt, TryStreamExt};
+use larder_bucket::{Bucket, BucketSettings, Features, Listed};
+use larder_core::entry::now_ms;
+use larder_core::{ByteStream, Digest, Error, Key, PutOutcome, Result};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{Metadata, Operator};
 
 use crate::config::OpendalStoreBuilder;
 use crate::error::{is_exists, is_not_found, od};
+
+/// Parts of one blob read ahead on streaming services. Writes go one part at a time: OpenDAL's
+/// concurrent position writer (`fs`) was measured holding far more than `concurrent` parts
+/// (150 MiB for a 256 MiB blob with four in flight, 26 MiB with one).
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// The object of the entry under `key`.
+pub fn entry_path(key: &Key) -> String {
+    format!("entries/{}", key.storage_name())
+}
+
+/// The object of a blob stored whole.
+pub fn blob_path(digest: &Digest) -> String {
+    format!("blobs/{}", digest.to_hex())
+}
+
+/// The manifest of a blob stored in parts.
+pub fn manifest_path(digest: &Digest) -> String {
+    crate::parts::manifest_key(&digest.to_hex())
+}
+
+/// Part `n` of a blob stored in parts.
+pub fn part_path(digest: &Digest, n: u64) -> String {
+    crate::parts::part_key(&digest.to_hex(), n)
+}
 
 /// Register the compiled-in services and the HTTP transport (reqwest), once per process.
 /// reqwest is built without a crypto provider (no aws-lc build): ring is installed as the
@@ -44,55 +57,30 @@ pub(crate) fn install() {
     });
 }
 
-/// A store in any OpenDAL service. Cheap to clone.
-#[derive(Clone)]
-pub struct OpendalStore {
-    pub(crate) inner: Arc<Inner>,
-}
+/// A root in an OpenDAL service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct OpendalBucket(Arc<Inner>);
 
-pub(crate) struct Inner {
-    pub(crate) op: Operator,
-    pub(crate) cfg: OpendalStoreBuilder,
+#[derive(Debug)]
+struct Inner {
+    op: Operator,
+    cfg: OpendalStoreBuilder,
     /// The service takes one object in several writes (multipart, append, a file): blobs
     /// stream into one object. Otherwise large blobs are stored in parts.
-    pub(crate) streaming: bool,
+    streaming: bool,
     /// Create-only writes are native (`if_not_exists`).
     create_only: bool,
-    list: bool,
-    delete: bool,
-    /// Why this store cannot be trimmed, if it cannot.
-    no_trim: Option<&'static str>,
-    /// Entry hits not yet written as an access record (kept only where a trim reads them).
-    access: AccessLog,
+    features: Features,
 }
 
-impl fmt::Debug for OpendalStore {
+impl fmt::Display for OpendalBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpendalStore")
-            .field("cfg", &self.inner.cfg)
-            .field("streaming", &self.inner.streaming)
-            .field("create_only", &self.inner.create_only)
-            .field("trim", &self.inner.no_trim.is_none())
-            .finish()
+        write!(f, "opendal store {}", self.0.cfg.name)
     }
 }
 
-impl fmt::Display for OpendalStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "opendal store {}", self.inner.cfg.name)
-    }
-}
-
-impl OpendalStore {
-    /// A store from a URL (see [`OpendalStoreBuilder::from_url`]), with the environment.
-    ///
-    /// # Errors
-    /// As [`OpendalStoreBuilder::from_url`] and [`OpendalStoreBuilder::build`].
-    pub fn from_url(url: &str) -> Result<OpendalStore> {
-        OpendalStoreBuilder::from_url(url)?.build()
-    }
-
-    pub(crate) fn from_builder(cfg: OpendalStoreBuilder) -> Result<OpendalStore> {
+impl OpendalBucket {
+    pub(crate) fn new(cfg: OpendalStoreBuilder) -> Result<OpendalBucket> {
         let what = format!("configuring {}", cfg.name);
         let op = match &cfg.uri {
             Some(uri) => {
@@ -101,17 +89,18 @@ impl OpendalStore {
             None => Operator::via_iter(&cfg.scheme, cfg.options.clone()),
         }
         .map_err(|e| od(&what, e))?;
+        let s = &cfg.settings;
         let op = op
             .layer(
                 TimeoutLayer::new()
-                    .with_timeout(cfg.timeout)
-                    .with_io_timeout(cfg.timeout),
+                    .with_timeout(s.request_timeout)
+                    .with_io_timeout(s.read_timeout),
             )
             // Only temporary errors are retried (OpenDAL's classification); quickly, so a dead
             // remote costs a build little before it falls back to running the command.
             .layer(
                 RetryLayer::new()
-                    .with_max_times(cfg.retries)
+                    .with_max_times(s.retries as usize)
                     .with_min_delay(Duration::from_millis(100))
                     .with_max_delay(Duration::from_secs(2))
                     .with_jitter(),
@@ -127,458 +116,132 @@ impl OpendalStore {
         } else {
             None
         };
-        let inner = Inner {
-            streaming: cap.write_can_multi,
-            create_only: cap.write_with_if_not_exists,
+        let features = Features {
+            // No user metadata larder can rely on: listing reads each (small) entry.
+            metadata: false,
             list,
             delete: cap.delete,
             no_trim,
-            access: AccessLog::new(cfg.access_batch),
+        };
+        Ok(OpendalBucket(Arc::new(Inner {
+            streaming: cap.write_can_multi,
+            create_only: cap.write_with_if_not_exists,
+            features,
             op,
             cfg,
-        };
-        Ok(OpendalStore {
-            inner: Arc::new(inner),
-        })
+        })))
     }
 
     /// The OpenDAL operator under this store (for tools and tests that look behind it).
     pub fn operator(&self) -> &Operator {
-        &self.inner.op
+        &self.0.op
     }
 
     /// Whether large blobs go into one object (`true`) or into parts (see the crate docs).
     pub fn streams_blobs(&self) -> bool {
-        self.inner.streaming
+        self.0.streaming
     }
 
-    pub(crate) fn op(&self) -> &Operator {
-        &self.inner.op
+    /// The digest (hex) of a blob key whose blob may be stored in parts, on a service that
+    /// stores large blobs so.
+    pub(crate) fn parted<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let hex = key.strip_prefix("blobs/")?;
+        (!self.0.streaming && !hex.contains(['.', '/'])).then_some(hex)
     }
 
-    pub(crate) fn part_size(&self) -> usize {
-        self.inner.cfg.part_size
-    }
-
-    /// The object of the entry under `key`.
-    pub fn entry_path(key: &Key) -> String {
-        format!("entries/{}", key.storage_name())
-    }
-
-    /// The object of a blob stored whole.
-    pub fn blob_path(digest: &Digest) -> String {
-        format!("blobs/{}", digest.to_hex())
-    }
-
-    /// The manifest of a blob stored in parts.
-    pub fn manifest_path(digest: &Digest) -> String {
-        format!("blobs/{}.parts", digest.to_hex())
-    }
-
-    /// Part `n` of a blob stored in parts.
-    pub fn part_path(digest: &Digest, n: u64) -> String {
-        format!("parts/{}/{n:06}", digest.to_hex())
-    }
-
-    /// Whether `path` exists.
-    pub(crate) async fn exists(&self, path: &str) -> Result<bool> {
-        match self.op().stat(path).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(od(&format!("checking {path}"), e)),
-        }
-    }
-
-    /// Delete `path` (idempotent).
-    pub(crate) async fn remove(&self, path: &str) -> Result<()> {
-        match self.op().delete(path).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(od(&format!("deleting {path}"), e)),
-        }
-    }
-
-    /// Read a small object whole: `None` when it does not exist.
-    pub(crate) async fn read_small(&self, path: &str) -> Result<Option<Bytes>> {
-        match self.op().read(path).await {
-            Ok(buf) => Ok(Some(buf.to_bytes())),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(od(&format!("reading {path}"), e)),
-        }
-    }
-
-    /// Write a small object in one request. With `create`, only if absent: natively where the
-    /// service can; elsewhere a check first, whose race (two creators both write) is harmless
-    /// because both write a complete object for the same key.
-    pub(crate) async fn write_small(
-        &self,
-        path: &str,
-        body: Bytes,
-        create: bool,
-    ) -> Result<PutOutcome> {
-        let what = format!("writing {path}");
-        if create && !self.inner.create_only && self.exists(path).await? {
-            return Ok(PutOutcome::Exists);
-        }
-        let res = if create && self.inner.create_only {
-            self.op().write_with(path, body).if_not_exists(true).await
-        } else {
-            self.op().write(path, body).await
-        };
-        match res {
-            Ok(_) => Ok(PutOutcome::Written),
-            Err(e) if create && is_exists(&e) => Ok(PutOutcome::Exists),
-            Err(e) => Err(od(&what, e)),
-        }
-    }
-
-    /// The stat of `path`, `None` when it does not exist.
-    pub(crate) async fn stat(&self, path: &str) -> Result<Option<Metadata>> {
-        match self.op().stat(path).await {
+    /// The stat of `key`, `None` when it does not exist.
+    pub(crate) async fn stat(&self, key: &str) -> Result<Option<Metadata>> {
+        match self.0.op.stat(key).await {
             Ok(meta) => Ok(Some(meta)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(od(&format!("checking {path}"), e)),
+            Err(e) => Err(od(&format!("checking {key}"), e)),
         }
     }
 
-    /// Whether the blob is stored (whole or in parts) and recent enough to reuse: a blob older
-    /// than half the trim grace period could be collected by a trim before the entry naming
-    /// it lands, so it reads as missing and the writer uploads it again, which refreshes its
-    /// modification time (OpenDAL has no copy-onto-itself every service honours; on `fs` a
-    /// copy onto itself would truncate the file).
-    pub(crate) async fn blob_fresh(&self, digest: &Digest) -> Result<bool> {
-        let mut found = self.stat(&Self::blob_path(digest)).await?;
-        if found.is_none() && !self.inner.streaming {
-            found = self.stat(&Self::manifest_path(digest)).await?;
+    /// Delete `key` (absent is fine).
+    pub(crate) async fn remove(&self, key: &str) -> Result<()> {
+        match self.0.op.delete(key).await {
+            Err(e) if !is_not_found(&e) => Err(od(&format!("deleting {key}"), e)),
+            _ => Ok(()),
         }
-        let Some(meta) = found else {
-            return Ok(false);
-        };
-        let half_grace = self.inner.cfg.trim_grace.as_millis() as u64 / 2;
-        // No modification time: a trim never collects it either (see `listed`).
-        Ok(modified_ms(&meta).is_none_or(|m| m.saturating_add(half_grace) >= now_ms()))
+    }
+
+    /// Delete every one of `keys`, a few at a time.
+    pub(crate) async fn remove_all(&self, keys: Vec<String>) -> Result<()> {
+        futures::stream::iter(keys)
+            .map(|k| async move { self.remove(&k).await })
+            .buffer_unordered(self.settings().concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// One object as a stream of chunks. On streaming services blobs are one object: with its
+    /// `size` known it is read in ranged parts, a few ahead (else a service like `fs` reads the
+    /// whole range into one buffer). Elsewhere every object is at most one part, and plain
+    /// reads suit servers without ranges.
+    pub(crate) async fn chunks(&self, key: String, size: Option<u64>) -> Result<ByteStream> {
+        let what = format!("reading {key}");
+        let op = &self.0.op;
+        let stream = async {
+            match size {
+                Some(size) if self.0.streaming => {
+                    let reader = op.reader_with(&key).chunk(self.settings().part_size);
+                    let reader = reader.concurrent(PARTS_IN_FLIGHT).await?;
+                    reader.into_stream(0..size).await
+                }
+                _ => op.reader(&key).await?.into_stream(..).await,
+            }
+        }
+        .await
+        .map_err(|e| od(&what, e))?;
+        Ok(Box::pin(stream.map(move |r| match r {
+            Ok(buf) => Ok(buf.to_bytes()),
+            Err(e) => Err(od(&what, e)),
+        })))
     }
 
     /// Every object under `dir` (recursively where the service can), as a [`Listed`]: size,
-    /// modification time (a stat when the listing lacks it) and version (see [`version`]).
-    fn list_dir(&self, dir: String) -> BoxStream<'static, Result<Listed>> {
-        let op = self.op().clone();
-        let concurrency = self.inner.cfg.concurrency;
-        let listed = async move {
-            let lister = op
-                .lister_with(&dir)
-                .recursive(true)
-                .await
-                .map_err(|e| od(&format!("listing {dir}"), e))?;
+    /// modification time (a stat when the listing lacks it) and version (see [`version`]). A
+    /// directory that was never written lists as empty.
+    pub(crate) fn list_dir(&self, dir: String) -> BoxStream<'static, Result<Listed>> {
+        let (op, concurrency) = (self.0.op.clone(), self.settings().concurrency);
+        let what = format!("listing {dir}");
+        let listing = async move {
+            let lister = match op.lister_with(&dir).recursive(true).await {
+                Ok(lister) => lister,
+                Err(e) if is_not_found(&e) => return Ok(futures::stream::empty().boxed()),
+                Err(e) => return Err(od(&what, e)),
+            };
             let items = lister
-                .filter_map(move |item| {
-                    let dir = dir.clone();
-                    async move {
-                        match item {
-                            Ok(entry) => {
-                                let (path, meta) = entry.into_parts();
-                                (!meta.is_dir()).then_some(Ok((path, meta)))
-                            }
-                            Err(e) if is_not_found(&e) => None,
-                            Err(e) => Some(Err(od(&format!("listing {dir}"), e))),
-                        }
-                    }
-                })
+                .filter(|item| futures::future::ready(!item.as_ref().is_err_and(is_not_found)))
                 .map(move |item| {
-                    let op = op.clone();
+                    let (op, what) = (op.clone(), what.clone());
                     async move {
-                        let (path, meta) = item?;
+                        let (key, meta) = item.map_err(|e| od(&what, e))?.into_parts();
+                        if meta.is_dir() {
+                            return Ok(None);
+                        }
                         if meta.last_modified().is_some() {
-                            return Ok(Some(listed(path, &meta)));
+                            return Ok(Some(listed(key, &meta)));
                         }
                         // Some listings carry no times: ask for them.
-                        match op.stat(&path).await {
-                            Ok(meta) => Ok(Some(listed(path, &meta))),
+                        match op.stat(&key).await {
+                            Ok(meta) => Ok(Some(listed(key, &meta))),
                             Err(e) if is_not_found(&e) => Ok(None),
-                            Err(e) => Err(od(&format!("checking {path}"), e)),
+                            Err(e) => Err(od(&format!("checking {key}"), e)),
                         }
                     }
                 })
                 .buffered(concurrency)
-                .filter_map(|r| async move { r.transpose() });
-            Ok::<_, Error>(items)
+                .try_filter_map(|l| futures::future::ready(Ok(l)));
+            Ok(items.boxed())
         };
-        Box::pin(
-            futures::stream::once(listed)
-                .map(|r| match r {
-                    Ok(s) => s.boxed(),
-                    // A directory that was never written lists as empty.
-                    Err(Error::NotFound { .. }) => futures::stream::empty().boxed(),
-                    Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-                })
-                .flatten(),
-        )
+        Box::pin(futures::stream::once(listing).try_flatten())
     }
-
-    /// The blobs as larder-bucket's trim sees them: one [`Listed`] per digest,
-    /// `blobs/<hex>`, whether stored whole or as a manifest and parts (sizes summed, the
-    /// latest modification), so a blob in parts is counted and collected as a whole. Parts no
-    /// manifest names (a failed upload that could not clean up) show up too, and go once old.
-    fn list_blobs(&self) -> BoxStream<'static, Result<Listed>> {
-        if self.inner.streaming {
-            return self.list_dir("blobs/".into());
-        }
-        let (blobs, parts) = (
-            self.list_dir("blobs/".into()),
-            self.list_dir("parts/".into()),
-        );
-        let merged = async move {
-            let all: Vec<Listed> = blobs.chain(parts).try_collect().await?;
-            Ok::<_, Error>(by_digest(all).into_iter().map(Ok).collect::<Vec<_>>())
-        };
-        Box::pin(
-            futures::stream::once(merged)
-                .map(|r| match r {
-                    Ok(v) => futures::stream::iter(v).boxed(),
-                    Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-                })
-                .flatten(),
-        )
-    }
-
-    /// Delete a blob a trim found unreferenced, as a whole (the object, or the manifest and
-    /// then its parts), but only what is still older than the grace period: a writer that
-    /// uploaded the blob again since the listing (a reuse refreshes it) keeps it, and parts a
-    /// writer is uploading right now are young.
-    async fn remove_old_blob(&self, hex: &str) -> Result<()> {
-        let cutoff = now_ms().saturating_sub(self.inner.cfg.trim_grace.as_millis() as u64);
-        let old = |meta: &Metadata| modified_ms(meta).is_some_and(|m| m < cutoff);
-        let whole = format!("blobs/{hex}");
-        if let Some(meta) = self.stat(&whole).await?
-            && old(&meta)
-        {
-            self.remove(&whole).await?;
-        }
-        if self.inner.streaming {
-            return Ok(());
-        }
-        let manifest = format!("blobs/{hex}.parts");
-        match self.stat(&manifest).await? {
-            // Stored again meanwhile: its parts are live.
-            Some(meta) if !old(&meta) => return Ok(()),
-            // The manifest first: without it the parts are unreachable, never half a blob.
-            Some(_) => self.remove(&manifest).await?,
-            None => {}
-        }
-        let parts: Vec<Listed> = self.list_dir(format!("parts/{hex}/")).try_collect().await?;
-        futures::stream::iter(parts)
-            .filter(|p| futures::future::ready(p.modified_ms < cutoff))
-            .map(|p| async move { self.remove(&p.key).await })
-            .buffer_unordered(self.inner.cfg.concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
-    }
-
-    /// The metadata of one listed entry: read and decoded (the document is small, and the
-    /// services here keep no metadata larder can rely on). `None` if it went or is broken.
-    async fn entry_meta(&self, path: String, modified_ms: u64) -> Result<Option<EntryMeta>> {
-        let Some(bytes) = self.read_small(&path).await? else {
-            return Ok(None);
-        };
-        let Ok(entry) = Entry::decode(&bytes) else {
-            return Ok(None);
-        };
-        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-        let blobs: u64 = entry
-            .contents()
-            .filter(|c| c.blob_digest().is_some())
-            .map(|c| c.size)
-            .sum();
-        Ok(Some(EntryMeta {
-            name,
-            size: bytes.len() as u64 + blobs,
-            created_ms: entry.created_ms,
-            // No access times in these services: the last write stands in for the last use.
-            last_access_ms: modified_ms.max(entry.created_ms),
-            hits: 0,
-            cost_ms: entry.cost_ms,
-        }))
-    }
-
-    fn not_supported(&self, operation: &'static str) -> Error {
-        Error::NotSupported {
-            store: self.to_string(),
-            operation,
-        }
-    }
-}
-
-#[async_trait]
-impl Store for OpendalStore {
-    fn capability(&self) -> Capability {
-        let mut cap = Capability::none();
-        cap.list = self.inner.list;
-        cap.delete = self.inner.delete;
-        cap.trim = self.inner.no_trim.is_none();
-        cap
-    }
-
-    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
-        let path = Self::entry_path(key);
-        let Some(bytes) = self.read_small(&path).await? else {
-            return Ok(None);
-        };
-        let what = format!("entry {key}");
-        if bytes.len() > MAX_ENTRY_BYTES {
-            tracing::warn!(
-                "{self}: {what} is {} bytes, over the entry limit; removed",
-                bytes.len()
-            );
-            self.remove(&path).await?;
-            return Ok(None);
-        }
-        match Entry::decode(&bytes) {
-            Ok(entry) => {
-                // Only where a trim will fold the records: elsewhere they would pile up.
-                if opts.record_access && self.inner.no_trim.is_none() {
-                    self.inner.access.record(self, key).await;
-                }
-                Ok(Some(entry))
-            }
-            Err(e) => {
-                tracing::warn!("{self}: {what}: {e}; removed, treated as a miss");
-                self.remove(&path).await?;
-                Ok(None)
-            }
-        }
-    }
-
-    async fn put_entry_opts(
-        &self,
-        key: &Key,
-        entry: &Entry,
-        opts: PutOptions,
-    ) -> Result<PutOutcome> {
-        let doc = entry.encode()?;
-        self.write_small(
-            &Self::entry_path(key),
-            Bytes::from(doc),
-            opts.mode == PutMode::Create,
-        )
-        .await
-    }
-
-    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
-        crate::reader::get_blob(self, digest).await
-    }
-
-    async fn put_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        payload: ByteStream,
-    ) -> Result<PutOutcome> {
-        crate::writer::put_blob(self, digest, size, payload).await
-    }
-
-    async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
-        let Some(read) = self.get_blob(digest).await? else {
-            return Ok(false);
-        };
-        larder_core::artifacts::stream_to_file(read, dest).await?;
-        Ok(true)
-    }
-
-    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
-        larder_bucket::find_missing(digests, self.inner.cfg.concurrency, |d| async move {
-            self.blob_fresh(&d).await
-        })
-        .await
-    }
-
-    async fn delete(&self, key: &Key) -> Result<bool> {
-        if !self.inner.delete {
-            return Err(self.not_supported("delete"));
-        }
-        let path = Self::entry_path(key);
-        if !self.exists(&path).await? {
-            return Ok(false);
-        }
-        self.remove(&path).await?;
-        Ok(true)
-    }
-
-    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
-        if !self.inner.list {
-            let e = self.not_supported("list");
-            return Box::pin(futures::stream::once(async move { Err(e) }));
-        }
-        let store = self.clone();
-        let metas = self
-            .list_dir("entries/".into())
-            .map(move |item| {
-                let store = store.clone();
-                async move {
-                    let l = item?;
-                    store.entry_meta(l.key, l.modified_ms).await
-                }
-            })
-            .buffered(self.inner.cfg.concurrency)
-            .filter_map(|r| async move { r.transpose() });
-        Box::pin(metas)
-    }
-
-    async fn stats(&self) -> Result<StoreStats> {
-        if !self.inner.list {
-            return Err(self.not_supported("stats (it lists)"));
-        }
-        let sizes = |dir: &str| self.list_dir(dir.into()).map_ok(|l| l.size);
-        larder_bucket::stats_from_listings(
-            sizes("entries/"),
-            sizes("blobs/").chain(sizes("parts/")),
-        )
-        .await
-    }
-
-    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
-        match self.inner.no_trim {
-            Some(why) => Err(self.not_supported(why)),
-            None => larder_bucket::trim(self, opts, progress).await,
-        }
-    }
-
-    async fn flush(&self) -> Result<()> {
-        if self.inner.no_trim.is_some() {
-            return Ok(());
-        }
-        self.inner.access.flush(self).await
-    }
-}
-
-/// Whole blobs (`blobs/<hex>`), manifests (`blobs/<hex>.parts`) and parts
-/// (`parts/<hex>/<n>`) grouped into one [`Listed`] per digest, `blobs/<hex>`: sizes summed,
-/// the latest modification.
-fn by_digest(objects: Vec<Listed>) -> Vec<Listed> {
-    let mut grouped: BTreeMap<String, Listed> = BTreeMap::new();
-    for item in objects {
-        let hex = match item.key.strip_prefix("parts/") {
-            Some(rest) => rest.split('/').next().unwrap_or_default(),
-            None => {
-                let name = item.name();
-                name.strip_suffix(".parts").unwrap_or(name)
-            }
-        };
-        let key = format!("blobs/{hex}");
-        let e = grouped.entry(key.clone()).or_insert(Listed {
-            key,
-            size: 0,
-            modified_ms: 0,
-            version: String::new(),
-        });
-        e.size += item.size;
-        e.modified_ms = e.modified_ms.max(item.modified_ms);
-    }
-    grouped.into_values().collect()
 }
 
 /// A modification time in ms since the Unix epoch, if the service gives one.
-fn modified_ms(meta: &Metadata) -> Option<u64> {
+pub(crate) fn modified_ms(meta: &Metadata) -> Option<u64> {
     meta.last_modified()
         .map(|t| t.into_inner().as_millisecond().max(0) as u64)
 }
@@ -599,113 +262,154 @@ fn version(meta: &Metadata) -> String {
 }
 
 /// A listed object. One without a modification time is given "now": a trim then treats it as
-/// too young to collect, never as old.
+/// too young to collect, never as old, and a writer finds it fresh.
 fn listed(key: String, meta: &Metadata) -> Listed {
     Listed {
         size: meta.content_length(),
         modified_ms: modified_ms(meta).unwrap_or_else(now_ms),
         version: version(meta),
         key,
+        metadata: Vec::new(),
     }
 }
 
-/// The object primitives larder-bucket's access records and trim run on. Keys are relative to
-/// the service's root, so the prefix is empty.
 #[async_trait]
-impl Bucket for OpendalStore {
-    fn prefix(&self) -> &str {
-        ""
+impl Bucket for OpendalBucket {
+    fn settings(&self) -> &BucketSettings {
+        &self.0.cfg.settings
     }
 
-    fn concurrency(&self) -> usize {
-        self.inner.cfg.concurrency
+    fn features(&self) -> Features {
+        self.0.features
     }
 
-    fn eviction_policy(&self) -> &dyn larder_core::eviction::EvictionPolicy {
-        self.inner.cfg.policy.as_ref()
-    }
-
-    fn trim_grace(&self) -> Duration {
-        self.inner.cfg.trim_grace
-    }
-
+    /// Blobs in parts list as one blob each (`parts::by_digest`).
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
-        if prefix == self.blobs_prefix() {
-            self.list_blobs()
-        } else {
-            self.list_dir(prefix.to_owned())
+        if prefix != "blobs/" || self.0.streaming {
+            return self.list_dir(prefix.to_owned());
         }
+        let all = self
+            .list_dir(prefix.into())
+            .chain(self.list_dir("parts/".into()));
+        let grouped = all
+            .try_collect()
+            .map_ok(|all| futures::stream::iter(crate::parts::by_digest(all).into_iter().map(Ok)));
+        Box::pin(futures::stream::once(grouped).try_flatten())
     }
 
-    async fn entry_meta(&self, listed: &Listed) -> Result<Option<EntryMeta>> {
-        OpendalStore::entry_meta(self, listed.key.clone(), listed.modified_ms).await
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.read_small(key).await
-    }
-
-    async fn put(&self, key: &str, body: Bytes, create: bool) -> Result<PutOutcome> {
-        self.write_small(key, body, create).await
-    }
-
-    /// A blob (`blobs/<hex>`, as the blob listing names it) goes as a whole, and
-    /// only if still older than the grace period; anything else is deleted as is.
-    async fn delete(&self, key: &str) -> Result<()> {
-        match key.strip_prefix("blobs/") {
-            Some(hex) => self.remove_old_blob(hex).await,
-            None => self.remove(key).await,
+    /// A blob stored in parts answers with its manifest.
+    async fn head(&self, key: &str) -> Result<Option<Listed>> {
+        let mut found = self.stat(key).await?;
+        if let Some(hex) = self.parted(key)
+            && found.is_none()
+        {
+            found = self.stat(&crate::parts::manifest_key(hex)).await?;
         }
+        Ok(found.map(|meta| listed(key.to_owned(), &meta)))
     }
 
-    /// A stat then a delete: OpenDAL has no conditional delete, so a re-put between the two
-    /// is the (small) window left, as on S3.
-    async fn delete_if_version(&self, key: &str, version_then: &str) -> Result<bool> {
-        match self.stat(key).await? {
-            Some(meta) if version(&meta) == version_then => {
-                self.remove(key).await?;
-                Ok(true)
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>> {
+        let mut buf = BytesMut::new();
+        let read = async {
+            let mut chunks = self.chunks(key.to_owned(), None).await?;
+            while let Some(chunk) = chunks.next().await {
+                buf.extend_from_slice(&chunk?);
+                if buf.len() as u64 > limit {
+                    // Its whole size for the message; what was read if the stat fails.
+                    let meta = self.stat(key).await.ok().flatten();
+                    let size = meta.map_or(buf.len() as u64, |m| m.content_length());
+                    let what = key.to_owned();
+                    return Err(Error::TooLarge { what, size, limit });
+                }
             }
-            _ => Ok(false),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obj(key: &str, size: u64, modified_ms: u64) -> Listed {
-        Listed {
-            key: key.into(),
-            size,
-            modified_ms,
-            version: "v".into(),
+            Ok(())
+        };
+        match read.await {
+            Ok(()) => Ok(Some(buf.freeze())),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
-    #[test]
-    fn blobs_in_parts_list_as_one_blob() {
-        let (a, b, c) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
-        let got = by_digest(vec![
-            obj(&format!("blobs/{a}"), 10, 5),
-            obj(&format!("blobs/{b}.parts"), 20, 9),
-            obj(&format!("parts/{b}/000000"), 100, 7),
-            obj(&format!("parts/{b}/000001"), 50, 8),
-            // Parts no manifest names.
-            obj(&format!("parts/{c}/000000"), 1, 3),
-        ]);
-        let summary: Vec<(String, u64, u64)> = got
-            .into_iter()
-            .map(|l| (l.key, l.size, l.modified_ms))
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                (format!("blobs/{a}"), 10, 5),
-                (format!("blobs/{b}"), 170, 9),
-                (format!("blobs/{c}"), 1, 3),
-            ]
-        );
+    /// The object stated first (its size), else a blob's manifest and parts.
+    async fn read(&self, key: &str) -> Result<Option<(u64, ByteStream)>> {
+        if let Some(meta) = self.stat(key).await? {
+            let size = meta.content_length();
+            return Ok(Some((size, self.chunks(key.to_owned(), Some(size)).await?)));
+        }
+        match self.parted(key) {
+            Some(hex) => crate::parts::read(self, hex).await,
+            None => Ok(None),
+        }
+    }
+
+    /// With `create`, only if absent: natively where the service can; elsewhere a check first,
+    /// whose race (two creators both write) is harmless because both write a complete object
+    /// for the same key. No metadata is kept ([`Features::metadata`] is off).
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        create: bool,
+        _metadata: &[(&str, String)],
+    ) -> Result<PutOutcome> {
+        let native = create && self.0.create_only;
+        if create && !native && self.stat(key).await?.is_some() {
+            return Ok(PutOutcome::Exists);
+        }
+        match self.0.op.write_with(key, body).if_not_exists(native).await {
+            Ok(_) => Ok(PutOutcome::Written),
+            Err(e) if create && is_exists(&e) => Ok(PutOutcome::Exists),
+            Err(e) => Err(od(&format!("writing {key}"), e)),
+        }
+    }
+
+    /// Streaming services: through OpenDAL's writer in parts of the part size, one at a time,
+    /// closed (the object published) only after the body ended cleanly, aborted otherwise.
+    /// Elsewhere: in parts and a manifest (`parts::write`).
+    async fn put_stream(&self, key: &str, size: u64, mut body: ByteStream) -> Result<()> {
+        if let Some(hex) = self.parted(key) {
+            return crate::parts::write(self, hex, size, body).await;
+        }
+        let what = format!("writing {key}");
+        let writer = self.0.op.writer_with(key).chunk(self.settings().part_size);
+        let mut writer = writer.await.map_err(|e| od(&what, e))?;
+        let sent: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                writer.write(chunk?).await.map_err(|e| od(&what, e))?;
+            }
+            Ok(())
+        }
+        .await;
+        if sent.is_ok() {
+            return writer.close().await.map(drop).map_err(|e| od(&what, e));
+        }
+        if let Err(e) = writer.abort().await {
+            tracing::warn!("{self}: cannot abort the upload of {key}: {e}");
+        }
+        sent
+    }
+
+    /// A blob goes as a whole: the object, or the manifest and then the parts it names.
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.remove(key).await?;
+        match self.parted(key) {
+            Some(hex) => crate::parts::remove(self, hex).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Only what is still older than `cutoff_ms`: a writer that uploaded the blob again since
+    /// the listing (a reuse uploads it again) keeps it, and parts a writer is uploading right
+    /// now are young.
+    async fn delete_stale(&self, key: &str, cutoff_ms: u64) -> Result<()> {
+        let old = |meta: &Metadata| modified_ms(meta).is_some_and(|m| m < cutoff_ms);
+        if self.stat(key).await?.is_some_and(|m| old(&m)) {
+            self.remove(key).await?;
+        }
+        match self.parted(key) {
+            Some(hex) => crate::parts::remove_stale(self, hex, cutoff_ms).await,
+            None => Ok(()),
+        }
     }
 }

@@ -7,8 +7,11 @@
 mod backend;
 mod config;
 mod error;
-mod reader;
-mod writer;
+mod parts;
 
-pub use backend::OpendalStore;
+pub use backend::{OpendalBucket, blob_path, entry_path, manifest_path, part_path};
 pub use config::{ENV_PREFIX, LARDER_KEYS, MIN_PART_SIZE, OpendalStoreBuilder, URL_PREFIX};
+pub use larder_bucket::BucketBuilder;
+
+/// A larder store in an OpenDAL service.
+pub type OpendalStore = larder_bucket::BucketStore<OpendalBucket>;

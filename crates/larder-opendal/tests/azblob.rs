@@ -7,12 +7,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::OpendalHarness;
 use common::azurite::Azurite;
+use larder_bucket::testkit::conformance;
 use larder_core::Store;
-use larder_core::testkit::run_all;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_azblob_service_against_azurite() {
@@ -21,8 +18,8 @@ async fn conformance_azblob_service_against_azurite() {
     };
     azurite.create_container("larder").await;
     let store = azurite.store("larder/conformance");
-    assert!(store.streams_blobs(), "azblob uploads blocks");
+    assert!(store.backend().streams_blobs(), "azblob uploads blocks");
     let cap = store.capability();
     assert!(cap.list && cap.delete && cap.trim, "{cap:?}");
-    run_all(&OpendalHarness::new(Arc::new(store))).await;
+    conformance(store).await;
 }

@@ -1,12 +1,7 @@
 //! The shared conformance suite against OpenDAL's `fs` service on a temporary directory, and
 //! what does not need a server: a service not compiled in (trimming: `trim_fs.rs`).
 
-mod common;
-
-use std::sync::Arc;
-
-use common::OpendalHarness;
-use larder_core::testkit::run_all;
+use larder_bucket::testkit::conformance;
 use larder_core::{ErrorKind, Store};
 use larder_opendal::OpendalStore;
 
@@ -15,10 +10,13 @@ async fn conformance_fs_service() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("opendal+fs://{}", dir.path().join("store").display());
     let store = OpendalStore::from_url(&url).expect("store");
-    assert!(store.streams_blobs(), "fs takes a blob in several writes");
+    assert!(
+        store.backend().streams_blobs(),
+        "fs takes a blob in several writes"
+    );
     let cap = store.capability();
     assert!(cap.list && cap.delete && cap.trim, "{cap:?}");
-    run_all(&OpendalHarness::new(Arc::new(store))).await;
+    conformance(store).await;
     // Entries and blobs are where the docs say, and no temporary file is left behind.
     let root = dir.path().join("store");
     assert!(

@@ -4,16 +4,12 @@
 //! it). Needs the `services-redis` feature.
 #![cfg(feature = "services-redis")]
 
-mod common;
-
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::OpendalHarness;
+use larder_bucket::testkit::conformance;
 use larder_core::Store;
-use larder_core::testkit::run_all;
 use larder_opendal::OpendalStore;
 
 /// A `redis-server` on a free loopback port, killed when dropped.
@@ -84,7 +80,10 @@ async fn conformance_redis_service() {
     };
     let url = format!("opendal+redis://127.0.0.1:{}/conformance", redis.port);
     let store = OpendalStore::from_url(&url).expect("store");
-    assert!(!store.streams_blobs(), "redis takes a value in one SET");
+    assert!(
+        !store.backend().streams_blobs(),
+        "redis takes a value in one SET"
+    );
     let cap = store.capability();
     assert!(!cap.list && cap.delete && !cap.trim, "{cap:?}");
     // Redis cannot list: no trim, and the error says why.
@@ -92,5 +91,5 @@ async fn conformance_redis_service() {
     opts.max_entries = Some(0);
     let err = store.trim(&opts, None).await.expect_err("no trim");
     assert!(err.to_string().contains("cannot list"), "{err}");
-    run_all(&OpendalHarness::new(Arc::new(store))).await;
+    conformance(store).await;
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::trim;
-use larder_opendal::{OpendalStore, OpendalStoreBuilder};
+use larder_opendal::{BucketBuilder, OpendalStore, OpendalStoreBuilder};
 
 /// `wsgidav` serving a temporary directory on a free loopback port, killed when dropped.
 struct WsgiDav {
@@ -85,13 +85,6 @@ async fn trim_on_webdav_with_blobs_in_parts() {
     let Some(dav) = WsgiDav::start() else {
         return;
     };
-    let s = dav.store("budget", Duration::ZERO);
-    trim::budgets_hold_and_recently_used_entries_and_live_blobs_stay(&s).await;
+    trim::shared(|root, grace| dav.store(root, grace)).await;
     trim::blobs_in_parts_are_counted_and_collected_whole(&dav.store("parts", Duration::ZERO)).await;
-    trim::blobs_of_a_put_in_flight_survive(&dav.store("race", Duration::from_secs(3600))).await;
-    let grace = Duration::from_secs(4);
-    trim::a_reused_old_blob_is_refreshed(&dav.store("refresh", grace), grace).await;
-    trim::one_trim_at_a_time(&dav.store("lock", Duration::ZERO)).await;
-    trim::an_entry_rewritten_since_listing_is_not_evicted(&dav.store("version", Duration::ZERO))
-        .await;
 }

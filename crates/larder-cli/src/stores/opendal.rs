@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use larder_opendal::OpendalStoreBuilder;
+use larder_opendal::{BucketBuilder, OpendalStoreBuilder};
 
 use super::{Opened, StoreUrl};
 use crate::config::Config;

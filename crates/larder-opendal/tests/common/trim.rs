@@ -1,51 +1,44 @@
 //! Remote trimming checks (larder-bucket's trim over the OpenDAL store), run against each
-//! service that lists: budgets hold, recently used entries stay (learned from access records),
-//! live blobs are never deleted, blobs a concurrent put relies on survive, one trim at a time.
-//! Each takes a fresh store (its own root) with the grace period the check needs.
+//! service that lists ([`shared`]): larder-bucket's checks where they hold, and OpenDAL's own
+//! where it differs: no refresh in place (an old blob is uploaded again), versions from ETags or
+//! modification times, blobs in parts counted and collected as a whole, what a trim leaves.
+//! Each check takes a fresh store (its own root) with the grace period it needs.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use larder_core::{Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt, TrimOptions};
+use futures::TryStreamExt;
+use larder_bucket::testkit::{budget, put_entry};
+use larder_bucket::{Bucket, Listed};
+use larder_core::{Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt};
 use larder_opendal::OpendalStore;
-
-pub fn budget(max_bytes: Option<u64>, max_entries: Option<u64>) -> TrimOptions {
-    let mut o = TrimOptions::default();
-    o.max_bytes = max_bytes;
-    o.max_entries = max_entries;
-    o
-}
-
-/// Entry `k{i}` with its own 50 kB blob and a blob shared by all.
-async fn put_entry(s: &OpendalStore, i: usize, shared: Digest) -> (Key, Digest) {
-    let own = Bytes::from(vec![i as u8; 50_000]);
-    let d = s.put_blob_bytes(own).await.expect("blob");
-    let key = Key::new(format!("k{i}")).expect("key");
-    let mut e = Entry::new(key.as_str(), "test");
-    for (name, digest, size) in [("own", d, 50_000), ("shared", shared, 20_000)] {
-        e.outputs.push(Output {
-            path: name.into(),
-            kind: OutputKind::File {
-                content: Content::blob(digest, size),
-                executable: false,
-            },
-        });
-    }
-    s.put_entry(&key, &e).await.expect("entry");
-    (key, d)
-}
 
 /// Files (not directories) under `dir`.
 async fn files(s: &OpendalStore, dir: &str) -> usize {
-    match s.operator().list_with(dir).recursive(true).await {
+    match s.backend().operator().list_with(dir).recursive(true).await {
         Ok(items) => items.iter().filter(|e| !e.metadata().is_dir()).count(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => 0,
         Err(e) => panic!("listing {dir}: {e}"),
     }
 }
 
-/// `s` has a trim grace of zero.
-pub async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay(s: &OpendalStore) {
+/// larder-bucket's trim checks that hold for a store without refresh in place, and OpenDAL's
+/// own: `make(root, grace)` is a store rooted at `root`.
+pub async fn shared(make: impl Fn(&str, Duration) -> OpendalStore) {
+    budgets_hold_and_recently_used_entries_and_live_blobs_stay(&make("budget", Duration::ZERO))
+        .await;
+    larder_bucket::testkit::blobs_of_a_put_in_flight_survive(&make).await;
+    larder_bucket::testkit::one_trim_at_a_time(&make).await;
+    let grace = Duration::from_secs(4);
+    a_reused_old_blob_is_uploaded_again(&make("refresh", grace), grace).await;
+    an_entry_rewritten_since_listing_is_not_evicted(&make("version", Duration::ZERO)).await;
+}
+
+/// As larder-bucket's check of the same name, but a blob is looked for with a read (with a
+/// grace of zero, a store that cannot refresh in place reports every blob missing, to be
+/// uploaded again); and what a trim leaves: the index, no lease, no folded access record, and
+/// with no entry left, no blob (whole or in parts).
+async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay(s: &OpendalStore) {
     assert!(s.capability().trim);
     let shared = s
         .put_blob_bytes(Bytes::from(vec![0xaa; 20_000]))
@@ -61,17 +54,13 @@ pub async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay(s: &Open
         assert!(s.get_entry(k).await.expect("get").is_some());
     }
     s.flush().await.expect("flush writes the access record");
-    assert_eq!(
-        files(s, "access/").await,
-        1,
-        "one access record for the five hits"
-    );
-
-    // A dry run reports and changes nothing.
+    assert_eq!(files(s, "access/").await, 1, "one record for the five hits");
     let mut dry = budget(None, Some(5));
     dry.dry_run = true;
-    let r = s.trim(&dry, None).await.expect("dry run");
-    assert_eq!(r.evicted_entries, 5);
+    assert_eq!(
+        s.trim(&dry, None).await.expect("dry run").evicted_entries,
+        5
+    );
     assert_eq!(s.stats().await.expect("stats").entries, 10);
 
     let r = s.trim(&budget(None, Some(5)), None).await.expect("trim");
@@ -82,59 +71,31 @@ pub async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay(s: &Open
         let blob = s.get_blob(own).await.expect("get blob").is_some();
         assert_eq!(blob, i < 5, "blob of entry {i}");
     }
-    assert!(
-        s.get_blob(&shared).await.expect("get").is_some(),
-        "a blob still named by a live entry is kept"
-    );
-    // The records were folded into the index and removed; the lease is released.
-    let op = s.operator();
+    let kept = s.get_blob(&shared).await.expect("get").is_some();
+    assert!(kept, "a blob still named by a live entry is kept");
+    let op = s.backend().operator();
     assert!(op.exists("trim/index").await.expect("stat index"));
     assert!(!op.exists("trim/lock").await.expect("stat lock"));
     assert_eq!(files(s, "access/").await, 0, "folded records are removed");
 
     // A byte budget: each entry accounts for its document plus 70 kB of blobs.
-    let r = s
-        .trim(&budget(Some(3 * 75_000), None), None)
-        .await
-        .expect("trim");
+    let r = s.trim(&budget(Some(3 * 75_000), None), None).await;
+    let r = r.expect("trim");
     assert!(r.remaining_bytes <= 3 * 75_000, "{r:?}");
     let stats = s.stats().await.expect("stats");
     assert_eq!(stats.entries, r.remaining_entries);
     assert!(stats.bytes <= 3 * 75_000 + 20_000, "{stats:?}");
 
-    // Everything goes, blobs (whole or in parts) included.
+    // Everything goes, blobs included.
     let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
     assert_eq!(r.remaining_entries, 0, "{r:?}");
     let stats = s.stats().await.expect("stats");
     assert_eq!((stats.entries, stats.bytes), (0, 0), "{stats:?}");
 }
 
-/// `s` has the default grace period (1 h).
-pub async fn blobs_of_a_put_in_flight_survive(s: &OpendalStore) {
-    let shared = s
-        .put_blob_bytes(Bytes::from(vec![1; 20_000]))
-        .await
-        .expect("shared");
-    put_entry(s, 0, shared).await;
-    // A writer has stored its blob but not yet its entry.
-    let pending = s
-        .put_blob_bytes(Bytes::from_static(b"the entry naming me is on its way"))
-        .await
-        .expect("blob");
-    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
-    assert_eq!(r.evicted_entries, 1);
-    assert!(
-        s.find_missing(&[pending, shared])
-            .await
-            .expect("find")
-            .is_empty(),
-        "blobs younger than the grace period are kept"
-    );
-}
-
-/// `s` has a grace period of `grace` (a few seconds): a blob reused after half of it reads as
-/// missing, and a put stores it again, so a trim that follows keeps it.
-pub async fn a_reused_old_blob_is_refreshed(s: &OpendalStore, grace: Duration) {
+/// A blob reused after half the grace period reads as missing (OpenDAL has no refresh in place
+/// every service honours), and a put stores it again, so a trim that follows keeps it.
+async fn a_reused_old_blob_is_uploaded_again(s: &OpendalStore, grace: Duration) {
     let bytes = Bytes::from(vec![7; 30_000]);
     let d = s.put_blob_bytes(bytes.clone()).await.expect("blob");
     assert!(s.find_missing(&[d]).await.expect("find").is_empty());
@@ -152,57 +113,37 @@ pub async fn a_reused_old_blob_is_refreshed(s: &OpendalStore, grace: Duration) {
     assert!(s.get_blob(&d).await.expect("get").is_some());
 }
 
-/// Any grace period.
-pub async fn one_trim_at_a_time(s: &OpendalStore) {
-    let op = s.operator();
-    // Another trimmer holds a fresh lease (`trim/lock`).
-    let far = larder_core::entry::now_ms() + 600_000;
-    op.write("trim/lock", format!("1 {far}\n"))
-        .await
-        .expect("lease");
-    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
-    assert!(r.skipped_locked, "{r:?}");
-    // An expired lease is taken over, and released after the trim.
-    op.write("trim/lock", "1 1000\n").await.expect("lease");
-    let r = s.trim(&budget(None, Some(0)), None).await.expect("trim");
-    assert!(!r.skipped_locked, "{r:?}");
-    assert!(!op.exists("trim/lock").await.expect("stat lock"));
+async fn list(s: &OpendalStore, prefix: &str) -> Vec<Listed> {
+    s.backend().list(prefix).try_collect().await.expect("list")
 }
 
 /// An entry re-put (another version) between the listing and the delete stays: checked
 /// directly on the version the store hands larder-bucket.
-pub async fn an_entry_rewritten_since_listing_is_not_evicted(s: &OpendalStore) {
-    use futures::TryStreamExt;
-    use larder_bucket::Bucket;
+async fn an_entry_rewritten_since_listing_is_not_evicted(s: &OpendalStore) {
     let shared = s
         .put_blob_bytes(Bytes::from(vec![3; 20_000]))
         .await
         .expect("shared");
     let (key, _) = put_entry(s, 1, shared).await;
-    let listed: Vec<larder_bucket::Listed> = Bucket::list(s, "entries/")
-        .try_collect()
-        .await
-        .expect("list");
+    let listed = list(s, "entries/").await;
     assert_eq!(listed.len(), 1);
     // Rewritten with another document (a later creation time changes its bytes).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut e = Entry::new(key.as_str(), "test, again");
     e.cost_ms = 12345;
     s.put_entry(&key, &e).await.expect("re-put");
-    let deleted = s
-        .delete_if_version(&listed[0].key, &listed[0].version)
-        .await
-        .expect("delete if version");
-    assert!(!deleted, "a rewritten entry is not someone's stale copy");
-    assert!(s.get_entry(&key).await.expect("get").is_some());
-    let listed: Vec<larder_bucket::Listed> = Bucket::list(s, "entries/")
-        .try_collect()
-        .await
-        .expect("list");
+    let delete_listed = |l: Listed| async move {
+        let deleted = s.backend().delete_if_version(&l.key, &l.version).await;
+        deleted.expect("delete if version")
+    };
     assert!(
-        s.delete_if_version(&listed[0].key, &listed[0].version)
-            .await
-            .expect("delete if version"),
+        !delete_listed(listed[0].clone()).await,
+        "a rewritten entry is not someone's stale copy"
+    );
+    assert!(s.get_entry(&key).await.expect("get").is_some());
+    let listed = list(s, "entries/").await;
+    assert!(
+        delete_listed(listed[0].clone()).await,
         "the listed version is deleted"
     );
     assert!(s.get_entry(&key).await.expect("get").is_none());
@@ -212,10 +153,8 @@ pub async fn an_entry_rewritten_since_listing_is_not_evicted(s: &OpendalStore) {
 /// part size of 1 MiB, and has a trim grace of zero: a blob in parts is listed, counted and
 /// collected as a whole, and parts no manifest names (a failed upload) are collected too.
 pub async fn blobs_in_parts_are_counted_and_collected_whole(s: &OpendalStore) {
-    use futures::TryStreamExt;
-    use larder_bucket::Bucket;
     assert!(
-        !s.streams_blobs(),
+        !s.backend().streams_blobs(),
         "this check needs a store that writes parts"
     );
     let big: Bytes = (0..(3u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
@@ -233,15 +172,13 @@ pub async fn blobs_in_parts_are_counted_and_collected_whole(s: &OpendalStore) {
     assert_eq!(files(s, &format!("parts/{}/", d.to_hex())).await, 4);
     // Leftover parts of an upload that failed and could not clean up.
     let orphan = Digest::of(b"never finished");
-    s.operator()
-        .write(&OpendalStore::part_path(&orphan, 0), vec![9u8; 1000])
+    s.backend()
+        .operator()
+        .write(&larder_opendal::part_path(&orphan, 0), vec![9u8; 1000])
         .await
         .expect("orphan part");
 
-    let blobs: Vec<larder_bucket::Listed> = Bucket::list(s, "blobs/")
-        .try_collect()
-        .await
-        .expect("list blobs");
+    let blobs = list(s, "blobs/").await;
     let names: Vec<&str> = blobs.iter().map(|b| b.name()).collect();
     assert_eq!(blobs.len(), 2, "one listing per digest: {names:?}");
     let listed = blobs
