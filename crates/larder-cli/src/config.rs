@@ -13,6 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use larder_core::Placement;
 use larder_core::entry::DEFAULT_INLINE_LIMIT;
 use larder_core::size::{format_size, parse_size};
+use serde_json::Value as J;
 
 /// The config file name looked for in the working directory and its parents.
 pub(crate) const CONFIG_FILE_NAME: &str = "larder.toml";
@@ -31,132 +32,202 @@ const POLICY_KEYS: &[&str] = &[
 /// The largest inline limit accepted: past it, entries grow towards their size bound.
 const MAX_INLINE_LIMIT: u64 = 1 << 20;
 
-/// One configurable setting: its `larder.toml` key, its `LARDER_*` variable, its wafcache alias.
-struct Key {
-    name: &'static str,
-    env: &'static str,
+/// One configurable setting: its `larder.toml` key, its `LARDER_*` variable, its wafcache alias,
+/// its global flag.
+pub(crate) struct Key {
+    pub(crate) name: &'static str,
+    pub(crate) env: &'static str,
     /// The wafcache variable, and whether it is a presence flag ("set" means true).
     wafcache: Option<(&'static str, bool)>,
-    help: &'static str,
+    /// A global flag (`--name`) and its value's name in `--help`, for settings every
+    /// command takes.
+    pub(crate) flag: Option<(&'static str, &'static str)>,
+    pub(crate) help: &'static str,
 }
 
-/// Every setting, in the order `larder config` shows them.
-const KEYS: &[Key] = &[
-    Key {
-        name: "store",
-        env: "LARDER_STORE",
-        wafcache: Some(("WAFCACHE", false)),
-        help: "where the cache lives: a directory, file://DIR, or a remote store URL",
-    },
-    Key {
-        name: "max_size",
-        env: "LARDER_MAX_SIZE",
-        wafcache: Some(("WAFCACHE_EVICT_MAX_BYTES", false)),
-        help: "trim the cache to this many bytes (10G, 512MiB, none)",
-    },
-    Key {
-        name: "max_entries",
-        env: "LARDER_MAX_ENTRIES",
-        wafcache: Some(("WAFCACHE_TRIM_MAX_FOLDER", false)),
-        help: "trim the cache to this many entries (none: no limit)",
-    },
-    Key {
-        name: "min_free",
-        env: "LARDER_MIN_FREE",
-        wafcache: None,
-        help: "trim when the cache's disk has less free space than this",
-    },
-    Key {
-        name: "max_free",
-        env: "LARDER_MAX_FREE",
-        wafcache: None,
-        help: "... until it has this much free (default: min_free)",
-    },
-    Key {
-        name: "no_push",
-        env: "LARDER_NO_PUSH",
-        wafcache: Some(("WAFCACHE_NO_PUSH", true)),
-        help: "read-only: use hits, never store",
-    },
-    Key {
-        name: "link",
-        env: "LARDER_LINK",
-        wafcache: None,
-        help: "how restored files are placed: copy (reflink where possible) or hardlink",
-    },
-    Key {
-        name: "compression",
-        env: "LARDER_COMPRESSION",
-        wafcache: None,
-        help: "blob compression: auto, off, or a zstd level (1-22)",
-    },
-    Key {
-        name: "inline_limit",
-        env: "LARDER_INLINE_LIMIT",
-        wafcache: None,
-        help: "outputs up to this size are kept inside the entry",
-    },
-    Key {
-        name: "fsync",
-        env: "LARDER_FSYNC",
-        wafcache: None,
-        help: "flush cache files to disk before publishing them",
-    },
-    Key {
-        name: "allow_external_symlinks",
-        env: "LARDER_ALLOW_EXTERNAL_SYMLINKS",
-        wafcache: None,
-        help: "restore symlink outputs whose target leaves the working directory (off: such an entry is a miss and removed)",
-    },
-    Key {
-        name: "eviction_policy",
-        env: "LARDER_EVICTION_POLICY",
-        wafcache: None,
-        help: "a WebAssembly eviction policy (.wasm) that trims use instead of LRU (larder.toml: [policy] eviction)",
-    },
-    Key {
-        name: "eviction_config",
-        env: "LARDER_EVICTION_CONFIG",
-        wafcache: None,
-        help: "the eviction policy's configuration string (larder.toml: [policy] eviction_config)",
-    },
-    Key {
-        name: "admission_policy",
-        env: "LARDER_ADMISSION_POLICY",
-        wafcache: None,
-        help: "a WebAssembly admission policy (.wasm) asked before storing each entry (larder.toml: [policy] admission)",
-    },
-    Key {
-        name: "admission_config",
-        env: "LARDER_ADMISSION_CONFIG",
-        wafcache: None,
-        help: "the admission policy's configuration string (larder.toml: [policy] admission_config)",
-    },
-    Key {
-        name: "normalize_policy",
-        env: "LARDER_NORMALIZE_POLICY",
-        wafcache: None,
-        help: "a WebAssembly path normalizer (.wasm) that `larder exec` signs with (larder.toml: [policy] normalize)",
-    },
-    Key {
-        name: "normalize_config",
-        env: "LARDER_NORMALIZE_CONFIG",
-        wafcache: None,
-        help: "the path normalizer's configuration string (larder.toml: [policy] normalize_config)",
-    },
-    Key {
-        name: "trace",
-        env: "LARDER_TRACE",
-        wafcache: None,
-        help: "record cache accesses into this trace file, for `larder policy simulate` (larder.toml: [policy] trace)",
-    },
-    Key {
-        name: "stats",
-        env: "LARDER_STATS",
-        wafcache: Some(("WAFCACHE_STATS", true)),
-        help: "print cache statistics when `larder exec` ends",
-    },
-];
+/// `Some(...)` of the optional part of a [`settings!`] declaration, or `None`.
+macro_rules! optional {
+    () => {
+        None
+    };
+    ($($x:tt)+) => {
+        Some($($x)+)
+    };
+}
+
+/// Every setting, declared once: its field in [`Config`] (name and type), default, variable,
+/// wafcache alias, global flag, how its raw value is parsed (`fn(&Raw) -> Result<T>`) and shown
+/// (`fn(&T) -> (String, JSON)`), and its help. From this come the [`KEYS`] table (file keys,
+/// variables, `--help`), the [`Config`] struct, its resolution and the `larder config` rows.
+macro_rules! settings {
+    ($(
+        $name:ident: $ty:ty = $default:expr,
+            env $env:literal,
+            $(wafcache ($waf:literal, $presence:literal),)?
+            $(flag ($flag:literal, $value_name:literal),)?
+            parse $parse:expr,
+            show $show:expr,
+            help $help:literal;
+    )*) => {
+        /// Every setting, in the order `larder config` shows them.
+        const KEYS: &[Key] = &[$(
+            Key {
+                name: stringify!($name),
+                env: $env,
+                wafcache: optional!($(($waf, $presence))?),
+                flag: optional!($(($flag, $value_name))?),
+                help: $help,
+            },
+        )*];
+
+        /// The resolved configuration.
+        #[derive(Debug, Clone)]
+        pub(crate) struct Config {
+            /// The config file that was read, if any.
+            pub(crate) file: Option<PathBuf>,
+            $(
+                #[doc = $help]
+                pub(crate) $name: Setting<$ty>,
+            )*
+        }
+
+        impl Config {
+            /// Parse each setting from the layer that wins for it.
+            fn from_layers(file: Option<PathBuf>, raw: &BTreeMap<&'static str, Raw>) -> Result<Config> {
+                Ok(Config {
+                    file,
+                    $($name: setting(raw, stringify!($name), $default, $parse)?,)*
+                })
+            }
+
+            /// Every setting as (name, shown value, JSON value, source), in [`KEYS`] order.
+            pub(crate) fn rows(&self) -> Vec<(&'static str, String, serde_json::Value, &Source)> {
+                vec![$({
+                    let (shown, json) = ($show)(&self.$name.value);
+                    (stringify!($name), shown, json, &self.$name.source)
+                },)*]
+            }
+        }
+    };
+}
+
+settings! {
+    store: String = String::new(),
+        env "LARDER_STORE",
+        wafcache ("WAFCACHE", false),
+        flag ("--store", "URL"),
+        parse |r: &Raw| Ok(absolute_store(&r.value, &r.base)),
+        show |v: &String| (v.clone(), J::from(v.clone())),
+        help "where the cache lives: a directory, file://DIR, or a remote store URL";
+    max_size: Option<u64> = None,
+        env "LARDER_MAX_SIZE",
+        wafcache ("WAFCACHE_EVICT_MAX_BYTES", false),
+        parse |r: &Raw| parse_opt_size(&r.value),
+        show show_size,
+        help "trim the cache to this many bytes (10G, 512MiB, none)";
+    max_entries: Option<u64> = None,
+        env "LARDER_MAX_ENTRIES",
+        wafcache ("WAFCACHE_TRIM_MAX_FOLDER", false),
+        parse |r: &Raw| parse_opt_count(&r.value),
+        show show_count,
+        help "trim the cache to this many entries (none: no limit)";
+    min_free: Option<u64> = None,
+        env "LARDER_MIN_FREE",
+        parse |r: &Raw| parse_opt_size(&r.value),
+        show show_size,
+        help "trim when the cache's disk has less free space than this";
+    max_free: Option<u64> = None,
+        env "LARDER_MAX_FREE",
+        parse |r: &Raw| parse_opt_size(&r.value),
+        show show_size,
+        help "... until it has this much free (default: min_free)";
+    no_push: bool = false,
+        env "LARDER_NO_PUSH",
+        wafcache ("WAFCACHE_NO_PUSH", true),
+        parse |r: &Raw| parse_bool(&r.value),
+        show show_bool,
+        help "read-only: use hits, never store";
+    link: Placement = Placement::Copy,
+        env "LARDER_LINK",
+        parse |r: &Raw| parse_link(&r.value),
+        show |v: &Placement| {
+            let name = match v {
+                Placement::Hardlink => "hardlink",
+                _ => "copy",
+            };
+            (name.to_owned(), J::from(name))
+        },
+        help "how restored files are placed: copy (reflink where possible) or hardlink";
+    compression: Compression = Compression::Auto,
+        env "LARDER_COMPRESSION",
+        parse |r: &Raw| parse_compression(&r.value),
+        show |v: &Compression| match v {
+            Compression::Level(l) => (v.to_string(), J::from(*l)),
+            other => (other.to_string(), J::from(other.to_string())),
+        },
+        help "blob compression: auto, off, or a zstd level (1-22)";
+    inline_limit: u64 = DEFAULT_INLINE_LIMIT,
+        env "LARDER_INLINE_LIMIT",
+        parse |r: &Raw| parse_inline_limit(&r.value),
+        show |v: &u64| (format!("{} ({v} bytes)", format_size(*v)), J::from(*v)),
+        help "outputs up to this size are kept inside the entry";
+    fsync: bool = false,
+        env "LARDER_FSYNC",
+        parse |r: &Raw| parse_bool(&r.value),
+        show show_bool,
+        help "flush cache files to disk before publishing them";
+    allow_external_symlinks: bool = false,
+        env "LARDER_ALLOW_EXTERNAL_SYMLINKS",
+        parse |r: &Raw| parse_bool(&r.value),
+        show show_bool,
+        help "restore symlink outputs whose target leaves the working directory (off: such an entry is a miss and removed)";
+    eviction_policy: Option<PathBuf> = None,
+        env "LARDER_EVICTION_POLICY",
+        parse path_value,
+        show |v: &Option<PathBuf>| show_path(v, "lru (built in)"),
+        help "a WebAssembly eviction policy (.wasm) that trims use instead of LRU (larder.toml: [policy] eviction)";
+    eviction_config: String = String::new(),
+        env "LARDER_EVICTION_CONFIG",
+        parse text_value,
+        show show_text,
+        help "the eviction policy's configuration string (larder.toml: [policy] eviction_config)";
+    admission_policy: Option<PathBuf> = None,
+        env "LARDER_ADMISSION_POLICY",
+        parse path_value,
+        show |v: &Option<PathBuf>| show_path(v, "none (admit all)"),
+        help "a WebAssembly admission policy (.wasm) asked before storing each entry (larder.toml: [policy] admission)";
+    admission_config: String = String::new(),
+        env "LARDER_ADMISSION_CONFIG",
+        parse text_value,
+        show show_text,
+        help "the admission policy's configuration string (larder.toml: [policy] admission_config)";
+    normalize_policy: Option<PathBuf> = None,
+        env "LARDER_NORMALIZE_POLICY",
+        parse path_value,
+        show |v: &Option<PathBuf>| show_path(v, "none (working directory only)"),
+        help "a WebAssembly path normalizer (.wasm) that `larder exec` signs with (larder.toml: [policy] normalize)";
+    normalize_config: String = String::new(),
+        env "LARDER_NORMALIZE_CONFIG",
+        parse text_value,
+        show show_text,
+        help "the path normalizer's configuration string (larder.toml: [policy] normalize_config)";
+    trace: Option<PathBuf> = None,
+        env "LARDER_TRACE",
+        parse path_value,
+        show |v: &Option<PathBuf>| show_path(v, "none"),
+        help "record cache accesses into this trace file, for `larder policy simulate` (larder.toml: [policy] trace)";
+    stats: bool = false,
+        env "LARDER_STATS",
+        wafcache ("WAFCACHE_STATS", true),
+        parse |r: &Raw| parse_bool(&r.value),
+        show show_bool,
+        help "print cache statistics when `larder exec` ends";
+}
+
+/// The settings with a global flag.
+pub(crate) fn global_flags() -> impl Iterator<Item = &'static Key> {
+    KEYS.iter().filter(|k| k.flag.is_some())
+}
 
 /// The environment-variable part of `larder --help`, generated from [`KEYS`].
 pub(crate) fn env_help() -> String {
@@ -227,37 +298,6 @@ impl fmt::Display for Compression {
     }
 }
 
-/// The resolved configuration.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    /// The config file that was read, if any.
-    pub(crate) file: Option<PathBuf>,
-    /// Store URL; plain paths are made absolute.
-    pub(crate) store: Setting<String>,
-    pub(crate) max_size: Setting<Option<u64>>,
-    pub(crate) max_entries: Setting<Option<u64>>,
-    pub(crate) min_free: Setting<Option<u64>>,
-    pub(crate) max_free: Setting<Option<u64>>,
-    pub(crate) no_push: Setting<bool>,
-    pub(crate) link: Setting<Placement>,
-    pub(crate) compression: Setting<Compression>,
-    pub(crate) inline_limit: Setting<u64>,
-    pub(crate) fsync: Setting<bool>,
-    pub(crate) allow_external_symlinks: Setting<bool>,
-    /// A WebAssembly eviction policy, as an absolute path.
-    pub(crate) eviction_policy: Setting<Option<PathBuf>>,
-    pub(crate) eviction_config: Setting<String>,
-    /// A WebAssembly admission policy, as an absolute path.
-    pub(crate) admission_policy: Setting<Option<PathBuf>>,
-    pub(crate) admission_config: Setting<String>,
-    /// A WebAssembly path normalizer, as an absolute path.
-    pub(crate) normalize_policy: Setting<Option<PathBuf>>,
-    pub(crate) normalize_config: Setting<String>,
-    /// The access trace to record into, as an absolute path.
-    pub(crate) trace: Setting<Option<PathBuf>>,
-    pub(crate) stats: Setting<bool>,
-}
-
 /// What resolution needs from the outside world (so tests can supply their own).
 pub(crate) struct Inputs<'a> {
     /// The working directory.
@@ -272,7 +312,7 @@ pub(crate) struct Inputs<'a> {
 
 /// A raw value from some layer.
 #[derive(Debug, Clone)]
-struct Raw {
+pub(crate) struct Raw {
     value: String,
     source: Source,
     /// Relative paths in this value are relative to this directory.
@@ -355,65 +395,30 @@ impl Config {
             );
         }
 
-        let store = match raw.get("store") {
-            Some(r) => Setting {
-                value: absolute_store(&r.value, &r.base),
-                source: r.source.clone(),
-            },
-            None => bail!(
+        let mut config = Config::from_layers(file, &raw)?;
+        if config.store.value.is_empty() {
+            bail!(
                 "no cache directory: set LARDER_STORE (or pass --store), or set HOME or XDG_CACHE_HOME"
-            ),
-        };
-        let min_free = setting(&raw, "min_free", None, parse_opt_size)?;
-        let mut max_free = setting(&raw, "max_free", None, parse_opt_size)?;
-        if let (Some(min), Some(max)) = (min_free.value, max_free.value)
+            );
+        }
+        if let (Some(min), Some(max)) = (config.min_free.value, config.max_free.value)
             && max < min
         {
             bail!(
                 "max_free ({}, from {}) is below min_free ({}, from {}): trimming frees space until max_free is reached, so it must be at least min_free",
                 format_size(max),
-                max_free.source,
+                config.max_free.source,
                 format_size(min),
-                min_free.source
+                config.min_free.source
             );
         }
-        if max_free.value.is_none() && min_free.value.is_some() {
-            max_free = Setting {
-                value: min_free.value,
+        if config.max_free.value.is_none() && config.min_free.value.is_some() {
+            config.max_free = Setting {
+                value: config.min_free.value,
                 source: Source::Default,
             };
         }
-        Ok(Config {
-            file,
-            store,
-            max_size: setting(&raw, "max_size", None, parse_opt_size)?,
-            max_entries: setting(&raw, "max_entries", None, parse_opt_count)?,
-            min_free,
-            max_free,
-            no_push: setting(&raw, "no_push", false, parse_bool)?,
-            link: setting(&raw, "link", Placement::Copy, parse_link)?,
-            compression: setting(&raw, "compression", Compression::Auto, parse_compression)?,
-            inline_limit: setting(
-                &raw,
-                "inline_limit",
-                DEFAULT_INLINE_LIMIT,
-                parse_inline_limit,
-            )?,
-            fsync: setting(&raw, "fsync", false, parse_bool)?,
-            allow_external_symlinks: setting(&raw, "allow_external_symlinks", false, parse_bool)?,
-            eviction_policy: path_setting(&raw, "eviction_policy"),
-            eviction_config: setting(&raw, "eviction_config", String::new(), |v| Ok(v.to_owned()))?,
-            admission_policy: path_setting(&raw, "admission_policy"),
-            admission_config: setting(&raw, "admission_config", String::new(), |v| {
-                Ok(v.to_owned())
-            })?,
-            normalize_policy: path_setting(&raw, "normalize_policy"),
-            normalize_config: setting(&raw, "normalize_config", String::new(), |v| {
-                Ok(v.to_owned())
-            })?,
-            trace: path_setting(&raw, "trace"),
-            stats: setting(&raw, "stats", false, parse_bool)?,
-        })
+        Ok(config)
     }
 
     /// Whether any trim budget is configured.
@@ -446,108 +451,6 @@ impl Config {
             .with_context(|| format!("cannot record the trace (from {})", self.trace.source))?;
         Ok(Some(std::sync::Arc::new(log)))
     }
-
-    /// Every setting as (name, shown value, JSON value, source), in [`KEYS`] order.
-    pub(crate) fn rows(&self) -> Vec<(&'static str, String, serde_json::Value, &Source)> {
-        use serde_json::Value as J;
-        let size = |s: &Setting<Option<u64>>| match s.value {
-            Some(b) => (format!("{} ({b} bytes)", format_size(b)), J::from(b)),
-            None => ("none".to_owned(), J::Null),
-        };
-        let count = |s: &Setting<Option<u64>>| match s.value {
-            Some(n) => (n.to_string(), J::from(n)),
-            None => ("none".to_owned(), J::Null),
-        };
-        let boolean = |s: &Setting<bool>| (s.value.to_string(), J::from(s.value));
-        let path = |s: &Setting<Option<PathBuf>>, none: &str| match &s.value {
-            Some(p) => (p.display().to_string(), J::from(p.display().to_string())),
-            None => (none.to_owned(), J::Null),
-        };
-        let text = |s: &Setting<String>| (s.value.clone(), J::from(s.value.clone()));
-        let link = match self.link.value {
-            Placement::Hardlink => "hardlink",
-            _ => "copy",
-        };
-        let compression = match self.compression.value {
-            Compression::Level(l) => J::from(l),
-            other => J::from(other.to_string()),
-        };
-        let rows = [
-            (
-                "store",
-                (self.store.value.clone(), J::from(self.store.value.clone())),
-                &self.store.source,
-            ),
-            ("max_size", size(&self.max_size), &self.max_size.source),
-            (
-                "max_entries",
-                count(&self.max_entries),
-                &self.max_entries.source,
-            ),
-            ("min_free", size(&self.min_free), &self.min_free.source),
-            ("max_free", size(&self.max_free), &self.max_free.source),
-            ("no_push", boolean(&self.no_push), &self.no_push.source),
-            ("link", (link.to_owned(), J::from(link)), &self.link.source),
-            (
-                "compression",
-                (self.compression.value.to_string(), compression),
-                &self.compression.source,
-            ),
-            (
-                "inline_limit",
-                (
-                    format!(
-                        "{} ({} bytes)",
-                        format_size(self.inline_limit.value),
-                        self.inline_limit.value
-                    ),
-                    J::from(self.inline_limit.value),
-                ),
-                &self.inline_limit.source,
-            ),
-            ("fsync", boolean(&self.fsync), &self.fsync.source),
-            (
-                "allow_external_symlinks",
-                boolean(&self.allow_external_symlinks),
-                &self.allow_external_symlinks.source,
-            ),
-            (
-                "eviction_policy",
-                path(&self.eviction_policy, "lru (built in)"),
-                &self.eviction_policy.source,
-            ),
-            (
-                "eviction_config",
-                text(&self.eviction_config),
-                &self.eviction_config.source,
-            ),
-            (
-                "admission_policy",
-                path(&self.admission_policy, "none (admit all)"),
-                &self.admission_policy.source,
-            ),
-            (
-                "admission_config",
-                text(&self.admission_config),
-                &self.admission_config.source,
-            ),
-            (
-                "normalize_policy",
-                path(&self.normalize_policy, "none (working directory only)"),
-                &self.normalize_policy.source,
-            ),
-            (
-                "normalize_config",
-                text(&self.normalize_config),
-                &self.normalize_config.source,
-            ),
-            ("trace", path(&self.trace, "none"), &self.trace.source),
-            ("stats", boolean(&self.stats), &self.stats.source),
-        ];
-        rows.into_iter()
-            .map(|(name, (shown, json), source)| (name, shown, json, source))
-            .collect()
-    }
 }
 
 /// Resolve one setting from its winning raw value, or the default.
@@ -555,7 +458,7 @@ fn setting<T>(
     raw: &BTreeMap<&'static str, Raw>,
     name: &'static str,
     default: T,
-    parse: fn(&str) -> Result<T>,
+    parse: impl Fn(&Raw) -> Result<T>,
 ) -> Result<Setting<T>> {
     match raw.get(name) {
         None => Ok(Setting {
@@ -563,7 +466,7 @@ fn setting<T>(
             source: Source::Default,
         }),
         Some(r) => {
-            let value = parse(&r.value).with_context(|| match &r.source {
+            let value = parse(r).with_context(|| match &r.source {
                 Source::File(p) => format!("invalid `{name}` in {}", p.display()),
                 Source::Env(var) => format!("invalid {var}"),
                 Source::Flag(flag) => format!("invalid {flag}"),
@@ -577,17 +480,41 @@ fn setting<T>(
     }
 }
 
-/// A path setting (made absolute against its layer's directory); `none`/`off` for none.
-fn path_setting(raw: &BTreeMap<&'static str, Raw>, name: &'static str) -> Setting<Option<PathBuf>> {
-    match raw.get(name) {
-        Some(r) => Setting {
-            value: (!is_none_word(&r.value)).then(|| r.base.join(&r.value)),
-            source: r.source.clone(),
-        },
-        None => Setting {
-            value: None,
-            source: Source::Default,
-        },
+/// A path (made absolute against its layer's directory); `none`/`off` for none.
+fn path_value(r: &Raw) -> Result<Option<PathBuf>> {
+    Ok((!is_none_word(&r.value)).then(|| r.base.join(&r.value)))
+}
+
+fn text_value(r: &Raw) -> Result<String> {
+    Ok(r.value.clone())
+}
+
+fn show_size(v: &Option<u64>) -> (String, J) {
+    match v {
+        Some(b) => (format!("{} ({b} bytes)", format_size(*b)), J::from(*b)),
+        None => ("none".to_owned(), J::Null),
+    }
+}
+
+fn show_count(v: &Option<u64>) -> (String, J) {
+    match v {
+        Some(n) => (n.to_string(), J::from(*n)),
+        None => ("none".to_owned(), J::Null),
+    }
+}
+
+fn show_bool(v: &bool) -> (String, J) {
+    (v.to_string(), J::from(*v))
+}
+
+fn show_text(v: &str) -> (String, J) {
+    (v.to_owned(), J::from(v))
+}
+
+fn show_path(v: &Option<PathBuf>, none: &str) -> (String, J) {
+    match v {
+        Some(p) => (p.display().to_string(), J::from(p.display().to_string())),
+        None => (none.to_owned(), J::Null),
     }
 }
 

@@ -33,15 +33,10 @@ use progress::Ui;
 /// checkout that computes the same signature.
 #[derive(Debug, Parser)]
 #[command(name = "larder", version, after_help = after_help())]
+///
+/// Settings declared with a flag in `config.rs` (`--store`, …) are added to these as global
+/// options when the command line is parsed ([`parse`]).
 struct Cli {
-    /// The cache: a directory, file://DIR, or a remote store URL [env: LARDER_STORE]
-    #[arg(
-        long,
-        global = true,
-        value_name = "URL",
-        help_heading = "Global options"
-    )]
-    store: Option<String>,
     /// The config file [env: LARDER_CONFIG] (default: ./larder.toml, searched upwards)
     #[arg(
         long,
@@ -98,14 +93,68 @@ fn after_help() -> String {
     )
 }
 
+/// Parse the command line: [`Cli`] plus a global option for every setting declared with a flag.
+/// The flags given, as (setting, value, flag as typed), go into the configuration's top layer.
+fn parse() -> (Cli, Vec<(&'static str, String, &'static str)>) {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, setting_flags(&matches))
+}
+
+/// [`Cli`]'s command with the settings' global flags added.
+fn command() -> clap::Command {
+    use clap::{Arg, CommandFactory};
+    let mut command = Cli::command();
+    for key in config::global_flags() {
+        let Some((flag, value_name)) = key.flag else {
+            continue;
+        };
+        let help = format!("{} [env: {}]", capitalized(key.help), key.env);
+        command = command.arg(
+            Arg::new(key.name)
+                .long(flag.trim_start_matches('-'))
+                .global(true)
+                .value_name(value_name)
+                .help(help)
+                .help_heading("Global options"),
+        );
+    }
+    command
+}
+
+/// The settings' flags given on the command line: (setting, value, flag).
+fn setting_flags(matches: &clap::ArgMatches) -> Vec<(&'static str, String, &'static str)> {
+    // Global values are propagated down: the innermost subcommand's matches hold them all.
+    let mut leaf = matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    config::global_flags()
+        .filter_map(|key| {
+            let (flag, _) = key.flag?;
+            let value = leaf.get_one::<String>(key.name)?;
+            Some((key.name, value.clone(), flag))
+        })
+        .collect()
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, flags) = parse();
     if let Err(e) = init_logging(&cli) {
         eprintln!("larder: error: {e:#}");
         return ExitCode::from(cmd::EXIT_ERROR);
     }
     let ui = Ui::new(cli.verbose, cli.quiet);
-    let code = match run(cli, ui) {
+    let code = match run(cli, flags, ui) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("larder: error: {e:#}");
@@ -115,7 +164,7 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run(cli: Cli, ui: Ui) -> Result<u8> {
+fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -124,7 +173,7 @@ fn run(cli: Cli, ui: Ui) -> Result<u8> {
     let ctx = Ctx {
         ui,
         cwd: std::env::current_dir().context("cannot read the working directory")?,
-        store_flag: cli.store,
+        flags,
         config_flag: cli.config,
     };
     runtime.block_on(async move {
@@ -187,4 +236,28 @@ fn init_logging(cli: &Cli) -> Result<()> {
             .try_init(),
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setting_flags_are_global_options() {
+        command().debug_assert();
+        for args in [
+            &["larder", "--store", "/c", "stats"][..],
+            &["larder", "stats", "--store", "/c"][..],
+        ] {
+            let m = command().try_get_matches_from(args).expect("parses");
+            assert_eq!(
+                setting_flags(&m),
+                vec![("store", "/c".to_owned(), "--store")]
+            );
+        }
+        let m = command()
+            .try_get_matches_from(["larder", "stats"])
+            .expect("parses");
+        assert!(setting_flags(&m).is_empty());
+    }
 }

@@ -35,8 +35,8 @@ pub(crate) struct Ctx {
     pub(crate) ui: Ui,
     /// The working directory.
     pub(crate) cwd: PathBuf,
-    /// `--store`.
-    pub(crate) store_flag: Option<String>,
+    /// The global setting flags given (`--store`, …): (setting, value, flag as typed).
+    pub(crate) flags: Vec<(&'static str, String, &'static str)>,
     /// `--config`.
     pub(crate) config_flag: Option<PathBuf>,
 }
@@ -47,9 +47,7 @@ impl Ctx {
         &self,
         mut flags: Vec<(&'static str, String, &'static str)>,
     ) -> Result<Config> {
-        if let Some(store) = &self.store_flag {
-            flags.insert(0, ("store", store.clone(), "--store"));
-        }
+        flags.splice(0..0, self.flags.iter().cloned());
         let env = |name: &str| std::env::var(name).ok();
         Config::resolve(&Inputs {
             cwd: &self.cwd,

@@ -476,7 +476,7 @@ mod tests {
         Ctx {
             ui: Ui::new(0, true),
             cwd: std::env::temp_dir(),
-            store_flag: None,
+            flags: Vec::new(),
             config_flag: None,
         }
     }
