@@ -315,7 +315,8 @@ impl<S: Store> BestEffort<S> {
                 Some(Ok(v))
             }
             Ok(Err(e)) if passes_through(&e) => Some(Err(e)),
-            Ok(Err(e)) if e.is_not_found() => {
+            // "Not found" answers a read (a miss); on a write it is a failure like any other.
+            Ok(Err(e)) if e.is_not_found() && !write => {
                 self.health.succeeded(write);
                 None
             }
