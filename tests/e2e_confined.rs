@@ -10,7 +10,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use common::{Sandbox, assert_exit, command_stderr, text};
+use common::{Sandbox, assert_exit, text};
 
 /// A running `larder serve` over a directory, killed when dropped.
 struct Served {
@@ -163,7 +163,7 @@ fn a_rewritten_entry_with_extra_outputs_is_a_miss_and_touches_nothing() {
     let before: Vec<String> = listing(work).into_iter().filter(|p| p != "out1").collect();
     let out = exec(&sb, work, &served.url, &log);
     assert_exit(&out, 0);
-    let err = command_stderr(&out);
+    let err = text(&out.stderr);
     assert_eq!(
         runs(&log),
         2,
@@ -203,7 +203,7 @@ fn a_rewritten_entry_with_extra_outputs_is_a_miss_and_touches_nothing() {
     push_as_attacker(&sb, &attacker2, &served.url, key, &["out1", "lnk/pwned"]);
     let out = exec(&sb, work, &served.url, &log);
     assert_exit(&out, 0);
-    assert_eq!(runs(&log), 3, "a miss again:\n{}", command_stderr(&out));
+    assert_eq!(runs(&log), 3, "a miss again:\n{}", text(&out.stderr));
     assert!(
         listing(&outside).is_empty(),
         "wrote through the planted symlink"
@@ -240,9 +240,9 @@ fn get_of_a_whole_entry_stays_beneath_the_working_directory() {
     let get = sb.larder().args(["get", "links/1"]).output().unwrap();
     assert_exit(&get, 1);
     assert!(
-        command_stderr(&get).contains("poisoned"),
+        text(&get.stderr).contains("poisoned"),
         "{}",
-        command_stderr(&get)
+        text(&get.stderr)
     );
     assert!(std::fs::symlink_metadata(sb.work.join("lnk")).is_err());
     assert!(!sb.work.join("ok.txt").exists(), "all or nothing");
@@ -283,6 +283,36 @@ fn get_of_a_whole_entry_stays_beneath_the_working_directory() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_ne!(common::code(&get), 0, "{}", command_stderr(&get));
+    assert_ne!(common::code(&get), 0, "{}", text(&get.stderr));
     assert!(listing(&outside2).is_empty());
+}
+
+/// `larder exec` does not store a run whose symlink output leaves the working directory (a
+/// hit would refuse it), unless `allow_external_symlinks` is set, and then restores it.
+#[test]
+fn exec_stores_an_external_symlink_only_when_allowed() {
+    let sb = Sandbox::new();
+    let log = sb.root.join("runs.log");
+    let script = format!("echo run >> {}; ln -sfn /usr lnk", log.display());
+    let run = |allow: bool| {
+        let mut cmd = sb.larder();
+        if allow {
+            cmd.env("LARDER_ALLOW_EXTERNAL_SYMLINKS", "1");
+        }
+        let out = cmd
+            .args(["-v", "exec", "--out", "lnk", "--", "sh", "-c", &script])
+            .output()
+            .expect("running larder exec");
+        assert_exit(&out, 0);
+        let _ = std::fs::remove_file(sb.work.join("lnk"));
+        text(&out.stderr)
+    };
+    let first = run(false);
+    assert!(first.contains("not stored"), "{first}");
+    run(false);
+    assert_eq!(runs(&log), 2, "never stored, so never a hit");
+    run(true);
+    assert_eq!(runs(&log), 3);
+    let hit = run(true);
+    assert_eq!(runs(&log), 3, "stored when allowed, then a hit:\n{hit}");
 }

@@ -500,19 +500,25 @@ fn poisoned(entry: &Entry, opts: &RestoreOptions<'_>) -> Option<Restore> {
             }
         }
     }
-    if !opts.allow_external_symlinks {
-        for o in &entry.outputs {
-            if let OutputKind::Symlink { target } = &o.kind
-                && !target_stays_inside(&o.path, target)
-            {
-                return Some(Restore::Poisoned {
-                    path: o.path.clone(),
-                    reason: "is a symlink whose target leaves the build root",
-                });
-            }
-        }
+    if !opts.allow_external_symlinks
+        && let Some(o) = external_symlink(entry)
+    {
+        return Some(Restore::Poisoned {
+            path: o.path.clone(),
+            reason: "is a symlink whose target leaves the build root",
+        });
     }
     None
+}
+
+/// The first symlink output of `entry` whose target leaves the root (see
+/// [`RestoreOptions::allow_external_symlinks`]): a restore refuses such an entry unless allowed,
+/// so a writer that knows its readers refuse it can skip storing it.
+pub fn external_symlink(entry: &Entry) -> Option<&Output> {
+    entry.outputs.iter().find(|o| match &o.kind {
+        OutputKind::Symlink { target } => !target_stays_inside(&o.path, target),
+        _ => false,
+    })
 }
 
 /// Whether `path` is `dir` or lies below it.

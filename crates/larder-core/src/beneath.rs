@@ -149,8 +149,9 @@ pub(crate) enum Found {
 
 /// What is at `name` in `dir`.
 pub(crate) fn found_at(dir: RawFd, name: &CStr) -> io::Result<Found> {
-    // SAFETY: `stat` is plain data, filled by the call; `name` is NUL-terminated.
+    // SAFETY: `stat` is plain data, for which all zeroes is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is NUL-terminated and `st` is a valid `stat` for the call to fill.
     let rc = unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
     if rc < 0 {
         let e = io::Error::last_os_error();
@@ -254,9 +255,11 @@ pub(crate) fn fd_path(dir: RawFd, name: &CStr) -> Option<PathBuf> {
 /// relative path.
 #[derive(Debug)]
 pub(crate) struct Tree {
-    /// The root as the caller named it, for messages.
+    /// The root as the caller named it.
     root: PathBuf,
-    /// Descriptors; index 0 is the root.
+    /// The same, for system calls.
+    root_c: CString,
+    /// Descriptors of the directories opened so far.
     fds: Vec<OwnedFd>,
     /// Relative path to index in `fds` (the root is `""`).
     index: HashMap<String, usize>,
@@ -267,37 +270,22 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    /// Open `root` (following symlinks in its own path: it is the caller's choice).
+    /// A tree rooted at `root`. Nothing is opened yet: the root is opened (following symlinks
+    /// in its own path: it is the caller's choice) when first needed, and created then, with
+    /// its missing parents, if missing.
     ///
     /// # Errors
-    /// [`Error::Io`] when it cannot be opened as a directory.
-    /// A missing root is created, with its missing parents, by path.
+    /// [`Error::InvalidInput`] for a root path holding a NUL byte.
     pub(crate) fn open(root: &Path) -> Result<Tree> {
-        let c = CString::new(root.as_os_str().as_bytes())
+        let root_c = CString::new(root.as_os_str().as_bytes())
             .map_err(|_| Error::invalid(format!("{} holds a NUL byte", root.display())))?;
-        let shown = || format!("opening {}", root.display());
-        let mut created_root = None;
-        let fd = match openat(libc::AT_FDCWD, &c, DIR_FLAGS, 0) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                created_root = root
-                    .ancestors()
-                    .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
-                    .last()
-                    .map(Path::to_path_buf);
-                std::fs::create_dir_all(root).map_err(|e| Error::io(shown(), e))?;
-                openat(libc::AT_FDCWD, &c, DIR_FLAGS, 0)
-            }
-            other => other,
-        }
-        .map_err(|e| Error::io(shown(), e))?;
-        let mut index = HashMap::new();
-        index.insert(String::new(), 0);
         Ok(Tree {
             root: root.to_path_buf(),
-            fds: vec![fd],
-            index,
+            root_c,
+            fds: Vec::new(),
+            index: HashMap::new(),
             created: Vec::new(),
-            created_root,
+            created_root: None,
         })
     }
 
@@ -311,8 +299,27 @@ impl Tree {
         self.root.join(rel).display().to_string()
     }
 
-    /// Directory `rel` beneath the root, created (with its missing parents) if missing:
-    /// its number for [`Tree::fd`].
+    /// Open the root (creating it if missing), by its path.
+    fn open_root(&mut self) -> Result<OwnedFd> {
+        let shown = |root: &Path| format!("opening {}", root.display());
+        match openat(libc::AT_FDCWD, &self.root_c, DIR_FLAGS, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                self.created_root = self
+                    .root
+                    .ancestors()
+                    .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+                    .last()
+                    .map(Path::to_path_buf);
+                std::fs::create_dir_all(&self.root).map_err(|e| Error::io(shown(&self.root), e))?;
+                openat(libc::AT_FDCWD, &self.root_c, DIR_FLAGS, 0)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io(shown(&self.root), e))
+    }
+
+    /// Directory `rel` beneath the root (`""`: the root), created (with its missing parents)
+    /// if missing: its number for [`Tree::fd`].
     ///
     /// # Errors
     /// [`Error::UnsafePath`] when `rel` or one of its parents is a symlink; [`Error::Io`] when
@@ -321,21 +328,41 @@ impl Tree {
         if let Some(&i) = self.index.get(rel) {
             return Ok(i);
         }
-        let (parent, name) = split(rel);
-        let opened = match self.index.get(parent) {
-            // The parent is open: one component relative to it.
-            Some(&p) => openat(
-                self.fd(p),
-                &cstr(name).map_err(|e| self.io_err(rel, e))?,
-                DIR_FLAGS | libc::O_NOFOLLOW,
-                0,
-            ),
-            None => open_beneath(self.fd(0), rel),
-        };
-        let fd = match opened {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.create(rel)?,
-            Err(e) => return Err(self.refusal(rel, e)),
+        let fd = if rel.is_empty() {
+            self.open_root()?
+        } else {
+            let (parent, name) = split(rel);
+            let opened = match self.index.get(parent) {
+                // The parent is open: one component relative to it.
+                Some(&p) => openat(
+                    self.fd(p),
+                    &cstr(name).map_err(|e| self.io_err(rel, e))?,
+                    DIR_FLAGS | libc::O_NOFOLLOW,
+                    0,
+                ),
+                // A directory right below the root: one open by the root's path (followed, as
+                // the root's own open would be) and the name, which must not be a symlink. The
+                // root itself is then never opened when no output lies directly in it.
+                None if parent.is_empty() => {
+                    let mut path = self.root_c.as_bytes().to_vec();
+                    path.push(b'/');
+                    path.extend_from_slice(name.as_bytes());
+                    let path = CString::new(path).map_err(|_| {
+                        let nul = io::Error::new(io::ErrorKind::InvalidInput, "NUL in path");
+                        self.io_err(rel, nul)
+                    })?;
+                    openat(libc::AT_FDCWD, &path, DIR_FLAGS | libc::O_NOFOLLOW, 0)
+                }
+                None => {
+                    let r = self.dir("")?;
+                    open_beneath(self.fd(r), rel)
+                }
+            };
+            match opened {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.create(rel)?,
+                Err(e) => return Err(self.refusal(rel, e)),
+            }
         };
         self.fds.push(fd);
         self.index.insert(rel.to_owned(), self.fds.len() - 1);
@@ -374,10 +401,13 @@ impl Tree {
 
     /// Whether a component of `rel` is a symlink (only asked to explain a failure).
     fn has_symlink(&self, rel: &str) -> bool {
+        let Ok(root) = openat(libc::AT_FDCWD, &self.root_c, DIR_FLAGS, 0) else {
+            return false;
+        };
         let mut at: Option<OwnedFd> = None;
         for part in rel.split('/') {
             let Ok(c) = cstr(part) else { return false };
-            let dir = at.as_ref().map_or(self.fd(0), AsRawFd::as_raw_fd);
+            let dir = at.as_ref().map_or(root.as_raw_fd(), AsRawFd::as_raw_fd);
             match found_at(dir, &c) {
                 Ok(Found::Symlink) => return true,
                 Ok(Found::Dir) => match openat(dir, &c, DIR_FLAGS | libc::O_NOFOLLOW, 0) {

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use larder_core::admission::AdmissionCandidate;
 use larder_core::artifacts::{
-    PendingBlob, Restore, RestoreOptions, discard_poisoned, restore_outputs, store_bytes,
-    store_outputs, store_outputs_concurrently, write_content,
+    PendingBlob, Restore, RestoreOptions, discard_poisoned, external_symlink, restore_outputs,
+    store_bytes, store_outputs, store_outputs_concurrently, write_content,
 };
 use larder_core::normalize::{BaseDirs, PathNormalizer};
 use larder_core::signature::{InputHasher, SignatureBuilder};
@@ -335,6 +335,16 @@ async fn store_if_cacheable(
             return not_stored("cache unavailable");
         }
     };
+    // A hit would refuse this entry (a symlink out of the tree) and remove it: do not store it.
+    if !config.allow_external_symlinks.value
+        && let Some(o) = external_symlink(&entry)
+    {
+        ui.warn(format_args!(
+            "output {} is a symlink leaving the working directory; not caching (allow_external_symlinks is off)",
+            o.path
+        ));
+        return not_stored("a symlink output leaves the working directory");
+    }
     let mut candidate = AdmissionCandidate::of(&entry);
     candidate.size += (stdout.len() + stderr.len()) as u64;
     if let Some(policy) = Admission::load(config, ui).refused_by(candidate) {
