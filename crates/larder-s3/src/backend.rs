@@ -1,26 +1,28 @@
 //! [`S3Bucket`]: the object primitives over the S3 API that [`larder_bucket::BucketStore`]
-//! turns into a larder store.
+//! turns into a larder store. The ETag is the version.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation, retry, timeout,
 };
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::{ByteStream as S3Body, DateTime};
-use aws_sdk_s3::types::MetadataDirective;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, Object};
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
-use larder_bucket::error::{body, stalled};
+use futures::{StreamExt, TryStreamExt};
+use larder_bucket::error::{body, store_error, timed_chunks};
 use larder_bucket::{Bucket, BucketSettings, Listed};
 use larder_core::{ByteStream, Error, PutOutcome, Result};
 use tokio::sync::OnceCell;
 
 use crate::config::{Credentials, S3StoreBuilder};
-use crate::error::{STORE, sdk, status};
+use crate::error::{STORE, found, sdk, status};
 
 /// An S3 bucket (AWS, MinIO, SeaweedFS, any S3-compatible service) under a prefix. Cheap to
 /// clone.
@@ -30,31 +32,28 @@ pub struct S3Bucket(Arc<Inner>);
 struct Inner {
     cfg: S3StoreBuilder,
     clients: OnceCell<Clients>,
-    name: String,
 }
 
+/// The configuration only (not the clients).
 impl fmt::Debug for S3Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Bucket")
-            .field("cfg", &self.0.cfg)
-            .finish()
+        let cfg = &self.0.cfg;
+        f.debug_struct("S3Bucket").field("cfg", cfg).finish()
     }
 }
 
 impl fmt::Display for S3Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3 store {}", self.0.name)
+        write!(f, "s3 store {}", self.0.cfg.describe())
     }
 }
 
 /// The HTTP client: hyper 1 on rustls with ring (no aws-lc build), https and http alike.
 fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
-    use aws_smithy_http_client::tls;
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let tls = Provider::Rustls(CryptoMode::Ring);
+    let http = aws_smithy_http_client::Builder::new();
+    http.tls_provider(tls).build_https()
 }
 
 /// Two clients on the same settings: `small` also bounds each attempt by the request time-out
@@ -66,226 +65,89 @@ struct Clients {
 }
 
 impl Clients {
+    /// On `base`: the AWS shared configuration (`has_region`: it names one), or an empty one.
     fn new(cfg: &S3StoreBuilder, base: aws_sdk_s3::config::Builder, has_region: bool) -> Self {
-        let attempt = Some(cfg.settings.request_timeout);
+        let s = &cfg.settings;
+        let retries = retry::RetryConfig::standard().with_max_attempts(s.retries + 1);
+        let mut b = base
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(http_client())
+            .force_path_style(cfg.path_style)
+            .retry_config(retries)
+            // Blobs are verified end to end with BLAKE3; CRC32 on every byte would only cost CPU.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(e) = &cfg.endpoint {
+            b = b.endpoint_url(e);
+        }
+        if let Some(r) = &cfg.region {
+            b = b.region(Region::new(r.clone()));
+        } else if cfg.endpoint.is_some() || !has_region {
+            // S3-compatible servers mostly ignore the region, but signing needs one.
+            b = b.region(Region::new("us-east-1"));
+        }
+        if let Credentials::Static { access, secret } = &cfg.credentials {
+            let creds = aws_sdk_s3::config::Credentials::new(access, secret, None, None, "larder");
+            b = b.credentials_provider(creds);
+        }
+        let timeouts = |attempt: Option<Duration>| {
+            let mut t = timeout::TimeoutConfig::builder().connect_timeout(s.connect_timeout);
+            t.set_operation_attempt_timeout(attempt);
+            t.read_timeout(s.read_timeout).build()
+        };
         Clients {
-            big: Client::from_conf(s3_config(cfg, base.clone(), has_region, None)),
-            small: Client::from_conf(s3_config(cfg, base, has_region, attempt)),
+            big: Client::from_conf(b.clone().timeout_config(timeouts(None)).build()),
+            small: Client::from_conf(b.timeout_config(timeouts(Some(s.request_timeout))).build()),
         }
     }
 }
 
-fn s3_config(
-    cfg: &S3StoreBuilder,
-    base: aws_sdk_s3::config::Builder,
-    has_region: bool,
-    attempt_timeout: Option<std::time::Duration>,
-) -> aws_sdk_s3::Config {
-    let s = &cfg.settings;
-    let mut t = timeout::TimeoutConfig::builder()
-        .connect_timeout(s.connect_timeout)
-        .read_timeout(s.read_timeout);
-    t.set_operation_attempt_timeout(attempt_timeout);
-    let mut b = base
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(http_client())
-        .force_path_style(cfg.path_style)
-        .retry_config(retry::RetryConfig::standard().with_max_attempts(s.retries + 1))
-        .timeout_config(t.build())
-        // Blobs are verified end to end with BLAKE3; CRC32 on every byte would only cost CPU.
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-    if let Some(e) = &cfg.endpoint {
-        b = b.endpoint_url(e);
+/// What a listing or a HEAD says of an object.
+fn listed(key: &str, size: Option<i64>, time: Option<&DateTime>, etag: Option<&str>) -> Listed {
+    Listed {
+        key: key.to_owned(),
+        size: size.unwrap_or(0).max(0) as u64,
+        modified_ms: time.and_then(|t| t.to_millis().ok()).unwrap_or(0).max(0) as u64,
+        version: etag.unwrap_or_default().to_owned(),
+        metadata: Vec::new(),
     }
-    if let Some(r) = &cfg.region {
-        b = b.region(Region::new(r.clone()));
-    } else if cfg.endpoint.is_some() || !has_region {
-        // S3-compatible servers mostly ignore the region, but signing needs one.
-        b = b.region(Region::new("us-east-1"));
-    }
-    if let Credentials::Static { access, secret } = &cfg.credentials {
-        let creds = aws_sdk_s3::config::Credentials::new(
-            access.clone(),
-            secret.clone(),
-            None,
-            None,
-            "larder",
-        );
-        b = b.credentials_provider(creds);
-    }
-    b.build()
-}
-
-fn millis(t: Option<&DateTime>) -> u64 {
-    t.and_then(|t| t.to_millis().ok()).unwrap_or(0).max(0) as u64
 }
 
 impl S3Bucket {
     pub(crate) fn new(cfg: S3StoreBuilder) -> S3Bucket {
         let clients = match cfg.credentials {
-            Credentials::Static { .. } => OnceCell::new_with(Some(Clients::new(
-                &cfg,
-                aws_sdk_s3::config::Builder::new(),
-                false,
-            ))),
+            Credentials::Static { .. } => {
+                let base = aws_sdk_s3::config::Builder::new();
+                OnceCell::new_with(Some(Clients::new(&cfg, base, false)))
+            }
             _ => OnceCell::new(),
         };
-        let name = cfg.describe();
-        S3Bucket(Arc::new(Inner { cfg, clients, name }))
+        S3Bucket(Arc::new(Inner { cfg, clients }))
     }
 
     /// The clients, made on first use when they need the AWS credential chain.
-    async fn clients(&self) -> Result<&Clients> {
-        self.0
-            .clients
-            .get_or_try_init(|| async {
-                let shared = aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http_client())
-                    .load()
-                    .await;
-                let base = aws_sdk_s3::config::Builder::from(&shared);
-                let has_region = shared.region().is_some();
-                Ok::<_, Error>(Clients::new(&self.0.cfg, base, has_region))
-            })
-            .await
+    async fn clients(&self) -> &Clients {
+        let chain = || async {
+            let shared = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+            let shared = shared.load().await;
+            let base = aws_sdk_s3::config::Builder::from(&shared);
+            Clients::new(&self.0.cfg, base, shared.region().is_some())
+        };
+        self.0.clients.get_or_init(chain).await
     }
 
     fn bucket(&self) -> &str {
         &self.0.cfg.bucket
     }
 
-    /// GET an object with the small or the big client: `None` when it does not exist.
-    async fn get_object(
-        &self,
-        key: &str,
-        big: bool,
-    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>> {
-        let clients = self.clients().await?;
+    /// GET an object with the small or the big client: its size and the answer, `None` when
+    /// it does not exist.
+    async fn get_object(&self, key: &str, big: bool) -> Result<Option<(u64, GetObjectOutput)>> {
+        let clients = self.clients().await;
         let client = if big { &clients.big } else { &clients.small };
-        match client
-            .get_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(out)),
-            Err(e) if status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(sdk(&format!("reading {key}"), e)),
-        }
-    }
-
-    /// One page of objects under `prefix`, after `token`.
-    async fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<String>,
-    ) -> Result<(Vec<Listed>, Option<String>)> {
-        let out = (self.clients().await?.small)
-            .list_objects_v2()
-            .bucket(self.bucket())
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| sdk(&format!("listing {prefix}"), e))?;
-        let items = out
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                Some(Listed {
-                    key: o.key()?.to_owned(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    modified_ms: millis(o.last_modified()),
-                    version: o.e_tag().unwrap_or_default().to_owned(),
-                    metadata: Vec::new(),
-                })
-            })
-            .collect();
-        let next = match out.is_truncated() {
-            Some(true) => out.next_continuation_token().map(str::to_owned),
-            _ => None,
-        };
-        Ok((items, next))
-    }
-
-    /// Upload `body` as a multipart upload: parts of the part size, a few in flight; completed
-    /// only after the body ended cleanly, aborted otherwise.
-    async fn multipart(&self, key: &str, body: ByteStream) -> Result<()> {
-        let client = &self.clients().await?.big;
-        let what = format!("uploading {key}");
-        let created = (client
-            .create_multipart_upload()
-            .bucket(self.bucket())
-            .key(key))
-        .send()
-        .await
-        .map_err(|e| sdk(&what, e))?;
-        let Some(upload_id) = created.upload_id().map(str::to_owned) else {
-            let e = larder_bucket::error::store_error(STORE, &what, "no upload id", false, None);
-            return Err(e);
-        };
-        let parts = larder_bucket::upload::parts(body, self.0.cfg.settings.part_size)
-            .enumerate()
-            .map(|(i, part)| {
-                let n = i as i32 + 1;
-                let req = client
-                    .upload_part()
-                    .bucket(self.bucket())
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(n);
-                let what = format!("uploading part {n} of {key}");
-                async move {
-                    let part = part?;
-                    let req = req
-                        .content_length(part.len() as i64)
-                        .body(S3Body::from(part));
-                    let out = req.send().await.map_err(|e| sdk(&what, e))?;
-                    Ok::<_, Error>(
-                        aws_sdk_s3::types::CompletedPart::builder()
-                            .part_number(n)
-                            .set_e_tag(out.e_tag().map(str::to_owned))
-                            .build(),
-                    )
-                }
-            })
-            .buffered(self.0.cfg.parts_in_flight);
-        let uploaded: Result<Vec<_>> = futures::TryStreamExt::try_collect(parts).await;
-        let done = match uploaded {
-            Ok(parts) => {
-                let all = aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build();
-                (client
-                    .complete_multipart_upload()
-                    .bucket(self.bucket())
-                    .key(key))
-                .upload_id(&upload_id)
-                .multipart_upload(all)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| sdk(&format!("completing the upload of {key}"), e))
-            }
-            Err(e) => Err(e),
-        };
-        if done.is_err() {
-            // Best effort: a failure is only logged; lifecycle rules for incomplete uploads
-            // are the backstop.
-            let abort = client
-                .abort_multipart_upload()
-                .bucket(self.bucket())
-                .key(key);
-            if let Err(e) = abort.upload_id(&upload_id).send().await {
-                tracing::warn!(
-                    "{self}: cannot abort the upload of {key}: {}",
-                    sdk("aborting", e)
-                );
-            }
-        }
-        done
+        let req = client.get_object().bucket(self.bucket()).key(key);
+        let got = found(req.send().await, &format!("reading {key}"))?;
+        Ok(got.map(|out| (out.content_length().unwrap_or(0).max(0) as u64, out)))
     }
 }
 
@@ -296,76 +158,60 @@ impl Bucket for S3Bucket {
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
-        let (bucket, prefix) = (self.clone(), prefix.to_owned());
+        let (s3, prefix) = (self.clone(), prefix.to_owned());
         larder_bucket::store::paged(move |token| {
-            let (bucket, prefix) = (bucket.clone(), prefix.clone());
-            async move { bucket.list_page(&prefix, token).await }
+            let (s3, prefix) = (s3.clone(), prefix.clone());
+            async move {
+                let req = s3.clients().await.small.list_objects_v2();
+                let req = req.bucket(s3.bucket()).prefix(&prefix);
+                let sent = req.set_continuation_token(token).send().await;
+                let out = sent.map_err(|e| sdk(&format!("listing {prefix}"), e))?;
+                let item =
+                    |o: &Object| Some(listed(o.key()?, o.size(), o.last_modified(), o.e_tag()));
+                let items = out.contents().iter().filter_map(item).collect();
+                let truncated = out.is_truncated() == Some(true);
+                let next = out.next_continuation_token().filter(|_| truncated);
+                Ok((items, next.map(str::to_owned)))
+            }
         })
     }
 
     async fn head(&self, key: &str) -> Result<Option<Listed>> {
-        let client = &self.clients().await?.small;
-        let out = match client
-            .head_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(sdk(&format!("checking {key}"), e)),
+        let client = &self.clients().await.small;
+        let req = client.head_object().bucket(self.bucket()).key(key);
+        let Some(out) = found(req.send().await, &format!("checking {key}"))? else {
+            return Ok(None);
         };
+        let mut o = listed(key, out.content_length(), out.last_modified(), out.e_tag());
         let metadata = out.metadata().into_iter().flatten();
-        Ok(Some(Listed {
-            key: key.to_owned(),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            modified_ms: millis(out.last_modified()),
-            version: out.e_tag().unwrap_or_default().to_owned(),
-            metadata: metadata.map(|(k, v)| (k.clone(), v.clone())).collect(),
-        }))
+        o.metadata = metadata.map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(Some(o))
     }
 
     async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>> {
-        let Some(out) = self.get_object(key, false).await? else {
+        let Some((size, out)) = self.get_object(key, false).await? else {
             return Ok(None);
         };
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
         if size > limit {
-            return Err(Error::TooLarge {
-                what: key.to_owned(),
-                size,
-                limit,
-            });
+            let what = key.to_owned();
+            return Err(Error::TooLarge { what, size, limit });
         }
         let bytes = out.body.collect().await;
-        Ok(Some(
-            bytes
-                .map_err(|e| body(STORE, &format!("reading {key}"), e))?
-                .into_bytes(),
-        ))
+        let bytes = bytes.map_err(|e| body(STORE, &format!("reading {key}"), e))?;
+        Ok(Some(bytes.into_bytes()))
     }
 
+    /// Each chunk must arrive within the read time-out (a stalled body is temporary).
     async fn read(&self, key: &str) -> Result<Option<(u64, ByteStream)>> {
-        let Some(out) = self.get_object(key, true).await? else {
+        let Some((size, out)) = self.get_object(key, true).await? else {
             return Ok(None);
         };
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
-        let read_timeout = self.0.cfg.settings.read_timeout;
-        let what = format!("reading {key}");
-        // The body's chunks, each bounded by the read time-out (a stalled body is temporary).
-        let chunks = futures::stream::unfold(out.body, move |mut b| {
-            let what = what.clone();
-            async move {
-                match tokio::time::timeout(read_timeout, b.try_next()).await {
-                    Err(_) => Some((Err(stalled(STORE, &what, read_timeout)), b)),
-                    Ok(Ok(Some(chunk))) => Some((Ok(chunk), b)),
-                    Ok(Ok(None)) => None,
-                    Ok(Err(e)) => Some((Err(body(STORE, &what, e)), b)),
-                }
-            }
+        // The SDK's body is no `Stream`: its chunks, one `next` at a time.
+        let chunks = futures::stream::unfold(out.body, |mut b| async move {
+            b.next().await.map(|chunk| (chunk, b))
         });
-        Ok(Some((size, Box::pin(chunks))))
+        let (what, timeout) = (format!("reading {key}"), self.settings().read_timeout);
+        Ok(Some((size, timed_chunks(STORE, what, timeout, chunks))))
     }
 
     async fn put(
@@ -375,49 +221,86 @@ impl Bucket for S3Bucket {
         create: bool,
         metadata: &[(&str, String)],
     ) -> Result<PutOutcome> {
-        if create && !self.0.cfg.create_only && self.head(key).await?.is_some() {
+        let create_only = self.0.cfg.create_only;
+        if create && !create_only && self.head(key).await?.is_some() {
             return Ok(PutOutcome::Exists);
         }
         // Bodies up to 1 MiB (entries, records, small blobs) are bounded like other small
         // requests; larger ones only by the connect and read time-outs.
-        let clients = self.clients().await?;
-        let client = if body.len() <= 1 << 20 {
-            &clients.small
-        } else {
-            &clients.big
-        };
-        let mut req = (client.put_object().bucket(self.bucket()).key(key))
-            .content_length(body.len() as i64)
-            .body(S3Body::from(body));
+        let (clients, big) = (self.clients().await, body.len() > 1 << 20);
+        let client = if big { &clients.big } else { &clients.small };
+        let req = client.put_object().bucket(self.bucket()).key(key);
+        let req = req.content_length(body.len() as i64);
+        let mut req = req.body(S3Body::from(body));
         for (k, v) in metadata {
-            req = req.metadata(*k, v.clone());
+            req = req.metadata(*k, v);
         }
-        if create && self.0.cfg.create_only {
+        if create && create_only {
             req = req.if_none_match("*");
         }
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Written),
             // 412: it exists. 409: a concurrent conditional write of the same key is in
             // progress, so it will exist.
-            Err(e) if create && matches!(status(&e), Some(412) | Some(409)) => {
-                Ok(PutOutcome::Exists)
-            }
+            Err(e) if create && matches!(status(&e), Some(412 | 409)) => Ok(PutOutcome::Exists),
             Err(e) => Err(sdk(&format!("storing {key}"), e)),
         }
     }
 
+    /// A multipart upload: parts of the part size, a few in flight; completed only after the
+    /// body ended cleanly, aborted otherwise.
     async fn put_stream(&self, key: &str, _size: u64, body: ByteStream) -> Result<()> {
-        self.multipart(key, body).await
+        let (client, bucket) = (&self.clients().await.big, self.bucket());
+        let what = format!("uploading {key}");
+        let create = client.create_multipart_upload().bucket(bucket).key(key);
+        let created = create.send().await.map_err(|e| sdk(&what, e))?;
+        let Some(id) = created.upload_id() else {
+            return Err(store_error(STORE, &what, "no upload id", false, None));
+        };
+        let parts = larder_bucket::upload::parts(body, self.settings().part_size);
+        let parts = parts.enumerate().map(|(i, part)| {
+            let n = i as i32 + 1;
+            let req = client.upload_part().bucket(bucket).key(key);
+            let req = req.upload_id(id).part_number(n);
+            async move {
+                let part = part?;
+                let req = req.content_length(part.len() as i64);
+                let sent = req.body(S3Body::from(part)).send().await;
+                let out = sent.map_err(|e| sdk(&format!("uploading part {n} of {key}"), e))?;
+                let done = CompletedPart::builder().part_number(n);
+                Ok::<_, Error>(done.set_e_tag(out.e_tag().map(str::to_owned)).build())
+            }
+        });
+        let parts = parts.buffered(self.0.cfg.parts_in_flight);
+        let uploaded: Result<Vec<_>> = parts.try_collect().await;
+        let done = match uploaded {
+            Ok(parts) => {
+                let all = CompletedMultipartUpload::builder().set_parts(Some(parts));
+                let req = client.complete_multipart_upload().bucket(bucket).key(key);
+                let sent = req.upload_id(id).multipart_upload(all.build()).send().await;
+                let what = format!("completing the upload of {key}");
+                sent.map(drop).map_err(|e| sdk(&what, e))
+            }
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            // Best effort: a failure is only logged; lifecycle rules for incomplete uploads
+            // are the backstop.
+            let abort = client.abort_multipart_upload().bucket(bucket).key(key);
+            if let Err(e) = abort.upload_id(id).send().await {
+                let e = sdk("aborting", e);
+                tracing::warn!("{self}: cannot abort the upload of {key}: {e}");
+            }
+        }
+        done
     }
 
     /// A copy onto itself with new metadata: a new modification time, the same bytes.
     async fn refresh(&self, key: &str) -> bool {
-        let Ok(clients) = self.clients().await else {
-            return false;
-        };
-        let copy = (clients.big.copy_object().bucket(self.bucket()).key(key))
-            .copy_source(format!("{}/{key}", self.bucket()))
-            .metadata_directive(MetadataDirective::Replace);
+        let client = &self.clients().await.big;
+        let copy = client.copy_object().bucket(self.bucket()).key(key);
+        let copy = copy.copy_source(format!("{}/{key}", self.bucket()));
+        let copy = copy.metadata_directive(MetadataDirective::Replace);
         match copy.send().await {
             Ok(_) => true,
             Err(e) => {
@@ -429,11 +312,9 @@ impl Bucket for S3Bucket {
 
     /// S3 deletes are idempotent.
     async fn delete(&self, key: &str) -> Result<()> {
-        let client = &self.clients().await?.small;
-        (client.delete_object().bucket(self.bucket()).key(key))
-            .send()
-            .await
-            .map_err(|e| sdk(&format!("deleting {key}"), e))?;
-        Ok(())
+        let client = &self.clients().await.small;
+        let req = client.delete_object().bucket(self.bucket()).key(key);
+        let what = format!("deleting {key}");
+        req.send().await.map(drop).map_err(|e| sdk(&what, e))
     }
 }

@@ -4,13 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use aws_sdk_s3::primitives::ByteStream as S3Body;
-use larder_core::testkit::{Harness, run_all};
-use larder_core::{Digest, ErrorKind, Key, Store, StoreExt};
+use larder_core::{ErrorKind, Key, Store, StoreExt};
 use larder_s3::{BucketBuilder, S3Store};
 use larder_testservers::SeaweedFs;
 
@@ -30,91 +26,13 @@ fn store_for(s3: &SeaweedFs, prefix: &str) -> S3Store {
         .expect("store")
 }
 
-struct S3Harness {
-    s3: SeaweedFs,
-    prefix: String,
-    store: Arc<S3Store>,
-    raw: aws_sdk_s3::Client,
-}
-
-impl S3Harness {
-    async fn damage(&self, object: String) -> bool {
-        let got = self
-            .raw
-            .get_object()
-            .bucket(self.s3.bucket())
-            .key(&object)
-            .send()
-            .await;
-        let Ok(got) = got else {
-            return false;
-        };
-        let mut bytes = got
-            .body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .to_vec();
-        if bytes.is_empty() {
-            return false;
-        }
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x5a;
-        bytes[0] ^= 0xff;
-        self.raw
-            .put_object()
-            .bucket(self.s3.bucket())
-            .key(&object)
-            .body(S3Body::from(bytes))
-            .send()
-            .await
-            .expect("overwrite");
-        true
-    }
-}
-
-#[async_trait]
-impl Harness for S3Harness {
-    fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
-    }
-
-    async fn corrupt_blob(&self, digest: &Digest) -> bool {
-        self.damage(format!("{}/blobs/{}", self.prefix, digest.to_hex()))
-            .await
-    }
-
-    async fn corrupt_entry(&self, key: &Key) -> bool {
-        self.damage(format!("{}/entries/{}", self.prefix, key.storage_name()))
-            .await
-    }
-
-    fn large_blob_bytes(&self) -> u64 {
-        // Up (multipart), down and placed over loopback: 256 MiB keeps CI quick and still
-        // catches any store that buffers a whole blob.
-        std::env::var("LARDER_TESTKIT_LARGE_BYTES")
-            .ok()
-            .and_then(|v| larder_core::size::parse_size(&v).ok())
-            .unwrap_or(256 << 20)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_against_seaweedfs() {
     let Some(s3) = SeaweedFs::start() else {
         return;
     };
-    let prefix = unique_prefix("conformance");
-    let store = Arc::new(store_for(&s3, &prefix));
-    let raw = common::raw_client(&s3);
-    let h = S3Harness {
-        s3,
-        prefix,
-        store,
-        raw,
-    };
-    run_all(&h).await;
+    let store = store_for(&s3, &unique_prefix("conformance"));
+    larder_bucket::testkit::conformance(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -188,15 +106,7 @@ async fn dead_endpoint_is_a_temporary_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hanging_server_is_a_temporary_error_within_the_request_timeout() {
-    // Accepts connections and never answers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming() {
-            held.push(conn);
-        }
-    });
+    let port = larder_bucket::testkit::silent_port();
     let store = larder_s3::S3StoreBuilder::new("bucket")
         .with_endpoint(format!("http://127.0.0.1:{port}"))
         .with_path_style(true)

@@ -1,5 +1,5 @@
 //! What larder-s3's tests and bench share: a store builder pointed at a test SeaweedFS, and a
-//! plain SDK client on the same server, to read and write objects behind the store's back.
+//! plain SDK client on the same server (the bench's baseline).
 // Each test binary (and the bench) uses a part of this module.
 #![allow(dead_code)]
 
