@@ -35,6 +35,7 @@ fn exec<S: AsRef<OsStr>>(
     args: &[S],
 ) -> std::process::Output {
     sb.larder_in(dir)
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", store])
         .args(args)
         .env("LARDER_GCS_ENDPOINT", endpoint)

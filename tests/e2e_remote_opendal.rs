@@ -75,6 +75,7 @@ fn checkout(sb: &Sandbox, dir: &Path, runs: &Path) -> Vec<String> {
 
 fn exec(sb: &Sandbox, dir: &Path, store: &str, args: &[String]) -> Output {
     sb.larder_in(dir)
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", store])
         .args(args)
         .output()
@@ -164,6 +165,7 @@ fn a_service_not_compiled_in_names_its_feature() {
     let sb = Sandbox::new();
     let out = sb
         .larder()
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", "opendal+sftp://host/dir", "stats"])
         .output()
         .expect("running larder stats");

@@ -39,6 +39,7 @@ fn exec<S: AsRef<OsStr>>(
     args: &[S],
 ) -> std::process::Output {
     sb.larder_in(dir)
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", store])
         .args(args)
         .env("LARDER_S3_ACCESS_KEY", s3.access_key())
@@ -92,6 +93,7 @@ fn wrong_keys_or_a_dead_server_are_a_miss_and_a_warning() {
     let dead = format!("minio://127.0.0.1:{port}/bucket/x");
     let mut cmd = sb.larder_in(&a);
     let out = cmd
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", &dead])
         .args(&args)
         .env("LARDER_S3_ACCESS_KEY", "k")
@@ -109,6 +111,7 @@ fn wrong_keys_or_a_dead_server_are_a_miss_and_a_warning() {
     // No keys at all: a clear message naming the variables.
     let out = sb
         .larder_in(&a)
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", &dead])
         .args(&args)
         .output()
@@ -226,6 +229,7 @@ fn bucket_trims_use_the_configured_eviction_policy() {
         sb.larder()
             .args(args)
             .env("LARDER_STORE", url)
+            .env("LARDER_NO_LOCAL", "1")
             .env("LARDER_S3_ACCESS_KEY", s3.access_key())
             .env("LARDER_S3_SECRET_KEY", s3.secret_key())
             .output()

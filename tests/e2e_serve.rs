@@ -3,81 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::served::Served;
 use common::{LARDER, Sandbox, assert_exit, count_lines, text};
-
-/// A running `larder serve`, killed if the test ends without stopping it.
-struct Served {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    url: String,
-}
-
-impl Served {
-    /// Start `larder serve --dir DIR --listen 127.0.0.1:0 EXTRA...` and wait for the line
-    /// that names its port.
-    fn start(sb: &Sandbox, dir: &Path, extra: &[&str]) -> Served {
-        Served::spawn(sb.larder(), dir, extra)
-    }
-
-    /// [`Served::start`] with `cmd`, a `larder` command with an environment of its own.
-    fn spawn(mut cmd: Command, dir: &Path, extra: &[&str]) -> Served {
-        let mut child = cmd
-            .arg("serve")
-            .arg("--dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting larder serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the server's first line");
-        let url = line
-            .trim()
-            .rsplit_once(" on ")
-            .map(|(_, url)| url.to_owned())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!("unexpected first line from larder serve: {line:?}")
-            });
-        assert!(
-            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
-            "{line}"
-        );
-        Served { child, url }
-    }
-
-    /// Send SIGTERM and wait for the exit code (at most 20 s).
-    fn terminate(mut self) -> Option<i32> {
-        let pid = i32::try_from(self.child.id()).expect("pid fits i32");
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "server ignored SIGTERM for 20 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The same checkout at `dir`: one input, a task that logs each real run to `runs`.
 fn checkout(sb: &Sandbox, dir: &Path, runs: &Path) -> Vec<String> {
@@ -96,6 +27,7 @@ fn checkout(sb: &Sandbox, dir: &Path, runs: &Path) -> Vec<String> {
 
 fn exec_with_store(sb: &Sandbox, dir: &Path, store: &str, args: &[String]) -> std::process::Output {
     sb.larder_in(dir)
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", store])
         .args(args)
         .output()
@@ -254,6 +186,7 @@ fn a_replica_server_uploads_to_its_upstream() {
     loop {
         let out = sb
             .larder_in(&b)
+            .env("LARDER_NO_LOCAL", "1")
             .args(["--store", &origin.url])
             .args(&args)
             .env("LARDER_NO_PUSH", "1")
@@ -308,7 +241,8 @@ fn https_and_a_push_token_from_the_command_line() {
     checkout(&sb, &b_dir, &runs);
     let exec = |dir: &Path, token: Option<&str>| {
         let mut cmd = sb.larder_in(dir);
-        cmd.args(["--store", &served.url])
+        cmd.env("LARDER_NO_LOCAL", "1")
+            .args(["--store", &served.url])
             .args(&args)
             .env("LARDER_CA_FILE", &cert_file);
         if let Some(t) = token {
@@ -374,6 +308,7 @@ fn sigterm_while_storing_outputs_stops_larder() {
     let args = checkout(&sb, &a, &runs);
     let mut child = sb
         .larder_in(&a)
+        .env("LARDER_NO_LOCAL", "1")
         .args(["--store", &url])
         .args(&args)
         .stdout(Stdio::null())

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use larder_core::Placement;
@@ -39,10 +40,42 @@ pub(crate) struct Key {
     pub(crate) env: &'static str,
     /// The wafcache variable, and whether it is a presence flag ("set" means true).
     wafcache: Option<(&'static str, bool)>,
-    /// A global flag (`--name`) and its value's name in `--help`, for settings every
-    /// command takes.
-    pub(crate) flag: Option<(&'static str, &'static str)>,
+    /// A global flag, for settings every command takes.
+    pub(crate) flag: Option<Flag>,
     pub(crate) help: &'static str,
+}
+
+/// A setting's global flag.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flag {
+    /// As typed: `--store`.
+    pub(crate) long: &'static str,
+    /// The value's name in `--help`; `None` for a switch (`--no-local` sets `true`).
+    pub(crate) value_name: Option<&'static str>,
+    /// May be given several times; the values are joined with spaces (a list setting).
+    pub(crate) many: bool,
+}
+
+impl Flag {
+    const fn value(long: &'static str, value_name: &'static str) -> Flag {
+        Flag {
+            long,
+            value_name: Some(value_name),
+            many: false,
+        }
+    }
+
+    const fn switch(long: &'static str) -> Flag {
+        Flag {
+            long,
+            value_name: None,
+            many: false,
+        }
+    }
+
+    const fn many(self) -> Flag {
+        Flag { many: true, ..self }
+    }
 }
 
 /// `Some(...)` of the optional part of a [`settings!`] declaration, or `None`.
@@ -64,7 +97,7 @@ macro_rules! settings {
         $name:ident: $ty:ty = $default:expr,
             env $env:literal,
             $(wafcache ($waf:literal, $presence:literal),)?
-            $(flag ($flag:literal, $value_name:literal),)?
+            $(flag $flag:expr,)?
             parse $parse:expr,
             show $show:expr,
             help $help:literal;
@@ -75,7 +108,7 @@ macro_rules! settings {
                 name: stringify!($name),
                 env: $env,
                 wafcache: optional!($(($waf, $presence))?),
-                flag: optional!($(($flag, $value_name))?),
+                flag: optional!($($flag)?),
                 help: $help,
             },
         )*];
@@ -112,13 +145,29 @@ macro_rules! settings {
 }
 
 settings! {
-    store: String = String::new(),
+    store: Vec<String> = Vec::new(),
         env "LARDER_STORE",
         wafcache ("WAFCACHE", false),
-        flag ("--store", "URL"),
-        parse |r: &Raw| Ok(absolute_store(&r.value, &r.base)),
-        show |v: &String| (v.clone(), J::from(v.clone())),
-        help "where the cache lives: a directory, file://DIR, or a remote store URL";
+        flag Flag::value("--store", "URL").many(),
+        parse |r: &Raw| Ok(store_list(&r.value).iter().map(|s| absolute_store(s, &r.base)).collect()),
+        // One store shows as a string, as before tiers; several as a list.
+        show |v: &Vec<String>| match &v[..] {
+            [one] => (one.clone(), J::from(one.clone())),
+            many => (many.join(" "), J::from(many.to_vec())),
+        },
+        help "where the cache lives: a directory, file://DIR, or a remote store URL; several (fastest first, space-separated in LARDER_STORE, a list in larder.toml, --store again) are tiers: a hit in a slower one is copied into the faster ones";
+    no_local: bool = false,
+        env "LARDER_NO_LOCAL",
+        flag Flag::switch("--no-local"),
+        parse |r: &Raw| parse_bool(&r.value),
+        show show_bool,
+        help "no local cache in front of a remote store (larder.toml: local = false)";
+    read_only: bool = false,
+        env "LARDER_READ_ONLY",
+        flag Flag::switch("--read-only"),
+        parse |r: &Raw| parse_bool(&r.value),
+        show show_bool,
+        help "remote stores are read-only: hits come from them, nothing is stored in them (also ?read-only on one store's URL)";
     max_size: Option<u64> = None,
         env "LARDER_MAX_SIZE",
         wafcache ("WAFCACHE_EVICT_MAX_BYTES", false),
@@ -147,6 +196,11 @@ settings! {
         parse |r: &Raw| parse_bool(&r.value),
         show show_bool,
         help "read-only: use hits, never store";
+    remote_timeout: Duration = Duration::from_secs(10),
+        env "LARDER_REMOTE_TIMEOUT",
+        parse |r: &Raw| parse_seconds(&r.value),
+        show |v: &Duration| (format!("{} s", v.as_secs_f64()), J::from(v.as_secs_f64())),
+        help "how long one request to a remote tier may wait before that tier is skipped for the rest of the command (seconds; whole blob transfers get 60 times as long)";
     link: Placement = Placement::Copy,
         env "LARDER_LINK",
         parse |r: &Raw| parse_link(&r.value),
@@ -480,6 +534,33 @@ fn setting<T>(
     }
 }
 
+/// The stores of a `store` value: one per line where it has several lines (a larder.toml list,
+/// `--store` given again), else separated by spaces (`LARDER_STORE`). A word that starts no
+/// store — neither a URL (`scheme://`) nor an absolute or `./` path — belongs to the one before
+/// it, so a `cmd://` template with spaces stays one store.
+fn store_list(value: &str) -> Vec<String> {
+    if value.contains('\n') {
+        return value
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    let starts_a_store = |w: &str| w.contains("://") || w.starts_with('/') || w.starts_with("./");
+    let mut out: Vec<String> = Vec::new();
+    for word in value.split_whitespace() {
+        match out.last_mut() {
+            Some(last) if !starts_a_store(word) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => out.push(word.to_owned()),
+        }
+    }
+    out
+}
+
 /// A path (made absolute against its layer's directory); `none`/`off` for none.
 fn path_value(r: &Raw) -> Result<Option<PathBuf>> {
     Ok((!is_none_word(&r.value)).then(|| r.base.join(&r.value)))
@@ -612,6 +693,11 @@ fn read_config_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
         }
     }
     for (key, value) in flat {
+        // `local = false` reads better in a file than `no_local = true`.
+        let (key, value) = match (key.as_str(), &value) {
+            ("local", toml::Value::Boolean(b)) => ("no_local".to_owned(), toml::Value::Boolean(!b)),
+            _ => (key, value),
+        };
         let Some(k) = KEYS.iter().find(|k| k.name == key) else {
             let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
             bail!(
@@ -622,6 +708,12 @@ fn read_config_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
         };
         let raw = match value {
             toml::Value::String(s) => s,
+            // A list (`store = ["/fast", "s3://b/p"]`): its strings, space-separated.
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => items
+                .iter()
+                .filter_map(toml::Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n"),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(f) => f.to_string(),
@@ -658,6 +750,16 @@ fn parse_opt_count(s: &str) -> Result<Option<u64>> {
         .parse::<u64>()
         .map(Some)
         .map_err(|_| anyhow!("expected a whole number of entries (or none), got {s:?}"))
+}
+
+fn parse_seconds(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let secs = t.strip_suffix('s').unwrap_or(t).trim();
+    secs.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| anyhow!("expected a number of seconds above 0 (e.g. 10 or 2.5), got {s:?}"))
 }
 
 fn parse_bool(s: &str) -> Result<bool> {
@@ -743,7 +845,10 @@ mod tests {
         let cwd = proj.join("sub");
 
         let c = resolve(&cwd, &[("HOME", home)], vec![]).unwrap();
-        assert_eq!(c.store.value, proj.join("cache").display().to_string());
+        assert_eq!(
+            c.store.value,
+            vec![proj.join("cache").display().to_string()]
+        );
         assert!(matches!(c.store.source, Source::File(_)));
         assert_eq!(c.max_size.value, Some(1 << 30));
         assert_eq!(c.link.value, Placement::Hardlink);
@@ -762,7 +867,7 @@ mod tests {
             vec![],
         )
         .unwrap();
-        assert_eq!(c.store.value, "/w");
+        assert_eq!(c.store.value, vec!["/w"]);
         assert_eq!(c.store.source, Source::Env("WAFCACHE"));
         assert_eq!(c.max_size.value, Some(2000));
         assert_eq!(c.max_entries.value, Some(7));
@@ -776,7 +881,7 @@ mod tests {
             vec![("store", "/f".into(), "--store")],
         )
         .unwrap();
-        assert_eq!(c.store.value, "/f");
+        assert_eq!(c.store.value, vec!["/f"]);
         assert_eq!(c.store.source, Source::Flag("--store"));
     }
 
@@ -784,14 +889,14 @@ mod tests {
     fn defaults_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         let c = resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap();
-        assert_eq!(c.store.value, "/h/.cache/larder");
+        assert_eq!(c.store.value, vec!["/h/.cache/larder"]);
         let c = resolve(
             dir.path(),
             &[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")],
             vec![],
         )
         .unwrap();
-        assert_eq!(c.store.value, "/x/larder");
+        assert_eq!(c.store.value, vec!["/x/larder"]);
         assert!(!c.has_budget());
 
         let err = resolve(
@@ -867,6 +972,20 @@ mod tests {
         let shown: Vec<&str> = c.rows().iter().map(|r| r.0).collect();
         let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
         assert_eq!(shown, keys);
+    }
+
+    #[test]
+    fn store_lists() {
+        assert_eq!(store_list("/a s3://b/p"), vec!["/a", "s3://b/p"]);
+        assert_eq!(
+            store_list("cmd:///r?put=cp %{SRC} %{TGT}&get=cp %{SRC} %{TGT} http://h:1"),
+            vec![
+                "cmd:///r?put=cp %{SRC} %{TGT}&get=cp %{SRC} %{TGT}",
+                "http://h:1"
+            ]
+        );
+        assert_eq!(store_list("a dir\nhttp://h"), vec!["a dir", "http://h"]);
+        assert_eq!(store_list("relative"), vec!["relative"]);
     }
 
     #[test]

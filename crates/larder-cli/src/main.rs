@@ -6,6 +6,7 @@
 
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -107,18 +108,21 @@ fn command() -> clap::Command {
     use clap::{Arg, CommandFactory};
     let mut command = Cli::command();
     for key in config::global_flags() {
-        let Some((flag, value_name)) = key.flag else {
+        let Some(flag) = key.flag else {
             continue;
         };
         let help = format!("{} [env: {}]", capitalized(key.help), key.env);
-        command = command.arg(
-            Arg::new(key.name)
-                .long(flag.trim_start_matches('-'))
-                .global(true)
-                .value_name(value_name)
-                .help(help)
-                .help_heading("Global options"),
-        );
+        let arg = Arg::new(key.name)
+            .long(flag.long.trim_start_matches('-'))
+            .global(true)
+            .help(help)
+            .help_heading("Global options");
+        let arg = match (flag.value_name, flag.many) {
+            (None, _) => arg.action(ArgAction::SetTrue),
+            (Some(name), false) => arg.value_name(name),
+            (Some(name), true) => arg.value_name(name).action(ArgAction::Append),
+        };
+        command = command.arg(arg);
     }
     command
 }
@@ -132,9 +136,20 @@ fn setting_flags(matches: &clap::ArgMatches) -> Vec<(&'static str, String, &'sta
     }
     config::global_flags()
         .filter_map(|key| {
-            let (flag, _) = key.flag?;
-            let value = leaf.get_one::<String>(key.name)?;
-            Some((key.name, value.clone(), flag))
+            let flag = key.flag?;
+            let value = match flag.value_name {
+                None => leaf.get_flag(key.name).then(|| "true".to_owned())?,
+                Some(_) => {
+                    let values: Vec<&String> = leaf.get_many::<String>(key.name)?.collect();
+                    // One per line: a value may hold spaces (a `cmd://` template).
+                    values
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            };
+            Some((key.name, value, flag.long))
         })
         .collect()
 }
@@ -229,13 +244,44 @@ fn init_logging(cli: &Cli) -> Result<()> {
                 .with_writer(std::sync::Mutex::new(file))
                 .try_init()
         }
-        None if serving => builder.with_writer(std::io::stderr).try_init(),
-        None => builder
+        None if serving => builder
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
-            .without_time()
+            .try_init(),
+        None => builder
+            .event_format(CliFormat)
+            .with_writer(std::io::stderr)
             .try_init(),
     };
     Ok(())
+}
+
+/// Log lines of the one-shot commands read like larder's own messages:
+/// `larder: warning: ...`, no time, no colour codes.
+struct CliFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for CliFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(writer, "larder: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use larder_core::Store;
+use larder_core::layer::best_effort::{BestEffort, BestEffortConfig};
+use larder_core::layer::read_only::ReadOnly;
+use larder_core::layer::retry::Retry;
+use larder_core::layer::tiered::{Tier, Tiered};
 
 use crate::config::Config;
 
@@ -48,9 +52,12 @@ mod s3;
 pub(crate) struct Opened {
     /// The store.
     pub(crate) store: Arc<dyn Store>,
-    /// The local directory it keeps its files in, when it has one (the filesystem store): home
-    /// of the stat cache, and where free disk space is measured.
+    /// The local directory it keeps its files in, when it has one (the filesystem store, or
+    /// the first tier's): home of the stat cache, and where free disk space is measured.
     pub(crate) local_dir: Option<PathBuf>,
+    /// The tiers, when the configuration names several stores (or a remote one with the local
+    /// cache in front of it).
+    pub(crate) tiers: Option<Arc<Tiered>>,
 }
 
 /// A parsed store URL.
@@ -104,9 +111,102 @@ impl StoreUrl {
     }
 }
 
-/// Open the store the configuration names. The registry of backends: one arm per scheme.
+/// Open the store the configuration names: one store, or tiers, fastest first.
+///
+/// - A remote store first in the list gets the local filesystem cache (the default directory)
+///   in front of it, as ccache does, unless `no_local` is set.
+/// - With several stores, each remote one is wrapped in [`Retry`] and [`BestEffort`] (a remote
+///   that fails or hangs costs at most `remote_timeout` once, then the command goes on with the
+///   tiers that answer), and the whole is a [`Tiered`] store: a hit in a slower tier is copied
+///   into the faster ones; writes go to every writable tier.
+/// - `?read-only` on a store's URL, or `read_only` for every remote one, makes a tier that is
+///   only read.
 pub(crate) fn open(config: &Config) -> Result<Opened> {
-    let url = StoreUrl::parse(&config.store.value)?;
+    let mut tiers: Vec<(StoreUrl, bool)> = Vec::new();
+    for value in &config.store.value {
+        let (value, read_only) = strip_read_only(value);
+        let url = StoreUrl::parse(&value)?;
+        let read_only = read_only || (config.read_only.value && url.scheme != "file");
+        tiers.push((url, read_only));
+    }
+    let Some((first, _)) = tiers.first() else {
+        bail!("no store configured (from {})", config.store.source);
+    };
+    if first.scheme != "file" && !config.no_local.value {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match crate::config::default_cache_dir(&env) {
+            Some(dir) => tiers.insert(0, (StoreUrl::parse(&dir.display().to_string())?, false)),
+            None => tracing::warn!(
+                "no local cache in front of {}: set HOME or XDG_CACHE_HOME (or --no-local to say so)",
+                first.location
+            ),
+        }
+    }
+    if let [(url, read_only)] = &tiers[..] {
+        let mut opened = open_one(url, config)?;
+        if *read_only {
+            opened.store = Arc::new(ReadOnly::new(opened.store));
+        }
+        return Ok(opened);
+    }
+    let timeout = config.remote_timeout.value;
+    let mut built = Vec::with_capacity(tiers.len());
+    let mut local_dir = None;
+    for (url, read_only) in &tiers {
+        let opened = open_one(url, config)?;
+        if local_dir.is_none() {
+            local_dir = opened.local_dir.clone();
+        }
+        let store: Arc<dyn Store> = if url.scheme == "file" {
+            opened.store
+        } else {
+            let config = BestEffortConfig::new(timeout, timeout * 60);
+            Arc::new(BestEffort::with_config(Retry::new(opened.store), config))
+        };
+        built.push(if *read_only {
+            Tier::read_only(store)
+        } else {
+            Tier::new(store)
+        });
+    }
+    let tiered = Arc::new(Tiered::new(built).context("cannot combine the stores into tiers")?);
+    Ok(Opened {
+        store: tiered.clone(),
+        local_dir,
+        tiers: Some(tiered),
+    })
+}
+
+/// A store URL without its `read-only` query parameter, and whether it had it.
+fn strip_read_only(value: &str) -> (String, bool) {
+    let Some((base, query)) = value.split_once('?') else {
+        return (value.to_owned(), false);
+    };
+    let is_flag = |p: &&str| {
+        matches!(
+            *p,
+            "read-only" | "read_only" | "read-only=true" | "read_only=true"
+        )
+    };
+    let params: Vec<&str> = query.split('&').collect();
+    if !params.iter().any(is_flag) {
+        return (value.to_owned(), false);
+    }
+    let rest: Vec<&str> = params
+        .into_iter()
+        .filter(|p| !is_flag(p) && !p.is_empty())
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, true)
+}
+
+/// Open one store. The registry of backends: one arm per scheme.
+fn open_one(url: &StoreUrl, config: &Config) -> Result<Opened> {
+    let url = url.clone();
     match url.scheme.as_str() {
         "file" => fs::open(&url, config),
         #[cfg(feature = "http")]
@@ -135,7 +235,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         s if s.starts_with("opendal+") => disabled::open(&url, "opendal"),
         other => bail!(
             "unknown store URL scheme `{other}` in {:?} (from {}): expected a directory, file://DIR, http(s)://, s3://, minio://, gs://, opendal+SERVICE:// or cmd://",
-            config.store.value,
+            url.location,
             config.store.source
         ),
     }
@@ -162,6 +262,23 @@ mod tests {
         assert_eq!(p.scheme, "opendal+azblob");
         assert!(StoreUrl::parse("").is_err());
         assert!(StoreUrl::parse("file://").is_err());
+    }
+
+    #[test]
+    fn read_only_is_taken_off_the_url() {
+        assert_eq!(strip_read_only("s3://b/p"), ("s3://b/p".to_owned(), false));
+        assert_eq!(
+            strip_read_only("s3://b/p?read-only"),
+            ("s3://b/p".to_owned(), true)
+        );
+        assert_eq!(
+            strip_read_only("minio://h:1/b?region=x&read_only=true&tls=true"),
+            ("minio://h:1/b?region=x&tls=true".to_owned(), true)
+        );
+        assert_eq!(
+            strip_read_only("http://h/?a=1"),
+            ("http://h/?a=1".to_owned(), false)
+        );
     }
 
     #[test]

@@ -222,11 +222,17 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
 
 /// The configured store, which must be a local directory.
 fn configured_dir(config: &Config) -> Result<PathBuf> {
-    let url = StoreUrl::parse(&config.store.value)?;
-    if url.scheme != "file" {
+    let first = config
+        .store
+        .value
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let url = StoreUrl::parse(first)?;
+    if url.scheme != "file" || config.store.value.len() > 1 {
         bail!(
             "larder serve stores into a local directory, but the configured store is {} (from {}): pass --dir DIR",
-            config.store.value,
+            config.store.value.join(" "),
             config.store.source
         );
     }

@@ -21,5 +21,6 @@ pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
     Ok(Opened {
         store: Arc::new(store),
         local_dir: None,
+        tiers: None,
     })
 }

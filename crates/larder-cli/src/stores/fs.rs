@@ -31,5 +31,6 @@ pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
     Ok(Opened {
         store: Arc::new(store),
         local_dir: Some(root),
+        tiers: None,
     })
 }

@@ -31,6 +31,7 @@ pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
     Ok(Opened {
         store: Arc::new(store),
         local_dir: None,
+        tiers: None,
     })
 }
 

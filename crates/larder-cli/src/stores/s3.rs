@@ -24,5 +24,6 @@ pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
     Ok(Opened {
         store: Arc::new(store),
         local_dir: None,
+        tiers: None,
     })
 }

@@ -124,6 +124,12 @@ impl Tier {
         &self.store
     }
 
+    /// The store, marked as used by this run.
+    fn used(&self) -> &Arc<dyn Store> {
+        self.counters.used.store(true, Ordering::Relaxed);
+        &self.store
+    }
+
     fn is_sync(&self) -> bool {
         matches!(self.write, TierWrite::Sync)
     }
@@ -138,6 +144,8 @@ struct TierCounters {
     backfilled_bytes: AtomicU64,
     queued: AtomicU64,
     warned: AtomicBool,
+    /// Called at least once in this run (only such tiers are flushed).
+    used: AtomicBool,
 }
 
 /// What one tier did, as counted by [`Tiered`].
@@ -292,7 +300,7 @@ impl Tiered {
         for t in &self.tiers[..hit] {
             match &t.write {
                 TierWrite::Sync => {
-                    match copy_entry(source, &*t.store, key, entry, PutOptions::create()).await {
+                    match copy_entry(source, &**t.used(), key, entry, PutOptions::create()).await {
                         Ok(Some(c)) => {
                             t.counters.backfilled.fetch_add(1, Ordering::Relaxed);
                             t.counters
@@ -326,7 +334,7 @@ impl Tiered {
                     return Ok(None);
                 };
                 let size = read.size;
-                t.store.put_blob(digest, size, read.stream).await?;
+                t.used().put_blob(digest, size, read.stream).await?;
                 Ok::<_, Error>(Some(size))
             };
             match copied.await {
@@ -442,7 +450,7 @@ impl Store for Tiered {
 
     async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
         for (i, t) in self.tiers.iter().enumerate() {
-            match t.store.get_entry_opts(key, opts).await {
+            match t.used().get_entry_opts(key, opts).await {
                 Ok(Some(entry)) => {
                     if opts.record_access {
                         t.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -479,7 +487,7 @@ impl Store for Tiered {
     ) -> Result<PutOutcome> {
         let mut outcome = None;
         for t in self.sync_tiers() {
-            match t.store.put_entry_opts(key, entry, opts).await {
+            match t.used().put_entry_opts(key, entry, opts).await {
                 Ok(o) => {
                     outcome.get_or_insert(o);
                 }
@@ -505,13 +513,13 @@ impl Store for Tiered {
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
         for (i, t) in self.tiers.iter().enumerate() {
             if i > 0 && self.blob_backfill {
-                if t.store.find_missing(&[*digest]).await?.is_empty() {
+                if t.used().find_missing(&[*digest]).await?.is_empty() {
                     let holder = self.backfill_blob(i, digest).await;
-                    return self.tiers[holder].store.get_blob(digest).await;
+                    return self.tiers[holder].used().get_blob(digest).await;
                 }
                 continue;
             }
-            if let Some(read) = t.store.get_blob(digest).await? {
+            if let Some(read) = t.used().get_blob(digest).await? {
                 return Ok(Some(read));
             }
         }
@@ -524,7 +532,7 @@ impl Store for Tiered {
         size: u64,
         payload: ByteStream,
     ) -> Result<PutOutcome> {
-        let stores: Vec<&Arc<dyn Store>> = self.sync_tiers().map(|t| &t.store).collect();
+        let stores: Vec<&Arc<dyn Store>> = self.sync_tiers().map(|t| t.used()).collect();
         match stores.as_slice() {
             [] => Err(self.no_writable_tier()),
             [one] => one.put_blob(digest, size, payload).await,
@@ -535,13 +543,16 @@ impl Store for Tiered {
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
         for (i, t) in self.tiers.iter().enumerate() {
             if i > 0 && self.blob_backfill {
-                if t.store.find_missing(&[*digest]).await?.is_empty() {
+                if t.used().find_missing(&[*digest]).await?.is_empty() {
                     let holder = self.backfill_blob(i, digest).await;
-                    return self.tiers[holder].store.place_blob(digest, dest, how).await;
+                    return self.tiers[holder]
+                        .used()
+                        .place_blob(digest, dest, how)
+                        .await;
                 }
                 continue;
             }
-            if t.store.place_blob(digest, dest, how).await? {
+            if t.used().place_blob(digest, dest, how).await? {
                 return Ok(true);
             }
         }
@@ -552,11 +563,11 @@ impl Store for Tiered {
         let sync: Vec<&Tier> = self.sync_tiers().collect();
         match sync.as_slice() {
             [] => self.first().store.find_missing(digests).await,
-            [one] => one.store.find_missing(digests).await,
+            [one] => one.used().find_missing(digests).await,
             many => {
                 let mut missing = HashSet::new();
                 for t in many {
-                    missing.extend(t.store.find_missing(digests).await?);
+                    missing.extend(t.used().find_missing(digests).await?);
                 }
                 Ok(digests
                     .iter()
@@ -571,7 +582,7 @@ impl Store for Tiered {
         let mut any = false;
         for t in &self.tiers {
             if t.is_sync() && t.store.capability().delete {
-                any |= t.store.delete(key).await?;
+                any |= t.used().delete(key).await?;
             }
         }
         Ok(any)
@@ -592,6 +603,11 @@ impl Store for Tiered {
     async fn flush(&self) -> Result<()> {
         let mut first_err = None;
         for t in &self.tiers {
+            // A tier this run never called has nothing to flush: a remote behind a local hit
+            // is not contacted at all.
+            if !t.counters.used.load(Ordering::Relaxed) {
+                continue;
+            }
             if let Err(e) = t.store.flush().await {
                 first_err.get_or_insert(e);
             }
