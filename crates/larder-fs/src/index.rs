@@ -205,7 +205,9 @@ impl Delta {
 pub(crate) struct Index {
     layout: Layout,
     writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    /// Opened on first use: a cache hit reads no index, and each connection costs its
+    /// process a schema parse.
+    reader: Mutex<Option<Connection>>,
     pending: Mutex<Pending>,
     wake: Condvar,
     shutdown: AtomicBool,
@@ -426,11 +428,10 @@ impl Index {
     /// is missing or damaged.
     pub(crate) fn open(layout: &Layout) -> larder_core::Result<Index> {
         let writer = open_ready(layout)?;
-        let reader = open_conn(&layout.index)?;
         Ok(Index {
             layout: layout.clone(),
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            reader: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -688,9 +689,21 @@ impl Index {
         self.wake.notify_all();
     }
 
+    /// The read connection, opened on first use.
+    fn reader(&self) -> larder_core::Result<MutexGuard<'_, Option<Connection>>> {
+        let mut guard = lock(&self.reader);
+        if guard.is_none() {
+            *guard = Some(open_conn(&self.layout.index)?);
+        }
+        Ok(guard)
+    }
+
     /// Usage figures (what has been flushed).
     pub(crate) fn stats(&self) -> larder_core::Result<StoreStats> {
-        let conn = lock(&self.reader);
+        let guard = self.reader()?;
+        let Some(conn) = guard.as_ref() else {
+            return Ok(StoreStats::default());
+        };
         let mut stmt = conn
             .prepare_cached("SELECT name, value FROM counters")
             .sql("reading counters")?;
@@ -720,7 +733,10 @@ impl Index {
         after: Option<&str>,
         limit: usize,
     ) -> larder_core::Result<Vec<EntryMeta>> {
-        let conn = lock(&self.reader);
+        let guard = self.reader()?;
+        let Some(conn) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
         let mut stmt = conn
             .prepare_cached(
                 "SELECT name, size, created_ms, last_access_ms, hits, cost_ms FROM entries
@@ -802,11 +818,10 @@ impl Index {
         let mut reader = lock(&self.reader);
         // Close our handles on the damaged file before removing it.
         *writer = Connection::open_in_memory().sql("closing")?;
-        *reader = Connection::open_in_memory().sql("closing")?;
+        *reader = None;
         remove_db_files(&self.layout.index)
             .map_err(|e| io_store(format!("removing {}", self.layout.index.display()), e))?;
         *writer = build_fresh(&self.layout)?;
-        *reader = open_conn(&self.layout.index)?;
         Ok(())
     }
 }
