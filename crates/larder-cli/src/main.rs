@@ -33,10 +33,15 @@ use progress::Ui;
 /// keeps its outputs under that signature, and restores them (without running the step) to any
 /// checkout that computes the same signature.
 #[derive(Debug, Parser)]
-#[command(name = "larder", version, after_help = after_help())]
-///
-/// Settings declared with a flag in `config.rs` (`--store`, …) are added to these as global
-/// options when the command line is parsed ([`parse`]).
+#[command(
+    name = "larder",
+    version,
+    long_version = long_version(),
+    after_help = after_help()
+)]
+// Settings declared with a flag in `config.rs` (`--store`, …) are added to these as global
+// options when the command line is parsed ([`parse`]); not in the doc comment, which is
+// `larder --help`'s text.
 struct Cli {
     /// The config file [env: LARDER_CONFIG] (default: ./larder.toml, searched upwards)
     #[arg(
@@ -85,6 +90,42 @@ enum Command {
     /// Check WebAssembly policies; simulate them on an access trace next to LRU and Belady
     #[cfg(feature = "policy")]
     Policy(cmd::policy::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(cmd::completions::Args),
+    /// Print the manual page (roff), or write one page per subcommand with --dir
+    Man(cmd::man::Args),
+}
+
+/// `larder --version`: the version, then the stores and optional features compiled in, e.g.
+/// `0.1.0 (stores: fs http cmd; features: server policy)`.
+fn long_version() -> &'static str {
+    static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let on = |features: &[(&'static str, bool)]| {
+            let on: Vec<&str> = features.iter().filter(|f| f.1).map(|f| f.0).collect();
+            if on.is_empty() {
+                "none".to_owned()
+            } else {
+                on.join(" ")
+            }
+        };
+        let stores = on(&[
+            ("fs", cfg!(feature = "fs")),
+            ("http", cfg!(feature = "http")),
+            ("s3", cfg!(feature = "s3")),
+            ("gcs", cfg!(feature = "gcs")),
+            ("opendal", cfg!(feature = "opendal")),
+            ("cmd", cfg!(feature = "cmd")),
+        ]);
+        let features = on(&[
+            ("server", cfg!(feature = "server")),
+            ("policy", cfg!(feature = "policy")),
+        ]);
+        format!(
+            "{} (stores: {stores}; features: {features})",
+            env!("CARGO_PKG_VERSION")
+        )
+    });
+    LONG_VERSION.as_str()
 }
 
 fn after_help() -> String {
@@ -204,6 +245,8 @@ fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Re
             Command::Serve(args) => cmd::serve::run(*args, &ctx).await,
             #[cfg(feature = "policy")]
             Command::Policy(args) => cmd::policy::run(args, &ctx).await,
+            Command::Completions(args) => cmd::completions::run(args),
+            Command::Man(args) => cmd::man::run(args),
         }
     })
 }
@@ -248,7 +291,9 @@ fn init_logging(cli: &Cli) -> Result<()> {
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .try_init(),
+        // No colour: CliFormat writes none, but the fields' formatter would (italic names).
         None => builder
+            .with_ansi(false)
             .event_format(CliFormat)
             .with_writer(std::io::stderr)
             .try_init(),
@@ -305,5 +350,21 @@ mod tests {
             .try_get_matches_from(["larder", "stats"])
             .expect("parses");
         assert!(setting_flags(&m).is_empty());
+    }
+
+    #[test]
+    fn long_version_names_the_stores_and_features_compiled_in() {
+        let version = long_version();
+        assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
+        assert!(version.contains("stores: "), "{version}");
+        assert!(version.contains("; features: "), "{version}");
+        if cfg!(feature = "fs") {
+            assert!(version.contains(" fs"), "{version}");
+        }
+        let err = command()
+            .try_get_matches_from(["larder", "--version"])
+            .expect_err("--version exits");
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(err.to_string(), format!("larder {version}\n"));
     }
 }

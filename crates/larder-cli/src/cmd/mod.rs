@@ -2,16 +2,18 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use larder_core::Store;
 
 use crate::config::{Config, Inputs};
 use crate::progress::Ui;
 use crate::stores::{self, Opened};
 
+pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod exec;
 pub(crate) mod get;
+pub(crate) mod man;
 #[cfg(feature = "policy")]
 pub(crate) mod policy;
 pub(crate) mod put;
@@ -27,6 +29,17 @@ pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_MISS: u8 = 1;
 /// Exit code: an error.
 pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// Write `bytes` to stdout. A reader that went away (`larder man | head`) is not an error: the
+/// rest is not wanted.
+pub(crate) fn print_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => Ok(result.context("cannot write to stdout")?),
+    }
+}
 
 /// What every subcommand gets.
 #[derive(Debug)]
