@@ -36,6 +36,7 @@ pub mod bazel;
 mod body;
 pub mod ccache;
 mod config;
+mod conn;
 mod dav;
 mod disk;
 mod error;

@@ -184,7 +184,7 @@ impl Server {
             Some(acceptor) => {
                 crate::tls::serve(self.listener, acceptor, router(self.state), shutdown).await?;
             }
-            None => axum::serve(self.listener, router(self.state))
+            None => axum::serve(crate::conn::Listener(self.listener), router(self.state))
                 .with_graceful_shutdown(shutdown)
                 .await
                 .map_err(ServerError::Serve)?,

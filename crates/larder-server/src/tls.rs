@@ -113,7 +113,8 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = tcp.set_nodelay(true);
+        // Below rustls, so that reading TLS records re-arms prompt ACKs as plain reads do.
+        let tcp = crate::conn::Conn::new(tcp);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         let builder = Arc::clone(&builder);
