@@ -277,3 +277,73 @@ fn bucket_trims_use_the_configured_eviction_policy() {
     assert_exit(&larder(&sb, &url, &["get", "b"]), 1);
     assert_exit(&larder(&sb, &url, &["get", "c"]), 0);
 }
+
+/// Two `larder serve` processes, each with its own directory in front of the same bucket
+/// (`--dir DIR --store minio://…`): what a client stored through one is served by the other,
+/// from the bucket, once the first has uploaded it from its queue.
+#[test]
+fn two_servers_on_one_bucket_serve_each_others_entries() {
+    use common::served::Served;
+    let Some(s3) = SeaweedFs::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let url = bucket_url(&s3, "two-servers");
+    let server = |name: &str| {
+        let mut cmd = sb.larder();
+        cmd.env("LARDER_S3_ACCESS_KEY", s3.access_key())
+            .env("LARDER_S3_SECRET_KEY", s3.secret_key())
+            .args(["--store", &url]);
+        Served::spawn(cmd, &sb.root.join(name), &[])
+    };
+    let (one, two) = (server("server-one"), server("server-two"));
+    let runs = sb.root.join("runs.log");
+
+    let a = sb.root.join("a");
+    let args = checkout(&sb, &a, &runs);
+    let out = sb
+        .larder_in(&a)
+        .args(["--no-local", "--store", &one.url])
+        .args(&args)
+        .output()
+        .expect("exec through server one");
+    assert_exit(&out, 0);
+    assert_eq!(count_lines(&runs), 1);
+
+    // Server one uploads from its queue in the background: wait until the bucket holds the
+    // entry, then server two (which never saw it) must serve it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stats = exec(&sb, &sb.root, &url, &s3, &["stats", "--json"]);
+        assert_exit(&stats, 0);
+        let v: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
+        if v["entries"].as_u64() == Some(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server one never uploaded the entry: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let b = sb.root.join("b");
+    let args = checkout(&sb, &b, &runs);
+    let out = sb
+        .larder_in(&b)
+        .args(["--no-local", "--store", &two.url])
+        .args(&args)
+        .output()
+        .expect("exec through server two");
+    assert_exit(&out, 0);
+    assert_eq!(
+        count_lines(&runs),
+        1,
+        "a hit through server two: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("out.txt")).expect("restored"),
+        "THE SAME INPUT\n"
+    );
+    drop((one, two));
+}

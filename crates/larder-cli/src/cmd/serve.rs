@@ -13,7 +13,7 @@ use larder_core::size::parse_size;
 use larder_server::{Access, Server, ServerConfig, TlsFiles};
 
 use super::{Ctx, EXIT_OK};
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::stores::StoreUrl;
 
 /// The address `larder serve` listens on without `--listen`.
@@ -25,6 +25,7 @@ Examples:
   larder serve --read-only --max-blob-size 2G --pid-file /run/larder.pid
   larder serve --max-size 200G --min-free 10G --max-free 20G
   larder serve --upstream http://central-cache:7180 --upload-workers 8
+  larder serve --dir /var/cache/larder --store s3://team-cache/larder   # servers sharing a bucket
 
 Clients:
   larder:  larder exec --store http://HOST:7180 ...          (native protocol, /v1)
@@ -65,11 +66,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     cleanup_interval: u64,
     /// Replicate this store (any store URL larder was built with): misses are fetched from it
-    /// and kept, writes are queued on disk and uploaded to it
+    /// and kept, writes are queued on disk and uploaded to it. `--dir DIR --store URL` does the
+    /// same with the global --store
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
-    /// Concurrent uploads to --upstream
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "upstream")]
+    /// Concurrent uploads to --upstream (or to the store of --dir DIR --store URL)
+    #[arg(long, value_name = "N", default_value_t = 4)]
     upload_workers: usize,
     /// Require a credential from this file to push (lines `token TOKEN` or `user NAME PASSWORD`)
     #[arg(long, value_name = "FILE")]
@@ -129,6 +131,22 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         Some(d) => ctx.cwd.join(d),
         None => configured_dir(&config)?,
     };
+    // `--dir DIR --store URL`: the directory is the disk tier in front of the store (as
+    // --upstream URL); several servers on one bucket then serve what any of them stored.
+    let upstream: Option<(String, &'static str)> = match (&args.upstream, &args.dir) {
+        (Some(url), _) => Some((url.clone(), "--upstream")),
+        (None, Some(_))
+            if config.store.source != Source::Default
+                && config
+                    .store
+                    .value
+                    .iter()
+                    .all(|s| s.contains("://") && !s.starts_with("file://")) =>
+        {
+            Some((config.store.value.join("\n"), "--store"))
+        }
+        _ => None,
+    };
     let budget = config.trim_options();
     let max_blob_bytes = args
         .max_blob_size
@@ -157,17 +175,19 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         Some(trace) => server_config.with_trace(trace),
         None => server_config,
     };
-    let config = match &args.upstream {
-        Some(url) => {
+    let config = match upstream {
+        Some((url, from)) => {
             // The served store records the trace; the upstream's accesses would count twice.
+            // The served directory is the local tier: no other local cache in front.
             let upstream_config = ctx.config(vec![
-                ("store", url.clone(), "--upstream"),
-                ("trace", "none".to_owned(), "--upstream"),
+                ("store", url.clone(), from),
+                ("trace", "none".to_owned(), from),
+                ("no_local", "true".to_owned(), from),
             ])?;
             let opened = crate::stores::open(&upstream_config)
                 .with_context(|| format!("cannot open the upstream store {url}"))?;
             if opened.local_dir.as_deref() == Some(dir.as_path()) {
-                bail!("--upstream names the served directory itself");
+                bail!("{from} names the served directory itself");
             }
             config.with_upstream(opened.store, args.upload_workers)
         }
