@@ -42,6 +42,7 @@ mod http;
 
 #[cfg(feature = "gcs")]
 mod gcs;
+mod lazy;
 #[cfg(feature = "opendal")]
 mod opendal;
 #[cfg(feature = "s3")]
@@ -152,16 +153,33 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
     let timeout = config.remote_timeout.value;
     let mut built = Vec::with_capacity(tiers.len());
     let mut local_dir = None;
-    for (url, read_only) in &tiers {
-        let opened = open_one(url, config)?;
-        if local_dir.is_none() {
-            local_dir = opened.local_dir.clone();
-        }
+    for (i, (url, read_only)) in tiers.iter().enumerate() {
         let store: Arc<dyn Store> = if url.scheme == "file" {
+            let opened = open_one(url, config)?;
+            if local_dir.is_none() {
+                local_dir = opened.local_dir.clone();
+            }
             opened.store
         } else {
+            // A slower remote tier is opened on first use: a local hit never pays for its
+            // client. The first tier, and a URL of no known scheme, are opened now, so their
+            // errors come at once.
+            let known = matches!(
+                url.scheme.as_str(),
+                "http" | "https" | "s3" | "minio" | "gs" | "cmd"
+            ) || url.scheme.starts_with("opendal+");
+            let remote: Arc<dyn Store> = if i == 0 || !known {
+                open_one(url, config)?.store
+            } else {
+                let (url, config) = (url.clone(), config.clone());
+                let name = url.location.clone();
+                Arc::new(lazy::Lazy::new(
+                    name,
+                    Box::new(move || Ok(open_one(&url, &config)?.store)),
+                ))
+            };
             let config = BestEffortConfig::new(timeout, timeout * 60);
-            Arc::new(BestEffort::with_config(Retry::new(opened.store), config))
+            Arc::new(BestEffort::with_config(Retry::new(remote), config))
         };
         built.push(if *read_only {
             Tier::read_only(store)
