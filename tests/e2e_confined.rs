@@ -5,49 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
+use common::served::Served;
 use common::{Sandbox, assert_exit, text};
-
-/// A running `larder serve` over a directory, killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start(sb: &Sandbox, dir: &Path) -> Served {
-        let mut child = sb
-            .larder()
-            .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting larder serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the server's first line");
-        let Some((_, url)) = line.trim().rsplit_once(" on ") else {
-            let _ = child.kill();
-            panic!("unexpected first line from larder serve: {line:?}");
-        };
-        let url = url.to_owned();
-        Served { child, url }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The keys of the entries a server directory holds (`entries/xx/<64 hex>`).
 fn entry_keys(server_dir: &Path) -> Vec<String> {
@@ -119,7 +82,7 @@ fn runs(path: &Path) -> usize {
 fn a_rewritten_entry_with_extra_outputs_is_a_miss_and_touches_nothing() {
     let sb = Sandbox::new();
     let server_dir = sb.root.join("server-cache");
-    let served = Served::start(&sb, &server_dir);
+    let served = Served::start(&sb, &server_dir, &[]);
     let log = sb.root.join("runs.log");
     let outside: PathBuf = sb.root.join("outside");
     std::fs::create_dir_all(&outside).unwrap();

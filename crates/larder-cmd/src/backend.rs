@@ -489,11 +489,7 @@ impl Store for CmdStore {
     }
 
     async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
-        let Some(read) = self.get_blob(digest).await? else {
-            return Ok(false);
-        };
-        larder_core::artifacts::stream_to_file(read, dest).await?;
-        Ok(true)
+        larder_core::artifacts::place_by_streaming(self, digest, dest).await
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {

@@ -285,6 +285,23 @@ pub async fn file_stream(path: &Path) -> Result<ByteStream> {
     Ok(Box::pin(stream))
 }
 
+/// [`Store::place_blob`] for stores without local files: the blob's verified stream written to
+/// `dest`; `Ok(false)` when the store lacks the blob.
+///
+/// # Errors
+/// As [`Store::get_blob`] and [`stream_to_file`].
+pub async fn place_by_streaming(
+    store: &(impl Store + ?Sized),
+    digest: &Digest,
+    dest: &Path,
+) -> Result<bool> {
+    let Some(read) = store.get_blob(digest).await? else {
+        return Ok(false);
+    };
+    stream_to_file(read, dest).await?;
+    Ok(true)
+}
+
 /// Write a blob stream to `dest` (created or truncated). For stores without local files, this is
 /// how [`Store::place_blob`] is implemented.
 ///

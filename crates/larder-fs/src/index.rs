@@ -12,8 +12,8 @@
 //!
 //! # The access journal
 //! A short-lived process that only read (a cache hit through `larder exec`) does not write the
-//! database at exit: a write transaction, and the checkpoint the last connection makes when it
-//! closes, cost it five fsyncs and most of its wall time. Its hits and misses are appended
+//! database at exit, so it pays for no transaction and no WAL checkpoint (fsyncs) when its
+//! connections close. Its hits and misses are appended
 //! instead to `access.log` beside the index, in one `write` with no fsync
 //! ([`Index::flush_quick`]). The next process that writes the database anyway (a put, a trim,
 //! `stats`, a listing, the periodic flush of a long-lived process) folds the journal into the

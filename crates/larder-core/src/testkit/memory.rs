@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::artifacts::stream_to_file;
 use crate::digest::{Digest, DigestWriter};
 use crate::entry::{Entry, now_ms};
 use crate::error::{Error, Result};
@@ -186,10 +185,7 @@ impl Store for MemoryStore {
     }
 
     async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
-        match self.get_blob(digest).await? {
-            None => Ok(false),
-            Some(read) => stream_to_file(read, dest).await.map(|_| true),
-        }
+        crate::artifacts::place_by_streaming(self, digest, dest).await
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
