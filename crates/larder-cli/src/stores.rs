@@ -162,20 +162,16 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
             opened.store
         } else {
             // A slower remote tier is opened on first use: a local hit never pays for its
-            // client. The first tier, and a URL of no known scheme, are opened now, so their
-            // errors come at once.
-            let known = matches!(
-                url.scheme.as_str(),
-                "http" | "https" | "s3" | "minio" | "gs" | "cmd"
-            ) || url.scheme.starts_with("opendal+");
-            let remote: Arc<dyn Store> = if i == 0 || !known {
-                open_one(url, config)?.store
+            // client. The first tier is opened now, and an unknown scheme is an error now.
+            let open = opener(url, config)?;
+            let remote: Arc<dyn Store> = if i == 0 {
+                open(url, config)?.store
             } else {
                 let (url, config) = (url.clone(), config.clone());
                 let name = url.location.clone();
                 Arc::new(lazy::Lazy::new(
                     name,
-                    Box::new(move || Ok(open_one(&url, &config)?.store)),
+                    Box::new(move || Ok(open(&url, &config)?.store)),
                 ))
             };
             let config = BestEffortConfig::new(timeout, timeout * 60);
@@ -222,41 +218,45 @@ fn strip_read_only(value: &str) -> (String, bool) {
     (url, true)
 }
 
-/// Open one store. The registry of backends: one arm per scheme.
+/// How one store is opened.
+type Opener = fn(&StoreUrl, &Config) -> Result<Opened>;
+
+/// Open one store.
 fn open_one(url: &StoreUrl, config: &Config) -> Result<Opened> {
-    let url = url.clone();
-    match url.scheme.as_str() {
-        "file" => fs::open(&url, config),
+    opener(url, config)?(url, config)
+}
+
+/// The registry of backends: one arm per scheme. An unknown scheme is an error here, before
+/// anything is opened.
+fn opener(url: &StoreUrl, config: &Config) -> Result<Opener> {
+    Ok(match url.scheme.as_str() {
+        "file" => fs::open,
         #[cfg(feature = "http")]
-        "http" => http::open(&url),
+        "http" | "https" => |u, _| http::open(u),
         #[cfg(not(feature = "http"))]
-        "http" => disabled::open(&url, "http"),
-        #[cfg(feature = "http")]
-        "https" => http::open(&url),
-        #[cfg(not(feature = "http"))]
-        "https" => disabled::open(&url, "http"),
+        "http" | "https" => |u, _| disabled::open(u, "http"),
         #[cfg(feature = "s3")]
-        "s3" | "minio" => s3::open(&url, config),
+        "s3" | "minio" => s3::open,
         #[cfg(not(feature = "s3"))]
-        "s3" | "minio" => disabled::open(&url, "s3"),
+        "s3" | "minio" => |u, _| disabled::open(u, "s3"),
         #[cfg(feature = "gcs")]
-        "gs" => gcs::open(&url, config),
+        "gs" => gcs::open,
         #[cfg(not(feature = "gcs"))]
-        "gs" => disabled::open(&url, "gcs"),
+        "gs" => |u, _| disabled::open(u, "gcs"),
         #[cfg(feature = "cmd")]
-        "cmd" => cmd::open(&url),
+        "cmd" => |u, _| cmd::open(u),
         #[cfg(not(feature = "cmd"))]
-        "cmd" => disabled::open(&url, "cmd"),
+        "cmd" => |u, _| disabled::open(u, "cmd"),
         #[cfg(feature = "opendal")]
-        s if s.starts_with("opendal+") => opendal::open(&url, config),
+        s if s.starts_with("opendal+") => opendal::open,
         #[cfg(not(feature = "opendal"))]
-        s if s.starts_with("opendal+") => disabled::open(&url, "opendal"),
+        s if s.starts_with("opendal+") => |u, _| disabled::open(u, "opendal"),
         other => bail!(
             "unknown store URL scheme `{other}` in {:?} (from {}): expected a directory, file://DIR, http(s)://, s3://, minio://, gs://, opendal+SERVICE:// or cmd://",
             url.location,
             config.store.source
         ),
-    }
+    })
 }
 
 #[cfg(test)]
