@@ -51,6 +51,10 @@ fn hex_bytes(s: &str, out: &mut Vec<u8>) -> Option<()> {
 /// Decode a ccache key in either form (40 hex digits, or ccache's 33-character string form)
 /// to its 20 bytes.
 fn decode_key(s: &str) -> Option<Vec<u8>> {
+    // Both forms are ASCII; checking first makes the byte offsets below char boundaries.
+    if !s.is_ascii() {
+        return None;
+    }
     let mut out = Vec::with_capacity(20);
     match s.len() {
         40 => hex_bytes(s, &mut out)?,
@@ -240,6 +244,11 @@ mod tests {
             // A trailing bit that is not zero: not a canonical string form.
             "e00f9p1tq6uqmg090h6k85g2f7gh3ifq3",
             "e00f9p1tq6uqmg090h6k85g2f7gh3ifqw",
+            // Multi-byte characters where the key forms are sliced: no panic, a refusal.
+            "abc\u{e9}aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "ab/c\u{e9}aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "\u{e9}\u{e9}aaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            &format!("ac/{}\u{e9}{}", &k[..39], "0".repeat(23)),
         ] {
             assert!(key_for_path(bad).is_err(), "{bad:?}");
         }

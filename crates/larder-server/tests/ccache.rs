@@ -82,3 +82,21 @@ async fn other_paths_are_400() {
         assert_eq!(s.put(&bad, &b"x"[..]).await, 400, "{bad}");
     }
 }
+
+/// A key with a multi-byte character where a key form is sliced (issue 16: `abc%C3%A9aaaa…`
+/// panicked the handler and dropped the connection) is a 400, and the server goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_byte_characters_in_a_key_are_400_not_a_panic() {
+    let s = TestServer::start().await;
+    let a28 = "a".repeat(28);
+    for bad in [
+        format!("/ccache/abc%C3%A9{a28}"),
+        format!("/ccache/ab/c%C3%A9{a28}"),
+        format!("/ccache/team/abc%C3%A9{a28}"),
+    ] {
+        assert_eq!(s.get(&bad).await.0, 400, "{bad}");
+        assert_eq!(s.head(&bad).await, 400, "{bad}");
+        assert_eq!(s.put(&bad, &b"x"[..]).await, 400, "{bad}");
+    }
+    assert_eq!(s.get("/healthz").await.0, 200);
+}
