@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use larder_cmd::CmdStore;
-use larder_core::testkit::{Harness, run_all};
+use larder_core::testkit::{Harness, Suites};
 use larder_core::{Digest, Key, Store};
 
 struct CpHarness {
@@ -82,12 +82,11 @@ impl Harness for CpHarness {
     }
 }
 
-/// Both configurations in one test, one after the other: the suite's memory check reads the
-/// process's resident size, which a second large-blob check running alongside would inflate.
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_with_cp_templates() {
-    eprintln!("with an exists command:");
-    run_all(&CpHarness::new(true)).await;
-    eprintln!("without one (find-missing trusts what this process has seen):");
-    run_all(&CpHarness::new(false)).await;
+/// Both configurations, as trials `exists::…` and `no_exists::…` (without an exists command,
+/// find-missing trusts what this process has seen).
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("exists", || async { Ok(CpHarness::new(true)) })
+        .store("no_exists", || async { Ok(CpHarness::new(false)) })
+        .run()
 }

@@ -1,10 +1,11 @@
-//! The shared conformance suite, run against a filesystem store in a temporary directory.
+//! The shared conformance suite, run against a filesystem store in a temporary directory, one
+//! trial per check (`cargo test -p larder-fs --test conformance -- fs::large`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use larder_core::testkit::{Harness, run_all};
+use larder_core::testkit::{Harness, Suites};
 use larder_core::{Digest, Key, Store};
 use larder_fs::{FsConfig, FsStore};
 
@@ -42,8 +43,8 @@ impl Harness for FsHarness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance() {
-    let h = FsHarness::start();
-    run_all(&h).await;
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("fs", || async { Ok(FsHarness::start()) })
+        .run()
 }

@@ -1,6 +1,6 @@
 //! The store layers of `larder_core::layer` over real filesystem stores: each layer (and the
-//! usual stacks) runs the shared conformance suite, and the tiered store's backfill and
-//! streaming are checked on disk.
+//! usual stacks) runs the shared conformance suite, one trial per check (`retry::…`,
+//! `tiered_fs_fs::…`), and the tiered store's backfill and streaming are checked on disk.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
 use larder_core::layer::{Admission, BestEffort, Progress, ReadOnly, Retry, Tier, Tiered};
-use larder_core::testkit::{Harness, run_all};
+use larder_core::testkit::{Harness, Suites};
 use larder_core::{Content, Digest, Entry, Key, Output, OutputKind, Placement, Store, StoreExt};
 use larder_fs::{FsConfig, FsStore};
 
@@ -87,54 +87,12 @@ impl AdmissionPolicy for AdmitAll {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn retry_over_fs() {
-    run_all(&over_one(|s| Arc::new(Retry::new(s)))).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn best_effort_over_retry_over_fs() {
-    run_all(&over_one(|s| Arc::new(BestEffort::new(Retry::new(s))))).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn admission_over_fs() {
-    run_all(&over_one(|s| {
-        Arc::new(Admission::new(s, Arc::new(AdmitAll)))
-    }))
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn progress_over_fs() {
-    run_all(&over_one(|s| Arc::new(Progress::new(s)))).await;
-}
-
-/// Two disks as tiers; the large blob (512 MiB) streams to both at once, and the suite's memory
-/// bound (256 MiB) would catch a tier fed from a buffered copy.
-#[tokio::test(flavor = "multi_thread")]
-async fn tiered_over_two_fs_stores() {
-    let (fast, slow) = (Disk::new(), Disk::new());
-    let tiered = Tiered::new(vec![
-        Tier::new(fast.store.clone()),
-        Tier::new(Arc::new(BestEffort::new(slow.store.clone()))),
-    ])
-    .expect("two tiers");
-    run_all(&Layers {
-        store: Arc::new(tiered),
-        disks: vec![fast, slow],
-        large: 512 << 20,
-    })
-    .await;
-}
-
 fn key(name: &str) -> Key {
     Key::new(format!("fs-layers/{name}/{}", std::process::id())).expect("a valid key")
 }
 
 /// A restore through the tiers of an entry only the slow disk holds: the fast disk is
 /// backfilled with the entry and its blob, and the next restore is served by the fast disk.
-#[tokio::test(flavor = "multi_thread")]
 async fn tiered_backfills_a_fs_tier() {
     let (fast, slow) = (Disk::new(), Disk::new());
     let k = key("backfill");
@@ -193,7 +151,6 @@ async fn tiered_backfills_a_fs_tier() {
 }
 
 /// Reads through a read-only fs store are the store's own; writes are refused.
-#[tokio::test(flavor = "multi_thread")]
 async fn read_only_over_fs() {
     let disk = Disk::new();
     let k = key("ro");
@@ -213,4 +170,42 @@ async fn read_only_over_fs() {
         .expect_err("refused");
     assert!(err.to_string().contains("read-only"), "{err}");
     assert!(!ro.capability().trim && ro.capability().local_files);
+}
+
+/// Two disks as tiers; the large blob (512 MiB) streams to both at once, and the suite's memory
+/// bound (256 MiB) would catch a tier fed from a buffered copy.
+fn tiered_over_two_fs_stores() -> Layers {
+    let (fast, slow) = (Disk::new(), Disk::new());
+    let tiered = Tiered::new(vec![
+        Tier::new(fast.store.clone()),
+        Tier::new(Arc::new(BestEffort::new(slow.store.clone()))),
+    ])
+    .expect("two tiers");
+    Layers {
+        store: Arc::new(tiered),
+        disks: vec![fast, slow],
+        large: 512 << 20,
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("retry", || async {
+            Ok(over_one(|s| Arc::new(Retry::new(s))))
+        })
+        .store("best_effort_retry", || async {
+            Ok(over_one(|s| Arc::new(BestEffort::new(Retry::new(s)))))
+        })
+        .store("admission", || async {
+            Ok(over_one(|s| {
+                Arc::new(Admission::new(s, Arc::new(AdmitAll)))
+            }))
+        })
+        .store("progress", || async {
+            Ok(over_one(|s| Arc::new(Progress::new(s))))
+        })
+        .store("tiered_fs_fs", || async { Ok(tiered_over_two_fs_stores()) })
+        .test("tiered_backfills_a_fs_tier", tiered_backfills_a_fs_tier)
+        .test("read_only_over_fs", read_only_over_fs)
+        .run()
 }

@@ -23,40 +23,83 @@ use crate::store::{
     ByteStream, CHUNK_SIZE, GetOptions, Placement, PutOptions, PutOutcome, Store, StoreExt,
 };
 
+/// When a check applies to a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Every store.
+    Always,
+    /// Stores whose capability includes `delete`.
+    Delete,
+    /// Stores whose capability includes `list`.
+    List,
+    /// Stores whose capability includes `hit_stats`.
+    HitStats,
+    /// Stores that talk to an endpoint ([`Harness::at_endpoint`] gives one).
+    Remote,
+}
+
+/// A check of the suite, as a function pointer (see [`CHECKS`]).
+pub type CheckFn = for<'a> fn(&'a dyn Harness) -> futures::future::LocalBoxFuture<'a, ()>;
+
+macro_rules! checks {
+    ($($gate:ident $check:ident),* $(,)?) => {
+        /// Every check of the suite, in the order [`run_all`] runs them: name, when it applies,
+        /// and the check. Backends' tests run them as separate trials through
+        /// [`Suites`](super::Suites).
+        pub const CHECKS: &[(&str, Gate, CheckFn)] = &[$(
+            (stringify!($check), Gate::$gate, {
+                fn boxed<'a>(h: &'a dyn Harness) -> futures::future::LocalBoxFuture<'a, ()> {
+                    Box::pin($check(h))
+                }
+                boxed
+            }),
+        )*];
+    };
+}
+
+checks!(
+    Always round_trip_multi_output,
+    Always missing_keys,
+    Always empty_outputs,
+    Always executable_bit_kept,
+    Always output_directories,
+    Always bad_keys_rejected,
+    Always unsafe_entries_rejected,
+    Always blob_must_match_digest,
+    Always create_mode_keeps_existing,
+    Always concurrent_writers_one_key,
+    Always corrupted_blob_is_a_miss,
+    Always corrupted_entry_is_a_miss,
+    Always large_streamed_blob,
+    Delete delete_removes_entry,
+    List list_shows_entries,
+    HitStats stats_count_hits_and_misses,
+    Remote dead_endpoint_is_a_temporary_error,
+    Remote hanging_endpoint_times_out,
+);
+
+/// Whether a check gated by `gate` applies to the harness's store.
+pub fn applies(gate: Gate, h: &dyn Harness) -> bool {
+    let cap = h.store().capability();
+    match gate {
+        Gate::Always => true,
+        Gate::Delete => cap.delete,
+        Gate::List => cap.list,
+        Gate::HitStats => cap.hit_stats,
+        Gate::Remote => h.at_endpoint(super::endpoints::refusing()).is_some(),
+    }
+}
+
 /// Run every check that applies to the harness's store, in order, printing each name.
 pub async fn run_all(h: &dyn Harness) {
-    let cap = h.store().capability();
-    macro_rules! run {
-        ($($check:ident),* $(,)?) => {$(
-            eprintln!("testkit: {} ...", stringify!($check));
-            let started = std::time::Instant::now();
-            $check(h).await;
-            eprintln!("testkit: {} ok ({:.2?})", stringify!($check), started.elapsed());
-        )*};
-    }
-    run!(
-        round_trip_multi_output,
-        missing_keys,
-        empty_outputs,
-        executable_bit_kept,
-        output_directories,
-        bad_keys_rejected,
-        unsafe_entries_rejected,
-        blob_must_match_digest,
-        create_mode_keeps_existing,
-        concurrent_writers_one_key,
-        corrupted_blob_is_a_miss,
-        corrupted_entry_is_a_miss,
-        large_streamed_blob,
-    );
-    if cap.delete {
-        run!(delete_removes_entry);
-    }
-    if cap.list {
-        run!(list_shows_entries);
-    }
-    if cap.hit_stats {
-        run!(stats_count_hits_and_misses);
+    for (name, gate, check) in CHECKS {
+        if !applies(*gate, h) {
+            continue;
+        }
+        eprintln!("testkit: {name} ...");
+        let started = std::time::Instant::now();
+        check(h).await;
+        eprintln!("testkit: {name} ok ({:.2?})", started.elapsed());
     }
 }
 
@@ -800,4 +843,59 @@ pub async fn stats_count_hits_and_misses(h: &dyn Harness) {
     assert_eq!(after.misses - before.misses, 1, "{store}: misses");
     assert_eq!(after.ms_saved - before.ms_saved, 3000, "{store}: ms saved");
     assert!(after.entries > before.entries, "{store}: entries");
+}
+
+/// The longest a call to a dead or silent endpoint may take: the backend's time-out (a few
+/// seconds, set by [`Harness::at_endpoint`]) plus room for a loaded machine.
+const ENDPOINT_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Time `call`, and check it failed with a temporary error (one a retry may cure, which is what
+/// the best-effort and retry layers act on) within [`ENDPOINT_BOUND`].
+async fn must_fail_temporarily<T: std::fmt::Debug>(
+    store: &dyn Store,
+    what: &str,
+    call: impl std::future::Future<Output = crate::Result<T>>,
+) {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(ENDPOINT_BOUND, call)
+        .await
+        .unwrap_or_else(|_| panic!("{store}: {what} did not give up within {ENDPOINT_BOUND:?}"));
+    match result {
+        Ok(v) => panic!("{store}: {what} succeeded against a broken endpoint: {v:?}"),
+        Err(e) => assert_eq!(
+            e.kind(),
+            ErrorKind::Temporary,
+            "{store}: {what} failed with {e} ({:?}), not as a temporary error",
+            e.kind()
+        ),
+    }
+    eprintln!("testkit: {store}: {what} failed in {:.2?}", started.elapsed());
+}
+
+/// The calls a build makes first, against `store`: each must fail as a temporary error.
+async fn broken_endpoint_calls(store: &dyn Store, label: &str) {
+    let key = fresh_key(label);
+    must_fail_temporarily(store, "get_entry", store.get_entry(&key)).await;
+    let digest = Digest::of(b"larder testkit endpoint");
+    must_fail_temporarily(store, "find_missing", store.find_missing(&[digest])).await;
+    let entry = Entry::new(key.as_str(), "testkit");
+    must_fail_temporarily(store, "put_entry", store.put_entry(&key, &entry)).await;
+}
+
+/// Nothing listens at the endpoint: every call fails at once as a temporary error (so the
+/// best-effort layer makes it a miss and a warning), never as a miss or a hang.
+pub async fn dead_endpoint_is_a_temporary_error(h: &dyn Harness) {
+    let store = h
+        .at_endpoint(super::endpoints::refusing())
+        .unwrap_or_else(|| panic!("the harness gave no store for an endpoint"));
+    broken_endpoint_calls(&*store, "dead_endpoint").await;
+}
+
+/// The endpoint accepts connections and never answers: every call gives up within the
+/// backend's time-out, as a temporary error.
+pub async fn hanging_endpoint_times_out(h: &dyn Harness) {
+    let store = h
+        .at_endpoint(super::endpoints::silent())
+        .unwrap_or_else(|| panic!("the harness gave no store for an endpoint"));
+    broken_endpoint_calls(&*store, "hanging_endpoint").await;
 }

@@ -1,16 +1,22 @@
 //! The conformance suite every store must pass.
 //!
-//! A backend's test provides a [`Harness`] (the store, plus a way to damage its stored bytes) and
-//! calls [`run_all`]. Checks are chosen by the store's [`Capability`](crate::Capability): a store
-//! that cannot list is not asked to.
+//! A backend's test provides a [`Harness`] (the store, plus a way to damage its stored bytes and,
+//! for a store that talks to a server, a way to point it at a broken endpoint). Checks are chosen
+//! by the store's [`Capability`](crate::Capability): a store that cannot list is not asked to.
+//!
+//! Backends run the suite as separate, filterable trials, one per check (a test target with
+//! `harness = false`, see [`Suites`]):
 //!
 //! ```ignore
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn conformance() {
-//!     let h = MyHarness::start().await;
-//!     larder_core::testkit::run_all(&h).await;
+//! fn main() -> std::process::ExitCode {
+//!     larder_core::testkit::Suites::from_args()
+//!         .store("fs", || async { Ok(MyHarness::start()) })
+//!         .run()
 //! }
 //! ```
+//!
+//! `cargo test -p my-store --test conformance -- fs::large` then runs one check. [`run_all`]
+//! runs every applicable check in one test, for stacks checked inside another test.
 
 use std::sync::Arc;
 
@@ -21,9 +27,12 @@ use crate::key::Key;
 use crate::store::Store;
 
 mod checks;
+pub mod endpoints;
 mod memory;
+mod trials;
 pub use checks::*;
 pub use memory::{MemoryHarness, MemoryStore};
+pub use trials::{Suites, Unavailable};
 
 /// What the suite needs from a backend's test.
 #[async_trait]
@@ -43,5 +52,14 @@ pub trait Harness: Send + Sync {
             .ok()
             .and_then(|v| crate::size::parse_size(&v).ok())
             .unwrap_or(1 << 30)
+    }
+    /// A store of this backend that talks to `addr` instead of the real server, with time-outs
+    /// short enough for a test (a few seconds). The suite points it at an address where nothing
+    /// listens and at one that accepts connections and never answers
+    /// ([`endpoints`]). `None` (the default): the store has no endpoint, and those checks do not
+    /// apply.
+    fn at_endpoint(&self, addr: std::net::SocketAddr) -> Option<Arc<dyn Store>> {
+        let _ = addr;
+        None
     }
 }
