@@ -4,6 +4,10 @@
 //! On disk (and on the wire) an entry is the 4-byte magic `LRDE`, a little-endian `u16` format
 //! version, then a CBOR map. CBOR keeps the document self-describing (new optional fields can be
 //! added without a version bump) and stores inline bytes without hex or base64 overhead.
+//!
+//! A writer's ed25519 signature travels inside the entry, as the optional `signature` field
+//! ([`EntrySignature`]): readers that do not know the field skip it, and entries without one
+//! decode as before. What it covers and why it lives here is in [`crate::layer::trust`].
 
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +121,16 @@ impl Output {
     }
 }
 
+/// A writer's signature over an entry (see [`crate::layer::trust`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntrySignature {
+    /// The signer's ed25519 public key (32 bytes).
+    pub public_key: serde_bytes::ByteBuf,
+    /// The ed25519 signature (64 bytes) over the key and the entry's encoding without this
+    /// field.
+    pub signature: serde_bytes::ByteBuf,
+}
+
 /// A cache entry: everything needed to replay a task without running it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -139,6 +153,10 @@ pub struct Entry {
     pub producer: String,
     /// How long the task took to run, in milliseconds: what a hit saves.
     pub cost_ms: u64,
+    /// The writer's signature, if it signed the entry (last, and absent when unsigned, so an
+    /// unsigned entry encodes exactly as before signatures existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<EntrySignature>,
 }
 
 impl Entry {
@@ -153,6 +171,7 @@ impl Entry {
             created_ms: now_ms(),
             producer: producer.into(),
             cost_ms: 0,
+            signature: None,
         }
     }
 
@@ -340,6 +359,53 @@ mod tests {
         assert_eq!(Entry::decode(&bytes).unwrap(), e);
         assert_eq!(e.blob_digests(), vec![Digest::of(b"big")]);
         assert_eq!(e.total_size(), 3 + 3 + 6);
+    }
+
+    #[test]
+    fn signatures_are_optional_both_ways() {
+        // An entry as this build wrote it before signatures existed: the same fields, no
+        // `signature`.
+        #[derive(Serialize, Deserialize)]
+        struct Old {
+            key: String,
+            outputs: Vec<Output>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            stdout: Option<Content>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            stderr: Option<Content>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            exit_code: Option<i32>,
+            created_ms: u64,
+            producer: String,
+            cost_ms: u64,
+        }
+        let e = sample();
+        let old = Old {
+            key: e.key.clone(),
+            outputs: e.outputs.clone(),
+            stdout: e.stdout.clone(),
+            stderr: e.stderr.clone(),
+            exit_code: e.exit_code,
+            created_ms: e.created_ms,
+            producer: e.producer.clone(),
+            cost_ms: e.cost_ms,
+        };
+        let mut old_bytes = ENTRY_MAGIC.to_vec();
+        old_bytes.extend_from_slice(&ENTRY_VERSION.to_le_bytes());
+        ciborium::into_writer(&old, &mut old_bytes).unwrap();
+        // Unsigned entries are byte for byte what older builds wrote, and read back.
+        assert_eq!(e.encode().unwrap(), old_bytes);
+        assert_eq!(Entry::decode(&old_bytes).unwrap(), e);
+        // A signed entry is still readable by a reader that does not know the field.
+        let mut signed = e.clone();
+        signed.signature = Some(EntrySignature {
+            public_key: serde_bytes::ByteBuf::from(vec![7; 32]),
+            signature: serde_bytes::ByteBuf::from(vec![9; 64]),
+        });
+        let bytes = signed.encode().unwrap();
+        let read_by_old: Old = ciborium::from_reader(&bytes[6..]).unwrap();
+        assert_eq!(read_by_old.outputs, e.outputs);
+        assert_eq!(Entry::decode(&bytes).unwrap(), signed);
     }
 
     #[test]

@@ -83,6 +83,15 @@ pub enum Error {
         /// The operation.
         operation: &'static str,
     },
+    /// An entry refused because no trusted key signed it (see [`crate::layer::trust`]).
+    #[error("entry {key} refused: {reason}")]
+    Untrusted {
+        /// The key it was to be stored under.
+        key: String,
+        /// Why: unsigned, signed by a key that is not trusted, or a signature that does not
+        /// verify.
+        reason: String,
+    },
     /// A local I/O error, with what larder was doing at the time.
     #[error("{context}: {source}")]
     Io {
@@ -117,7 +126,7 @@ impl Error {
             | Error::InvalidInput { .. }
             | Error::TooLarge { .. } => ErrorKind::InvalidInput,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
-            Error::NotSupported { .. } => ErrorKind::Permanent,
+            Error::NotSupported { .. } | Error::Untrusted { .. } => ErrorKind::Permanent,
             Error::Io { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound => ErrorKind::NotFound,
                 io::ErrorKind::Interrupted

@@ -22,6 +22,9 @@
 //!   faster tiers; writes go to every tier synchronously or, for slow tiers, through an
 //!   [`UploadQueue`]; per-tier hit counters. It holds many stores, so it is a [`Store`] itself
 //!   rather than a [`Layered`] wrapper.
+//! - [`Signed`] and [`Trusted`] ([`trust`]): entries signed with an ed25519 key on the way in;
+//!   entries no trusted key signed are misses on the way out (and, on a server, refused on the
+//!   way in).
 //!
 //! The usual remote stack is `BestEffort(Retry(remote))`: retries absorb a blip, and what is left
 //! after them makes the remote a miss for the rest of the run instead of a failed build.
@@ -77,9 +80,12 @@ pub mod progress;
 pub mod read_only;
 pub mod retry;
 pub mod tiered;
+pub mod trust;
 
 #[cfg(all(test, feature = "testkit"))]
 mod tests;
+#[cfg(all(test, feature = "testkit"))]
+mod trust_tests;
 
 pub use admit::Admission;
 pub use best_effort::{BestEffort, BestEffortConfig};
@@ -87,6 +93,7 @@ pub use progress::{Progress, ProgressCounts};
 pub use read_only::ReadOnly;
 pub use retry::{Retry, RetryConfig};
 pub use tiered::{Tier, TierStats, TierWrite, Tiered, UploadQueue, copy_entry};
+pub use trust::{PublicKey, Signed, SigningKey, Trusted};
 
 /// What the layer macro needs from outside the crate.
 #[doc(hidden)]
