@@ -39,6 +39,17 @@ fn err<T>(msg: impl Into<String>) -> Result<T, PickleError> {
 /// Nesting deeper than this is refused (materialising a self-referencing list would not end).
 const MAX_DEPTH: usize = 32;
 
+/// Opcodes executed per pickle. Every structure the reader builds while parsing (the arena, the
+/// stack, the memo, the lists' items) grows by at most a few words per opcode, so this bounds
+/// them all; a wafcache request costs about two opcodes per path.
+const MAX_OPS: usize = 1 << 20;
+
+/// Bytes the decoded value may take: each value counts its own size plus its bytes. The memo
+/// lets one value be referenced many times, and each reference is a copy once materialised, so
+/// a few hundred bytes of `[x, x]` nested thirty deep would otherwise ask for gigabytes (a
+/// "memo bomb"). A pickle without shared references within [`MAX_OPS`] stays well below this.
+const MAX_MATERIALISED: usize = 64 << 20;
+
 /// A list under construction: lists are mutable and may be memoised before `APPENDS` fills
 /// them, so they live in an arena and the stack and memo hold indices.
 #[derive(Debug, Clone)]
@@ -141,8 +152,13 @@ pub(crate) fn decode(data: &[u8]) -> Result<Value, PickleError> {
         }
     }
 
+    let mut ops = 0usize;
     loop {
         let op = r.byte()?;
+        ops += 1;
+        if ops > MAX_OPS {
+            return err(format!("pickle holds more than {MAX_OPS} opcodes"));
+        }
         match op {
             // PROTO
             0x80 => {
@@ -157,7 +173,8 @@ pub(crate) fn decode(data: &[u8]) -> Result<Value, PickleError> {
             }
             b'.' => {
                 let root = top(&stack)?;
-                return materialise(&nodes, root, 0);
+                let mut budget = MAX_MATERIALISED;
+                return materialise(&nodes, root, 0, &mut budget);
             }
             b'(' => stack.push(Slot::Mark),
             b']' => push(&mut nodes, &mut stack, Node::List(Vec::new())),
@@ -237,17 +254,40 @@ pub(crate) fn decode(data: &[u8]) -> Result<Value, PickleError> {
     }
 }
 
-fn materialise(nodes: &[Node], i: usize, depth: usize) -> Result<Value, PickleError> {
+/// The value of node `i`, each shared reference copied, charging what it allocates to
+/// `budget` before allocating it.
+fn materialise(
+    nodes: &[Node],
+    i: usize,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Value, PickleError> {
     if depth > MAX_DEPTH {
         return err("pickle nests too deeply");
     }
-    Ok(match &nodes[i] {
+    let Some(node) = nodes.get(i) else {
+        return err("pickle refers to a value that does not exist");
+    };
+    // A list's items charge their own size when they are materialised.
+    let payload = match node {
+        Node::Str(s) => s.len(),
+        Node::Bytes(b) => b.len(),
+        Node::List(_) => 0,
+    };
+    let cost = payload.saturating_add(std::mem::size_of::<Value>());
+    *budget = budget.checked_sub(cost).ok_or_else(|| {
+        PickleError(format!(
+            "pickle expands to more than {} MiB (shared references are copied)",
+            MAX_MATERIALISED >> 20
+        ))
+    })?;
+    Ok(match node {
         Node::Str(s) => Value::Str(s.clone()),
         Node::Bytes(b) => Value::Bytes(b.clone()),
         Node::List(items) => Value::List(
             items
                 .iter()
-                .map(|&j| materialise(nodes, j, depth + 1))
+                .map(|&j| materialise(nodes, j, depth + 1, budget))
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -420,6 +460,68 @@ mod tests {
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// `pickle.dumps(["s", x, []])` byte for byte, where `x = ["a" * leaf]` and then, `levels`
+    /// times, `x = [x] * width`: Python's pickler writes each level's list once and refers to it
+    /// through the memo (`BINGET`) for its other `width - 1` appearances.
+    fn memo_bomb(levels: u8, width: usize, leaf: u8) -> Vec<u8> {
+        // Memo 0 is the outer list, 1 the "s", 2 + levels - k the list of level k.
+        let mut body = b"]\x94(\x8c\x01s\x94".to_vec();
+        for _ in 0..levels {
+            body.extend_from_slice(b"]\x94(");
+        }
+        body.extend_from_slice(&[b']', 0x94, 0x8c, leaf]);
+        body.extend(std::iter::repeat_n(b'a', usize::from(leaf)));
+        body.extend_from_slice(b"\x94a");
+        for k in 1..=levels {
+            for _ in 1..width {
+                body.extend_from_slice(&[b'h', 2 + levels - (k - 1)]);
+            }
+            body.push(b'e');
+        }
+        body.extend_from_slice(b"]\x94e.");
+        let mut p = b"\x80\x04\x95".to_vec();
+        p.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        p.extend_from_slice(&body);
+        p
+    }
+
+    #[test]
+    fn memo_bomb_is_refused_by_size_not_by_allocation() {
+        let mut python = b"\x80\x04\x95\x9c\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x01s\x94]\x94(]\x94(]\x94\x8c\x7f".to_vec();
+        python.extend_from_slice(&[b'a'; 127]);
+        python.extend_from_slice(b"\x94ah\x04eh\x03e]\x94e.");
+        assert_eq!(memo_bomb(2, 2, 127), python, "the pickle Python writes");
+        // 329 bytes; 2^29 copies of 127 bytes: over 60 GiB once every reference is copied.
+        let bomb = memo_bomb(29, 2, 127);
+        assert_eq!(bomb.len(), 329);
+        let e = decode(&bomb).expect_err("a memo bomb must be refused");
+        assert!(e.to_string().contains("expands to more than"), "{e}");
+        // Wide rather than deep: 255 references per level, three levels.
+        let e = decode(&memo_bomb(3, 255, 1)).expect_err("a wide memo bomb must be refused");
+        assert!(e.to_string().contains("expands to more than"), "{e}");
+        // A little sharing is what Python writes for a repeated path, and is fine.
+        let ok = decode(&memo_bomb(4, 2, 10)).expect("16 shared copies decode");
+        let Value::List(items) = ok else {
+            panic!("not a list: {ok:?}")
+        };
+        assert_eq!(items.len(), 3);
+    }
+
+    #[test]
+    fn opcode_count_is_bounded() {
+        // A million and more empty lists: every one is an opcode, a node and a stack slot.
+        let mut p = b"\x80\x04(".to_vec();
+        p.extend(std::iter::repeat_n(b']', MAX_OPS + 1));
+        p.extend_from_slice(b"l.");
+        let e = decode(&p).expect_err("too many opcodes");
+        assert!(e.to_string().contains("opcodes"), "{e}");
+        // Just below the bound, the same shape decodes.
+        let mut p = b"\x80\x04(".to_vec();
+        p.extend(std::iter::repeat_n(b']', MAX_OPS - 10));
+        p.extend_from_slice(b"l.");
+        assert!(decode(&p).is_ok());
     }
 
     #[test]
