@@ -576,7 +576,7 @@ fn free_port() -> Res<u16> {
 }
 
 /// nginx on a free port serving and accepting files in `root`, if nginx is installed.
-fn start_nginx(tmp: &Path) -> Res<Option<(ChildGuard, String)>> {
+fn start_nginx(tmp: &Path) -> Res<Option<(larder_testservers::ServerProcess, String)>> {
     if larder_testservers::find_program("nginx").is_none() {
         eprintln!("nginx not installed: the http store has no baseline in this run");
         return Ok(None);
@@ -596,16 +596,22 @@ fn start_nginx(tmp: &Path) -> Res<Option<(ChildGuard, String)>> {
     );
     let conf_path = tmp.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
-    let child = std::process::Command::new("nginx")
-        .arg("-c")
+    let mut cmd = std::process::Command::new("nginx");
+    cmd.arg("-c")
         .arg(&conf_path)
         .arg("-p")
         .arg(tmp)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let guard = ChildGuard(child);
+        .stderr(std::process::Stdio::null());
+    // SIGQUIT is nginx's graceful stop (`nginx -s quit`): the master waits for its workers.
+    // Killing the master alone would leave the workers running, re-parented to init.
+    let guard = larder_testservers::ServerProcess::spawn(
+        "nginx",
+        &mut cmd,
+        larder_testservers::StopSignal::Quit,
+        Duration::from_secs(10),
+    )?;
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(Some((guard, format!("http://127.0.0.1:{port}"))));
@@ -613,15 +619,6 @@ fn start_nginx(tmp: &Path) -> Res<Option<(ChildGuard, String)>> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Err("nginx did not start".into())
-}
-
-/// A child process killed on drop.
-struct ChildGuard(std::process::Child);
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn subject(name: &str, tmp: &Path) -> Res<Option<Subject>> {

@@ -6,9 +6,13 @@
 //! - `cargo xtask bench`: every store on one workload, as ratios to same-run baselines
 //!   (`--foundation` adds the foundation benchmarks).
 //! - `cargo xtask policies`: build the WebAssembly guest policies (`policies/`).
+//!
+//! `test` and `bench` end by listing any process they started that is still running
+//! (`leftovers.rs`); under CI that fails the run.
 
 mod demo;
 mod flags;
+mod leftovers;
 mod policies;
 mod servers;
 mod test;
@@ -61,6 +65,16 @@ pub(crate) fn target_dir() -> PathBuf {
 
 impl flags::Bench {
     fn run(self, sh: &Shell) -> Result<()> {
+        let run = leftovers::Run::begin();
+        let _marker = run
+            .as_ref()
+            .map(|r| sh.push_env(leftovers::MARKER, r.marker()));
+        let result = self.run_benches(sh);
+        let left = run.map_or(Ok(()), |r| r.check("the benchmark run"));
+        result.and(left)
+    }
+
+    fn run_benches(self, sh: &Shell) -> Result<()> {
         let stores = self.stores.unwrap_or_else(|| "fs,http,cmd,s3".into());
         let out = self
             .out

@@ -19,6 +19,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // larder-opendal's redis service is tested against a real redis-server (started by the
     // test on a free port; the package's own service is not needed).
     ("redis-server", "redis-server"),
+    // The stores benchmark's baseline for the http store (its smoke test runs below), started
+    // on a free port and stopped with SIGQUIT like the test servers (`/usr/sbin` may not be on
+    // a user's PATH, hence the path).
+    ("nginx", "/usr/sbin/nginx"),
 ];
 
 /// Python modules the tests import, each with its Debian package for when pip cannot install it:
@@ -147,6 +151,17 @@ pub(crate) const TEST_FEATURES: &str = "larder-cli/s3,larder-cli/gcs,larder-cli/
 
 impl flags::Test {
     pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        // Every command below carries the run's marker, so what it leaves running is found.
+        let run = crate::leftovers::Run::begin();
+        let _marker = run
+            .as_ref()
+            .map(|r| sh.push_env(crate::leftovers::MARKER, r.marker()));
+        let result = self.run_steps(sh);
+        let left = run.map_or(Ok(()), |r| r.check("the test run"));
+        result.and(left)
+    }
+
+    fn run_steps(self, sh: &Shell) -> Result<()> {
         install_prerequisites(sh)?;
         crate::policies::build_for_tests(sh)?;
         crate::servers::install(sh)?;
