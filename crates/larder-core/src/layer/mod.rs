@@ -22,6 +22,8 @@
 //!   faster tiers; writes go to every tier synchronously or, for slow tiers, through an
 //!   [`UploadQueue`]; per-tier hit counters. It holds many stores, so it is a [`Store`] itself
 //!   rather than a [`Layered`] wrapper.
+//! - [`Namespaces`] ([`namespaces`]): the key prefixes a protocol owns keep its invariant
+//!   (`bazel-cas/<sha256>` holds bytes of that SHA-256, ...) whichever protocol writes them.
 //! - [`Signed`] and [`Trusted`] ([`trust`]): entries signed with an ed25519 key on the way in;
 //!   entries no trusted key signed are misses on the way out (and, on a server, refused on the
 //!   way in).
@@ -76,6 +78,7 @@ use crate::store::{
 
 pub mod admit;
 pub mod best_effort;
+pub mod namespaces;
 pub mod progress;
 pub mod read_only;
 pub mod retry;
@@ -83,12 +86,15 @@ pub mod tiered;
 pub mod trust;
 
 #[cfg(all(test, feature = "testkit"))]
+mod namespaces_tests;
+#[cfg(all(test, feature = "testkit"))]
 mod tests;
 #[cfg(all(test, feature = "testkit"))]
 mod trust_tests;
 
 pub use admit::Admission;
 pub use best_effort::{BestEffort, BestEffortConfig};
+pub use namespaces::Namespaces;
 pub use progress::{Progress, ProgressCounts};
 pub use read_only::ReadOnly;
 pub use retry::{Retry, RetryConfig};
