@@ -283,6 +283,11 @@ pub(crate) fn global_flags() -> impl Iterator<Item = &'static Key> {
     KEYS.iter().filter(|k| k.flag.is_some())
 }
 
+/// The setting called `name` (`inline_limit`), as declared, if there is one.
+pub(crate) fn setting_name(name: &str) -> Option<&'static str> {
+    KEYS.iter().find(|k| k.name == name).map(|k| k.name)
+}
+
 /// The environment-variable part of `larder --help`, generated from [`KEYS`].
 pub(crate) fn env_help() -> String {
     let mut s = String::from("Environment:\n");

@@ -94,6 +94,9 @@ enum Command {
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), or write one page per subcommand with --dir
     Man(cmd::man::Args),
+    /// Serve ccache 4.13+ as its remote storage helper (ccache-storage-<scheme>), or install
+    /// the helper's names
+    CcacheHelper(cmd::ccache_helper::Args),
 }
 
 /// `larder --version`: the version, then the stores and optional features compiled in, e.g.
@@ -139,7 +142,8 @@ fn after_help() -> String {
 /// The flags given, as (setting, value, flag as typed), go into the configuration's top layer.
 fn parse() -> (Cli, Vec<(&'static str, String, &'static str)>) {
     use clap::FromArgMatches;
-    let matches = command().get_matches();
+    // Run as `ccache-storage-<scheme>`, larder is `larder ccache-helper`.
+    let matches = command().get_matches_from(cmd::ccache_helper::argv());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     (cli, setting_flags(&matches))
 }
@@ -247,6 +251,7 @@ fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Re
             Command::Policy(args) => cmd::policy::run(args, &ctx).await,
             Command::Completions(args) => cmd::completions::run(args),
             Command::Man(args) => cmd::man::run(args),
+            Command::CcacheHelper(args) => cmd::ccache_helper::run(args, &ctx).await,
         }
     })
 }

@@ -9,6 +9,7 @@ use crate::config::{Config, Inputs};
 use crate::progress::Ui;
 use crate::stores::{self, Opened};
 
+pub(crate) mod ccache_helper;
 pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod exec;
