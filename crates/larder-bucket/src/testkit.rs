@@ -7,9 +7,10 @@
 //! under test rooted at `prefix`, with that grace period. [`trim_tests!`](crate::trim_tests)
 //! declares the four as tests.
 //!
-//! Also for every bucket store's tests: [`conformance`] (larder-core's suite, damaging objects
-//! through the bucket's own primitives) and [`silent_port`] (a server that never answers).
+//! Also for every bucket store's tests: [`BucketHarness`], larder-core's conformance harness over
+//! a bucket store, damaging objects through the bucket's own primitives.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,17 +200,59 @@ macro_rules! trim_tests {
     )+};
 }
 
-/// larder-core's conformance suite over `store`, damaging its objects through the bucket's own
-/// primitives (read, flip two bytes, write back plain).
-pub async fn conformance<B: Bucket>(store: BucketStore<B>) {
-    larder_core::testkit::run_all(&BucketHarness(Arc::new(store))).await;
+/// larder-core's conformance harness over a bucket store, damaging its objects through the
+/// bucket's own primitives (read, flip two bytes, write back plain). Run it with
+/// `larder_core::testkit::Suites::store`, or `run_all`.
+pub struct BucketHarness<B: Bucket> {
+    store: Arc<BucketStore<B>>,
+    at: Option<EndpointFn<B>>,
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-struct BucketHarness<B>(Arc<BucketStore<B>>);
+impl<B: Bucket> std::fmt::Debug for BucketHarness<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketHarness")
+            .field("store", &self.store.to_string())
+            .field("at_endpoint", &self.at.is_some())
+            .finish()
+    }
+}
+
+type EndpointFn<B> = Box<dyn Fn(SocketAddr) -> BucketStore<B> + Send + Sync>;
 
 impl<B: Bucket> BucketHarness<B> {
+    /// The harness over `store`.
+    pub fn new(store: BucketStore<B>) -> Self {
+        BucketHarness {
+            store: Arc::new(store),
+            at: None,
+            _keep: None,
+        }
+    }
+
+    /// How to open a store of this bucket type at another address (the suite's dead and hanging
+    /// endpoint checks), with time-outs of a few seconds.
+    pub fn at_endpoint(
+        mut self,
+        open: impl Fn(SocketAddr) -> BucketStore<B> + Send + Sync + 'static,
+    ) -> Self {
+        self.at = Some(Box::new(open));
+        self
+    }
+
+    /// Keep `guard` (the test server) alive as long as the harness.
+    pub fn keep(mut self, guard: impl Send + Sync + 'static) -> Self {
+        self._keep = Some(Box::new(guard));
+        self
+    }
+
+    /// The store under test.
+    pub fn bucket_store(&self) -> Arc<BucketStore<B>> {
+        Arc::clone(&self.store)
+    }
+
     async fn damage(&self, key: String) -> bool {
-        let bucket = self.0.backend();
+        let bucket = self.store.backend();
         let Ok(Some(bytes)) = bucket.get(&key, u64::MAX).await else {
             return false;
         };
@@ -229,15 +272,15 @@ impl<B: Bucket> BucketHarness<B> {
 #[async_trait]
 impl<B: Bucket> Harness for BucketHarness<B> {
     fn store(&self) -> Arc<dyn Store> {
-        self.0.clone()
+        self.store.clone()
     }
 
     async fn corrupt_blob(&self, digest: &Digest) -> bool {
-        self.damage(self.0.blob_key(digest)).await
+        self.damage(self.store.blob_key(digest)).await
     }
 
     async fn corrupt_entry(&self, key: &Key) -> bool {
-        self.damage(self.0.entry_key(key)).await
+        self.damage(self.store.entry_key(key)).await
     }
 
     fn large_blob_bytes(&self) -> u64 {
@@ -248,16 +291,9 @@ impl<B: Bucket> Harness for BucketHarness<B> {
             .and_then(|v| larder_core::size::parse_size(&v).ok())
             .unwrap_or(256 << 20)
     }
-}
 
-/// A loopback port that accepts connections and never answers (for time-out checks).
-pub fn silent_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        // Never finishes: every connection is kept, open and silent.
-        let held: Vec<_> = listener.incoming().collect();
-        drop(held);
-    });
-    port
+    fn at_endpoint(&self, addr: SocketAddr) -> Option<Arc<dyn Store>> {
+        let open = self.at.as_ref()?;
+        Some(Arc::new(open(addr)))
+    }
 }

@@ -1,24 +1,18 @@
 //! The shared conformance suite and GCS-specific checks, against a real fake-gcs-server
 //! started on a free loopback port by `larder-testservers` (skipped when it is missing, except
-//! under CI, where that fails).
+//! under CI, where that fails). One trial per check (`gcs::…`, including a dead and a hanging
+//! endpoint).
 
 mod common;
 
 use std::time::Duration;
 
+use larder_bucket::testkit::BucketHarness;
+use larder_core::testkit::{Suites, Unavailable};
 use larder_core::{Content, Digest, Entry, ErrorKind, Key, Output, OutputKind, Store, StoreExt};
 use larder_gcs::{BucketBuilder, GcsStore, GcsStoreBuilder};
 use larder_testservers::FakeGcs;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_against_fake_gcs_server() {
-    let Some(gcs) = FakeGcs::start() else {
-        return;
-    };
-    larder_bucket::testkit::conformance(common::store(&gcs, "conformance")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn gs_url_with_endpoint_params_and_stats_from_listing_metadata() {
     let Some(gcs) = FakeGcs::start() else {
         return;
@@ -54,7 +48,6 @@ async fn gs_url_with_endpoint_params_and_stats_from_listing_metadata() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn missing_bucket_is_a_permanent_error() {
     let Some(gcs) = FakeGcs::start() else {
         return;
@@ -69,43 +62,16 @@ async fn missing_bucket_is_a_permanent_error() {
     assert!(err.to_string().contains("does the bucket exist"), "{err}");
 }
 
-/// A store on `port` of loopback that gives up after one retry.
-fn local(port: u16, request_timeout: Duration) -> GcsStore {
+/// A store at `addr` (nothing there, or a server that never answers) that gives up quickly.
+fn at(addr: std::net::SocketAddr) -> GcsStore {
     let b = GcsStoreBuilder::new("bucket").with_anonymous(true);
-    let b = b.with_endpoint(format!("http://127.0.0.1:{port}"));
-    let b = b.with_retries(1).with_request_timeout(request_timeout);
+    let b = b.with_endpoint(format!("http://{addr}"));
+    let b = b
+        .with_retries(1)
+        .with_request_timeout(Duration::from_millis(700));
     b.build().expect("store")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dead_endpoint_is_a_temporary_error() {
-    let port = larder_testservers::free_ports(1).expect("port")[0];
-    let store = local(port, Duration::from_secs(15));
-    let err = store.get_entry(&Key::new("k").expect("key")).await;
-    let err = err.expect_err("nothing listens");
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
-    let err = store.find_missing(&[Digest::of(b"x")]).await;
-    assert_eq!(
-        err.expect_err("nothing listens").kind(),
-        ErrorKind::Temporary
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn hanging_server_is_a_temporary_error_within_the_request_timeout() {
-    let store = local(
-        larder_bucket::testkit::silent_port(),
-        Duration::from_millis(700),
-    );
-    let started = std::time::Instant::now();
-    let err = store.find_missing(&[Digest::of(b"x")]).await;
-    let err = err.expect_err("nothing answers");
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "took {took:?}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_streamed_upload_that_fails_stores_nothing() {
     let Some(gcs) = FakeGcs::start() else {
         return;
@@ -138,4 +104,27 @@ async fn a_streamed_upload_that_fails_stores_nothing() {
         put(right, ok(&chunks)).await.expect("good bytes"),
         larder_core::PutOutcome::Written
     );
+}
+
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("gcs", || async {
+            let gcs =
+                FakeGcs::start().ok_or(Unavailable("fake-gcs-server is not installed".into()))?;
+            let store = common::store(&gcs, "conformance");
+            Ok(BucketHarness::new(store).at_endpoint(at).keep(gcs))
+        })
+        .test(
+            "gs_url_with_endpoint_params_and_stats_from_listing_metadata",
+            gs_url_with_endpoint_params_and_stats_from_listing_metadata,
+        )
+        .test(
+            "missing_bucket_is_a_permanent_error",
+            missing_bucket_is_a_permanent_error,
+        )
+        .test(
+            "a_streamed_upload_that_fails_stores_nothing",
+            a_streamed_upload_that_fails_stores_nothing,
+        )
+        .run()
 }

@@ -1,12 +1,17 @@
 //! The shared conformance suite, run against a real larder-server on a free loopback port,
-//! over a temporary directory the test owns (so it can damage stored files directly).
+//! over a temporary directory the test owns (so it can damage stored files directly), one trial
+//! per check: the http store alone (`http::…`, including a dead and a hanging endpoint), and a
+//! local fs tier in front of it as the CLI stacks them (`fs_http::…`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use larder_core::testkit::{Harness, run_all};
+use larder_core::layer::{BestEffort, Retry, Tier, Tiered};
+use larder_core::testkit::{Harness, Suites};
 use larder_core::{Digest, Key, Store};
+use larder_fs::{FsConfig, FsStore};
 use larder_http::HttpStore;
 use larder_server::{Server, ServerConfig};
 
@@ -60,10 +65,69 @@ impl Harness for HttpHarness {
             .and_then(|v| larder_core::size::parse_size(&v).ok())
             .unwrap_or(256 << 20)
     }
+
+    fn at_endpoint(&self, addr: std::net::SocketAddr) -> Option<Arc<dyn Store>> {
+        let store = HttpStore::builder(format!("http://{addr}/v1"))
+            .connect_timeout(Duration::from_secs(2))
+            .read_timeout(Duration::from_secs(2))
+            .request_timeout(Duration::from_secs(3))
+            .retries(0, Duration::ZERO)
+            .build()
+            .expect("client");
+        Some(Arc::new(store))
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance() {
-    let h = HttpHarness::start().await;
-    run_all(&h).await;
+/// A local fs tier in front of the http store, as the CLI stacks a remote: best-effort, with
+/// retries. Damage goes to both tiers.
+struct TieredHarness {
+    _local_dir: tempfile::TempDir,
+    local_root: PathBuf,
+    remote: HttpHarness,
+    store: Arc<dyn Store>,
+}
+
+impl TieredHarness {
+    async fn start() -> TieredHarness {
+        let remote = HttpHarness::start().await;
+        let local_dir = tempfile::tempdir().expect("temp dir");
+        let local_root = local_dir.path().join("local");
+        let local = Arc::new(FsStore::open(&local_root, FsConfig::default()).expect("open"));
+        let slow: Arc<dyn Store> = Arc::new(BestEffort::new(Retry::new(remote.store.clone())));
+        let store = Arc::new(Tiered::new(vec![Tier::new(local), Tier::new(slow)]).expect("tiers"));
+        TieredHarness {
+            _local_dir: local_dir,
+            local_root,
+            remote,
+            store,
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for TieredHarness {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
+    async fn corrupt_blob(&self, digest: &Digest) -> bool {
+        let local = larder_fs::testkit::corrupt_blob(&self.local_root, digest);
+        self.remote.corrupt_blob(digest).await | local
+    }
+
+    async fn corrupt_entry(&self, key: &Key) -> bool {
+        let local = larder_fs::testkit::corrupt_entry(&self.local_root, key);
+        self.remote.corrupt_entry(key).await | local
+    }
+
+    fn large_blob_bytes(&self) -> u64 {
+        self.remote.large_blob_bytes()
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("http", || async { Ok(HttpHarness::start().await) })
+        .store("fs_http", || async { Ok(TieredHarness::start().await) })
+        .run()
 }

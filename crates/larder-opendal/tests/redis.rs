@@ -1,15 +1,16 @@
-//! The conformance suite against OpenDAL's `redis` service and a real `redis-server` (Debian's
-//! package), started on a free loopback port with persistence off. Skipped with a reason when
+//! The conformance suite (one trial per check, `redis::…`) against OpenDAL's `redis` service
+//! and a real `redis-server` (Debian's package), started on a free loopback port with persistence off. Skipped with a reason when
 //! `redis-server` is missing, except under CI, where that fails (`cargo xtask test` installs
-//! it). Needs the `services-redis` feature.
-#![cfg(feature = "services-redis")]
+//! it). Needs the `services-redis` feature (`required-features` in Cargo.toml).
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use larder_bucket::testkit::conformance;
+use larder_bucket::BucketBuilder;
+use larder_bucket::testkit::BucketHarness;
 use larder_core::Store;
+use larder_core::testkit::{Suites, Unavailable};
 use larder_opendal::OpendalStore;
 
 /// A `redis-server` on a free loopback port, killed when dropped.
@@ -73,11 +74,9 @@ impl Drop for Redis {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_redis_service() {
-    let Some(redis) = Redis::start() else {
-        return;
-    };
+/// The store on `redis`, with what the docs promise of it: no listing, so no trim, and the
+/// error says why.
+async fn redis_store(redis: &Redis) -> larder_opendal::OpendalStore {
     let url = format!("opendal+redis://127.0.0.1:{}/conformance", redis.port);
     let store = OpendalStore::from_url(&url).expect("store");
     assert!(
@@ -86,10 +85,30 @@ async fn conformance_redis_service() {
     );
     let cap = store.capability();
     assert!(!cap.list && cap.delete && !cap.trim, "{cap:?}");
-    // Redis cannot list: no trim, and the error says why.
     let mut opts = larder_core::TrimOptions::default();
     opts.max_entries = Some(0);
     let err = store.trim(&opts, None).await.expect_err("no trim");
     assert!(err.to_string().contains("cannot list"), "{err}");
-    conformance(store).await;
+    store
+}
+
+/// A store at `addr` (nothing there, or a server that never answers) that gives up quickly.
+fn at(addr: std::net::SocketAddr) -> larder_opendal::OpendalStore {
+    let url = format!("opendal+redis://{addr}/x?timeout_ms=700");
+    larder_opendal::OpendalStoreBuilder::from_url(&url)
+        .expect("url")
+        .with_retries(1)
+        .build()
+        .expect("store")
+}
+
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("redis", || async {
+            let redis =
+                Redis::start().ok_or(Unavailable("redis-server is not installed".into()))?;
+            let store = redis_store(&redis).await;
+            Ok(BucketHarness::new(store).at_endpoint(at).keep(redis))
+        })
+        .run()
 }

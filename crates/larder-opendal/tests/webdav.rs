@@ -1,12 +1,10 @@
 //! The shared conformance suite against OpenDAL's `webdav` service and `larder serve`'s WebDAV
-//! tree (`/dav`), started in this process on a free loopback port; blobs in parts; errors of a
-//! dead or hanging server. (Each conformance run has its own test binary: the suite measures the
-//! process's memory, which another run in the same process would blur.)
+//! tree (`/dav`), started in this process on a free loopback port, one trial per check
+//! (`webdav::…`, including a dead and a hanging server); blobs in parts.
 
-use std::time::{Duration, Instant};
-
-use larder_bucket::testkit::conformance;
-use larder_core::{ErrorKind, Key, Store, StoreExt};
+use larder_bucket::testkit::BucketHarness;
+use larder_core::testkit::Suites;
+use larder_core::{ErrorKind, Store, StoreExt};
 use larder_opendal::{BucketBuilder, OpendalStore, OpendalStoreBuilder};
 
 /// `larder serve` over a temporary directory, on a free loopback port, until dropped.
@@ -50,10 +48,10 @@ impl DavServer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_webdav_service_against_larder_serve() {
-    let server = DavServer::start().await;
-    // larder serve's WebDAV tree answers PROPFIND about one path only: no listing.
+/// The webdav service's store on `server`, with what the docs promise of it: no listing (larder
+/// serve's WebDAV tree answers PROPFIND about one path only), so no stats, and the error says
+/// why; large blobs go in parts.
+async fn dav_store(server: &DavServer) -> OpendalStore {
     let url = format!(
         "opendal+webdav://{}/dav/conformance?tls=false&list=false",
         server.addr
@@ -65,14 +63,18 @@ async fn conformance_webdav_service_against_larder_serve() {
     );
     let cap = store.capability();
     assert!(!cap.list && cap.delete && !cap.trim, "{cap:?}");
-    conformance(store.clone()).await;
-    // Without listing there are no stats, and the error says why.
     let err = store.stats().await.expect_err("no listing");
     assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
-    server.stop().await;
+    store
 }
 
-#[tokio::test(flavor = "multi_thread")]
+/// A store at `addr` (nothing there, or a server that never answers) that gives up quickly.
+fn at(addr: std::net::SocketAddr) -> OpendalStore {
+    let url = format!("opendal+webdav://{addr}/dav/x?tls=false&timeout_ms=700");
+    let builder = OpendalStoreBuilder::from_url(&url).expect("url");
+    builder.with_retries(1).build().expect("store")
+}
+
 async fn large_blob_in_parts_survives_a_lost_part_as_a_miss() {
     let server = DavServer::start().await;
     let url = format!(
@@ -119,21 +121,16 @@ async fn large_blob_in_parts_survives_a_lost_part_as_a_miss() {
     server.stop().await;
 }
 
-/// Nothing listening, and a server that accepts connections and never answers: temporary
-/// errors, within a few seconds (one retry; a 500 ms time-out for the silent one).
-#[tokio::test(flavor = "multi_thread")]
-async fn dead_and_hanging_servers_are_temporary_errors_quickly() {
-    let dead = larder_testservers::free_ports(1).expect("port")[0];
-    let hanging = larder_bucket::testkit::silent_port();
-    for (port, query, bound) in [(dead, "", 10), (hanging, "&timeout_ms=500", 8)] {
-        let url = format!("opendal+webdav://127.0.0.1:{port}/dav/x?tls=false{query}");
-        let builder = OpendalStoreBuilder::from_url(&url).expect("url");
-        let store = builder.with_retries(1).build().expect("store");
-        let started = Instant::now();
-        let key = Key::new("k").expect("key");
-        let err = store.get_entry(&key).await.expect_err("no answer");
-        assert_eq!(err.kind(), ErrorKind::Temporary, "{url}: {err}");
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(bound), "{url}: {took:?}");
-    }
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("webdav", || async {
+            let server = DavServer::start().await;
+            let store = dav_store(&server).await;
+            Ok(BucketHarness::new(store).at_endpoint(at).keep(server))
+        })
+        .test(
+            "large_blob_in_parts_survives_a_lost_part_as_a_miss",
+            large_blob_in_parts_survives_a_lost_part_as_a_miss,
+        )
+        .run()
 }

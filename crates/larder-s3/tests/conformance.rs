@@ -1,10 +1,20 @@
 //! The shared conformance suite and S3-specific checks, against a real SeaweedFS (`weed mini`)
 //! started on free loopback ports by `larder-testservers` (skipped when `weed` is missing,
-//! except under CI, where that fails).
+//! except under CI, where that fails). One trial per check: the S3 store alone (`s3::…`,
+//! including a dead and a hanging endpoint) and a local fs tier in front of it as the CLI
+//! stacks a remote (`fs_s3::…`).
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
+use larder_bucket::testkit::BucketHarness;
+use larder_core::Digest;
+use larder_core::layer::{BestEffort, Retry, Tier, Tiered};
+use larder_core::testkit::{Harness, Suites, Unavailable};
+use larder_fs::{FsConfig, FsStore};
 
 use larder_core::{ErrorKind, Key, Store, StoreExt};
 use larder_s3::{BucketBuilder, S3Store};
@@ -26,16 +36,86 @@ fn store_for(s3: &SeaweedFs, prefix: &str) -> S3Store {
         .expect("store")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conformance_against_seaweedfs() {
-    let Some(s3) = SeaweedFs::start() else {
-        return;
-    };
-    let store = store_for(&s3, &unique_prefix("conformance"));
-    larder_bucket::testkit::conformance(store).await;
+/// A store at `addr` (nothing there, or a server that never answers) that gives up quickly.
+fn at(addr: std::net::SocketAddr) -> S3Store {
+    larder_s3::S3StoreBuilder::new("bucket")
+        .with_endpoint(format!("http://{addr}"))
+        .with_path_style(true)
+        .with_credentials("a", "b")
+        .with_retries(1)
+        .with_request_timeout(Duration::from_millis(700))
+        .build()
+        .expect("store")
 }
 
-#[tokio::test(flavor = "multi_thread")]
+fn seaweedfs() -> Result<SeaweedFs, Unavailable> {
+    SeaweedFs::start().ok_or(Unavailable("weed (SeaweedFS) is not installed".into()))
+}
+
+fn s3_harness(s3: SeaweedFs) -> BucketHarness<larder_s3::S3Bucket> {
+    let store = store_for(&s3, &unique_prefix("conformance"));
+    BucketHarness::new(store).at_endpoint(at).keep(s3)
+}
+
+/// A local fs tier in front of the S3 store (best-effort, with retries); damage goes to both.
+struct FsS3 {
+    _dir: tempfile::TempDir,
+    local_root: std::path::PathBuf,
+    remote: BucketHarness<larder_s3::S3Bucket>,
+    store: Arc<dyn Store>,
+}
+
+impl FsS3 {
+    fn new(remote: BucketHarness<larder_s3::S3Bucket>) -> FsS3 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local_root = dir.path().join("local");
+        let local = Arc::new(FsStore::open(&local_root, FsConfig::default()).expect("open"));
+        let slow: Arc<dyn Store> = Arc::new(BestEffort::new(Retry::new(remote.bucket_store())));
+        let store = Arc::new(Tiered::new(vec![Tier::new(local), Tier::new(slow)]).expect("tiers"));
+        FsS3 {
+            _dir: dir,
+            local_root,
+            remote,
+            store,
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for FsS3 {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+    async fn corrupt_blob(&self, digest: &Digest) -> bool {
+        let local = larder_fs::testkit::corrupt_blob(&self.local_root, digest);
+        self.remote.corrupt_blob(digest).await | local
+    }
+    async fn corrupt_entry(&self, key: &Key) -> bool {
+        let local = larder_fs::testkit::corrupt_entry(&self.local_root, key);
+        self.remote.corrupt_entry(key).await | local
+    }
+    fn large_blob_bytes(&self) -> u64 {
+        self.remote.large_blob_bytes()
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    Suites::from_args()
+        .store("s3", || async { Ok(s3_harness(seaweedfs()?)) })
+        .store("fs_s3", || async {
+            Ok(FsS3::new(s3_harness(seaweedfs()?)))
+        })
+        .test(
+            "minio_url_with_keys_from_env_and_stats",
+            minio_url_with_keys_from_env_and_stats,
+        )
+        .test(
+            "wrong_secret_is_a_permanent_error_that_says_so",
+            wrong_secret_is_a_permanent_error_that_says_so,
+        )
+        .run()
+}
+
 async fn minio_url_with_keys_from_env_and_stats() {
     let Some(s3) = SeaweedFs::start() else {
         return;
@@ -69,7 +149,6 @@ async fn minio_url_with_keys_from_env_and_stats() {
     assert!(stats.bytes > 10, "{stats:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn wrong_secret_is_a_permanent_error_that_says_so() {
     let Some(s3) = SeaweedFs::start() else {
         return;
@@ -85,45 +164,4 @@ async fn wrong_secret_is_a_permanent_error_that_says_so() {
     assert!(err.to_string().contains("access key"), "{err}");
     // Permanent errors are not retried.
     assert!(started.elapsed() < Duration::from_secs(5));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn dead_endpoint_is_a_temporary_error() {
-    let port = larder_testservers::free_ports(1).expect("port")[0];
-    let store = larder_s3::S3StoreBuilder::new("bucket")
-        .with_endpoint(format!("http://127.0.0.1:{port}"))
-        .with_path_style(true)
-        .with_credentials("a", "b")
-        .with_retries(1)
-        .build()
-        .expect("store");
-    let err = store
-        .get_entry(&Key::new("k").expect("key"))
-        .await
-        .expect_err("nothing listens");
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn hanging_server_is_a_temporary_error_within_the_request_timeout() {
-    let port = larder_bucket::testkit::silent_port();
-    let store = larder_s3::S3StoreBuilder::new("bucket")
-        .with_endpoint(format!("http://127.0.0.1:{port}"))
-        .with_path_style(true)
-        .with_credentials("a", "b")
-        .with_retries(1)
-        .with_request_timeout(Duration::from_millis(700))
-        .build()
-        .expect("store");
-    let started = std::time::Instant::now();
-    let err = store
-        .get_entry(&Key::new("k").expect("key"))
-        .await
-        .expect_err("nothing answers");
-    assert_eq!(err.kind(), ErrorKind::Temporary, "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
 }

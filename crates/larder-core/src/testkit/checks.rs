@@ -847,7 +847,7 @@ pub async fn stats_count_hits_and_misses(h: &dyn Harness) {
 
 /// The longest a call to a dead or silent endpoint may take: the backend's time-out (a few
 /// seconds, set by [`Harness::at_endpoint`]) plus room for a loaded machine.
-const ENDPOINT_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+const ENDPOINT_BOUND: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Time `call`, and check it failed with a temporary error (one a retry may cure, which is what
 /// the best-effort and retry layers act on) within [`ENDPOINT_BOUND`].
@@ -869,7 +869,10 @@ async fn must_fail_temporarily<T: std::fmt::Debug>(
             e.kind()
         ),
     }
-    eprintln!("testkit: {store}: {what} failed in {:.2?}", started.elapsed());
+    eprintln!(
+        "testkit: {store}: {what} failed in {:.2?}",
+        started.elapsed()
+    );
 }
 
 /// The calls a build makes first, against `store`: each must fail as a temporary error.

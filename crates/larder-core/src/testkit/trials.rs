@@ -10,8 +10,13 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use super::Harness;
 use super::checks::{CHECKS, applies};
 
+/// Whether the tests run under CI (env `CI` set and not empty, `0` or `false`).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
 /// Why a store under test could not be started (its server is not installed, say). Under CI
-/// (`CI` set) every trial of that store fails with the reason; elsewhere they are ignored and the
+/// (`CI` set, not `0` or `false`) every trial of that store fails with the reason; elsewhere they are ignored and the
 /// reason is printed once.
 #[derive(Debug, Clone)]
 pub struct Unavailable(pub String);
@@ -64,7 +69,9 @@ impl Suites {
         if self.args.list {
             return false;
         }
-        let names = CHECKS.iter().map(|(check, _, _)| format!("{prefix}{check}"));
+        let names = CHECKS
+            .iter()
+            .map(|(check, _, _)| format!("{prefix}{check}"));
         let mut names = names.chain(std::iter::once(prefix.to_owned()));
         names.any(|name| {
             let skipped = self.args.skip.iter().any(|s| {
@@ -102,7 +109,7 @@ impl Suites {
             None
         };
         if let Some(Err(Unavailable(reason))) = &harness
-            && std::env::var_os("CI").is_none()
+            && !in_ci()
         {
             eprintln!("testkit: {name}: not run here: {reason}");
         }
@@ -121,9 +128,8 @@ impl Suites {
                 }
                 Some(Err(Unavailable(reason))) => {
                     let reason = format!("{name} could not be started: {reason}");
-                    let in_ci = std::env::var_os("CI").is_some();
                     Trial::test(trial_name, move || Err(Failed::from(reason)))
-                        .with_ignored_flag(!in_ci)
+                        .with_ignored_flag(!in_ci())
                 }
             };
             self.trials.push(trial);
