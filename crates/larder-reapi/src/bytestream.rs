@@ -1,0 +1,408 @@
+//! ByteStream: reads and resumable writes of CAS blobs by resource name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bazel_remote_apis::google::bytestream::{
+    QueryWriteStatusRequest, QueryWriteStatusResponse, ReadRequest, ReadResponse, WriteRequest,
+    WriteResponse, byte_stream_server::ByteStream,
+};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::Ctx;
+use crate::cas::{Found, Spool};
+use crate::digest::{BlobId, DigestFn, valid_hash};
+use crate::error::store_status;
+use crate::services::instance;
+
+/// The most bytes one ReadResponse carries.
+const READ_CHUNK: usize = 1 << 20;
+/// An upload nobody has written to for this long is dropped (its spool file removed).
+const UPLOAD_IDLE: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug)]
+pub(crate) struct ByteStreamService(pub(crate) Arc<Ctx>);
+
+/// One resumable upload: its spool, once data has arrived.
+#[derive(Default)]
+struct Upload {
+    spool: Option<Spool>,
+    touched: Option<Instant>,
+}
+
+/// Uploads in progress, by resource name.
+#[derive(Default)]
+pub(crate) struct Uploads(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>);
+
+impl std::fmt::Debug for Uploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Uploads({n})")
+    }
+}
+
+impl Uploads {
+    fn get_or_create(&self, name: &str) -> Arc<tokio::sync::Mutex<Upload>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(name) {
+            // Drop idle uploads whose writers are gone.
+            map.retain(|_, u| match u.try_lock() {
+                Ok(u) => u.touched.is_some_and(|t| t.elapsed() < UPLOAD_IDLE),
+                Err(_) => true,
+            });
+        }
+        Arc::clone(map.entry(name.to_owned()).or_default())
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<tokio::sync::Mutex<Upload>>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(name).cloned()
+    }
+
+    fn remove(&self, name: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(name);
+    }
+}
+
+/// A parsed resource name.
+#[derive(Debug, PartialEq, Eq)]
+struct Resource {
+    instance: String,
+    id: BlobId,
+}
+
+fn bad_name(name: &str, expected: &str) -> Status {
+    Status::invalid_argument(format!("resource name {name:?} is not {expected}"))
+}
+
+/// Parse `{function/}{hash}/{size}` (then, for uploads, optional metadata segments).
+fn parse_digest(segs: &[&str], allow_rest: bool) -> Option<BlobId> {
+    let (func, rest) = match segs.first().and_then(|s| DigestFn::from_segment(s)) {
+        Some(f) if segs.get(1).is_some_and(|h| valid_hash(h)) => (f, &segs[1..]),
+        _ => (DigestFn::Sha256, segs),
+    };
+    let [hash, size, tail @ ..] = rest else {
+        return None;
+    };
+    if !tail.is_empty() && !allow_rest {
+        return None;
+    }
+    if !size.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    BlobId::from_parts(func, hash, size.parse().ok()?).ok()
+}
+
+/// `[{instance}/]blobs/{digest}`.
+fn parse_read(name: &str) -> Result<Resource, Status> {
+    const EXPECTED: &str = "[{instance}/]blobs/{hash}/{size}";
+    let segs: Vec<&str> = name.split('/').collect();
+    if segs.contains(&"compressed-blobs") {
+        return Err(Status::invalid_argument(
+            "compressed-blobs: no compressors are supported (see GetCapabilities)",
+        ));
+    }
+    let i = segs
+        .iter()
+        .position(|s| *s == "blobs")
+        .ok_or_else(|| bad_name(name, EXPECTED))?;
+    let instance_name = segs[..i].join("/");
+    instance(&instance_name)?;
+    let id = parse_digest(&segs[i + 1..], false).ok_or_else(|| bad_name(name, EXPECTED))?;
+    Ok(Resource {
+        instance: instance_name,
+        id,
+    })
+}
+
+/// `[{instance}/]uploads/{uuid}/blobs/{digest}[/{metadata}]`.
+fn parse_write(name: &str) -> Result<Resource, Status> {
+    const EXPECTED: &str = "[{instance}/]uploads/{uuid}/blobs/{hash}/{size}";
+    let segs: Vec<&str> = name.split('/').collect();
+    let i = segs
+        .iter()
+        .position(|s| *s == "uploads")
+        .ok_or_else(|| bad_name(name, EXPECTED))?;
+    let instance_name = segs[..i].join("/");
+    instance(&instance_name)?;
+    match segs.get(i + 1..i + 3) {
+        Some([uuid, "blobs"]) if !uuid.is_empty() => {}
+        Some([_, "compressed-blobs"]) => {
+            return Err(Status::invalid_argument(
+                "compressed-blobs: no compressors are supported (see GetCapabilities)",
+            ));
+        }
+        _ => return Err(bad_name(name, EXPECTED)),
+    }
+    let id = parse_digest(&segs[i + 3..], true).ok_or_else(|| bad_name(name, EXPECTED))?;
+    Ok(Resource {
+        instance: instance_name,
+        id,
+    })
+}
+
+/// State of a read: the blob's chunks, where they are, and the range to send.
+struct Reading {
+    inner: larder_core::ByteStream,
+    pos: u64,
+    start: u64,
+    end: u64,
+    size: u64,
+    pending: Bytes,
+}
+
+fn read_stream(
+    found: Found,
+    start: u64,
+    end: u64,
+) -> BoxStream<'static, Result<ReadResponse, Status>> {
+    let (inner, size): (larder_core::ByteStream, u64) = match found {
+        Found::Inline(b) => {
+            let size = b.len() as u64;
+            (Box::pin(futures::stream::once(async move { Ok(b) })), size)
+        }
+        Found::Blob(read) => (read.stream, read.size),
+    };
+    let state = Reading {
+        inner,
+        pos: 0,
+        start,
+        end,
+        size,
+        pending: Bytes::new(),
+    };
+    Box::pin(futures::stream::try_unfold(state, |mut st| async move {
+        loop {
+            if !st.pending.is_empty() {
+                let n = st.pending.len().min(READ_CHUNK);
+                let data = st.pending.split_to(n).to_vec();
+                return Ok(Some((ReadResponse { data }, st)));
+            }
+            if st.pos >= st.end && st.end < st.size {
+                return Ok(None);
+            }
+            match st.inner.try_next().await.map_err(store_status)? {
+                // A whole read ends with the store's verdict on the blob.
+                None if st.pos == st.size => return Ok(None),
+                None => return Err(Status::data_loss("the blob ended early")),
+                Some(chunk) => {
+                    let chunk_start = st.pos;
+                    st.pos += chunk.len() as u64;
+                    let lo = chunk_start.max(st.start);
+                    let hi = st.pos.min(st.end);
+                    if lo < hi {
+                        st.pending =
+                            chunk.slice((lo - chunk_start) as usize..(hi - chunk_start) as usize);
+                    }
+                }
+            }
+        }
+    }))
+}
+
+impl ByteStreamService {
+    /// Receive the rest of an upload into its spool; the committed size when done.
+    async fn receive(
+        &self,
+        name: &str,
+        id: &BlobId,
+        first: WriteRequest,
+        stream: &mut Streaming<WriteRequest>,
+    ) -> Result<i64, Status> {
+        let ctx = &self.0;
+        let upload = ctx.uploads.get_or_create(name);
+        let mut upload = upload.lock().await;
+        upload.touched = Some(Instant::now());
+        let mut msg = first;
+        loop {
+            if !msg.resource_name.is_empty() && msg.resource_name != name {
+                return Err(Status::invalid_argument(
+                    "the resource name changed in the middle of a write",
+                ));
+            }
+            let committed = upload.spool.as_ref().map_or(0, |s| s.written);
+            if msg.write_offset != committed as i64 {
+                if msg.write_offset != 0 {
+                    return Err(Status::invalid_argument(format!(
+                        "write_offset {} but {committed} bytes are committed",
+                        msg.write_offset
+                    )));
+                }
+                upload.spool = None;
+            }
+            let spool = match &mut upload.spool {
+                Some(s) => s,
+                None => upload
+                    .spool
+                    .insert(Spool::create(&ctx.cas.tmp_dir, id).await?),
+            };
+            if spool.written + msg.data.len() as u64 > id.size {
+                upload.spool = None;
+                ctx.uploads.remove(name);
+                return Err(Status::invalid_argument(format!(
+                    "more bytes than the {} of blob {id}",
+                    id.size
+                )));
+            }
+            spool.append(&msg.data).await?;
+            upload.touched = Some(Instant::now());
+            if msg.finish_write {
+                let spool = upload.spool.take();
+                ctx.uploads.remove(name);
+                let Some(spool) = spool else {
+                    return Err(Status::internal("the upload vanished"));
+                };
+                if spool.written != id.size {
+                    return Err(Status::invalid_argument(format!(
+                        "finished after {} bytes of blob {id}",
+                        spool.written
+                    )));
+                }
+                let got = spool.hash_hex();
+                if got != id.hash {
+                    return Err(Status::invalid_argument(format!(
+                        "blob {id}: the bytes hash to {got}"
+                    )));
+                }
+                ctx.cas.put_spool(id, spool).await?;
+                return Ok(id.size as i64);
+            }
+            match stream.message().await? {
+                Some(next) => msg = next,
+                // The client stopped without finishing: what arrived stays, for a resumed write.
+                None => return Ok(upload.spool.as_ref().map_or(0, |s| s.written) as i64),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ByteStream for ByteStreamService {
+    type ReadStream = BoxStream<'static, Result<ReadResponse, Status>>;
+
+    async fn read(
+        &self,
+        request: Request<ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let ctx = &self.0;
+        ctx.require(request.metadata(), false)?;
+        let req = request.into_inner();
+        let res = parse_read(&req.resource_name)?;
+        let id = res.id;
+        let offset = u64::try_from(req.read_offset)
+            .map_err(|_| Status::out_of_range("read_offset is negative"))?;
+        let limit = u64::try_from(req.read_limit)
+            .map_err(|_| Status::invalid_argument("read_limit is negative"))?;
+        if offset > id.size {
+            return Err(Status::out_of_range(format!(
+                "read_offset {offset} is past the end of blob {id}"
+            )));
+        }
+        let end = if limit == 0 {
+            id.size
+        } else {
+            id.size.min(offset.saturating_add(limit))
+        };
+        let Some(found) = ctx.cas.open(&id).await? else {
+            return Err(Status::not_found(format!("blob {id} is not in the CAS")));
+        };
+        Ok(Response::new(read_stream(found, offset, end)))
+    }
+
+    async fn write(
+        &self,
+        request: Request<Streaming<WriteRequest>>,
+    ) -> Result<Response<WriteResponse>, Status> {
+        let ctx = &self.0;
+        ctx.require(request.metadata(), true)?;
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("a write with no request"))?;
+        let name = first.resource_name.clone();
+        let Resource { id, .. } = parse_write(&name)?;
+        if let Some(max) = ctx.opts.max_blob_bytes
+            && id.size > max
+        {
+            return Err(Status::invalid_argument(format!(
+                "blob {id} is over the largest accepted size, {max} bytes"
+            )));
+        }
+        // Finished early when the blob is there already (the empty blob always is).
+        if ctx.cas.contains(&id).await? {
+            ctx.uploads.remove(&name);
+            return Ok(Response::new(WriteResponse {
+                committed_size: id.size as i64,
+            }));
+        }
+        let committed_size = self.receive(&name, &id, first, &mut stream).await?;
+        Ok(Response::new(WriteResponse { committed_size }))
+    }
+
+    async fn query_write_status(
+        &self,
+        request: Request<QueryWriteStatusRequest>,
+    ) -> Result<Response<QueryWriteStatusResponse>, Status> {
+        let ctx = &self.0;
+        ctx.require(request.metadata(), true)?;
+        let name = request.into_inner().resource_name;
+        let Resource { id, .. } = parse_write(&name)?;
+        if ctx.cas.contains(&id).await? {
+            return Ok(Response::new(QueryWriteStatusResponse {
+                committed_size: id.size as i64,
+                complete: true,
+            }));
+        }
+        let committed = match ctx.uploads.get(&name) {
+            Some(u) => u.lock().await.spool.as_ref().map_or(0, |s| s.written),
+            None => 0,
+        };
+        Ok(Response::new(QueryWriteStatusResponse {
+            committed_size: committed as i64,
+            complete: false,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_names() {
+        let h = "0".repeat(64);
+        let r = parse_read(&format!("blobs/{h}/12")).unwrap();
+        assert_eq!((r.instance.as_str(), r.id.size), ("", 12));
+        let r = parse_read(&format!("team/a/blobs/blake3/{h}/3")).unwrap();
+        assert_eq!(
+            (r.instance.as_str(), r.id.func),
+            ("team/a", DigestFn::Blake3)
+        );
+        let w = parse_write(&format!("x/uploads/u-1/blobs/{h}/5/meta/data")).unwrap();
+        assert_eq!((w.instance.as_str(), w.id.size), ("x", 5));
+        for bad in [
+            format!("blobs/{h}"),
+            format!("blobs/{h}/-1"),
+            format!("blobs/{h}/+1"),
+            format!("blobs/{}/1", "A".repeat(64)),
+            format!("blobs/{h}/1/extra"),
+            format!("../blobs/{h}/1"),
+            "nothing".into(),
+        ] {
+            assert!(parse_read(&bad).is_err(), "{bad}");
+        }
+        for bad in [
+            format!("uploads/blobs/{h}/1"),
+            format!("uploads//blobs/{h}/1"),
+            format!("blobs/{h}/1"),
+        ] {
+            assert!(parse_write(&bad).is_err(), "{bad}");
+        }
+    }
+}

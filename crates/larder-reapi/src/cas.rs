@@ -1,0 +1,285 @@
+//! The CAS over a larder store, in the [layout](crate::layout) Bazel's HTTP cache shares.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use larder_core::{ByteStream, Content, Digest, GetOptions, PutOptions, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Status;
+
+use crate::digest::{BlobId, Hasher, hash_hex};
+use crate::error::store_status;
+use crate::layout::{cas_key, inlined, value_entry, value_of};
+
+/// Lookups of CAS entries run this many at a time.
+const LOOKUP_CONCURRENCY: usize = 32;
+
+/// Where a CAS object's bytes are.
+pub(crate) enum Found {
+    /// In memory (inline in its entry, or the empty blob).
+    Inline(Bytes),
+    /// A larder blob, streamed.
+    Blob(larder_core::BlobRead),
+}
+
+/// The CAS: the store plus a directory for spooling uploads on the store's filesystem.
+#[derive(Debug, Clone)]
+pub(crate) struct Cas {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) tmp_dir: PathBuf,
+}
+
+/// The content recorded for `id`, if its entry exists and has the digest's size.
+/// `record_access` refreshes the entry (for the clean-up's LRU order).
+async fn content(
+    store: &dyn Store,
+    id: &BlobId,
+    record_access: bool,
+) -> Result<Option<Content>, Status> {
+    if id.is_empty() {
+        return Ok(Some(Content::inline(Vec::new())));
+    }
+    let key = cas_key(id.func, &id.hash).map_err(store_status)?;
+    let mut opts = GetOptions::default();
+    opts.record_access = record_access;
+    let entry = store
+        .get_entry_opts(&key, opts)
+        .await
+        .map_err(store_status)?;
+    Ok(entry
+        .and_then(value_of)
+        .filter(|content| content.size == id.size))
+}
+
+impl Cas {
+    /// Which of `ids` are missing (`true`), in order. Present ones are refreshed: their entries
+    /// count as accessed, and their blobs are touched in one bulk `find_missing`.
+    pub(crate) async fn missing(&self, ids: &[BlobId]) -> Result<Vec<bool>, Status> {
+        let contents: Vec<Option<Content>> = futures::stream::iter(ids.to_vec())
+            .map(|id| {
+                let store = Arc::clone(&self.store);
+                async move { content(&*store, &id, true).await }
+            })
+            .buffered(LOOKUP_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let blobs: Vec<Digest> = contents
+            .iter()
+            .filter_map(|c| c.as_ref().and_then(Content::blob_digest))
+            .collect();
+        let absent: std::collections::HashSet<Digest> = if blobs.is_empty() {
+            Default::default()
+        } else {
+            self.store
+                .find_missing(&blobs)
+                .await
+                .map_err(store_status)?
+                .into_iter()
+                .collect()
+        };
+        Ok(contents
+            .iter()
+            .map(|c| match c {
+                None => true,
+                Some(c) => c.blob_digest().is_some_and(|d| absent.contains(&d)),
+            })
+            .collect())
+    }
+
+    /// Whether `id` is present (refreshing it).
+    pub(crate) async fn contains(&self, id: &BlobId) -> Result<bool, Status> {
+        Ok(!self.missing(std::slice::from_ref(id)).await?[0])
+    }
+
+    /// Open `id` for reading; `None` when missing.
+    pub(crate) async fn open(&self, id: &BlobId) -> Result<Option<Found>, Status> {
+        let Some(content) = content(&*self.store, id, true).await? else {
+            return Ok(None);
+        };
+        if let Some(bytes) = content.inline {
+            return Ok(Some(Found::Inline(Bytes::from(bytes.into_vec()))));
+        }
+        match self.store.get_blob(&content.digest).await {
+            Ok(Some(read)) if read.size == id.size => Ok(Some(Found::Blob(read))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(store_status(e)),
+        }
+    }
+
+    /// The whole of `id` in memory, if present; `limit` bounds what may be read.
+    pub(crate) async fn read_small(
+        &self,
+        id: &BlobId,
+        limit: u64,
+    ) -> Result<Option<Bytes>, Status> {
+        if id.size > limit {
+            return Err(Status::invalid_argument(format!(
+                "blob {id} is over the limit of {limit} bytes for this request"
+            )));
+        }
+        match self.open(id).await? {
+            None => Ok(None),
+            Some(Found::Inline(b)) => Ok(Some(b)),
+            Some(Found::Blob(read)) => {
+                let mut out = Vec::with_capacity(read.size as usize);
+                let mut stream = read.stream;
+                while let Some(chunk) = stream.try_next().await.map_err(store_status)? {
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(Some(Bytes::from(out)))
+            }
+        }
+    }
+
+    /// Store `data` as `id` after checking that it hashes to it (INVALID_ARGUMENT, nothing
+    /// stored, when not).
+    pub(crate) async fn put_bytes(&self, id: &BlobId, data: Bytes) -> Result<(), Status> {
+        check_bytes(id, &data)?;
+        if id.is_empty() {
+            return Ok(());
+        }
+        let content = if inlined(id.size) {
+            Content::inline(data.to_vec())
+        } else {
+            let digest = Digest::of(&data);
+            let stream: ByteStream = Box::pin(futures::stream::once(async move { Ok(data) }));
+            self.store
+                .put_blob(&digest, id.size, stream)
+                .await
+                .map_err(store_status)?;
+            Content::blob(digest, id.size)
+        };
+        self.put_content(id, content).await
+    }
+
+    /// Record `content` (already stored, if a blob) as the CAS object `id`.
+    async fn put_content(&self, id: &BlobId, content: Content) -> Result<(), Status> {
+        let key = cas_key(id.func, &id.hash).map_err(store_status)?;
+        let entry = value_entry(&key, content, "bazel-cas");
+        self.store
+            .put_entry_opts(&key, &entry, PutOptions::default())
+            .await
+            .map_err(store_status)?;
+        Ok(())
+    }
+
+    /// Store a finished spool as `id` (its size and hash already checked).
+    pub(crate) async fn put_spool(&self, id: &BlobId, spool: Spool) -> Result<(), Status> {
+        if id.is_empty() {
+            return Ok(());
+        }
+        let Spool {
+            mut file,
+            path,
+            blake3,
+            written,
+            ..
+        } = spool;
+        file.flush().await.map_err(io_status)?;
+        let content = if inlined(written) {
+            let mut bytes = Vec::with_capacity(written as usize);
+            let mut f = tokio::fs::File::open(&path).await.map_err(io_status)?;
+            f.read_to_end(&mut bytes).await.map_err(io_status)?;
+            Content::inline(bytes)
+        } else {
+            let digest = Digest::from(blake3.finalize());
+            let f = tokio::fs::File::open(&path).await.map_err(io_status)?;
+            self.store
+                .put_blob(&digest, written, file_stream(f))
+                .await
+                .map_err(store_status)?;
+            Content::blob(digest, written)
+        };
+        drop(path);
+        self.put_content(id, content).await
+    }
+}
+
+/// INVALID_ARGUMENT unless `data` is the blob `id`.
+pub(crate) fn check_bytes(id: &BlobId, data: &[u8]) -> Result<(), Status> {
+    if data.len() as u64 != id.size {
+        return Err(Status::invalid_argument(format!(
+            "blob {id}: {} bytes sent",
+            data.len()
+        )));
+    }
+    let got = hash_hex(id.func, data);
+    if got != id.hash {
+        return Err(Status::invalid_argument(format!(
+            "blob {id}: the bytes hash to {got}"
+        )));
+    }
+    Ok(())
+}
+
+/// A file's contents as a stream of chunks of at most [`larder_core::store::CHUNK_SIZE`].
+fn file_stream(file: tokio::fs::File) -> ByteStream {
+    Box::pin(futures::stream::try_unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; larder_core::store::CHUNK_SIZE];
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(|e| larder_core::Error::io("reading a spooled upload", e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), f)))
+    }))
+}
+
+pub(crate) fn io_status(e: std::io::Error) -> Status {
+    store_status(larder_core::Error::io("spooling an upload", e))
+}
+
+/// An upload being received into a temporary file, hashed as it arrives.
+pub(crate) struct Spool {
+    file: tokio::fs::File,
+    path: tempfile::TempPath,
+    /// The hash the client named the blob by.
+    hasher: Hasher,
+    /// Larder's blob digest.
+    blake3: blake3::Hasher,
+    /// Bytes received so far.
+    pub(crate) written: u64,
+}
+
+impl Spool {
+    /// A new, empty spool in `dir`, hashing with `id`'s function.
+    pub(crate) async fn create(dir: &Path, id: &BlobId) -> Result<Spool, Status> {
+        let dir = dir.to_owned();
+        let tmp = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::Builder::new()
+                .prefix("reapi-upload-")
+                .tempfile_in(&dir)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("spooling task failed: {e}")))?
+        .map_err(io_status)?;
+        let (file, path) = tmp.into_parts();
+        Ok(Spool {
+            file: tokio::fs::File::from_std(file),
+            path,
+            hasher: id.func.hasher(),
+            blake3: blake3::Hasher::new(),
+            written: 0,
+        })
+    }
+
+    /// Append `data`.
+    pub(crate) async fn append(&mut self, data: &[u8]) -> Result<(), Status> {
+        self.file.write_all(data).await.map_err(io_status)?;
+        self.hasher.update(data);
+        self.blake3.update(data);
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// The hash of what was received, in the client's function.
+    pub(crate) fn hash_hex(&self) -> String {
+        self.hasher.clone().finalize_hex()
+    }
+}

@@ -1,0 +1,132 @@
+//! Where the Bazel protocols keep things in a larder store: one layout for Bazel's HTTP cache
+//! (larder-server's `/bazel`) and for REAPI over gRPC, so that both see one CAS and one action
+//! cache.
+//!
+//! - A CAS object is a larder entry under `bazel-cas/<sha256>` (`bazel-cas-blake3/<blake3>`
+//!   for BLAKE3) holding one file output named [`VALUE_OUTPUT`]: inline when at most
+//!   [`DEFAULT_INLINE_LIMIT`] bytes, else a larder blob (by BLAKE3) the entry names. The entry
+//!   is the index from the protocol's hash to larder's blob; instances share it.
+//! - An action result is the same kind of entry under `bazel-ac/<instance>/<hash>` (no
+//!   instance: `bazel-ac/<hash>`), holding the serialized `ActionResult` as Bazel sends it.
+
+use larder_core::entry::DEFAULT_INLINE_LIMIT;
+use larder_core::{Content, Entry, Key, Output, OutputKind};
+
+use crate::digest::DigestFn;
+
+/// The output path of a value inside its entry.
+pub const VALUE_OUTPUT: &str = "value";
+
+/// Resource-name segments an instance name may not contain (they delimit the rest).
+const RESERVED: [&str; 7] = [
+    "blobs",
+    "uploads",
+    "compressed-blobs",
+    "actions",
+    "actionResults",
+    "operations",
+    "capabilities",
+];
+
+fn cas_prefix(func: DigestFn) -> &'static str {
+    match func {
+        DigestFn::Sha256 => "bazel-cas",
+        DigestFn::Blake3 => "bazel-cas-blake3",
+    }
+}
+
+fn ac_prefix(func: DigestFn) -> &'static str {
+    match func {
+        DigestFn::Sha256 => "bazel-ac",
+        DigestFn::Blake3 => "bazel-ac-blake3",
+    }
+}
+
+/// The key of the CAS object with hex hash `hash` (already validated: 64 lowercase hex digits).
+///
+/// # Errors
+/// When `hash` does not make a valid key.
+pub fn cas_key(func: DigestFn, hash: &str) -> larder_core::Result<Key> {
+    Key::new(format!("{}/{hash}", cas_prefix(func)))
+}
+
+/// The key of the action result for action `hash` in `instance` (`""` for none).
+///
+/// # Errors
+/// When the instance name does not make a valid key (`..`, characters outside the key set).
+pub fn ac_key(func: DigestFn, instance: &str, hash: &str) -> larder_core::Result<Key> {
+    if instance.is_empty() {
+        Key::new(format!("{}/{hash}", ac_prefix(func)))
+    } else {
+        Key::new(format!("{}/{instance}/{hash}", ac_prefix(func)))
+    }
+}
+
+/// Check a REAPI instance name: empty, or `/`-separated non-empty segments that are not reserved
+/// words and make a valid key.
+pub(crate) fn check_instance(instance: &str) -> Result<(), String> {
+    if instance.is_empty() {
+        return Ok(());
+    }
+    if let Some(seg) = instance.split('/').find(|s| RESERVED.contains(s)) {
+        return Err(format!(
+            "instance name {instance:?} contains the reserved segment {seg:?}"
+        ));
+    }
+    ac_key(DigestFn::Sha256, instance, &"0".repeat(64))
+        .map(drop)
+        .map_err(|e| format!("instance name {instance:?}: {e}"))
+}
+
+/// Whether a value of `size` bytes is kept inside its entry.
+pub fn inlined(size: u64) -> bool {
+    size <= DEFAULT_INLINE_LIMIT
+}
+
+/// The entry holding a value under `key`, written by `producer`.
+pub fn value_entry(key: &Key, content: Content, producer: &str) -> Entry {
+    let mut entry = Entry::new(key.as_str(), producer);
+    entry.outputs.push(Output {
+        path: VALUE_OUTPUT.into(),
+        kind: OutputKind::File {
+            content,
+            executable: false,
+        },
+    });
+    entry
+}
+
+/// The value an entry holds, if it is a value entry.
+pub fn value_of(entry: Entry) -> Option<Content> {
+    entry.outputs.into_iter().find_map(|o| match o.kind {
+        OutputKind::File { content, .. } if o.path == VALUE_OUTPUT => Some(content),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_instances() {
+        let h = "a".repeat(64);
+        assert_eq!(
+            cas_key(DigestFn::Sha256, &h).unwrap().as_str(),
+            format!("bazel-cas/{h}")
+        );
+        assert_eq!(
+            ac_key(DigestFn::Sha256, "team/a", &h).unwrap().as_str(),
+            format!("bazel-ac/team/a/{h}")
+        );
+        assert_eq!(
+            ac_key(DigestFn::Sha256, "", &h).unwrap().as_str(),
+            format!("bazel-ac/{h}")
+        );
+        assert!(check_instance("").is_ok());
+        assert!(check_instance("team/a").is_ok());
+        for bad in ["a//b", "../x", "x/blobs", "/abs", "a b", "uploads"] {
+            assert!(check_instance(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The Remote Execution API's cache services over gRPC, on larder's [`Store`].
+//!
+//! [`routes`] serves, below `/build.bazel.remote.execution.v2.*` and `/google.bytestream.*`:
+//! - Capabilities: API versions 2.0 to 2.3, SHA-256 and BLAKE3, `update_enabled` exactly when
+//!   the caller may write, and `max_batch_total_size_bytes` equal to what the batch calls accept
+//!   (the gRPC message limit is set to match).
+//! - ContentAddressableStorage: FindMissingBlobs (refreshing what it finds), BatchUpdateBlobs
+//!   (each blob verified; a wrong digest is INVALID_ARGUMENT with nothing stored),
+//!   BatchReadBlobs, GetTree (paged).
+//! - ByteStream: Read (`[{instance}/]blobs/[{function}/]{hash}/{size}`, with `read_offset` and
+//!   `read_limit`, streamed in chunks) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
+//!   spooled to a temporary file while hashed, resumable at the committed offset, finished
+//!   early when the blob exists), QueryWriteStatus.
+//! - ActionCache: GetActionResult answers NOT_FOUND unless every blob the result names (output
+//!   files, every file of each output tree, stdout, stderr) is present, and inlines what was
+//!   asked within the message limit; UpdateActionResult validates the result.
+//!
+//! The CAS and action cache use the [`layout`] of larder-server's Bazel HTTP cache, so a blob
+//! uploaded over HTTP `/cas/` is found and read over gRPC and the other way round. The CAS is
+//! shared by every instance name; action results are kept per instance.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod ac;
+mod bytestream;
+mod cas;
+pub mod digest;
+mod error;
+pub mod layout;
+mod services;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2::{
+    action_cache_server::ActionCacheServer, capabilities_server::CapabilitiesServer,
+    content_addressable_storage_server::ContentAddressableStorageServer,
+};
+use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
+use larder_core::Store;
+use tonic::Status;
+
+pub use digest::DigestFn;
+
+/// The default `max_batch_total_size_bytes`: 4 MiB, gRPC's customary message size.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 4 << 20;
+
+/// Room in a message beyond its blob bytes (digests, statuses, framing).
+const MESSAGE_OVERHEAD: usize = 1 << 20;
+
+/// What a caller may do, as an [`Authorizer`] judges its request headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Allowed.
+    Granted,
+    /// No credentials where they are needed: UNAUTHENTICATED.
+    Unauthenticated,
+    /// Credentials that are not accepted: PERMISSION_DENIED.
+    Denied,
+}
+
+/// Decides from a request's headers (gRPC metadata) whether it may read or write.
+pub trait Authorizer: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether a request with `headers` may write (`write`) or read.
+    fn check(&self, headers: &axum::http::HeaderMap, write: bool) -> Permission;
+}
+
+/// How the services behave.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// A directory on the store's filesystem for spooling ByteStream uploads.
+    pub tmp_dir: PathBuf,
+    /// The most blob bytes one batch call may carry (and the advertised
+    /// `max_batch_total_size_bytes`).
+    pub max_batch_bytes: u64,
+    /// The largest blob accepted (`None`: no bound).
+    pub max_blob_bytes: Option<u64>,
+    /// Refuse every write.
+    pub read_only: bool,
+    /// Who may read and write (`None`: everyone).
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+}
+
+impl Options {
+    /// Defaults: batches of [`DEFAULT_MAX_BATCH_BYTES`], no blob bound, writable, open to all.
+    pub fn new(tmp_dir: impl Into<PathBuf>) -> Options {
+        Options {
+            tmp_dir: tmp_dir.into(),
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_blob_bytes: None,
+            read_only: false,
+            authorizer: None,
+        }
+    }
+
+    /// Set the batch limit.
+    pub fn with_max_batch_bytes(mut self, bytes: u64) -> Options {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
+    /// Set the largest blob accepted.
+    pub fn with_max_blob_bytes(mut self, bytes: Option<u64>) -> Options {
+        self.max_blob_bytes = bytes;
+        self
+    }
+
+    /// Refuse writes.
+    pub fn with_read_only(mut self, read_only: bool) -> Options {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Check credentials with `authorizer`.
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Options {
+        self.authorizer = Some(authorizer);
+        self
+    }
+}
+
+/// What every service shares.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) cas: cas::Cas,
+    pub(crate) opts: Options,
+    pub(crate) uploads: bytestream::Uploads,
+}
+
+impl Ctx {
+    /// The gRPC message limit matching the batch limit.
+    fn message_limit(&self) -> usize {
+        usize::try_from(self.opts.max_batch_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(MESSAGE_OVERHEAD)
+    }
+
+    /// Whether a request with `meta` may write (or read).
+    pub(crate) fn permission(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        write: bool,
+    ) -> Permission {
+        if write && self.opts.read_only {
+            return Permission::Denied;
+        }
+        match &self.opts.authorizer {
+            None => Permission::Granted,
+            Some(a) => a.check(&meta.clone().into_headers(), write),
+        }
+    }
+
+    /// Refuse a request that may not read (`write == false`) or write.
+    pub(crate) fn require(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        write: bool,
+    ) -> Result<(), Status> {
+        let what = if write { "write" } else { "read" };
+        match self.permission(meta, write) {
+            Permission::Granted => Ok(()),
+            Permission::Unauthenticated => Err(Status::unauthenticated(format!(
+                "credentials needed to {what}: `authorization: Bearer TOKEN` metadata"
+            ))),
+            Permission::Denied if write && self.opts.read_only => {
+                Err(Status::permission_denied("the server is read-only"))
+            }
+            Permission::Denied => Err(Status::permission_denied(format!(
+                "these credentials may not {what}"
+            ))),
+        }
+    }
+}
+
+/// The gRPC services as tonic routes (to serve with tonic's own server, say).
+pub fn grpc_routes(store: Arc<dyn Store>, options: Options) -> tonic::service::Routes {
+    let ctx = Arc::new(Ctx {
+        cas: cas::Cas {
+            store,
+            tmp_dir: options.tmp_dir.clone(),
+        },
+        uploads: bytestream::Uploads::default(),
+        opts: options,
+    });
+    let limit = ctx.message_limit();
+    let svc = Arc::new(services::Services(Arc::clone(&ctx)));
+    // No fallback: the routes merge into a router that has its own.
+    tonic::service::Routes::from(axum::Router::new())
+        .add_service(CapabilitiesServer::from_arc(Arc::clone(&svc)))
+        .add_service(
+            ContentAddressableStorageServer::from_arc(Arc::clone(&svc))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            ActionCacheServer::from_arc(Arc::new(ac::ActionCacheService(Arc::clone(&ctx))))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            ByteStreamServer::from_arc(Arc::new(bytestream::ByteStreamService(ctx)))
+                .max_decoding_message_size(limit),
+        )
+}
+
+/// The gRPC services as an axum router, to merge into a server's router that speaks HTTP/2.
+pub fn routes(store: Arc<dyn Store>, options: Options) -> axum::Router {
+    grpc_routes(store, options).into_axum_router()
+}
