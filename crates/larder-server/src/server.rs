@@ -122,6 +122,10 @@ impl Server {
             source,
         })?;
         let metrics = Arc::new(Metrics::default());
+        // Below every protocol: a key namespace one protocol owns keeps its invariant whichever
+        // protocol writes it (a native PUT under bazel-cas/ must hash to its key), and an entry
+        // breaking it on disk or upstream is a miss.
+        let store: Arc<dyn Store> = Arc::new(larder_core::layer::Namespaces::new(store));
         // Outermost, so that a refused entry is neither stored nor sent upstream.
         let store: Arc<dyn Store> = match &config.admission {
             Some(policy) => {
