@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use larder_core::Placement;
 use larder_core::entry::DEFAULT_INLINE_LIMIT;
+use larder_core::layer::trust::PublicKey;
 use larder_core::size::{format_size, parse_size};
 use serde_json::Value as J;
 
@@ -29,6 +30,9 @@ const POLICY_KEYS: &[&str] = &[
     "policy.normalize_config",
     "policy.trace",
 ];
+
+/// The keys of larder.toml's `[trust]` table, and the settings they set.
+const TRUST_KEYS: &[(&str, &str)] = &[("signing_key", "signing_key"), ("require", "trust_require")];
 
 /// The largest inline limit accepted: past it, entries grow towards their size bound.
 const MAX_INLINE_LIMIT: u64 = 1 << 20;
@@ -235,6 +239,24 @@ settings! {
         parse |r: &Raw| parse_bool(&r.value),
         show show_bool,
         help "restore symlink outputs whose target leaves the working directory (off: such an entry is a miss and removed)";
+    signing_key: Option<PathBuf> = None,
+        env "LARDER_SIGNING_KEY",
+        flag Flag::value("--signing-key", "FILE"),
+        parse path_value,
+        show |v: &Option<PathBuf>| show_path(v, "none (entries are stored unsigned)"),
+        help "sign every entry stored with this private key file, from `larder key generate` (larder.toml: [trust] signing_key)";
+    trust_require: Vec<PublicKey> = Vec::new(),
+        env "LARDER_TRUST_REQUIRE",
+        flag Flag::value("--trust-require", "KEY").many(),
+        parse |r: &Raw| parse_public_keys(&r.value),
+        show |v: &Vec<PublicKey>| {
+            let keys: Vec<String> = v.iter().map(PublicKey::to_string).collect();
+            match &keys[..] {
+                [] => ("none (entries need no signature)".to_owned(), J::Array(Vec::new())),
+                _ => (keys.join(" "), J::from(keys)),
+            }
+        },
+        help "take entries from the configured stores only when one of these public keys (ed25519:BASE64, space-separated) signed them; the local cache in front of a remote is not checked; larder serve refuses pushes no such key signed (larder.toml: [trust] require = [...])";
     eviction_policy: Option<PathBuf> = None,
         env "LARDER_EVICTION_POLICY",
         parse path_value,
@@ -694,6 +716,23 @@ fn read_config_file(path: &Path) -> Result<Vec<(&'static str, String)>> {
                     flat.push((name, v));
                 }
             }
+            // `[trust]`: signing_key = "FILE", require = ["ed25519:...", ...].
+            ("trust", toml::Value::Table(t)) => {
+                for (sub, v) in t {
+                    let Some((_, name)) = TRUST_KEYS.iter().find(|(k, _)| *k == sub) else {
+                        let known: Vec<String> = TRUST_KEYS
+                            .iter()
+                            .map(|(k, _)| format!("trust.{k}"))
+                            .collect();
+                        bail!(
+                            "unknown key `trust.{sub}` in {} (known: {})",
+                            path.display(),
+                            known.join(", ")
+                        );
+                    };
+                    flat.push(((*name).to_owned(), v));
+                }
+            }
             (_, value) => flat.push((key, value)),
         }
     }
@@ -773,6 +812,21 @@ fn parse_bool(s: &str) -> Result<bool> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => bail!("expected true or false (also 1/0, yes/no, on/off), got {s:?}"),
     }
+}
+
+/// Public keys, separated by spaces, commas or lines.
+fn parse_public_keys(s: &str) -> Result<Vec<PublicKey>> {
+    let mut keys = Vec::new();
+    for word in s.split(|c: char| c.is_whitespace() || c == ',') {
+        if word.is_empty() || is_none_word(word) {
+            continue;
+        }
+        let key: PublicKey = word.parse()?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 fn parse_link(s: &str) -> Result<Placement> {
@@ -919,6 +973,54 @@ mod tests {
             msg.contains("max_sise") && msg.contains("larder.toml"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn trust_table_and_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let ci = larder_core::layer::SigningKey::generate()
+            .unwrap()
+            .public_key();
+        let other = larder_core::layer::SigningKey::generate()
+            .unwrap()
+            .public_key();
+        std::fs::write(
+            dir.path().join("larder.toml"),
+            format!("[trust]\nsigning_key = \"keys/ci.key\"\nrequire = [\"{ci}\", \"{other}\"]\n"),
+        )
+        .unwrap();
+        let c = resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap();
+        assert_eq!(c.signing_key.value, Some(dir.path().join("keys/ci.key")));
+        assert_eq!(c.trust_require.value, vec![ci, other]);
+        assert!(matches!(c.trust_require.source, Source::File(_)));
+
+        let c = resolve(
+            dir.path(),
+            &[
+                ("HOME", "/h"),
+                ("LARDER_TRUST_REQUIRE", &format!("{other}, {other}")),
+            ],
+            vec![("signing_key", "none".into(), "--signing-key")],
+        )
+        .unwrap();
+        assert_eq!(c.trust_require.value, vec![other]);
+        assert_eq!(c.signing_key.value, None);
+
+        let err = resolve(
+            dir.path(),
+            &[("HOME", "/h"), ("LARDER_TRUST_REQUIRE", "ssh-ed25519 AAAA")],
+            vec![],
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("LARDER_TRUST_REQUIRE") && msg.contains("ed25519:BASE64"),
+            "{msg}"
+        );
+
+        std::fs::write(dir.path().join("larder.toml"), "[trust]\nrequires = []\n").unwrap();
+        let err = resolve(dir.path(), &[("HOME", "/h")], vec![]).unwrap_err();
+        assert!(format!("{err:#}").contains("trust.requires"), "{err:#}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ enum Command {
     Trim(cmd::trim::Args),
     /// Show the resolved configuration and where each value came from
     Config(cmd::config::Args),
+    /// Create and inspect the ed25519 keys that sign cache entries (trusted writers)
+    Key(cmd::key::Args),
     /// Serve get/put requests read line by line from stdin (for build-system plugins)
     Worker(cmd::worker::Args),
     /// Serve the cache over HTTP to larder, ccache and Bazel clients
@@ -244,6 +246,7 @@ fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Re
             Command::Stats(args) => cmd::stats::run(args, &ctx).await,
             Command::Trim(args) => cmd::trim::run(args, &ctx).await,
             Command::Config(args) => cmd::config::run(args, &ctx).await,
+            Command::Key(args) => cmd::key::run(args, &ctx).await,
             Command::Worker(args) => cmd::worker::run(args, &ctx).await,
             #[cfg(feature = "server")]
             Command::Serve(args) => cmd::serve::run(*args, &ctx).await,

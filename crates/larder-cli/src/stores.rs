@@ -15,8 +15,9 @@ use larder_core::layer::best_effort::{BestEffort, BestEffortConfig};
 use larder_core::layer::read_only::ReadOnly;
 use larder_core::layer::retry::Retry;
 use larder_core::layer::tiered::{Tier, Tiered};
+use larder_core::layer::trust::{PublicKey, Signed, SigningKey, Trusted};
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 
 #[cfg(feature = "cmd")]
 mod cmd;
@@ -122,7 +123,48 @@ impl StoreUrl {
 ///   into the faster ones; writes go to every writable tier.
 /// - `?read-only` on a store's URL, or `read_only` for every remote one, makes a tier that is
 ///   only read.
+/// - With `trust_require`, every configured store is [`Trusted`]: its entries are hits only
+///   when one of those keys signed them. The local cache larder puts in front of a remote (and
+///   the default cache when no store is configured) is the user's own and is not checked; what
+///   it copies from a checked tier was checked on the way in.
+/// - With `signing_key`, the whole is [`Signed`]: every entry stored, in every tier, carries
+///   the signature.
 pub(crate) fn open(config: &Config) -> Result<Opened> {
+    let mut opened = open_tiers(config)?;
+    if let Some(path) = &config.signing_key.value {
+        let key = SigningKey::read_file(path)
+            .with_context(|| format!("cannot sign entries (from {})", config.signing_key.source))?;
+        warn_if_readable_by_others(path);
+        opened.store = Arc::new(Signed::new(opened.store, Arc::new(key)));
+    }
+    Ok(opened)
+}
+
+/// A private key file that others may read is worth a warning (not an error: CI systems write
+/// secrets with their own modes).
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "the signing key {} is readable by other users (mode {:o}): chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+}
+
+/// `store`, checked against the trusted keys when there are some.
+fn trusted(store: Arc<dyn Store>, keys: Option<&Arc<[PublicKey]>>) -> Arc<dyn Store> {
+    match keys {
+        Some(keys) => Arc::new(Trusted::new(store, Arc::clone(keys))),
+        None => store,
+    }
+}
+
+/// [`open`] without signing.
+fn open_tiers(config: &Config) -> Result<Opened> {
     let mut tiers: Vec<(StoreUrl, bool)> = Vec::new();
     for value in &config.store.value {
         let (value, read_only) = strip_read_only(value);
@@ -133,10 +175,18 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
     let Some((first, _)) = tiers.first() else {
         bail!("no store configured (from {})", config.store.source);
     };
+    // The trusted keys, when the configured stores are checked (see [`open`]).
+    let keys: Option<Arc<[PublicKey]>> = (!config.trust_require.value.is_empty()
+        && config.store.source != Source::Default)
+        .then(|| config.trust_require.value.clone().into());
+    let mut implicit_local = false;
     if first.scheme != "file" && !config.no_local.value {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         match crate::config::default_cache_dir(&env) {
-            Some(dir) => tiers.insert(0, (StoreUrl::parse(&dir.display().to_string())?, false)),
+            Some(dir) => {
+                tiers.insert(0, (StoreUrl::parse(&dir.display().to_string())?, false));
+                implicit_local = true;
+            }
             None => tracing::warn!(
                 "no local cache in front of {}: set HOME or XDG_CACHE_HOME (or --no-local to say so)",
                 first.location
@@ -148,6 +198,7 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
         if *read_only {
             opened.store = Arc::new(ReadOnly::new(opened.store));
         }
+        opened.store = trusted(opened.store, keys.as_ref());
         return Ok(opened);
     }
     let timeout = config.remote_timeout.value;
@@ -176,6 +227,11 @@ pub(crate) fn open(config: &Config) -> Result<Opened> {
             };
             let config = BestEffortConfig::new(timeout, timeout * 60);
             Arc::new(BestEffort::with_config(Retry::new(remote), config))
+        };
+        let store = if implicit_local && i == 0 {
+            store
+        } else {
+            trusted(store, keys.as_ref())
         };
         built.push(if *read_only {
             Tier::read_only(store)

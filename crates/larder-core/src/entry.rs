@@ -154,9 +154,10 @@ pub struct Entry {
     /// How long the task took to run, in milliseconds: what a hit saves.
     pub cost_ms: u64,
     /// The writer's signature, if it signed the entry (last, and absent when unsigned, so an
-    /// unsigned entry encodes exactly as before signatures existed).
+    /// unsigned entry encodes exactly as before signatures existed). Boxed: most entries have
+    /// none, and an entry value stays small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<EntrySignature>,
+    pub signature: Option<Box<EntrySignature>>,
 }
 
 impl Entry {
@@ -398,10 +399,10 @@ mod tests {
         assert_eq!(Entry::decode(&old_bytes).unwrap(), e);
         // A signed entry is still readable by a reader that does not know the field.
         let mut signed = e.clone();
-        signed.signature = Some(EntrySignature {
+        signed.signature = Some(Box::new(EntrySignature {
             public_key: serde_bytes::ByteBuf::from(vec![7; 32]),
             signature: serde_bytes::ByteBuf::from(vec![9; 64]),
-        });
+        }));
         let bytes = signed.encode().unwrap();
         let read_by_old: Old = ciborium::from_reader(&bytes[6..]).unwrap();
         assert_eq!(read_by_old.outputs, e.outputs);

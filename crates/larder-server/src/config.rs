@@ -43,6 +43,10 @@ pub struct ServerConfig {
     pub max_blob_bytes: Option<u64>,
     /// Refuse every write (PUT, DELETE, POST that changes state) with 403.
     pub read_only: bool,
+    /// Refuse native entry pushes that none of these ed25519 keys signed, with 403 (default:
+    /// none, every push is taken). Other protocols' namespaces are exempt: their clients cannot
+    /// sign.
+    pub trust_require: Vec<larder_core::layer::PublicKey>,
     /// Who may push, and whether reads are anonymous (default: everyone may do anything).
     pub access: Access,
     /// A store to replicate: local misses are fetched from it, local writes uploaded to it.
@@ -75,6 +79,7 @@ impl ServerConfig {
             cleanup_interval: Duration::from_secs(30),
             max_blob_bytes: None,
             read_only: false,
+            trust_require: Vec::new(),
             access: Access::open(),
             upstream: None,
             upload_workers: 4,
@@ -94,6 +99,13 @@ impl ServerConfig {
     /// Refuse writes.
     pub fn with_read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// Refuse native entry pushes that none of `keys` signed (see
+    /// [`larder_core::layer::trust`]).
+    pub fn with_trust_require(mut self, keys: Vec<larder_core::layer::PublicKey>) -> Self {
+        self.trust_require = keys;
         self
     }
 

@@ -103,6 +103,7 @@ impl ApiError {
             ApiError::Store(e) => match (e, e.kind()) {
                 (larder_core::Error::TooLarge { .. }, _) => StatusCode::PAYLOAD_TOO_LARGE,
                 (larder_core::Error::NotSupported { .. }, _) => StatusCode::NOT_IMPLEMENTED,
+                (larder_core::Error::Untrusted { .. }, _) => StatusCode::FORBIDDEN,
                 (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,
                 (_, ErrorKind::InvalidInput) => StatusCode::BAD_REQUEST,
                 (_, ErrorKind::Temporary) => StatusCode::SERVICE_UNAVAILABLE,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use larder_core::Store;
-use larder_core::layer::Admission;
+use larder_core::layer::{Admission, Trusted};
 use larder_fs::{FsConfig, FsStore};
 use tokio::net::TcpListener;
 
@@ -16,6 +16,19 @@ use crate::disk::Cleaner;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
 use crate::upstream::Replica;
+
+/// The key namespaces of the protocols whose clients cannot sign (ccache, Bazel and REAPI,
+/// WebDAV, waf): pushes there are taken unsigned even when trust is required. Larder clients
+/// that require a signature still refuse unsigned entries wherever they read them.
+const UNSIGNED_NAMESPACES: &[&str] = &[
+    "ccache/",
+    "bazel-cas/",
+    "bazel-cas-blake3/",
+    "bazel-ac/",
+    "bazel-ac-blake3/",
+    "dav/",
+    "waf/",
+];
 
 /// A bound server, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -136,6 +149,18 @@ impl Server {
                 )
             }
             None => store,
+        };
+        // Outside admission: an untrusted push is refused (403), not counted as a refusal.
+        let store: Arc<dyn Store> = if config.trust_require.is_empty() {
+            store
+        } else {
+            Arc::new(
+                Trusted::new(store, config.trust_require.clone())
+                    .check_reads(false)
+                    .refuse_untrusted_writes(
+                        UNSIGNED_NAMESPACES.iter().map(|p| p.to_string()).collect(),
+                    ),
+            )
         };
         let cleaner = Arc::new(Cleaner::new(
             Arc::clone(&store),

@@ -54,7 +54,7 @@ async fn get(
         .await
         .with_context(|| format!("cannot look up {key} in {store}"))?
     {
-        Lookup::Found(entry) => entry,
+        Lookup::Found(entry) => *entry,
         Lookup::Miss => {
             ctx.ui.status(format_args!("miss {key}"));
             return Ok(EXIT_MISS);
@@ -116,8 +116,9 @@ pub(crate) enum Lookup {
     Miss,
     /// The entry exists but does not hold this wanted output.
     Absent(String),
-    /// The entry, cut down to the wanted outputs, without its captured streams.
-    Found(Entry),
+    /// The entry, cut down to the wanted outputs, without its captured streams (boxed: an
+    /// entry is large beside the other variants).
+    Found(Box<Entry>),
 }
 
 /// Look `key` up and select the `wanted` outputs (all when empty). Captured streams are
@@ -138,7 +139,7 @@ pub(crate) async fn lookup(
     }
     entry.stdout = None;
     entry.stderr = None;
-    Ok(Lookup::Found(entry))
+    Ok(Lookup::Found(Box::new(entry)))
 }
 
 /// The outputs `wanted` names (a directory brings what is below it), or the first name the

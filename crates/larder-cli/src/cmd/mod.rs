@@ -14,6 +14,7 @@ pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod exec;
 pub(crate) mod get;
+pub(crate) mod key;
 pub(crate) mod man;
 #[cfg(feature = "policy")]
 pub(crate) mod policy;

@@ -26,6 +26,7 @@ Examples:
   larder serve --max-size 200G --min-free 10G --max-free 20G
   larder serve --upstream http://central-cache:7180 --upload-workers 8
   larder serve --dir /var/cache/larder --store s3://team-cache/larder   # servers sharing a bucket
+  larder serve --trust-require ed25519:BASE64   # refuse larder pushes that key did not sign
 
 Clients:
   larder:  larder exec --store http://HOST:7180 ...          (native protocol, /v1)
@@ -171,6 +172,9 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         Some(policy) => server_config.with_admission(policy),
         None => server_config,
     };
+    // Native pushes no trusted key signed are refused (403): `--trust-require KEY`, or
+    // `[trust] require` / LARDER_TRUST_REQUIRE.
+    let server_config = server_config.with_trust_require(config.trust_require.value.clone());
     let config = match config.trace_log()? {
         Some(trace) => server_config.with_trace(trace),
         None => server_config,
@@ -183,6 +187,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
                 ("store", url.clone(), from),
                 ("trace", "none".to_owned(), from),
                 ("no_local", "true".to_owned(), from),
+                // Entries pass through as they are: not signed again, and checked by the
+                // clients that read them.
+                ("signing_key", "none".to_owned(), from),
+                ("trust_require", "none".to_owned(), from),
             ])?;
             let opened = crate::stores::open(&upstream_config)
                 .with_context(|| format!("cannot open the upstream store {url}"))?;

@@ -252,7 +252,7 @@ impl Worker<'_> {
     async fn lookup(&mut self, key: &Key, wanted: &[String]) -> Result<Entry, String> {
         self.stats.lookups += 1;
         match lookup(self.store.as_ref(), key, wanted).await {
-            Ok(Lookup::Found(entry)) => Ok(entry),
+            Ok(Lookup::Found(entry)) => Ok(*entry),
             Ok(Lookup::Miss) => Err(format!("no entry {key}")),
             Ok(Lookup::Absent(name)) => Err(format!("entry {key} has no output {name}")),
             Err(e) => {

@@ -197,10 +197,10 @@ impl SigningKey {
         signed.signature = None;
         let message = signed_message(key, &signed)?;
         let signature = self.0.sign(&message);
-        signed.signature = Some(EntrySignature {
+        signed.signature = Some(Box::new(EntrySignature {
             public_key: serde_bytes::ByteBuf::from(self.0.verifying_key().to_bytes().to_vec()),
             signature: serde_bytes::ByteBuf::from(signature.to_bytes().to_vec()),
-        });
+        }));
         Ok(signed)
     }
 }
@@ -620,10 +620,10 @@ mod tests {
         ));
         // Garbage in the fields is distrust, not a panic.
         let mut garbage = signed.clone();
-        garbage.signature = Some(EntrySignature {
+        garbage.signature = Some(Box::new(EntrySignature {
             public_key: serde_bytes::ByteBuf::from(vec![1; 5]),
             signature: serde_bytes::ByteBuf::from(vec![2; 3]),
-        });
+        }));
         assert!(verify_entry(&key, &garbage, &trusted).is_err());
         let mut short_sig = signed.clone();
         if let Some(s) = &mut short_sig.signature {
