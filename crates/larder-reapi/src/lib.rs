@@ -40,6 +40,12 @@ use larder_core::Store;
 use tonic::Status;
 
 pub use digest::DigestFn;
+/// The generated protocol code (REv2, Remote Asset, ByteStream), for clients and tests.
+pub use bazel_remote_apis as proto;
+/// The protobuf runtime of [`proto`].
+pub use prost;
+/// The gRPC runtime of [`proto`] (its clients connect with `tonic::transport::Channel`).
+pub use tonic;
 
 /// The default `max_batch_total_size_bytes`: 4 MiB, gRPC's customary message size.
 pub const DEFAULT_MAX_BATCH_BYTES: u64 = 4 << 20;

@@ -132,7 +132,51 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .with_state(state)
+        .with_state(state.clone())
+        // gRPC (REAPI v2 and ByteStream) below its service paths, after the HTTP middleware:
+        // its reads are POSTs too, so it checks credentials itself and answers gRPC statuses.
+        .merge(larder_reapi::routes(Arc::clone(&state.store), grpc_options(&state)))
+}
+
+/// How the gRPC services share the server's settings: its spool directory, blob bound,
+/// read-only flag and credentials.
+fn grpc_options(state: &AppState) -> larder_reapi::Options {
+    let cfg = &state.config;
+    let mut options = larder_reapi::Options::new(state.tmp_dir.join("grpc"))
+        .with_max_blob_bytes(cfg.max_blob_bytes)
+        .with_read_only(cfg.read_only);
+    if cfg.access.enabled() {
+        options = options.with_authorizer(Arc::new(GrpcAccess(cfg.access.clone())));
+    }
+    options
+}
+
+/// The `--auth-file` credentials, judged for gRPC calls as for HTTP requests: a write is any
+/// method but a read, and a read needs credentials only when anonymous reads are off.
+#[derive(Debug)]
+struct GrpcAccess(crate::auth::Access);
+
+impl larder_reapi::Authorizer for GrpcAccess {
+    fn check(&self, headers: &HeaderMap, write: bool) -> larder_reapi::Permission {
+        let mut probe = axum::extract::Request::new(axum::body::Body::empty());
+        *probe.method_mut() = if write {
+            axum::http::Method::PUT
+        } else {
+            axum::http::Method::GET
+        };
+        if let Some(auth) = headers.get(header::AUTHORIZATION) {
+            probe
+                .headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
+        }
+        match crate::auth::refusal(&self.0, &probe) {
+            None => larder_reapi::Permission::Granted,
+            Some(_) if headers.contains_key(header::AUTHORIZATION) => {
+                larder_reapi::Permission::Denied
+            }
+            Some(_) => larder_reapi::Permission::Unauthenticated,
+        }
+    }
 }
 
 /// A 200 (or other status) response streaming `body` of `size` bytes.
