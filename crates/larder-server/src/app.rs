@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::body::{Spooled, check_size, content_length, spool};
+use crate::body::{Reservations, Spooled, check_size, content_length, spool};
 use crate::disk::Cleaner;
 use crate::metrics::{self, Metrics};
 use larder_core::{ByteStream, Store};
@@ -38,6 +38,8 @@ impl AppState {
                 metrics: Arc::clone(&arc.metrics),
                 cleaner: Arc::clone(&arc.cleaner),
                 replica: arc.replica.clone(),
+                reservations: Arc::clone(&arc.reservations),
+                entry_slots: Arc::clone(&arc.entry_slots),
             },
         }
     }
@@ -63,6 +65,12 @@ pub(crate) struct Shared {
     pub(crate) cleaner: Arc<Cleaner>,
     /// Upload and fetch counters, when replicating an upstream store.
     pub(crate) replica: Option<Arc<crate::upstream::ReplicaCounters>>,
+    /// Disk space reserved for uploads in flight.
+    pub(crate) reservations: Arc<Reservations>,
+    /// Turns to decode or encode a native entry (see [`Limits::entry_codec_slots`]).
+    ///
+    /// [`Limits::entry_codec_slots`]: crate::Limits::entry_codec_slots
+    pub(crate) entry_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -105,7 +113,8 @@ impl Shared {
         check_size(what, declared, limit)?;
         self.admit_write(declared.map(|d| d.saturating_mul(2)))
             .await?;
-        spool(body, limit, sha256, &self.tmp_dir, declared).await
+        let expected = declared.map(|d| (d, &self.reservations));
+        spool(body, limit, sha256, &self.tmp_dir, expected).await
     }
 }
 
@@ -135,7 +144,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state.clone())
         // gRPC (REAPI v2 and ByteStream) below its service paths, after the HTTP middleware:
         // its reads are POSTs too, so it checks credentials itself and answers gRPC statuses.
-        .merge(larder_reapi::routes(Arc::clone(&state.store), grpc_options(&state)))
+        .merge(larder_reapi::routes(
+            Arc::clone(&state.store),
+            grpc_options(&state),
+        ))
 }
 
 /// How the gRPC services share the server's settings: its spool directory, blob bound,

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -22,6 +23,71 @@ use sha2::Digest as _;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::{Limit, Metrics};
+
+/// Disk space reserved up front for spooled uploads in flight, bounded in total
+/// ([`Limits::max_reserved_bytes`](crate::Limits::max_reserved_bytes)): a client declaring a
+/// huge `Content-Length` cannot make the server reserve it, and what an upload reserved is
+/// given back when the upload ends, however it ends (a stalled one fails on the minimum
+/// upload rate).
+#[derive(Debug)]
+pub(crate) struct Reservations {
+    held: AtomicU64,
+    max: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Reservations {
+    pub(crate) fn new(max: u64, metrics: Arc<Metrics>) -> Arc<Reservations> {
+        Arc::new(Reservations {
+            held: AtomicU64::new(0),
+            max,
+            metrics,
+        })
+    }
+
+    /// Bytes reserved by uploads in flight.
+    pub(crate) fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Count `len` bytes as reserved, if that stays within the bound.
+    fn take(self: &Arc<Self>, len: u64) -> Option<Reservation> {
+        let granted = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(len).filter(|total| *total <= self.max)
+            })
+            .is_ok();
+        if granted {
+            Some(Reservation {
+                len,
+                owner: Arc::clone(self),
+            })
+        } else {
+            self.metrics.tripped(Limit::Reservation);
+            tracing::debug!(
+                "larder-server: reserving {len} bytes would pass --max-reserved ({} bytes, {} held): receiving without a reservation",
+                self.max,
+                self.held()
+            );
+            None
+        }
+    }
+}
+
+/// Bytes counted in [`Reservations`] until dropped.
+#[derive(Debug)]
+struct Reservation {
+    len: u64,
+    owner: Arc<Reservations>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.owner.held.fetch_sub(self.len, Ordering::AcqRel);
+    }
+}
 
 /// Bodies up to this size are spooled in memory; larger ones go to a temporary file.
 pub(crate) const MEMORY_SPOOL_BYTES: usize = 1 << 20;
@@ -62,7 +128,7 @@ const LINGER_BYTES: u64 = 16 << 20;
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The body as a [`ByteStream`].
-fn raw_stream(body: Body) -> ByteStream {
+pub(crate) fn raw_stream(body: Body) -> ByteStream {
     Box::pin(body.into_data_stream().map(|item| {
         item.map_err(|e| Error::Store {
             store: "larder-server".into(),
@@ -159,7 +225,8 @@ impl futures::Stream for Reclaimable {
 #[derive(Debug)]
 enum Spool {
     Memory(Bytes),
-    File(tempfile::TempPath),
+    /// A temporary file, with the space reserved for it (if any).
+    File(tempfile::TempPath, Option<Reservation>),
 }
 
 /// A request body read to its end, with its digests.
@@ -187,10 +254,11 @@ impl Spooled {
     pub(crate) async fn into_stream(self) -> larder_core::Result<ByteStream> {
         match self.spool {
             Spool::Memory(b) => Ok(Box::pin(futures::stream::once(async move { Ok(b) }))),
-            Spool::File(path) => {
+            Spool::File(path, reservation) => {
                 let stream = larder_core::artifacts::file_stream(&path).await?;
-                // The open file outlives its name.
+                // The open file outlives its name; its reserved space is written by now.
                 drop(path);
+                drop(reservation);
                 Ok(stream)
             }
         }
@@ -206,7 +274,7 @@ pub(crate) async fn spool(
     limit: Option<u64>,
     sha256: bool,
     tmp_dir: &Path,
-    expected: Option<u64>,
+    expected: Option<(u64, &Arc<Reservations>)>,
 ) -> ApiResult<Spooled> {
     let mut stream = limited(body, limit);
     let mut spooler = Spooler::new(sha256, tmp_dir, expected);
@@ -220,7 +288,8 @@ pub(crate) async fn spool(
 /// [`ByteStream`] (a multipart field).
 pub(crate) struct Spooler<'a> {
     tmp_dir: &'a Path,
-    expected: Option<u64>,
+    expected: Option<(u64, &'a Arc<Reservations>)>,
+    reservation: Option<Reservation>,
     blake: DigestWriter,
     sha: Option<sha2::Sha256>,
     mem: BytesMut,
@@ -229,10 +298,17 @@ pub(crate) struct Spooler<'a> {
 }
 
 impl<'a> Spooler<'a> {
-    pub(crate) fn new(sha256: bool, tmp_dir: &'a Path, expected: Option<u64>) -> Self {
+    /// A spooler writing into `tmp_dir`; with `expected`, a file spool reserves the declared
+    /// length from the reservations.
+    pub(crate) fn new(
+        sha256: bool,
+        tmp_dir: &'a Path,
+        expected: Option<(u64, &'a Arc<Reservations>)>,
+    ) -> Self {
         Spooler {
             tmp_dir,
             expected,
+            reservation: None,
             blake: DigestWriter::new(),
             sha: sha256.then(sha2::Sha256::new),
             mem: BytesMut::new(),
@@ -260,8 +336,11 @@ impl<'a> Spooler<'a> {
                 ))
             })?;
             let (std_file, path) = tmp.into_parts();
-            if let Some(len) = self.expected.filter(|len| *len > self.size) {
+            if let Some((len, reservations)) = self.expected.filter(|(len, _)| *len > self.size)
+                && let Some(granted) = reservations.take(len)
+            {
                 reserve(&std_file, len).map_err(spool_io)?;
+                self.reservation = Some(granted);
             }
             let mut f = tokio::fs::File::from_std(std_file);
             f.write_all(&self.mem).await.map_err(spool_io)?;
@@ -279,7 +358,7 @@ impl<'a> Spooler<'a> {
         let spool = match self.file {
             Some((path, mut f)) => {
                 f.flush().await.map_err(spool_io)?;
-                Spool::File(path)
+                Spool::File(path, self.reservation)
             }
             None => Spool::Memory(self.mem.freeze()),
         };

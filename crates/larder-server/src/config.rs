@@ -61,6 +61,77 @@ pub struct ServerConfig {
     pub admission: Option<Arc<dyn larder_core::admission::AdmissionPolicy>>,
     /// Record every lookup and store into this access trace (default: none).
     pub trace: Option<Arc<larder_core::trace::TraceLog>>,
+    /// What one request or connection may hold, and how many connections there may be.
+    pub limits: Limits,
+}
+
+/// Bounds on what clients can make the server hold: connections, time, memory and disk.
+///
+/// Every bound has a default that a healthy client never meets; when one trips, the server
+/// counts it in `/metrics` (`larder_limit_trips_total{limit="..."}`) and logs it at debug level
+/// (the connection limit at warn level, once a second at most).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Connections served at once; one more is answered 503 and closed (default 1024, lowered
+    /// at start to what the open-files limit allows).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (and, on HTTP/1.1, to start its next
+    /// request on a kept-alive connection) before the connection is closed (default 15 s).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and no traffic for this long is closed (HTTP/1.1
+    /// and HTTP/2; default 60 s). A response the client stops reading for this long also ends
+    /// its connection.
+    pub idle_timeout: Duration,
+    /// Slowest accepted upload, in bytes per second on average once [`upload_grace`] has passed
+    /// (default 1 KiB/s; 0 turns it off). A slower body fails, which ends the request and
+    /// releases what it held (its spool file and disk reservation).
+    ///
+    /// [`upload_grace`]: Limits::upload_grace
+    pub min_upload_rate: u64,
+    /// How long an upload may take before [`min_upload_rate`](Limits::min_upload_rate) applies
+    /// (default 10 s).
+    pub upload_grace: Duration,
+    /// After the stop signal, how long requests in flight may take before their connections are
+    /// cut (default 30 s).
+    pub shutdown_timeout: Duration,
+    /// Disk space reserved up front (`fallocate`) for uploads that declare their length, in
+    /// total over the uploads in flight (default 4 GiB). An upload that would pass it is
+    /// received without a reservation.
+    pub max_reserved_bytes: u64,
+    /// Largest native entry accepted (default 16 MiB, at most larder-core's own bound).
+    pub max_entry_bytes: u64,
+    /// Most outputs in a native entry accepted or sent (default 100 000).
+    pub max_entry_outputs: usize,
+    /// Native entries decoded or encoded at once, on blocking threads (default: the number of
+    /// CPUs); more wait their turn, so memory stays bounded by this times an entry's cost.
+    pub entry_codec_slots: usize,
+    /// Multipart (waf) bodies: bytes allowed before the first boundary (default 16 KiB).
+    pub multipart_preamble_bytes: u64,
+    /// Multipart bodies: the largest part header block (default 16 KiB).
+    pub multipart_header_bytes: u64,
+    /// Multipart bodies: the most parts (default 16).
+    pub multipart_parts: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            min_upload_rate: 1024,
+            upload_grace: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            max_reserved_bytes: 4 << 30,
+            max_entry_bytes: 16 << 20,
+            max_entry_outputs: 100_000,
+            entry_codec_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            multipart_preamble_bytes: 16 << 10,
+            multipart_header_bytes: 16 << 10,
+            multipart_parts: 16,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -87,7 +158,14 @@ impl ServerConfig {
             eviction: None,
             admission: None,
             trace: None,
+            limits: Limits::default(),
         }
+    }
+
+    /// Set the bounds on connections and requests (see [`Limits`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Set the largest accepted blob or value.

@@ -13,28 +13,141 @@
 //!
 //! Errors setting either option are logged at debug level and ignored: the connection still
 //! works, only slower.
+//!
+//! A [`Conn`] also keeps its [`Activity`]: when it last read or wrote, since when a write has
+//! been waiting for the client to make room, how many requests are in flight on it, and whether
+//! bytes arrived since the last request began or ended. The accept loop's watchdog reads it to
+//! close idle connections and responses the client stopped reading
+//! ([`crate::accept`]).
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+/// What a connection has been doing, shared between its [`Conn`], its requests and the accept
+/// loop's watchdog. Times are milliseconds since the connection was accepted.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    /// Last read or write that moved bytes.
+    last_io: AtomicU64,
+    /// When a write started waiting for room in the socket (plus one; 0: not waiting).
+    write_blocked_since: AtomicU64,
+    /// Requests whose response has not been sent in full.
+    in_flight: AtomicU64,
+    /// Requests begun on the connection.
+    requests: AtomicU64,
+    /// Bytes arrived since the last request began or ended (the start of a request head).
+    unparsed: AtomicBool,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last_io: AtomicU64::new(0),
+            write_blocked_since: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            unparsed: AtomicBool::new(false),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How long ago the connection was accepted.
+    pub(crate) fn age(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Requests begun on the connection so far.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// How long the connection has had no request in flight and no traffic, if it has none.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = self.last_io.load(Ordering::Relaxed);
+        Some(Duration::from_millis(self.now().saturating_sub(last)))
+    }
+
+    /// How long a write has been waiting for the client to read, if one is.
+    pub(crate) fn write_blocked_for(&self) -> Option<Duration> {
+        match self.write_blocked_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(self.now().saturating_sub(since - 1))),
+        }
+    }
+
+    /// Whether part of a request head has arrived and is not yet a request.
+    pub(crate) fn partial_head(&self) -> bool {
+        self.unparsed.load(Ordering::Relaxed)
+    }
+
+    /// A request began; the guard marks its end when dropped (once its response is sent).
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.unparsed.store(false, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    fn read(&self) {
+        self.last_io.store(self.now(), Ordering::Relaxed);
+        self.unparsed.store(true, Ordering::Relaxed);
+    }
+
+    fn wrote(&self, blocked: bool) {
+        if blocked {
+            if self.write_blocked_since.load(Ordering::Relaxed) == 0 {
+                self.write_blocked_since
+                    .store(self.now() + 1, Ordering::Relaxed);
+            }
+        } else {
+            self.write_blocked_since.store(0, Ordering::Relaxed);
+            self.last_io.store(self.now(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A request in flight on a connection (see [`Activity::begin`]).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        a.last_io.store(a.now(), Ordering::Relaxed);
+        a.unparsed.store(false, Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// An accepted TCP connection that acknowledges what it reads promptly (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Conn {
     tcp: TcpStream,
+    activity: Arc<Activity>,
 }
 
 impl Conn {
     /// Wrap an accepted stream: set `TCP_NODELAY` and arm `TCP_QUICKACK`.
-    pub(crate) fn new(tcp: TcpStream) -> Conn {
+    pub(crate) fn new(tcp: TcpStream, activity: Arc<Activity>) -> Conn {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("setting TCP_NODELAY: {e}");
         }
-        let conn = Conn { tcp };
+        let conn = Conn { tcp, activity };
         conn.quick_ack();
         conn
     }
@@ -76,8 +189,15 @@ impl AsyncRead for Conn {
         let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.quick_ack();
+            this.activity.read();
         }
         polled
+    }
+}
+
+impl Conn {
+    fn note_write<T>(&self, polled: &Poll<io::Result<T>>) {
+        self.activity.wrote(polled.is_pending());
     }
 }
 
@@ -87,7 +207,10 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.note_write(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -95,7 +218,10 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.note_write(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -108,24 +234,5 @@ impl AsyncWrite for Conn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
-/// The plain-HTTP listener: a [`TcpListener`] whose connections are [`Conn`]s.
-#[derive(Debug)]
-pub(crate) struct Listener(pub(crate) TcpListener);
-
-impl axum::serve::Listener for Listener {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
-        // axum's accept retries (with a back-off) on errors such as running out of descriptors.
-        let (tcp, peer) = axum::serve::Listener::accept(&mut self.0).await;
-        (Conn::new(tcp), peer)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
     }
 }

@@ -30,6 +30,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod accept;
 mod app;
 mod auth;
 pub mod bazel;
@@ -41,6 +42,7 @@ mod dav;
 mod disk;
 mod error;
 mod metrics;
+mod multipart;
 pub mod native;
 mod server;
 mod tls;
@@ -49,7 +51,7 @@ mod value;
 mod waf;
 
 pub use auth::Access;
-pub use config::ServerConfig;
+pub use config::{Limits, ServerConfig};
 pub use error::ServerError;
 pub use server::{Server, serve};
 pub use tls::TlsFiles;

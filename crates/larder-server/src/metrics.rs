@@ -27,6 +27,66 @@ const STATUSES: [u16; 18] = [
     200, 201, 204, 206, 207, 304, 400, 401, 403, 404, 405, 409, 413, 416, 500, 503, 507, 0,
 ];
 
+/// The limits of [`crate::Limits`] that count when they trip, in the order of the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// A connection over `max_connections`, answered 503.
+    Connections,
+    /// Request headers not complete within `header_timeout`.
+    HeaderTimeout,
+    /// A connection idle for `idle_timeout`.
+    IdleTimeout,
+    /// A response the client stopped reading for `idle_timeout`.
+    SendStall,
+    /// An upload slower than `min_upload_rate`.
+    UploadRate,
+    /// A disk reservation over `max_reserved_bytes` in total (received without one).
+    Reservation,
+    /// A native entry over `max_entry_bytes` or `max_entry_outputs`.
+    Entry,
+    /// A multipart body with too much before its first boundary.
+    MultipartPreamble,
+    /// A multipart part header over `multipart_header_bytes`.
+    MultipartHeader,
+    /// A multipart body with more than `multipart_parts` parts.
+    MultipartParts,
+    /// Connections still open at the shutdown deadline, cut.
+    ShutdownCut,
+}
+
+impl Limit {
+    const ALL: [Limit; 11] = [
+        Limit::Connections,
+        Limit::HeaderTimeout,
+        Limit::IdleTimeout,
+        Limit::SendStall,
+        Limit::UploadRate,
+        Limit::Reservation,
+        Limit::Entry,
+        Limit::MultipartPreamble,
+        Limit::MultipartHeader,
+        Limit::MultipartParts,
+        Limit::ShutdownCut,
+    ];
+
+    /// The `limit` label in `/metrics`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Limit::Connections => "connections",
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::IdleTimeout => "idle_timeout",
+            Limit::SendStall => "send_stall",
+            Limit::UploadRate => "upload_rate",
+            Limit::Reservation => "reservation",
+            Limit::Entry => "entry",
+            Limit::MultipartPreamble => "multipart_preamble",
+            Limit::MultipartHeader => "multipart_header",
+            Limit::MultipartParts => "multipart_parts",
+            Limit::ShutdownCut => "shutdown_cut",
+        }
+    }
+}
+
 /// One protocol's counters.
 #[derive(Debug, Default)]
 struct ProtocolCounters {
@@ -48,6 +108,9 @@ pub(crate) struct Metrics {
     out_of_space: AtomicU64,
     refused_entries: AtomicU64,
     refused_bytes: AtomicU64,
+    trips: [AtomicU64; Limit::ALL.len()],
+    /// Connections being served.
+    connections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -61,6 +124,8 @@ impl Default for Metrics {
             out_of_space: AtomicU64::new(0),
             refused_entries: AtomicU64::new(0),
             refused_bytes: AtomicU64::new(0),
+            trips: Default::default(),
+            connections: AtomicU64::new(0),
         }
     }
 }
@@ -82,6 +147,25 @@ impl Metrics {
     pub(crate) fn refused(&self, bytes: u64) {
         self.refused_entries.fetch_add(1, Ordering::Relaxed);
         self.refused_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Count a limit that tripped.
+    pub(crate) fn tripped(&self, limit: Limit) {
+        self.trips[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How often `limit` tripped.
+    pub(crate) fn trips(&self, limit: Limit) -> u64 {
+        self.trips[limit as usize].load(Ordering::Relaxed)
+    }
+
+    /// Count a connection opened (`true`) or closed.
+    pub(crate) fn connection(&self, opened: bool) {
+        if opened {
+            self.connections.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn record(&self, protocol: usize, method: &Method, status: StatusCode, bytes: (u64, u64)) {
@@ -174,6 +258,12 @@ struct Snapshot {
     admission_refused_bytes: u64,
     /// When replicating an upstream store.
     upstream: Option<UpstreamFigures>,
+    /// Connections being served.
+    connections: u64,
+    /// Disk space reserved for uploads in flight.
+    reserved_bytes: u64,
+    /// `(limit, trips)` for every limit of [`crate::Limits`].
+    limit_trips: Vec<(&'static str, u64)>,
     protocols: Vec<ProtocolFigures>,
 }
 
@@ -274,6 +364,12 @@ async fn snapshot(state: &AppState) -> Snapshot {
             upload_failures: r.upload_failures(),
             queued: r.queued(),
         }),
+        connections: m.connections.load(Ordering::Relaxed),
+        reserved_bytes: state.reservations.held(),
+        limit_trips: Limit::ALL
+            .iter()
+            .map(|l| (l.label(), m.trips(*l)))
+            .collect(),
         protocols,
     }
 }
@@ -330,7 +426,26 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
             );
         }
     }
-    let gauges: [(&str, &str, &str, Option<u64>); 10] = [
+    let _ = writeln!(
+        out,
+        "# HELP larder_limit_trips_total Requests or connections stopped by a limit of larder serve, by limit.\n# TYPE larder_limit_trips_total counter"
+    );
+    for (limit, n) in &s.limit_trips {
+        let _ = writeln!(out, "larder_limit_trips_total{{limit=\"{limit}\"}} {n}");
+    }
+    let gauges: [(&str, &str, &str, Option<u64>); 12] = [
+        (
+            "reserved_bytes",
+            "gauge",
+            "Disk space reserved (fallocate) for uploads in flight.",
+            Some(s.reserved_bytes),
+        ),
+        (
+            "connections",
+            "gauge",
+            "Connections being served.",
+            Some(s.connections),
+        ),
         (
             "evicted_entries_total",
             "counter",

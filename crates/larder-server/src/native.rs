@@ -10,8 +10,10 @@ use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::{ByteStream, Digest, Entry, GetOptions, Key, PutMode, PutOptions, PutOutcome};
 
 use crate::app::{AppState, sized_response};
-use crate::body::{check_size, content_length, header_u64, limited, with_body};
+use crate::body::{check_size, content_length, header_u64, limited, raw_stream, with_body};
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::Limit;
+use futures::StreamExt;
 
 /// The header carrying a blob's size.
 pub const SIZE_HEADER: &str = "x-larder-size";
@@ -68,15 +70,36 @@ async fn get_entry(
     if let Some(v) = query_flag(&query, "record_access") {
         opts.record_access = !matches!(v.as_str(), "0" | "false");
     }
+    // Reading (the store decodes) and encoding an entry cost memory and CPU in proportion to
+    // its outputs: a bounded number at once, encoded on a blocking thread.
+    let _turn = entry_turn(&st).await?;
     let Some(entry) = st.store.get_entry_opts(&key, opts).await? else {
         return Err(ApiError::NotFound);
     };
-    let bytes = entry.encode()?;
+    let bytes = tokio::task::spawn_blocking(move || entry.encode())
+        .await
+        .map_err(|e| {
+            ApiError::Store(larder_core::Error::invalid(format!("encoding task: {e}")))
+        })??;
     Ok(sized_response(
         StatusCode::OK,
         bytes.len() as u64,
         Body::from(bytes),
     ))
+}
+
+/// Wait for a turn to decode or encode an entry.
+async fn entry_turn(st: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    std::sync::Arc::clone(&st.entry_slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Store(larder_core::Error::invalid("the server is stopping")))
+}
+
+/// An entry over `--max-entry-size` or `--max-entry-outputs`: counted, and answered 413.
+fn entry_too_large(st: &AppState, what: String, limit: u64) -> ApiError {
+    st.metrics.tripped(Limit::Entry);
+    ApiError::TooLarge { what, limit }
 }
 
 async fn put_entry(
@@ -88,16 +111,48 @@ async fn put_entry(
 ) -> ApiResult<Response> {
     st.admit_write(content_length(&headers)?).await?;
     let key = key(raw)?;
-    check_size(
-        "entry",
-        content_length(&headers)?,
-        Some(MAX_ENTRY_BYTES as u64),
-    )?;
-    let bytes = axum::body::to_bytes(body, MAX_ENTRY_BYTES)
+    let limits = &st.config.limits;
+    let max_bytes = limits.max_entry_bytes.min(MAX_ENTRY_BYTES as u64);
+    if let Some(declared) = content_length(&headers)?
+        && declared > max_bytes
+    {
+        return Err(entry_too_large(
+            &st,
+            format!("entry of {declared} bytes"),
+            max_bytes,
+        ));
+    }
+    let mut stream = limited(raw_stream(body), Some(max_bytes));
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(larder_core::Error::TooLarge { size, .. }) => {
+                return Err(entry_too_large(
+                    &st,
+                    format!("entry of at least {size} bytes"),
+                    max_bytes,
+                ));
+            }
+            Err(e) => return Err(ApiError::Body(e.to_string())),
+        }
+    }
+    let bytes = bytes.freeze();
+    // Decoding costs several times the entry's size and milliseconds per megabyte: a bounded
+    // number at once, on a blocking thread, so that the async threads go on serving.
+    let turn = entry_turn(&st).await?;
+    let entry = tokio::task::spawn_blocking(move || Entry::decode(&bytes))
         .await
-        .map_err(|e| ApiError::Body(e.to_string()))?;
-    let entry =
-        Entry::decode(&bytes).map_err(|e| ApiError::bad(format!("undecodable entry: {e}")))?;
+        .map_err(|e| ApiError::Store(larder_core::Error::invalid(format!("decoding task: {e}"))))?
+        .map_err(|e| ApiError::bad(format!("undecodable entry: {e}")))?;
+    drop(turn);
+    if entry.outputs.len() > limits.max_entry_outputs {
+        return Err(entry_too_large(
+            &st,
+            format!("entry of {} outputs", entry.outputs.len()),
+            limits.max_entry_outputs as u64,
+        ));
+    }
     let mut opts = PutOptions::default();
     if query_flag(&query, "mode").as_deref() == Some("create") {
         opts.mode = PutMode::Create;

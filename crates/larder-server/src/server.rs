@@ -168,8 +168,15 @@ impl Server {
             &config.budget,
             Arc::clone(&metrics),
         ));
+        let reservations =
+            crate::body::Reservations::new(config.limits.max_reserved_bytes, Arc::clone(&metrics));
+        let entry_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.entry_codec_slots.max(1),
+        ));
         let state = AppState::new(Shared {
             store,
+            reservations,
+            entry_slots,
             config: Arc::new(config),
             tmp_dir: Arc::new(tmp_dir),
             metrics,
@@ -195,8 +202,8 @@ impl Server {
         Arc::clone(&self.state.store)
     }
 
-    /// Serve until `shutdown` completes, then finish the requests in flight and flush the
-    /// store.
+    /// Serve until `shutdown` completes, then finish the requests in flight (for at most
+    /// [`Limits::shutdown_timeout`](crate::Limits::shutdown_timeout)) and flush the store.
     ///
     /// # Errors
     /// [`ServerError::Serve`] when the listener fails.
@@ -209,15 +216,17 @@ impl Server {
         tracing::info!("larder-server: listening on {scheme}://{}", self.addr);
         let cleanup =
             tokio::spawn(Arc::clone(&self.state.cleaner).run(self.state.config.cleanup_interval));
-        match self.tls {
-            Some(acceptor) => {
-                crate::tls::serve(self.listener, acceptor, router(self.state), shutdown).await?;
-            }
-            None => axum::serve(crate::conn::Listener(self.listener), router(self.state))
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(ServerError::Serve)?,
-        }
+        let limits = self.state.config.limits.clone();
+        let metrics = Arc::clone(&self.state.metrics);
+        crate::accept::serve(
+            self.listener,
+            self.tls,
+            router(self.state),
+            limits,
+            metrics,
+            shutdown,
+        )
+        .await?;
         cleanup.abort();
         if let Err(e) = store.flush().await {
             tracing::warn!("larder-server: flushing the store: {e}");

@@ -6,11 +6,14 @@
 //! joins its base URL and the path with `/`, a base ending in `/` gives `PREFIX//sig/i`: empty
 //! path segments are dropped. Each file is a value (see [`crate::value`]) under the key
 //! `waf/<sig>/<i>`.
+//!
+//! The form is checked as it streams in (see [`crate::multipart`]): bytes before the first
+//! boundary, a part's header block and the number of parts are bounded (413 past them).
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_core::Key;
@@ -18,6 +21,8 @@ use larder_core::Key;
 use crate::app::{AppState, sized_response};
 use crate::body::{Spooler, check_size};
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::Limit;
+use crate::multipart;
 use crate::value::{get_value, head_value, put_value};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -28,7 +33,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// The larder key for a netcache path.
-fn key(path: &str) -> ApiResult<Key> {
+pub(crate) fn key(path: &str) -> ApiResult<Key> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if segments.len() < 2 {
         return Err(ApiError::bad(format!(
@@ -56,26 +61,55 @@ async fn head_h(State(st): State<AppState>, Path(path): Path<String>) -> ApiResu
 async fn post_h(
     State(st): State<AppState>,
     Path(path): Path<String>,
-    mut form: Multipart,
+    request: Request,
 ) -> ApiResult<Response> {
     st.check_writable()?;
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let key = key(&path)?;
     let limit = st.config.max_blob_bytes;
     st.admit_write(None).await?;
-    while let Some(mut field) = form
-        .next_field()
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let boundary = multipart::boundary(&content_type)
+        .ok_or_else(|| ApiError::bad("expected a multipart/form-data body with a boundary"))?;
+    let limits = &st.config.limits;
+    let bounds = multipart::Bounds {
+        preamble: limits.multipart_preamble_bytes,
+        header: limits.multipart_header_bytes,
+        parts: limits.multipart_parts,
+    };
+    let tripped = multipart::Tripped::default();
+    let guarded = multipart::guard(body.into_data_stream(), &boundary, bounds, tripped.clone());
+    // The request as it came (its extensions lift axum's default body limit), over the guard.
+    let request = Request::from_parts(parts, Body::from_stream(guarded));
+    let mut form = Multipart::from_request(request, &())
         .await
-        .map_err(|e| ApiError::Body(e.to_string()))?
-    {
+        .map_err(|e| ApiError::Body(e.to_string()))?;
+    // A parser error after a bound tripped is that bound's 413.
+    let failed = |e: axum::extract::multipart::MultipartError| match tripped.get() {
+        Some(limit) => {
+            st.metrics.tripped(limit);
+            ApiError::TooLarge {
+                what: format!("multipart body ({})", limit.label()),
+                limit: match limit {
+                    Limit::MultipartPreamble => bounds.preamble,
+                    Limit::MultipartHeader => bounds.header,
+                    _ => bounds.parts as u64,
+                },
+            }
+        }
+        None => ApiError::Body(e.to_string()),
+    };
+    while let Some(mut field) = form.next_field().await.map_err(failed)? {
         if field.name() != Some("file") {
             continue;
         }
         let mut spooler = Spooler::new(false, &st.tmp_dir, None);
-        while let Some(chunk) = field
-            .chunk()
-            .await
-            .map_err(|e| ApiError::Body(e.to_string()))?
-        {
+        while let Some(chunk) = field.chunk().await.map_err(failed)? {
             spooler.push(&chunk).await?;
             check_size("file", Some(spooler.size()), limit)?;
         }
