@@ -19,6 +19,8 @@ use crate::digest::{BlobId, DigestFn, valid_hash};
 use crate::error::store_status;
 use crate::services::instance;
 
+/// The zstd level of compressed reads: fast, as the spec allows any level.
+const ZSTD_LEVEL: i32 = 1;
 /// The most bytes one ReadResponse carries.
 const READ_CHUNK: usize = 1 << 20;
 /// An upload nobody has written to for this long is dropped (its spool file removed).
@@ -74,6 +76,19 @@ impl Uploads {
 struct Resource {
     instance: String,
     id: BlobId,
+    /// Sent or received zstd-compressed (`compressed-blobs/zstd/...`).
+    zstd: bool,
+}
+
+/// Check the compressor segment of a `compressed-blobs/{compressor}/...` name.
+fn compressor(seg: Option<&&str>) -> Result<(), Status> {
+    match seg {
+        Some(&"zstd") => Ok(()),
+        other => Err(Status::invalid_argument(format!(
+            "compressor {:?} is not supported (zstd is)",
+            other.copied().unwrap_or_default()
+        ))),
+    }
 }
 
 fn bad_name(name: &str, expected: &str) -> Status {
@@ -98,29 +113,33 @@ fn parse_digest(segs: &[&str], allow_rest: bool) -> Option<BlobId> {
     BlobId::from_parts(func, hash, size.parse().ok()?).ok()
 }
 
-/// `[{instance}/]blobs/{digest}`.
+/// `[{instance}/](blobs|compressed-blobs/zstd)/{digest}`.
 fn parse_read(name: &str) -> Result<Resource, Status> {
     const EXPECTED: &str = "[{instance}/]blobs/{hash}/{size}";
     let segs: Vec<&str> = name.split('/').collect();
-    if segs.contains(&"compressed-blobs") {
-        return Err(Status::invalid_argument(
-            "compressed-blobs: no compressors are supported (see GetCapabilities)",
-        ));
-    }
     let i = segs
         .iter()
-        .position(|s| *s == "blobs")
+        .position(|s| *s == "blobs" || *s == "compressed-blobs")
         .ok_or_else(|| bad_name(name, EXPECTED))?;
     let instance_name = segs[..i].join("/");
     instance(&instance_name)?;
-    let id = parse_digest(&segs[i + 1..], false).ok_or_else(|| bad_name(name, EXPECTED))?;
+    let zstd = segs[i] == "compressed-blobs";
+    let rest = if zstd {
+        compressor(segs.get(i + 1))?;
+        i + 2
+    } else {
+        i + 1
+    };
+    let id = parse_digest(segs.get(rest..).unwrap_or_default(), false)
+        .ok_or_else(|| bad_name(name, EXPECTED))?;
     Ok(Resource {
         instance: instance_name,
         id,
+        zstd,
     })
 }
 
-/// `[{instance}/]uploads/{uuid}/blobs/{digest}[/{metadata}]`.
+/// `[{instance}/]uploads/{uuid}/(blobs|compressed-blobs/zstd)/{digest}[/{metadata}]`.
 fn parse_write(name: &str) -> Result<Resource, Status> {
     const EXPECTED: &str = "[{instance}/]uploads/{uuid}/blobs/{hash}/{size}";
     let segs: Vec<&str> = name.split('/').collect();
@@ -130,19 +149,20 @@ fn parse_write(name: &str) -> Result<Resource, Status> {
         .ok_or_else(|| bad_name(name, EXPECTED))?;
     let instance_name = segs[..i].join("/");
     instance(&instance_name)?;
-    match segs.get(i + 1..i + 3) {
-        Some([uuid, "blobs"]) if !uuid.is_empty() => {}
-        Some([_, "compressed-blobs"]) => {
-            return Err(Status::invalid_argument(
-                "compressed-blobs: no compressors are supported (see GetCapabilities)",
-            ));
+    let (zstd, rest) = match segs.get(i + 1..i + 3) {
+        Some([uuid, "blobs"]) if !uuid.is_empty() => (false, i + 3),
+        Some([uuid, "compressed-blobs"]) if !uuid.is_empty() => {
+            compressor(segs.get(i + 3))?;
+            (true, i + 4)
         }
         _ => return Err(bad_name(name, EXPECTED)),
-    }
-    let id = parse_digest(&segs[i + 3..], true).ok_or_else(|| bad_name(name, EXPECTED))?;
+    };
+    let id = parse_digest(segs.get(rest..).unwrap_or_default(), true)
+        .ok_or_else(|| bad_name(name, EXPECTED))?;
     Ok(Resource {
         instance: instance_name,
         id,
+        zstd,
     })
 }
 
@@ -205,20 +225,62 @@ fn read_stream(
     }))
 }
 
+/// Decompress `data` with `decoder` into `spool`, refusing more than `size` bytes in all.
+async fn inflate(
+    decoder: &mut zstd::stream::raw::Decoder<'static>,
+    data: &[u8],
+    spool: &mut Spool,
+    id: &BlobId,
+) -> Result<(), Status> {
+    use zstd::stream::raw::Operation as _;
+    let mut input = data;
+    let mut out = vec![0u8; 128 << 10];
+    loop {
+        let st = decoder
+            .run_on_buffers(input, &mut out)
+            .map_err(|e| Status::invalid_argument(format!("blob {id}: not zstd data: {e}")))?;
+        input = &input[st.bytes_read..];
+        if spool.written + st.bytes_written as u64 > id.size {
+            return Err(Status::invalid_argument(format!(
+                "more bytes than the {} of blob {id}",
+                id.size
+            )));
+        }
+        spool.append(&out[..st.bytes_written]).await?;
+        if input.is_empty() && st.bytes_written < out.len() {
+            return Ok(());
+        }
+        if st.bytes_read == 0 && st.bytes_written == 0 {
+            return Err(Status::invalid_argument(format!(
+                "blob {id}: the zstd stream makes no progress"
+            )));
+        }
+    }
+}
+
 impl ByteStreamService {
     /// Receive the rest of an upload into its spool; the committed size when done.
+    ///
+    /// A zstd upload starts a new zstd stream at an uncompressed offset (0, or where a broken
+    /// upload stopped); later requests' offsets count compressed bytes from there, as the spec
+    /// has it, and the committed size reported is that same sum.
     async fn receive(
         &self,
         name: &str,
-        id: &BlobId,
+        res: &Resource,
         first: WriteRequest,
         stream: &mut Streaming<WriteRequest>,
     ) -> Result<i64, Status> {
         let ctx = &self.0;
+        let id = &res.id;
         let upload = ctx.uploads.get_or_create(name);
         let mut upload = upload.lock().await;
         upload.touched = Some(Instant::now());
         let mut msg = first;
+        let mut decoder = None;
+        // For zstd: the uncompressed offset this stream started at, and compressed bytes since.
+        let (mut base, mut received) = (0u64, 0u64);
+        let mut is_first = true;
         loop {
             if !msg.resource_name.is_empty() && msg.resource_name != name {
                 return Err(Status::invalid_argument(
@@ -226,30 +288,52 @@ impl ByteStreamService {
                 ));
             }
             let committed = upload.spool.as_ref().map_or(0, |s| s.written);
-            if msg.write_offset != committed as i64 {
-                if msg.write_offset != 0 {
+            let expected = if res.zstd && !is_first {
+                base + received
+            } else {
+                committed
+            };
+            if msg.write_offset != expected as i64 {
+                if msg.write_offset != 0 || !is_first {
                     return Err(Status::invalid_argument(format!(
-                        "write_offset {} but {committed} bytes are committed",
+                        "write_offset {} but {expected} is expected",
                         msg.write_offset
                     )));
                 }
                 upload.spool = None;
             }
+            if is_first && res.zstd {
+                base = upload.spool.as_ref().map_or(0, |s| s.written);
+                decoder =
+                    Some(zstd::stream::raw::Decoder::new().map_err(|e| {
+                        Status::internal(format!("cannot start a zstd decoder: {e}"))
+                    })?);
+            }
+            is_first = false;
             let spool = match &mut upload.spool {
                 Some(s) => s,
                 None => upload
                     .spool
                     .insert(Spool::create(&ctx.cas.tmp_dir, id).await?),
             };
-            if spool.written + msg.data.len() as u64 > id.size {
+            let appended = match &mut decoder {
+                Some(d) => {
+                    received += msg.data.len() as u64;
+                    inflate(d, &msg.data, spool, id).await
+                }
+                None if spool.written + msg.data.len() as u64 > id.size => {
+                    Err(Status::invalid_argument(format!(
+                        "more bytes than the {} of blob {id}",
+                        id.size
+                    )))
+                }
+                None => spool.append(&msg.data).await,
+            };
+            if let Err(e) = appended {
                 upload.spool = None;
                 ctx.uploads.remove(name);
-                return Err(Status::invalid_argument(format!(
-                    "more bytes than the {} of blob {id}",
-                    id.size
-                )));
+                return Err(e);
             }
-            spool.append(&msg.data).await?;
             upload.touched = Some(Instant::now());
             if msg.finish_write {
                 let spool = upload.spool.take();
@@ -270,7 +354,11 @@ impl ByteStreamService {
                     )));
                 }
                 ctx.cas.put_spool(id, spool).await?;
-                return Ok(id.size as i64);
+                return Ok(if res.zstd {
+                    (base + received) as i64
+                } else {
+                    id.size as i64
+                });
             }
             match stream.message().await? {
                 Some(next) => msg = next,
@@ -294,6 +382,11 @@ impl ByteStream for ByteStreamService {
         let req = request.into_inner();
         let res = parse_read(&req.resource_name)?;
         let id = res.id;
+        if res.zstd && req.read_limit != 0 {
+            return Err(Status::invalid_argument(
+                "read_limit must be 0 when reading compressed-blobs",
+            ));
+        }
         let offset = u64::try_from(req.read_offset)
             .map_err(|_| Status::out_of_range("read_offset is negative"))?;
         let limit = u64::try_from(req.read_limit)
@@ -311,7 +404,25 @@ impl ByteStream for ByteStreamService {
         let Some(found) = ctx.cas.open(&id).await? else {
             return Err(Status::not_found(format!("blob {id} is not in the CAS")));
         };
-        Ok(Response::new(read_stream(found, offset, end)))
+        let stream = read_stream(found, offset, end);
+        if !res.zstd {
+            return Ok(Response::new(stream));
+        }
+        // Each chunk becomes one zstd frame: a concatenation of frames is one zstd stream.
+        let empty = offset == end;
+        let frames = stream.and_then(|r| async move {
+            let data = zstd::bulk::compress(&r.data, ZSTD_LEVEL)
+                .map_err(|e| Status::internal(format!("zstd: {e}")))?;
+            Ok(ReadResponse { data })
+        });
+        if empty {
+            let data = zstd::bulk::compress(&[], ZSTD_LEVEL)
+                .map_err(|e| Status::internal(format!("zstd: {e}")))?;
+            return Ok(Response::new(Box::pin(futures::stream::once(async move {
+                Ok(ReadResponse { data })
+            }))));
+        }
+        Ok(Response::new(Box::pin(frames)))
     }
 
     async fn write(
@@ -326,7 +437,8 @@ impl ByteStream for ByteStreamService {
             .await?
             .ok_or_else(|| Status::invalid_argument("a write with no request"))?;
         let name = first.resource_name.clone();
-        let Resource { id, .. } = parse_write(&name)?;
+        let res = parse_write(&name)?;
+        let id = &res.id;
         if let Some(max) = ctx.opts.max_blob_bytes
             && id.size > max
         {
@@ -335,13 +447,12 @@ impl ByteStream for ByteStreamService {
             )));
         }
         // Finished early when the blob is there already (the empty blob always is).
-        if ctx.cas.contains(&id).await? {
+        if ctx.cas.contains(id).await? {
             ctx.uploads.remove(&name);
-            return Ok(Response::new(WriteResponse {
-                committed_size: id.size as i64,
-            }));
+            let committed_size = if res.zstd { -1 } else { id.size as i64 };
+            return Ok(Response::new(WriteResponse { committed_size }));
         }
-        let committed_size = self.receive(&name, &id, first, &mut stream).await?;
+        let committed_size = self.receive(&name, &res, first, &mut stream).await?;
         Ok(Response::new(WriteResponse { committed_size }))
     }
 

@@ -1,16 +1,18 @@
 //! The Remote Execution API's cache services over gRPC, on larder's [`Store`].
 //!
 //! [`routes`] serves, below `/build.bazel.remote.execution.v2.*` and `/google.bytestream.*`:
-//! - Capabilities: API versions 2.0 to 2.3, SHA-256 and BLAKE3, `update_enabled` exactly when
-//!   the caller may write, and `max_batch_total_size_bytes` equal to what the batch calls accept
-//!   (the gRPC message limit is set to match).
+//! - Capabilities: API versions 2.0 to 2.3, SHA-256 and BLAKE3, zstd, `update_enabled` exactly
+//!   when the caller may write, and `max_batch_total_size_bytes` equal to what the batch calls
+//!   accept (the gRPC message limit is set to match).
 //! - ContentAddressableStorage: FindMissingBlobs (refreshing what it finds), BatchUpdateBlobs
 //!   (each blob verified; a wrong digest is INVALID_ARGUMENT with nothing stored),
 //!   BatchReadBlobs, GetTree (paged).
 //! - ByteStream: Read (`[{instance}/]blobs/[{function}/]{hash}/{size}`, with `read_offset` and
 //!   `read_limit`, streamed in chunks) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
 //!   spooled to a temporary file while hashed, resumable at the committed offset, finished
-//!   early when the blob exists), QueryWriteStatus.
+//!   early when the blob exists), QueryWriteStatus; both also as `compressed-blobs/zstd/...`
+//!   (reads send one zstd frame per chunk; writes are decompressed as they arrive, never more
+//!   than the digest's size).
 //! - ActionCache: GetActionResult answers NOT_FOUND unless every blob the result names (output
 //!   files, every file of each output tree, stdout, stderr) is present, and inlines what was
 //!   asked within the message limit; UpdateActionResult validates the result.
@@ -39,9 +41,9 @@ use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
 use larder_core::Store;
 use tonic::Status;
 
-pub use digest::DigestFn;
 /// The generated protocol code (REv2, Remote Asset, ByteStream), for clients and tests.
 pub use bazel_remote_apis as proto;
+pub use digest::DigestFn;
 /// The protobuf runtime of [`proto`].
 pub use prost;
 /// The gRPC runtime of [`proto`] (its clients connect with `tonic::transport::Channel`).

@@ -81,8 +81,8 @@ impl Capabilities for Services {
             cache_priority_capabilities: None,
             max_batch_total_size_bytes: i64::try_from(ctx.opts.max_batch_bytes).unwrap_or(i64::MAX),
             symlink_absolute_path_strategy: symlink_absolute_path_strategy::Value::Allowed as i32,
-            supported_compressors: Vec::new(),
-            supported_batch_update_compressors: Vec::new(),
+            supported_compressors: vec![compressor::Value::Zstd as i32],
+            supported_batch_update_compressors: vec![compressor::Value::Zstd as i32],
             max_cas_blob_size_bytes: ctx
                 .opts
                 .max_blob_bytes
@@ -164,12 +164,6 @@ impl ContentAddressableStorage for Services {
             let digest = r.digest.clone();
             let result = async {
                 let id = BlobId::parse(r.digest.as_ref(), func)?;
-                if r.compressor != compressor::Value::Identity as i32 {
-                    return Err(Status::invalid_argument(format!(
-                        "blob {id}: compressor {} is not supported",
-                        r.compressor
-                    )));
-                }
                 if let Some(max) = ctx.opts.max_blob_bytes
                     && id.size > max
                 {
@@ -177,7 +171,25 @@ impl ContentAddressableStorage for Services {
                         "blob {id} is over the largest accepted size, {max} bytes"
                     )));
                 }
-                ctx.cas.put_bytes(&id, Bytes::from(r.data)).await
+                let data = match compressor::Value::try_from(r.compressor) {
+                    Ok(compressor::Value::Identity) => r.data,
+                    // At most the digest's size comes out; more is an error.
+                    Ok(compressor::Value::Zstd) => {
+                        let cap = usize::try_from(id.size).unwrap_or(usize::MAX);
+                        zstd::bulk::decompress(&r.data, cap).map_err(|e| {
+                            Status::invalid_argument(format!(
+                                "blob {id}: does not decompress to its size: {e}"
+                            ))
+                        })?
+                    }
+                    _ => {
+                        return Err(Status::invalid_argument(format!(
+                            "blob {id}: compressor {} is not supported",
+                            r.compressor
+                        )));
+                    }
+                };
+                ctx.cas.put_bytes(&id, Bytes::from(data)).await
             }
             .await;
             responses.push(batch_update_blobs_response::Response {

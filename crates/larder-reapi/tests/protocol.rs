@@ -902,3 +902,135 @@ async fn writes_need_the_token() {
         .expect("with the token");
     assert!(missing(&mut cas, "", &[d]).await.is_empty());
 }
+
+#[tokio::test]
+async fn zstd_reads_and_writes() {
+    let server = serve(|o| o).await;
+    let mut bs = server.bs().await;
+    let mut cas = server.cas().await;
+    // Compressible and over one read chunk.
+    let blob: Vec<u8> = (0..(2 << 20) + 500).map(|i| (i % 251) as u8 / 8).collect();
+    let d = sha256(&blob);
+    let z = zstd::bulk::compress(&blob, 3).expect("compress");
+    assert!(z.len() < blob.len() / 4);
+    let name = format!(
+        "uploads/z1/compressed-blobs/zstd/{}/{}",
+        d.hash, d.size_bytes
+    );
+    let reqs: Vec<WriteRequest> = z
+        .chunks(50_000)
+        .enumerate()
+        .map(|(i, c)| WriteRequest {
+            resource_name: if i == 0 { name.clone() } else { String::new() },
+            write_offset: (i * 50_000) as i64,
+            finish_write: (i + 1) * 50_000 >= z.len(),
+            data: c.to_vec(),
+        })
+        .collect();
+    let committed = bs
+        .write(futures::stream::iter(reqs))
+        .await
+        .expect("compressed write")
+        .into_inner()
+        .committed_size;
+    assert_eq!(committed, z.len() as i64);
+    let (plain, _) = read_all(&mut bs, &format!("blobs/{}/{}", d.hash, d.size_bytes), 0, 0)
+        .await
+        .expect("plain read");
+    assert!(plain == blob, "stored uncompressed");
+    // Compressed reads, whole and from an (uncompressed) offset.
+    let zname = format!("compressed-blobs/zstd/{}/{}", d.hash, d.size_bytes);
+    let (got, _) = read_all(&mut bs, &zname, 0, 0)
+        .await
+        .expect("compressed read");
+    assert!(got.len() < blob.len() / 4, "sent compressed");
+    let back = zstd::stream::decode_all(&got[..]).expect("decodes");
+    assert!(back == blob);
+    let (got, _) = read_all(&mut bs, &zname, 1_500_000, 0)
+        .await
+        .expect("compressed read from an offset");
+    assert!(zstd::stream::decode_all(&got[..]).expect("decodes") == blob[1_500_000..]);
+    let err = read_all(&mut bs, &zname, 0, 10)
+        .await
+        .expect_err("read_limit with compression");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    let err = read_all(
+        &mut bs,
+        &format!("compressed-blobs/brotli/{}/{}", d.hash, d.size_bytes),
+        0,
+        0,
+    )
+    .await
+    .expect_err("unsupported compressor");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    // A present blob: the compressed write finishes at once with -1.
+    let again = format!(
+        "uploads/z2/compressed-blobs/zstd/{}/{}",
+        d.hash, d.size_bytes
+    );
+    let committed = bs
+        .write(futures::stream::iter(vec![write_req(
+            &again,
+            0,
+            &z[..100],
+            false,
+        )]))
+        .await
+        .expect("early completion")
+        .into_inner()
+        .committed_size;
+    assert_eq!(committed, -1);
+    // Data that decompresses to something else, or to more than the digest says: refused.
+    let other = bytes(5000, 21);
+    let od = sha256(&other);
+    let lie = zstd::bulk::compress(&bytes(5000, 22), 1).expect("compress");
+    let name = format!(
+        "uploads/z3/compressed-blobs/zstd/{}/{}",
+        od.hash, od.size_bytes
+    );
+    let err = bs
+        .write(futures::stream::iter(vec![write_req(&name, 0, &lie, true)]))
+        .await
+        .expect_err("wrong digest");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 1).expect("compress");
+    let name = format!(
+        "uploads/z4/compressed-blobs/zstd/{}/{}",
+        od.hash, od.size_bytes
+    );
+    let err = bs
+        .write(futures::stream::iter(vec![write_req(
+            &name, 0, &bomb, true,
+        )]))
+        .await
+        .expect_err("more than the digest's size");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert_eq!(
+        missing(&mut cas, "", std::slice::from_ref(&od)).await,
+        vec![od.clone()]
+    );
+    // Batch updates take zstd too.
+    let resp = cas
+        .batch_update_blobs(BatchUpdateBlobsRequest {
+            instance_name: String::new(),
+            requests: vec![batch_update_blobs_request::Request {
+                digest: Some(od.clone()),
+                data: zstd::bulk::compress(&other, 1).expect("compress"),
+                compressor: 1,
+            }],
+            digest_function: 0,
+        })
+        .await
+        .expect("batch")
+        .into_inner();
+    assert_eq!(resp.responses[0].status.as_ref().map(|s| s.code), Some(0));
+    let (got, _) = read_all(
+        &mut bs,
+        &format!("blobs/{}/{}", od.hash, od.size_bytes),
+        0,
+        0,
+    )
+    .await
+    .expect("read");
+    assert!(got == other);
+}
