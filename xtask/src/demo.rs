@@ -94,8 +94,10 @@ impl flags::Demo {
         check_c_compiler()?;
         eprintln!("demo: building larder");
         cmd!(sh, "cargo build --quiet -p larder-cli --bin larder").run()?;
-        let larder = target_dir().join("debug/larder");
-        let demo = target_dir().join("demo");
+        // Absolute: the builds below run in the project directory.
+        let target = std::path::absolute(target_dir()).context("the target directory")?;
+        let larder = target.join("debug/larder");
+        let demo = target.join("demo");
         let project = demo.join("project");
         let cache = demo.join("cache");
         if !self.keep_cache {
