@@ -144,7 +144,7 @@ impl Scanner {
                     self.delimiter = delimiter;
                     let used = found.unwrap_or(chunk.len());
                     self.seen += used as u64;
-                    if preamble && self.seen > self.bounds.preamble + slack {
+                    if preamble && self.seen > self.bounds.preamble.saturating_add(slack) {
                         return Err(Limit::MultipartPreamble);
                     }
                     chunk = &chunk[used..];
