@@ -283,6 +283,11 @@ fn a_server_requiring_a_key_refuses_pushes_it_did_not_sign() {
         "{body}"
     );
     assert!(entry_keys(&server_dir).is_empty(), "nothing stored");
+    let (_, metrics) = http(url, "GET", "/metrics", b"");
+    assert!(
+        metrics.contains("larder_untrusted_refused_total 1\n"),
+        "the refusal is counted:\n{metrics}"
+    );
 
     // Through larder: unsigned is refused, signed by CI is stored.
     sb.write(&sb.work, "artifact.txt", "release bits\n");

@@ -108,6 +108,7 @@ pub(crate) struct Metrics {
     out_of_space: AtomicU64,
     refused_entries: AtomicU64,
     refused_bytes: AtomicU64,
+    untrusted: AtomicU64,
     trips: [AtomicU64; Limit::ALL.len()],
     /// Connections being served.
     connections: AtomicU64,
@@ -124,6 +125,7 @@ impl Default for Metrics {
             out_of_space: AtomicU64::new(0),
             refused_entries: AtomicU64::new(0),
             refused_bytes: AtomicU64::new(0),
+            untrusted: AtomicU64::new(0),
             trips: Default::default(),
             connections: AtomicU64::new(0),
         }
@@ -147,6 +149,11 @@ impl Metrics {
     pub(crate) fn refused(&self, bytes: u64) {
         self.refused_entries.fetch_add(1, Ordering::Relaxed);
         self.refused_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Count an entry push refused because no trusted key signed it.
+    pub(crate) fn untrusted(&self) {
+        self.untrusted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count a limit that tripped.
@@ -256,6 +263,8 @@ struct Snapshot {
     /// Entries (and their bytes) the admission policy kept out.
     admission_refused_entries: u64,
     admission_refused_bytes: u64,
+    /// Entry pushes refused because no trusted key signed them (`--trust-require`).
+    untrusted_refused: u64,
     /// When replicating an upstream store.
     upstream: Option<UpstreamFigures>,
     /// Connections being served.
@@ -357,6 +366,7 @@ async fn snapshot(state: &AppState) -> Snapshot {
         out_of_space_refusals: m.out_of_space.load(Ordering::Relaxed),
         admission_refused_entries: m.refused_entries.load(Ordering::Relaxed),
         admission_refused_bytes: m.refused_bytes.load(Ordering::Relaxed),
+        untrusted_refused: m.untrusted.load(Ordering::Relaxed),
         upstream: state.replica.as_ref().map(|r| UpstreamFigures {
             fetched: r.fetched(),
             fetch_failures: r.fetch_failures(),
@@ -433,7 +443,7 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
     for (limit, n) in &s.limit_trips {
         let _ = writeln!(out, "larder_limit_trips_total{{limit=\"{limit}\"}} {n}");
     }
-    let gauges: [(&str, &str, &str, Option<u64>); 12] = [
+    let gauges: [(&str, &str, &str, Option<u64>); 13] = [
         (
             "reserved_bytes",
             "gauge",
@@ -475,6 +485,12 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
             "counter",
             "Bytes of the entries the admission policy kept out.",
             Some(s.admission_refused_bytes),
+        ),
+        (
+            "untrusted_refused_total",
+            "counter",
+            "Entry pushes refused with 403 because no trusted key signed them (--trust-require).",
+            Some(s.untrusted_refused),
         ),
         (
             "store_entries",

@@ -150,16 +150,19 @@ impl Server {
             }
             None => store,
         };
-        // Outside admission: an untrusted push is refused (403), not counted as a refusal.
+        // Outside admission: an untrusted push is refused (403) and counted as such, not as an
+        // admission refusal.
         let store: Arc<dyn Store> = if config.trust_require.is_empty() {
             store
         } else {
+            let counted = Arc::clone(&metrics);
             Arc::new(
                 Trusted::new(store, config.trust_require.clone())
                     .check_reads(false)
                     .refuse_untrusted_writes(
                         UNSIGNED_NAMESPACES.iter().map(|p| p.to_string()).collect(),
-                    ),
+                    )
+                    .on_refused(Arc::new(move |_key| counted.untrusted())),
             )
         };
         let cleaner = Arc::new(Cleaner::new(

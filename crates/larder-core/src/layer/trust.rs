@@ -355,6 +355,9 @@ impl<S: Store> Layered for Signed<S> {
 
 crate::impl_store_for_layer!(impl<S: Store> for Signed<S>);
 
+/// Called with the key of each entry write [`Trusted`] refuses.
+pub type RefusedFn = Arc<dyn Fn(&Key) + Send + Sync>;
+
 /// `S`, taking only entries a trusted key signed.
 ///
 /// - Reads (unless [`Trusted::check_reads`] turned them off): an entry that [`verify_entry`]
@@ -371,6 +374,7 @@ pub struct Trusted<S> {
     keys: Arc<[PublicKey]>,
     check_reads: bool,
     check_writes: Option<Vec<String>>,
+    on_refused: Option<RefusedFn>,
     rejected: AtomicU64,
     refused: AtomicU64,
     warned: AtomicBool,
@@ -384,6 +388,7 @@ impl<S: Store> Trusted<S> {
             keys: keys.into(),
             check_reads: true,
             check_writes: None,
+            on_refused: None,
             rejected: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             warned: AtomicBool::new(false),
@@ -401,6 +406,12 @@ impl<S: Store> Trusted<S> {
     /// one of `exempt_prefixes`.
     pub fn refuse_untrusted_writes(mut self, exempt_prefixes: Vec<String>) -> Self {
         self.check_writes = Some(exempt_prefixes);
+        self
+    }
+
+    /// Also call `f` with the key of each refused write (the server's metrics).
+    pub fn on_refused(mut self, f: RefusedFn) -> Self {
+        self.on_refused = Some(f);
         self
     }
 
@@ -488,6 +499,9 @@ impl<S: Store> Layered for Trusted<S> {
             && let Err(why) = verify_entry(key, entry, &self.keys)
         {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = &self.on_refused {
+                f(key);
+            }
             tracing::debug!("{}: refusing entry {key}: {why}", self.inner);
             return Err(Error::Untrusted {
                 key: key.to_string(),

@@ -133,10 +133,15 @@ async fn a_server_refuses_untrusted_writes_outside_exempt_namespaces() {
     let (ci, ci_public) = keypair();
     let (attacker, _) = keypair();
     let under = Arc::new(MemoryStore::new());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
     let server = Arc::new(
         Trusted::new(Arc::clone(&under), vec![ci_public])
             .check_reads(false)
-            .refuse_untrusted_writes(vec!["ccache/".into()]),
+            .refuse_untrusted_writes(vec!["ccache/".into()])
+            .on_refused(Arc::new(move |k: &Key| {
+                record.lock().expect("not poisoned").push(k.to_string())
+            })),
     );
     let k = key("task");
 
@@ -150,6 +155,7 @@ async fn a_server_refuses_untrusted_writes_outside_exempt_namespaces() {
     let err = server.put_entry(&k, &by_attacker).await.unwrap_err();
     assert!(err.to_string().contains("not trusted"), "{err}");
     assert_eq!(server.refused(), 2);
+    assert_eq!(*seen.lock().unwrap(), vec!["task", "task"]);
     assert!(
         under.get_entry(&k).await.unwrap().is_none(),
         "nothing stored"
