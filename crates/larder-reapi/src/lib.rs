@@ -17,12 +17,16 @@
 //!   files, every file of each output tree, stdout, stderr) is present, and inlines what was
 //!   asked within the message limit; UpdateActionResult validates the result.
 //!
+//! - Remote Asset Fetch and Push: URIs and qualifiers name CAS blobs and directories per
+//!   instance; Fetch serves what was pushed (never downloads), when it is all in the CAS.
+//!
 //! The CAS and action cache use the [`layout`] of larder-server's Bazel HTTP cache, so a blob
 //! uploaded over HTTP `/cas/` is found and read over gRPC and the other way round. The CAS is
 //! shared by every instance name; action results are kept per instance.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod ac;
+mod asset;
 mod bytestream;
 mod cas;
 pub mod digest;
@@ -33,6 +37,9 @@ mod services;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bazel_remote_apis::build::bazel::remote::asset::v1::{
+    fetch_server::FetchServer, push_server::PushServer,
+};
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
     action_cache_server::ActionCacheServer, capabilities_server::CapabilitiesServer,
     content_addressable_storage_server::ContentAddressableStorageServer,
@@ -191,6 +198,7 @@ pub fn grpc_routes(store: Arc<dyn Store>, options: Options) -> tonic::service::R
     });
     let limit = ctx.message_limit();
     let svc = Arc::new(services::Services(Arc::clone(&ctx)));
+    let asset = Arc::new(asset::AssetService(Arc::clone(&ctx)));
     // No fallback: the routes merge into a router that has its own.
     tonic::service::Routes::from(axum::Router::new())
         .add_service(CapabilitiesServer::from_arc(Arc::clone(&svc)))
@@ -203,9 +211,11 @@ pub fn grpc_routes(store: Arc<dyn Store>, options: Options) -> tonic::service::R
                 .max_decoding_message_size(limit),
         )
         .add_service(
-            ByteStreamServer::from_arc(Arc::new(bytestream::ByteStreamService(ctx)))
+            ByteStreamServer::from_arc(Arc::new(bytestream::ByteStreamService(Arc::clone(&ctx))))
                 .max_decoding_message_size(limit),
         )
+        .add_service(FetchServer::from_arc(Arc::clone(&asset)))
+        .add_service(PushServer::from_arc(asset))
 }
 
 /// The gRPC services as an axum router, to merge into a server's router that speaks HTTP/2.

@@ -103,7 +103,7 @@ impl Capabilities for Services {
 
 impl Services {
     /// Read and decode the directory `id`; `None` when missing.
-    async fn directory(&self, id: &BlobId) -> Result<Option<Directory>, Status> {
+    pub(crate) async fn directory(&self, id: &BlobId) -> Result<Option<Directory>, Status> {
         let limit = self.0.opts.max_batch_bytes;
         let Some(bytes) = self.0.cas.read_small(id, limit).await? else {
             return Ok(None);

@@ -1034,3 +1034,102 @@ async fn zstd_reads_and_writes() {
     .expect("read");
     assert!(got == other);
 }
+
+#[tokio::test]
+async fn remote_assets_name_blobs_and_directories_per_instance() {
+    use bazel_remote_apis::build::bazel::remote::asset::v1::{
+        FetchBlobRequest, FetchDirectoryRequest, PushBlobRequest, PushDirectoryRequest, Qualifier,
+        fetch_client::FetchClient, push_client::PushClient,
+    };
+    let server = serve(|o| o).await;
+    let mut cas = server.cas().await;
+    let mut fetch = FetchClient::new(server.channel().await);
+    let mut push = PushClient::new(server.channel().await);
+    let q = |v: &str| {
+        vec![Qualifier {
+            name: "buildstream.artifact".into(),
+            value: v.into(),
+        }]
+    };
+    let fetch_blob = |instance: &str, uri: &str, qualifiers| FetchBlobRequest {
+        instance_name: instance.into(),
+        uris: vec!["urn:other".into(), uri.into()],
+        qualifiers,
+        ..Default::default()
+    };
+    let artifact = b"an artifact proto".to_vec();
+    let ad = sha256(&artifact);
+    let push_blob = PushBlobRequest {
+        instance_name: "team/a".into(),
+        uris: vec!["urn:artifact:proj/el/abc".into()],
+        qualifiers: q("1"),
+        blob_digest: Some(ad.clone()),
+        ..Default::default()
+    };
+    // Pushing a name for a blob the CAS lacks is refused.
+    let err = push
+        .push_blob(push_blob.clone())
+        .await
+        .expect_err("blob not uploaded");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    upload(&mut cas, "", &[&artifact]).await;
+    push.push_blob(push_blob).await.expect("push blob");
+    let got = fetch
+        .fetch_blob(fetch_blob("team/a", "urn:artifact:proj/el/abc", q("1")))
+        .await
+        .expect("fetch blob")
+        .into_inner();
+    assert_eq!(got.blob_digest, Some(ad.clone()));
+    assert_eq!(got.uri, "urn:artifact:proj/el/abc");
+    for (instance, qualifiers) in [("team/a", q("2")), ("", q("1")), ("team/a", vec![])] {
+        let err = fetch
+            .fetch_blob(fetch_blob(instance, "urn:artifact:proj/el/abc", qualifiers))
+            .await
+            .expect_err("another name");
+        assert_eq!(err.code(), Code::NotFound, "{instance}: {err}");
+    }
+
+    // Directories: found only while their whole tree is in the CAS.
+    let file = b"a source file".to_vec();
+    let root = Directory {
+        files: vec![FileNode {
+            name: "f".into(),
+            digest: Some(sha256(&file)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let rd = sha256(&root);
+    upload(&mut cas, "", &[&root]).await;
+    let push_dir = PushDirectoryRequest {
+        instance_name: String::new(),
+        uris: vec!["https://example.invalid/src.tar.gz".into()],
+        root_directory_digest: Some(rd.clone()),
+        ..Default::default()
+    };
+    let err = push
+        .push_directory(push_dir.clone())
+        .await
+        .expect_err("a file is missing");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    upload(&mut cas, "", &[&file]).await;
+    push.push_directory(push_dir).await.expect("push directory");
+    let got = fetch
+        .fetch_directory(FetchDirectoryRequest {
+            uris: vec!["https://example.invalid/src.tar.gz".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("fetch directory")
+        .into_inner();
+    assert_eq!(got.root_directory_digest, Some(rd));
+    let err = fetch
+        .fetch_blob(FetchBlobRequest {
+            uris: vec![],
+            ..Default::default()
+        })
+        .await
+        .expect_err("no URI");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+}
