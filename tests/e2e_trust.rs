@@ -221,6 +221,35 @@ fn developers_requiring_cis_key_hit_its_entries_and_miss_rewritten_ones() {
     assert_eq!(dev.out1(), "THE INPUT\n");
     assert!(err.contains("not signed"), "says why:\n{err}");
 
+    // A build-system plugin's worker counts what it ignored.
+    let mut worker = dev
+        .larder(&sb)
+        .args(["--store", url, "--no-local", "worker", "--stats"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting larder worker");
+    // The developer's own run above replaced the poison with an unsigned entry: still a miss.
+    worker
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{{\"op\":\"get\",\"key\":\"{key}\"}}\n").as_bytes())
+        .unwrap();
+    let out = worker.wait_with_output().unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("\"hit\":false"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("1 entries no trusted key signed ignored"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Signed, but with a key the developer does not trust: a miss too.
     let attacker = Machine::new(&sb, "attacker");
     sb.write(&attacker.dir, "out1", "POISON\n");

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use larder_core::Store;
@@ -155,10 +156,23 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
     }
 }
 
+/// Entries of the configured stores that no trusted key signed, read as misses in this
+/// process (the worker's statistics).
+static UNTRUSTED_READS: AtomicU64 = AtomicU64::new(0);
+
+/// How many entries read so far no trusted key signed (see [`open`]).
+pub(crate) fn untrusted_reads() -> u64 {
+    UNTRUSTED_READS.load(Ordering::Relaxed)
+}
+
 /// `store`, checked against the trusted keys when there are some.
 fn trusted(store: Arc<dyn Store>, keys: Option<&Arc<[PublicKey]>>) -> Arc<dyn Store> {
     match keys {
-        Some(keys) => Arc::new(Trusted::new(store, Arc::clone(keys))),
+        Some(keys) => Arc::new(
+            Trusted::new(store, Arc::clone(keys)).on_rejected(Arc::new(|_| {
+                UNTRUSTED_READS.fetch_add(1, Ordering::Relaxed);
+            })),
+        ),
         None => store,
     }
 }

@@ -434,7 +434,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     if args.stats || wafcache_stats {
         let s = worker.stats;
         eprintln!(
-            "larder: worker stats: {} requests, {} hits (ratio: {:.2}% of {} lookups), {} writes, {} written, {} restored, {} errors{}{}",
+            "larder: worker stats: {} requests, {} hits (ratio: {:.2}% of {} lookups), {} writes, {} written, {} restored, {} errors{}{}{}",
             s.requests,
             s.hits,
             s.hit_percent(),
@@ -447,6 +447,10 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
                 format!(", {} poisoned entries refused", s.poisoned)
             } else {
                 String::new()
+            },
+            match crate::stores::untrusted_reads() {
+                0 => String::new(),
+                n => format!(", {n} entries no trusted key signed ignored"),
             },
             if s.uploads_failed + s.uploads_abandoned > 0 {
                 format!(

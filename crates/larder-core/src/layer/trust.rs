@@ -355,7 +355,7 @@ impl<S: Store> Layered for Signed<S> {
 
 crate::impl_store_for_layer!(impl<S: Store> for Signed<S>);
 
-/// Called with the key of each entry write [`Trusted`] refuses.
+/// Called with the key of each entry [`Trusted`] refuses to store or turns into a miss.
 pub type RefusedFn = Arc<dyn Fn(&Key) + Send + Sync>;
 
 /// `S`, taking only entries a trusted key signed.
@@ -375,6 +375,7 @@ pub struct Trusted<S> {
     check_reads: bool,
     check_writes: Option<Vec<String>>,
     on_refused: Option<RefusedFn>,
+    on_rejected: Option<RefusedFn>,
     rejected: AtomicU64,
     refused: AtomicU64,
     warned: AtomicBool,
@@ -389,6 +390,7 @@ impl<S: Store> Trusted<S> {
             check_reads: true,
             check_writes: None,
             on_refused: None,
+            on_rejected: None,
             rejected: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             warned: AtomicBool::new(false),
@@ -412,6 +414,13 @@ impl<S: Store> Trusted<S> {
     /// Also call `f` with the key of each refused write (the server's metrics).
     pub fn on_refused(mut self, f: RefusedFn) -> Self {
         self.on_refused = Some(f);
+        self
+    }
+
+    /// Also call `f` with the key of each entry read that was turned into a miss (a
+    /// command's statistics).
+    pub fn on_rejected(mut self, f: RefusedFn) -> Self {
+        self.on_rejected = Some(f);
         self
     }
 
@@ -482,6 +491,9 @@ impl<S: Store> Layered for Trusted<S> {
             Ok(_) => Ok(Some(entry)),
             Err(why) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = &self.on_rejected {
+                    f(key);
+                }
                 self.log("ignoring entry", key, &why);
                 Ok(None)
             }

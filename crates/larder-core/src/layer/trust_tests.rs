@@ -64,7 +64,12 @@ async fn a_reader_requiring_a_key_takes_only_what_it_signed() {
     let (attacker, _) = keypair();
     let shared = Arc::new(MemoryStore::new());
     let ci_store = Signed::new(Arc::clone(&shared), ci);
-    let dev = Trusted::new(Arc::clone(&shared), vec![ci_public]);
+    let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = Arc::clone(&rejected);
+    let dev =
+        Trusted::new(Arc::clone(&shared), vec![ci_public]).on_rejected(Arc::new(move |_: &Key| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }));
 
     let k = key("task");
     ci_store
@@ -113,6 +118,7 @@ async fn a_reader_requiring_a_key_takes_only_what_it_signed() {
     assert_eq!(dev.get_entry(&k).await.unwrap(), None);
     assert_eq!(dev.rejected(), 4);
 
+    assert_eq!(rejected.load(std::sync::atomic::Ordering::Relaxed), 4);
     // A miss is not a removal: the store may be shared and read by others.
     assert!(shared.get_entry(&k).await.unwrap().is_some());
     // An absent entry is a plain miss, not counted as rejected.
