@@ -20,6 +20,8 @@
 //! - Remote Asset Fetch and Push: URIs and qualifiers name CAS blobs and directories per
 //!   instance; Fetch serves what was pushed (never downloads), when it is all in the CAS.
 //!
+//! - gRPC health checking (`grpc.health.v1.Health`).
+//!
 //! The CAS and action cache use the [`layout`] of larder-server's Bazel HTTP cache, so a blob
 //! uploaded over HTTP `/cas/` is found and read over gRPC and the other way round. The CAS is
 //! shared by every instance name; action results are kept per instance.
@@ -216,6 +218,8 @@ pub fn grpc_routes(store: Arc<dyn Store>, options: Options) -> tonic::service::R
         )
         .add_service(FetchServer::from_arc(Arc::clone(&asset)))
         .add_service(PushServer::from_arc(asset))
+        // grpc.health.v1: the server as a whole ("") is SERVING while it answers.
+        .add_service(tonic_health::server::health_reporter().1)
 }
 
 /// The gRPC services as an axum router, to merge into a server's router that speaks HTTP/2.

@@ -1133,3 +1133,21 @@ async fn remote_assets_name_blobs_and_directories_per_instance() {
         .expect_err("no URI");
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
 }
+
+#[tokio::test]
+async fn health_check_says_serving() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let server = serve(|o| o).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let status = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+}
