@@ -47,18 +47,41 @@ struct State<S> {
     hooks: Option<VerifyHooks>,
 }
 
-impl<S> State<S> {
+impl<S: Stream<Item = Result<Bytes>>> State<S> {
     async fn corrupt(&mut self, reason: String) -> Error {
         if let Some(h) = self.hooks.take() {
             (h.on_corrupt)().await;
         }
         Error::corrupt(format!("blob {}", self.digest), reason)
     }
+
+    /// All the blob's bytes have come: the body must end here and the digest match.
+    async fn check_end(&mut self) -> Result<()> {
+        loop {
+            match self.body.next().await {
+                Some(Ok(chunk)) if chunk.is_empty() => continue,
+                Some(Ok(_)) => return Err(self.corrupt("longer than its size".into()).await),
+                Some(Err(e)) => {
+                    return Err(match self.hooks.take() {
+                        Some(h) => (h.on_error)(e).await,
+                        None => e,
+                    });
+                }
+                None => break,
+            }
+        }
+        if self.hasher.finish() != self.digest {
+            return Err(self.corrupt("bytes do not match the digest".into()).await);
+        }
+        Ok(())
+    }
 }
 
 /// Pass `body`'s chunks on while hashing them; end with [`Error::Corrupt`] if they exceed
-/// `size`, fall short of it, or do not hash to `digest`. The stream ends after its first
-/// error.
+/// `size`, fall short of it, or do not hash to `digest`. The chunk that completes `size` is
+/// passed on only once the body has ended and the digest matched, so a consumer never gets
+/// all of a wrong blob's bytes (a server streaming it with a `Content-Length` would otherwise
+/// have sent a complete wrong body before the error). The stream ends after its first error.
 pub fn verified_stream<S>(body: S, digest: Digest, size: u64, hooks: VerifyHooks) -> ByteStream
 where
     S: Stream<Item = Result<Bytes>> + Send + 'static,
@@ -78,6 +101,12 @@ where
                 if st.hasher.len() > st.size {
                     let e = st.corrupt("longer than its size".into()).await;
                     return Some((Err(e), None));
+                }
+                if st.hasher.len() == st.size && !chunk.is_empty() {
+                    return match st.check_end().await {
+                        Ok(()) => Some((Ok(chunk), None)),
+                        Err(e) => Some((Err(e), None)),
+                    };
                 }
                 Some((Ok(chunk), Some(st)))
             }
@@ -164,6 +193,29 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
             assert_eq!(removed.load(Ordering::SeqCst), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_blob_never_passes_all_its_bytes_on() {
+        let d = Digest::of(b"hello world");
+        for parts in [
+            &[b"hello ".as_slice(), b"w0rld"][..],
+            &[b"hello world".as_slice()][..],
+            &[b"hello ".as_slice(), b"world", b"!"][..],
+        ] {
+            let items: Vec<Result<Bytes>> =
+                verified_stream(chunks(parts), d, 11, VerifyHooks::none())
+                    .collect()
+                    .await;
+            let passed: usize = items.iter().flatten().map(Bytes::len).sum();
+            if parts.concat() == b"hello world" {
+                assert_eq!(passed, 11);
+                continue;
+            }
+            assert!(passed < 11, "{passed} bytes of a wrong blob passed on");
+            let last = items.last().expect("an item");
+            assert_eq!(last.as_ref().unwrap_err().kind(), ErrorKind::Corrupt);
         }
     }
 

@@ -141,6 +141,11 @@ impl Verifier {
         Ok(())
     }
 
+    /// Whether the blob's size has been fed.
+    pub(crate) fn complete(&self) -> bool {
+        self.hasher.len() == self.size
+    }
+
     /// Check the bytes fed against the digest and size.
     pub(crate) fn finish(&self) -> Result<()> {
         if self.hasher.len() == self.size && self.hasher.finish() == self.digest {
@@ -184,90 +189,118 @@ pub(crate) fn read_small(
     }
 }
 
-/// Stream a blob from a blocking reader task, verifying it; the last item is an
-/// [`Error::Corrupt`] if the bytes do not match (and `on_corrupt` has run by then).
+/// Stream a blob, verifying it. Each chunk is read on a blocking thread when the previous one
+/// is handed out (one chunk of read-ahead), so a consumer that stops reading (a stalled
+/// download) holds no thread. The chunk that completes the blob is handed out only once the
+/// whole blob has hashed to its digest: a damaged blob never reaches its consumer complete,
+/// its stream ends with [`Error::Corrupt`] instead of its last chunk (and `on_corrupt` has run).
 pub(crate) fn stream(
-    mut src: Source,
+    src: Source,
     digest: Digest,
     size: u64,
     on_corrupt: Box<dyn Fn() + Send>,
 ) -> ByteStream {
-    // Two chunks of read-ahead: the reader hashes the next chunk while the consumer handles
-    // this one, and memory stays bounded.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(2);
-    tokio::task::spawn_blocking(move || {
-        let mut v = Verifier::new(digest, size);
-        if let Source::Raw(file) = &src {
-            // `size` is the raw file's length, read when it was opened.
-            return send_mapped(file, size, v, &tx, &*on_corrupt);
-        }
-        loop {
-            let mut buf = BytesMut::zeroed(CHUNK_SIZE);
-            let res = src.fill(&mut buf, &digest).and_then(|n| {
-                buf.truncate(n);
-                v.update(&buf)?;
-                Ok(n)
-            });
-            match res {
-                Ok(0) => break,
-                Ok(_) => {
-                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
-                        return; // the consumer went away
-                    }
-                }
+    let reader = ChunkReader {
+        src,
+        v: Verifier::new(digest, size),
+        digest,
+        size,
+        off: 0,
+        done: false,
+        on_corrupt,
+    };
+    Box::pin(futures::stream::unfold(
+        Some(reader.spawn()),
+        |pending| async move {
+            let (reader, item) = match pending?.await {
+                Ok(step) => step,
                 Err(e) => {
-                    if e.kind() == larder_core::ErrorKind::Corrupt {
-                        on_corrupt();
-                    }
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+                    let e = Error::invalid(format!("the blob reader task failed: {e}"));
+                    return Some((Err(e), None));
                 }
+            };
+            match item {
+                Ok(Some(chunk)) => {
+                    let next = (!reader.done).then(|| reader.spawn());
+                    Some((Ok(chunk), next))
+                }
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
             }
-        }
-        if let Err(e) = v.finish() {
-            on_corrupt();
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+        },
+    ))
 }
 
-/// Send a raw blob file of `len` bytes as mapped [`CHUNK_SIZE`] pieces, verifying each as it
-/// is mapped: the bytes go from the page cache to the consumer (a socket write) without being
-/// copied into a buffer, or a buffer being zeroed, first. Each piece is its own mapping,
-/// unmapped when the consumer drops it, so memory stays bounded by the channel.
-fn send_mapped(
-    file: &File,
-    len: u64,
-    mut v: Verifier,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes>>,
-    on_corrupt: &dyn Fn(),
-) {
-    let mut off = 0u64;
-    while off < len {
-        let n = (len - off).min(CHUNK_SIZE as u64);
-        let map = match map_piece(file, off, n) {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(Error::io(format!("reading blob {}", v.digest), e)));
-                return;
+/// A blob being read chunk by chunk (see [`stream`]).
+struct ChunkReader {
+    src: Source,
+    v: Verifier,
+    digest: Digest,
+    size: u64,
+    /// Bytes handed out so far.
+    off: u64,
+    /// The last chunk has been handed out, verified.
+    done: bool,
+    on_corrupt: Box<dyn Fn() + Send>,
+}
+
+impl ChunkReader {
+    /// Read the next chunk on a blocking thread.
+    fn spawn(mut self) -> tokio::task::JoinHandle<(ChunkReader, Result<Option<Bytes>>)> {
+        tokio::task::spawn_blocking(move || {
+            let item = self.next_chunk();
+            if let Err(e) = &item
+                && e.kind() == larder_core::ErrorKind::Corrupt
+            {
+                (self.on_corrupt)();
+            }
+            (self, item)
+        })
+    }
+
+    /// The next chunk, verified as far as it goes; the last one only once the whole blob is.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        let chunk = match &mut self.src {
+            // `size` is the raw file's length, read when it was opened.
+            Source::Raw(file) => {
+                let n = (self.size - self.off).min(CHUNK_SIZE as u64);
+                if n == 0 {
+                    self.v.finish()?;
+                    self.done = true;
+                    return Ok(None);
+                }
+                let map = map_piece(file, self.off, n)
+                    .map_err(|e| Error::io(format!("reading blob {}", self.digest), e))?;
+                self.v.update(&map)?;
+                Bytes::from_owner(map)
+            }
+            Source::Zstd(_) => {
+                let mut buf = BytesMut::zeroed(CHUNK_SIZE);
+                let n = self.src.fill(&mut buf, &self.digest)?;
+                buf.truncate(n);
+                self.v.update(&buf)?;
+                if n == CHUNK_SIZE && self.v.complete() {
+                    // All the bytes are there: the stream must end here.
+                    let mut probe = [0u8; 1];
+                    let extra = self.src.fill(&mut probe, &self.digest)?;
+                    self.v.update(&probe[..extra])?;
+                }
+                buf.freeze()
             }
         };
-        if let Err(e) = v.update(&map) {
-            on_corrupt();
-            let _ = tx.blocking_send(Err(e));
-            return;
+        self.off += chunk.len() as u64;
+        if chunk.len() < CHUNK_SIZE || self.off >= self.size {
+            // The end (of the file, or of the blob): check it all before handing this out.
+            self.v.finish()?;
+            self.done = true;
         }
-        if tx.blocking_send(Ok(Bytes::from_owner(map))).is_err() {
-            return; // the consumer went away
+        if chunk.is_empty() {
+            return Ok(None);
         }
-        off += n;
-    }
-    if let Err(e) = v.finish() {
-        on_corrupt();
-        let _ = tx.blocking_send(Err(e));
+        Ok(Some(chunk))
     }
 }
 
