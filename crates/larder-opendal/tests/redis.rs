@@ -4,7 +4,7 @@
 //! it). Needs the `services-redis` feature (`required-features` in Cargo.toml).
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use larder_bucket::BucketBuilder;
@@ -12,10 +12,15 @@ use larder_bucket::testkit::BucketHarness;
 use larder_core::Store;
 use larder_core::testkit::{Suites, Unavailable};
 use larder_opendal::OpendalStore;
+use larder_testservers::{ServerProcess, StopSignal};
 
-/// A `redis-server` on a free loopback port, killed when dropped.
+/// How long the server gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A `redis-server` on a free loopback port, stopped on drop (SIGTERM; SIGKILL after 10 s).
 struct Redis {
-    child: Child,
+    /// Stopped when the struct is dropped.
+    _server: ServerProcess,
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -31,8 +36,8 @@ impl Redis {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let port = larder_testservers::free_ports(1).expect("free port")[0];
-        let mut child = Command::new(&bin)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args([
                 "--save",
                 "",
@@ -45,32 +50,26 @@ impl Redis {
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            .stderr(Stdio::null());
+        let mut child =
+            ServerProcess::spawn("redis-server", &mut cmd, StopSignal::Term, STOP_GRACE)
+                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("redis-server exited at start: {status}");
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
+                child.stop();
                 panic!("redis-server did not listen on port {port} within 20 s");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(Redis {
-            child,
+            _server: child,
             port,
             _dir: dir,
         })
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

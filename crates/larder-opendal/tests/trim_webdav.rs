@@ -8,15 +8,21 @@
 mod common;
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::trim;
 use larder_opendal::{BucketBuilder, OpendalStore, OpendalStoreBuilder};
+use larder_testservers::{ServerProcess, StopSignal};
 
-/// `wsgidav` serving a temporary directory on a free loopback port, killed when dropped.
+/// How long the server gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// `wsgidav` serving a temporary directory on a free loopback port, stopped on drop (SIGTERM;
+/// SIGKILL after 10 s).
 struct WsgiDav {
-    child: Child,
+    /// Stopped when the struct is dropped.
+    _server: ServerProcess,
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -32,15 +38,15 @@ impl WsgiDav {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let port = larder_testservers::free_ports(1).expect("free port")[0];
-        let mut child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--root")
             .arg(dir.path())
             .args(["--auth", "anonymous", "--server", "cheroot", "-q"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .stderr(Stdio::null());
+        let mut child = ServerProcess::spawn("wsgidav", &mut cmd, StopSignal::Term, STOP_GRACE)
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -48,13 +54,13 @@ impl WsgiDav {
                 panic!("wsgidav exited at start: {status}");
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
+                child.stop();
                 panic!("wsgidav did not listen on port {port} within 30 s");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(WsgiDav {
-            child,
+            _server: child,
             port,
             _dir: dir,
         })
@@ -69,13 +75,6 @@ impl WsgiDav {
         .with_trim_grace(grace)
         .build()
         .expect("store")
-    }
-}
-
-impl Drop for WsgiDav {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,21 +4,26 @@
 //! (`cargo xtask test` installs it).
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use larder_opendal::{OpendalStore, OpendalStoreBuilder};
+use larder_testservers::{ServerProcess, StopSignal};
 
 /// Azurite's built-in development account (public, documented with the emulator).
 pub const ACCOUNT: &str = "devstoreaccount1";
 pub const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-/// `azurite-blob` on a free loopback port, killed when dropped.
+/// How long the server gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// `azurite-blob` on a free loopback port, stopped on drop (SIGTERM; SIGKILL after 10 s).
 pub struct Azurite {
-    child: Child,
+    /// Stopped when the struct is dropped.
+    _server: ServerProcess,
     pub port: u16,
     _dir: tempfile::TempDir,
 }
@@ -36,28 +41,32 @@ impl Azurite {
         // a debug log there when asked to, and nothing else).
         let dir = tempfile::tempdir().expect("temp dir");
         let port = larder_testservers::free_ports(1).expect("free port")[0];
-        let mut child = Command::new(&bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .args(["--inMemoryPersistence", "--silent", "--skipApiVersionCheck"])
+            // Without this, Azurite sends a telemetry event on SIGTERM and, with no network to
+            // reach, does not exit.
+            .arg("--disableTelemetry")
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            .stderr(Stdio::null());
+        let mut child =
+            ServerProcess::spawn("azurite-blob", &mut cmd, StopSignal::Term, STOP_GRACE)
+                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("azurite-blob exited at start: {status}");
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
+                child.stop();
                 panic!("azurite-blob did not listen on port {port} within 60 s");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(Azurite {
-            child,
+            _server: child,
             port,
             _dir: dir,
         })
@@ -95,13 +104,6 @@ impl Azurite {
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         assert_eq!(status, 201, "creating container {container}: {body}");
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
