@@ -33,5 +33,13 @@ xflags::xflags! {
         /// Build the WebAssembly guest policies in `policies/` (wasm32-unknown-unknown
         /// components, into `target/policies/<name>.wasm`).
         cmd policies {}
+        /// Run every cargo-fuzz target in fuzz/ (nightly and cargo-fuzz; installed under CI),
+        /// new inputs kept out of the committed corpora.
+        cmd fuzz {
+            /// 10 s per target; without a nightly toolchain, say so and succeed.
+            optional --short
+            /// Seconds per target (default 120; 10 with --short).
+            optional --seconds seconds: u64
+        }
     }
 }

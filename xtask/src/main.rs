@@ -6,12 +6,14 @@
 //! - `cargo xtask bench`: every store on one workload, as ratios to same-run baselines
 //!   (`--foundation` adds the foundation benchmarks).
 //! - `cargo xtask policies`: build the WebAssembly guest policies (`policies/`).
+//! - `cargo xtask fuzz [--short]`: run the cargo-fuzz targets (`fuzz/`).
 //!
 //! `test` and `bench` end by listing any process they started that is still running
 //! (`leftovers.rs`); under CI that fails the run.
 
 mod demo;
 mod flags;
+mod fuzz;
 mod leftovers;
 mod policies;
 mod servers;
@@ -26,7 +28,7 @@ use xshell::Shell;
 fn main() {
     if std::env::args().len() <= 1 {
         println!(
-            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   every store on one workload, beside same-run baselines\n  policies  build the WebAssembly guest policies in policies/\n\n`cargo xtask <task> --help` for options."
+            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   every store on one workload, beside same-run baselines\n  policies  build the WebAssembly guest policies in policies/\n  fuzz    run the cargo-fuzz targets in fuzz/ (nightly)\n\n`cargo xtask <task> --help` for options."
         );
         return;
     }
@@ -45,6 +47,7 @@ fn run() -> Result<()> {
         flags::XtaskCmd::Test(cmd) => cmd.run(&sh),
         flags::XtaskCmd::Bench(cmd) => cmd.run(&sh),
         flags::XtaskCmd::Policies(cmd) => cmd.run(&sh),
+        flags::XtaskCmd::Fuzz(cmd) => cmd.run(&sh),
     }
 }
 

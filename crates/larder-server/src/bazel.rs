@@ -63,6 +63,11 @@ fn parse(path: &str) -> ApiResult<(Kind, String, Key)> {
     Ok((kind, hash.to_owned(), Key::new(name)?))
 }
 
+/// The larder key a request path below the Bazel prefix names, if it names one.
+pub(crate) fn key_for_path(path: &str) -> Option<Key> {
+    parse(path).ok().map(|(_, _, key)| key)
+}
+
 async fn get_h(State(st): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
     let (kind, hash, key) = parse(&path)?;
     if kind == Kind::Cas && hash == EMPTY_SHA256 {

@@ -33,13 +33,13 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// The object path (`a/b/c/key`) of a request path below the prefix, and whether the request
 /// names a collection.
-fn object_path(rest: &str) -> (String, bool) {
+pub(crate) fn object_path(rest: &str) -> (String, bool) {
     let collection = rest.is_empty() || rest.ends_with('/');
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     (segments.join("/"), collection)
 }
 
-fn key(path: &str) -> ApiResult<Key> {
+pub(crate) fn key(path: &str) -> ApiResult<Key> {
     Key::new(format!("dav/{path}"))
         .map_err(|e| ApiError::bad(format!("bad WebDAV path {path:?}: {e}")))
 }

@@ -41,6 +41,8 @@ mod conn;
 mod dav;
 mod disk;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod metrics;
 mod multipart;
 pub mod native;

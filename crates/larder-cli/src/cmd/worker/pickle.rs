@@ -524,6 +524,25 @@ mod tests {
         assert!(decode(&p).is_ok());
     }
 
+    /// The `pickle` fuzz target's corpus (`fuzz/corpus/pickle`), replayed on the stable
+    /// toolchain with the target's own checks.
+    #[test]
+    fn fuzz_corpus() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pickle");
+        let mut n = 0;
+        for item in std::fs::read_dir(&dir).expect("the committed corpus") {
+            let data = std::fs::read(item.expect("a corpus file").path()).expect("a corpus file");
+            let _ = decode(&data);
+            if let Ok(bytes) = b64decode(&data) {
+                let _ = decode(&bytes);
+                let text = b64encode(&bytes);
+                assert_eq!(b64decode(text.as_bytes()), Ok(bytes));
+            }
+            n += 1;
+        }
+        assert!(n > 0, "no corpus in {}", dir.display());
+    }
+
     #[test]
     fn base64_round_trips_and_rejects_bad_input() {
         for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0, 255, 128, 7, 9]] {
