@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use larder_core::size::parse_size;
-use larder_server::{Access, Server, ServerConfig, TlsFiles};
+use larder_server::{Access, Limits, Server, ServerConfig, TlsFiles};
 
 use super::{Ctx, EXIT_OK};
 use crate::config::{Config, Source};
@@ -45,8 +45,9 @@ is answered 507 (reads go on); one over --max-blob-size is answered 413.
 Figures: /status (HTML, or JSON at /status.json), /metrics (Prometheus), /healthz.
 
 The server stops gracefully on SIGTERM or SIGINT: it stops accepting connections, finishes the
-requests in flight (uploads included) and saves its index. Only one server may serve a
-directory at a time.";
+requests in flight (uploads included) for up to --shutdown-timeout, and saves its index.
+Only one server may serve a directory at a time. HTTP/1.1 and HTTP/2 (h2c with prior
+knowledge, or ALPN h2 with TLS) share the port, and the limits below.";
 
 /// Serve the cache over HTTP to larder, ccache and Bazel clients.
 #[derive(Debug, clap::Args)]
@@ -117,6 +118,84 @@ pub(crate) struct Args {
     /// [env: LARDER_TRACE]
     #[arg(long, value_name = "FILE")]
     trace: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What clients can make the server hold; each limit that trips is counted in /metrics
+/// (`larder_limit_trips_total{limit=...}`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Connections served at once; one more is answered 503 and closed (lowered to fit the
+    /// open-files limit)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (also the longest wait for the next
+    /// request on an HTTP/1.1 connection)
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = seconds)]
+    header_timeout: f64,
+    /// Seconds a connection may stay open with no request and no traffic; a response the
+    /// client stops reading for this long ends its connection
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = seconds)]
+    idle_timeout: f64,
+    /// Slowest upload accepted, in bytes per second on average after --upload-grace (0: no
+    /// minimum); a slower one fails and releases its disk space
+    #[arg(long, value_name = "SIZE", default_value = "1K")]
+    min_upload_rate: String,
+    /// Seconds an upload may take before --min-upload-rate applies
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = seconds)]
+    upload_grace: f64,
+    /// Seconds requests in flight may take after SIGTERM before their connections are cut
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = seconds)]
+    shutdown_timeout: f64,
+    /// Disk space reserved up front (fallocate) for uploads that declare their length, in
+    /// total over the uploads in flight; past it, uploads are received unreserved
+    #[arg(long, value_name = "SIZE", default_value = "4G")]
+    max_reserved: String,
+    /// Largest native entry (larder's own protocol) accepted; larger ones are answered 413
+    #[arg(long, value_name = "SIZE", default_value = "16M")]
+    max_entry_size: String,
+    /// Most outputs in a native entry accepted; more are answered 413
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_entry_outputs: usize,
+    /// Multipart (waf) uploads: bytes allowed before the first boundary, and in one part's
+    /// headers; more are answered 413
+    #[arg(long, value_name = "SIZE", default_value = "16K")]
+    max_multipart_header: String,
+    /// Multipart (waf) uploads: most parts in one body; more are answered 413
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_multipart_parts: usize,
+}
+
+/// A number of seconds, positive and finite.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<Limits> {
+        let size =
+            |flag: &str, v: &str| parse_size(v).with_context(|| format!("bad --{flag} {v:?}"));
+        let mut l = Limits::default();
+        l.max_connections = self.max_connections.max(1);
+        l.header_timeout = Duration::from_secs_f64(self.header_timeout);
+        l.idle_timeout = Duration::from_secs_f64(self.idle_timeout);
+        l.min_upload_rate = size("min-upload-rate", &self.min_upload_rate)?;
+        l.upload_grace = Duration::from_secs_f64(self.upload_grace);
+        l.shutdown_timeout = Duration::from_secs_f64(self.shutdown_timeout);
+        l.max_reserved_bytes = size("max-reserved", &self.max_reserved)?;
+        l.max_entry_bytes = size("max-entry-size", &self.max_entry_size)?;
+        l.max_entry_outputs = self.max_entry_outputs.max(1);
+        let header = size("max-multipart-header", &self.max_multipart_header)?;
+        l.multipart_preamble_bytes = header;
+        l.multipart_header_bytes = header;
+        l.multipart_parts = self.max_multipart_parts.max(1);
+        Ok(l)
+    }
 }
 
 /// Run `larder serve` until SIGTERM or SIGINT.
@@ -163,7 +242,8 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_dav_prefix(args.dav_prefix)
         .with_waf_prefix(args.waf_prefix)
         .with_budget(budget)
-        .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)));
+        .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)))
+        .with_limits(args.limits.limits()?);
     let server_config = match crate::policies::eviction_policy(&config) {
         Some(policy) => server_config.with_eviction(policy),
         None => server_config,
