@@ -141,3 +141,32 @@ async fn bad_tls_files_are_clear_errors() {
         "{msg}"
     );
 }
+
+/// A client that offers `h2` by ALPN gets HTTP/2 on the TLS port (gRPC shares it); one that
+/// offers only HTTP/1.1 gets HTTP/1.1.
+#[tokio::test(flavor = "multi_thread")]
+async fn alpn_chooses_http2_or_http1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = pki();
+    let tls = TlsFiles {
+        cert: write(dir.path(), "server.pem", &pki.server_cert),
+        key: write(dir.path(), "server.key", &pki.server_key),
+        client_ca: None,
+    };
+    let (addr, stop) = start(dir.path(), tls).await;
+    let url = format!("https://{addr}/healthz");
+    // reqwest with its http2 feature offers h2 and http/1.1 by ALPN.
+    let r = client(&pki, false).get(&url).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let h1 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA"))
+        .build()
+        .expect("client");
+    let r = h1.get(&url).send().await.expect("GET");
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = stop.send(());
+}
