@@ -14,8 +14,8 @@ use larder_core::{Content, Entry, Key, Output, OutputKind};
 
 use crate::digest::DigestFn;
 
-/// The output path of a value inside its entry.
-pub const VALUE_OUTPUT: &str = "value";
+/// The output path of a value inside its entry (the one larder-core's namespaces layer checks).
+pub use larder_core::layer::namespaces::VALUE_OUTPUT;
 
 /// Resource-name segments an instance name may not contain (they delimit the rest).
 const RESERVED: [&str; 7] = [

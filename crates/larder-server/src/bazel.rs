@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_core::{ByteStream, Key};
+use larder_reapi::{DigestFn, layout};
 
 use crate::app::{AppState, sized_response};
 use crate::body::with_body;
@@ -55,12 +56,12 @@ fn parse(path: &str) -> ApiResult<(Kind, String, Key)> {
     {
         return Err(bad());
     }
-    let name = match (kind, sub) {
-        (Kind::Cas, _) => format!("bazel-cas/{hash}"),
-        (Kind::Ac, Some(sub)) => format!("bazel-ac/{sub}/{hash}"),
-        (Kind::Ac, None) => format!("bazel-ac/{hash}"),
+    // The keys REAPI over gRPC uses too: one CAS and one action cache for both protocols.
+    let key = match kind {
+        Kind::Cas => layout::cas_key(DigestFn::Sha256, hash)?,
+        Kind::Ac => layout::ac_key(DigestFn::Sha256, sub.unwrap_or_default(), hash)?,
     };
-    Ok((kind, hash.to_owned(), Key::new(name)?))
+    Ok((kind, hash.to_owned(), key))
 }
 
 /// The larder key a request path below the Bazel prefix names, if it names one.

@@ -12,8 +12,8 @@ use larder_core::{Content, Entry, GetOptions, Key, Output, OutputKind, PutOption
 use crate::body::Spooled;
 use crate::error::ApiResult;
 
-/// The output path of a value inside its entry.
-pub(crate) const VALUE_OUTPUT: &str = "value";
+/// The output path of a value inside its entry (shared with REAPI over gRPC).
+pub(crate) use larder_reapi::layout::VALUE_OUTPUT;
 
 /// Store `data` under `key` (overwriting), blob first.
 pub(crate) async fn put_value(
