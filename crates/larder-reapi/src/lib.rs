@@ -25,6 +25,16 @@
 //! The CAS and action cache use the [`layout`] of larder-server's Bazel HTTP cache, so a blob
 //! uploaded over HTTP `/cas/` is found and read over gRPC and the other way round. The CAS is
 //! shared by every instance name; action results are kept per instance.
+//!
+//! # Costs and limits
+//! - FindMissingBlobs looks up one CAS entry per digest (32 at a time; larder-fs keeps hot
+//!   entries in memory), then asks the store about the blobs behind them in one bulk
+//!   `find_missing`. The lookups count as accesses, which is what refreshes them for the
+//!   clean-up, and so they also count in the store's hit and miss figures. A bulk answer for
+//!   entries needs a store call that does not exist yet.
+//! - Uploads are verified once as they arrive (SHA-256 or BLAKE3 of the bytes, and larder's
+//!   BLAKE3 for the blob); reads stream the store's verified chunks.
+//! - A write that the disk cannot take fails with RESOURCE_EXHAUSTED; reads go on.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod ac;
