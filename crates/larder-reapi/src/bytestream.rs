@@ -452,6 +452,8 @@ impl ByteStream for ByteStreamService {
             let committed_size = if res.zstd { -1 } else { id.size as i64 };
             return Ok(Response::new(WriteResponse { committed_size }));
         }
+        // Spooled, then stored: room for it twice.
+        ctx.admit(id.size.saturating_mul(2)).await?;
         let committed_size = self.receive(&name, &res, first, &mut stream).await?;
         Ok(Response::new(WriteResponse { committed_size }))
     }

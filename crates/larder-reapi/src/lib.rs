@@ -34,7 +34,8 @@
 //!   entries needs a store call that does not exist yet.
 //! - Uploads are verified once as they arrive (SHA-256 or BLAKE3 of the bytes, and larder's
 //!   BLAKE3 for the blob); reads stream the store's verified chunks.
-//! - A write that the disk cannot take fails with RESOURCE_EXHAUSTED; reads go on.
+//! - A write that the disk cannot take fails with RESOURCE_EXHAUSTED; reads go on. An
+//!   [`Admission`] is asked first (the server cleans up when it can).
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod ac;
@@ -91,6 +92,12 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug + 'static {
     fn check(&self, headers: &axum::http::HeaderMap, write: bool) -> Permission;
 }
 
+/// Decides whether the disk can take a write of some bytes (cleaning up first, say).
+pub trait Admission: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether a write of `bytes` more bytes may go ahead.
+    fn room_for(&self, bytes: u64) -> futures::future::BoxFuture<'_, bool>;
+}
+
 /// How the services behave.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -106,6 +113,8 @@ pub struct Options {
     pub read_only: bool,
     /// Who may read and write (`None`: everyone).
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Asked before a blob is received (`None`: every write may try).
+    pub admission: Option<Arc<dyn Admission>>,
 }
 
 impl Options {
@@ -117,6 +126,7 @@ impl Options {
             max_blob_bytes: None,
             read_only: false,
             authorizer: None,
+            admission: None,
         }
     }
 
@@ -135,6 +145,12 @@ impl Options {
     /// Refuse writes.
     pub fn with_read_only(mut self, read_only: bool) -> Options {
         self.read_only = read_only;
+        self
+    }
+
+    /// Ask `admission` before receiving blobs.
+    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Options {
+        self.admission = Some(admission);
         self
     }
 
@@ -173,6 +189,16 @@ impl Ctx {
         match &self.opts.authorizer {
             None => Permission::Granted,
             Some(a) => a.check(&meta.clone().into_headers(), write),
+        }
+    }
+
+    /// RESOURCE_EXHAUSTED when the disk cannot take `bytes` more (received, then stored).
+    pub(crate) async fn admit(&self, bytes: u64) -> Result<(), Status> {
+        match &self.opts.admission {
+            Some(a) if !a.room_for(bytes).await => Err(Status::resource_exhausted(format!(
+                "no room on the disk for {bytes} more bytes"
+            ))),
+            _ => Ok(()),
         }
     }
 

@@ -159,6 +159,7 @@ impl ContentAddressableStorage for Services {
                 ctx.opts.max_batch_bytes
             )));
         }
+        ctx.admit(total).await?;
         let mut responses = Vec::with_capacity(req.requests.len());
         for r in req.requests {
             let digest = r.digest.clone();

@@ -1151,3 +1151,75 @@ async fn health_check_says_serving() {
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 }
+
+/// Room on the disk, switched by the test.
+#[derive(Debug, Default)]
+struct Room(std::sync::atomic::AtomicBool);
+
+impl larder_reapi::Admission for Room {
+    fn room_for(&self, _bytes: u64) -> futures::future::BoxFuture<'_, bool> {
+        let room = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move { room })
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_and_serves_reads() {
+    let room = Arc::new(Room::default());
+    room.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r2 = Arc::clone(&room);
+    let server = serve(move |o| o.with_admission(r2)).await;
+    let mut cas = server.cas().await;
+    let mut bs = server.bs().await;
+    let kept = bytes(10_000, 31);
+    upload(&mut cas, "", &[&kept]).await;
+    room.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    let blob = bytes(10_000, 32);
+    let d = sha256(&blob);
+    let err = bs
+        .write(futures::stream::iter(vec![write_req(
+            &format!("uploads/f/blobs/{}/{}", d.hash, d.size_bytes),
+            0,
+            &blob,
+            true,
+        )]))
+        .await
+        .expect_err("disk full");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    let err = cas
+        .batch_update_blobs(BatchUpdateBlobsRequest {
+            instance_name: String::new(),
+            requests: vec![batch_update_blobs_request::Request {
+                digest: Some(d.clone()),
+                data: blob.clone(),
+                compressor: 0,
+            }],
+            digest_function: 0,
+        })
+        .await
+        .expect_err("disk full");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    let kd = sha256(&kept);
+    let (got, _) = read_all(
+        &mut bs,
+        &format!("blobs/{}/{}", kd.hash, kd.size_bytes),
+        0,
+        0,
+    )
+    .await
+    .expect("reads go on");
+    assert!(got == kept);
+    // A blob already there still completes at once.
+    let committed = bs
+        .write(futures::stream::iter(vec![write_req(
+            &format!("uploads/g/blobs/{}/{}", kd.hash, kd.size_bytes),
+            0,
+            &kept,
+            true,
+        )]))
+        .await
+        .expect("present blob")
+        .into_inner()
+        .committed_size;
+    assert_eq!(committed, kept.len() as i64);
+}

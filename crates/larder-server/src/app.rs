@@ -156,11 +156,22 @@ fn grpc_options(state: &AppState) -> larder_reapi::Options {
     let cfg = &state.config;
     let mut options = larder_reapi::Options::new(state.tmp_dir.join("grpc"))
         .with_max_blob_bytes(cfg.max_blob_bytes)
-        .with_read_only(cfg.read_only);
+        .with_read_only(cfg.read_only)
+        .with_admission(Arc::new(GrpcRoom(Arc::clone(&state.cleaner))));
     if cfg.access.enabled() {
         options = options.with_authorizer(Arc::new(GrpcAccess(cfg.access.clone())));
     }
     options
+}
+
+/// gRPC writes ask the disk clean-up for room, as HTTP writes do.
+#[derive(Debug)]
+struct GrpcRoom(Arc<Cleaner>);
+
+impl larder_reapi::Admission for GrpcRoom {
+    fn room_for(&self, bytes: u64) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(self.0.room_for(Some(bytes)))
+    }
 }
 
 /// The `--auth-file` credentials, judged for gRPC calls as for HTTP requests: a write is any
