@@ -70,23 +70,34 @@ async fn get_entry(
     if let Some(v) = query_flag(&query, "record_access") {
         opts.record_access = !matches!(v.as_str(), "0" | "false");
     }
-    // Reading (the store decodes) and encoding an entry cost memory and CPU in proportion to
-    // its outputs: a bounded number at once, encoded on a blocking thread.
-    let _turn = entry_turn(&st).await?;
     let Some(entry) = st.store.get_entry_opts(&key, opts).await? else {
         return Err(ApiError::NotFound);
     };
-    let bytes = tokio::task::spawn_blocking(move || entry.encode())
-        .await
-        .map_err(|e| {
-            ApiError::Store(larder_core::Error::invalid(format!("encoding task: {e}")))
-        })??;
+    // Encoding costs memory and CPU in proportion to the outputs: a bounded number at once, on
+    // a blocking thread (the store decodes large entries on its own blocking threads). The
+    // turn is taken after the lookup, so a slow store (an upstream fetch) holds no turn.
+    let bytes = if entry.outputs.len() <= INLINE_CODEC_OUTPUTS {
+        entry.encode()?
+    } else {
+        let _turn = entry_turn(&st).await?;
+        tokio::task::spawn_blocking(move || entry.encode())
+            .await
+            .map_err(|e| {
+                ApiError::Store(larder_core::Error::invalid(format!("encoding task: {e}")))
+            })??
+    };
     Ok(sized_response(
         StatusCode::OK,
         bytes.len() as u64,
         Body::from(bytes),
     ))
 }
+
+/// Entries up to this many outputs are encoded on the async thread: microseconds, less than a
+/// hand-over to a blocking thread.
+const INLINE_CODEC_OUTPUTS: usize = 256;
+/// Entries up to this many bytes are decoded on the async thread, for the same reason.
+const INLINE_CODEC_BYTES: usize = 64 << 10;
 
 /// Wait for a turn to decode or encode an entry.
 async fn entry_turn(st: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
@@ -140,12 +151,17 @@ async fn put_entry(
     let bytes = bytes.freeze();
     // Decoding costs several times the entry's size and milliseconds per megabyte: a bounded
     // number at once, on a blocking thread, so that the async threads go on serving.
-    let turn = entry_turn(&st).await?;
-    let entry = tokio::task::spawn_blocking(move || Entry::decode(&bytes))
-        .await
-        .map_err(|e| ApiError::Store(larder_core::Error::invalid(format!("decoding task: {e}"))))?
-        .map_err(|e| ApiError::bad(format!("undecodable entry: {e}")))?;
-    drop(turn);
+    let decoded = if bytes.len() <= INLINE_CODEC_BYTES {
+        Entry::decode(&bytes)
+    } else {
+        let _turn = entry_turn(&st).await?;
+        tokio::task::spawn_blocking(move || Entry::decode(&bytes))
+            .await
+            .map_err(|e| {
+                ApiError::Store(larder_core::Error::invalid(format!("decoding task: {e}")))
+            })?
+    };
+    let entry = decoded.map_err(|e| ApiError::bad(format!("undecodable entry: {e}")))?;
     if entry.outputs.len() > limits.max_entry_outputs {
         return Err(entry_too_large(
             &st,
