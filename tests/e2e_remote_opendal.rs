@@ -11,7 +11,7 @@ use std::process::{Child, Output, Stdio};
 
 use common::{Sandbox, assert_exit, count_lines, text};
 
-/// `larder serve` on a free loopback port over `dir`, killed when dropped.
+/// `larder serve` on a free loopback port over `dir`, stopped (SIGTERM) when dropped.
 struct Serve {
     child: Child,
     /// `HOST:PORT`
@@ -51,8 +51,12 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        larder_testservers::stop_child(
+            &mut self.child,
+            "larder serve",
+            larder_testservers::StopSignal::Term,
+            std::time::Duration::from_secs(10),
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Sandbox;
 
-/// A running `larder serve`, killed if the test ends without stopping it.
+/// A running `larder serve`, stopped (SIGTERM) if the test ends without stopping it.
 pub struct Served {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
@@ -70,8 +70,14 @@ impl Served {
 }
 
 impl Drop for Served {
+    /// A test that ends without [`Served::terminate`] (or panics) stops the server the way an
+    /// operator would, SIGTERM, and kills it only if it is still running 10 s later.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        larder_testservers::stop_child(
+            &mut self.child,
+            "larder serve",
+            larder_testservers::StopSignal::Term,
+            Duration::from_secs(10),
+        );
     }
 }

@@ -93,55 +93,61 @@ impl ServerProcess {
             return Stopped::Already;
         }
         self.stopped = true;
-        let pid = self.child.id();
-        let deadline = Instant::now() + self.grace;
-        // The family is read before any signal: once the server exits its children are
-        // re-parented and no longer lead back to it.
-        let mut family = descendants(pid);
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => Some(status),
-            _ => {
-                signal(pid, self.signal.raw());
-                wait_until(&mut self.child, deadline)
-            }
-        };
-        // Children the server started while it was shutting down count too.
-        family.extend(descendants(pid));
-        let mut left: Vec<u32> = family.into_iter().filter(|p| alive(*p)).collect();
-        while !left.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-            left.retain(|p| alive(*p));
-        }
-        let mut killed = Vec::new();
-        if status.is_none() {
-            let _ = self.child.kill();
-            killed.push(pid);
-        }
-        for &p in &left {
-            signal(p, libc::SIGKILL);
-            killed.push(p);
-        }
-        // SIGKILL is delivered asynchronously: wait (briefly) until the killed are gone.
-        let killed_by = Instant::now() + Duration::from_secs(2);
-        while left.iter().any(|p| alive(*p)) && Instant::now() < killed_by {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let status = status.or_else(|| self.child.wait().ok());
-        if killed.is_empty() {
-            Stopped::Gracefully(status)
-        } else {
-            eprintln!(
-                "{}: did not stop within {:?} of its {:?}; killed pids {killed:?}",
-                self.name, self.grace, self.signal
-            );
-            Stopped::Killed(killed)
-        }
+        stop_child(&mut self.child, &self.name, self.signal, self.grace)
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Stop `child` (a server called `name`, for messages) the way [`ServerProcess::stop`] does:
+/// `signal`, up to `grace` for it and its descendants to exit, then `SIGKILL` for what is left.
+/// Reaps the child. For callers that keep a plain [`Child`].
+pub fn stop_child(child: &mut Child, name: &str, signal: StopSignal, grace: Duration) -> Stopped {
+    let pid = child.id();
+    let deadline = Instant::now() + grace;
+    // The family is read before any signal: once the server exits its children are
+    // re-parented and no longer lead back to it.
+    let mut family = descendants(pid);
+    let status = match child.try_wait() {
+        Ok(Some(status)) => Some(status),
+        _ => {
+            send_signal(pid, signal.raw());
+            wait_until(child, deadline)
+        }
+    };
+    // Children the server started while it was shutting down count too.
+    family.extend(descendants(pid));
+    let mut left: Vec<u32> = family.into_iter().filter(|p| alive(*p)).collect();
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        left.retain(|p| alive(*p));
+    }
+    let mut killed = Vec::new();
+    if status.is_none() {
+        let _ = child.kill();
+        killed.push(pid);
+    }
+    for &p in &left {
+        send_signal(p, libc::SIGKILL);
+        killed.push(p);
+    }
+    // SIGKILL is delivered asynchronously: wait (briefly) until the killed are gone.
+    let killed_by = Instant::now() + Duration::from_secs(2);
+    while left.iter().any(|p| alive(*p)) && Instant::now() < killed_by {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = status.or_else(|| child.wait().ok());
+    if killed.is_empty() {
+        Stopped::Gracefully(status)
+    } else {
+        eprintln!(
+            "{name}: did not stop within {grace:?} of its {signal:?}; killed pids {killed:?}"
+        );
+        Stopped::Killed(killed)
     }
 }
 
@@ -156,7 +162,7 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
+fn send_signal(pid: u32, sig: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
     };
