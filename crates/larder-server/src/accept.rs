@@ -11,8 +11,9 @@
 //!   applies the same bound to each later HTTP/1.1 request head); with no request in flight
 //!   and no traffic for `idle_timeout` it is closed; a response the client stops reading for
 //!   `idle_timeout` ends its connection; a request body slower than `min_upload_rate` fails;
-//! - shutdown: once the stop signal comes the listener is closed, idle connections are closed,
-//!   requests in flight may finish for `shutdown_timeout`, then what is left is cut.
+//! - shutdown: once the stop signal comes the listener is closed, connections with no request
+//!   in flight (idle, or a request head still incomplete) are closed, requests in flight may
+//!   finish for `shutdown_timeout`, then what is left is cut.
 //!
 //! The watchdog that enforces the times is a timer in each connection's own task, reading the
 //! connection's [`Activity`]: no thread and no extra task per connection.
@@ -295,6 +296,11 @@ async fn serve_io<I>(
                 if changed.is_err() || *drain.borrow() {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
+                    // Nothing in flight (idle, or a request head not yet complete): nothing to
+                    // finish, close now rather than wait for the client.
+                    if activity.idle_for().is_some() {
+                        return;
+                    }
                 }
             }
             _ = ticks.tick() => {
@@ -304,6 +310,9 @@ async fn serve_io<I>(
                 }
                 if activity.requests() == 0 && activity.age() >= limits.header_timeout {
                     trip(Limit::HeaderTimeout, "no request headers in time");
+                    return;
+                }
+                if draining && activity.idle_for().is_some() {
                     return;
                 }
                 if activity.idle_for().is_some_and(|t| t >= limits.idle_timeout) {

@@ -254,3 +254,41 @@ async fn http2_with_prior_knowledge_is_served_on_the_plain_port() {
     // HTTP/1.1 goes on on the same port.
     assert_eq!(s.get("/healthz").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_closes_connections_with_nothing_in_flight_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut l = Limits::default();
+    // Only closing what has nothing in flight can make the server stop in time here.
+    l.shutdown_timeout = Duration::from_secs(600);
+    l.header_timeout = Duration::from_secs(600);
+    l.idle_timeout = Duration::from_secs(600);
+    let config = ServerConfig::new(dir.path(), "127.0.0.1:0".parse().expect("addr")).with_limits(l);
+    let server = Server::bind(config).await.expect("bind");
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let mut partial = TcpStream::connect(addr).await.expect("connect");
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(()).expect("signal");
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("the server stops without waiting for its deadline")
+        .expect("join")
+        .expect("run");
+    read_to_close(&mut partial).await;
+    read_to_close(&mut silent).await;
+    let answered = read_to_close(&mut idle).await;
+    assert!(answered.starts_with(b"HTTP/1.1 200"), "{answered:?}");
+}
