@@ -64,7 +64,10 @@ http {
   }
 }
 """ % {"tmp": tmp, "port": port, "root": root, "user": user})
-    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
+    # A process group of its own: if nginx ignores its stop signal, the group (master and
+    # workers) is killed, never the master alone (its workers would run on under init).
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     wait_port(port)
     return proc, "http://127.0.0.1:%d" % port
 
@@ -154,9 +157,10 @@ def main():
     procs = []
     try:
         nginx, nginx_url = start_nginx(root, tmp)
-        procs.append(nginx)
+        # SIGQUIT: nginx's graceful stop (`nginx -s quit`), the master waits for its workers.
+        procs.append((nginx, signal.SIGQUIT, True))
         larder, larder_url = start_larder(args.larder, tmp)
-        procs.append(larder)
+        procs.append((larder, signal.SIGTERM, False))
         # The same 1,000 values of 1 KiB on both.
         keys = ["%040x" % (i * 7919 + 1) for i in range(KEYS)]
         for k in keys:
@@ -206,12 +210,16 @@ def main():
                            "upload_bytes": big, "peak_rss_kib": peak, "upload_status": status}, f,
                           indent=1)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
+        for p, stop, own_group in procs:
+            p.send_signal(stop)
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                p.kill()
+                if own_group:
+                    os.killpg(p.pid, signal.SIGKILL)
+                else:
+                    p.kill()
+                p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
