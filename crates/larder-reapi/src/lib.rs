@@ -171,7 +171,7 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// The gRPC message limit matching the batch limit.
-    fn message_limit(&self) -> usize {
+    pub(crate) fn message_limit(&self) -> usize {
         usize::try_from(self.opts.max_batch_bytes)
             .unwrap_or(usize::MAX)
             .saturating_add(MESSAGE_OVERHEAD)

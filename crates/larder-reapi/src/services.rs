@@ -104,7 +104,7 @@ impl Capabilities for Services {
 impl Services {
     /// Read and decode the directory `id`; `None` when missing.
     pub(crate) async fn directory(&self, id: &BlobId) -> Result<Option<Directory>, Status> {
-        let limit = self.0.opts.max_batch_bytes;
+        let limit = self.0.message_limit() as u64;
         let Some(bytes) = self.0.cas.read_small(id, limit).await? else {
             return Ok(None);
         };
@@ -278,6 +278,7 @@ impl ContentAddressableStorage for Services {
         let mut index = 0usize;
         let mut directories = Vec::new();
         let mut more = false;
+        let mut bytes = 0u64;
         while let Some(id) = queue.pop_front() {
             if !seen.insert(id.clone()) {
                 continue;
@@ -285,9 +286,14 @@ impl ContentAddressableStorage for Services {
             let Some(dir) = self.directory(&id).await? else {
                 continue;
             };
-            if index >= skip + page {
+            // A page ends at page_size directories, or before it outgrows the batch limit.
+            let len = dir.encoded_len() as u64;
+            if index >= skip + page || (index > skip && bytes + len > ctx.opts.max_batch_bytes) {
                 more = true;
                 break;
+            }
+            if index >= skip {
+                bytes += len;
             }
             for child in &dir.directories {
                 queue.push_back(BlobId::parse(child.digest.as_ref(), func)?);
@@ -298,7 +304,7 @@ impl ContentAddressableStorage for Services {
             index += 1;
         }
         let next_page_token = if more {
-            (skip + page).to_string()
+            (skip + directories.len()).to_string()
         } else {
             String::new()
         };

@@ -1223,3 +1223,82 @@ async fn a_full_disk_refuses_writes_and_serves_reads() {
         .committed_size;
     assert_eq!(committed, kept.len() as i64);
 }
+
+#[tokio::test]
+async fn get_tree_pages_stay_within_the_batch_limit() {
+    let server = serve(|o| o.with_max_batch_bytes(300)).await;
+    let mut cas = server.cas().await;
+    let leaves: Vec<Vec<u8>> = (0..6u8)
+        .map(|i| {
+            Directory {
+                files: vec![FileNode {
+                    name: format!("{}{i}", "a-long-file-name-".repeat(5)),
+                    digest: Some(sha256(&[i])),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    let root = Directory {
+        directories: leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| DirectoryNode {
+                name: format!("d{i}"),
+                digest: Some(sha256(l)),
+            })
+            .collect(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    for b in &leaves {
+        upload(&mut cas, "", &[b]).await;
+    }
+    // The root is over the batch limit: through ByteStream.
+    let rd = sha256(&root);
+    server
+        .bs()
+        .await
+        .write(futures::stream::iter(vec![write_req(
+            &format!("uploads/r/blobs/{}/{}", rd.hash, rd.size_bytes),
+            0,
+            &root,
+            true,
+        )]))
+        .await
+        .expect("root upload");
+    let (mut token, mut seen, mut pages) = (String::new(), 0, 0);
+    loop {
+        let mut stream = cas
+            .get_tree(GetTreeRequest {
+                instance_name: String::new(),
+                root_digest: Some(sha256(&root)),
+                page_size: 0,
+                page_token: token.clone(),
+                digest_function: 0,
+            })
+            .await
+            .expect("get tree")
+            .into_inner();
+        let mut next = String::new();
+        while let Some(page) = stream.message().await.expect("page") {
+            let size: usize = page.directories.iter().map(|d| d.encoded_len()).sum();
+            assert!(
+                page.directories.len() == 1 || size <= 300,
+                "page of {size} bytes"
+            );
+            seen += page.directories.len();
+            next = page.next_page_token;
+        }
+        pages += 1;
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+        assert!(pages < 20, "paging does not end");
+    }
+    assert_eq!(seen, 7);
+    assert!(pages >= 3, "{pages} pages");
+}
