@@ -30,3 +30,45 @@ pub fn check_request_path(path: &str) {
         assert_eq!(key.storage_name().len(), 64, "{path:?}");
     }
 }
+
+/// Run the multipart guard over `content_type` and `body` cut three ways (whole, in two at
+/// `cut`, byte by byte) and panic unless the verdict (passed, or which bound tripped) is the
+/// same each time: the guard must follow the body's structure however the network cuts it.
+pub fn check_multipart(content_type: &str, body: &[u8], cut: usize) {
+    let boundary = crate::multipart::boundary(content_type).unwrap_or_else(|| "XyZ".to_owned());
+    let at = cut % (body.len() + 1);
+    let whole = multipart_verdict(&boundary, vec![body]);
+    let halves = multipart_verdict(&boundary, vec![&body[..at], &body[at..]]);
+    let bytes = multipart_verdict(&boundary, body.chunks(1).collect());
+    assert_eq!(whole, halves, "cut at {at}");
+    assert_eq!(whole, bytes, "cut into bytes");
+}
+
+/// Which bound the guard tripped on `chunks`, if any (small bounds, so fuzzed bodies reach them).
+fn multipart_verdict(boundary: &str, chunks: Vec<&[u8]>) -> Option<String> {
+    use futures::{FutureExt, StreamExt};
+
+    let bounds = crate::multipart::Bounds {
+        preamble: 64,
+        header: 64,
+        parts: 3,
+    };
+    let tripped = crate::multipart::Tripped::default();
+    let items: Vec<Result<bytes::Bytes, std::io::Error>> = chunks
+        .into_iter()
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let mut guarded = Box::pin(crate::multipart::guard(
+        futures::stream::iter(items),
+        boundary,
+        bounds,
+        tripped.clone(),
+    ));
+    // Every item of an iterator stream is ready: polling once each runs the guard to the end.
+    while let Some(Some(item)) = guarded.next().now_or_never() {
+        if item.is_err() {
+            break;
+        }
+    }
+    tripped.get().map(|limit| format!("{limit:?}"))
+}
