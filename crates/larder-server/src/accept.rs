@@ -48,7 +48,7 @@ use crate::metrics::{Limit, Metrics};
 /// The answer to a connection over the limit.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 33\r\n\r\ntoo many connections; retry soon\n";
 /// Refusals being written at once; past this, connections over the limit are closed unanswered.
-const MAX_REFUSING: usize = 64;
+const MAX_REFUSING: usize = 16;
 /// File descriptors kept for the store, the index and spool files when the connection limit is
 /// derived from the open-files limit.
 const RESERVED_FDS: u64 = 64;
@@ -176,8 +176,10 @@ fn connection_limit(wanted: usize) -> usize {
         return wanted;
     }
     let soft = lim.rlim_cur;
-    let room = if soft > 2 * RESERVED_FDS {
-        soft - RESERVED_FDS
+    // Refusals being written hold descriptors too.
+    let reserved = RESERVED_FDS + MAX_REFUSING as u64;
+    let room = if soft > 2 * reserved {
+        soft - reserved
     } else {
         (soft / 2).max(1)
     };
@@ -201,7 +203,7 @@ fn refuse(mut tcp: TcpStream, refusing: &Arc<AtomicUsize>) {
     }
     let refusing = Arc::clone(refusing);
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
             if tcp.write_all(REFUSAL).await.is_err() {
                 return;
             }
