@@ -476,9 +476,13 @@ fn start_helper(sb: &Sandbox, endpoint: &Path, url: &str, idle: &str) -> std::pr
         .env("CRSH_IPC_ENDPOINT", endpoint)
         .env("CRSH_URL", url)
         .env("CRSH_IDLE_TIMEOUT", idle)
-        .env("CRSH_NUM_ATTR", "1")
+        .env("CRSH_NUM_ATTR", "2")
         .env("CRSH_ATTR_KEY_0", "no-such-attribute")
         .env("CRSH_ATTR_VALUE_0", "x")
+        // Values over 4 KiB are blobs beside their entry (the helper's default keeps them
+        // inside up to 1 MiB).
+        .env("CRSH_ATTR_KEY_1", "inline-limit")
+        .env("CRSH_ATTR_VALUE_1", "4096")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

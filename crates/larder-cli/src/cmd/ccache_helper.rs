@@ -52,6 +52,10 @@ const KEY_PREFIX: &str = "ccache/";
 /// The output name of a value inside its entry (as `larder serve` stores ccache's values).
 const VALUE_OUTPUT: &str = "value";
 
+/// Values up to this size are kept inside their entry, unless `inline_limit` is configured (the
+/// largest inline limit larder accepts).
+const HELPER_INLINE_LIMIT: u64 = 1 << 20;
+
 /// The idle time-out when ccache gives none.
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 
@@ -270,6 +274,14 @@ impl Plan {
             config.no_local = Setting {
                 value,
                 source: Source::Flag("@local"),
+            };
+        }
+        // A hit is one request to the store when the value is inside its entry, two when it is
+        // a blob beside it; ccache's values are already compressed, and rarely over 1 MiB.
+        if config.inline_limit.source == Source::Default {
+            config.inline_limit = Setting {
+                value: HELPER_INLINE_LIMIT,
+                source: Source::Default,
             };
         }
         Ok(config)
