@@ -29,6 +29,10 @@ xflags::xflags! {
             optional --out out: String
             /// Also run the foundation benchmarks (signatures, fs put/get vs cp, trim).
             optional --foundation
+            /// Instead: real builds (Lua, zstd, redis from Debian source packages) by every
+            /// client larder serves, plain, cold and warm through larder and through each
+            /// client's alternative (benches/builds.py; with --quick: Lua only, one run each).
+            optional --builds
         }
         /// Build the WebAssembly guest policies in `policies/` (wasm32-unknown-unknown
         /// components, into `target/policies/<name>.wasm`).

@@ -67,6 +67,27 @@ pub(crate) fn target_dir() -> PathBuf {
 }
 
 impl flags::Bench {
+    /// `--builds`: a release larder, then benches/builds.py (its own table and files).
+    fn run_builds(self, sh: &Shell) -> Result<()> {
+        xshell::cmd!(sh, "cargo build --release -p larder-cli").run()?;
+        let out = self
+            .out
+            .unwrap_or_else(|| target_dir().join("bench").display().to_string());
+        let larder = target_dir().join("release/larder");
+        let script = project_root().join("benches/builds.py");
+        let quick: &[&str] = if self.quick {
+            &["--projects", "lua", "--reps", "1"]
+        } else {
+            &[]
+        };
+        xshell::cmd!(
+            sh,
+            "python3 {script} --larder {larder} --out {out} {quick...}"
+        )
+        .run()?;
+        Ok(())
+    }
+
     fn run(self, sh: &Shell) -> Result<()> {
         let run = leftovers::Run::begin();
         let _marker = run
@@ -78,6 +99,9 @@ impl flags::Bench {
     }
 
     fn run_benches(self, sh: &Shell) -> Result<()> {
+        if self.builds {
+            return self.run_builds(sh);
+        }
         let stores = self.stores.unwrap_or_else(|| "fs,http,cmd,s3".into());
         let out = self
             .out
