@@ -6,10 +6,15 @@
 //! bytes in and out (from `Content-Length`, which every larder response carries and every
 //! supported client sends), and evictions by the server's clean-up. Store totals and free disk
 //! are read when a page is asked for.
+//!
+//! Each request's latency (from its arrival to its response head) lands in a fixed-bucket
+//! histogram per protocol and operation (the request method), and its counts in a ring of 60
+//! per-minute slots per protocol, from which the status page draws the last hour. Both are
+//! arrays of atomics: recording a request allocates nothing and takes no lock.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -87,14 +92,186 @@ impl Limit {
     }
 }
 
-/// One protocol's counters.
+/// The operations latency is kept for: the request method, lowercased; any other method counts
+/// under `other`.
+const OPS: [&str; 5] = ["get", "head", "put", "post", "other"];
+
+fn op_of(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::PUT => 2,
+        Method::POST => 3,
+        _ => 4,
+    }
+}
+
+/// Upper bounds of the latency buckets, in nanoseconds (100 µs to 60 s); a last bucket takes
+/// anything slower (`+Inf`).
+const BOUNDS_NS: [u64; 18] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    60_000_000_000,
+];
+
+/// A latency histogram: a count per bucket (not cumulative) and the sum of the latencies.
+/// The total count is the sum of the buckets, so `_count` and the `+Inf` bucket always agree.
 #[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BOUNDS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, ns: u64) {
+        let slot = BOUNDS_NS.partition_point(|b| *b < ns);
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> ([u64; BOUNDS_NS.len() + 1], u64) {
+        (
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            self.sum_ns.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The `q` quantile (0 to 1) of the latencies counted in `buckets` (per bucket, not
+/// cumulative), in seconds, interpolated linearly inside the bucket it falls in (as
+/// Prometheus' `histogram_quantile` does); `None` when nothing was counted. A quantile in the
+/// `+Inf` bucket is reported as the largest finite bound.
+fn quantile(buckets: &[u64; BOUNDS_NS.len() + 1], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (i, n) in buckets.iter().enumerate() {
+        if *n > 0 && (below + n) as f64 >= rank {
+            let Some(upper) = BOUNDS_NS.get(i) else {
+                return Some(BOUNDS_NS[BOUNDS_NS.len() - 1] as f64 / 1e9);
+            };
+            let lower = if i == 0 { 0 } else { BOUNDS_NS[i - 1] };
+            let within = ((rank - below as f64) / *n as f64).clamp(0.0, 1.0);
+            return Some((lower as f64 + (upper - lower) as f64 * within) / 1e9);
+        }
+        below += n;
+    }
+    Some(BOUNDS_NS[BOUNDS_NS.len() - 1] as f64 / 1e9)
+}
+
+/// Minutes of history kept for the status page's charts.
+const MINUTES: usize = 60;
+
+/// One minute of one protocol's traffic; `minute` (minutes since the server started) says
+/// which minute the counts belong to.
+#[derive(Debug, Default)]
+struct MinuteSlot {
+    minute: AtomicU64,
+    requests: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl MinuteSlot {
+    fn counters(&self) -> [&AtomicU64; 5] {
+        [
+            &self.requests,
+            &self.hits,
+            &self.misses,
+            &self.bytes_in,
+            &self.bytes_out,
+        ]
+    }
+}
+
+/// One protocol's counters.
+#[derive(Debug)]
 struct ProtocolCounters {
     by_status: [AtomicU64; STATUSES.len()],
     hits: AtomicU64,
     misses: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    latency: [Histogram; OPS.len()],
+    /// Minute `m` is counted in slot `m % MINUTES`.
+    minutes: [MinuteSlot; MINUTES],
+}
+
+impl Default for ProtocolCounters {
+    fn default() -> Self {
+        ProtocolCounters {
+            by_status: Default::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            latency: Default::default(),
+            minutes: std::array::from_fn(|_| MinuteSlot::default()),
+        }
+    }
+}
+
+impl ProtocolCounters {
+    /// The slot of `minute`, cleared first when it still holds an older minute. The request
+    /// that moves the slot on clears it; a request of the new minute that adds in between can
+    /// be lost, which a per-minute chart can afford (a lock could not be).
+    fn minute_slot(&self, minute: u64) -> &MinuteSlot {
+        let slot = &self.minutes[(minute % MINUTES as u64) as usize];
+        let seen = slot.minute.load(Ordering::Relaxed);
+        if seen < minute
+            && slot
+                .minute
+                .compare_exchange(seen, minute, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            for c in slot.counters() {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+        slot
+    }
+
+    /// The last hour up to `now_minute`, oldest minute first: requests, hits, misses, bytes
+    /// in, bytes out.
+    fn last_hour(&self, now_minute: u64) -> [Vec<u64>; 5] {
+        let mut out: [Vec<u64>; 5] = Default::default();
+        for v in &mut out {
+            v.reserve(MINUTES);
+        }
+        for back in (0..MINUTES as u64).rev() {
+            let values = now_minute
+                .checked_sub(back)
+                .map(|m| (m, &self.minutes[(m % MINUTES as u64) as usize]))
+                .filter(|(m, slot)| slot.minute.load(Ordering::Relaxed) == *m)
+                .map_or([0; 5], |(_, slot)| {
+                    slot.counters().map(|c| c.load(Ordering::Relaxed))
+                });
+            for (v, x) in out.iter_mut().zip(values) {
+                v.push(x);
+            }
+        }
+        out
+    }
 }
 
 /// The server's counters, shared by every request.
@@ -175,26 +352,49 @@ impl Metrics {
         }
     }
 
-    fn record(&self, protocol: usize, method: &Method, status: StatusCode, bytes: (u64, u64)) {
+    /// Minutes since the server started, at `now`.
+    fn minute_at(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started).as_secs() / 60
+    }
+
+    /// Count one request of `protocol` that took `latency` until its response head, answered
+    /// in minute `minute` (see [`Metrics::minute_at`]).
+    fn record(
+        &self,
+        protocol: usize,
+        method: &Method,
+        status: StatusCode,
+        bytes: (u64, u64),
+        latency: Duration,
+        minute: u64,
+    ) {
         let p = &self.protocols[protocol];
         let slot = STATUSES
             .iter()
             .position(|s| *s == status.as_u16())
             .unwrap_or(STATUSES.len() - 1);
         p.by_status[slot].fetch_add(1, Ordering::Relaxed);
+        let now = p.minute_slot(minute);
+        now.requests.fetch_add(1, Ordering::Relaxed);
         if *method == Method::GET || *method == Method::HEAD {
             match status {
                 StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
                     p.hits.fetch_add(1, Ordering::Relaxed);
+                    now.hits.fetch_add(1, Ordering::Relaxed);
                 }
                 StatusCode::NOT_FOUND => {
                     p.misses.fetch_add(1, Ordering::Relaxed);
+                    now.misses.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
             }
         }
         p.bytes_in.fetch_add(bytes.0, Ordering::Relaxed);
         p.bytes_out.fetch_add(bytes.1, Ordering::Relaxed);
+        now.bytes_in.fetch_add(bytes.0, Ordering::Relaxed);
+        now.bytes_out.fetch_add(bytes.1, Ordering::Relaxed);
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        p.latency[op_of(method)].observe(ns);
     }
 }
 
@@ -226,6 +426,7 @@ fn length(headers: &HeaderMap) -> u64 {
 /// protocol prefix (the pages themselves and `/healthz` count as `other`). One middleware, not
 /// two: each layer costs a boxed service clone per request.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let arrived = Instant::now();
     let protocol = protocol_of(&state.config, request.uri().path()).unwrap_or(PROTOCOLS.len() - 1);
     let method = request.method().clone();
     let bytes_in = length(request.headers());
@@ -242,9 +443,15 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     } else {
         length(response.headers())
     };
-    state
-        .metrics
-        .record(protocol, &method, response.status(), (bytes_in, bytes_out));
+    let answered = Instant::now();
+    state.metrics.record(
+        protocol,
+        &method,
+        response.status(),
+        (bytes_in, bytes_out),
+        answered.saturating_duration_since(arrived),
+        state.metrics.minute_at(answered),
+    );
     response
 }
 
@@ -305,6 +512,37 @@ struct ProtocolFigures {
     bytes_out: u64,
     /// `(status, count)` for every status seen; status 0 is "any other".
     statuses: Vec<(u16, u64)>,
+    /// Median and 99th percentile latency over every operation, in seconds (`null` before the
+    /// first request).
+    p50_seconds: Option<f64>,
+    p99_seconds: Option<f64>,
+    /// Latency per operation seen.
+    latency: Vec<OpLatency>,
+    /// Per-minute counts over the last hour, oldest first.
+    last_hour: LastHour,
+}
+
+/// One operation's latency figures: from a request's arrival to its response head.
+#[derive(Debug, Serialize)]
+struct OpLatency {
+    op: &'static str,
+    count: u64,
+    sum_seconds: f64,
+    p50_seconds: f64,
+    p99_seconds: f64,
+    /// Counts per bucket of [`BOUNDS_NS`], not cumulative, the last one `+Inf`.
+    #[serde(skip)]
+    buckets: [u64; BOUNDS_NS.len() + 1],
+}
+
+/// Sixty per-minute counts each, the current (partial) minute last.
+#[derive(Debug, Serialize)]
+struct LastHour {
+    requests: Vec<u64>,
+    hits: Vec<u64>,
+    misses: Vec<u64>,
+    bytes_in: Vec<u64>,
+    bytes_out: Vec<u64>,
 }
 
 async fn snapshot(state: &AppState) -> Snapshot {
@@ -325,6 +563,7 @@ async fn snapshot(state: &AppState) -> Snapshot {
         Some(cfg.waf_prefix.clone()),
         None,
     ];
+    let now_minute = m.minute_at(Instant::now());
     let protocols = PROTOCOLS
         .iter()
         .zip(&m.protocols)
@@ -336,6 +575,26 @@ async fn snapshot(state: &AppState) -> Snapshot {
                 .map(|(s, c)| (*s, c.load(Ordering::Relaxed)))
                 .filter(|(_, c)| *c > 0)
                 .collect();
+            let mut all = [0u64; BOUNDS_NS.len() + 1];
+            let latency: Vec<OpLatency> = OPS
+                .iter()
+                .zip(&p.latency)
+                .filter_map(|(op, h)| {
+                    let (buckets, sum_ns) = h.load();
+                    for (a, b) in all.iter_mut().zip(&buckets) {
+                        *a += b;
+                    }
+                    Some(OpLatency {
+                        op,
+                        count: buckets.iter().sum(),
+                        sum_seconds: sum_ns as f64 / 1e9,
+                        p50_seconds: quantile(&buckets, 0.5)?,
+                        p99_seconds: quantile(&buckets, 0.99)?,
+                        buckets,
+                    })
+                })
+                .collect();
+            let [requests, hits, misses, bytes_in, bytes_out] = p.last_hour(now_minute);
             ProtocolFigures {
                 protocol: name,
                 prefix,
@@ -345,6 +604,16 @@ async fn snapshot(state: &AppState) -> Snapshot {
                 bytes_in: p.bytes_in.load(Ordering::Relaxed),
                 bytes_out: p.bytes_out.load(Ordering::Relaxed),
                 statuses,
+                p50_seconds: quantile(&all, 0.5),
+                p99_seconds: quantile(&all, 0.99),
+                latency,
+                last_hour: LastHour {
+                    requests,
+                    hits,
+                    misses,
+                    bytes_in,
+                    bytes_out,
+                },
             }
         })
         .collect();
@@ -433,6 +702,35 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
                 "larder_{name}{{protocol=\"{}\"}} {}",
                 p.protocol,
                 get(p)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP larder_request_duration_seconds Time from a request's arrival to its response head, by protocol and operation (the request method; other methods count as op=\"other\").\n# TYPE larder_request_duration_seconds histogram"
+    );
+    for p in &s.protocols {
+        for l in &p.latency {
+            let labels = format!("protocol=\"{}\",op=\"{}\"", p.protocol, l.op);
+            let mut cumulative = 0;
+            for (i, n) in l.buckets.iter().enumerate() {
+                cumulative += n;
+                let _ = match BOUNDS_NS.get(i) {
+                    Some(b) => writeln!(
+                        out,
+                        "larder_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                        *b as f64 / 1e9
+                    ),
+                    None => writeln!(
+                        out,
+                        "larder_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
+                    ),
+                };
+            }
+            let _ = writeln!(
+                out,
+                "larder_request_duration_seconds_sum{{{labels}}} {}\nlarder_request_duration_seconds_count{{{labels}}} {}",
+                l.sum_seconds, l.count
             );
         }
     }
@@ -600,6 +898,8 @@ fn render_html(s: &Snapshot) -> String {
     use larder_core::size::format_size;
     let opt_size = |v: Option<u64>| v.map_or_else(|| "none".to_owned(), format_size);
     let mut rows = String::new();
+    let mut latency = String::new();
+    let mut charts = String::new();
     for p in s.protocols.iter().filter(|p| p.requests > 0) {
         let reads = p.hits + p.misses;
         let ratio = if reads == 0 {
@@ -620,7 +920,7 @@ fn render_html(s: &Snapshot) -> String {
             .collect();
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=p50>{}</td><td class=p99>{}</td><td>{}</td></tr>",
             p.protocol,
             p.prefix.as_deref().unwrap_or(""),
             p.requests,
@@ -629,16 +929,50 @@ fn render_html(s: &Snapshot) -> String {
             ratio,
             format_size(p.bytes_in),
             format_size(p.bytes_out),
+            p.p50_seconds.map_or_else(|| "-".to_owned(), format_seconds),
+            p.p99_seconds.map_or_else(|| "-".to_owned(), format_seconds),
             statuses.join(", "),
+        );
+        for l in &p.latency {
+            let _ = write!(
+                latency,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                p.protocol,
+                l.op,
+                l.count,
+                format_seconds(l.p50_seconds),
+                format_seconds(l.p99_seconds),
+            );
+        }
+        let h = &p.last_hour;
+        let _ = write!(
+            charts,
+            "<tr><td>{}</td><td>{}<br><small>{} requests, busiest minute {}</small></td><td>{}<br><small>{}</small></td><td>{}<br><small>{} in, {} out</small></td></tr>",
+            p.protocol,
+            traffic_chart(&h.requests, "requests per minute"),
+            h.requests.iter().sum::<u64>(),
+            h.requests.iter().max().copied().unwrap_or(0),
+            hit_ratio_chart(&h.hits, &h.misses),
+            hour_ratio(&h.hits, &h.misses),
+            traffic_chart(
+                &h.bytes_in
+                    .iter()
+                    .zip(&h.bytes_out)
+                    .map(|(i, o)| i + o)
+                    .collect::<Vec<_>>(),
+                "bytes per minute",
+            ),
+            format_size(h.bytes_in.iter().sum()),
+            format_size(h.bytes_out.iter().sum()),
         );
     }
     if rows.is_empty() {
-        rows.push_str("<tr><td colspan=9>no requests yet</td></tr>");
+        rows.push_str("<tr><td colspan=11>no requests yet</td></tr>");
     }
     format!(
         "<!doctype html>
 <html><head><meta charset=utf-8><title>larder serve</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}th{{background:#eee}}</style>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}th{{background:#eee}}svg.chart{{display:block;background:#fafafa}}</style>
 </head><body>
 <h1>larder serve</h1>
 <p>version {version} &middot; up {uptime} s{ro} &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/status.json\">/status.json</a></p>
@@ -646,8 +980,8 @@ fn render_html(s: &Snapshot) -> String {
 <table>
 <tr><th>entries</th><td>{entries}</td></tr>
 <tr><th>size</th><td>{bytes}</td></tr>
-<tr><th>size budget</th><td>{max_bytes}</td></tr>
-<tr><th>entry budget</th><td>{max_entries}</td></tr>
+<tr><th>size budget</th><td>{max_bytes}{size_bar}</td></tr>
+<tr><th>entry budget</th><td>{max_entries}{entries_bar}</td></tr>
 <tr><th>free disk</th><td>{free} (keep at least {min_free})</td></tr>
 <tr><th>evicted</th><td>{evicted_entries} entries, {evicted_bytes} in {cleanups} clean-ups</td></tr>
 <tr><th>writes refused for space</th><td>{oos}</td></tr>
@@ -655,8 +989,20 @@ fn render_html(s: &Snapshot) -> String {
 {upstream}</table>
 <h2>Requests</h2>
 <table>
-<tr><th>protocol</th><th>prefix</th><th>requests</th><th>hits</th><th>misses</th><th>hit ratio</th><th>in</th><th>out</th><th>statuses</th></tr>
+<tr><th>protocol</th><th>prefix</th><th>requests</th><th>hits</th><th>misses</th><th>hit ratio</th><th>in</th><th>out</th><th>p50</th><th>p99</th><th>statuses</th></tr>
 {rows}
+</table>
+<h2>Last hour</h2>
+<p>One bar per minute, the current minute on the right. Hit ratio: the grey part of a bar is the minute's reads (GET/HEAD answered 200 or 404), the green part their hits.</p>
+<table>
+<tr><th>protocol</th><th>requests</th><th>hit ratio</th><th>traffic</th></tr>
+{charts}
+</table>
+<h2>Latency</h2>
+<p>From a request's arrival to its response head; quantiles interpolated in the buckets of <code>larder_request_duration_seconds</code>.</p>
+<table>
+<tr><th>protocol</th><th>op</th><th>requests</th><th>p50</th><th>p99</th></tr>
+{latency}
 </table>
 </body></html>
 ",
@@ -666,6 +1012,16 @@ fn render_html(s: &Snapshot) -> String {
         entries = s.store.entries,
         bytes = format_size(s.store.bytes),
         max_bytes = opt_size(s.store.max_bytes),
+        size_bar = s.store.max_bytes.map_or_else(String::new, |b| budget_bar(
+            s.store.bytes,
+            b,
+            &format!("{} of {}", format_size(s.store.bytes), format_size(b))
+        )),
+        entries_bar = s.store.max_entries.map_or_else(String::new, |b| budget_bar(
+            s.store.entries,
+            b,
+            &format!("{} of {} entries", s.store.entries, b)
+        )),
         max_entries = s
             .store
             .max_entries
@@ -683,4 +1039,256 @@ fn render_html(s: &Snapshot) -> String {
             u.fetched, u.fetch_failures, u.uploaded, u.upload_failures, u.queued
         )),
     )
+}
+
+/// A latency for people: microseconds, milliseconds or seconds, three significant digits or so.
+fn format_seconds(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// The hit ratio over the whole hour, or `-` without reads.
+fn hour_ratio(hits: &[u64], misses: &[u64]) -> String {
+    let h: u64 = hits.iter().sum();
+    let reads = h + misses.iter().sum::<u64>();
+    if reads == 0 {
+        "no reads".to_owned()
+    } else {
+        format!("{:.1} % of {reads} reads", 100.0 * h as f64 / reads as f64)
+    }
+}
+
+/// Width of one minute's bar in the charts, in SVG units.
+const BAR: usize = 4;
+/// Height of the charts.
+const CHART_HEIGHT: u64 = 40;
+
+/// Opens an inline SVG of `width` by `height` with `label` as its accessible name and title.
+fn svg_open(out: &mut String, width: usize, height: u64, label: &str) {
+    let _ = write!(
+        out,
+        "<svg class=chart xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{label}\"><title>{label}</title>"
+    );
+}
+
+/// A bar per minute, scaled to the busiest minute.
+fn traffic_chart(values: &[u64], what: &str) -> String {
+    let max = values.iter().max().copied().unwrap_or(0);
+    let mut out = String::new();
+    svg_open(
+        &mut out,
+        values.len() * BAR,
+        CHART_HEIGHT,
+        &format!("{what}, last hour (busiest minute {max})"),
+    );
+    for (i, v) in values.iter().enumerate().filter(|(_, v)| **v > 0) {
+        // At least one unit high, so a quiet minute with traffic still shows.
+        let h = (v * CHART_HEIGHT).div_ceil(max.max(1)).max(1);
+        let _ = write!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{h}\" fill=\"#4a78b5\"/>",
+            i * BAR,
+            CHART_HEIGHT - h,
+            BAR - 1
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Per minute with reads: a full-height grey bar, and a green bar as high as the hit ratio.
+fn hit_ratio_chart(hits: &[u64], misses: &[u64]) -> String {
+    let mut out = String::new();
+    svg_open(
+        &mut out,
+        hits.len() * BAR,
+        CHART_HEIGHT,
+        "hit ratio per minute, last hour",
+    );
+    for (i, (h, m)) in hits.iter().zip(misses).enumerate() {
+        let reads = h + m;
+        if reads == 0 {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "<rect x=\"{}\" y=\"0\" width=\"{}\" height=\"{CHART_HEIGHT}\" fill=\"#ddd\"/>",
+            i * BAR,
+            BAR - 1
+        );
+        let high = h * CHART_HEIGHT / reads;
+        if high > 0 {
+            let _ = write!(
+                out,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{high}\" fill=\"#3a9a4a\"><title>{:.0} %</title></rect>",
+                i * BAR,
+                CHART_HEIGHT - high,
+                BAR - 1,
+                100.0 * *h as f64 / reads as f64
+            );
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// `used` against `budget` as a horizontal bar: green, orange past 80 %, red past 95 %.
+fn budget_bar(used: u64, budget: u64, label: &str) -> String {
+    const WIDTH: u64 = 240;
+    let fraction = if budget == 0 {
+        1.0
+    } else {
+        (used as f64 / budget as f64).min(1.0)
+    };
+    let colour = if fraction > 0.95 {
+        "#c0392b"
+    } else if fraction > 0.8 {
+        "#e08e0b"
+    } else {
+        "#3a9a4a"
+    };
+    let mut out = String::new();
+    svg_open(
+        &mut out,
+        WIDTH as usize,
+        12,
+        &format!("{label} ({:.0} %)", fraction * 100.0),
+    );
+    let _ = write!(
+        out,
+        "<rect width=\"{WIDTH}\" height=\"12\" fill=\"#ddd\"/><rect class=used width=\"{:.1}\" height=\"12\" fill=\"{colour}\"/></svg>",
+        fraction * WIDTH as f64
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_land_in_their_buckets() {
+        let h = Histogram::default();
+        h.observe(50_000); // 50 µs: first bucket
+        h.observe(100_000); // on the bound: still the first (le is inclusive)
+        h.observe(3_000_000); // 3 ms: the 5 ms bucket
+        h.observe(120_000_000_000); // 2 min: +Inf
+        let (buckets, sum) = h.load();
+        assert_eq!(buckets[0], 2);
+        assert_eq!(buckets[5], 1);
+        assert_eq!(buckets[BOUNDS_NS.len()], 1);
+        assert_eq!(buckets.iter().sum::<u64>(), 4);
+        assert_eq!(sum, 50_000 + 100_000 + 3_000_000 + 120_000_000_000);
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_the_bucket() {
+        let mut b = [0u64; BOUNDS_NS.len() + 1];
+        assert_eq!(quantile(&b, 0.5), None);
+        // 100 requests in (1 ms, 2.5 ms]: the median is half-way through that bucket.
+        b[4] = 100;
+        let p50 = quantile(&b, 0.5).unwrap_or_default();
+        assert!((p50 - 0.00175).abs() < 1e-9, "{p50}");
+        let p99 = quantile(&b, 0.99).unwrap_or_default();
+        assert!(p99 > 0.0024 && p99 <= 0.0025, "{p99}");
+        // One slow request among 100 moves p99 no further than its bucket's lower part.
+        b[4] = 99;
+        b[12] = 1;
+        let p99 = quantile(&b, 0.99).unwrap_or_default();
+        assert!(p99 <= 0.0025, "{p99}");
+        let p100 = quantile(&b, 1.0).unwrap_or_default();
+        assert!(p100 > 0.5 && p100 <= 1.0, "{p100}");
+        // Everything past the last bound: the last bound.
+        let mut inf = [0u64; BOUNDS_NS.len() + 1];
+        inf[BOUNDS_NS.len()] = 3;
+        assert_eq!(quantile(&inf, 0.5), Some(60.0));
+    }
+
+    #[test]
+    fn the_minute_ring_keeps_the_last_hour() {
+        let p = ProtocolCounters::default();
+        let hit = |minute| {
+            let s = p.minute_slot(minute);
+            s.requests.fetch_add(1, Ordering::Relaxed);
+            s.hits.fetch_add(1, Ordering::Relaxed);
+        };
+        hit(0);
+        hit(0);
+        hit(5);
+        let [requests, hits, ..] = p.last_hour(5);
+        assert_eq!(requests.len(), MINUTES);
+        assert_eq!(requests[MINUTES - 1], 1);
+        assert_eq!(requests[MINUTES - 6], 2);
+        assert_eq!(hits.iter().sum::<u64>(), 3);
+        // An hour on, minute 65 reuses minute 5's slot, which is cleared first; minute 0 and 5
+        // are out of the window.
+        hit(65);
+        let [requests, ..] = p.last_hour(65);
+        assert_eq!(requests.iter().sum::<u64>(), 1);
+        assert_eq!(requests[MINUTES - 1], 1);
+        // Read later without traffic: minute 65 is 10 minutes back.
+        let [requests, ..] = p.last_hour(75);
+        assert_eq!(requests[MINUTES - 11], 1);
+        assert_eq!(requests.iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn record_counts_latency_by_operation_and_minute() {
+        let m = Metrics::default();
+        let ccache = 1;
+        m.record(
+            ccache,
+            &Method::GET,
+            StatusCode::OK,
+            (0, 10),
+            Duration::from_micros(300),
+            2,
+        );
+        m.record(
+            ccache,
+            &Method::PUT,
+            StatusCode::CREATED,
+            (10, 0),
+            Duration::from_millis(2),
+            2,
+        );
+        let p = &m.protocols[ccache];
+        assert_eq!(p.latency[op_of(&Method::GET)].load().0[2], 1);
+        assert_eq!(p.latency[op_of(&Method::PUT)].load().0[4], 1);
+        let [requests, hits, misses, bytes_in, bytes_out] = p.last_hour(2);
+        assert_eq!(requests[MINUTES - 1], 2);
+        assert_eq!(hits[MINUTES - 1], 1);
+        assert_eq!(misses[MINUTES - 1], 0);
+        assert_eq!((bytes_in[MINUTES - 1], bytes_out[MINUTES - 1]), (10, 10));
+    }
+
+    #[test]
+    fn charts_are_inline_svg() {
+        let mut requests = vec![0u64; MINUTES];
+        requests[59] = 10;
+        requests[58] = 1;
+        let svg = traffic_chart(&requests, "requests per minute");
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+        assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+        assert!(svg.contains("y=\"0\" width=\"3\" height=\"40\""), "{svg}");
+
+        let mut hits = vec![0u64; MINUTES];
+        let mut misses = vec![0u64; MINUTES];
+        hits[59] = 3;
+        misses[59] = 1;
+        let svg = hit_ratio_chart(&hits, &misses);
+        assert!(svg.contains("<title>75 %</title>"), "{svg}");
+
+        let bar = budget_bar(90, 100, "90 B of 100 B");
+        assert!(
+            bar.contains("width=\"216.0\"") && bar.contains("#e08e0b"),
+            "{bar}"
+        );
+        assert!(budget_bar(500, 100, "over").contains("width=\"240.0\""));
+    }
 }

@@ -58,11 +58,16 @@ async fn metrics_count_requests_hits_misses_and_bytes_by_protocol() {
         sample(&text, "larder_disk_free_bytes").is_some_and(|f| f > 0),
         "{text}"
     );
-    // Every sample line belongs to a family announced with HELP and TYPE.
+    // Every sample line belongs to a family announced with HELP and TYPE (a histogram's
+    // samples carry the family name with `_bucket`, `_sum` or `_count`).
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let histogram = ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+            name.strip_suffix(suffix)
+                .is_some_and(|family| text.contains(&format!("# TYPE {family} histogram")))
+        });
         assert!(
-            text.contains(&format!("# TYPE {name} ")),
+            histogram || text.contains(&format!("# TYPE {name} ")),
             "no TYPE for {name}"
         );
     }
