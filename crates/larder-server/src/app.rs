@@ -144,10 +144,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state.clone())
         // gRPC (REAPI v2 and ByteStream) below its service paths, after the HTTP middleware:
         // its reads are POSTs too, so it checks credentials itself and answers gRPC statuses.
-        .merge(larder_reapi::routes(
-            Arc::clone(&state.store),
-            grpc_options(&state),
-        ))
+        // Its own middleware counts its calls and their latency.
+        .merge(
+            larder_reapi::routes(Arc::clone(&state.store), grpc_options(&state)).layer(
+                axum::middleware::from_fn_with_state(state.clone(), metrics::track_grpc),
+            ),
+        )
 }
 
 /// How the gRPC services share the server's settings: its spool directory, blob bound,

@@ -26,7 +26,9 @@ use crate::app::AppState;
 use crate::config::ServerConfig;
 
 /// The protocols, in the order of the counters.
-const PROTOCOLS: [&str; 6] = ["native", "ccache", "bazel", "dav", "waf", "other"];
+const PROTOCOLS: [&str; 7] = ["native", "ccache", "bazel", "dav", "waf", "grpc", "other"];
+/// The index of gRPC (REAPI v2 and ByteStream) in [`PROTOCOLS`].
+const GRPC: usize = 5;
 /// Status codes with their own counter; any other code counts under the last slot (`0`).
 const STATUSES: [u16; 18] = [
     200, 201, 204, 206, 207, 304, 400, 401, 403, 404, 405, 409, 413, 416, 500, 503, 507, 0,
@@ -455,6 +457,47 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     response
 }
 
+/// The operation of a gRPC call, by its method (the last part of the path): reads as `get`,
+/// `FindMissingBlobs` as `head`, writes as `put`, anything else as `other`.
+fn grpc_op(path: &str) -> usize {
+    match path.rsplit('/').next().unwrap_or_default() {
+        "Read" | "BatchReadBlobs" | "GetActionResult" | "GetTree" => 0,
+        "FindMissingBlobs" => 1,
+        "Write" | "BatchUpdateBlobs" | "UpdateActionResult" => 2,
+        _ => 4,
+    }
+}
+
+/// Middleware on the gRPC routes: count each call and its latency under `grpc`. A call's
+/// outcome travels in its trailers (the HTTP status is 200 either way), so gRPC counts no hits
+/// or misses; its bodies are streamed without `Content-Length`, so no bytes either. Latency is
+/// to the response head: for a unary call the whole call, for `ByteStream.Read` until the
+/// first message is ready, for `ByteStream.Write` until the upload is stored.
+pub(crate) async fn track_grpc(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let arrived = Instant::now();
+    let op = grpc_op(request.uri().path());
+    let response = next.run(request).await;
+    let answered = Instant::now();
+    let m = &state.metrics;
+    let p = &m.protocols[GRPC];
+    let slot = STATUSES
+        .iter()
+        .position(|s| *s == response.status().as_u16())
+        .unwrap_or(STATUSES.len() - 1);
+    p.by_status[slot].fetch_add(1, Ordering::Relaxed);
+    p.minute_slot(m.minute_at(answered))
+        .requests
+        .fetch_add(1, Ordering::Relaxed);
+    let ns =
+        u64::try_from(answered.saturating_duration_since(arrived).as_nanos()).unwrap_or(u64::MAX);
+    p.latency[op].observe(ns);
+    response
+}
+
 /// Everything the pages show.
 #[derive(Debug, Serialize)]
 struct Snapshot {
@@ -561,6 +604,7 @@ async fn snapshot(state: &AppState) -> Snapshot {
         Some(cfg.bazel_prefix.clone()),
         Some(cfg.dav_prefix.clone()),
         Some(cfg.waf_prefix.clone()),
+        None,
         None,
     ];
     let now_minute = m.minute_at(Instant::now());

@@ -6,6 +6,12 @@ mod common;
 
 use common::{TestServer, pseudo_random, sha256_hex};
 use larder_core::TrimOptions;
+use larder_reapi::proto::build::bazel::remote::execution::v2::{
+    BatchUpdateBlobsRequest, Digest, FindMissingBlobsRequest, batch_update_blobs_request,
+    content_addressable_storage_client::ContentAddressableStorageClient,
+};
+use larder_reapi::proto::google::bytestream::{ReadRequest, byte_stream_client::ByteStreamClient};
+use larder_reapi::tonic::transport::Channel;
 
 /// A ccache-style value path for key number `i`.
 fn ccache_path(i: usize) -> String {
@@ -207,5 +213,78 @@ async fn status_shows_charts_quantiles_and_the_budget() {
     // No script and nothing fetched from elsewhere.
     assert!(!html.contains("<script"), "{html}");
     assert!(!html.contains("src="), "{html}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_calls_have_their_own_histograms() {
+    let s = start().await;
+    let channel = Channel::from_shared(s.url(""))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("h2c connection");
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut bs = ByteStreamClient::new(channel);
+    let blob = pseudo_random("grpc blob", 3000);
+    let d = Digest {
+        hash: sha256_hex(&blob),
+        size_bytes: blob.len() as i64,
+    };
+    cas.batch_update_blobs(BatchUpdateBlobsRequest {
+        requests: vec![batch_update_blobs_request::Request {
+            digest: Some(d.clone()),
+            data: blob.clone(),
+            compressor: 0,
+        }],
+        ..Default::default()
+    })
+    .await
+    .expect("batch update");
+    for _ in 0..2 {
+        let missing = cas
+            .find_missing_blobs(FindMissingBlobsRequest {
+                blob_digests: vec![d.clone()],
+                ..Default::default()
+            })
+            .await
+            .expect("find missing")
+            .into_inner()
+            .missing_blob_digests;
+        assert!(missing.is_empty());
+    }
+    let mut stream = bs
+        .read(ReadRequest {
+            resource_name: format!("blobs/{}/{}", d.hash, d.size_bytes),
+            read_offset: 0,
+            read_limit: 0,
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut read = Vec::new();
+    while let Some(m) = stream.message().await.expect("chunk") {
+        read.extend_from_slice(&m.data);
+    }
+    assert!(read == blob);
+
+    let text = String::from_utf8(s.get("/metrics").await.1.to_vec()).expect("utf-8");
+    for (op, made) in [("put", 1), ("head", 2), ("get", 1)] {
+        let labels = format!("protocol=\"grpc\",op=\"{op}\"");
+        let series = buckets(&text, &labels);
+        assert_eq!(series.last().map(|b| b.1), Some(made), "{labels}\n{text}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&s.get("/status.json").await.1).expect("JSON status");
+    let grpc = v["protocols"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["protocol"] == "grpc"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(grpc["requests"].as_u64(), Some(4), "{v}");
+    assert!(
+        grpc["p50_seconds"].as_f64().is_some_and(|x| x > 0.0),
+        "{grpc}"
+    );
     s.stop().await;
 }
