@@ -23,6 +23,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // on a free port and stopped with SIGQUIT like the test servers (`/usr/sbin` may not be on
     // a user's PATH, hence the path).
     ("nginx", "/usr/sbin/nginx"),
+    // The server's status page is loaded in a real headless browser
+    // (crates/larder-server/tests/status_charts.rs); about 12 s to install.
+    ("chromium", "chromium"),
 ];
 
 /// Python modules the tests import, each with its Debian package for when pip cannot install it:

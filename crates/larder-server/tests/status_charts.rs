@@ -288,3 +288,72 @@ async fn grpc_calls_have_their_own_histograms() {
     );
     s.stop().await;
 }
+
+/// Debian's chromium, if installed.
+fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("chromium"))
+        .find(|p| p.is_file())
+}
+
+/// A real browser loads `/status` after traffic: the page it parsed (its DOM) holds every chart
+/// and bar the server sent, none of them moved or dropped by the HTML parser.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_page_renders_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium not found (cargo xtask test installs it)"
+        );
+        eprintln!("skipped: chromium not found on PATH (apt-get install chromium)");
+        return;
+    };
+    let s = start().await;
+    make_traffic(&s).await;
+    // The first page load is itself traffic (protocol `other`); the second shows its charts
+    // too, as the browser's load will.
+    assert_eq!(s.get("/status").await.0, 200);
+    let sent = String::from_utf8(s.get("/status").await.1.to_vec()).expect("utf-8");
+    let profile = tempfile::tempdir().expect("profile dir");
+    let url = s.url("/status");
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--dump-dom", &url])
+            .output()
+    });
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("chromium finished within 2 minutes")
+        .expect("join")
+        .expect("chromium ran");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && dom.contains("<h1>larder serve</h1>"),
+        "chromium: {}\n{dom}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let charts = dom.matches("<svg class=\"chart\"").count();
+    assert!(charts >= 2 * 3 + 2, "{charts} charts in the DOM:\n{dom}");
+    assert_eq!(charts, sent.matches("<svg class=chart").count(), "{dom}");
+    // Bars only ever join within the hour (a minute may have turned since `sent`).
+    assert!(
+        dom.matches("<rect").count() >= sent.matches("<rect").count(),
+        "{dom}"
+    );
+    // Every bar inside its chart: nothing outside an <svg> is a <rect>.
+    for piece in dom.split("</svg>") {
+        let outside = piece.split("<svg").next().unwrap_or_default();
+        assert!(!outside.contains("<rect"), "a bar outside its chart: {dom}");
+    }
+    assert!(dom.contains("hit ratio per minute, last hour"), "{dom}");
+    assert!(dom.contains("<th>p50</th><th>p99</th>"), "{dom}");
+    s.stop().await;
+}
