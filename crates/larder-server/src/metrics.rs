@@ -378,7 +378,9 @@ impl Metrics {
         p.by_status[slot].fetch_add(1, Ordering::Relaxed);
         let now = p.minute_slot(minute);
         now.requests.fetch_add(1, Ordering::Relaxed);
-        if *method == Method::GET || *method == Method::HEAD {
+        // Reads of the server's own pages (`other`) are neither hits nor misses.
+        let lookup = protocol != PROTOCOLS.len() - 1;
+        if lookup && (*method == Method::GET || *method == Method::HEAD) {
             match status {
                 StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
                     p.hits.fetch_add(1, Ordering::Relaxed);
@@ -1301,6 +1303,17 @@ mod tests {
             Duration::from_millis(2),
             2,
         );
+        let other = PROTOCOLS.len() - 1;
+        m.record(
+            other,
+            &Method::GET,
+            StatusCode::OK,
+            (0, 100),
+            Duration::from_micros(50),
+            2,
+        );
+        assert_eq!(m.protocols[other].hits.load(Ordering::Relaxed), 0);
+        assert_eq!(m.protocols[other].last_hour(2)[1].iter().sum::<u64>(), 0);
         let p = &m.protocols[ccache];
         assert_eq!(p.latency[op_of(&Method::GET)].load().0[2], 1);
         assert_eq!(p.latency[op_of(&Method::PUT)].load().0[4], 1);
