@@ -1183,7 +1183,8 @@ fn hit_ratio_chart(hits: &[u64], misses: &[u64]) -> String {
     out
 }
 
-/// `used` against `budget` as a horizontal bar: green, orange past 80 %, red past 95 %.
+/// `used` against `budget` as a horizontal bar (green, orange past 80 %, red past 95 %), with
+/// `label` and the percentage under it.
 fn budget_bar(used: u64, budget: u64, label: &str) -> String {
     const WIDTH: u64 = 240;
     let fraction = if budget == 0 {
@@ -1198,16 +1199,15 @@ fn budget_bar(used: u64, budget: u64, label: &str) -> String {
     } else {
         "#3a9a4a"
     };
-    let mut out = String::new();
-    svg_open(
-        &mut out,
-        WIDTH as usize,
-        12,
-        &format!("{label} ({:.0} %)", fraction * 100.0),
+    let label = format!(
+        "{label} ({:.0} %)",
+        100.0 * used as f64 / budget.max(1) as f64
     );
+    let mut out = String::new();
+    svg_open(&mut out, WIDTH as usize, 12, &label);
     let _ = write!(
         out,
-        "<rect width=\"{WIDTH}\" height=\"12\" fill=\"#ddd\"/><rect class=used width=\"{:.1}\" height=\"12\" fill=\"{colour}\"/></svg>",
+        "<rect width=\"{WIDTH}\" height=\"12\" fill=\"#ddd\"/><rect class=used width=\"{:.1}\" height=\"12\" fill=\"{colour}\"/></svg><small>{label}</small>",
         fraction * WIDTH as f64
     );
     out
@@ -1346,6 +1346,12 @@ mod tests {
             bar.contains("width=\"216.0\"") && bar.contains("#e08e0b"),
             "{bar}"
         );
-        assert!(budget_bar(500, 100, "over").contains("width=\"240.0\""));
+        assert!(bar.contains("<small>90 B of 100 B (90 %)</small>"), "{bar}");
+        // Over budget: a full bar, and the real percentage.
+        let over = budget_bar(500, 100, "over");
+        assert!(
+            over.contains("width=\"240.0\"") && over.contains("(500 %)"),
+            "{over}"
+        );
     }
 }
