@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use larder_core::layer::{BestEffort, Retry, Tier, Tiered};
 use larder_core::testkit::{Harness, Suites};
 use larder_core::{Digest, Key, Store};
-use larder_fs::{FsConfig, FsStore};
+use larder_fs::testkit::FsInFront;
 use larder_http::HttpStore;
 use larder_server::{Server, ServerConfig};
 
@@ -78,56 +77,11 @@ impl Harness for HttpHarness {
     }
 }
 
-/// A local fs tier in front of the http store, as the CLI stacks a remote: best-effort, with
-/// retries. Damage goes to both tiers.
-struct TieredHarness {
-    _local_dir: tempfile::TempDir,
-    local_root: PathBuf,
-    remote: HttpHarness,
-    store: Arc<dyn Store>,
-}
-
-impl TieredHarness {
-    async fn start() -> TieredHarness {
-        let remote = HttpHarness::start().await;
-        let local_dir = tempfile::tempdir().expect("temp dir");
-        let local_root = local_dir.path().join("local");
-        let local = Arc::new(FsStore::open(&local_root, FsConfig::default()).expect("open"));
-        let slow: Arc<dyn Store> = Arc::new(BestEffort::new(Retry::new(remote.store.clone())));
-        let store = Arc::new(Tiered::new(vec![Tier::new(local), Tier::new(slow)]).expect("tiers"));
-        TieredHarness {
-            _local_dir: local_dir,
-            local_root,
-            remote,
-            store,
-        }
-    }
-}
-
-#[async_trait]
-impl Harness for TieredHarness {
-    fn store(&self) -> Arc<dyn Store> {
-        Arc::clone(&self.store)
-    }
-
-    async fn corrupt_blob(&self, digest: &Digest) -> bool {
-        let local = larder_fs::testkit::corrupt_blob(&self.local_root, digest);
-        self.remote.corrupt_blob(digest).await | local
-    }
-
-    async fn corrupt_entry(&self, key: &Key) -> bool {
-        let local = larder_fs::testkit::corrupt_entry(&self.local_root, key);
-        self.remote.corrupt_entry(key).await | local
-    }
-
-    fn large_blob_bytes(&self) -> u64 {
-        self.remote.large_blob_bytes()
-    }
-}
-
 fn main() -> std::process::ExitCode {
     Suites::from_args()
         .store("http", || async { Ok(HttpHarness::start().await) })
-        .store("fs_http", || async { Ok(TieredHarness::start().await) })
+        .store("fs_http", || async {
+            Ok(FsInFront::new(HttpHarness::start().await))
+        })
         .run()
 }

@@ -6,15 +6,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use larder_bucket::testkit::BucketHarness;
-use larder_core::Digest;
-use larder_core::layer::{BestEffort, Retry, Tier, Tiered};
-use larder_core::testkit::{Harness, Suites, Unavailable};
-use larder_fs::{FsConfig, FsStore};
+use larder_core::testkit::{Suites, Unavailable};
+use larder_fs::testkit::FsInFront;
 
 use larder_core::{ErrorKind, Key, Store, StoreExt};
 use larder_s3::{BucketBuilder, S3Store};
@@ -57,53 +53,11 @@ fn s3_harness(s3: SeaweedFs) -> BucketHarness<larder_s3::S3Bucket> {
     BucketHarness::new(store).at_endpoint(at).keep(s3)
 }
 
-/// A local fs tier in front of the S3 store (best-effort, with retries); damage goes to both.
-struct FsS3 {
-    _dir: tempfile::TempDir,
-    local_root: std::path::PathBuf,
-    remote: BucketHarness<larder_s3::S3Bucket>,
-    store: Arc<dyn Store>,
-}
-
-impl FsS3 {
-    fn new(remote: BucketHarness<larder_s3::S3Bucket>) -> FsS3 {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let local_root = dir.path().join("local");
-        let local = Arc::new(FsStore::open(&local_root, FsConfig::default()).expect("open"));
-        let slow: Arc<dyn Store> = Arc::new(BestEffort::new(Retry::new(remote.bucket_store())));
-        let store = Arc::new(Tiered::new(vec![Tier::new(local), Tier::new(slow)]).expect("tiers"));
-        FsS3 {
-            _dir: dir,
-            local_root,
-            remote,
-            store,
-        }
-    }
-}
-
-#[async_trait]
-impl Harness for FsS3 {
-    fn store(&self) -> Arc<dyn Store> {
-        Arc::clone(&self.store)
-    }
-    async fn corrupt_blob(&self, digest: &Digest) -> bool {
-        let local = larder_fs::testkit::corrupt_blob(&self.local_root, digest);
-        self.remote.corrupt_blob(digest).await | local
-    }
-    async fn corrupt_entry(&self, key: &Key) -> bool {
-        let local = larder_fs::testkit::corrupt_entry(&self.local_root, key);
-        self.remote.corrupt_entry(key).await | local
-    }
-    fn large_blob_bytes(&self) -> u64 {
-        self.remote.large_blob_bytes()
-    }
-}
-
 fn main() -> std::process::ExitCode {
     Suites::from_args()
         .store("s3", || async { Ok(s3_harness(seaweedfs()?)) })
         .store("fs_s3", || async {
-            Ok(FsS3::new(s3_harness(seaweedfs()?)))
+            Ok(FsInFront::new(s3_harness(seaweedfs()?)))
         })
         .test(
             "minio_url_with_keys_from_env_and_stats",
