@@ -10,6 +10,7 @@
 //!   instance: `bazel-ac/<hash>`), holding the serialized `ActionResult` as Bazel sends it.
 
 use larder_core::entry::DEFAULT_INLINE_LIMIT;
+use larder_core::layer::namespaces;
 use larder_core::{Content, Entry, Key, Output, OutputKind};
 
 use crate::digest::DigestFn;
@@ -30,15 +31,15 @@ const RESERVED: [&str; 7] = [
 
 fn cas_prefix(func: DigestFn) -> &'static str {
     match func {
-        DigestFn::Sha256 => "bazel-cas",
-        DigestFn::Blake3 => "bazel-cas-blake3",
+        DigestFn::Sha256 => namespaces::BAZEL_CAS,
+        DigestFn::Blake3 => namespaces::BAZEL_CAS_BLAKE3,
     }
 }
 
 fn ac_prefix(func: DigestFn) -> &'static str {
     match func {
-        DigestFn::Sha256 => "bazel-ac",
-        DigestFn::Blake3 => "bazel-ac-blake3",
+        DigestFn::Sha256 => namespaces::BAZEL_AC,
+        DigestFn::Blake3 => namespaces::BAZEL_AC_BLAKE3,
     }
 }
 

@@ -112,7 +112,8 @@ pub fn key_for_path(path: &str) -> Result<Key, String> {
             "{path:?} is not a ccache key path (layouts subdirs, flat, bazel)"
         ));
     };
-    let mut name = String::from("ccache/");
+    let mut name = String::from(larder_core::layer::namespaces::CCACHE);
+    name.push('/');
     for s in &segments[..sub_len] {
         name.push_str(s);
         name.push('/');

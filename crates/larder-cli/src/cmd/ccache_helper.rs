@@ -47,7 +47,7 @@ mod wire;
 pub(crate) const NAME_PREFIX: &str = "ccache-storage-";
 
 /// The key namespace of ccache's values (shared with `larder serve`'s ccache storage).
-const KEY_PREFIX: &str = "ccache/";
+const KEY_NAMESPACE: &str = larder_core::layer::namespaces::CCACHE;
 
 /// The output name of a value inside its entry (as `larder serve` stores ccache's values).
 const VALUE_OUTPUT: &str = "value";
@@ -288,13 +288,15 @@ impl Plan {
     }
 }
 
-/// The larder key of a ccache key: its bytes in hex below [`KEY_PREFIX`]. A key too long for
+/// The larder key of a ccache key: its bytes in hex below [`KEY_NAMESPACE`]`/`. A key too long for
 /// larder's keys (ccache's are 20 bytes) is named by its BLAKE3 digest instead.
 fn larder_key(key: &[u8]) -> Key {
     use std::fmt::Write;
-    let mut name = String::with_capacity(KEY_PREFIX.len() + 2 * key.len());
-    name.push_str(KEY_PREFIX);
-    if KEY_PREFIX.len() + 2 * key.len() <= larder_core::key::MAX_KEY_LEN && !key.is_empty() {
+    let prefix_len = KEY_NAMESPACE.len() + 1;
+    let mut name = String::with_capacity(prefix_len + 2 * key.len());
+    name.push_str(KEY_NAMESPACE);
+    name.push('/');
+    if prefix_len + 2 * key.len() <= larder_core::key::MAX_KEY_LEN && !key.is_empty() {
         for b in key {
             let _ = write!(name, "{b:02x}");
         }

@@ -59,20 +59,32 @@ pub enum Rule {
     Value,
 }
 
-/// The prefixes with a rule, and the rule.
+/// Bazel's CAS over SHA-256 (HTTP `/bazel/cas`, REAPI): `bazel-cas/<sha256>`.
+pub const BAZEL_CAS: &str = "bazel-cas";
+/// The CAS over BLAKE3 (REAPI's BLAKE3 digest function): `bazel-cas-blake3/<blake3>`.
+pub const BAZEL_CAS_BLAKE3: &str = "bazel-cas-blake3";
+/// Bazel's action cache over SHA-256: `bazel-ac/[<instance>/]<sha256>`.
+pub const BAZEL_AC: &str = "bazel-ac";
+/// The action cache over BLAKE3: `bazel-ac-blake3/[<instance>/]<blake3>`.
+pub const BAZEL_AC_BLAKE3: &str = "bazel-ac-blake3";
+/// ccache's values (HTTP `/ccache`, the storage helper): `ccache/<key>`.
+pub const CCACHE: &str = "ccache";
+
+/// The prefixes with a rule (each followed by `/` in a key), and the rule.
 pub const RULES: [(&str, Rule); 5] = [
-    ("bazel-cas/", Rule::Sha256Cas),
-    ("bazel-cas-blake3/", Rule::Blake3Cas),
-    ("bazel-ac/", Rule::Value),
-    ("bazel-ac-blake3/", Rule::Value),
-    ("ccache/", Rule::Value),
+    (BAZEL_CAS, Rule::Sha256Cas),
+    (BAZEL_CAS_BLAKE3, Rule::Blake3Cas),
+    (BAZEL_AC, Rule::Value),
+    (BAZEL_AC_BLAKE3, Rule::Value),
+    (CCACHE, Rule::Value),
 ];
 
 /// The rule for `key` and the rest of the key after its prefix, if a rule applies.
 pub fn rule_for(key: &str) -> Option<(Rule, &str)> {
-    RULES
-        .iter()
-        .find_map(|(prefix, rule)| key.strip_prefix(prefix).map(|rest| (*rule, rest)))
+    RULES.iter().find_map(|(prefix, rule)| {
+        let rest = key.strip_prefix(prefix)?.strip_prefix('/')?;
+        Some((*rule, rest))
+    })
 }
 
 /// `S`, with each namespace's invariant checked on the way in and on the way out.
