@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
     ActionCacheUpdateCapabilities, BatchReadBlobsRequest, BatchReadBlobsResponse,
-    BatchUpdateBlobsRequest, BatchUpdateBlobsResponse, CacheCapabilities, Directory,
+    BatchUpdateBlobsRequest, BatchUpdateBlobsResponse, CacheCapabilities, Digest, Directory,
     FindMissingBlobsRequest, FindMissingBlobsResponse, GetCapabilitiesRequest, GetTreeRequest,
     GetTreeResponse, ServerCapabilities, SpliceBlobRequest, SpliceBlobResponse, SplitBlobRequest,
     SplitBlobResponse, batch_read_blobs_response, batch_update_blobs_response,
@@ -114,6 +114,21 @@ impl Services {
     }
 }
 
+/// The blobs a batch request names: its instance checked, each digest parsed with the request's
+/// digest function (INVALID_ARGUMENT for any that is malformed).
+fn blob_ids(
+    instance_name: &str,
+    digest_function: i32,
+    digests: &[Digest],
+) -> Result<Vec<BlobId>, Status> {
+    instance(instance_name)?;
+    let func = DigestFn::from_field(digest_function)?;
+    digests
+        .iter()
+        .map(|d| BlobId::parse(Some(d), func))
+        .collect()
+}
+
 #[tonic::async_trait]
 impl ContentAddressableStorage for Services {
     async fn find_missing_blobs(
@@ -123,13 +138,7 @@ impl ContentAddressableStorage for Services {
         let ctx = &self.0;
         ctx.require(request.metadata(), false)?;
         let req = request.into_inner();
-        instance(&req.instance_name)?;
-        let func = DigestFn::from_field(req.digest_function)?;
-        let ids = req
-            .blob_digests
-            .iter()
-            .map(|d| BlobId::parse(Some(d), func))
-            .collect::<Result<Vec<_>, _>>()?;
+        let ids = blob_ids(&req.instance_name, req.digest_function, &req.blob_digests)?;
         let missing = ctx.cas.missing(&ids).await?;
         let mut seen = HashSet::new();
         let missing_blob_digests = ids
@@ -211,13 +220,7 @@ impl ContentAddressableStorage for Services {
         let ctx = &self.0;
         ctx.require(request.metadata(), false)?;
         let req = request.into_inner();
-        instance(&req.instance_name)?;
-        let func = DigestFn::from_field(req.digest_function)?;
-        let ids = req
-            .digests
-            .iter()
-            .map(|d| BlobId::parse(Some(d), func))
-            .collect::<Result<Vec<_>, _>>()?;
+        let ids = blob_ids(&req.instance_name, req.digest_function, &req.digests)?;
         let total: u64 = ids.iter().map(|id| id.size).sum();
         if total > ctx.opts.max_batch_bytes {
             return Err(Status::invalid_argument(format!(
