@@ -29,6 +29,9 @@ caches. Prints a table with the ratios the issue asks for, and writes builds.jso
 """
 import argparse, glob, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, wait_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROJECTS = {
@@ -50,23 +53,6 @@ def log(msg):
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit("builds: a server on port %d did not start" % port)
 
 
 # ------------------------------------------------------------------------------------------
