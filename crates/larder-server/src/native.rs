@@ -10,7 +10,7 @@ use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::{ByteStream, Digest, Entry, GetOptions, Key, PutMode, PutOptions, PutOutcome};
 
 use crate::app::{AppState, sized_response};
-use crate::body::{check_size, content_length, header_u64, limited, raw_stream, with_body};
+use crate::body::{check_size, content_length, header_u64, limited, with_body};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Limit;
 use futures::StreamExt;
@@ -120,6 +120,16 @@ async fn put_entry(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    with_body(body, |body| put_entry_from(st, raw, query, headers, body)).await
+}
+
+async fn put_entry_from(
+    st: AppState,
+    raw: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: ByteStream,
+) -> ApiResult<Response> {
     st.admit_write(content_length(&headers)?).await?;
     let key = key(raw)?;
     let limits = &st.config.limits;
@@ -133,7 +143,7 @@ async fn put_entry(
             max_bytes,
         ));
     }
-    let mut stream = limited(raw_stream(body), Some(max_bytes));
+    let mut stream = limited(body, Some(max_bytes));
     let mut bytes = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {
         match chunk {
