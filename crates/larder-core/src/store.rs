@@ -301,6 +301,23 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     /// Which of `digests` the store does not hold, in the order given.
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
 
+    /// Which of `keys` hold no usable entry, in the order given: the bulk "which of these
+    /// exist" that content-addressed protocols (REAPI's FindMissingBlobs, the action cache's
+    /// completeness check) ask about thousands of keys at a time.
+    ///
+    /// # Behavior
+    /// - An entry counts as present when it exists and every blob it names is present. Present
+    ///   entries are refreshed (they count as accessed for eviction, and their blobs as touched)
+    ///   so that a client about to use them does not lose them to the next trim.
+    /// - Existence only: a present entry may still turn out corrupt when read, and is then a
+    ///   miss as usual.
+    /// - The default reads each entry (see [`find_missing_entries_by_reading`]); a store with
+    ///   an index, or that keeps every blob an entry names while the entry exists, answers with
+    ///   one cheap check per key instead.
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        find_missing_entries_by_reading(self, keys).await
+    }
+
     /// Remove the entry under `key`; `Ok(false)` if there was none. Blobs it alone used are
     /// reclaimed by the store when it can tell (by a trim at the latest).
     async fn delete(&self, key: &Key) -> Result<bool>;
@@ -364,6 +381,9 @@ macro_rules! forward_store {
             async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
                 (**self).find_missing(digests).await
             }
+            async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+                (**self).find_missing_entries(keys).await
+            }
             async fn delete(&self, key: &Key) -> Result<bool> {
                 (**self).delete(key).await
             }
@@ -389,6 +409,48 @@ macro_rules! forward_store {
 
 forward_store!(Arc<T>);
 forward_store!(Box<T>);
+
+/// How many entries [`find_missing_entries_by_reading`] reads at once.
+const LOOKUP_CONCURRENCY: usize = 32;
+
+/// [`Store::find_missing_entries`] for any store: read the entries (a bounded number at once,
+/// counted as accesses), then ask [`Store::find_missing`] once for every blob they name.
+///
+/// # Errors
+/// The first error of a read or of the blob check.
+pub async fn find_missing_entries_by_reading<S: Store + ?Sized>(
+    store: &S,
+    keys: &[Key],
+) -> Result<Vec<Key>> {
+    let mut entries: Vec<Option<Entry>> = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(LOOKUP_CONCURRENCY) {
+        let reads = chunk
+            .iter()
+            .map(|key| store.get_entry_opts(key, GetOptions::default()));
+        entries.extend(futures::future::try_join_all(reads).await?);
+    }
+    let mut blobs: Vec<Digest> = entries
+        .iter()
+        .flatten()
+        .flat_map(Entry::blob_digests)
+        .collect();
+    blobs.sort_unstable();
+    blobs.dedup();
+    let absent: std::collections::HashSet<Digest> = if blobs.is_empty() {
+        Default::default()
+    } else {
+        store.find_missing(&blobs).await?.into_iter().collect()
+    };
+    Ok(keys
+        .iter()
+        .zip(&entries)
+        .filter(|(_, entry)| match entry {
+            None => true,
+            Some(e) => e.blob_digests().iter().any(|d| absent.contains(d)),
+        })
+        .map(|(key, _)| key.clone())
+        .collect())
+}
 
 /// Caller conveniences over [`Store`]. Implemented for every store; do not implement it yourself.
 #[async_trait]

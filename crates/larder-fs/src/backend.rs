@@ -196,6 +196,29 @@ impl Inner {
         Ok(false)
     }
 
+    /// Which of the entry files `names` exist; those that do are recorded as accessed.
+    fn entries_exist_touch(&self, names: &[String]) -> Result<Vec<bool>> {
+        let present = names
+            .iter()
+            .map(|name| {
+                let path = self.layout.entry_path(name);
+                match std::fs::symlink_metadata(&path) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+                }
+            })
+            .collect::<Result<Vec<bool>>>()?;
+        self.index.record_touches(
+            names
+                .iter()
+                .zip(&present)
+                .filter(|(_, here)| **here)
+                .map(|(name, _)| name.as_str()),
+        );
+        Ok(present)
+    }
+
     /// Open an entry file and read its identity; `None` if there is none.
     fn open_entry(&self, path: &Path) -> Result<Option<(File, FileId)>> {
         let file = match File::open(path) {
@@ -481,6 +504,27 @@ impl Store for FsStore {
             .iter()
             .zip(present)
             .filter_map(|(d, here)| (!here).then_some(*d))
+            .collect())
+    }
+
+    /// One `stat` per key, no open and no decode: an entry file exists only once complete
+    /// (published by rename after its blobs), and no trim removes a blob that a remaining entry
+    /// names. Present entries count as accessed for eviction, not as hits. (A blob removed for
+    /// failing verification leaves the entries naming it present here; reading them is a miss.)
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        const INLINE: usize = 64;
+        let names: Vec<String> = keys.iter().map(Key::storage_name).collect();
+        let present = if names.len() <= INLINE {
+            self.inner.entries_exist_touch(&names)?
+        } else {
+            let inner = Arc::clone(&self.inner);
+            blocking(move || inner.entries_exist_touch(&names)).await?
+        };
+        Ok(keys
+            .iter()
+            .zip(present)
+            .filter(|(_, here)| !here)
+            .map(|(k, _)| k.clone())
             .collect())
     }
 

@@ -501,6 +501,28 @@ impl Index {
         });
     }
 
+    /// Record accesses to the entries `names` that are not hits (an existence check): they move
+    /// up the eviction order without counting in the hit statistics.
+    pub(crate) fn record_touches<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let now = now_ms();
+        self.push(|p| {
+            for name in names {
+                match p.touched.get_mut(name) {
+                    Some(t) => t.last_ms = t.last_ms.max(now),
+                    None => {
+                        p.touched.insert(
+                            name.to_owned(),
+                            Touch {
+                                hits: 0,
+                                last_ms: now,
+                            },
+                        );
+                    }
+                }
+            }
+        });
+    }
+
     /// Record a miss.
     pub(crate) fn record_miss(&self) {
         self.push(|p| p.misses += 1);

@@ -90,6 +90,28 @@ async fn trims_by_bytes_in_lru_order_keeping_recently_read_entries() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn entries_found_by_an_existence_check_count_as_used_but_not_as_hits() {
+    let (_dir, store) = temp_store(FsConfig::default());
+    fill(&store, 10).await;
+    let hits_before = store.stats().await.unwrap().hits;
+    // Ask about the three oldest (and one that does not exist), as FindMissingBlobs does.
+    let asked: Vec<_> = ["e/0", "e/1", "e/2", "nope"]
+        .iter()
+        .map(|k| key(k))
+        .collect();
+    assert_eq!(
+        store.find_missing_entries(&asked).await.unwrap(),
+        vec![key("nope")]
+    );
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().await.unwrap().hits, hits_before);
+    let mut o = opts();
+    o.max_entries = Some(5);
+    store.trim(&o, None).await.unwrap();
+    assert_eq!(present(&store, 10).await, vec![0, 1, 2, 8, 9]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn trims_by_entries_and_dry_run_changes_nothing() {
     let (_dir, store) = temp_store(FsConfig::default());
     fill(&store, 10).await;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use larder_core::{ByteStream, Content, Digest, GetOptions, PutOptions, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Status;
@@ -12,9 +12,6 @@ use tonic::Status;
 use crate::digest::{BlobId, Hasher, hash_hex};
 use crate::error::store_status;
 use crate::layout::{cas_key, inlined, value_entry, value_of};
-
-/// Lookups of CAS entries run this many at a time.
-const LOOKUP_CONCURRENCY: usize = 32;
 
 /// Where a CAS object's bytes are.
 pub(crate) enum Found {
@@ -54,37 +51,28 @@ async fn content(
 }
 
 impl Cas {
-    /// Which of `ids` are missing (`true`), in order. Present ones are refreshed: their entries
-    /// count as accessed, and their blobs are touched in one bulk `find_missing`.
+    /// Which of `ids` are missing (`true`), in order, asked of the store in one bulk
+    /// [`Store::find_missing_entries`] (present ones are refreshed). Existence only: the size
+    /// a digest names is checked when the object is read.
     pub(crate) async fn missing(&self, ids: &[BlobId]) -> Result<Vec<bool>, Status> {
-        let contents: Vec<Option<Content>> = futures::stream::iter(ids.to_vec())
-            .map(|id| {
-                let store = Arc::clone(&self.store);
-                async move { content(&*store, &id, true).await }
-            })
-            .buffered(LOOKUP_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let blobs: Vec<Digest> = contents
-            .iter()
-            .filter_map(|c| c.as_ref().and_then(Content::blob_digest))
-            .collect();
-        let absent: std::collections::HashSet<Digest> = if blobs.is_empty() {
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in ids.iter().filter(|id| !id.is_empty()) {
+            keys.push(cas_key(id.func, &id.hash).map_err(store_status)?);
+        }
+        let absent: std::collections::HashSet<larder_core::Key> = if keys.is_empty() {
             Default::default()
         } else {
             self.store
-                .find_missing(&blobs)
+                .find_missing_entries(&keys)
                 .await
                 .map_err(store_status)?
                 .into_iter()
                 .collect()
         };
-        Ok(contents
+        let mut keys = keys.into_iter();
+        Ok(ids
             .iter()
-            .map(|c| match c {
-                None => true,
-                Some(c) => c.blob_digest().is_some_and(|d| absent.contains(&d)),
-            })
+            .map(|id| !id.is_empty() && keys.next().is_some_and(|k| absent.contains(&k)))
             .collect())
     }
 

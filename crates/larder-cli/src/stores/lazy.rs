@@ -94,6 +94,9 @@ impl Store for Lazy {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         self.get()?.find_missing(digests).await
     }
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        self.get()?.find_missing_entries(keys).await
+    }
     async fn delete(&self, key: &Key) -> Result<bool> {
         self.get()?.delete(key).await
     }

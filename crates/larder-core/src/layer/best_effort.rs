@@ -445,6 +445,12 @@ impl<S: Store> Layered for BestEffort<S> {
         answer.await.unwrap_or_else(|| Ok(digests.to_vec()))
     }
 
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        let call = self.inner.find_missing_entries(keys);
+        let answer = self.guard("finding missing entries", false, self.config.timeout, call);
+        answer.await.unwrap_or_else(|| Ok(keys.to_vec()))
+    }
+
     async fn flush(&self) -> Result<()> {
         let call = self.inner.flush();
         let answer = self.guard("flushing", true, self.config.timeout, call);

@@ -164,6 +164,10 @@ pub trait Layered: Display + Debug + Send + Sync + 'static {
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         Store::find_missing(self.inner(), digests).await
     }
+    /// See [`Store::find_missing_entries`].
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        Store::find_missing_entries(self.inner(), keys).await
+    }
     /// See [`Store::delete`].
     async fn delete(&self, key: &Key) -> Result<bool> {
         Store::delete(self.inner(), key).await
@@ -252,6 +256,12 @@ macro_rules! impl_store_for_layer {
                 digests: &[$crate::Digest],
             ) -> $crate::Result<::std::vec::Vec<$crate::Digest>> {
                 <Self as $crate::layer::Layered>::find_missing(self, digests).await
+            }
+            async fn find_missing_entries(
+                &self,
+                keys: &[$crate::Key],
+            ) -> $crate::Result<::std::vec::Vec<$crate::Key>> {
+                <Self as $crate::layer::Layered>::find_missing_entries(self, keys).await
             }
             async fn delete(&self, key: &$crate::Key) -> $crate::Result<bool> {
                 <Self as $crate::layer::Layered>::delete(self, key).await

@@ -268,6 +268,13 @@ impl<S: Store> Layered for Retry<S> {
             .await
     }
 
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        self.run("finding missing entries", || {
+            self.inner.find_missing_entries(keys)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &Key) -> Result<bool> {
         self.run("deleting an entry", || self.inner.delete(key))
             .await

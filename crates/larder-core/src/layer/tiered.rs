@@ -578,6 +578,25 @@ impl Store for Tiered {
         }
     }
 
+    /// Asked of each tier in turn, fastest first, for what the faster ones lack: present in
+    /// any tier is present, since a read falls through to it (and backfills).
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        let mut missing = keys.to_vec();
+        for t in &self.tiers {
+            if missing.is_empty() {
+                break;
+            }
+            missing = match t.used().find_missing_entries(&missing).await {
+                Ok(m) => m,
+                Err(e) => {
+                    t.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+        }
+        Ok(missing)
+    }
+
     async fn delete(&self, key: &Key) -> Result<bool> {
         let mut any = false;
         for t in &self.tiers {

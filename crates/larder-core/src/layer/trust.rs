@@ -522,6 +522,15 @@ impl<S: Store> Layered for Trusted<S> {
         }
         self.inner.put_entry_opts(key, entry, opts).await
     }
+
+    /// An entry no trusted key signed is a miss on reads, so it is missing here too: each
+    /// entry is read and checked (existence alone cannot say who signed it).
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        if !self.check_reads {
+            return self.inner.find_missing_entries(keys).await;
+        }
+        crate::store::find_missing_entries_by_reading(self, keys).await
+    }
 }
 
 crate::impl_store_for_layer!(impl<S: Store> for Trusted<S>);

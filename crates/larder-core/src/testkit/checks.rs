@@ -60,6 +60,7 @@ macro_rules! checks {
 checks!(
     Always round_trip_multi_output,
     Always missing_keys,
+    Always find_missing_entries_answers_existence,
     Always empty_outputs,
     Always executable_bit_kept,
     Always output_directories,
@@ -306,6 +307,47 @@ pub async fn missing_keys(h: &dyn Harness) {
     assert_eq!(store.find_missing(&[d]).await.must(), vec![d]);
     if store.capability().delete {
         assert!(!store.delete(&key).await.must());
+    }
+}
+
+/// The bulk existence check: present entries (inline and blob-backed) are present, unknown
+/// and deleted ones missing, in the order asked, and asking does not change what a read finds.
+pub async fn find_missing_entries_answers_existence(h: &dyn Harness) {
+    let store = h.store();
+    let src = tempdir();
+    write(src.path(), "small", b"inline bytes");
+    write(src.path(), "big", &pseudo_random("find_missing_entries", 300 << 10));
+    let inline = fresh_key("exists-inline");
+    put_tree(&*store, &inline, src.path(), &["small"]).await;
+    let with_blob = fresh_key("exists-blob");
+    put_tree(&*store, &with_blob, src.path(), &["big", "small"]).await;
+    let unknown = fresh_key("exists-unknown");
+    let asked = [
+        unknown.clone(),
+        inline.clone(),
+        with_blob.clone(),
+        unknown.clone(),
+    ];
+    assert_eq!(
+        store.find_missing_entries(&asked).await.must(),
+        vec![unknown.clone(), unknown.clone()],
+        "{store}: find_missing_entries"
+    );
+    assert!(store.find_missing_entries(&[]).await.must().is_empty());
+    assert!(
+        store.get_entry(&with_blob).await.must().is_some(),
+        "{store}: an entry asked about is still readable"
+    );
+    if store.capability().delete {
+        assert!(store.delete(&inline).await.must());
+        assert_eq!(
+            store
+                .find_missing_entries(&[inline.clone(), with_blob.clone()])
+                .await
+                .must(),
+            vec![inline],
+            "{store}: a deleted entry is missing"
+        );
     }
 }
 
