@@ -160,7 +160,8 @@ struct Checkout {
 }
 
 impl Checkout {
-    /// `remote` is the YAML of one entry of `artifacts: servers:`, indented as the list item.
+    /// `remote` is the YAML of one entry of `servers:`, indented as the list item: the server
+    /// for artifacts and for sources alike.
     fn new(tmp: &Path, name: &str, remote: &str) -> Checkout {
         let dir = tmp.join(name).join("project");
         project(&dir);
@@ -170,7 +171,8 @@ impl Checkout {
         write(
             &config,
             format!(
-                "cachedir: {}\nlogdir: {}\nartifacts:\n  servers:\n{remote}",
+                "cachedir: {}\nlogdir: {}\nartifacts:\n  servers:\n{remote}\
+                 source-caches:\n  servers:\n{remote}",
                 cache.join("buildstream").display(),
                 home.join("logs").display(),
             ),
@@ -320,6 +322,12 @@ async fn build_push_then_pull(bst: &Path, tmp: &Path, remote: &str, probe: &Prob
             .any(|l| l.contains("Pushed artifact")),
         "{report}"
     );
+    assert!(
+        about(&report, "hello.bst")
+            .iter()
+            .any(|l| l.contains("Pushed source")),
+        "{report}"
+    );
     // What was built in the sandbox, and the large input, are in larder's CAS.
     assert!(
         probe.cas_has(BUILT.as_bytes()).await,
@@ -335,13 +343,15 @@ async fn build_push_then_pull(bst: &Path, tmp: &Path, remote: &str, probe: &Prob
 
     let reads_before = probe.grpc_calls("get").await;
     let second = Checkout::new(tmp, "second", remote);
-    let (report, built, hello) = tokio::task::spawn_blocking(move || {
+    let (report, built, hello, sources) = tokio::task::spawn_blocking(move || {
         let report = second.ok(&bst, &["build", "built.bst"]);
         let built = second.checkout(&bst, "built.bst");
         // The dependencies too (they were not needed for the build above).
         second.ok(&bst, &["artifact", "pull", "--deps", "all", "built.bst"]);
         let hello = second.checkout(&bst, "hello.bst");
-        (report, built, hello)
+        // The sources, from the source cache (Remote Asset directories).
+        let sources = second.ok(&bst, &["source", "fetch", "--deps", "all", "built.bst"]);
+        (report, built, hello, sources)
     })
     .await
     .expect("bst task");
@@ -367,6 +377,12 @@ async fn build_push_then_pull(bst: &Path, tmp: &Path, remote: &str, probe: &Prob
     assert_eq!(
         std::fs::read_dir(hello.join("many")).expect("many").count(),
         200
+    );
+    assert!(
+        about(&sources, "hello.bst")
+            .iter()
+            .any(|l| l.contains("Pulled source")),
+        "{sources}"
     );
     assert!(
         probe.grpc_calls("get").await > reads_before,
