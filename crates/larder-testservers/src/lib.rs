@@ -7,6 +7,11 @@
 //! - [`ServerProcess`] is how every server here (and the benches' nginx) is stopped: its own
 //!   shutdown signal, a grace period for it and the processes it started, `SIGKILL` only for
 //!   what is still running after that. A test leaves no process behind.
+//! - [`Proxy`] is a TCP proxy a test controls, between a client and a real server: it passes
+//!   traffic, hangs (accepts and never answers) or resets connections (RST at once or part-way
+//!   through a transfer), to test what a remote that misbehaves costs.
+//! - [`SeaweedFs::kill`] and [`SeaweedFs::restart`] crash a server and start it again on the
+//!   same data directory and ports.
 //! - [`unavailable`] decides what a missing server means: under CI (env `CI` set) it is a test
 //!   failure, with a message saying how to install the server; elsewhere the test prints why it
 //!   skips and returns.
@@ -26,8 +31,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod process;
+mod proxy;
 
 pub use process::{ServerProcess, StopSignal, Stopped, descendants, stop_child};
+pub use proxy::{Proxy, ProxyMode};
 
 /// How long a server may take to shut down after its stop signal before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -128,13 +135,28 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
         .collect()
 }
 
+/// Every port `weed mini` listens on, set explicitly so several servers can run at once.
+const WEED_PORTS: [&str; 10] = [
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+];
+
 /// A running SeaweedFS (`weed mini`) with one bucket, on loopback. Stopped (SIGTERM) on drop.
 #[derive(Debug)]
 pub struct SeaweedFs {
     child: ServerProcess,
+    weed: PathBuf,
     dir: tempfile::TempDir,
-    s3_port: u16,
-    filer_port: u16,
+    /// The ports of [`WEED_PORTS`], in that order.
+    ports: Vec<u16>,
     bucket: String,
     access_key: String,
     secret_key: String,
@@ -183,66 +205,18 @@ impl SeaweedFs {
             r#"{{"identities":[{{"name":"larder","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
         );
         std::fs::write(&config, identities).map_err(|e| format!("write {config:?}: {e}"))?;
-
-        // Every port weed mini listens on, set explicitly so several servers can run at once.
-        let names = [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port",
-            "s3.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-        ];
-        let ports = free_ports(names.len()).map_err(|e| format!("free ports: {e}"))?;
-        let port = |name: &str| {
-            names
-                .iter()
-                .position(|n| *n == name)
-                .map(|i| ports[i])
-                .unwrap_or(0)
-        };
-        let mut cmd = Command::new(weed);
-        cmd.arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .arg("-ip=127.0.0.1")
-            .arg("-ip.bind=127.0.0.1")
-            .arg(format!("-s3.config={}", config.display()))
-            .arg(format!("-bucket={bucket}"))
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .args([
-                "-webdav=false",
-                "-admin.ui=false",
-                "-master.telemetry=false",
-            ])
-            // Small volumes: the default pre-allocates gigabytes per volume in the temp dir.
-            .arg("-master.volumeSizeLimitMB=1024");
-        for (name, p) in names.iter().zip(&ports) {
-            cmd.arg(format!("-{name}={p}"));
-        }
-        let log_path = dir.path().join("weed.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
-        let log2 = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .current_dir(dir.path());
-        let child = ServerProcess::spawn("weed mini", &mut cmd, StopSignal::Term, WEED_STOP_GRACE)
-            .map_err(|e| format!("cannot run {}: {e}", weed.display()))?;
+        let ports = free_ports(WEED_PORTS.len()).map_err(|e| format!("free ports: {e}"))?;
+        let child = spawn_weed(weed, dir.path(), &ports, &bucket)?;
         let mut server = SeaweedFs {
             child,
+            weed: weed.to_owned(),
             dir,
-            s3_port: port("s3.port"),
-            filer_port: port("filer.port"),
+            ports,
             bucket,
             access_key,
             secret_key,
         };
-        let master = port("master.port");
-        match server.wait_ready(master) {
+        match server.wait_ready() {
             Ok(()) => Ok(server),
             Err(e) => {
                 let tail = server.log_tail(2000);
@@ -251,22 +225,70 @@ impl SeaweedFs {
         }
     }
 
+    /// The port weed listens on for `name` (one of [`WEED_PORTS`]).
+    fn port(&self, name: &str) -> u16 {
+        WEED_PORTS
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| self.ports.get(i).copied())
+            .unwrap_or(0)
+    }
+
+    /// Kill the server with `SIGKILL`, as a crash would: no shutdown, its data directory stays
+    /// as the crash left it. [`restart`](Self::restart) starts it again on that directory.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// Start the server again (after [`kill`](Self::kill) or [`stop`](Self::stop)) on the
+    /// same data directory, ports, bucket and keys, and wait until it is ready.
+    ///
+    /// # Panics
+    /// When it does not come up.
+    pub fn restart(&mut self) {
+        self.child.stop();
+        let mut last = String::new();
+        // A port of the killed server can stay taken for a moment; a few tries.
+        for _ in 0..3 {
+            match spawn_weed(&self.weed, self.dir.path(), &self.ports, &self.bucket) {
+                Ok(child) => self.child = child,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            }
+            match self.wait_ready() {
+                Ok(()) => return,
+                Err(e) => {
+                    last = format!("{e}\n--- weed log tail ---\n{}", self.log_tail(2000));
+                    self.child.stop();
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        panic!("SeaweedFS did not restart: {last}");
+    }
+
     /// Poll until S3 answers, the master can assign a file id (volumes exist), and the
     /// bucket exists in the filer.
-    fn wait_ready(&mut self, master: u16) -> Result<(), String> {
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let master = self.port("master.port");
         let started = Instant::now();
         let mut state = "not started";
         while started.elapsed() < START_TIMEOUT {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("weed exited early with {status}"));
             }
-            let s3 = http_get(self.s3_port, "/").is_some();
+            let s3 = http_get(self.port("s3.port"), "/").is_some();
             let assign = http_get(master, "/dir/assign")
                 .map(|(_, body)| body.contains("\"fid\""))
                 .unwrap_or(false);
-            let bucket = http_get(self.filer_port, &format!("/buckets/{}/", self.bucket))
-                .map(|(status, _)| status == 200)
-                .unwrap_or(false);
+            let bucket = http_get(
+                self.port("filer.port"),
+                &format!("/buckets/{}/", self.bucket),
+            )
+            .map(|(status, _)| status == 200)
+            .unwrap_or(false);
             state = match (s3, assign, bucket) {
                 (true, true, true) => return Ok(()),
                 (false, _, _) => "S3 port not answering",
@@ -286,12 +308,12 @@ impl SeaweedFs {
 
     /// The S3 endpoint, e.g. `http://127.0.0.1:41234`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        format!("http://127.0.0.1:{}", self.port("s3.port"))
     }
 
     /// `host:port` of the S3 endpoint (for `minio://HOST:PORT/bucket/prefix` URLs).
     pub fn host_port(&self) -> String {
-        format!("127.0.0.1:{}", self.s3_port)
+        format!("127.0.0.1:{}", self.port("s3.port"))
     }
 
     /// The bucket created at start-up.
@@ -318,6 +340,49 @@ impl SeaweedFs {
     pub fn stop(&mut self) -> Stopped {
         self.child.stop()
     }
+}
+
+/// Start `weed mini` on the data directory below `dir` with `ports` (in [`WEED_PORTS`] order),
+/// creating `bucket`, logging to `dir/weed.log`.
+fn spawn_weed(
+    weed: &Path,
+    dir: &Path,
+    ports: &[u16],
+    bucket: &str,
+) -> Result<ServerProcess, String> {
+    let data = dir.join("data");
+    let config = dir.join("s3.json");
+    let mut cmd = Command::new(weed);
+    cmd.arg("mini")
+        .arg(format!("-dir={}", data.display()))
+        .arg("-ip=127.0.0.1")
+        .arg("-ip.bind=127.0.0.1")
+        .arg(format!("-s3.config={}", config.display()))
+        .arg(format!("-bucket={bucket}"))
+        .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .args([
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+        ])
+        // Small volumes: the default pre-allocates gigabytes per volume in the temp dir.
+        .arg("-master.volumeSizeLimitMB=1024");
+    for (name, p) in WEED_PORTS.iter().zip(ports) {
+        cmd.arg(format!("-{name}={p}"));
+    }
+    let log_path = dir.join("weed.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("log file: {e}"))?;
+    let log2 = log.try_clone().map_err(|e| format!("log file: {e}"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .current_dir(dir);
+    ServerProcess::spawn("weed mini", &mut cmd, StopSignal::Term, WEED_STOP_GRACE)
+        .map_err(|e| format!("cannot run {}: {e}", weed.display()))
 }
 
 /// The fake-gcs-server release the tests are written against (shipped by the pip package
@@ -526,10 +591,10 @@ mod tests {
         let Some(s3) = SeaweedFs::start() else {
             return;
         };
-        let (status, _) = http_get(s3.s3_port, "/").expect("S3 answers");
+        let (status, _) = http_get(s3.port("s3.port"), "/").expect("S3 answers");
         // Anonymous requests are refused: the server checks credentials.
         assert_eq!(status, 403);
-        let port = s3.s3_port;
+        let port = s3.port("s3.port");
         let mut s3 = s3;
         let stopped = s3.stop();
         assert!(matches!(stopped, Stopped::Gracefully(_)), "{stopped:?}");

@@ -86,6 +86,25 @@ impl ServerProcess {
         self.child.try_wait()
     }
 
+    /// Kill the server and what it started with `SIGKILL` at once, as a crash would (no
+    /// shutdown of any kind), and reap it. A later [`stop`](Self::stop) or drop does nothing.
+    pub fn kill(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let family = descendants(self.child.id());
+        let _ = self.child.kill();
+        for &p in &family {
+            send_signal(p, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        let gone_by = Instant::now() + Duration::from_secs(2);
+        while family.iter().any(|p| alive(*p)) && Instant::now() < gone_by {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Stop the server: its signal, then up to the grace period for it and its descendants to
     /// exit, then `SIGKILL` for whatever is still running. Reaps the server.
     pub fn stop(&mut self) -> Stopped {
