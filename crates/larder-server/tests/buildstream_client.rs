@@ -211,6 +211,8 @@ impl Checkout {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
+        // How long each run took, for the test's output.
+        eprintln!("bst {args:?}: {:.1?}", started.elapsed());
         let report = std::fs::read_to_string(&log).unwrap_or_default();
         match status {
             Some(s) => (s.success(), report),
@@ -485,5 +487,23 @@ async fn buildstream_pulls_what_it_pushed_over_https_with_a_token() {
         pki.join("token").display()
     );
     build_push_then_pull(&bst, tmp.path(), &remote, &probe).await;
+
+    // A reader needs no token: without `push` BuildStream checks only the fetch service.
+    let reader = format!(
+        "  - url: https://{}\n    instance-name: team/a\n    auth:\n      server-cert: {}\n",
+        server.addr,
+        pki.join("ca.pem").display()
+    );
+    let reader = Checkout::new(tmp.path(), "reader", &reader);
+    let report = tokio::task::spawn_blocking(move || reader.ok(&bst, &["build", "built.bst"]))
+        .await
+        .expect("bst task");
+    assert!(
+        about(&report, "built.bst")
+            .iter()
+            .any(|l| l.contains("Pulled artifact")),
+        "{report}"
+    );
+    assert_eq!(queue(&report, "Build").map(|q| q.0), Some(0), "{report}");
     server.stop().await;
 }
