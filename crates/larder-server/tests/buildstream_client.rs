@@ -205,8 +205,7 @@ impl Checkout {
                 break Some(status);
             }
             if started.elapsed() > BST_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 break None;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -240,6 +239,24 @@ impl Checkout {
         );
         dest
     }
+}
+
+/// Stop a `bst` that overran: SIGINT first, on which a non-interactive bst terminates its build
+/// and the buildbox-casd it started (SIGTERM would end bst alone and leave casd, which runs in a
+/// process group of its own, behind), then SIGKILL after 10 s.
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let asked = Instant::now();
+    while asked.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `(processed, skipped, failed)` of a queue in bst's pipeline summary
