@@ -7,7 +7,7 @@
 //! (`access-token`) under a nested instance name.
 //!
 //! The project has two `import` elements (a shell for the sandbox, and the input files: one of
-//! 5 MB, which goes through ByteStream rather than a batch, and many small ones) and a `manual`
+//! 5 MB, over the 4 MiB batch limit the server advertises, and many small ones) and a `manual`
 //! element whose command runs in the bubblewrap sandbox and reads one of the imported files.
 //!
 //! `cargo xtask test` installs BuildStream into `target/buildstream` (a virtualenv) and Debian's
