@@ -471,19 +471,36 @@ impl Client {
 
 /// `larder ccache-helper` started directly, as ccache would start it.
 fn start_helper(sb: &Sandbox, endpoint: &Path, url: &str, idle: &str) -> std::process::Child {
-    sb.larder()
-        .arg("ccache-helper")
+    // Values over 4 KiB are blobs beside their entry (the helper's default keeps them inside
+    // up to 1 MiB).
+    start_helper_with(
+        sb,
+        endpoint,
+        url,
+        idle,
+        &[("no-such-attribute", "x"), ("inline-limit", "4096")],
+    )
+}
+
+/// [`start_helper`] with the custom attributes `attrs`.
+fn start_helper_with(
+    sb: &Sandbox,
+    endpoint: &Path,
+    url: &str,
+    idle: &str,
+    attrs: &[(&str, &str)],
+) -> std::process::Child {
+    let mut cmd = sb.larder();
+    cmd.arg("ccache-helper")
         .env("CRSH_IPC_ENDPOINT", endpoint)
         .env("CRSH_URL", url)
         .env("CRSH_IDLE_TIMEOUT", idle)
-        .env("CRSH_NUM_ATTR", "2")
-        .env("CRSH_ATTR_KEY_0", "no-such-attribute")
-        .env("CRSH_ATTR_VALUE_0", "x")
-        // Values over 4 KiB are blobs beside their entry (the helper's default keeps them
-        // inside up to 1 MiB).
-        .env("CRSH_ATTR_KEY_1", "inline-limit")
-        .env("CRSH_ATTR_VALUE_1", "4096")
-        .stdout(Stdio::null())
+        .env("CRSH_NUM_ATTR", attrs.len().to_string());
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        cmd.env(format!("CRSH_ATTR_KEY_{i}"), k)
+            .env(format!("CRSH_ATTR_VALUE_{i}"), v);
+    }
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting larder ccache-helper")
@@ -591,4 +608,66 @@ fn an_idle_helper_exits_and_a_broken_store_is_an_error_answer() {
     let status = wait_exit(&mut helper);
     assert!(status.success(), "idle exit: {status:?}");
     assert!(!endpoint.exists(), "socket removed");
+}
+
+#[test]
+fn with_a_local_tier_a_failed_remote_is_tried_again_after_retry_after() {
+    let sb = Sandbox::new();
+    // The "remote": a listener that counts connections and closes each at once (a reset).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+
+    let endpoint = sb.root.join("tiers.sock");
+    let log = sb.root.join("helper.log");
+    let local = sb.root.join("local");
+    let local = local.to_str().expect("utf-8");
+    let mut helper = start_helper_with(
+        &sb,
+        &endpoint,
+        &format!("larder+http://127.0.0.1:{port}"),
+        "0",
+        &[
+            ("local", local),
+            ("retry-after", "2"),
+            ("timeout", "5"),
+            ("log-file", log.to_str().expect("utf-8")),
+        ],
+    );
+    wait_until("the socket", || endpoint.exists());
+    let mut c = Client::connect(&endpoint);
+
+    // The remote fails: the value is kept by the local tier, and the put still succeeds.
+    assert_eq!(c.put(b"\x01", true, b"one").0, 0);
+    assert!(connections() >= 1, "the remote was tried");
+    let after_failure = connections();
+    // Within retry-after the remote is skipped: a miss in the local tier goes no further.
+    assert_eq!(c.get(b"\x02"), None);
+    assert_eq!(c.put(b"\x03", true, b"three").0, 0);
+    assert_eq!(connections(), after_failure, "skipped while it is failing");
+    // After retry-after it is tried again.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(c.get(b"\x04"), None);
+    assert!(
+        connections() > after_failure,
+        "tried again after retry-after ({} connections)",
+        connections()
+    );
+    assert_eq!(c.get(b"\x01").as_deref(), Some(&b"one"[..]), "local hit");
+    c.send(&[3]);
+    assert!(wait_exit(&mut helper).success());
+    // ccache discards the helper's stderr; @log-file keeps its warnings.
+    let logged = std::fs::read_to_string(&log).expect("the helper's log file");
+    assert!(
+        logged.contains(&format!("127.0.0.1:{port}")),
+        "the failing remote is in the log: {logged}"
+    );
 }

@@ -261,7 +261,7 @@ fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Re
 
 /// Library logs (`tracing`) go to stderr: warnings by default, more with `-v`, or as
 /// `LARDER_LOG` says. `larder serve` logs at info by default, with times, to `--log-file` when
-/// given.
+/// given; the ccache helper likewise to `@log-file` or `LARDER_LOG_FILE`.
 fn init_logging(cli: &Cli) -> Result<()> {
     use tracing_subscriber::EnvFilter;
     #[cfg(feature = "server")]
@@ -271,6 +271,19 @@ fn init_logging(cli: &Cli) -> Result<()> {
     };
     #[cfg(not(feature = "server"))]
     let (serving, log_file): (bool, Option<&std::path::Path>) = (false, None);
+    // The ccache helper is long-lived and ccache discards its stderr: it logs like a server,
+    // to the file its attributes or LARDER_LOG_FILE name.
+    let helper_log = match &cli.command {
+        Command::CcacheHelper(_) => {
+            let env = |name: &str| std::env::var(name).ok();
+            cmd::ccache_helper::log_file(&env)
+        }
+        _ => None,
+    };
+    let (serving, log_file) = match &helper_log {
+        Some(path) => (true, Some(path.as_path())),
+        None => (serving, log_file),
+    };
     let default = match (cli.quiet, cli.verbose, serving) {
         (true, _, _) => "error",
         (false, 0, true) => "info",

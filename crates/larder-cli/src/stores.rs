@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use larder_core::Store;
@@ -131,7 +132,18 @@ impl StoreUrl {
 /// - With `signing_key`, the whole is [`Signed`]: every entry stored, in every tier, carries
 ///   the signature.
 pub(crate) fn open(config: &Config) -> Result<Opened> {
-    let mut opened = open_tiers(config)?;
+    open_with(config, None)
+}
+
+/// [`open`] for a process that outlives many builds (the worker, the ccache helper): a remote
+/// tier skipped after a failure is tried again once `retry_after` has passed, instead of being
+/// skipped for the rest of the process.
+pub(crate) fn open_long_lived(config: &Config, retry_after: Duration) -> Result<Opened> {
+    open_with(config, Some(retry_after))
+}
+
+fn open_with(config: &Config, retry_after: Option<Duration>) -> Result<Opened> {
+    let mut opened = open_tiers(config, retry_after)?;
     if let Some(path) = &config.signing_key.value {
         let key = SigningKey::read_file(path)
             .with_context(|| format!("cannot sign entries (from {})", config.signing_key.source))?;
@@ -178,7 +190,7 @@ fn trusted(store: Arc<dyn Store>, keys: Option<&Arc<[PublicKey]>>) -> Arc<dyn St
 }
 
 /// [`open`] without signing.
-fn open_tiers(config: &Config) -> Result<Opened> {
+fn open_tiers(config: &Config, retry_after: Option<Duration>) -> Result<Opened> {
     let mut tiers: Vec<(StoreUrl, bool)> = Vec::new();
     for value in &config.store.value {
         let (value, read_only) = strip_read_only(value);
@@ -239,7 +251,10 @@ fn open_tiers(config: &Config) -> Result<Opened> {
                     Box::new(move || Ok(open(&url, &config)?.store)),
                 ))
             };
-            let config = BestEffortConfig::new(timeout, timeout * 60);
+            let mut config = BestEffortConfig::new(timeout, timeout * 60);
+            if let Some(after) = retry_after {
+                config = config.retry_after(after);
+            }
             Arc::new(BestEffort::with_config(Retry::new(remote), config))
         };
         let store = if implicit_local && i == 0 {

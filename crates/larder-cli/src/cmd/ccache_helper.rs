@@ -17,7 +17,10 @@
 //! - One helper serves every ccache process at once: a task per connection.
 //! - A store that fails answers `<err>` and a short message: ccache counts an error and
 //!   compiles. After a time-out or a failed connection, requests are answered at once with that
-//!   error for `@retry-after` seconds (default 30), then the store is tried again.
+//!   error for `@retry-after` seconds (default 30), then the store is tried again. With a local
+//!   tier, a remote that fails is skipped for `@retry-after` seconds likewise (the tiers'
+//!   best-effort layer) while the local tier goes on answering.
+//! - ccache discards the helper's stderr: it logs to `@log-file=PATH` or `LARDER_LOG_FILE`.
 //! - The helper exits after `CRSH_IDLE_TIMEOUT` seconds with no client connected, on a `stop`
 //!   request, and on SIGTERM or SIGINT, removing its socket.
 
@@ -76,7 +79,12 @@ Example (S3):
   export CCACHE_REMOTE_STORAGE='s3://my-bucket/ccache @timeout=5'
 
 Attributes: @read-only, @timeout=SECONDS, @retry-after=SECONDS, @local=true|DIR (a larder
-cache tier in front of the remote), and any larder setting (@inline-limit=64K, @compression=3).";
+cache tier in front of the remote), @log-file=PATH, and any larder setting (@inline-limit=64K,
+@compression=3).
+
+ccache gives the helper no stderr: its warnings (a store that fails, a tier skipped) go to
+@log-file, else to the file LARDER_LOG_FILE names, else nowhere. ccache's own log counts the
+failures as remote storage errors.";
 
 /// Serve ccache as its remote storage helper, or install the helper's names.
 #[derive(Debug, clap::Args)]
@@ -168,6 +176,22 @@ impl Startup {
     }
 }
 
+/// Where the helper logs: ccache gives it no stderr (it is /dev/null), so warnings (a failing
+/// store, a tier skipped) go to the file named by `@log-file=PATH`, else by `LARDER_LOG_FILE`,
+/// else nowhere.
+pub(crate) fn log_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let from_attrs = Startup::from_env(env).ok().and_then(|s| {
+        s.attrs
+            .into_iter()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("log-file"))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    from_attrs
+        .or_else(|| env("LARDER_LOG_FILE"))
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 /// Whether a larder cache tier goes in front of the remote store (`@local`).
 #[derive(Debug, PartialEq, Eq)]
 enum Local {
@@ -241,6 +265,8 @@ impl Plan {
                         })?;
                     plan.retry_after = Duration::from_secs_f64(secs);
                 }
+                // Read before logging starts (see [`log_file`]).
+                "log_file" => {}
                 "store" => plan
                     .notes
                     .push(format!("attribute {label} ignored: the store is the URL")),
@@ -379,7 +405,7 @@ async fn serve(ctx: &Ctx) -> Result<u8> {
 
 /// Open the store with the plan's extras.
 fn open(ctx: &Ctx, config: &Config, plan: &Plan) -> Result<Backend> {
-    let opened = ctx.open(config)?;
+    let opened = ctx.open_long_lived(config, plan.retry_after)?;
     let timeout = config.remote_timeout.value;
     Ok(Backend {
         store: opened.store,

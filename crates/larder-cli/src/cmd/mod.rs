@@ -76,6 +76,16 @@ impl Ctx {
     pub(crate) fn open(&self, config: &Config) -> Result<Opened> {
         stores::open(config)
     }
+
+    /// [`Ctx::open`] for a process that serves many builds: a failed remote tier is tried
+    /// again after `retry_after` (see [`stores::open_long_lived`]).
+    pub(crate) fn open_long_lived(
+        &self,
+        config: &Config,
+        retry_after: std::time::Duration,
+    ) -> Result<Opened> {
+        stores::open_long_lived(config, retry_after)
+    }
 }
 
 /// The trim budget flags of `larder trim` and `larder serve`.

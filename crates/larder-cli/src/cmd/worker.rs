@@ -383,10 +383,14 @@ impl LineReader {
     }
 }
 
+/// How long a worker skips a remote tier that failed before trying it again: a worker serves
+/// a whole build, which should not lose the remote for good to one outage.
+const REMOTE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run `larder worker`.
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     let config = ctx.config(Vec::new())?;
-    let opened = ctx.open(&config)?;
+    let opened = ctx.open_long_lived(&config, REMOTE_RETRY_AFTER)?;
     let mut worker = Worker {
         store: opened.store,
         cwd: ctx.cwd.clone(),
