@@ -302,6 +302,13 @@ impl flags::Test {
         )
         .run()
         .context("the quick stores benchmark failed")?;
+        // A short fuzz pass (10 s per target; skipped, with a line saying so, without nightly).
+        crate::flags::Fuzz {
+            short: true,
+            seconds: None,
+        }
+        .run(sh)
+        .context("the short fuzz pass failed")?;
         Ok(())
     }
 }
