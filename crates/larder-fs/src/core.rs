@@ -90,9 +90,11 @@ impl Layout {
         let pid = *PID.get_or_init(std::process::id);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = self
-                .tmp
-                .join(format!("{pid:x}-{n:x}-{:x}", nanos_now() & 0xffff_ffff));
+            let path = self.tmp.join(format!(
+                "{}{n:x}-{:x}",
+                tmp_prefix(pid),
+                nanos_now() & 0xffff_ffff
+            ));
             let opened = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -123,6 +125,35 @@ impl Layout {
             }
         }
     }
+}
+
+/// The prefix of the names [`Layout::create_tmp`] gives the temporary files of process `pid`.
+fn tmp_prefix(pid: u32) -> String {
+    format!("{pid:x}-")
+}
+
+/// Remove the temporary files process `pid` left under `tmp/` in the cache directory `root`:
+/// the writes it had in progress when it died. Only for a caller that knows `pid` is not
+/// writing there any more (see [`crate::remove_temp_files_of`]). Returns how many it removed.
+pub(crate) fn remove_tmp_of(root: &Path, pid: u32) -> io::Result<usize> {
+    let prefix = tmp_prefix(pid);
+    let dir = match fs::read_dir(Layout::new(root.to_owned()).tmp) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for e in dir {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with(&prefix) && e.file_type()?.is_file() {
+            match fs::remove_file(e.path()) {
+                Ok(()) => removed += 1,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Whether `s` is 64 lowercase hex digits (a storage name or digest).
@@ -255,5 +286,33 @@ mod tests {
         assert_eq!(blocks(0), 0);
         assert_eq!(blocks(1), 4096);
         assert_eq!(blocks(4097), 8192);
+    }
+
+    #[test]
+    fn only_the_named_process_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layout = Layout::new(dir.path().to_owned());
+        assert_eq!(remove_tmp_of(dir.path(), 0x1d).expect("no tmp/ yet"), 0);
+        layout.create_dirs().expect("dirs");
+        let (ours, _) = layout.create_tmp().expect("a temporary file");
+        let names = ["1d-0-aa", "1d-7-bb", "1da1-0-cc", "11d-0-dd", "x1d-0-ee"];
+        for n in names {
+            fs::write(layout.tmp.join(n), b"partial").expect("write");
+        }
+        assert_eq!(remove_tmp_of(dir.path(), 0x1d).expect("sweep"), 2);
+        let mut left: Vec<String> = fs::read_dir(&layout.tmp)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec!["11d-0-dd", "1da1-0-cc", "x1d-0-ee"];
+        let ours = ours
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        expected.push(&ours);
+        expected.sort();
+        assert_eq!(left, expected);
     }
 }

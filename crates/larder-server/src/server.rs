@@ -115,10 +115,13 @@ impl Server {
             }
         }
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-        let lock = lock_dir(&config.dir)?;
+        let (lock, previous) = lock_dir(&config.dir)?;
         let tmp_dir: PathBuf = config.dir.join("server-tmp");
         // Spool files left by a previous run are garbage.
         let _ = std::fs::remove_dir_all(&tmp_dir);
+        if let Some(pid) = previous {
+            remove_writes_of_a_dead_server(&config.dir, pid);
+        }
         std::fs::create_dir_all(&tmp_dir).map_err(|e| ServerError::Store {
             dir: config.dir.display().to_string(),
             source: larder_core::Error::io(format!("creating {}", tmp_dir.display()), e),
@@ -238,8 +241,38 @@ impl Server {
     }
 }
 
-/// Take the exclusive lock that makes one server per directory, and write our pid into it.
-fn lock_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+/// Remove the store's temporary files that the server `pid`, which served `dir` before and
+/// died (the lock was free), left there: the uploads it was writing when it was killed. They
+/// are nothing anyone can read, and without this only a trim removes them, an hour later.
+/// Skipped when another process now has that pid (it may write to the same directory); a
+/// server that restarts under its old pid (pid 1 in a container) has written nothing yet.
+fn remove_writes_of_a_dead_server(dir: &Path, pid: u32) {
+    if pid != std::process::id() && process_exists(pid) {
+        return;
+    }
+    match larder_fs::remove_temp_files_of(dir, pid) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} unfinished writes left by server process {pid}"),
+        Err(e) => tracing::warn!(
+            "cannot remove the unfinished writes server process {pid} left in {}: {e}",
+            dir.display()
+        ),
+    }
+}
+
+/// Whether a process with this pid exists (as far as this process can see).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the pid exists and may be signalled.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Take the exclusive lock that makes one server per directory, and write our pid into it:
+/// the lock, and the pid the file named before (the last server of the directory, now gone).
+fn lock_dir(dir: &Path) -> Result<(std::fs::File, Option<u32>), ServerError> {
     use std::io::{Read, Seek, Write};
     let path = dir.join("server.lock");
     let io_err = |what: &str, e: std::io::Error| ServerError::Store {
@@ -266,10 +299,15 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io_err("locking", e)),
     }
+    let mut before = String::new();
+    let previous = file
+        .read_to_string(&mut before)
+        .ok()
+        .and_then(|_| before.trim().parse::<u32>().ok());
     file.set_len(0).map_err(|e| io_err("truncating", e))?;
     file.rewind().map_err(|e| io_err("rewinding", e))?;
     writeln!(file, "{}", std::process::id()).map_err(|e| io_err("writing", e))?;
-    Ok(file)
+    Ok((file, previous))
 }
 
 /// Bind `config` and serve until `shutdown` completes (see [`Server`]).

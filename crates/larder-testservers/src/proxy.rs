@@ -54,6 +54,8 @@ struct Shared {
     mode: Mutex<ProxyMode>,
     stop: AtomicBool,
     accepted: AtomicU64,
+    /// Bytes copied so far, both directions, every connection.
+    passed: AtomicU64,
     /// Every socket the proxy holds, so that a drop can close them all.
     sockets: Mutex<Vec<Weak<TcpStream>>>,
 }
@@ -83,6 +85,7 @@ impl Proxy {
             mode: Mutex::new(ProxyMode::Pass),
             stop: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
             sockets: Mutex::new(Vec::new()),
         });
         let accept = {
@@ -116,6 +119,12 @@ impl Proxy {
     /// How many connections the proxy has accepted so far.
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::Relaxed)
+    }
+
+    /// How many bytes the proxy has copied so far, both directions and every connection
+    /// counted: a test waits on it to act in the middle of a transfer.
+    pub fn bytes_passed(&self) -> u64 {
+        self.shared.passed.load(Ordering::Relaxed)
     }
 
     /// Close every connection the proxy holds now (both sides shut down; new connections are
@@ -281,6 +290,7 @@ impl Conn {
                 let _ = from.shutdown(Shutdown::Read);
                 return;
             }
+            shared.passed.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
@@ -346,6 +356,7 @@ mod tests {
 
         let (got, end) = fetch(&proxy);
         assert_eq!((got, end.is_ok()), (len, true), "pass: {end:?}");
+        assert_eq!(proxy.bytes_passed(), len as u64 + 1);
 
         proxy.set_mode(ProxyMode::Hang);
         let (got, end) = fetch(&proxy);
