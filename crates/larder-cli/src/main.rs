@@ -227,8 +227,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Result<u8> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The ccache helper answers one small request at a time per ccache process: on one thread,
+    // a request and the store call it makes (reqwest's connection task included) run without
+    // handing over between threads, which is most of a remote hit's latency on a busy machine.
+    let mut builder = match &cli.command {
+        Command::CcacheHelper(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
