@@ -22,7 +22,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,7 +32,7 @@ use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
 use larder_core::store::ProgressFn;
 use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
+    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key,
     PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
 };
 
@@ -356,10 +355,6 @@ impl<B: Bucket> Store for BucketStore<B> {
             (None, Ok(())) => Ok(PutOutcome::Written),
             (None, Err(e)) => Err(e),
         }
-    }
-
-    async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
-        larder_core::artifacts::place_by_streaming(self, digest, dest).await
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {

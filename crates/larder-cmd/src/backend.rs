@@ -14,14 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use larder_core::digest::DigestWriter;
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::error::IoResultExt;
-use larder_core::store::{CHUNK_SIZE, ProgressFn};
+use larder_core::store::CHUNK_SIZE;
 use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
-    PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+    BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key,
+    PutMode, PutOptions, PutOutcome, Result, Store,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
@@ -488,10 +487,6 @@ impl Store for CmdStore {
         Ok(PutOutcome::Written)
     }
 
-    async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
-        larder_core::artifacts::place_by_streaming(self, digest, dest).await
-    }
-
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let checks = futures::stream::iter(digests.iter().copied())
             .map(|d| async move {
@@ -533,31 +528,5 @@ impl Store for CmdStore {
             return Ok(false);
         }
         self.remove(&remote).await
-    }
-
-    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
-        let err = Error::NotSupported {
-            store: self.to_string(),
-            operation: "list",
-        };
-        Box::pin(futures::stream::once(async move { Err(err) }))
-    }
-
-    async fn stats(&self) -> Result<StoreStats> {
-        Err(Error::NotSupported {
-            store: self.to_string(),
-            operation: "stats",
-        })
-    }
-
-    async fn trim(&self, _opts: &TrimOptions, _progress: Option<ProgressFn>) -> Result<TrimReport> {
-        Err(Error::NotSupported {
-            store: self.to_string(),
-            operation: "trim",
-        })
-    }
-
-    async fn flush(&self) -> Result<()> {
-        Ok(())
     }
 }

@@ -295,8 +295,12 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     /// - A blob that fails verification is removed from the store and reported as
     ///   [`Error::Corrupt`](crate::Error::Corrupt); `dest` may then hold garbage, so callers place
     ///   into temporary files.
-    /// - Stores with local files honour `how`; others stream (see [`crate::artifacts::stream_to_file`]).
-    async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool>;
+    /// - Stores with local files honour `how` (hard links, reflinks); the default streams the
+    ///   blob into the file ([`crate::artifacts::place_by_streaming`]) whatever `how` says.
+    async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
+        let _ = how;
+        crate::artifacts::place_by_streaming(self, digest, dest).await
+    }
 
     /// Which of `digests` the store does not hold, in the order given.
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
@@ -322,11 +326,17 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     /// reclaimed by the store when it can tell (by a trim at the latest).
     async fn delete(&self, key: &Key) -> Result<bool>;
 
-    /// List every entry with its metadata.
-    fn list(&self) -> BoxStream<'static, Result<EntryMeta>>;
+    /// List every entry with its metadata. Optional ([`Capability::list`]): the default is one
+    /// [`Error::NotSupported`](crate::Error::NotSupported).
+    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
+        let err = not_supported(self, "list");
+        Box::pin(futures::stream::once(async move { Err(err) }))
+    }
 
-    /// Usage figures.
-    async fn stats(&self) -> Result<StoreStats>;
+    /// Usage figures. Optional: the default is [`Error::NotSupported`](crate::Error::NotSupported).
+    async fn stats(&self) -> Result<StoreStats> {
+        Err(not_supported(self, "stats"))
+    }
 
     /// Enforce budgets by evicting entries in the store's eviction order.
     ///
@@ -334,10 +344,26 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     /// - At most one trim runs at a time per store; a trim that finds another running returns
     ///   a report with `skipped_locked` (unless `wait_for_lock`).
     /// - Blobs still named by a remaining entry are never removed.
-    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport>;
+    /// - Optional ([`Capability::trim`]): the default is
+    ///   [`Error::NotSupported`](crate::Error::NotSupported).
+    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
+        let _ = (opts, progress);
+        Err(not_supported(self, "trim"))
+    }
 
-    /// Persist metadata the store batches in memory (access times, hit counters).
-    async fn flush(&self) -> Result<()>;
+    /// Persist metadata the store batches in memory (access times, hit counters). The default,
+    /// for stores that batch nothing, does nothing.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The error of an optional operation `store` does not have.
+fn not_supported<S: Store + ?Sized>(store: &S, operation: &'static str) -> crate::Error {
+    crate::Error::NotSupported {
+        store: store.to_string(),
+        operation,
+    }
 }
 
 /// Forward the contract through smart pointers so `Arc<dyn Store>` is itself a `Store`.

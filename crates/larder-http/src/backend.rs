@@ -1,19 +1,16 @@
 //! [`HttpStore`]: the [`Store`] implementation over larder's native HTTP protocol.
 
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use larder_core::entry::MAX_ENTRY_BYTES;
-use larder_core::store::ProgressFn;
 use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
-    PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+    BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key,
+    PutMode, PutOptions, PutOutcome, Result, Store, StoreStats,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
@@ -313,10 +310,6 @@ impl Store for HttpStore {
         Ok(outcome(&resp))
     }
 
-    async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
-        larder_core::artifacts::place_by_streaming(self, digest, dest).await
-    }
-
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let url = self.url("find-missing");
         let mut missing = Vec::new();
@@ -362,14 +355,6 @@ impl Store for HttpStore {
         Ok(true)
     }
 
-    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
-        let err = Error::NotSupported {
-            store: self.to_string(),
-            operation: "list",
-        };
-        Box::pin(futures::stream::once(async move { Err(err) }))
-    }
-
     async fn stats(&self) -> Result<StoreStats> {
         let url = self.url("stats");
         let resp = self
@@ -385,13 +370,6 @@ impl Store for HttpStore {
             message: format!("stats: bad answer: {e}"),
             temporary: false,
             source: None,
-        })
-    }
-
-    async fn trim(&self, _opts: &TrimOptions, _progress: Option<ProgressFn>) -> Result<TrimReport> {
-        Err(Error::NotSupported {
-            store: self.to_string(),
-            operation: "trim",
         })
     }
 

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -17,7 +16,7 @@ use crate::entry::{Entry, now_ms};
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{
-    BlobRead, ByteStream, Capability, EntryMeta, GetOptions, Placement, ProgressFn, PutMode,
+    BlobRead, ByteStream, Capability, EntryMeta, GetOptions, ProgressFn, PutMode,
     PutOptions, PutOutcome, Store, StoreStats, TrimOptions, TrimReport,
 };
 
@@ -182,10 +181,6 @@ impl Store for MemoryStore {
         }
         self.lock()?.blobs.insert(*digest, Bytes::from(buf));
         Ok(PutOutcome::Written)
-    }
-
-    async fn place_blob(&self, digest: &Digest, dest: &Path, _how: Placement) -> Result<bool> {
-        crate::artifacts::place_by_streaming(self, digest, dest).await
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
