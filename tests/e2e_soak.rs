@@ -24,6 +24,12 @@ async fn a_short_soak_answers_every_request_of_every_protocol_correctly() {
     assert_eq!(report.errors, 0, "{text}");
     assert_eq!(report.requests, 3000, "every request answered\n{text}");
     assert_eq!(report.failures(), Vec::<String>::new(), "{text}");
+    // The server kept every keep-alive connection open: each was opened once.
+    assert_eq!(
+        report.http_connections_opened,
+        (opts.connections - opts.grpc_connections) as u64,
+        "{text}"
+    );
     // Every protocol and operation was exercised, and reads both hit and missed.
     let ops = |p: &str| report.rows.iter().filter(|r| r.protocol == p).count();
     for p in [

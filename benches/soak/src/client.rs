@@ -5,12 +5,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use hyper::Method;
 use larder_reapi::proto::build::bazel::remote::execution::v2::{
     BatchReadBlobsRequest, BatchUpdateBlobsRequest, Digest as ProtoDigest, FindMissingBlobsRequest,
     batch_update_blobs_request,
     content_addressable_storage_client::ContentAddressableStorageClient,
 };
 use larder_reapi::tonic::transport::Channel;
+
+use crate::http::Conn;
 
 use crate::objects::{ObjectSet, Protocol, Rng};
 use crate::stats::{RowKey, Tally};
@@ -27,6 +32,9 @@ const GRPC_BATCH_BYTES: usize = 3 << 20;
 /// What one connection measured.
 pub(crate) type Tallies = HashMap<RowKey, Tally>;
 
+/// What a connection's task hands back: its tallies and how many TCP connections it opened.
+pub(crate) type Done = (Tallies, u64);
+
 /// The answer to one request, once checked.
 enum Outcome {
     /// The expected answer of a hit (or a stored write).
@@ -36,17 +44,11 @@ enum Outcome {
 }
 
 /// An HTTP/1.1 connection: requests over every HTTP protocol until the budget runs out.
-pub(crate) async fn http_connection(shared: Arc<Shared>, index: usize) -> Result<Tallies, Error> {
-    // One idle connection kept per host and one request at a time: one keep-alive
-    // connection for the whole run, unless the server closes it.
-    let client = reqwest::Client::builder()
-        .http1_only()
-        .pool_max_idle_per_host(1)
-        .pool_idle_timeout(None)
-        .tcp_nodelay(true)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| Error::Client(e.to_string()))?;
+pub(crate) async fn http_connection(shared: Arc<Shared>, index: usize) -> Result<Done, Error> {
+    // One request at a time on one keep-alive connection for the whole run, unless the
+    // server closes it or a request fails on it.
+    let authority = shared.url.trim_start_matches("http://");
+    let mut client = Conn::new(authority, REQUEST_TIMEOUT);
     let mut rng = Rng::new(shared.seed ^ (index as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f));
     let mut tallies = Tallies::new();
     while shared.take_request() {
@@ -70,7 +72,7 @@ pub(crate) async fn http_connection(shared: Arc<Shared>, index: usize) -> Result
                     (protocol, set)
                 };
                 let started = Instant::now();
-                let r = put(&client, &shared.url, protocol, set, i).await;
+                let r = put(&mut client, protocol, set, i).await;
                 let key = RowKey {
                     protocol: protocol.name(),
                     op: "PUT",
@@ -84,14 +86,14 @@ pub(crate) async fn http_connection(shared: Arc<Shared>, index: usize) -> Result
                 let path = &set.misses[rng.below(set.misses.len() as u64) as usize];
                 let head = rng.below(2) == 0;
                 let started = Instant::now();
-                let r = expect_miss(&client, &shared.url, path, head).await;
+                let r = expect_miss(&mut client, path, head).await;
                 let op = if head { "HEAD" } else { "GET" };
                 (op, started, r.map_err(|e| format!("{path}: {e}")))
             }
             30..45 => {
                 let stored = set.is_stored(i);
                 let started = Instant::now();
-                let r = head(&client, &shared.url, protocol, set, i, stored).await;
+                let r = head(&mut client, protocol, set, i, stored).await;
                 (
                     "HEAD",
                     started,
@@ -101,7 +103,7 @@ pub(crate) async fn http_connection(shared: Arc<Shared>, index: usize) -> Result
             _ => {
                 let stored = set.is_stored(i);
                 let started = Instant::now();
-                let r = get(&client, &shared.url, protocol, set, i, stored).await;
+                let r = get(&mut client, protocol, set, i, stored).await;
                 (
                     "GET",
                     started,
@@ -115,27 +117,25 @@ pub(crate) async fn http_connection(shared: Arc<Shared>, index: usize) -> Result
         };
         shared.finish(&mut tallies, key, started, result);
     }
-    Ok(tallies)
+    Ok((tallies, client.opened))
 }
 
 async fn put(
-    client: &reqwest::Client,
-    url: &str,
+    client: &mut Conn,
     protocol: Protocol,
     set: &ObjectSet,
     i: usize,
 ) -> Result<Outcome, String> {
     let object = &set.objects[i];
-    let resp = client
-        .put(format!("{url}{}", object.path))
-        .body(object.body.clone())
-        .send()
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| format!("{e:#}"))?;
-    if !protocol.put_ok(status) {
-        return Err(format!("status {status}: {}", snippet(&body)));
+    let answer = client
+        .send(Method::PUT, &object.path, object.body.clone())
+        .await?;
+    if !protocol.put_ok(answer.status) {
+        return Err(format!(
+            "status {}: {}",
+            answer.status,
+            snippet(&answer.body)
+        ));
     }
     set.mark_stored(i);
     Ok(Outcome::Ok {
@@ -145,29 +145,20 @@ async fn put(
 }
 
 async fn get(
-    client: &reqwest::Client,
-    url: &str,
+    client: &mut Conn,
     protocol: Protocol,
     set: &ObjectSet,
     i: usize,
     stored: bool,
 ) -> Result<Outcome, String> {
     let object = &set.objects[i];
-    let resp = client
-        .get(format!("{url}{}", object.path))
-        .send()
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    let status = resp.status().as_u16();
-    let size_header = resp
-        .headers()
-        .get("x-larder-size")
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let body = resp.bytes().await.map_err(|e| format!("{e:#}"))?;
+    let answer = client.send(Method::GET, &object.path, Bytes::new()).await?;
+    let (status, body) = (answer.status, &answer.body);
     match status {
         200 => {
-            check_body(&body, &object.body)?;
-            if protocol == Protocol::NativeBlob && size_header != Some(object.body.len()) {
+            check_body(body, &object.body)?;
+            let size_header = answer.header_u64("x-larder-size");
+            if protocol == Protocol::NativeBlob && size_header != Some(object.body.len() as u64) {
                 return Err(format!("x-larder-size {size_header:?}"));
             }
             Ok(Outcome::Ok {
@@ -177,36 +168,29 @@ async fn get(
         }
         404 if !stored => Ok(Outcome::Miss),
         404 => Err("404 for an object stored before the request".into()),
-        _ => Err(format!("status {status}: {}", snippet(&body))),
+        _ => Err(format!("status {status}: {}", snippet(body))),
     }
 }
 
 async fn head(
-    client: &reqwest::Client,
-    url: &str,
+    client: &mut Conn,
     protocol: Protocol,
     set: &ObjectSet,
     i: usize,
     stored: bool,
 ) -> Result<Outcome, String> {
     let object = &set.objects[i];
-    let resp = client
-        .head(format!("{url}{}", object.path))
-        .send()
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    let status = resp.status().as_u16();
-    let length = resp
-        .headers()
-        .get(reqwest::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let body = resp.bytes().await.map_err(|e| format!("{e:#}"))?;
+    let answer = client
+        .send(Method::HEAD, &object.path, Bytes::new())
+        .await?;
+    let length = answer.header_u64("content-length");
+    let (status, body) = (answer.status, &answer.body);
     match status {
         200 => {
             // The value protocols answer a HEAD with the value's length; the native protocol's
             // blob HEAD says only that the blob is there.
             let sized = !matches!(protocol, Protocol::NativeBlob | Protocol::NativeEntry);
-            if sized && length != Some(object.body.len()) {
+            if sized && length != Some(object.body.len() as u64) {
                 return Err(format!(
                     "Content-Length {length:?}, expected {}",
                     object.body.len()
@@ -216,30 +200,18 @@ async fn head(
         }
         404 if !stored => Ok(Outcome::Miss),
         404 => Err("404 for an object stored before the request".into()),
-        _ => Err(format!("status {status}: {}", snippet(&body))),
+        _ => Err(format!("status {status}: {}", snippet(body))),
     }
 }
 
-async fn expect_miss(
-    client: &reqwest::Client,
-    url: &str,
-    path: &str,
-    head: bool,
-) -> Result<Outcome, String> {
-    let url = format!("{url}{path}");
-    let req = if head {
-        client.head(url)
-    } else {
-        client.get(url)
-    };
-    let resp = req.send().await.map_err(|e| format!("{e:#}"))?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| format!("{e:#}"))?;
-    match status {
+async fn expect_miss(client: &mut Conn, path: &str, head: bool) -> Result<Outcome, String> {
+    let method = if head { Method::HEAD } else { Method::GET };
+    let answer = client.send(method, path, Bytes::new()).await?;
+    match answer.status {
         404 => Ok(Outcome::Miss),
-        _ => Err(format!(
+        status => Err(format!(
             "status {status} for a path never written: {}",
-            snippet(&body)
+            snippet(&answer.body)
         )),
     }
 }
@@ -267,7 +239,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// A gRPC connection (one HTTP/2 connection, h2c): REAPI CAS calls on the Bazel CAS objects.
-pub(crate) async fn grpc_connection(shared: Arc<Shared>, index: usize) -> Result<Tallies, Error> {
+pub(crate) async fn grpc_connection(shared: Arc<Shared>, index: usize) -> Result<Done, Error> {
     let channel = Channel::from_shared(shared.url.clone())
         .map_err(|e| Error::Client(e.to_string()))?
         .timeout(REQUEST_TIMEOUT)
@@ -304,7 +276,8 @@ pub(crate) async fn grpc_connection(shared: Arc<Shared>, index: usize) -> Result
         };
         shared.finish(&mut tallies, key, started, result);
     }
-    Ok(tallies)
+    // A channel reconnects by itself, unseen: one connection is what it was given.
+    Ok((tallies, 1))
 }
 
 type Cas = ContentAddressableStorageClient<Channel>;

@@ -19,6 +19,7 @@
 //! and operation.
 
 mod client;
+mod http;
 mod objects;
 mod server;
 mod stats;
@@ -181,9 +182,12 @@ pub struct Report {
     pub samples: Vec<Sample>,
     /// The 1-minute load average when the load started and when it ended.
     pub load_average: (f64, f64),
-    /// The server's `larder_connections` gauge at the end of the warm-up (the soak's
-    /// connections plus the one that asked).
-    pub server_connections: Option<f64>,
+    /// TCP connections the HTTP/1.1 connections opened (as many as there are of them when
+    /// the server kept every one open for the whole run).
+    pub http_connections_opened: u64,
+    /// The server's `larder_connections` gauge after the warm-up, lowest and highest (read
+    /// every second; it counts the connection that asks too).
+    pub server_connections: Option<(f64, f64)>,
     /// `larder_limit_trips_total`, all limits, at the end.
     pub limit_trips: Option<f64>,
     /// Warnings and errors in the server's log, and the first few lines of them.
@@ -292,8 +296,18 @@ impl Report {
             "load average (1 min): {:.2} at the start, {:.2} at the end",
             self.load_average.0, self.load_average.1
         );
-        if let Some(c) = self.server_connections {
-            let _ = writeln!(s, "server connections after the warm-up: {c}");
+        let http = self.connections - self.grpc_connections;
+        let _ = writeln!(
+            s,
+            "HTTP/1.1 connections opened: {} for {http} connections ({} reopened)",
+            self.http_connections_opened,
+            self.http_connections_opened.saturating_sub(http as u64)
+        );
+        if let Some((low, high)) = self.server_connections {
+            let _ = writeln!(
+                s,
+                "server connections after the warm-up (its larder_connections, with the one asking): {low} to {high}"
+            );
         }
         if let Some(t) = self.limit_trips {
             let _ = writeln!(s, "server limit trips: {t}");
@@ -373,6 +387,15 @@ impl Shared {
         }
     }
 
+    /// Whether the load's bound is used up (its last requests may still be in flight).
+    fn load_over(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || match self.bound {
+                Bound::Requests(n) => self.issued.load(Ordering::Relaxed) >= n,
+                Bound::Duration(d) => self.started.elapsed() >= d,
+            }
+    }
+
     /// Whether the warm-up is over.
     fn warmed_up(&self, warmup: f64) -> bool {
         match self.bound {
@@ -390,7 +413,7 @@ struct Watch {
     samples: Vec<Sample>,
     /// The index in `samples` of the first sample after the warm-up.
     warm: Option<usize>,
-    server_connections: Option<f64>,
+    server_connections: Option<(f64, f64)>,
     server_gone: bool,
 }
 
@@ -446,9 +469,13 @@ pub async fn run(opts: &Options) -> Result<Report, Error> {
     }
     let mut merged: HashMap<RowKey, Tally> = HashMap::new();
     let mut all = Tally::default();
-    for task in tasks {
+    let mut http_connections_opened = 0;
+    for (index, task) in tasks.into_iter().enumerate() {
         match task.await {
-            Ok(Ok(tallies)) => {
+            Ok(Ok((tallies, opened))) => {
+                if index >= grpc {
+                    http_connections_opened += opened;
+                }
                 for (key, tally) in tallies {
                     all.merge(tally.clone());
                     merged.entry(key).or_default().merge(tally);
@@ -466,7 +493,7 @@ pub async fn run(opts: &Options) -> Result<Report, Error> {
     if watch.server_gone {
         shared.error("the server exited during the load".into());
     }
-    let limit_trips = scrape(&served.url)
+    let limit_trips = scrape(&mut metrics_conn(&served.url))
         .await
         .map(|m| server::metric_sum(&m, "larder_limit_trips_total"));
     let log = served.log.clone();
@@ -510,6 +537,7 @@ pub async fn run(opts: &Options) -> Result<Report, Error> {
         rss_bound,
         samples: watch.samples,
         load_average: (load_start, load_end),
+        http_connections_opened,
         server_connections: watch.server_connections,
         limit_trips,
         log_warnings,
@@ -532,18 +560,22 @@ fn row_rank(r: &Row) -> (usize, usize, String) {
     (p, o, r.op.clone())
 }
 
-/// `/metrics`, on a connection of its own.
-async fn scrape(url: &str) -> Option<String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .ok()?;
-    let resp = client.get(format!("{url}/metrics")).send().await.ok()?;
-    resp.text().await.ok()
+/// A connection for `/metrics`, beside the soak's.
+fn metrics_conn(url: &str) -> http::Conn {
+    http::Conn::new(url.trim_start_matches("http://"), Duration::from_secs(30))
 }
 
-/// Every second until the load is done: the server's RSS, threads and descriptors; at the end
-/// of the warm-up also its connection count; a line of progress when asked.
+/// `/metrics`.
+async fn scrape(conn: &mut http::Conn) -> Option<String> {
+    let answer = conn
+        .send(hyper::Method::GET, "/metrics", bytes::Bytes::new())
+        .await
+        .ok()?;
+    (answer.status == 200).then(|| String::from_utf8_lossy(&answer.body).into_owned())
+}
+
+/// Every second until the load is done: the server's RSS, threads and descriptors, after the
+/// warm-up also its connection count; a line of progress when asked.
 async fn sample_server(
     shared: Arc<Shared>,
     load_done: Arc<AtomicBool>,
@@ -552,6 +584,7 @@ async fn sample_server(
     progress: Option<Duration>,
 ) -> Watch {
     let mut watch = Watch::default();
+    let mut metrics = metrics_conn(&shared.url);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_progress = Instant::now();
     while !load_done.load(Ordering::Relaxed) {
@@ -568,9 +601,16 @@ async fn sample_server(
         watch.samples.push(sample);
         if watch.warm.is_none() && shared.warmed_up(warmup) {
             watch.warm = Some(watch.samples.len() - 1);
-            watch.server_connections = scrape(&shared.url)
+        }
+        if watch.warm.is_some()
+            && !shared.load_over()
+            && let Some(n) = scrape(&mut metrics)
                 .await
-                .and_then(|m| server::metric(&m, "larder_connections"));
+                .and_then(|m| server::metric(&m, "larder_connections"))
+            && !shared.load_over()
+        {
+            let (low, high) = watch.server_connections.unwrap_or((n, n));
+            watch.server_connections = Some((low.min(n), high.max(n)));
         }
         if let Some(every) = progress
             && last_progress.elapsed() >= every
