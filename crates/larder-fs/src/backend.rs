@@ -147,15 +147,21 @@ enum Loaded {
     Found(Entry),
     /// Written by a newer larder: a miss, but kept.
     Newer,
+    /// Larger than [`FsConfig::max_entry_bytes`] (but within the format's limit): not read; a
+    /// miss, but kept.
+    TooLarge(u64),
     Corrupt(Error),
 }
 
-fn decode_file(mut file: File, len: u64, path: &Path) -> Result<Loaded> {
+fn decode_file(mut file: File, len: u64, path: &Path, limit: u64) -> Result<Loaded> {
     if len > MAX_ENTRY_BYTES as u64 {
         return Ok(Loaded::Corrupt(Error::corrupt(
             "entry",
             "larger than the entry size limit",
         )));
+    }
+    if len > limit {
+        return Ok(Loaded::TooLarge(len));
     }
     // Entry files are never changed in place (written under `tmp/`, then renamed), so the
     // length just read is the length: read exactly that, without a last read to see EOF.
@@ -288,10 +294,11 @@ impl Store for FsStore {
                 Some((file, id)) => {
                     let len = id.len();
                     let loaded = if len <= INLINE_IO_BYTES {
-                        decode_file(file, len, &path)?
+                        decode_file(file, len, &path, inner.config.max_entry_bytes)?
                     } else {
                         let path2 = path.clone();
-                        blocking(move || decode_file(file, len, &path2)).await?
+                        let limit = inner.config.max_entry_bytes;
+                        blocking(move || decode_file(file, len, &path2, limit)).await?
                     };
                     if let (Loaded::Found(entry), Some(hot)) = (&loaded, &inner.hot) {
                         hot.insert(&name, id, entry);
@@ -311,6 +318,16 @@ impl Store for FsStore {
                     }
                 }
                 Ok(Some(entry))
+            }
+            Loaded::TooLarge(len) => {
+                tracing::debug!(
+                    "larder: entry {key} not read: {len} bytes, over the limit of {}",
+                    inner.config.max_entry_bytes
+                );
+                if opts.record_access {
+                    inner.index.record_miss();
+                }
+                Ok(None)
             }
             Loaded::Missing | Loaded::Newer => {
                 if opts.record_access {

@@ -36,6 +36,11 @@ pub struct FsConfig {
     pub flush_interval: Duration,
     /// Blobs larger than this are refused with [`Error::TooLarge`](larder_core::Error::TooLarge).
     pub max_blob_bytes: Option<u64>,
+    /// Entry files larger than this are not read (default and ceiling:
+    /// [`MAX_ENTRY_BYTES`](larder_core::entry::MAX_ENTRY_BYTES)): they are misses, left on disk.
+    /// A server sets its request limit here, so an entry it would refuse to take (written by
+    /// another process, or before the limit was lowered) cannot cost it more to read.
+    pub max_entry_bytes: u64,
     /// Record every entry lookup (hit or miss) and store into this access trace (default none).
     pub trace: Option<Arc<TraceLog>>,
     /// Memory for decoded small entries (default 16 MiB; 0 turns it off). A lookup of an
@@ -57,6 +62,7 @@ impl Default for FsConfig {
             eviction: None,
             flush_interval: Duration::from_secs(1),
             max_blob_bytes: None,
+            max_entry_bytes: larder_core::entry::MAX_ENTRY_BYTES as u64,
             trace: None,
             hot_entry_bytes: 16 << 20,
             hot_entry_recheck: Duration::from_secs(1),
@@ -103,6 +109,12 @@ impl FsConfig {
     /// Set [`FsConfig::max_blob_bytes`].
     pub fn with_max_blob_bytes(mut self, limit: Option<u64>) -> Self {
         self.max_blob_bytes = limit;
+        self
+    }
+    /// Set [`FsConfig::max_entry_bytes`] (at most
+    /// [`MAX_ENTRY_BYTES`](larder_core::entry::MAX_ENTRY_BYTES)).
+    pub fn with_max_entry_bytes(mut self, limit: u64) -> Self {
+        self.max_entry_bytes = limit.min(larder_core::entry::MAX_ENTRY_BYTES as u64);
         self
     }
 }

@@ -83,3 +83,39 @@ async fn another_process_removing_an_entry_is_seen_after_the_recheck_interval() 
     assert!(store.delete(&k).await.unwrap());
     assert_eq!(store.get_entry(&k).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_over_the_configured_size_is_a_miss_and_stays_on_disk() {
+    let (dir, store) = temp_store(FsConfig::default());
+    let big = key("big");
+    // Inline content well over 64 KiB: the entry file is larger than the limit set below.
+    store
+        .put_entry(&big, &inline_entry(&big, &random_bytes("big entry", 200 << 10)))
+        .await
+        .unwrap();
+    let small = key("small");
+    store
+        .put_entry(&small, &inline_entry(&small, b"small"))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    drop(store);
+
+    let root = dir.path().join("cache");
+    let limited = larder_fs::FsStore::open(
+        &root,
+        FsConfig::default()
+            .with_max_entry_bytes(64 << 10)
+            .with_hot_entry_bytes(0),
+    )
+    .unwrap();
+    assert!(limited.get_entry(&big).await.unwrap().is_none());
+    assert!(limited.get_entry(&small).await.unwrap().is_some());
+    assert!(
+        entry_file(&root, &big).is_file(),
+        "not read, but not removed either"
+    );
+    drop(limited);
+    let unlimited = larder_fs::FsStore::open(&root, FsConfig::default()).unwrap();
+    assert!(unlimited.get_entry(&big).await.unwrap().is_some());
+}

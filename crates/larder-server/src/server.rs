@@ -49,8 +49,10 @@ impl Server {
     /// the address cannot be bound, [`ServerError::Prefix`] for a bad prefix.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let dir = config.dir.clone();
+        // Entries are read no larger than the server takes them, whoever wrote them.
         let fs_config = FsConfig::default()
             .with_max_blob_bytes(config.max_blob_bytes)
+            .with_max_entry_bytes(config.limits.max_entry_bytes)
             .with_eviction(config.eviction.clone())
             .with_trace(config.trace.clone());
         let store = tokio::task::spawn_blocking(move || FsStore::open(&dir, fs_config))

@@ -132,3 +132,30 @@ async fn native_entries_over_their_bounds_are_413() {
     assert_eq!(s.get("/v1/entries/many").await.0, 404);
     assert_eq!(s.get("/v1/entries/few").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_on_disk_over_the_entry_limit_is_not_read() {
+    // Written with the default limits (64 MiB at most), then served by a server that takes
+    // entries of at most 64 KiB: it is a miss there, and left on disk.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("cache");
+    let big = entry_with(5000);
+    assert!(big.len() > 64 << 10);
+    {
+        let s = TestServer::start_in(&root, |c| c).await;
+        assert_eq!(s.put("/v1/entries/big", big.clone()).await, 201);
+        assert_eq!(s.put("/v1/entries/few", entry_with(10)).await, 201);
+        s.stop().await;
+    }
+    let s = TestServer::start_in(&root, |c| {
+        let mut l = Limits::default();
+        l.max_entry_bytes = 64 << 10;
+        c.with_limits(l)
+    })
+    .await;
+    assert_eq!(s.get("/v1/entries/big").await.0, 404);
+    assert_eq!(s.get("/v1/entries/few").await.0, 200);
+    s.stop().await;
+    let s = TestServer::start_in(&root, |c| c).await;
+    assert_eq!(s.get("/v1/entries/big").await.1, big, "kept, and whole");
+}
