@@ -21,7 +21,13 @@ use xshell::{Shell, cmd};
 use crate::flags;
 
 /// The targets, as named in `fuzz/Cargo.toml`.
-pub(crate) const TARGETS: &[&str] = &["entry_decode", "request_path", "pickle", "multipart"];
+pub(crate) const TARGETS: &[&str] = &[
+    "entry_decode",
+    "request_path",
+    "pickle",
+    "multipart",
+    "reapi",
+];
 
 /// Seconds per target for `--short`.
 const SHORT_SECONDS: u64 = 10;

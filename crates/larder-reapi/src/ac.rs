@@ -22,6 +22,25 @@ use crate::services::instance;
 pub(crate) struct ActionCacheService(pub(crate) Arc<Ctx>);
 
 /// Every CAS blob `result` names directly (not the files inside its trees).
+/// What UpdateActionResult checks of a result before storing it: every digest it names is
+/// well formed for `func`, and every output path is relative and stays below the output root.
+pub(crate) fn validate(result: &ActionResult, func: DigestFn) -> Result<(), Status> {
+    for d in direct_blobs(result) {
+        BlobId::parse(d, func)?;
+    }
+    for f in &result.output_files {
+        larder_core::key::validate_rel_path(&f.path)
+            .map_err(|e| Status::invalid_argument(format!("output file: {e}")))?;
+    }
+    for d in &result.output_directories {
+        if !d.path.is_empty() {
+            larder_core::key::validate_rel_path(&d.path)
+                .map_err(|e| Status::invalid_argument(format!("output directory: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
 fn direct_blobs(result: &ActionResult) -> Vec<Option<&ProtoDigest>> {
     let mut out: Vec<Option<&ProtoDigest>> = result
         .output_files
@@ -202,19 +221,7 @@ impl ActionCache for ActionCacheService {
         let result = req
             .action_result
             .ok_or_else(|| Status::invalid_argument("action_result is missing"))?;
-        for d in direct_blobs(&result) {
-            BlobId::parse(d, func)?;
-        }
-        for f in &result.output_files {
-            larder_core::key::validate_rel_path(&f.path)
-                .map_err(|e| Status::invalid_argument(format!("output file: {e}")))?;
-        }
-        for d in &result.output_directories {
-            if !d.path.is_empty() {
-                larder_core::key::validate_rel_path(&d.path)
-                    .map_err(|e| Status::invalid_argument(format!("output directory: {e}")))?;
-            }
-        }
+        validate(&result, func)?;
         let key = ac_key(func, &req.instance_name, &action.hash).map_err(store_status)?;
         let bytes = result.encode_to_vec();
         let size = bytes.len() as u64;

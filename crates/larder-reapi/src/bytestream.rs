@@ -73,9 +73,9 @@ impl Uploads {
 
 /// A parsed resource name.
 #[derive(Debug, PartialEq, Eq)]
-struct Resource {
-    instance: String,
-    id: BlobId,
+pub(crate) struct Resource {
+    pub(crate) instance: String,
+    pub(crate) id: BlobId,
     /// Sent or received zstd-compressed (`compressed-blobs/zstd/...`).
     zstd: bool,
 }
@@ -114,7 +114,7 @@ fn parse_digest(segs: &[&str], allow_rest: bool) -> Option<BlobId> {
 }
 
 /// `[{instance}/](blobs|compressed-blobs/zstd)/{digest}`.
-fn parse_read(name: &str) -> Result<Resource, Status> {
+pub(crate) fn parse_read(name: &str) -> Result<Resource, Status> {
     const EXPECTED: &str = "[{instance}/]blobs/{hash}/{size}";
     let segs: Vec<&str> = name.split('/').collect();
     let i = segs
@@ -140,7 +140,7 @@ fn parse_read(name: &str) -> Result<Resource, Status> {
 }
 
 /// `[{instance}/]uploads/{uuid}/(blobs|compressed-blobs/zstd)/{digest}[/{metadata}]`.
-fn parse_write(name: &str) -> Result<Resource, Status> {
+pub(crate) fn parse_write(name: &str) -> Result<Resource, Status> {
     const EXPECTED: &str = "[{instance}/]uploads/{uuid}/blobs/{hash}/{size}";
     let segs: Vec<&str> = name.split('/').collect();
     let i = segs

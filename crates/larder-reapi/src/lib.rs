@@ -27,11 +27,11 @@
 //! shared by every instance name; action results are kept per instance.
 //!
 //! # Costs and limits
-//! - FindMissingBlobs looks up one CAS entry per digest (32 at a time; larder-fs keeps hot
-//!   entries in memory), then asks the store about the blobs behind them in one bulk
-//!   `find_missing`. The lookups count as accesses, which is what refreshes them for the
-//!   clean-up, and so they also count in the store's hit and miss figures. A bulk answer for
-//!   entries needs a store call that does not exist yet.
+//! - FindMissingBlobs, the action cache's completeness check and Remote Asset's ask the store
+//!   once per call ([`Store::find_missing_entries`](larder_core::Store::find_missing_entries)):
+//!   larder-fs answers with one `stat` per CAS entry, no read or decode, and records what it
+//!   finds as accessed (which refreshes it for the clean-up) without counting hits. Existence
+//!   only: the size a digest names is checked when the object is read.
 //! - Uploads are verified once as they arrive (SHA-256 or BLAKE3 of the bytes, and larder's
 //!   BLAKE3 for the blob); reads stream the store's verified chunks.
 //! - A write that the disk cannot take fails with RESOURCE_EXHAUSTED; reads go on. An
@@ -44,6 +44,7 @@ mod bytestream;
 mod cas;
 pub mod digest;
 mod error;
+pub mod fuzz;
 pub mod layout;
 mod services;
 
