@@ -11,6 +11,9 @@
 //! histogram per protocol and operation (the request method), and its counts in a ring of 60
 //! per-minute slots per protocol, from which the status page draws the last hour. Both are
 //! arrays of atomics: recording a request allocates nothing and takes no lock.
+//!
+//! gRPC calls are also counted per method, with their status, message bytes and latency to
+//! the end of the call (see [`grpc`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +27,9 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::config::ServerConfig;
+
+mod grpc;
+pub(crate) use grpc::track_grpc;
 
 /// The protocols, in the order of the counters.
 const PROTOCOLS: [&str; 7] = ["native", "ccache", "bazel", "dav", "waf", "grpc", "other"];
@@ -291,6 +297,8 @@ pub(crate) struct Metrics {
     trips: [AtomicU64; Limit::ALL.len()],
     /// Connections being served.
     connections: AtomicU64,
+    /// Per gRPC method.
+    grpc: grpc::GrpcCounters,
 }
 
 impl Default for Metrics {
@@ -307,6 +315,7 @@ impl Default for Metrics {
             untrusted: AtomicU64::new(0),
             trips: Default::default(),
             connections: AtomicU64::new(0),
+            grpc: Default::default(),
         }
     }
 }
@@ -459,47 +468,6 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     response
 }
 
-/// The operation of a gRPC call, by its method (the last part of the path): reads as `get`,
-/// `FindMissingBlobs` as `head`, writes as `put`, anything else as `other`.
-fn grpc_op(path: &str) -> usize {
-    match path.rsplit('/').next().unwrap_or_default() {
-        "Read" | "BatchReadBlobs" | "GetActionResult" | "GetTree" => 0,
-        "FindMissingBlobs" => 1,
-        "Write" | "BatchUpdateBlobs" | "UpdateActionResult" => 2,
-        _ => 4,
-    }
-}
-
-/// Middleware on the gRPC routes: count each call and its latency under `grpc`. A call's
-/// outcome travels in its trailers (the HTTP status is 200 either way), so gRPC counts no hits
-/// or misses; its bodies are streamed without `Content-Length`, so no bytes either. Latency is
-/// to the response head: for a unary call the whole call, for `ByteStream.Read` until the
-/// first message is ready, for `ByteStream.Write` until the upload is stored.
-pub(crate) async fn track_grpc(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let arrived = Instant::now();
-    let op = grpc_op(request.uri().path());
-    let response = next.run(request).await;
-    let answered = Instant::now();
-    let m = &state.metrics;
-    let p = &m.protocols[GRPC];
-    let slot = STATUSES
-        .iter()
-        .position(|s| *s == response.status().as_u16())
-        .unwrap_or(STATUSES.len() - 1);
-    p.by_status[slot].fetch_add(1, Ordering::Relaxed);
-    p.minute_slot(m.minute_at(answered))
-        .requests
-        .fetch_add(1, Ordering::Relaxed);
-    let ns =
-        u64::try_from(answered.saturating_duration_since(arrived).as_nanos()).unwrap_or(u64::MAX);
-    p.latency[op].observe(ns);
-    response
-}
-
 /// Everything the pages show.
 #[derive(Debug, Serialize)]
 struct Snapshot {
@@ -526,6 +494,8 @@ struct Snapshot {
     /// `(limit, trips)` for every limit of [`crate::Limits`].
     limit_trips: Vec<(&'static str, u64)>,
     protocols: Vec<ProtocolFigures>,
+    /// Per gRPC method.
+    grpc: grpc::GrpcFigures,
 }
 
 #[derive(Debug, Serialize)]
@@ -696,6 +666,7 @@ async fn snapshot(state: &AppState) -> Snapshot {
             .map(|l| (l.label(), m.trips(*l)))
             .collect(),
         protocols,
+        grpc: m.grpc.figures(),
     }
 }
 
@@ -719,22 +690,22 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
     for (name, help, get) in [
         (
             "hits_total",
-            "GET/HEAD requests answered 200 or 206, by protocol.",
+            "GET/HEAD requests answered 200 or 206, by protocol (gRPC: ByteStream Read, GetActionResult and Remote Asset Fetch calls answered OK).",
             (|p: &ProtocolFigures| p.hits) as fn(&ProtocolFigures) -> u64,
         ),
         (
             "misses_total",
-            "GET/HEAD requests answered 404, by protocol.",
+            "GET/HEAD requests answered 404, by protocol (gRPC: those lookups answered NOT_FOUND).",
             |p| p.misses,
         ),
         (
             "received_bytes_total",
-            "Request body bytes (Content-Length), by protocol.",
+            "Request body bytes (Content-Length; gRPC: request message bytes), by protocol.",
             |p| p.bytes_in,
         ),
         (
             "sent_bytes_total",
-            "Response body bytes (Content-Length), by protocol.",
+            "Response body bytes (Content-Length; gRPC: response message bytes), by protocol.",
             |p| p.bytes_out,
         ),
     ] {
@@ -757,29 +728,17 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
     );
     for p in &s.protocols {
         for l in &p.latency {
-            let labels = format!("protocol=\"{}\",op=\"{}\"", p.protocol, l.op);
-            let mut cumulative = 0;
-            for (i, n) in l.buckets.iter().enumerate() {
-                cumulative += n;
-                let _ = match BOUNDS_NS.get(i) {
-                    Some(b) => writeln!(
-                        out,
-                        "larder_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {cumulative}",
-                        *b as f64 / 1e9
-                    ),
-                    None => writeln!(
-                        out,
-                        "larder_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
-                    ),
-                };
-            }
-            let _ = writeln!(
-                out,
-                "larder_request_duration_seconds_sum{{{labels}}} {}\nlarder_request_duration_seconds_count{{{labels}}} {}",
-                l.sum_seconds, l.count
+            write_histogram(
+                &mut out,
+                "larder_request_duration_seconds",
+                &format!("protocol=\"{}\",op=\"{}\"", p.protocol, l.op),
+                &l.buckets,
+                l.sum_seconds,
+                l.count,
             );
         }
     }
+    grpc::prometheus(&mut out, &s.grpc);
     let _ = writeln!(
         out,
         "# HELP larder_limit_trips_total Requests or connections stopped by a limit of larder serve, by limit.\n# TYPE larder_limit_trips_total counter"
@@ -922,6 +881,34 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
     resp
 }
 
+/// The `_bucket` (cumulative), `_sum` and `_count` lines of the histogram `name` with `labels`,
+/// from its counts per bucket of [`BOUNDS_NS`].
+fn write_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    buckets: &[u64; BOUNDS_NS.len() + 1],
+    sum_seconds: f64,
+    count: u64,
+) {
+    let mut cumulative = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        cumulative += n;
+        let _ = match BOUNDS_NS.get(i) {
+            Some(b) => writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                *b as f64 / 1e9
+            ),
+            None => writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}"),
+        };
+    }
+    let _ = writeln!(
+        out,
+        "{name}_sum{{{labels}}} {sum_seconds}\n{name}_count{{{labels}}} {count}"
+    );
+}
+
 /// `GET /status`: HTML for people, JSON for `Accept: application/json`.
 pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let wants_json = headers
@@ -1038,7 +1025,7 @@ fn render_html(s: &Snapshot) -> String {
 <tr><th>protocol</th><th>prefix</th><th>requests</th><th>hits</th><th>misses</th><th>hit ratio</th><th>in</th><th>out</th><th>p50</th><th>p99</th><th>statuses</th></tr>
 {rows}
 </table>
-<h2>Last hour</h2>
+{grpc}<h2>Last hour</h2>
 <p>One bar per minute, the current minute on the right. Hit ratio: the grey part of a bar is the minute's reads (GET/HEAD answered 200 or 404), the green part their hits.</p>
 <table>
 <tr><th>protocol</th><th>requests</th><th>hit ratio</th><th>traffic</th></tr>
@@ -1054,6 +1041,7 @@ fn render_html(s: &Snapshot) -> String {
 ",
         version = s.version,
         uptime = s.uptime_seconds,
+        grpc = grpc::html(&s.grpc),
         ro = if s.read_only { " &middot; read-only" } else { "" },
         entries = s.store.entries,
         bytes = format_size(s.store.bytes),
