@@ -192,6 +192,9 @@ enum Fault {
     TemporaryFor(u64),
     /// `put_blob` reads its payload, then fails with a temporary error.
     TemporaryAfterReading,
+    /// A blob read sends its first chunk, then fails with a temporary error (a connection cut
+    /// part-way through a download).
+    CutBlobReads,
 }
 
 /// A real store (memory underneath) that fails or hangs on the build path, counting calls.
@@ -223,7 +226,9 @@ impl Broken {
             Fault::Temporary => true,
             Fault::Permanent => false,
             Fault::TemporaryFor(k) if n < k => true,
-            Fault::TemporaryFor(_) | Fault::TemporaryAfterReading => return Ok(()),
+            Fault::TemporaryFor(_) | Fault::TemporaryAfterReading | Fault::CutBlobReads => {
+                return Ok(());
+            }
         };
         Err(Error::Store {
             store: "broken".into(),
@@ -261,7 +266,24 @@ impl super::Layered for Broken {
     }
     async fn get_blob(&self, digest: &Digest) -> crate::Result<Option<BlobRead>> {
         self.enter().await?;
-        self.inner.get_blob(digest).await
+        let read = self.inner.get_blob(digest).await?;
+        if self.fault != Fault::CutBlobReads {
+            return Ok(read);
+        }
+        Ok(read.map(|r| {
+            let cut = futures::stream::once(async {
+                Err(Error::Store {
+                    store: "broken".into(),
+                    message: "connection cut part-way through a blob".into(),
+                    temporary: true,
+                    source: None,
+                })
+            });
+            BlobRead {
+                size: r.size,
+                stream: Box::pin(r.stream.take(1).chain(cut)),
+            }
+        }))
     }
     async fn put_blob(
         &self,
@@ -785,6 +807,38 @@ async fn tiered_hit_in_a_slow_tier_backfills_the_fast_one() {
         "a fast hit touched the slow tier"
     );
     assert_eq!(t.tiered.tier_stats()[0].hits, 1);
+}
+
+#[tokio::test]
+async fn tiered_a_backfill_the_slow_tier_cuts_short_is_its_failure_not_the_fast_ones() {
+    let warns = Arc::new(AtomicU64::new(0));
+    let _guard = tracing::subscriber::set_default(WarnCounter(Arc::clone(&warns)));
+    let fast = Arc::new(MemoryStore::new());
+    let slow = Arc::new(Broken::new(Fault::CutBlobReads));
+    let k = key("tier-cut");
+    let entry = put_with_blob(&slow.inner, &k, &vec![3u8; 3 * crate::store::CHUNK_SIZE]).await;
+    let tiered = Tiered::new(vec![
+        Tier::new(fast.clone()),
+        Tier::new(Arc::new(BestEffort::new(Arc::clone(&slow)))),
+    ])
+    .expect("two tiers");
+
+    // The hit is answered; the backfill fails, and the fast tier holds nothing of it.
+    assert_eq!(
+        tiered.get_entry(&k).await.expect("get"),
+        Some(entry.clone())
+    );
+    assert_eq!(fast.get_entry(&k).await.expect("get"), None);
+    assert_eq!(
+        fast.find_missing(&entry.blob_digests())
+            .await
+            .expect("find"),
+        entry.blob_digests()
+    );
+    // One warning (the slow tier's best-effort layer); the error is the slow tier's.
+    let stats = tiered.tier_stats();
+    assert_eq!((stats[0].errors, stats[1].errors), (0, 1), "{stats:?}");
+    assert_eq!(warns.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 //!   entry is returned: each faster tier written synchronously gets the blobs it lacks (streamed
 //!   from the tier that hit, never whole in memory) and then the entry ([`copy_entry`]); each
 //!   faster queued tier gets the key queued. A failed backfill costs a warning (the first per
-//!   tier) and never the hit. Lookups with `record_access` off (inspection) do not backfill.
+//!   tier) and never the hit; when reading the tier that hit is what failed, the error is that
+//!   tier's (counted there, and reported by its best-effort layer), not the faster tier's. Lookups with `record_access` off (inspection) do not backfill.
 //! - `get_blob` and `place_blob` go tier by tier to the first that has the blob. With
 //!   [`Tiered::with_blob_backfill`] (servers, whose clients fetch blobs by digest), a blob found
 //!   only in a slower tier is first copied into the faster synchronous tiers and served from
@@ -193,9 +194,23 @@ pub async fn copy_entry(
     entry: &Entry,
     opts: PutOptions,
 ) -> Result<Option<Copied>> {
+    let source_failed = Arc::new(AtomicBool::new(false));
+    copy_entry_noting(from, to, key, entry, opts, &source_failed).await
+}
+
+/// [`copy_entry`], setting `source_failed` when an error came from reading `from` (opening a
+/// blob, or a chunk of its stream) rather than from writing `to`.
+async fn copy_entry_noting(
+    from: &dyn Store,
+    to: &dyn Store,
+    key: &Key,
+    entry: &Entry,
+    opts: PutOptions,
+    source_failed: &Arc<AtomicBool>,
+) -> Result<Option<Copied>> {
     let mut copied = Copied::default();
     for d in to.find_missing(&entry.blob_digests()).await? {
-        let Some(read) = from.get_blob(&d).await? else {
+        let Some(read) = read_source(from, &d, source_failed).await? else {
             return Ok(None);
         };
         let size = read.size;
@@ -205,6 +220,30 @@ pub async fn copy_entry(
     }
     to.put_entry_opts(key, entry, opts).await?;
     Ok(Some(copied))
+}
+
+/// Blob `digest` of `from`, for copying into another store: an error opening it or in its
+/// stream sets `source_failed`, so that the copy's error is laid at the right store's door.
+async fn read_source(
+    from: &dyn Store,
+    digest: &Digest,
+    source_failed: &Arc<AtomicBool>,
+) -> Result<Option<BlobRead>> {
+    let read = from.get_blob(digest).await.inspect_err(|_| {
+        source_failed.store(true, Ordering::Relaxed);
+    })?;
+    Ok(read.map(|r| {
+        let flag = Arc::clone(source_failed);
+        let stream = r.stream.inspect(move |chunk| {
+            if chunk.is_err() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        BlobRead {
+            size: r.size,
+            stream: Box::pin(stream),
+        }
+    }))
 }
 
 /// Stores used as one, fastest first (see the [module docs](self)).
@@ -294,13 +333,30 @@ impl Tiered {
         }
     }
 
+    /// A backfill into tier `t` from tier `hit` failed with `e`: when reading the tier that hit
+    /// failed (`source_failed`), that is its error, counted there and logged at debug level
+    /// only (its best-effort layer reports its own failures; the tier being filled is fine);
+    /// otherwise it is `t`'s.
+    fn backfill_failed(&self, t: &Tier, hit: usize, source_failed: bool, what: &str, e: &Error) {
+        if source_failed {
+            let source = &self.tiers[hit];
+            source.counters.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("tier {}: {what} from {}: {e}", t.store, source.store);
+        } else {
+            self.tier_failed(t, what, e);
+        }
+    }
+
     /// Copy an entry that tier `hit` answered into the faster tiers.
     async fn backfill(&self, hit: usize, key: &Key, entry: &Entry) {
         let source = &*self.tiers[hit].store;
         for t in &self.tiers[..hit] {
             match &t.write {
                 TierWrite::Sync => {
-                    match copy_entry(source, &**t.used(), key, entry, PutOptions::create()).await {
+                    let source_failed = Arc::new(AtomicBool::new(false));
+                    let to = &**t.used();
+                    let opts = PutOptions::create();
+                    match copy_entry_noting(source, to, key, entry, opts, &source_failed).await {
                         Ok(Some(c)) => {
                             t.counters.backfilled.fetch_add(1, Ordering::Relaxed);
                             t.counters
@@ -311,7 +367,11 @@ impl Tiered {
                             "tier {}: not backfilling {key}: {source} lacks one of its blobs",
                             t.store
                         ),
-                        Err(e) => self.tier_failed(t, &format!("backfilling {key}"), &e),
+                        Err(e) => {
+                            let from_source = source_failed.load(Ordering::Relaxed);
+                            let what = format!("backfilling {key}");
+                            self.backfill_failed(t, hit, from_source, &what, &e);
+                        }
                     }
                 }
                 TierWrite::Queued(q) => self.enqueue(t, q, key).await,
@@ -329,8 +389,9 @@ impl Tiered {
             if !t.is_sync() {
                 continue;
             }
+            let source_failed = Arc::new(AtomicBool::new(false));
             let copied = async {
-                let Some(read) = source.get_blob(digest).await? else {
+                let Some(read) = read_source(&**source, digest, &source_failed).await? else {
                     return Ok(None);
                 };
                 let size = read.size;
@@ -345,7 +406,11 @@ impl Tiered {
                     holder = j;
                 }
                 Ok(None) => break,
-                Err(e) => self.tier_failed(t, &format!("backfilling blob {digest}"), &e),
+                Err(e) => {
+                    let from_source = source_failed.load(Ordering::Relaxed);
+                    let what = format!("backfilling blob {digest}");
+                    self.backfill_failed(t, hit, from_source, &what, &e);
+                }
             }
         }
         holder
