@@ -33,6 +33,10 @@ xflags::xflags! {
             /// client larder serves, plain, cold and warm through larder and through each
             /// client's alternative (benches/builds.py; with --quick: Lua only, one run each).
             optional --builds
+            /// Instead: `larder serve`'s Remote Execution API (ByteStream 100 MiB, FindMissingBlobs
+            /// of 10,000 digests, Bazel 4.2 warm from an empty output base) against its own HTTP
+            /// cache and BuildGrid 0.4.4 (benches/reapi.py; --quick: a smoke-sized run).
+            optional --reapi
         }
         /// Build the WebAssembly guest policies in `policies/` (wasm32-unknown-unknown
         /// components, into `target/policies/<name>.wasm`).

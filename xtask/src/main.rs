@@ -4,13 +4,15 @@
 //! - `cargo xtask test`: install test prerequisites, lint, run every test (README's second
 //!   command; `.ci/run` runs exactly this).
 //! - `cargo xtask bench`: every store on one workload, as ratios to same-run baselines
-//!   (`--foundation` adds the foundation benchmarks).
+//!   (`--foundation` adds the foundation benchmarks; `--builds` real builds, `--reapi` the
+//!   Remote Execution API against HTTP and BuildGrid, instead).
 //! - `cargo xtask policies`: build the WebAssembly guest policies (`policies/`).
 //! - `cargo xtask fuzz [--short]`: run the cargo-fuzz targets (`fuzz/`).
 //!
 //! `test` and `bench` end by listing any process they started that is still running
 //! (`leftovers.rs`); under CI that fails the run.
 
+mod bench_reapi;
 mod demo;
 mod flags;
 mod fuzz;
@@ -101,6 +103,9 @@ impl flags::Bench {
     fn run_benches(self, sh: &Shell) -> Result<()> {
         if self.builds {
             return self.run_builds(sh);
+        }
+        if self.reapi {
+            return self.run_reapi(sh);
         }
         let stores = self.stores.unwrap_or_else(|| "fs,http,cmd,s3".into());
         let out = self
