@@ -1,15 +1,16 @@
 //! The configured WebAssembly policies: eviction, which the stores trim with, admission, asked
-//! before the CLI stores an entry, and the path normalizer `larder exec` signs with. This is the `policy` build; `policies_disabled.rs` stands in
-//! without it.
+//! before the CLI stores an entry, and the path normalizer `larder exec` signs with, all loaded
+//! through one [`host`] (which `larder policy` uses too). This is the `policy` build;
+//! `policies_disabled.rs` stands in without it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
 use larder_core::entry::now_ms;
 use larder_core::normalize::PathNormalizer;
-use larder_policy::NormalizeContext;
+use larder_policy::{NormalizeContext, PolicyHost};
 
 use crate::config::Config;
 use crate::progress::Ui;
@@ -40,7 +41,7 @@ impl Admission {
 /// is a warning: everything is admitted.
 pub(crate) fn admission_policy(config: &Config, ui: &Ui) -> Option<Arc<dyn AdmissionPolicy>> {
     let path = config.admission_policy.value.as_ref()?;
-    match crate::cmd::policy::host().admission(path, &config.admission_config.value) {
+    match host().admission(path, &config.admission_config.value) {
         Ok(p) => Some(Arc::new(p)),
         Err(e) => {
             ui.warn(format_args!(
@@ -82,7 +83,7 @@ pub(crate) fn normalizer(config: &Config, cwd: &Path) -> Result<Option<Box<dyn P
         target_dir: env_dir("CARGO_TARGET_DIR"),
         host_os: std::env::consts::OS.to_owned(),
     };
-    let n = crate::cmd::policy::host()
+    let n = host()
         .normalizer(path, &config.normalize_config.value, ctx)
         .with_context(|| {
             format!(
@@ -100,7 +101,7 @@ pub(crate) fn eviction_policy(
     config: &Config,
 ) -> Option<std::sync::Arc<dyn larder_core::eviction::EvictionPolicy>> {
     let path = config.eviction_policy.value.as_ref()?;
-    match crate::cmd::policy::host().eviction(path, &config.eviction_config.value) {
+    match host().eviction(path, &config.eviction_config.value) {
         Ok(policy) => Some(Arc::new(policy)),
         Err(e) => {
             tracing::warn!(
@@ -110,5 +111,19 @@ pub(crate) fn eviction_policy(
             );
             None
         }
+    }
+}
+
+/// A policy host that keeps compiled components in the user's cache directory
+/// (`$XDG_CACHE_HOME/larder/policies`, else `~/.cache/larder/policies`), so a policy is only
+/// compiled once per wasm file and wasmtime version.
+pub(crate) fn host() -> PolicyHost {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    match base {
+        Some(dir) => PolicyHost::new().with_cache_dir(dir.join("larder").join("policies")),
+        None => PolicyHost::new(),
     }
 }

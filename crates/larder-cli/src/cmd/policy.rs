@@ -9,9 +9,10 @@ use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru, valid
 use larder_core::normalize::PathNormalizer;
 use larder_core::size::{format_size, parse_size};
 use larder_policy::sim::{SimPolicy, SimResult, SyntheticTrace, Trace, simulate, svg_chart};
-use larder_policy::{AdmissionCandidate, NormalizeContext, PolicyHost, WasmEviction};
+use larder_policy::{AdmissionCandidate, NormalizeContext, WasmEviction};
 
 use super::{Ctx, EXIT_OK};
+use crate::policies::host;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -293,20 +294,6 @@ fn check(file: &Path, config: &str, ctx: &Ctx) -> Result<u8> {
     }
     println!("ok");
     Ok(EXIT_OK)
-}
-
-/// A policy host that keeps compiled components in the user's cache directory
-/// (`$XDG_CACHE_HOME/larder/policies`, else `~/.cache/larder/policies`), so a policy is only
-/// compiled once per wasm file and wasmtime version.
-pub(crate) fn host() -> PolicyHost {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    match base {
-        Some(dir) => PolicyHost::new().with_cache_dir(dir.join("larder").join("policies")),
-        None => PolicyHost::new(),
-    }
 }
 
 /// Percentage of `a` also in `b`.
