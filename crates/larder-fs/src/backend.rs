@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,7 +26,8 @@ use crate::core::{Layout, is_newer_entry, remove_if_exists, touch};
 use crate::error::Error as FsError;
 use crate::hot::{FileId, HotEntries, Recent};
 use crate::index::{Index, NewEntry};
-use crate::reader::{self, Source};
+use crate::reader::{self, ReadEvents, Source};
+use crate::verified::{Seen, Verified};
 use crate::writer::{BlobSink, write_entry};
 
 /// Entry files larger than this are read and written on the blocking pool; smaller ones inline
@@ -37,14 +40,77 @@ const INLINE_BLOB_BYTES: u64 = 64 * 1024;
 const SMALL_READ_BYTES: u64 = 64 * 1024;
 /// Rows per page of [`Store::list`].
 const LIST_PAGE: usize = 1000;
+/// A trusted blob whose modification time is more recent than this is not touched again (see
+/// [`Inner::blob_exists_touch`]): it keeps most of the trim's grace window either way.
+const TOUCH_FRESH: Duration = Duration::from_secs(10);
 
 /// What a store handle and its background tasks share.
 #[derive(Debug)]
-struct Inner {
-    layout: Layout,
+pub(crate) struct Inner {
+    pub(crate) layout: Layout,
     config: FsConfig,
-    index: Arc<Index>,
+    pub(crate) index: Arc<Index>,
     hot: Option<HotEntries>,
+    /// Blobs verified by this process, with their files' identities.
+    pub(crate) verified: Option<Verified>,
+    reads: ReadCounters,
+}
+
+/// Counters of blob reads (see [`BlobReads`]).
+#[derive(Debug, Default)]
+struct ReadCounters {
+    trusted: AtomicU64,
+    trusted_bytes: AtomicU64,
+    verified: AtomicU64,
+    hashed_bytes: AtomicU64,
+    corrupt: AtomicU64,
+}
+
+/// How this store handle's blob reads went, since it was opened ([`FsStore::blob_reads`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlobReads {
+    /// Reads of blobs whose file was the one verified before, unchanged: sent without hashing.
+    pub trusted: u64,
+    /// The sizes of those blobs.
+    pub trusted_bytes: u64,
+    /// Reads that verified the blob as it streamed (not trusted, or compressed).
+    pub verified: u64,
+    /// Bytes hashed by reads (a read that stops early hashed only what it read).
+    pub hashed_bytes: u64,
+    /// Blobs removed because a read found them damaged.
+    pub corrupt: u64,
+    /// Blobs in the record of verified files now (see [`FsConfig::verified_blobs`]).
+    pub recorded: u64,
+}
+
+/// A blob read's reports: bytes hashed, and, at its end, verified (its file's identity is
+/// recorded, for raw files) or corrupt (the blob is removed).
+struct BlobEvents {
+    inner: Arc<Inner>,
+    digest: Digest,
+    /// The identity of the raw file being read; `None` for a compressed one (never trusted).
+    seen: Option<Seen>,
+}
+
+impl ReadEvents for BlobEvents {
+    fn hashed(&self, bytes: u64) {
+        self.inner
+            .reads
+            .hashed_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn verified(&self) {
+        if let (Some(v), Some(seen)) = (&self.inner.verified, self.seen) {
+            v.record(self.digest, seen);
+        }
+    }
+
+    fn corrupt(&self) {
+        self.inner.reads.corrupt.fetch_add(1, Ordering::Relaxed);
+        self.inner.discard_blob(&self.digest);
+    }
 }
 
 /// A larder cache in a local directory, shared safely by many processes.
@@ -79,8 +145,10 @@ impl FsStore {
         };
         Ok(FsStore {
             inner: Arc::new(Inner {
+                verified: Verified::new(config.verified_blobs, &layout),
                 layout,
                 hot: HotEntries::new(config.hot_entry_bytes, config.hot_entry_recheck),
+                reads: ReadCounters::default(),
                 config,
                 index,
             }),
@@ -96,6 +164,43 @@ impl FsStore {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &FsConfig {
         &self.inner.config
+    }
+
+    /// How this handle's blob reads went: trusted (sent unhashed) or verified, bytes hashed,
+    /// damaged blobs removed.
+    pub fn blob_reads(&self) -> BlobReads {
+        let r = &self.inner.reads;
+        BlobReads {
+            trusted: r.trusted.load(Ordering::Relaxed),
+            trusted_bytes: r.trusted_bytes.load(Ordering::Relaxed),
+            verified: r.verified.load(Ordering::Relaxed),
+            hashed_bytes: r.hashed_bytes.load(Ordering::Relaxed),
+            corrupt: r.corrupt.load(Ordering::Relaxed),
+            recorded: self.inner.verified.as_ref().map_or(0, |v| v.len() as u64),
+        }
+    }
+
+    /// What the handle shares with its reads, for this crate's tests.
+    #[cfg(test)]
+    pub(crate) fn inner_for_test(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Read every stored blob back and hash it, at most `rate` bytes (as stored) per second
+    /// (`None`: as fast as one thread goes); remove the blobs that do not match their digests.
+    /// `progress` shows how far it is and can stop it. Raw blobs found good are trusted by
+    /// later reads of this handle while their files are unchanged (see the crate docs).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the blob directory cannot be listed. A blob that cannot be read is
+    /// logged and counted, not an error.
+    pub async fn scrub(
+        &self,
+        rate: Option<u64>,
+        progress: Arc<crate::ScrubProgress>,
+    ) -> Result<crate::ScrubReport> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || crate::scrub::run(&inner, rate, &progress)).await
     }
 
     /// Rebuild the index from the files in the cache directory (entries are decoded; corrupt
@@ -185,16 +290,31 @@ fn decode_file(mut file: File, len: u64, path: &Path, limit: u64) -> Result<Load
 
 impl Inner {
     /// Remove a blob that failed verification and record it.
-    fn discard_blob(&self, digest: &Digest) {
+    pub(crate) fn discard_blob(&self, digest: &Digest) {
+        if let Some(v) = &self.verified {
+            v.forget(digest);
+        }
         if reader::discard_corrupt(&self.layout, digest) {
             self.index.record_blob_lost(*digest);
         }
     }
 
     /// Whether blob `digest` exists (either form), refreshing its modification time if so.
+    ///
+    /// A blob this process trusts (see [`crate::verified`]) and refreshed less than
+    /// [`TOUCH_FRESH`] ago is left alone: a touch moves its change time, so it would lose its
+    /// trust and be hashed on its next read, and it is still within the trim's grace window.
     fn blob_exists_touch(&self, digest: &Digest) -> Result<bool> {
         for compressed in [false, true] {
             let p = self.layout.blob_path(digest, compressed);
+            if !compressed && self.verified.as_ref().is_some_and(|v| v.contains(digest)) {
+                match std::fs::metadata(&p) {
+                    Ok(m) if modified_within(&m, TOUCH_FRESH) => return Ok(true),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+                }
+            }
             if touch(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))? {
                 return Ok(true);
             }
@@ -256,6 +376,15 @@ impl Inner {
             }
             Err(_) => None,
         }
+    }
+}
+
+/// Whether `m`'s modification time is less than `window` ago (or in the future).
+fn modified_within(m: &std::fs::Metadata, window: Duration) -> bool {
+    match m.modified().map(|t| SystemTime::now().duration_since(t)) {
+        Ok(Ok(age)) => age < window,
+        Ok(Err(_)) => true,
+        Err(_) => false,
     }
 }
 
@@ -409,27 +538,64 @@ impl Store for FsStore {
         let Some(loc) = reader::locate(&inner.layout, digest)? else {
             return Ok(None);
         };
-        let (src, size) = match Source::open(loc, digest) {
+        let digest = *digest;
+        let seen = loc.seen;
+        if !loc.compressed
+            && inner
+                .verified
+                .as_ref()
+                .is_some_and(|v| v.trusts(&digest, &seen.id))
+        {
+            // The file verified before, unchanged since: sent as it is (see crate::verified).
+            let size = loc.file_len;
+            inner.reads.trusted.fetch_add(1, Ordering::Relaxed);
+            inner.reads.trusted_bytes.fetch_add(size, Ordering::Relaxed);
+            let stream: ByteStream = if size <= SMALL_READ_BYTES {
+                let item = reader::read_trusted(&loc.file, &digest, size);
+                if item.is_err() {
+                    // Shorter than when it was opened: written since; the next read verifies.
+                    if let Some(v) = &inner.verified {
+                        v.forget(&digest);
+                    }
+                }
+                Box::pin(futures::stream::once(async move { item }))
+            } else {
+                let inner2 = Arc::clone(inner);
+                reader::stream_trusted(
+                    loc.file,
+                    digest,
+                    size,
+                    Box::new(move || {
+                        if let Some(v) = &inner2.verified {
+                            v.forget(&digest);
+                        }
+                    }),
+                )
+            };
+            return Ok(Some(BlobRead { size, stream }));
+        }
+        let raw = !loc.compressed;
+        let (src, size) = match Source::open(loc, &digest) {
             Ok(x) => x,
             Err(e) if e.kind() == ErrorKind::Corrupt => {
                 tracing::warn!("larder: {e}");
-                inner.discard_blob(digest);
+                inner.reads.corrupt.fetch_add(1, Ordering::Relaxed);
+                inner.discard_blob(&digest);
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        let digest = *digest;
+        inner.reads.verified.fetch_add(1, Ordering::Relaxed);
+        let events = BlobEvents {
+            inner: Arc::clone(inner),
+            digest,
+            seen: raw.then_some(seen),
+        };
         let stream: ByteStream = if size <= SMALL_READ_BYTES {
-            let item = reader::read_small(src, digest, size, &|| inner.discard_blob(&digest));
+            let item = reader::read_small(src, digest, size, &events);
             Box::pin(futures::stream::once(async move { item }))
         } else {
-            let inner2 = Arc::clone(inner);
-            reader::stream(
-                src,
-                digest,
-                size,
-                Box::new(move || inner2.discard_blob(&digest)),
-            )
+            reader::stream(src, digest, size, Box::new(events))
         };
         Ok(Some(BlobRead { size, stream }))
     }
@@ -499,6 +665,9 @@ impl Store for FsStore {
             }
             res?
         };
+        if let (Some(v), Some(seen)) = (&inner.verified, written.seen) {
+            v.record(*digest, seen);
+        }
         inner.index.record_blob_written(*digest, written.stored);
         Ok(PutOutcome::Written)
     }

@@ -52,6 +52,11 @@ pub struct FsConfig {
     /// 1 s; zero checks on every lookup). Changes by other processes (a trim, an overwrite)
     /// are seen at most this late; changes through this store at once.
     pub hot_entry_recheck: Duration,
+    /// How many verified blobs this process remembers with their files' identities (default
+    /// 100,000, about 10 MiB; 0 verifies every read). A raw blob whose file is still the one
+    /// verified (same device, inode, length, modification and change times) is read without
+    /// hashing; see the crate docs for what that trusts.
+    pub verified_blobs: usize,
 }
 
 impl Default for FsConfig {
@@ -66,6 +71,7 @@ impl Default for FsConfig {
             trace: None,
             hot_entry_bytes: 16 << 20,
             hot_entry_recheck: Duration::from_secs(1),
+            verified_blobs: 100_000,
         }
     }
 }
@@ -104,6 +110,11 @@ impl FsConfig {
     /// Set [`FsConfig::hot_entry_recheck`].
     pub fn with_hot_entry_recheck(mut self, recheck: Duration) -> Self {
         self.hot_entry_recheck = recheck;
+        self
+    }
+    /// Set [`FsConfig::verified_blobs`].
+    pub fn with_verified_blobs(mut self, blobs: usize) -> Self {
+        self.verified_blobs = blobs;
         self
     }
     /// Set [`FsConfig::max_blob_bytes`].

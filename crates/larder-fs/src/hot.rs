@@ -54,6 +54,36 @@ impl FileId {
             ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
+
+    /// The file's change time.
+    pub(crate) fn ctime(&self) -> std::time::SystemTime {
+        let (secs, nsec) = self.ctime;
+        let since = Duration::new(secs.max(0) as u64, nsec.clamp(0, 999_999_999) as u32);
+        std::time::UNIX_EPOCH + since
+    }
+
+    /// Whether `m` describes the same file (device and inode), whatever its times.
+    pub(crate) fn same_file(&self, m: &Metadata) -> bool {
+        self.dev == m.dev() && self.ino == m.ino()
+    }
+
+    /// An identity made up for a test.
+    #[cfg(test)]
+    pub(crate) fn for_test(ino: u64, len: u64) -> FileId {
+        FileId {
+            dev: 1,
+            ino,
+            len,
+            mtime: (5, 6),
+            ctime: (7, 8),
+        }
+    }
+
+    /// The same file after a change (its change time moved).
+    #[cfg(test)]
+    pub(crate) fn bump_ctime(&mut self) {
+        self.ctime.1 += 1;
+    }
 }
 
 #[derive(Debug)]

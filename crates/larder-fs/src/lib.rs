@@ -12,13 +12,16 @@ mod hot;
 mod index;
 mod place;
 mod reader;
+mod scrub;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod trim;
+mod verified;
 mod writer;
 
-pub use backend::FsStore;
+pub use backend::{BlobReads, FsStore};
 pub use config::{Compression, FsConfig};
+pub use scrub::{ScrubProgress, ScrubReport, ScrubStatus};
 
 /// Remove the temporary files (writes in progress) that process `pid` left in the cache
 /// directory `root` when it died; returns how many.

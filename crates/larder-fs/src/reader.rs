@@ -1,7 +1,9 @@
-//! Reading entries and blobs, verifying on the way.
+//! Reading blobs: verified as they stream, or, for a blob whose file is the one verified
+//! before (see [`crate::verified`]), read in large pieces without hashing.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
@@ -10,6 +12,11 @@ use larder_core::store::CHUNK_SIZE;
 use larder_core::{ByteStream, Digest, Error, Result};
 
 use crate::core::Layout;
+use crate::verified::Seen;
+
+/// Pieces a trusted blob is read in: large, so a 100 MiB blob is a few dozen hops to the
+/// blocking pool, small enough that a connection holds little (one piece, one read ahead).
+pub(crate) const TRUSTED_CHUNK: usize = 2 << 20;
 
 /// A stored blob file, found.
 #[derive(Debug)]
@@ -19,6 +26,8 @@ pub(crate) struct Located {
     pub(crate) compressed: bool,
     /// Length of the file itself.
     pub(crate) file_len: u64,
+    /// The open file's identity, read when it was opened.
+    pub(crate) seen: Seen,
 }
 
 /// Open blob `digest`, raw form first.
@@ -27,15 +36,15 @@ pub(crate) fn locate(layout: &Layout, digest: &Digest) -> Result<Option<Located>
         let path = layout.blob_path(digest, compressed);
         match File::open(&path) {
             Ok(file) => {
-                let file_len = file
+                let meta = file
                     .metadata()
-                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-                    .len();
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
                 return Ok(Some(Located {
                     path,
                     file,
                     compressed,
-                    file_len,
+                    file_len: meta.len(),
+                    seen: Seen::of(&meta),
                 }));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -115,6 +124,16 @@ impl Source {
     }
 }
 
+/// What a blob read reports to its store as it goes.
+pub(crate) trait ReadEvents: Send + Sync + 'static {
+    /// `bytes` more were hashed.
+    fn hashed(&self, bytes: u64);
+    /// The whole blob was read and matched its digest.
+    fn verified(&self);
+    /// The blob failed verification (before the error is handed out).
+    fn corrupt(&self);
+}
+
 /// Verifies a blob's bytes as they are read.
 #[derive(Debug)]
 pub(crate) struct Verifier {
@@ -163,26 +182,29 @@ impl Verifier {
     }
 }
 
-/// Read a whole (small) blob and verify it. On corruption, `on_corrupt` runs before the error
-/// is returned.
+/// Read a whole (small) blob and verify it, reporting to `events`.
 pub(crate) fn read_small(
     mut src: Source,
     digest: Digest,
     size: u64,
-    on_corrupt: &dyn Fn(),
+    events: &dyn ReadEvents,
 ) -> Result<Bytes> {
     let mut buf = vec![0u8; size as usize + 1];
     let res = src.fill(&mut buf, &digest).and_then(|n| {
         buf.truncate(n);
+        events.hashed(n as u64);
         let mut v = Verifier::new(digest, size);
         v.update(&buf)?;
         v.finish()
     });
     match res {
-        Ok(()) => Ok(Bytes::from(buf)),
+        Ok(()) => {
+            events.verified();
+            Ok(Bytes::from(buf))
+        }
         Err(e) => {
             if e.kind() == larder_core::ErrorKind::Corrupt {
-                on_corrupt();
+                events.corrupt();
             }
             Err(e)
         }
@@ -193,12 +215,13 @@ pub(crate) fn read_small(
 /// is handed out (one chunk of read-ahead), so a consumer that stops reading (a stalled
 /// download) holds no thread. The chunk that completes the blob is handed out only once the
 /// whole blob has hashed to its digest: a damaged blob never reaches its consumer complete,
-/// its stream ends with [`Error::Corrupt`] instead of its last chunk (and `on_corrupt` has run).
+/// its stream ends with [`Error::Corrupt`] instead of its last chunk (and `events` heard of
+/// it); a blob read to its end and verified is reported to `events` too.
 pub(crate) fn stream(
     src: Source,
     digest: Digest,
     size: u64,
-    on_corrupt: Box<dyn Fn() + Send>,
+    events: Box<dyn ReadEvents>,
 ) -> ByteStream {
     let reader = ChunkReader {
         src,
@@ -207,7 +230,7 @@ pub(crate) fn stream(
         size,
         off: 0,
         done: false,
-        on_corrupt,
+        events,
     };
     Box::pin(futures::stream::unfold(
         Some(reader.spawn()),
@@ -241,7 +264,7 @@ struct ChunkReader {
     off: u64,
     /// The last chunk has been handed out, verified.
     done: bool,
-    on_corrupt: Box<dyn Fn() + Send>,
+    events: Box<dyn ReadEvents>,
 }
 
 impl ChunkReader {
@@ -249,10 +272,10 @@ impl ChunkReader {
     fn spawn(mut self) -> tokio::task::JoinHandle<(ChunkReader, Result<Option<Bytes>>)> {
         tokio::task::spawn_blocking(move || {
             let item = self.next_chunk();
-            if let Err(e) = &item
-                && e.kind() == larder_core::ErrorKind::Corrupt
-            {
-                (self.on_corrupt)();
+            match &item {
+                Err(e) if e.kind() == larder_core::ErrorKind::Corrupt => self.events.corrupt(),
+                Ok(_) if self.done => self.events.verified(),
+                _ => {}
             }
             (self, item)
         })
@@ -274,6 +297,7 @@ impl ChunkReader {
                 }
                 let map = map_piece(file, self.off, n)
                     .map_err(|e| Error::io(format!("reading blob {}", self.digest), e))?;
+                self.events.hashed(n);
                 self.v.update(&map)?;
                 Bytes::from_owner(map)
             }
@@ -281,6 +305,7 @@ impl ChunkReader {
                 let mut buf = BytesMut::zeroed(CHUNK_SIZE);
                 let n = self.src.fill(&mut buf, &self.digest)?;
                 buf.truncate(n);
+                self.events.hashed(n as u64);
                 self.v.update(&buf)?;
                 if n == CHUNK_SIZE && self.v.complete() {
                     // All the bytes are there: the stream must end here.
@@ -302,6 +327,134 @@ impl ChunkReader {
         }
         Ok(Some(chunk))
     }
+}
+
+/// Stream a trusted raw blob of `size` bytes from `file`: [`TRUSTED_CHUNK`] pieces read with
+/// `pread` (the page cache's copy, no hash) on a blocking thread, one piece read ahead. A
+/// file found shorter than `size` (truncated in place since it was opened) ends the stream
+/// with [`Error::Corrupt`], after `on_short` ran.
+pub(crate) fn stream_trusted(
+    file: File,
+    digest: Digest,
+    size: u64,
+    on_short: Box<dyn Fn() + Send + Sync>,
+) -> ByteStream {
+    let reader = Trusted {
+        file,
+        digest,
+        size,
+        off: 0,
+        on_short,
+    };
+    Box::pin(futures::stream::unfold(
+        Some(reader.spawn()),
+        |pending| async move {
+            let (reader, item) = match pending?.await {
+                Ok(step) => step,
+                Err(e) => {
+                    let e = Error::invalid(format!("the blob reader task failed: {e}"));
+                    return Some((Err(e), None));
+                }
+            };
+            match item {
+                Ok(Some(chunk)) => {
+                    let next = (reader.off < reader.size).then(|| reader.spawn());
+                    Some((Ok(chunk), next))
+                }
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
+}
+
+/// Read a whole trusted raw blob of `size` bytes (small: inline, no hash).
+pub(crate) fn read_trusted(file: &File, digest: &Digest, size: u64) -> Result<Bytes> {
+    pread_exact(file, 0, size as usize).map_err(|e| short_or_io(e, digest))
+}
+
+fn short_or_io(e: io::Error, digest: &Digest) -> Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        Error::corrupt(
+            format!("blob {digest}"),
+            "the file is shorter than it was when opened",
+        )
+    } else {
+        Error::io(format!("reading blob {digest}"), e)
+    }
+}
+
+/// A trusted blob being read piece by piece (see [`stream_trusted`]).
+struct Trusted {
+    file: File,
+    digest: Digest,
+    size: u64,
+    /// Bytes read so far.
+    off: u64,
+    on_short: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Trusted {
+    fn spawn(mut self) -> tokio::task::JoinHandle<(Trusted, Result<Option<Bytes>>)> {
+        tokio::task::spawn_blocking(move || {
+            let n = (self.size - self.off).min(TRUSTED_CHUNK as u64) as usize;
+            if n == 0 {
+                return (self, Ok(None));
+            }
+            match pread_exact(&self.file, self.off, n) {
+                Ok(piece) => {
+                    self.off += n as u64;
+                    (self, Ok(Some(piece)))
+                }
+                Err(e) => {
+                    let e = short_or_io(e, &self.digest);
+                    if e.kind() == larder_core::ErrorKind::Corrupt {
+                        (self.on_short)();
+                    }
+                    // Nothing more is read after an error.
+                    self.off = self.size;
+                    (self, Err(e))
+                }
+            }
+        })
+    }
+}
+
+/// `len` bytes of `file` from `offset`, read with `pread` straight into a new buffer (no
+/// zeroing first); `UnexpectedEof` if the file ends before.
+pub(crate) fn pread_exact(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let filled = buf.len();
+        let at = libc::off_t::try_from(offset + filled as u64)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is the buffer's unused capacity, at least `len - filled` bytes of
+        // writable memory that nothing else refers to; pread writes at most that many bytes
+        // into it and returns how many it wrote.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                len - filled,
+                at,
+            )
+        };
+        match n {
+            n if n > 0 => {
+                // SAFETY: pread initialised the first `n` bytes of the spare capacity.
+                unsafe { buf.set_len(filled + n as usize) };
+            }
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// Map `len` bytes of blob file `file` from `offset` (page-aligned), pages populated.

@@ -16,6 +16,7 @@ use larder_core::{Digest, Error, PutMode, PutOutcome, Result};
 
 use crate::config::Compression;
 use crate::core::{Layout, blocks, remove_if_exists, sync_dir, with_parent};
+use crate::verified::Seen;
 
 /// The zstd level [`Compression::Auto`] uses.
 pub(crate) const AUTO_LEVEL: i32 = 3;
@@ -268,6 +269,9 @@ impl Drop for Hashing {
 pub(crate) struct BlobWritten {
     /// Bytes it occupies on disk (see [`blocks`]).
     pub(crate) stored: u64,
+    /// The published raw file's identity, read once it was in place; `None` for a compressed
+    /// file.
+    pub(crate) seen: Option<Seen>,
 }
 
 fn mismatch(digest: &Digest) -> Error {
@@ -435,11 +439,17 @@ impl BlobSink {
         file.set_permissions(Permissions::from_mode(0o444))
             .map_err(|e| self.io_err(e))?;
         let len = file.metadata().map_err(|e| self.io_err(e))?.len();
-        drop(file);
         let dest = layout.blob_path(&self.digest, compressed);
         with_parent(&dest, || fs::rename(self.tmp.path(), &dest))
             .ctx(|| format!("publishing {}", dest.display()))?;
         self.tmp.disarm();
+        // The identity of the file just verified and written, from its own descriptor and
+        // after the rename (which moves its change time): reads of this very file, unchanged,
+        // need not hash it again. A failure here only costs that.
+        let seen = (!compressed)
+            .then(|| file.metadata().ok().map(|m| Seen::of(&m)))
+            .flatten();
+        drop(file);
         if self.fsync
             && let Some(parent) = dest.parent()
         {
@@ -447,6 +457,7 @@ impl BlobSink {
         }
         Ok(BlobWritten {
             stored: blocks(len),
+            seen,
         })
     }
 }

@@ -90,7 +90,10 @@ async fn an_entry_over_the_configured_size_is_a_miss_and_stays_on_disk() {
     let big = key("big");
     // Inline content well over 64 KiB: the entry file is larger than the limit set below.
     store
-        .put_entry(&big, &inline_entry(&big, &random_bytes("big entry", 200 << 10)))
+        .put_entry(
+            &big,
+            &inline_entry(&big, &random_bytes("big entry", 200 << 10)),
+        )
         .await
         .unwrap();
     let small = key("small");
