@@ -220,12 +220,12 @@ impl Report {
             f.push(format!("{} of {planned} requests completed", self.requests));
         }
         if let Some(growth) = self.rss_growth()
-            && growth > self.rss_bound as i64
+            && u64::try_from(growth).is_ok_and(|g| g > self.rss_bound)
         {
             f.push(format!(
                 "the server's RSS grew by {} after the warm-up (bound {})",
                 mib(growth),
-                mib(self.rss_bound as i64)
+                mib_u(self.rss_bound)
             ));
         }
         if self.log_errors > 0 {
@@ -278,7 +278,7 @@ impl Report {
                     mib(e.rss as i64),
                     growth as f64 / 1048576.0,
                     100.0 * growth as f64 / w.rss.max(1) as f64,
-                    mib(self.rss_bound as i64),
+                    mib_u(self.rss_bound),
                     mib(self.max_rss_after_warmup as i64),
                 );
                 let _ = writeln!(
@@ -337,6 +337,10 @@ impl Report {
 }
 
 fn mib(bytes: i64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
+}
+
+fn mib_u(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
@@ -628,4 +632,56 @@ async fn sample_server(
         }
     }
     watch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(warm: u64, end: u64, bound: u64) -> Report {
+        let sample = |rss| Sample {
+            rss,
+            ..Sample::default()
+        };
+        let total = Row::new("all", "", Tally::default());
+        Report {
+            connections: 1,
+            grpc_connections: 0,
+            planned: None,
+            requests: 0,
+            errors: 0,
+            first_errors: Vec::new(),
+            seconds: 1.0,
+            rows: Vec::new(),
+            total,
+            object_bytes: 0,
+            warm: Some(sample(warm)),
+            end: Some(sample(end)),
+            max_rss_after_warmup: end,
+            rss_bound: bound,
+            samples: Vec::new(),
+            load_average: (0.0, 0.0),
+            http_connections_opened: 1,
+            server_connections: None,
+            limit_trips: None,
+            log_warnings: 0,
+            log_errors: 0,
+            log_lines: Vec::new(),
+            stop_failure: None,
+        }
+    }
+
+    #[test]
+    fn rss_growth_fails_only_past_the_bound() {
+        assert!(report(100 << 20, 108 << 20, 8 << 20).failures().is_empty());
+        assert!(report(100 << 20, 90 << 20, 8 << 20).failures().is_empty());
+        assert_eq!(report(100 << 20, 109 << 20, 8 << 20).failures().len(), 1);
+        // An unbounded growth (u64::MAX) never fails.
+        assert!(report(1, 1 << 40, u64::MAX).failures().is_empty());
+        assert!(
+            report(1, 1 << 40, u64::MAX)
+                .render()
+                .contains("result: passed")
+        );
+    }
 }
