@@ -80,7 +80,7 @@ struct Args {
     /// Also write the report, with every RSS sample, as JSON
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Seconds between progress lines on stderr (0: none) [default: 10]
+    /// Seconds between progress lines on stderr (0: none)
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     progress: u64,
 }
