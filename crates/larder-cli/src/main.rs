@@ -3,6 +3,23 @@
 //! `main` parses the command line, sets up logging and the tokio runtime, runs one subcommand
 //! and turns its result into an exit code: the subcommand's own (a wrapped command's code for
 //! `exec`; 0 hit / 1 miss for `get`), or 2 after printing `larder: error: ...` once.
+//!
+//! Where each behaviour lives:
+//! - the task-cache flow (signing a task through the stat cache, look-up and confined restore,
+//!   storing outputs now or through the upload queue, trimming when over budget) is
+//!   `larder_client`'s [`Cache`](larder_client::Cache); `exec`, `get`, `put` and the worker
+//!   (both protocols) are front-ends over it;
+//! - `cmd`: one module per subcommand: its flags, its calls into the library and the stores,
+//!   and every line it prints. No `cmd` module imports another; what they share is in
+//!   `cmd/mod.rs` (the context: configuration, the store opened, the cache built from them;
+//!   flushing; exit codes);
+//! - `config`: settings from larder.toml, `LARDER_*` variables and flags, each declared once;
+//! - `stores`: store URLs to store stacks (tiers, read-only, best-effort, retry, trust layers);
+//! - `policies`: the WebAssembly policies (eviction, admission, normalization) and the policy
+//!   host `larder policy` uses too (`policies_disabled.rs` without the `policy` feature);
+//! - `paths`: `--out`/FILE names inside the working directory, `--in` globs expanded;
+//! - `progress`: warnings, status lines and progress bars on stderr, and the
+//!   [`Progress`](larder_client::Progress) the library shows transfers through.
 
 #![warn(missing_debug_implementations, unreachable_pub)]
 

@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use globset::GlobBuilder;
+use larder_client::Input;
 use larder_core::key::validate_rel_path;
 use walkdir::WalkDir;
 
@@ -68,15 +69,6 @@ fn strip_workdir(cwd: &Path, p: &Path) -> Option<PathBuf> {
         return p.strip_prefix(&pwd).ok().map(Path::to_path_buf);
     }
     None
-}
-
-/// One input file: the name it is signed under and where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Input {
-    /// Relative to the working directory when inside it, else absolute.
-    pub(crate) name: String,
-    /// The file.
-    pub(crate) path: PathBuf,
 }
 
 fn has_glob_meta(s: &str) -> bool {

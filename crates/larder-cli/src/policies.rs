@@ -7,38 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
-use larder_core::entry::now_ms;
+use larder_core::admission::AdmissionPolicy;
 use larder_core::normalize::PathNormalizer;
 use larder_policy::{NormalizeContext, PolicyHost};
 
 use crate::config::Config;
 use crate::progress::Ui;
 
-/// The admission policy the CLI stores through (none: admit everything).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Admission {
-    policy: Option<Arc<dyn AdmissionPolicy>>,
-}
-
-impl Admission {
-    /// The configured policy. One that cannot be loaded is a warning, and everything is then
-    /// admitted (as a failing policy admits).
-    pub(crate) fn load(config: &Config, ui: &Ui) -> Admission {
-        Admission {
-            policy: admission_policy(config, ui),
-        }
-    }
-
-    /// The name of the policy when it refuses an entry like `candidate`; `None` to store it.
-    pub(crate) fn refused_by(&self, candidate: AdmissionCandidate) -> Option<&str> {
-        let policy = self.policy.as_ref()?;
-        (!policy.admit(candidate, now_ms())).then(|| policy.name())
-    }
-}
-
-/// The configured admission policy, if any, for `larder serve`. A policy that cannot be loaded
-/// is a warning: everything is admitted.
+/// The configured admission policy, if any: asked before `larder exec`, `put` and the worker
+/// store an entry (through the task cache) and before `larder serve` stores one. A policy
+/// that cannot be loaded is a warning: everything is admitted.
 pub(crate) fn admission_policy(config: &Config, ui: &Ui) -> Option<Arc<dyn AdmissionPolicy>> {
     let path = config.admission_policy.value.as_ref()?;
     match host().admission(path, &config.admission_config.value) {

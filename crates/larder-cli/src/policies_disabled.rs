@@ -7,28 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
+use larder_core::admission::AdmissionPolicy;
 use larder_core::normalize::PathNormalizer;
 
 use crate::config::Config;
 use crate::progress::Ui;
-
-/// Admits everything.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Admission;
-
-impl Admission {
-    /// Warns about a configured policy.
-    pub(crate) fn load(config: &Config, ui: &Ui) -> Admission {
-        admission_policy(config, ui);
-        Admission
-    }
-
-    /// Never refuses.
-    pub(crate) fn refused_by(&self, _candidate: AdmissionCandidate) -> Option<&str> {
-        None
-    }
-}
 
 /// Warns about a configured policy; none.
 pub(crate) fn admission_policy(config: &Config, ui: &Ui) -> Option<Arc<dyn AdmissionPolicy>> {

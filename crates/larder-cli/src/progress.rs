@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use larder_core::Store;
-use larder_core::layer::Progress;
 use larder_core::store::ProgressFn;
 
 /// Transfers at least this large show a progress bar (on a terminal).
@@ -94,25 +92,32 @@ impl Ui {
             bar.set_position(done);
         })
     }
+}
 
-    /// `store`, wrapped in a [`Progress`] layer so that blob transfers (streams read and
-    /// written, blobs placed) advance a byte bar when `total` is large and stderr is a
-    /// terminal; `store` itself otherwise.
-    pub(crate) fn transfer(
+/// Blob transfers of a task (restoring a hit, storing a run) show a byte bar when they are
+/// large and stderr is a terminal.
+impl larder_client::Progress for Ui {
+    fn transfer(
         &self,
-        store: Arc<dyn Store>,
         total: u64,
         message: &'static str,
-    ) -> (Arc<dyn Store>, Option<ProgressBar>) {
+    ) -> Option<Arc<dyn larder_client::Transfer>> {
         if total < LARGE_TRANSFER || self.quiet || !self.terminal {
-            return (store, None);
+            return None;
         }
-        let bar = self.bar(total, message, true);
-        let on_bytes = bar.clone();
-        let wrapped = Arc::new(Progress::with_callback(
-            store,
-            Arc::new(move |n| on_bytes.inc(n)),
-        ));
-        (wrapped, Some(bar))
+        Some(Arc::new(Bar(self.bar(total, message, true))))
+    }
+}
+
+/// A byte bar following one transfer.
+struct Bar(ProgressBar);
+
+impl larder_client::Transfer for Bar {
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
     }
 }

@@ -7,34 +7,29 @@
 //! if it succeeds its outputs are stored.
 //!
 //! The cache never fails the build: any store error is a warning, and the command runs.
+//!
+//! Signing, the hit, storing, the background upload and the trim are
+//! [`larder_client`]'s; this module expands the inputs, loads the policies, runs the command
+//! (signals passed on, output passed through and captured) and prints the status lines.
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use larder_core::admission::AdmissionCandidate;
-use larder_core::artifacts::{
-    PendingBlob, Restore, RestoreOptions, discard_poisoned, external_symlink, restore_outputs,
-    store_bytes, store_outputs, store_outputs_concurrently, write_content,
-};
+use larder_client::{Cache, Done, Hit, Prepared, Queued, Stored, Streams, Uploads};
 use larder_core::normalize::{BaseDirs, PathNormalizer};
-use larder_core::signature::{InputHasher, SignatureBuilder};
 use larder_core::size::format_size;
-use larder_core::statcache::StatCache;
-use larder_core::{Entry, Key, Store, StoreExt};
+use larder_core::{Key, Store};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::put::collect_entry;
-use super::worker::uploads::{Done, Uploads};
 use super::{Ctx, flush, plural};
 use crate::config::{self, Config};
 use crate::paths::{expand_inputs, workdir_relative};
-use crate::policies::{self, Admission};
+use crate::policies;
 use crate::progress::Ui;
 
 /// Captured stdout or stderr past this size is not kept, and the run is not cached.
@@ -124,14 +119,13 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     }
 
     // A store that cannot be opened is a warning: the command still runs.
-    let opened = match ctx.open(&config) {
-        Ok(o) => Some(o),
+    let (store, local_dir) = match ctx.open(&config) {
+        Ok(o) => (Some(o.store), o.local_dir),
         Err(e) => {
             ui.warn(format_args!("cache unavailable: {e:#}"));
-            None
+            (None, None)
         }
     };
-    let local_dir = opened.as_ref().and_then(|o| o.local_dir.clone());
     let Some(key) = sign(&args, cwd, &outputs, local_dir.as_deref(), &config, ui)? else {
         // The path normalizer failed: no lookup (it could be a false hit), nothing stored.
         return run_uncached(&args.command, ui).await;
@@ -141,26 +135,30 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         kind: &args.kind,
         cwd,
         outputs: &outputs,
-        local_dir: local_dir.as_deref(),
     };
     let short = &key.as_str()[..8];
 
-    let mut store = opened.map(|o| o.store);
-    if let Some(s) = &store {
-        match try_hit(s.clone(), &task, &config, ui).await {
+    let mut cache = store.map(|s| {
+        ctx.cache(s, &config)
+            .with_budget(config.trim_options(), local_dir)
+            .with_progress(ui)
+    });
+    if let Some(c) = &cache {
+        match c.hit(&key, cwd, &outputs).await {
             Ok(Some(hit)) => {
+                replay(&hit);
                 ui.status(format_args!(
                     "hit {short}: restored {}, saved {:.2} s",
                     plural(hit.outputs as u64, "output"),
                     hit.cost_ms as f64 / 1000.0
                 ));
-                finish(s.as_ref(), &config, ui).await;
+                finish(c.store().as_ref(), &config, ui).await;
                 return Ok(hit.exit_code);
             }
             Ok(None) => {}
             Err(e) => {
-                ui.warn(format_args!("cache unavailable: {e:#}"));
-                store = None;
+                unavailable(ui, e);
+                cache = None;
             }
         }
     }
@@ -170,8 +168,8 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         Ok(r) => r,
         Err(e) => {
             let code = cannot_run(&args.command, &e);
-            if let Some(s) = &store {
-                finish(s.as_ref(), &config, ui).await;
+            if let Some(c) = &cache {
+                finish(c.store().as_ref(), &config, ui).await;
             }
             return Ok(code);
         }
@@ -181,16 +179,16 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         uploads: u,
         transfers: args.upload_workers,
     });
-    let outcome = store_if_cacheable(store.as_ref(), &task, &ran, &config, ui, background).await;
+    let outcome = store_if_cacheable(cache.as_mut(), &task, &ran, &config, ui, background).await;
     ui.status(format_args!(
         "miss {short}: ran in {:.2} s, {outcome}",
         ran.cost.as_secs_f64()
     ));
-    if let (Some(uploads), Some(s)) = (uploads, &store) {
-        finish_uploads(uploads, args.no_wait, s.as_ref(), &config, &task, ui).await;
+    if let (Some(uploads), Some(c)) = (uploads, &cache) {
+        finish_uploads(uploads, args.no_wait, c, ui).await;
     }
-    if let Some(s) = &store {
-        finish(s.as_ref(), &config, ui).await;
+    if let Some(c) = &cache {
+        finish(c.store().as_ref(), &config, ui).await;
     }
     Ok(ran.code)
 }
@@ -225,13 +223,13 @@ struct Task<'a> {
     kind: &'a str,
     cwd: &'a Path,
     outputs: &'a [String],
-    local_dir: Option<&'a Path>,
 }
 
-/// The task's signature: command, chosen variables, inputs (names relative to the working
-/// directory, and contents), output names and salt, with the working directory normalized away
-/// (or with the configured path normalizer). `Ok(None)`, after a warning, when the normalizer
-/// cannot be loaded or fails: the run must not be cached (fail closed, no false hits).
+/// The task's signature ([`larder_client::Task`]): command, chosen variables, inputs (names
+/// relative to the working directory, and contents, through the stat cache), output names and
+/// salt, with the working directory normalized away (or with the configured path normalizer).
+/// `Ok(None)`, after a warning, when the normalizer cannot be loaded or fails: the run must
+/// not be cached (fail closed, no false hits).
 fn sign(
     args: &Args,
     cwd: &Path,
@@ -244,16 +242,15 @@ fn sign(
         .to_str()
         .context("the working directory's path is not valid UTF-8")?;
     let inputs = expand_inputs(cwd, &args.inputs, local_dir, outputs)?;
-    let statcache = statcache_path(local_dir)
-        .map(StatCache::load)
-        .unwrap_or_else(StatCache::in_memory);
-    let hasher = InputHasher::new(statcache);
-    let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
-    let digests = tokio::task::block_in_place(|| hasher.hash_files(&paths))
-        .context("cannot hash the inputs")?;
-    if let Err(e) = hasher.cache().save() {
-        tracing::debug!("cannot save the stat cache: {e}");
-    }
+    let task = larder_client::Task {
+        kind: &args.kind,
+        command: &args.command,
+        env: &args.env,
+        inputs: &inputs,
+        outputs,
+        salt: &args.salt,
+    };
+    let digests = tokio::task::block_in_place(|| task.hash_inputs(statcache_path(local_dir)))?;
     let normalizer: Box<dyn PathNormalizer> = match policies::normalizer(config, cwd) {
         Ok(Some(n)) => n,
         Ok(None) => Box::new(BaseDirs::new([cwd_str])),
@@ -262,29 +259,12 @@ fn sign(
             return Ok(None);
         }
     };
-    let signed = (|| -> larder_core::Result<Key> {
-        let mut sig = SignatureBuilder::new(args.kind.as_str(), normalizer.as_ref());
-        for a in &args.command {
-            sig.arg(a)?;
-        }
-        for name in &args.env {
-            let value = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-            sig.env(name, value.as_deref())?;
-        }
-        for (input, digest) in inputs.iter().zip(&digests) {
-            sig.input(&input.name, digest)?;
-        }
-        for o in outputs {
-            sig.output(o)?;
-        }
-        sig.salt(&args.salt);
-        Ok(Key::from_signature(&sig.finish()))
-    })();
-    match signed {
+    match task.sign(&digests, normalizer.as_ref()) {
         Ok(key) => Ok(Some(key)),
         Err(e) => {
             ui.warn(format_args!(
-                "cannot normalize the task's paths: {e}; not caching this run"
+                "cannot normalize the task's paths: {}; not caching this run",
+                e.into_inner()
             ));
             Ok(None)
         }
@@ -301,7 +281,7 @@ struct Background<'a> {
 /// the end of the status line: `stored 3 outputs (12.0 KiB)`, `uploading 3 outputs (12.0 KiB)
 /// in the background` or `not stored (why)`.
 async fn store_if_cacheable(
-    store: Option<&Arc<dyn Store>>,
+    cache: Option<&mut Cache<'_>>,
     task: &Task<'_>,
     ran: &Ran,
     config: &Config,
@@ -309,7 +289,7 @@ async fn store_if_cacheable(
     background: Option<Background<'_>>,
 ) -> String {
     let not_stored = |why: &str| format!("not stored ({why})");
-    let Some(store) = store else {
+    let Some(cache) = cache else {
         return not_stored("cache unavailable");
     };
     if ran.code != 0 {
@@ -328,55 +308,62 @@ async fn store_if_cacheable(
         ));
         return not_stored("missing output");
     }
-    let (entry, blobs) = match run_entry(task, ran, config.inline_limit.value) {
+    let prepared = match run_entry(cache, task, ran) {
         Ok(e) => e,
         Err(e) => {
-            ui.warn(format_args!("cache unavailable: {e:#}"));
+            unavailable(ui, e);
             return not_stored("cache unavailable");
         }
     };
     // A hit would refuse this entry (a symlink out of the tree) and remove it: do not store it.
-    if !config.allow_external_symlinks.value
-        && let Some(o) = external_symlink(&entry)
-    {
+    if let Some(o) = cache.external_symlink(&prepared.entry) {
         ui.warn(format_args!(
             "output {} is a symlink leaving the working directory; not caching (allow_external_symlinks is off)",
             o.path
         ));
         return not_stored("a symlink output leaves the working directory");
     }
-    let mut candidate = AdmissionCandidate::of(&entry);
-    candidate.size += (stdout.len() + stderr.len()) as u64;
-    if let Some(policy) = Admission::load(config, ui).refused_by(candidate) {
-        return not_stored(&format!("refused by the admission policy {policy}"));
-    }
-    let built = (entry, blobs);
+    // Loaded only now: a hit, or a run that is not stored, never pays for the policy.
+    cache.set_admission(policies::admission_policy(config, ui));
+    let streams = Streams {
+        stdout: stdout.clone(),
+        stderr: stderr.clone(),
+    };
+    let refused = |policy: &str| not_stored(&format!("refused by the admission policy {policy}"));
     if let Some(bg) = background {
-        return match queue_run(store.clone(), task, built, stdout, stderr, config, bg) {
-            Ok((n, bytes)) => format!(
-                "uploading {} ({}) in the background",
-                plural(n as u64, "output"),
-                format_size(bytes)
-            ),
-            Err(e) => {
-                ui.warn(format_args!("cache unavailable: {e:#}"));
-                not_stored("cache unavailable")
+        let key = task.key.clone();
+        return match cache
+            .queue(bg.uploads, key, prepared, streams, bg.transfers)
+            .await
+        {
+            Queued::Uploading {
+                outputs,
+                bytes,
+                finished,
+            } => {
+                // Nothing was queued before this run's upload: nothing to report yet.
+                debug_assert!(finished.is_empty());
+                format!(
+                    "uploading {} ({}) in the background",
+                    plural(outputs as u64, "output"),
+                    format_size(bytes)
+                )
             }
+            Queued::Refused(policy) => refused(&policy),
         };
     }
-    match store_run(store.clone(), task, built, stdout, stderr, config, ui).await {
-        Ok((n, bytes)) => {
-            if let Err(e) = trim_if_over(store.as_ref(), config, task.local_dir, ui).await {
-                ui.warn(format_args!("cache unavailable: trim failed: {e:#}"));
-            }
+    match cache.put(task.key, prepared, streams).await {
+        Ok(Stored::Now { outputs, bytes }) => {
+            trim(cache, ui).await;
             format!(
                 "stored {} ({})",
-                plural(n as u64, "output"),
+                plural(outputs as u64, "output"),
                 format_size(bytes)
             )
         }
+        Ok(Stored::Refused(policy)) => refused(&policy),
         Err(e) => {
-            ui.warn(format_args!("cache unavailable: {e:#}"));
+            unavailable(ui, e);
             not_stored("cache unavailable")
         }
     }
@@ -411,74 +398,12 @@ async fn finish(store: &dyn Store, config: &Config, ui: &Ui) {
     }
 }
 
-/// What a hit did.
-struct Hit {
-    exit_code: u8,
-    outputs: usize,
-    cost_ms: u64,
-}
-
-/// Look the task's key up and, if every blob is there, restore the outputs and replay
-/// stdout/stderr. `Ok(None)` is a miss (including an entry whose blobs are gone or corrupt, and
-/// a poisoned entry: one naming anything but the task's declared outputs, which is removed
-/// from the store with a warning).
-async fn try_hit(
-    store: Arc<dyn Store>,
-    task: &Task<'_>,
-    config: &Config,
-    ui: &Ui,
-) -> Result<Option<Hit>> {
-    let key = task.key;
-    let Some(entry) = store.get_entry(key).await.context("looking up")? else {
-        return Ok(None);
-    };
-    // Captured streams first (into memory: they were capped when captured), so nothing is
-    // printed for an entry that turns out incomplete.
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    for (content, buf) in [(&entry.stdout, &mut stdout), (&entry.stderr, &mut stderr)] {
-        if let Some(c) = content
-            && !write_content(store.as_ref(), c, buf)
-                .await
-                .context("reading captured output")?
-        {
-            return Ok(None);
-        }
-    }
-    let blob_bytes: u64 = entry
-        .contents()
-        .filter(|c| c.inline.is_none())
-        .map(|c| c.size)
-        .sum();
-    // Only what the task declared is restored: the entry's own list is untrusted.
-    let opts = RestoreOptions::declared(task.outputs)
-        .placement(config.link.value)
-        .allow_external_symlinks(config.allow_external_symlinks.value);
-    let (transfer, bar) = ui.transfer(store.clone(), blob_bytes, "restoring");
-    let restored = restore_outputs(transfer.as_ref(), &entry, task.cwd, &opts)
-        .await
-        .context("restoring outputs");
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    match restored? {
-        Restore::Restored => {}
-        Restore::Missing => return Ok(None),
-        Restore::Poisoned { path, reason } => {
-            discard_poisoned(store.as_ref(), key, &path, reason).await;
-            return Ok(None);
-        }
-    }
+/// Replay a hit's captured stdout and stderr.
+fn replay(hit: &Hit) {
     // The reader of our output may be gone; that does not undo the hit.
-    let _ = std::io::stdout().lock().write_all(&stdout);
+    let _ = std::io::stdout().lock().write_all(&hit.stdout);
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().lock().write_all(&stderr);
-    let code = entry.exit_code.unwrap_or(0).clamp(0, 255) as u8;
-    Ok(Some(Hit {
-        exit_code: code,
-        outputs: entry.outputs.len(),
-        cost_ms: entry.cost_ms,
-    }))
+    let _ = std::io::stderr().lock().write_all(&hit.stderr);
 }
 
 /// The first output that does not exist.
@@ -489,117 +414,24 @@ fn missing_output<'a>(cwd: &Path, outputs: &'a [String]) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Read a successful run's outputs into its entry (captured streams not yet set), with the
-/// blobs to upload before it.
-fn run_entry(task: &Task<'_>, ran: &Ran, inline_limit: u64) -> Result<(Entry, Vec<PendingBlob>)> {
-    // `collect_entry` keeps an output named twice (`--out dir --out dir/file`) once.
-    let (mut entry, blobs) = tokio::task::block_in_place(|| {
-        collect_entry(task.cwd, task.key, task.outputs, inline_limit, task.kind)
-    })
-    .context("reading the outputs")?;
-    entry.exit_code = Some(i32::from(ran.code));
-    entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
-    Ok((entry, blobs))
-}
-
-/// Store the non-empty captured streams (inline when small) and record them in `entry`.
-async fn store_streams(
-    store: &dyn Store,
-    entry: &mut Entry,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    inline_limit: u64,
-) -> larder_core::Result<()> {
-    if !stdout.is_empty() {
-        entry.stdout = Some(store_bytes(store, stdout, inline_limit).await?);
-    }
-    if !stderr.is_empty() {
-        entry.stderr = Some(store_bytes(store, stderr, inline_limit).await?);
-    }
-    Ok(())
-}
-
-/// Store a successful run's entry (built by [`run_entry`]), its blobs and its captured
-/// streams. Returns (outputs, bytes).
-async fn store_run(
-    store: Arc<dyn Store>,
-    task: &Task<'_>,
-    (mut entry, blobs): (Entry, Vec<PendingBlob>),
-    stdout: &[u8],
-    stderr: &[u8],
-    config: &Config,
-    ui: &Ui,
-) -> Result<(usize, u64)> {
-    let inline_limit = config.inline_limit.value;
-    store_streams(
-        store.as_ref(),
-        &mut entry,
-        stdout.to_vec(),
-        stderr.to_vec(),
-        inline_limit,
-    )
-    .await?;
-    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
-    let (transfer, bar) = ui.transfer(store, blob_bytes, "storing");
-    store_outputs(transfer.as_ref(), task.key, &entry, &blobs)
-        .await
-        .context("storing the outputs")?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    Ok((entry.outputs.len(), entry.total_size()))
-}
-
-/// Queue the upload of a successful run's entry (built by [`run_entry`]), its blobs and its
-/// captured streams.
-/// Returns (outputs, bytes).
-fn queue_run(
-    store: Arc<dyn Store>,
-    task: &Task<'_>,
-    (mut entry, blobs): (Entry, Vec<PendingBlob>),
-    stdout: &[u8],
-    stderr: &[u8],
-    config: &Config,
-    bg: Background<'_>,
-) -> Result<(usize, u64)> {
-    let inline_limit = config.inline_limit.value;
-    let summary = (
-        entry.outputs.len(),
-        entry.total_size() + (stdout.len() + stderr.len()) as u64,
-    );
-    let (key, transfers) = (task.key.clone(), bg.transfers);
-    let (stdout, stderr) = (stdout.to_vec(), stderr.to_vec());
-    bg.uploads.spawn(async move {
-        let stored = async {
-            store_streams(store.as_ref(), &mut entry, stdout, stderr, inline_limit).await?;
-            store_outputs_concurrently(store.as_ref(), &key, &entry, &blobs, transfers).await
-        };
-        match stored.await {
-            Ok(()) => Ok(entry.total_size()),
-            Err(e) => Err(format!("cannot store {key} in {store}: {e}")),
-        }
-    });
-    Ok(summary)
+/// Read a successful run's outputs into its entry, with its exit code and cost (captured
+/// streams not yet set).
+fn run_entry(cache: &Cache<'_>, task: &Task<'_>, ran: &Ran) -> larder_client::Result<Prepared> {
+    // `collect` keeps an output named twice (`--out dir --out dir/file`) once.
+    let mut prepared =
+        tokio::task::block_in_place(|| cache.collect(task.cwd, task.key, task.outputs, task.kind))?;
+    prepared.entry.exit_code = Some(i32::from(ran.code));
+    prepared.entry.cost_ms = u64::try_from(ran.cost.as_millis()).unwrap_or(u64::MAX);
+    Ok(prepared)
 }
 
 /// After the status line: wait for the queued upload (or abandon it with `no_wait`), warn about
 /// a failure or an abandoned upload, and trim when it was stored.
-async fn finish_uploads(
-    uploads: Uploads,
-    no_wait: bool,
-    store: &dyn Store,
-    config: &Config,
-    task: &Task<'_>,
-    ui: &Ui,
-) {
+async fn finish_uploads(uploads: Uploads, no_wait: bool, cache: &Cache<'_>, ui: &Ui) {
     let mut abandoned = 0u64;
     for done in uploads.finish(no_wait).await {
         match done {
-            Done::Stored(_) => {
-                if let Err(e) = trim_if_over(store, config, task.local_dir, ui).await {
-                    ui.warn(format_args!("cache unavailable: trim failed: {e:#}"));
-                }
-            }
+            Done::Stored(_) => trim(cache, ui).await,
             Done::Failed(msg) => ui.warn(format_args!("background upload failed: {msg}")),
             Done::Abandoned => abandoned += 1,
         }
@@ -612,39 +444,30 @@ async fn finish_uploads(
     }
 }
 
-/// Trim when a configured budget is exceeded; skip if another process is trimming.
-async fn trim_if_over(
-    store: &dyn Store,
-    config: &Config,
-    local_dir: Option<&Path>,
-    ui: &Ui,
-) -> Result<()> {
-    if !config.has_budget() || !store.capability().trim {
-        return Ok(());
-    }
-    let stats = store.stats().await?;
-    let over_size = config.max_size.value.is_some_and(|m| stats.bytes > m);
-    let over_entries = config.max_entries.value.is_some_and(|m| stats.entries > m);
-    let low_disk = match (config.min_free.value, local_dir) {
-        (Some(min), Some(dir)) => fs4::available_space(dir).is_ok_and(|free| free < min),
-        _ => false,
-    };
-    if !(over_size || over_entries || low_disk) {
-        return Ok(());
-    }
-    let mut opts = config.trim_options();
-    opts.wait_for_lock = false;
-    let report = store.trim(&opts, None).await?;
-    if report.skipped_locked {
-        ui.status("trim skipped: another larder process is trimming");
-    } else {
-        ui.status(format_args!(
+/// Trim when a configured budget is exceeded (skipped if another process is trimming), and
+/// say what it did.
+async fn trim(cache: &Cache<'_>, ui: &Ui) {
+    match cache.trim_if_over().await {
+        Ok(None) => {}
+        Ok(Some(report)) if report.skipped_locked => {
+            ui.status("trim skipped: another larder process is trimming");
+        }
+        Ok(Some(report)) => ui.status(format_args!(
             "trimmed {} entries ({})",
             report.evicted_entries,
             format_size(report.evicted_bytes)
-        ));
+        )),
+        Err(e) => unavailable(ui, e),
     }
-    Ok(())
+}
+
+/// Warn that the cache failed (`cache unavailable: storing the outputs: ...`, the whole
+/// chain): the run goes on without it.
+fn unavailable(ui: &Ui, e: larder_client::Error) {
+    ui.warn(format_args!(
+        "cache unavailable: {:#}",
+        anyhow::Error::new(e)
+    ));
 }
 
 /// A captured stream, or why it is incomplete (it is then not cached).

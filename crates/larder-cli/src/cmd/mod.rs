@@ -1,8 +1,10 @@
 //! The subcommands, and what they share: the working directory, configuration and store.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use larder_client::Cache;
 use larder_core::Store;
 
 use crate::config::{Config, Inputs};
@@ -75,6 +77,15 @@ impl Ctx {
     /// Open the configured store.
     pub(crate) fn open(&self, config: &Config) -> Result<Opened> {
         stores::open(config)
+    }
+
+    /// The task cache over `store` with the configured inline limit, placement and symlink
+    /// rule; callers add what their command uses (admission, budget, progress on [`Ctx::ui`]).
+    pub(crate) fn cache(&self, store: Arc<dyn Store>, config: &Config) -> Cache<'static> {
+        Cache::new(store)
+            .with_inline_limit(config.inline_limit.value)
+            .with_placement(config.link.value)
+            .with_external_symlinks(config.allow_external_symlinks.value)
     }
 
     /// [`Ctx::open`] for a process that serves many builds: a failed remote tier is tried

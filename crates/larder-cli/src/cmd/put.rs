@@ -1,12 +1,9 @@
 //! `larder put KEY FILE...`: store files under a key of your choosing.
 
 use anyhow::{Context, Result, bail};
-use std::path::Path;
-
-use larder_core::admission::AdmissionCandidate;
-use larder_core::artifacts::{PendingBlob, collect_outputs, store_outputs};
+use larder_client::{Stored, Streams};
+use larder_core::Key;
 use larder_core::size::format_size;
-use larder_core::{Entry, Key};
 
 use super::{Ctx, EXIT_OK, flush, plural};
 use crate::paths::workdir_relative;
@@ -49,50 +46,29 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         }
     }
     let opened = ctx.open(&config)?;
-    let store = opened.store;
-    let inline_limit = config.inline_limit.value;
-    let (entry, blobs) =
-        tokio::task::block_in_place(|| collect_entry(&ctx.cwd, &key, &names, inline_limit, "put"))
-            .context("reading the files")?;
-    let admission = crate::policies::Admission::load(&config, &ctx.ui);
-    if let Some(policy) = admission.refused_by(AdmissionCandidate::of(&entry)) {
-        ctx.ui.status(format_args!(
-            "not stored {key}: refused by the admission policy {policy}"
-        ));
-        return Ok(EXIT_OK);
-    }
-    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
-    let (transfer, bar) = ctx.ui.transfer(store.clone(), blob_bytes, "storing");
-    let result = store_outputs(transfer.as_ref(), &key, &entry, &blobs)
-        .await
-        .with_context(|| format!("cannot store {key} in {store}"));
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let mut cache = ctx.cache(opened.store, &config).with_progress(&ctx.ui);
+    let prepared = tokio::task::block_in_place(|| cache.collect(&ctx.cwd, &key, &names, "put"))
+        .map_err(larder_client::Error::into_inner)
+        .context("reading the files")?;
+    cache.set_admission(crate::policies::admission_policy(&config, &ctx.ui));
+    let result = cache.put(&key, prepared, Streams::default()).await;
+    let stored = match result {
+        Ok(Stored::Refused(policy)) => {
+            ctx.ui.status(format_args!(
+                "not stored {key}: refused by the admission policy {policy}"
+            ));
+            return Ok(EXIT_OK);
+        }
+        Ok(Stored::Now { outputs, bytes }) => Ok((outputs, bytes)),
+        Err(e) => Err(e.into_inner()),
+    };
+    let store = cache.store();
     flush(store.as_ref(), &ctx.ui).await;
-    result?;
+    let (outputs, bytes) = stored.with_context(|| format!("cannot store {key} in {store}"))?;
     ctx.ui.status(format_args!(
         "stored {key}: {} ({})",
-        plural(entry.outputs.len() as u64, "output"),
-        format_size(entry.total_size())
+        plural(outputs as u64, "output"),
+        format_size(bytes)
     ));
     Ok(EXIT_OK)
-}
-
-/// Read the files and directories `names` (relative to `root`) into an entry for `key` made by
-/// `producer`, with the blobs to upload before it. A name listed twice (or inside a listed
-/// directory and also named) is kept once. Blocking: call it inside `block_in_place`.
-pub(crate) fn collect_entry(
-    root: &Path,
-    key: &Key,
-    names: &[String],
-    inline_limit: u64,
-    producer: &str,
-) -> larder_core::Result<(Entry, Vec<PendingBlob>)> {
-    let mut collected = collect_outputs(root, names, inline_limit)?;
-    let mut seen = std::collections::HashSet::new();
-    collected.outputs.retain(|o| seen.insert(o.path.clone()));
-    let mut entry = Entry::new(key.as_str(), producer);
-    entry.outputs = collected.outputs;
-    Ok((entry, collected.blobs))
 }

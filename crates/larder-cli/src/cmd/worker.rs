@@ -8,31 +8,26 @@
 //! background; end of input waits for those uploads, or abandons them with `--no-wait`.
 //!
 //! Two protocols share the operations in [`Worker`]: `json` (see `docs/worker-protocol.md`) and
-//! `wafcache`, the line protocol of waf's `wafcache.py` workers ([`wafcache`]).
+//! `wafcache`, the line protocol of waf's `wafcache.py` workers ([`wafcache`]). Looking up,
+//! restoring, storing and the upload queue are [`larder_client::Cache`]'s; the worker counts
+//! them and words the answers.
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
-use larder_core::admission::AdmissionCandidate;
-use larder_core::artifacts::{
-    PendingBlob, Restore, RestoreOptions, discard_poisoned, restore_outputs, store_outputs,
+use larder_client::{
+    Cache, Declared, Done, Lookup, Prepared, Queued, Restore, Stored, Streams, Uploads,
 };
 use larder_core::size::format_size;
-use larder_core::{Entry, Key, Placement, Store};
+use larder_core::{Entry, Key};
 
-use super::get::{Lookup, lookup};
 use super::{Ctx, EXIT_OK, flush};
-use crate::policies::Admission;
 use crate::progress::Ui;
 
 mod json;
 mod pickle;
-pub(crate) mod uploads;
 mod wafcache;
-
-use uploads::{Done, Uploads};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -75,13 +70,9 @@ pub(crate) struct Args {
     no_wait: bool,
 }
 
-/// Puts waiting for an upload slot beyond this make the next put wait: the queue holds the
-/// inlined file contents in memory.
-const MAX_QUEUED: usize = 4096;
-
 /// What [`Worker::store`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stored {
+pub(crate) enum Put {
     /// Stored before answering.
     Now,
     /// Queued for a background upload.
@@ -138,19 +129,14 @@ pub(crate) struct Restored {
     pub(crate) bytes: u64,
 }
 
-/// The open store and settings a worker serves requests with.
+/// The task cache a worker serves requests with.
 #[derive(Debug)]
 pub(crate) struct Worker<'a> {
-    store: Arc<dyn Store>,
+    /// The open store, its settings and the admission policy.
+    cache: Cache<'static>,
     cwd: PathBuf,
-    inline_limit: u64,
-    placement: Placement,
-    /// Restore symlinks whose target leaves the root.
-    allow_external_symlinks: bool,
     /// Where `no_push` was set, when storing is disabled.
     no_push: Option<String>,
-    /// Asked before each entry is stored.
-    admission: Admission,
     ui: &'a Ui,
     stats: Stats,
     uploads: Option<Uploads>,
@@ -174,41 +160,43 @@ impl Worker<'_> {
         }
     }
 
-    /// Store `entry` (its blobs first) under `key`, now or (with upload workers) in the
-    /// background.
-    async fn store(&mut self, key: Key, entry: Entry, blobs: Vec<PendingBlob>) -> Result<Stored> {
-        if let Some(policy) = self.admission.refused_by(AdmissionCandidate::of(&entry)) {
+    /// Store `prepared` under `key`, now or (with upload workers) in the background.
+    async fn store(&mut self, key: Key, prepared: Prepared) -> Result<Put> {
+        let refused = |policy: String| {
             self.ui.status(format_args!(
                 "not stored {key}: refused by the admission policy {policy}"
             ));
-            return Ok(Stored::Refused);
-        }
-        let Some(uploads) = &mut self.uploads else {
-            store_outputs(self.store.as_ref(), &key, &entry, &blobs)
-                .await
-                .with_context(|| format!("cannot store {key} in {}", self.store))?;
-            self.stats.writes += 1;
-            self.stats.bytes_written += entry.total_size();
-            return Ok(Stored::Now);
+            Ok(Put::Refused)
         };
-        let mut finished = uploads.finished();
-        while uploads.len() >= MAX_QUEUED {
-            match uploads.next().await {
-                Some(done) => finished.push(done),
-                None => break,
+        let Some(uploads) = &mut self.uploads else {
+            let stored = self
+                .cache
+                .put(&key, prepared, Streams::default())
+                .await
+                .map_err(larder_client::Error::into_inner)
+                .with_context(|| format!("cannot store {key} in {}", self.cache.store()))?;
+            return match stored {
+                Stored::Now { bytes, .. } => {
+                    self.stats.writes += 1;
+                    self.stats.bytes_written += bytes;
+                    Ok(Put::Now)
+                }
+                Stored::Refused(policy) => refused(policy),
+            };
+        };
+        match self
+            .cache
+            .queue(uploads, key.clone(), prepared, Streams::default(), 1)
+            .await
+        {
+            Queued::Uploading { finished, .. } => {
+                for done in finished {
+                    self.account(done);
+                }
+                Ok(Put::Queued)
             }
+            Queued::Refused(policy) => refused(policy),
         }
-        let store = self.store.clone();
-        uploads.spawn(async move {
-            match store_outputs(store.as_ref(), &key, &entry, &blobs).await {
-                Ok(()) => Ok(entry.total_size()),
-                Err(e) => Err(format!("cannot store {key} in {store}: {e}")),
-            }
-        });
-        for done in finished {
-            self.account(done);
-        }
-        Ok(Stored::Queued)
     }
 
     /// Count a finished background upload.
@@ -251,12 +239,16 @@ impl Worker<'_> {
     /// Look `key` up. A failing store is a miss, with a warning on stderr.
     async fn lookup(&mut self, key: &Key, wanted: &[String]) -> Result<Entry, String> {
         self.stats.lookups += 1;
-        match lookup(self.store.as_ref(), key, wanted).await {
+        match self.cache.lookup(key, wanted).await {
             Ok(Lookup::Found(entry)) => Ok(*entry),
             Ok(Lookup::Miss) => Err(format!("no entry {key}")),
             Ok(Lookup::Absent(name)) => Err(format!("entry {key} has no output {name}")),
             Err(e) => {
-                let msg = format!("cannot look up {key} in {}: {e}", self.store);
+                let msg = format!(
+                    "cannot look up {key} in {}: {}",
+                    self.cache.store(),
+                    e.into_inner()
+                );
                 self.ui.warn(&msg);
                 Err(msg)
             }
@@ -274,14 +266,12 @@ impl Worker<'_> {
         root: &Path,
         wanted: &[String],
     ) -> Result<Restored, String> {
-        let opts = if wanted.is_empty() {
-            RestoreOptions::whole_entry()
+        let declared = if wanted.is_empty() {
+            Declared::Entry
         } else {
-            RestoreOptions::declared(wanted)
-        }
-        .placement(self.placement)
-        .allow_external_symlinks(self.allow_external_symlinks);
-        match restore_outputs(self.store.as_ref(), entry, root, &opts).await {
+            Declared::Only(wanted)
+        };
+        match self.cache.restore(key, entry, root, declared).await {
             Ok(Restore::Restored) => {
                 let bytes = entry.total_size();
                 self.stats.hits += 1;
@@ -297,13 +287,12 @@ impl Worker<'_> {
             )),
             Ok(Restore::Poisoned { path, reason }) => {
                 self.stats.poisoned += 1;
-                discard_poisoned(self.store.as_ref(), key, &path, reason).await;
                 Err(format!(
                     "entry {key} is poisoned: its output {path:?} {reason}"
                 ))
             }
             Err(e) => {
-                let msg = format!("cannot restore {}: {e}", entry.key);
+                let msg = format!("cannot restore {}: {}", entry.key, e.into_inner());
                 self.ui.warn(&msg);
                 Err(msg)
             }
@@ -391,12 +380,12 @@ const REMOTE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     let config = ctx.config(Vec::new())?;
     let opened = ctx.open_long_lived(&config, REMOTE_RETRY_AFTER)?;
+    let cache = ctx
+        .cache(opened.store, &config)
+        .with_admission(crate::policies::admission_policy(&config, &ctx.ui));
     let mut worker = Worker {
-        store: opened.store,
+        cache,
         cwd: ctx.cwd.clone(),
-        inline_limit: config.inline_limit.value,
-        placement: config.link.value,
-        allow_external_symlinks: config.allow_external_symlinks.value,
         no_push: config
             .no_push
             .value
@@ -404,7 +393,6 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         ui: &ctx.ui,
         stats: Stats::default(),
         uploads: (args.upload_workers > 0).then(|| Uploads::new(args.upload_workers)),
-        admission: Admission::load(&config, &ctx.ui),
     };
     let mut lines = LineReader::new(&ctx.ui);
     let stdout = std::io::stdout();
@@ -433,7 +421,7 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     }
     .await;
     worker.finish_uploads(args.no_wait).await;
-    flush(worker.store.as_ref(), &ctx.ui).await;
+    flush(worker.cache.store().as_ref(), &ctx.ui).await;
     let wafcache_stats = std::env::var_os("WAFCACHE_STATS").is_some_and(|v| !v.is_empty());
     if args.stats || wafcache_stats {
         let s = worker.stats;

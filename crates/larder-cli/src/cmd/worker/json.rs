@@ -12,8 +12,7 @@ use larder_core::Key;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Stored, Worker};
-use crate::cmd::put::collect_entry;
+use super::{Put, Worker};
 use crate::paths::workdir_relative;
 
 #[derive(Debug, Deserialize)]
@@ -140,17 +139,17 @@ async fn serve(w: &mut Worker<'_>, req: Request) -> Result<Map<String, Value>> {
                 bail!("\"put\" needs \"files\"");
             }
             w.check_push()?;
-            let limit = w.inline_limit;
-            let (entry, blobs) =
-                tokio::task::block_in_place(|| collect_entry(&root, &key, &names, limit, "worker"))
+            let prepared =
+                tokio::task::block_in_place(|| w.cache.collect(&root, &key, &names, "worker"))
+                    .map_err(larder_client::Error::into_inner)
                     .context("reading the files")?;
-            let (files, bytes) = (entry.outputs.len(), entry.total_size());
-            let stored = w.store(key, entry, blobs).await?;
+            let (files, bytes) = (prepared.entry.outputs.len(), prepared.entry.total_size());
+            let stored = w.store(key, prepared).await?;
             let mut answer = fields(json!({ "files": files, "bytes": bytes }));
             match stored {
-                Stored::Now => answer.insert("stored".into(), Value::Bool(true)),
-                Stored::Queued => answer.insert("queued".into(), Value::Bool(true)),
-                Stored::Refused => {
+                Put::Now => answer.insert("stored".into(), Value::Bool(true)),
+                Put::Queued => answer.insert("queued".into(), Value::Bool(true)),
+                Put::Refused => {
                     answer.insert("stored".into(), Value::Bool(false));
                     answer.insert("refused".into(), Value::Bool(true))
                 }

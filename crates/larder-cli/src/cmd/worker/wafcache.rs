@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use larder_client::Prepared;
 use larder_core::artifacts::{PendingBlob, collect_outputs};
 use larder_core::{Entry, Key, Output, OutputKind};
 
@@ -128,11 +129,11 @@ async fn put(w: &mut Worker<'_>, cmd: &Command) -> Result<()> {
     w.check_push()?;
     let key = key(&cmd.sig)?;
     let files: Vec<PathBuf> = cmd.files_from.iter().map(|p| w.absolute(p)).collect();
-    let limit = w.inline_limit;
+    let limit = w.cache.inline_limit();
     let (outputs, blobs) = tokio::task::block_in_place(|| collect_numbered(&files, limit))?;
     let mut entry = Entry::new(key.as_str(), "wafcache");
     entry.outputs = outputs;
-    w.store(key, entry, blobs).await.map(|_| ())
+    w.store(key, Prepared { entry, blobs }).await.map(|_| ())
 }
 
 /// Read each file into an output named by its position (`0`, `1`, …), as the seed names them.

@@ -1,6 +1,6 @@
-//! Background uploads (`--upload-workers N [--no-wait]`), shared by `larder worker` and
-//! `larder exec`: store jobs run at most N at a time while the caller goes on; at the end the
-//! caller waits for them, or abandons them and says how many.
+//! The upload queue ([`Cache::queue`](crate::Cache::queue); `larder exec` and `larder worker`'s
+//! `--upload-workers N [--no-wait]`): store jobs run at most N at a time while the caller goes
+//! on; at the end the caller waits for them, or abandons them and says how many.
 //!
 //! A job's failure is a message for a warning, never an error of the caller: a failed upload
 //! never fails the build.
@@ -11,9 +11,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 
+/// Jobs queued beyond this make the next [`Uploads::wait_for_room`] wait: queued jobs hold their
+/// entries (inlined file contents included) in memory.
+pub const MAX_QUEUED: usize = 4096;
+
 /// What became of one upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Done {
+pub enum Done {
     /// Stored: this many bytes of outputs.
     Stored(u64),
     /// Failed, with why.
@@ -24,7 +28,7 @@ pub(crate) enum Done {
 
 /// Uploads queued or running.
 #[derive(Debug)]
-pub(crate) struct Uploads {
+pub struct Uploads {
     /// One permit per concurrent job.
     slots: Arc<Semaphore>,
     /// Each job returns the bytes it stored or why it failed.
@@ -33,7 +37,7 @@ pub(crate) struct Uploads {
 
 impl Uploads {
     /// Run at most `workers` jobs at a time (at least one).
-    pub(crate) fn new(workers: usize) -> Uploads {
+    pub fn new(workers: usize) -> Uploads {
         Uploads {
             slots: Arc::new(Semaphore::new(workers.max(1))),
             tasks: JoinSet::new(),
@@ -41,12 +45,17 @@ impl Uploads {
     }
 
     /// Jobs queued or running.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.tasks.len()
     }
 
+    /// Whether no job is queued or running.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
     /// Queue `job`: it starts once a slot is free.
-    pub(crate) fn spawn<F>(&mut self, job: F)
+    pub fn spawn<F>(&mut self, job: F)
     where
         F: Future<Output = Result<u64, String>> + Send + 'static,
     {
@@ -59,7 +68,7 @@ impl Uploads {
     }
 
     /// The jobs that have finished, without waiting.
-    pub(crate) fn finished(&mut self) -> Vec<Done> {
+    pub fn finished(&mut self) -> Vec<Done> {
         let mut done = Vec::new();
         while let Some(d) = self.tasks.try_join_next() {
             done.push(outcome(d));
@@ -67,14 +76,27 @@ impl Uploads {
         done
     }
 
+    /// The jobs that have finished, after waiting (while [`MAX_QUEUED`] jobs are queued or
+    /// running) for those needed to make room for one more.
+    pub async fn wait_for_room(&mut self) -> Vec<Done> {
+        let mut finished = self.finished();
+        while self.len() >= MAX_QUEUED {
+            match self.next().await {
+                Some(done) => finished.push(done),
+                None => break,
+            }
+        }
+        finished
+    }
+
     /// Wait for the next job to finish; `None` when none is left.
-    pub(crate) async fn next(&mut self) -> Option<Done> {
+    pub async fn next(&mut self) -> Option<Done> {
         self.tasks.join_next().await.map(outcome)
     }
 
     /// Wait for every job, or with `no_wait` abandon those not finished yet (a job stopped at an
     /// await point stores nothing more: entries are written last).
-    pub(crate) async fn finish(mut self, no_wait: bool) -> Vec<Done> {
+    pub async fn finish(mut self, no_wait: bool) -> Vec<Done> {
         if no_wait {
             self.tasks.abort_all();
         }
