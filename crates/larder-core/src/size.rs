@@ -36,6 +36,24 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// Parse a rate in bytes per second: a size (see [`parse_size`]) with an optional `/s`
+/// (`50MiB/s`, `1G`); `off` or zero is `None`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] explaining the accepted forms.
+pub fn parse_rate(s: &str) -> Result<Option<u64>> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bytes = parse_size(t.strip_suffix("/s").unwrap_or(t)).map_err(|_| {
+        Error::invalid(format!(
+            "invalid rate {s:?}: expected bytes per second (e.g. 50MiB/s, 1G) or off"
+        ))
+    })?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
 /// Format bytes for people: `1.5 GiB`.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -55,6 +73,16 @@ pub fn format_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("50MiB/s").unwrap(), Some(50 << 20));
+        assert_eq!(parse_rate(" 1G ").unwrap(), Some(1 << 30));
+        assert_eq!(parse_rate("OFF").unwrap(), None);
+        assert_eq!(parse_rate("0/s").unwrap(), None);
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10M/min").is_err());
+    }
 
     #[test]
     fn sizes() {

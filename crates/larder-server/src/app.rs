@@ -40,6 +40,8 @@ impl AppState {
                 replica: arc.replica.clone(),
                 reservations: Arc::clone(&arc.reservations),
                 entry_slots: Arc::clone(&arc.entry_slots),
+                local: arc.local.clone(),
+                scrub: arc.scrub.clone(),
             },
         }
     }
@@ -71,6 +73,11 @@ pub(crate) struct Shared {
     ///
     /// [`Limits::entry_codec_slots`]: crate::Limits::entry_codec_slots
     pub(crate) entry_slots: Arc<tokio::sync::Semaphore>,
+    /// The directory store under the layers, when the server opened it itself (its blob reads
+    /// and scrub are shown in the metrics).
+    pub(crate) local: Option<Arc<larder_fs::FsStore>>,
+    /// The background scrub's progress, when it runs.
+    pub(crate) scrub: Option<Arc<larder_fs::ScrubProgress>>,
 }
 
 impl Shared {

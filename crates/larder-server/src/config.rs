@@ -63,6 +63,48 @@ pub struct ServerConfig {
     pub trace: Option<Arc<larder_core::trace::TraceLog>>,
     /// What one request or connection may hold, and how many connections there may be.
     pub limits: Limits,
+    /// The background scrub of the store's blobs (see [`Scrub`]).
+    pub scrub: Scrub,
+}
+
+/// The background scrub: every stored blob read back and hashed at a bounded rate, the damaged
+/// ones removed (see larder-fs's `FsStore::scrub`). It is what still looks at the bytes of the
+/// blobs that reads send unhashed (their files unchanged since they were verified), and, after
+/// a restart, what makes them trusted again. Only for the server's own directory store
+/// ([`Server::bind`](crate::Server::bind)).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Scrub {
+    /// Bytes (as stored) read per second at most; `None` turns the scrub off (default 32 MiB/s,
+    /// about 1% of a core for the hash here).
+    pub rate: Option<u64>,
+    /// A pass starts this long after the previous one started, or when it ends if it took
+    /// longer (default 1 hour); the first starts with the server.
+    pub interval: Duration,
+}
+
+impl Default for Scrub {
+    fn default() -> Self {
+        Scrub {
+            rate: Some(32 << 20),
+            interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Scrub {
+    /// A scrub at `rate` (`None`: off) that starts a pass every `interval`.
+    pub fn at(rate: Option<u64>, interval: Duration) -> Scrub {
+        Scrub { rate, interval }
+    }
+
+    /// No scrub.
+    pub fn off() -> Scrub {
+        Scrub {
+            rate: None,
+            ..Scrub::default()
+        }
+    }
 }
 
 /// Bounds on what clients can make the server hold: connections, time, memory and disk.
@@ -159,7 +201,14 @@ impl ServerConfig {
             admission: None,
             trace: None,
             limits: Limits::default(),
+            scrub: Scrub::default(),
         }
+    }
+
+    /// Set the background scrub's rate and interval (see [`Scrub`]).
+    pub fn with_scrub(mut self, scrub: Scrub) -> Self {
+        self.scrub = scrub;
+        self
     }
 
     /// Set the bounds on connections and requests (see [`Limits`]).

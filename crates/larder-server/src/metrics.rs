@@ -496,6 +496,48 @@ struct Snapshot {
     protocols: Vec<ProtocolFigures>,
     /// Per gRPC method.
     grpc: grpc::GrpcFigures,
+    /// Blob reads of the server's directory store, and its scrub (absent when the server was
+    /// given another store).
+    integrity: Option<IntegrityFigures>,
+}
+
+/// How blob reads were checked, and the background scrub.
+#[derive(Debug, Serialize)]
+struct IntegrityFigures {
+    /// Reads of blobs whose file was unchanged since verified: sent without hashing.
+    trusted_reads: u64,
+    trusted_bytes: u64,
+    /// Reads that verified as they streamed.
+    verified_reads: u64,
+    hashed_bytes: u64,
+    /// Blobs removed because a read found them damaged.
+    corrupt_on_read: u64,
+    /// Blobs the server remembers as verified, with their files' identities.
+    verified_blobs: u64,
+    /// `None` when the scrub is off.
+    scrub: Option<ScrubFigures>,
+}
+
+#[derive(Debug, Serialize)]
+struct ScrubFigures {
+    rate_bytes_per_second: u64,
+    running: bool,
+    passes: u64,
+    /// The current (or last) pass: blobs and bytes found when it started, and done so far.
+    pass_blobs_total: u64,
+    pass_blobs_done: u64,
+    pass_bytes_total: u64,
+    pass_bytes_done: u64,
+    /// 0 to 1, by bytes.
+    pass_fraction: f64,
+    pass_corrupt: u64,
+    /// Over all passes.
+    blobs_checked: u64,
+    bytes_checked: u64,
+    corrupt_removed: u64,
+    unreadable: u64,
+    /// When the last complete pass ended, ms since the epoch.
+    last_pass_end_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -667,7 +709,183 @@ async fn snapshot(state: &AppState) -> Snapshot {
             .collect(),
         protocols,
         grpc: m.grpc.figures(),
+        integrity: integrity(state),
     }
+}
+
+fn integrity(state: &AppState) -> Option<IntegrityFigures> {
+    let reads = state.local.as_ref()?.blob_reads();
+    let scrub = state.scrub.as_ref().map(|p| {
+        let s = p.status();
+        ScrubFigures {
+            rate_bytes_per_second: state.config.scrub.rate.unwrap_or(0),
+            running: s.running,
+            passes: s.passes,
+            pass_blobs_total: s.pass_blobs_total,
+            pass_blobs_done: s.pass_blobs_done,
+            pass_bytes_total: s.pass_bytes_total,
+            pass_bytes_done: s.pass_bytes_done,
+            pass_fraction: s.fraction(),
+            pass_corrupt: s.pass_corrupt,
+            blobs_checked: s.blobs_checked,
+            bytes_checked: s.bytes_checked,
+            corrupt_removed: s.corrupt_removed,
+            unreadable: s.unreadable,
+            last_pass_end_ms: s.last_pass_end_ms,
+        }
+    });
+    Some(IntegrityFigures {
+        trusted_reads: reads.trusted,
+        trusted_bytes: reads.trusted_bytes,
+        verified_reads: reads.verified,
+        hashed_bytes: reads.hashed_bytes,
+        corrupt_on_read: reads.corrupt,
+        verified_blobs: reads.recorded,
+        scrub,
+    })
+}
+
+/// The `larder_blob_*` and `larder_scrub_*` lines.
+fn integrity_prometheus(out: &mut String, i: &IntegrityFigures) {
+    let _ = writeln!(
+        out,
+        "# HELP larder_blob_reads_total Blob reads, by how they were checked: trusted (the file unchanged since it was verified: sent without hashing) or hashed (verified as it streamed).\n# TYPE larder_blob_reads_total counter\nlarder_blob_reads_total{{check=\"trusted\"}} {}\nlarder_blob_reads_total{{check=\"hashed\"}} {}",
+        i.trusted_reads, i.verified_reads
+    );
+    let _ = writeln!(
+        out,
+        "# HELP larder_blob_read_bytes_total Bytes of blob reads: trusted (their sizes) and hashed (bytes hashed).\n# TYPE larder_blob_read_bytes_total counter\nlarder_blob_read_bytes_total{{check=\"trusted\"}} {}\nlarder_blob_read_bytes_total{{check=\"hashed\"}} {}",
+        i.trusted_bytes, i.hashed_bytes
+    );
+    let mut lines: Vec<(&str, &str, &str, String)> = vec![
+        (
+            "blob_read_corrupt_total",
+            "counter",
+            "Blobs removed because a read found them damaged.",
+            i.corrupt_on_read.to_string(),
+        ),
+        (
+            "verified_blobs",
+            "gauge",
+            "Blobs remembered as verified, with their files' identities.",
+            i.verified_blobs.to_string(),
+        ),
+    ];
+    if let Some(s) = &i.scrub {
+        lines.extend([
+            (
+                "scrub_rate_bytes",
+                "gauge",
+                "The scrub's rate: bytes (as stored) read per second at most.",
+                s.rate_bytes_per_second.to_string(),
+            ),
+            (
+                "scrub_running",
+                "gauge",
+                "1 while a scrub pass is under way.",
+                u8::from(s.running).to_string(),
+            ),
+            (
+                "scrub_pass_progress",
+                "gauge",
+                "How far the current (or last) scrub pass is, 0 to 1, by bytes.",
+                s.pass_fraction.to_string(),
+            ),
+            (
+                "scrub_passes_total",
+                "counter",
+                "Scrub passes completed.",
+                s.passes.to_string(),
+            ),
+            (
+                "scrub_blobs_total",
+                "counter",
+                "Blobs the scrub has read back and hashed.",
+                s.blobs_checked.to_string(),
+            ),
+            (
+                "scrub_bytes_total",
+                "counter",
+                "Bytes (as stored) the scrub has read.",
+                s.bytes_checked.to_string(),
+            ),
+            (
+                "scrub_corrupt_total",
+                "counter",
+                "Damaged blobs the scrub found and removed.",
+                s.corrupt_removed.to_string(),
+            ),
+            (
+                "scrub_unreadable_total",
+                "counter",
+                "Blobs the scrub could not read (left in place; see the log).",
+                s.unreadable.to_string(),
+            ),
+        ]);
+        if let Some(ms) = s.last_pass_end_ms {
+            lines.push((
+                "scrub_last_pass_end_timestamp_seconds",
+                "gauge",
+                "When the last complete scrub pass ended.",
+                format!("{:.3}", ms as f64 / 1000.0),
+            ));
+        }
+    }
+    for (name, kind, help, v) in lines {
+        let _ = writeln!(
+            out,
+            "# HELP larder_{name} {help}\n# TYPE larder_{name} {kind}\nlarder_{name} {v}"
+        );
+    }
+}
+
+/// The status page's integrity section.
+fn integrity_html(i: &IntegrityFigures) -> String {
+    use larder_core::size::format_size;
+    let scrub = match &i.scrub {
+        None => "<tr><th>scrub</th><td>off</td></tr>".to_owned(),
+        Some(s) => {
+            let state = if s.running {
+                format!(
+                    "pass {} running: {:.1} % ({} of {} blobs, {} of {}), {} damaged so far",
+                    s.passes + 1,
+                    100.0 * s.pass_fraction,
+                    s.pass_blobs_done,
+                    s.pass_blobs_total,
+                    format_size(s.pass_bytes_done),
+                    format_size(s.pass_bytes_total),
+                    s.pass_corrupt,
+                )
+            } else if s.passes == 0 {
+                "waiting for its first pass".to_owned()
+            } else {
+                format!(
+                    "idle; last pass: {} blobs, {}, {} damaged",
+                    s.pass_blobs_done,
+                    format_size(s.pass_bytes_done),
+                    s.pass_corrupt
+                )
+            };
+            format!(
+                "<tr><th>scrub</th><td class=scrub>{state}</td></tr>\n<tr><th>scrubbed</th><td>{} passes, {} blobs, {} read at up to {}/s; {} damaged blobs removed, {} unreadable</td></tr>",
+                s.passes,
+                s.blobs_checked,
+                format_size(s.bytes_checked),
+                format_size(s.rate_bytes_per_second),
+                s.corrupt_removed,
+                s.unreadable,
+            )
+        }
+    };
+    format!(
+        "<h2>Integrity</h2>\n<p>Blobs are verified when written; a read of a blob whose file is unchanged since it was verified is sent without hashing, others are verified as they stream. The scrub reads every blob back and removes the damaged ones.</p>\n<table>\n<tr><th>reads sent without hashing</th><td>{} ({})</td></tr>\n<tr><th>reads verified</th><td>{} ({} hashed)</td></tr>\n<tr><th>damaged blobs removed on read</th><td>{}</td></tr>\n<tr><th>blobs remembered as verified</th><td>{}</td></tr>\n{scrub}\n</table>\n",
+        i.trusted_reads,
+        format_size(i.trusted_bytes),
+        i.verified_reads,
+        format_size(i.hashed_bytes),
+        i.corrupt_on_read,
+        i.verified_blobs,
+    )
 }
 
 /// `GET /metrics`: Prometheus text exposition format.
@@ -739,6 +957,9 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
         }
     }
     grpc::prometheus(&mut out, &s.grpc);
+    if let Some(i) = &s.integrity {
+        integrity_prometheus(&mut out, i);
+    }
     let _ = writeln!(
         out,
         "# HELP larder_limit_trips_total Requests or connections stopped by a limit of larder serve, by limit.\n# TYPE larder_limit_trips_total counter"
@@ -1020,7 +1241,7 @@ fn render_html(s: &Snapshot) -> String {
 <tr><th>writes refused for space</th><td>{oos}</td></tr>
 <tr><th>entries refused by admission</th><td>{refused} ({refused_bytes})</td></tr>
 {upstream}</table>
-<h2>Requests</h2>
+{integrity}<h2>Requests</h2>
 <table>
 <tr><th>protocol</th><th>prefix</th><th>requests</th><th>hits</th><th>misses</th><th>hit ratio</th><th>in</th><th>out</th><th>p50</th><th>p99</th><th>statuses</th></tr>
 {rows}
@@ -1042,6 +1263,7 @@ fn render_html(s: &Snapshot) -> String {
         version = s.version,
         uptime = s.uptime_seconds,
         grpc = grpc::html(&s.grpc),
+        integrity = s.integrity.as_ref().map_or_else(String::new, integrity_html),
         ro = if s.read_only { " &middot; read-only" } else { "" },
         entries = s.store.entries,
         bytes = format_size(s.store.bytes),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use larder_core::Store;
 use larder_core::layer::{Admission, Trusted};
-use larder_fs::{FsConfig, FsStore};
+use larder_fs::{FsConfig, FsStore, ScrubProgress};
 use tokio::net::TcpListener;
 
 use crate::app::{AppState, Shared, router};
@@ -65,7 +65,8 @@ impl Server {
                 dir: config.dir.display().to_string(),
                 source,
             })?;
-        let local: Arc<dyn Store> = Arc::new(store);
+        let fs = Arc::new(store);
+        let local: Arc<dyn Store> = Arc::clone(&fs) as Arc<dyn Store>;
         let mut counters = None;
         let store = match &config.upstream {
             Some(upstream) => {
@@ -84,13 +85,14 @@ impl Server {
             }
             None => local,
         };
+        let scrub = config.scrub.rate.map(|_| ScrubProgress::new());
         let mut server = Server::bind_with_store(config, store).await?;
-        if let Some(counters) = counters {
-            server.state = AppState::new(Shared {
-                replica: Some(counters),
-                ..server.state.take_shared()
-            });
-        }
+        server.state = AppState::new(Shared {
+            replica: counters,
+            local: Some(fs),
+            scrub,
+            ..server.state.take_shared()
+        });
         Ok(server)
     }
 
@@ -190,6 +192,8 @@ impl Server {
             metrics,
             cleaner,
             replica: None,
+            local: None,
+            scrub: None,
         });
         Ok(Server {
             _lock: lock,
@@ -224,6 +228,17 @@ impl Server {
         tracing::info!("larder-server: listening on {scheme}://{}", self.addr);
         let cleanup =
             tokio::spawn(Arc::clone(&self.state.cleaner).run(self.state.config.cleanup_interval));
+        let scrub = match (&self.state.local, &self.state.scrub) {
+            (Some(fs), Some(progress)) => Some((
+                Arc::clone(progress),
+                tokio::spawn(scrub_loop(
+                    Arc::clone(fs),
+                    self.state.config.scrub.clone(),
+                    Arc::clone(progress),
+                )),
+            )),
+            _ => None,
+        };
         let limits = self.state.config.limits.clone();
         let metrics = Arc::clone(&self.state.metrics);
         crate::accept::serve(
@@ -236,10 +251,48 @@ impl Server {
         )
         .await?;
         cleanup.abort();
+        if let Some((progress, task)) = scrub {
+            // The pass in progress returns within a piece; the wait between passes ends at once.
+            progress.stop();
+            task.abort();
+            let _ = task.await;
+        }
         if let Err(e) = store.flush().await {
             tracing::warn!("larder-server: flushing the store: {e}");
         }
         Ok(())
+    }
+}
+
+/// The background scrub: a pass at `scrub.rate`, then the next one `scrub.interval` after this
+/// one started (at once if it took longer), until `progress` is stopped.
+async fn scrub_loop(fs: Arc<FsStore>, scrub: crate::config::Scrub, progress: Arc<ScrubProgress>) {
+    loop {
+        let started = tokio::time::Instant::now();
+        match fs.scrub(scrub.rate, Arc::clone(&progress)).await {
+            Ok(report) if report.stopped => return,
+            Ok(report) => {
+                let level_warn = !report.corrupt.is_empty() || report.unreadable > 0;
+                let line = format!(
+                    "larder-server: scrub pass done in {:.1} s: {} blobs good, {} damaged and removed, {} unreadable, {} MB read",
+                    report.elapsed.as_secs_f64(),
+                    report.good,
+                    report.corrupt.len(),
+                    report.unreadable,
+                    report.bytes / 1_000_000
+                );
+                if level_warn {
+                    tracing::warn!("{line}");
+                } else {
+                    tracing::info!("{line}");
+                }
+            }
+            Err(e) => tracing::warn!("larder-server: scrub pass failed: {e}"),
+        }
+        if progress.is_stopped() {
+            return;
+        }
+        tokio::time::sleep_until(started + scrub.interval).await;
     }
 }
 
