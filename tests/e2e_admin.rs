@@ -256,3 +256,77 @@ fn no_push_makes_exec_read_only() {
         text(&o.stderr)
     );
 }
+
+/// The stored blob files under `cache`, largest first.
+fn blob_files(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(cache.join("blobs"))
+        .expect("blobs/")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("fan-out dir").flatten())
+        .map(|f| (f.metadata().expect("stat").len(), f.path()))
+        .collect();
+    files.sort();
+    files.into_iter().rev().map(|(_, p)| p).collect()
+}
+
+#[test]
+fn verify_removes_damaged_blobs_and_their_entries_miss() {
+    let sb = Sandbox::new();
+    // Incompressible, over the inline limit: stored as raw blobs.
+    let mut big = vec![0u8; 300_000];
+    let mut x: u32 = 12345;
+    for b in &mut big {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 24) as u8;
+    }
+    sb.write(&sb.work, "big.bin", &big);
+    sb.write(&sb.work, "other.bin", &big[..100_000]);
+    assert_exit(&sb.run(["put", "k1", "big.bin"]), 0);
+    assert_exit(&sb.run(["put", "k2", "other.bin"]), 0);
+
+    let o = sb.run(["verify"]);
+    assert_exit(&o, 0);
+    assert!(
+        text(&o.stdout).contains("verified 2 blobs")
+            && text(&o.stdout).contains("2 good, 0 damaged"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // Damage the larger blob on disk (one byte, same length).
+    let damaged = blob_files(&sb.cache)[0].clone();
+    let mut perms = std::fs::metadata(&damaged).expect("stat").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&damaged, perms).expect("chmod");
+    let mut bytes = std::fs::read(&damaged).expect("read");
+    bytes[150_000] ^= 1;
+    std::fs::write(&damaged, bytes).expect("write");
+
+    let dir = sb.cache.display().to_string();
+    let o = sb.run(["verify", "--dir", &dir, "--rate", "100MiB/s", "--json"]);
+    assert_exit(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let name = damaged
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(v["damaged"], serde_json::json!([name]), "{v}");
+    assert_eq!(v["good"], 1, "{v}");
+    assert!(!damaged.exists(), "the damaged blob is removed");
+    // Its entry now misses; the other still hits.
+    assert_exit(&sb.run(["get", "k1"]), 1);
+    assert_exit(&sb.run(["get", "k2"]), 0);
+
+    let o = sb.run(["verify"]);
+    assert_exit(&o, 0);
+    assert!(
+        text(&o.stdout).contains("1 good, 0 damaged"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = sb.run(["verify", "--rate", "fast"]);
+    assert_exit(&o, 2);
+    assert!(text(&o.stderr).contains("--rate"), "{}", text(&o.stderr));
+}

@@ -339,3 +339,94 @@ fn sigterm_while_storing_outputs_stops_larder() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
+
+/// The body of `GET path` from the server at `url` (`http://HOST:PORT`).
+fn http_get(url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://").expect("plain http");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("response");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_background_scrub_removes_a_blob_damaged_on_disk() {
+    let sb = Sandbox::new();
+    let mut big = vec![0u8; 400_000];
+    let mut x: u32 = 99;
+    for b in &mut big {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 24) as u8;
+    }
+    sb.write(&sb.work, "big.bin", &big);
+    assert_exit(&sb.run(["put", "k", "big.bin"]), 0);
+    let blob = std::fs::read_dir(sb.cache.join("blobs"))
+        .expect("blobs/")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("fan-out dir").flatten())
+        .map(|f| f.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == big.len() as u64))
+        .expect("the raw blob");
+    let mut perms = std::fs::metadata(&blob).expect("stat").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&blob, perms).expect("chmod");
+    let mut bytes = std::fs::read(&blob).expect("read");
+    bytes[1234] ^= 4;
+    std::fs::write(&blob, bytes).expect("write");
+
+    let bad = sb
+        .larder()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--scrub-rate",
+            "quick",
+            "--dir",
+        ])
+        .arg(&sb.cache)
+        .output()
+        .expect("larder serve");
+    assert_exit(&bad, 2);
+    assert!(
+        text(&bad.stderr).contains("--scrub-rate"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    // The first pass starts with the server.
+    let served = Served::start(&sb, &sb.cache, &["--scrub-rate", "1GiB/s"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = http_get(&served.url, "/metrics");
+        if metrics.lines().any(|l| l == "larder_scrub_corrupt_total 1") {
+            assert!(
+                metrics.contains("larder_scrub_rate_bytes 1073741824"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no damaged blob found: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!blob.exists(), "removed");
+    let status = http_get(&served.url, "/status");
+    assert!(status.contains("<h2>Integrity</h2>"), "{status}");
+    assert_eq!(served.terminate(), Some(0));
+    assert_exit(&sb.run(["get", "k"]), 1);
+
+    let off = Served::start(&sb, &sb.cache, &["--scrub-rate", "off"]);
+    let metrics = http_get(&off.url, "/metrics");
+    assert!(metrics.contains("larder_blob_reads_total"), "{metrics}");
+    assert!(!metrics.contains("larder_scrub_"), "{metrics}");
+    assert_eq!(off.terminate(), Some(0));
+}

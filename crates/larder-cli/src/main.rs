@@ -97,6 +97,9 @@ enum Command {
     /// Evict entries (least recently used first, or as the eviction policy says) until the
     /// cache is within its budgets
     Trim(cmd::trim::Args),
+    /// Re-verify every blob of the local cache against its digest and remove the damaged ones
+    #[cfg(feature = "fs")]
+    Verify(cmd::verify::Args),
     /// Show the resolved configuration and where each value came from
     Config(cmd::config::Args),
     /// Create and inspect the ed25519 keys that sign cache entries (trusted writers)
@@ -272,6 +275,8 @@ fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Re
             Command::Put(args) => cmd::put::run(args, &ctx).await,
             Command::Stats(args) => cmd::stats::run(args, &ctx).await,
             Command::Trim(args) => cmd::trim::run(args, &ctx).await,
+            #[cfg(feature = "fs")]
+            Command::Verify(args) => cmd::verify::run(args, &ctx).await,
             Command::Config(args) => cmd::config::run(args, &ctx).await,
             Command::Key(args) => cmd::key::run(args, &ctx).await,
             Command::Worker(args) => cmd::worker::run(args, &ctx).await,

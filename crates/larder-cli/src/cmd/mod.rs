@@ -25,6 +25,8 @@ pub(crate) mod put;
 pub(crate) mod serve;
 pub(crate) mod stats;
 pub(crate) mod trim;
+#[cfg(feature = "fs")]
+pub(crate) mod verify;
 pub(crate) mod worker;
 
 /// Exit code: success, or a hit.

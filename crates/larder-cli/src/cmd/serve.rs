@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use larder_core::size::parse_size;
-use larder_server::{Access, Limits, Server, ServerConfig, TlsFiles};
+use larder_core::size::{parse_rate, parse_size};
+use larder_server::{Access, Limits, Scrub, Server, ServerConfig, TlsFiles};
 
 use super::{Ctx, EXIT_OK};
 use crate::config::{Config, Source};
@@ -43,6 +43,11 @@ Budgets (--max-size, --max-entries, --min-free/--max-free) also come from larder
 LARDER_MAX_SIZE etc., as for `larder trim`. A write the disk cannot take even after a clean-up
 is answered 507 (reads go on); one over --max-blob-size is answered 413.
 Figures: /status (HTML, or JSON at /status.json), /metrics (Prometheus), /healthz.
+
+Blobs are verified when written; a read of a blob whose file is unchanged since the server
+verified it (same inode, size, modification and change times) is sent without hashing, any
+other read is verified and a damaged blob removed. The background scrub (--scrub-rate) reads
+every blob back and removes damaged ones; `larder verify` does one such pass by hand.
 
 The server stops gracefully on SIGTERM or SIGINT: it stops accepting connections, finishes the
 requests in flight (uploads included) for up to --shutdown-timeout, and saves its index.
@@ -118,6 +123,11 @@ pub(crate) struct Args {
     /// [env: LARDER_TRACE]
     #[arg(long, value_name = "FILE")]
     trace: Option<String>,
+    /// Re-verify the stored blobs in the background, reading at most this much per second
+    /// (50MiB/s), a pass an hour at most; `off` turns it off. Reads send a blob unchanged since
+    /// it was verified without hashing it again: the scrub is what finds one damaged on disk
+    #[arg(long, value_name = "RATE", default_value = "32MiB/s")]
+    scrub_rate: String,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -243,7 +253,12 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         .with_waf_prefix(args.waf_prefix)
         .with_budget(budget)
         .with_cleanup_interval(Duration::from_secs(args.cleanup_interval.max(1)))
-        .with_limits(args.limits.limits()?);
+        .with_limits(args.limits.limits()?)
+        .with_scrub(Scrub::at(
+            parse_rate(&args.scrub_rate)
+                .with_context(|| format!("bad --scrub-rate {:?}", args.scrub_rate))?,
+            Scrub::default().interval,
+        ));
     let server_config = match crate::policies::eviction_policy(&config) {
         Some(policy) => server_config.with_eviction(policy),
         None => server_config,
