@@ -50,7 +50,12 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let dir = config.dir.clone();
         // Entries are read no larger than the server takes them, whoever wrote them.
+        // With an upstream, a write acknowledged is also a promise to upload it later: its queue
+        // file is synced before the answer, and so are its entry and blobs, or a power loss
+        // could leave a queue file naming an entry that is gone (an upload then dropped as if
+        // the entry had been evicted).
         let fs_config = FsConfig::default()
+            .with_fsync(config.upstream.is_some())
             .with_max_blob_bytes(config.max_blob_bytes)
             .with_max_entry_bytes(config.limits.max_entry_bytes)
             .with_eviction(config.eviction.clone())
