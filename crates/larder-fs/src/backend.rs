@@ -560,17 +560,7 @@ impl Store for FsStore {
                 }
                 Box::pin(futures::stream::once(async move { item }))
             } else {
-                let inner2 = Arc::clone(inner);
-                reader::stream_trusted(
-                    loc.file,
-                    digest,
-                    size,
-                    Box::new(move || {
-                        if let Some(v) = &inner2.verified {
-                            v.forget(&digest);
-                        }
-                    }),
-                )
+                reader::stream_trusted(loc.file, digest, size)
             };
             return Ok(Some(BlobRead { size, stream }));
         }

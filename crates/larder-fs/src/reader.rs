@@ -3,7 +3,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
@@ -14,8 +13,8 @@ use larder_core::{ByteStream, Digest, Error, Result};
 use crate::core::Layout;
 use crate::verified::Seen;
 
-/// Pieces a trusted blob is read in: large, so a 100 MiB blob is a few dozen hops to the
-/// blocking pool, small enough that a connection holds little (one piece, one read ahead).
+/// Pieces a trusted blob is mapped in: large, so a 100 MiB blob is a few dozen hops to the
+/// blocking pool, small enough that a connection holds little (one piece, one mapped ahead).
 pub(crate) const TRUSTED_CHUNK: usize = 2 << 20;
 
 /// A stored blob file, found.
@@ -329,22 +328,15 @@ impl ChunkReader {
     }
 }
 
-/// Stream a trusted raw blob of `size` bytes from `file`: [`TRUSTED_CHUNK`] pieces read with
-/// `pread` (the page cache's copy, no hash) on a blocking thread, one piece read ahead. A
-/// file found shorter than `size` (truncated in place since it was opened) ends the stream
-/// with [`Error::Corrupt`], after `on_short` ran.
-pub(crate) fn stream_trusted(
-    file: File,
-    digest: Digest,
-    size: u64,
-    on_short: Box<dyn Fn() + Send + Sync>,
-) -> ByteStream {
+/// Stream a trusted raw blob of `size` bytes from `file`: [`TRUSTED_CHUNK`] pieces mapped from
+/// the page cache (no hash, and no copy: a consumer writing a piece to a socket copies the
+/// cached pages straight into it), each mapped on a blocking thread, one piece ahead.
+pub(crate) fn stream_trusted(file: File, digest: Digest, size: u64) -> ByteStream {
     let reader = Trusted {
         file,
         digest,
         size,
         off: 0,
-        on_short,
     };
     Box::pin(futures::stream::unfold(
         Some(reader.spawn()),
@@ -368,20 +360,21 @@ pub(crate) fn stream_trusted(
     ))
 }
 
-/// Read a whole trusted raw blob of `size` bytes (small: inline, no hash).
+/// Read a whole (small) trusted raw blob of `size` bytes: no hash.
 pub(crate) fn read_trusted(file: &File, digest: &Digest, size: u64) -> Result<Bytes> {
-    pread_exact(file, 0, size as usize).map_err(|e| short_or_io(e, digest))
-}
-
-fn short_or_io(e: io::Error, digest: &Digest) -> Error {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        Error::corrupt(
-            format!("blob {digest}"),
-            "the file is shorter than it was when opened",
-        )
-    } else {
-        Error::io(format!("reading blob {digest}"), e)
-    }
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; size as usize];
+    file.read_exact_at(&mut buf, 0).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::corrupt(
+                format!("blob {digest}"),
+                "the file is shorter than it was when opened",
+            )
+        } else {
+            Error::io(format!("reading blob {digest}"), e)
+        }
+    })?;
+    Ok(Bytes::from(buf))
 }
 
 /// A trusted blob being read piece by piece (see [`stream_trusted`]).
@@ -389,28 +382,24 @@ struct Trusted {
     file: File,
     digest: Digest,
     size: u64,
-    /// Bytes read so far.
+    /// Bytes handed out so far.
     off: u64,
-    on_short: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Trusted {
     fn spawn(mut self) -> tokio::task::JoinHandle<(Trusted, Result<Option<Bytes>>)> {
         tokio::task::spawn_blocking(move || {
-            let n = (self.size - self.off).min(TRUSTED_CHUNK as u64) as usize;
+            let n = (self.size - self.off).min(TRUSTED_CHUNK as u64);
             if n == 0 {
                 return (self, Ok(None));
             }
-            match pread_exact(&self.file, self.off, n) {
-                Ok(piece) => {
-                    self.off += n as u64;
-                    (self, Ok(Some(piece)))
+            match map_piece(&self.file, self.off, n) {
+                Ok(map) => {
+                    self.off += n;
+                    (self, Ok(Some(Bytes::from_owner(map))))
                 }
                 Err(e) => {
-                    let e = short_or_io(e, &self.digest);
-                    if e.kind() == larder_core::ErrorKind::Corrupt {
-                        (self.on_short)();
-                    }
+                    let e = Error::io(format!("reading blob {}", self.digest), e);
                     // Nothing more is read after an error.
                     self.off = self.size;
                     (self, Err(e))
@@ -420,49 +409,13 @@ impl Trusted {
     }
 }
 
-/// `len` bytes of `file` from `offset`, read with `pread` straight into a new buffer (no
-/// zeroing first); `UnexpectedEof` if the file ends before.
-pub(crate) fn pread_exact(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(len);
-    while buf.len() < len {
-        let filled = buf.len();
-        let at = libc::off_t::try_from(offset + filled as u64)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: `spare` is the buffer's unused capacity, at least `len - filled` bytes of
-        // writable memory that nothing else refers to; pread writes at most that many bytes
-        // into it and returns how many it wrote.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                len - filled,
-                at,
-            )
-        };
-        match n {
-            n if n > 0 => {
-                // SAFETY: pread initialised the first `n` bytes of the spare capacity.
-                unsafe { buf.set_len(filled + n as usize) };
-            }
-            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Ok(buf.freeze())
-}
-
 /// Map `len` bytes of blob file `file` from `offset` (page-aligned), pages populated.
 pub(crate) fn map_piece(file: &File, offset: u64, len: u64) -> io::Result<memmap2::Mmap> {
     // SAFETY: blob files are read-only and never modified in place: they are replaced by rename
     // and removed by unlink, neither of which changes a mapping's contents, and callers map only
     // within the length the file had when it was opened. A file truncated behind our back (by
-    // hand) would fault; the digest check catches every other change.
+    // hand) would fault; every other change is caught by the digest check of a verified read,
+    // or, for a trusted one, is what trusting the file's identity accepts (see `verified`).
     unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)

@@ -199,8 +199,13 @@ fn read_stream(
     Box::pin(futures::stream::try_unfold(state, |mut st| async move {
         loop {
             if !st.pending.is_empty() {
-                let n = st.pending.len().min(READ_CHUNK);
-                let data = st.pending.split_to(n).to_vec();
+                // A piece that fits one message is handed over whole: a buffer read for this
+                // response alone becomes its data without a copy.
+                let data = if st.pending.len() <= READ_CHUNK {
+                    Vec::from(std::mem::take(&mut st.pending))
+                } else {
+                    st.pending.split_to(READ_CHUNK).to_vec()
+                };
                 return Ok(Some((ReadResponse { data }, st)));
             }
             if st.pos >= st.end && st.end < st.size {
@@ -215,7 +220,9 @@ fn read_stream(
                     st.pos += chunk.len() as u64;
                     let lo = chunk_start.max(st.start);
                     let hi = st.pos.min(st.end);
-                    if lo < hi {
+                    if lo == chunk_start && hi == st.pos {
+                        st.pending = chunk;
+                    } else if lo < hi {
                         st.pending =
                             chunk.slice((lo - chunk_start) as usize..(hi - chunk_start) as usize);
                     }

@@ -21,16 +21,17 @@
 //! The serving path: a blob is verified once, then trusted while its file is unchanged. Blobs
 //! are hashed as they are written; a read of a raw blob whose file still has the identity
 //! (device, inode, length, modification and change times) it had when this server last
-//! verified it is sent without hashing, in 2 MiB pieces read from the page cache; any other
+//! verified it is sent without hashing, in 2 MiB pieces mapped from the page cache; any other
 //! read verifies as it streams, is never answered whole when wrong, and removes the blob. The
 //! background scrub ([`Scrub`], on by default at 32 MiB/s) reads every blob back and removes
 //! the damaged ones, which is what catches bytes changed underneath the file system (a failing
 //! disk) in a trusted file; clients verify what they receive too (larder-http BLAKE3, Bazel
 //! SHA-256). larder-fs's crate docs say exactly what a trusted read does not check. HTTP
 //! responses go through hyper, whose body is a stream of buffers written to the socket, so
-//! `sendfile` is not used: the page cache is copied once into the piece and once into the
-//! socket. `/metrics` counts trusted and verified reads (`larder_blob_reads_total`) and the
-//! scrub (`larder_scrub_*`); `/status` shows the scrub's progress.
+//! `sendfile` is not used: the mapped pages are copied once, into the socket (`sendfile` would
+//! hand them over without that copy). `/metrics` counts trusted and verified reads
+//! (`larder_blob_reads_total`) and the scrub (`larder_scrub_*`); `/status` shows the scrub's
+//! progress.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), larder_server::ServerError> {
