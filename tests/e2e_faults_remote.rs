@@ -224,6 +224,18 @@ fn a_larder_server_that_hangs_or_resets_is_a_miss_within_the_time_out() {
         env: Vec::new(),
     };
     hang_and_reset(&sb, &proxy, &remote, "serve");
+
+    // A new entry whose upload the server stops taking part-way (the connection stays open):
+    // the upload is given up once nothing more is taken for the time-out.
+    forget_locally(&sb);
+    proxy.set_mode(ProxyMode::HangAfter(1 << 20));
+    let runs = sb.root.join("serve-runs.log");
+    let dir = sb.root.join("serve-upload-stalled");
+    let (args, data) = checkout(&dir, &runs, 400);
+    let before = count_lines(&runs);
+    let (out, took) = exec(&sb, &dir, &remote, &args);
+    let (ran, warnings) = check(&out, &dir, &data, &runs, before);
+    assert_miss_with_one_warning("serve upload stalled", &out, took, ran, warnings);
 }
 
 fn s3_remote(proxy: &Proxy, s3: &SeaweedFs, name: &str) -> Remote {

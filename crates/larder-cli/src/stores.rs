@@ -317,7 +317,7 @@ fn opener(url: &StoreUrl, config: &Config) -> Result<Opener> {
     Ok(match url.scheme.as_str() {
         "file" => fs::open,
         #[cfg(feature = "http")]
-        "http" | "https" => |u, _| http::open(u),
+        "http" | "https" => http::open,
         #[cfg(not(feature = "http"))]
         "http" | "https" => |u, _| disabled::open(u, "http"),
         #[cfg(feature = "s3")]

@@ -1,6 +1,7 @@
 //! [`HttpStore`]: the [`Store`] implementation over larder's native HTTP protocol.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +20,34 @@ use crate::error::{STORE, from_status, stalled, status_is_temporary, transport};
 
 /// The header carrying a blob's size.
 const SIZE_HEADER: &str = "x-larder-size";
+
+/// `payload`, and the time it was last asked for a chunk (ms since `start`, shared).
+fn watched(payload: ByteStream) -> (ByteStream, std::sync::Arc<(std::time::Instant, AtomicU64)>) {
+    let last = std::sync::Arc::new((std::time::Instant::now(), AtomicU64::new(0)));
+    let mark = std::sync::Arc::clone(&last);
+    let stream = futures::stream::unfold(payload, move |mut payload| {
+        let mark = std::sync::Arc::clone(&mark);
+        async move {
+            let item = payload.next().await;
+            mark.1
+                .store(mark.0.elapsed().as_millis() as u64, Ordering::Relaxed);
+            item.map(|chunk| (chunk, payload))
+        }
+    });
+    (Box::pin(stream), last)
+}
+
+/// Resolves once `last` has not moved for `stall`.
+async fn stalled_for(last: &(std::time::Instant, AtomicU64), stall: Duration) {
+    let tick = (stall / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(tick).await;
+        let since = last.0.elapsed().as_millis() as u64 - last.1.load(Ordering::Relaxed);
+        if since >= stall.as_millis() as u64 {
+            return;
+        }
+    }
+}
 /// Digests per find-missing request (the server takes up to 100 000).
 const FIND_MISSING_BATCH: usize = 50_000;
 
@@ -290,14 +319,21 @@ impl Store for HttpStore {
     ) -> Result<PutOutcome> {
         let url = self.url(&format!("blobs/{}", digest.to_hex()));
         let what = format!("storing blob {digest}");
-        // The payload is consumed as it is sent, so this request cannot be replayed.
-        let resp = self
+        // The payload is consumed as it is sent, so this request cannot be replayed. The client
+        // pulls the payload as fast as the connection takes it: a server that stops reading (or
+        // stops answering once it has it all) for the read time-out has stalled.
+        let (payload, last_pull) = watched(payload);
+        let send = self
             .client
             .put(&url)
             .header(SIZE_HEADER, size)
             .body(reqwest::Body::wrap_stream(payload))
-            .send()
-            .await;
+            .send();
+        let stall = self.cfg.read_timeout;
+        let resp = tokio::select! {
+            resp = send => resp,
+            () = stalled_for(&last_pull, stall) => return Err(stalled(&what, stall)),
+        };
         let resp = match resp {
             Ok(resp) => resp,
             // A server that already holds the blob may answer and close before reading it all.

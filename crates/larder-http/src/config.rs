@@ -51,9 +51,9 @@ impl HttpStoreBuilder {
         self
     }
 
-    /// Longest wait for an answer to start, and between two chunks of a blob download
-    /// (default 60 s). Uploads are not bounded by time (they may be large and slow); a dead
-    /// peer is found by TCP keep-alive.
+    /// Longest wait for an answer to start, between two chunks of a blob download, and for
+    /// the server to take more of an upload (default 60 s). Transfers as a whole are not
+    /// bounded by time (they may be large and slow), only their stalls.
     pub fn read_timeout(mut self, t: Duration) -> Self {
         self.read_timeout = t;
         self

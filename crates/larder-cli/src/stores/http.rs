@@ -6,13 +6,16 @@ use anyhow::{Context, Result};
 use larder_http::HttpStore;
 
 use super::{Opened, StoreUrl};
+use crate::config::Config;
 
 /// Open `http(s)://HOST:PORT[/PREFIX]`. A URL without a path means the server's default
 /// native prefix, `/v1`. `LARDER_TOKEN` is sent as a bearer token (for servers that want one
-/// to push); `LARDER_CA_FILE` names PEM CA certificates to trust besides the system's.
-pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
+/// to push); `LARDER_CA_FILE` names PEM CA certificates to trust besides the system's. The
+/// remote time-out bounds every wait on the server: for an answer, for the next chunk of a
+/// download, and for the server to take more of an upload.
+pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
     let base = native_base(&url.location);
-    let mut builder = HttpStore::builder(base.clone());
+    let mut builder = HttpStore::builder(base.clone()).read_timeout(config.remote_timeout.value);
     if let Some(token) = std::env::var("LARDER_TOKEN").ok().filter(|t| !t.is_empty()) {
         builder = builder.bearer_token(token);
     }
