@@ -32,8 +32,8 @@ use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
 use larder_core::store::ProgressFn;
 use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key,
-    PutMode, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, PutMode,
+    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
 };
 
 use crate::access::AccessLog;

@@ -19,8 +19,8 @@ use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::error::IoResultExt;
 use larder_core::store::CHUNK_SIZE;
 use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key,
-    PutMode, PutOptions, PutOutcome, Result, Store,
+    BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key, PutMode, PutOptions,
+    PutOutcome, Result, Store,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;

@@ -10,8 +10,8 @@ use futures::{Stream, StreamExt};
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{
-    BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key,
-    PutMode, PutOptions, PutOutcome, Result, Store, StoreStats,
+    BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key, PutMode, PutOptions,
+    PutOutcome, Result, Store, StoreStats,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 

@@ -316,7 +316,11 @@ pub async fn find_missing_entries_answers_existence(h: &dyn Harness) {
     let store = h.store();
     let src = tempdir();
     write(src.path(), "small", b"inline bytes");
-    write(src.path(), "big", &pseudo_random("find_missing_entries", 300 << 10));
+    write(
+        src.path(),
+        "big",
+        &pseudo_random("find_missing_entries", 300 << 10),
+    );
     let inline = fresh_key("exists-inline");
     put_tree(&*store, &inline, src.path(), &["small"]).await;
     let with_blob = fresh_key("exists-blob");

@@ -16,8 +16,8 @@ use crate::entry::{Entry, now_ms};
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{
-    BlobRead, ByteStream, Capability, EntryMeta, GetOptions, ProgressFn, PutMode,
-    PutOptions, PutOutcome, Store, StoreStats, TrimOptions, TrimReport,
+    BlobRead, ByteStream, Capability, EntryMeta, GetOptions, ProgressFn, PutMode, PutOptions,
+    PutOutcome, Store, StoreStats, TrimOptions, TrimReport,
 };
 
 /// A store that keeps everything in memory.
