@@ -470,7 +470,7 @@ impl Client {
 }
 
 /// `larder ccache-helper` started directly, as ccache would start it.
-fn start_helper(sb: &Sandbox, endpoint: &Path, url: &str, idle: &str) -> std::process::Child {
+fn start_helper(sb: &Sandbox, endpoint: &Path, url: &str, idle: &str) -> Helper {
     // Values over 4 KiB are blobs beside their entry (the helper's default keeps them inside
     // up to 1 MiB).
     start_helper_with(
@@ -489,7 +489,7 @@ fn start_helper_with(
     url: &str,
     idle: &str,
     attrs: &[(&str, &str)],
-) -> std::process::Child {
+) -> Helper {
     let mut cmd = sb.larder();
     cmd.arg("ccache-helper")
         .env("CRSH_IPC_ENDPOINT", endpoint)
@@ -500,13 +500,29 @@ fn start_helper_with(
         cmd.env(format!("CRSH_ATTR_KEY_{i}"), k)
             .env(format!("CRSH_ATTR_VALUE_{i}"), v);
     }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting larder ccache-helper")
+    Helper(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting larder ccache-helper"),
+    )
 }
 
-fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+/// A helper started by a test; killed when the test ends without having stopped it (a failed
+/// assertion must not leave a helper with no idle time-out running).
+struct Helper(std::process::Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn wait_exit(helper: &mut Helper) -> std::process::ExitStatus {
+    let child = &mut helper.0;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().expect("waiting for the helper") {
