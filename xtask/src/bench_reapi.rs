@@ -7,7 +7,7 @@
 //! goes to stdout; its JSON and Markdown to `--out` (default `benches/results`, or
 //! `target/bench-quick` with `--quick`, whose figures are a smoke run's).
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use xshell::{Shell, cmd};
 
 use crate::{flags, project_root, target_dir, test};
@@ -25,44 +25,14 @@ fn install_buildgrid(sh: &Shell) -> Result<()> {
     let dir = target_dir().join(BUILDGRID_DIR);
     let python = dir.join("bin/python");
     let code = "import importlib.metadata as m; print(m.version('buildgrid'))";
-    let ok = |sh: &Shell| {
+    let installed = |sh: &Shell| {
         cmd!(sh, "{python} -c {code}")
             .quiet()
             .ignore_stderr()
             .read()
             .is_ok_and(|v| v.trim() == BUILDGRID_VERSION)
     };
-    if ok(sh) {
-        return Ok(());
-    }
-    let venv = |sh: &Shell| {
-        cmd!(sh, "python3 -m venv --clear {dir}")
-            .quiet()
-            .ignore_stderr()
-            .run()
-            .is_ok()
-    };
-    // Debian's own python3 makes virtualenvs only with python3-venv installed.
-    if !venv(sh) {
-        test::apt_install(sh, &["python3-venv"])?;
-        cmd!(sh, "python3 -m venv --clear {dir}")
-            .run()
-            .context("python3 could not make a virtualenv for BuildGrid")?;
-    }
-    eprintln!(
-        "xtask: pip-installing {BUILDGRID_PIP} into {}",
-        dir.display()
-    );
-    cmd!(sh, "{python} -m pip install -q {BUILDGRID_PIP}")
-        .run()
-        .context("pip could not install BuildGrid")?;
-    if !ok(sh) {
-        bail!(
-            "{} does not hold BuildGrid {BUILDGRID_VERSION}",
-            dir.display()
-        );
-    }
-    Ok(())
+    test::venv_install(sh, &dir, BUILDGRID_PIP, "BuildGrid", installed)
 }
 
 impl flags::Bench {

@@ -131,14 +131,27 @@ const BUILDSTREAM_DIR: &str = "buildstream";
 fn install_buildstream(sh: &Shell) -> Result<()> {
     let dir = crate::target_dir().join(BUILDSTREAM_DIR);
     let bst = dir.join("bin/bst");
-    let ok = |sh: &Shell| {
+    let installed = |sh: &Shell| {
         cmd!(sh, "{bst} --version")
             .quiet()
             .ignore_stderr()
             .read()
             .is_ok_and(|v| v.trim() == BUILDSTREAM_VERSION)
     };
-    if ok(sh) {
+    venv_install(sh, &dir, BUILDSTREAM_PIP, "BuildStream", installed)
+}
+
+/// A tool with pinned dependencies in a virtualenv of its own at `dir`: made (with Debian's
+/// python3-venv when python3 needs it) and `spec` pip-installed into it, unless `installed`
+/// already says yes; `installed` must say yes afterwards.
+pub(crate) fn venv_install(
+    sh: &Shell,
+    dir: &std::path::Path,
+    spec: &str,
+    what: &str,
+    installed: impl Fn(&Shell) -> bool,
+) -> Result<()> {
+    if installed(sh) {
         return Ok(());
     }
     let venv = |sh: &Shell| {
@@ -153,18 +166,15 @@ fn install_buildstream(sh: &Shell) -> Result<()> {
         apt_install(sh, &["python3-venv"])?;
         cmd!(sh, "python3 -m venv --clear {dir}")
             .run()
-            .context("python3 could not make a virtualenv for BuildStream")?;
+            .with_context(|| format!("python3 could not make a virtualenv for {what}"))?;
     }
     let python = dir.join("bin/python");
-    eprintln!(
-        "xtask: pip-installing {BUILDSTREAM_PIP} into {}",
-        dir.display()
-    );
-    cmd!(sh, "{python} -m pip install -q {BUILDSTREAM_PIP}")
+    eprintln!("xtask: pip-installing {spec} into {}", dir.display());
+    cmd!(sh, "{python} -m pip install -q {spec}")
         .run()
-        .context("pip could not install BuildStream")?;
-    if !ok(sh) {
-        bail!("{} is not BuildStream {BUILDSTREAM_VERSION}", bst.display());
+        .with_context(|| format!("pip could not install {what}"))?;
+    if !installed(sh) {
+        bail!("{} does not hold {spec}", dir.display());
     }
     Ok(())
 }
