@@ -4,42 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestServer, pseudo_random};
+use common::{TestServer, find_blob, flip, pseudo_random};
 use larder_server::Limits;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// The stored file holding exactly `bytes` (a raw blob) below `dir`.
-fn find_blob(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let meta = entry.metadata().ok()?;
-        if meta.is_dir() {
-            if let Some(found) = find_blob(&path, bytes) {
-                return Some(found);
-            }
-        } else if meta.len() == bytes.len() as u64
-            && std::fs::read(&path).ok().as_deref() == Some(bytes)
-        {
-            return Some(path);
-        }
-    }
-    None
-}
-
-/// Flip one byte of a stored file (blob files are read-only).
-fn flip(path: &Path, at: usize) {
-    let mut perms = std::fs::metadata(path).expect("stat").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(path, perms).expect("chmod");
-    let mut bytes = std::fs::read(path).expect("read");
-    bytes[at] ^= 0x20;
-    std::fs::write(path, bytes).expect("write");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_flipped_on_disk_is_never_sent_complete() {

@@ -5,44 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, pseudo_random};
+use common::{TestServer, find_blob, flip, pseudo_random};
 use larder_server::Scrub;
 
 /// Longer than the coarse clock tick a just-written file's identity must age by before it is
 /// trusted where change times are not fine-grained (see larder-fs's crate docs).
 const SETTLE: Duration = Duration::from_millis(60);
-
-/// The stored raw blob file holding exactly `bytes` below `dir`.
-fn find_blob(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let meta = entry.metadata().ok()?;
-        if meta.is_dir() {
-            if let Some(found) = find_blob(&path, bytes) {
-                return Some(found);
-            }
-        } else if meta.len() == bytes.len() as u64
-            && std::fs::read(&path).ok().as_deref() == Some(bytes)
-        {
-            return Some(path);
-        }
-    }
-    None
-}
-
-/// Flip one byte of a stored file through the file system (blob files are read-only).
-fn flip(path: &Path, at: usize) {
-    let mut perms = std::fs::metadata(path).expect("stat").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(path, perms).expect("chmod");
-    let mut bytes = std::fs::read(path).expect("read");
-    bytes[at] ^= 0x20;
-    std::fs::write(path, bytes).expect("write");
-}
 
 /// The value of the metric line `name` (with its labels, as written) in `/metrics`.
 async fn metric(s: &TestServer, name: &str) -> Option<f64> {

@@ -126,3 +126,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The stored raw blob file holding exactly `bytes` below `dir`.
+pub fn find_blob(dir: &std::path::Path, bytes: &[u8]) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let meta = entry.metadata().ok()?;
+        if meta.is_dir() {
+            if let Some(found) = find_blob(&path, bytes) {
+                return Some(found);
+            }
+        } else if meta.len() == bytes.len() as u64
+            && std::fs::read(&path).ok().as_deref() == Some(bytes)
+        {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// Flip one byte of a stored file through the file system (blob files are read-only).
+pub fn flip(path: &std::path::Path, at: usize) {
+    let mut perms = std::fs::metadata(path).expect("stat").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).expect("chmod");
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[at] ^= 0x20;
+    std::fs::write(path, bytes).expect("write");
+}
