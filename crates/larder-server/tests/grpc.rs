@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, pseudo_random, sha256_hex};
+use common::{TestServer, grpc_channel, pseudo_random, reapi_digest as digest, sha256_hex};
 use larder_reapi::prost::Message;
 use larder_reapi::proto::build::bazel::remote::execution::v2::{
     ActionResult, BatchUpdateBlobsRequest, Digest, FindMissingBlobsRequest, GetActionResultRequest,
@@ -17,21 +17,6 @@ use larder_reapi::proto::google::bytestream::{
 };
 use larder_reapi::tonic::transport::Channel;
 use larder_reapi::tonic::{Code, Request};
-
-async fn channel(s: &TestServer) -> Channel {
-    Channel::from_shared(s.url(""))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("h2c connection")
-}
-
-fn digest(data: &[u8]) -> Digest {
-    Digest {
-        hash: sha256_hex(data),
-        size_bytes: data.len() as i64,
-    }
-}
 
 async fn read(bs: &mut ByteStreamClient<Channel>, d: &Digest) -> Vec<u8> {
     let mut stream = bs
@@ -53,7 +38,7 @@ async fn read(bs: &mut ByteStreamClient<Channel>, d: &Digest) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn http_and_grpc_share_the_cas_and_action_cache() {
     let s = TestServer::start().await;
-    let ch = channel(&s).await;
+    let ch = grpc_channel(s.addr).await;
     let mut cas = ContentAddressableStorageClient::new(ch.clone());
     let mut bs = ByteStreamClient::new(ch.clone());
     let mut ac = ActionCacheClient::new(ch);
@@ -176,7 +161,7 @@ async fn grpc_writes_need_the_auth_file_token() {
     let token = "0123456789abcdef0123";
     let access = larder_server::Access::open().with_token(token);
     let s = TestServer::start_with(|c| c.with_access(access)).await;
-    let ch = channel(&s).await;
+    let ch = grpc_channel(s.addr).await;
     let mut cas = ContentAddressableStorageClient::new(ch.clone());
     let mut caps = CapabilitiesClient::new(ch);
     let blob = b"guarded blob".to_vec();

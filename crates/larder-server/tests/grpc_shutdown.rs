@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{pseudo_random, sha256_hex};
+use common::{grpc_channel as channel, pseudo_random, reapi_digest as digest, sha256_hex};
 use larder_reapi::proto::build::bazel::remote::execution::v2::{
     Digest, FindMissingBlobsRequest,
     content_addressable_storage_client::ContentAddressableStorageClient,
@@ -43,21 +43,6 @@ async fn start(
         let _ = stopped.await;
     }));
     (addr, stop, running)
-}
-
-async fn channel(addr: std::net::SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("h2c connection")
-}
-
-fn digest(data: &[u8]) -> Digest {
-    Digest {
-        hash: sha256_hex(data),
-        size_bytes: data.len() as i64,
-    }
 }
 
 /// Store `blob` through Bazel's HTTP CAS.

@@ -155,3 +155,22 @@ pub fn flip(path: &std::path::Path, at: usize) {
     bytes[at] ^= 0x20;
     std::fs::write(path, bytes).expect("write");
 }
+
+/// An h2c gRPC channel to a server on `addr`.
+pub async fn grpc_channel(addr: SocketAddr) -> larder_reapi::tonic::transport::Channel {
+    larder_reapi::tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("h2c connection")
+}
+
+/// The REAPI (SHA-256) digest of `data`.
+pub fn reapi_digest(
+    data: &[u8],
+) -> larder_reapi::proto::build::bazel::remote::execution::v2::Digest {
+    larder_reapi::proto::build::bazel::remote::execution::v2::Digest {
+        hash: sha256_hex(data),
+        size_bytes: data.len() as i64,
+    }
+}
