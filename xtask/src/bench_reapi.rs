@@ -35,6 +35,26 @@ fn install_buildgrid(sh: &Shell) -> Result<()> {
     test::venv_install(sh, &dir, BUILDGRID_PIP, "BuildGrid", installed)
 }
 
+/// What benches/reapi.py needs besides the release binaries: BuildGrid and Bazel, installed
+/// when missing.
+pub(crate) fn prerequisites(sh: &Shell) -> Result<()> {
+    install_buildgrid(sh)?;
+    if cmd!(sh, "bazel --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_err()
+    {
+        test::apt_install(sh, &["bazel-bootstrap"])?;
+    }
+    Ok(())
+}
+
+/// BuildGrid's `bgd` in its virtualenv.
+pub(crate) fn bgd() -> std::path::PathBuf {
+    target_dir().join(BUILDGRID_DIR).join("bin/bgd")
+}
+
 impl flags::Bench {
     /// `--reapi`: release builds, BuildGrid and Bazel when missing, then benches/reapi.py.
     pub(crate) fn run_reapi(self, sh: &Shell) -> Result<()> {
@@ -43,18 +63,10 @@ impl flags::Bench {
             "cargo build --release -p larder-cli -p larder-benches --bin larder --bin reapi-client"
         )
         .run()?;
-        install_buildgrid(sh)?;
-        if cmd!(sh, "bazel --version")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .is_err()
-        {
-            test::apt_install(sh, &["bazel-bootstrap"])?;
-        }
+        prerequisites(sh)?;
         let release = target_dir().join("release");
         let (larder, client) = (release.join("larder"), release.join("reapi-client"));
-        let bgd = target_dir().join(BUILDGRID_DIR).join("bin/bgd");
+        let bgd = bgd();
         let out = self.out.unwrap_or_else(|| {
             if self.quick {
                 target_dir().join("bench-quick").display().to_string()

@@ -25,7 +25,8 @@ xflags::xflags! {
             optional --quick
             /// Stores to measure, comma-separated: fs,http,cmd,s3 (default: all).
             optional --stores stores: String
-            /// Where the JSON, Markdown and SVG go (default: target/bench).
+            /// Where the JSON, Markdown and SVG go (default: target/bench; for --all, --areas and
+            /// --render benches/results, or target/bench-quick with --quick).
             optional --out out: String
             /// Also run the foundation benchmarks (signatures, fs put/get vs cp, trim).
             optional --foundation
@@ -37,6 +38,18 @@ xflags::xflags! {
             /// of 10,000 digests, Bazel 4.2 warm from an empty output base) against its own HTTP
             /// cache and BuildGrid 0.4.4 (benches/reapi.py; --quick: a smoke-sized run).
             optional --reapi
+            /// Instead: every benchmark area in sequence (release builds once), each writing
+            /// `<out>/<area>.result.json`, then BENCHMARKS.md and its charts (docs/bench/) from
+            /// those results. About 40 minutes; with --quick a smoke run into target/bench-quick.
+            optional --all
+            /// Instead: only these areas (comma-separated; `--areas list` names them), then the
+            /// page, with the other areas' last results kept.
+            optional --areas areas: String
+            /// Instead: only write the page from the results in --out (no benchmark runs).
+            optional --render
+            /// Where --all/--areas/--render write the page (default: BENCHMARKS.md; with --quick
+            /// target/bench-quick/BENCHMARKS.md); its charts go to docs/bench/ beside it.
+            optional --md md: String
         }
         /// Build the WebAssembly guest policies in `policies/` (wasm32-unknown-unknown
         /// components, into `target/policies/<name>.wasm`).

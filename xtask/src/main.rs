@@ -5,14 +5,18 @@
 //!   command; `.ci/run` runs exactly this).
 //! - `cargo xtask bench`: every store on one workload, as ratios to same-run baselines
 //!   (`--foundation` adds the foundation benchmarks; `--builds` real builds, `--reapi` the
-//!   Remote Execution API against HTTP and BuildGrid, instead).
+//!   Remote Execution API against HTTP and BuildGrid, instead; `--all` every area in sequence
+//!   and BENCHMARKS.md written from the results, `--areas a,b` some of them, `--render` the page
+//!   alone: `bench_all.rs`, `bench_report.rs`).
 //! - `cargo xtask policies`: build the WebAssembly guest policies (`policies/`).
 //! - `cargo xtask fuzz [--short]`: run the cargo-fuzz targets (`fuzz/`).
 //!
 //! `test` and `bench` end by listing any process they started that is still running
 //! (`leftovers.rs`); under CI that fails the run.
 
+mod bench_all;
 mod bench_reapi;
+mod bench_report;
 mod demo;
 mod flags;
 mod fuzz;
@@ -30,7 +34,7 @@ use xshell::Shell;
 fn main() {
     if std::env::args().len() <= 1 {
         println!(
-            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   every store on one workload, beside same-run baselines\n  policies  build the WebAssembly guest policies in policies/\n  fuzz    run the cargo-fuzz targets in fuzz/ (nightly)\n\n`cargo xtask <task> --help` for options."
+            "cargo xtask <task>\n\ntasks:\n  demo    build a C program twice through `larder exec`: miss, then hit\n  test    install test prerequisites, lint, run the whole test suite (what CI runs)\n  bench   every store on one workload, beside same-run baselines (--all: every area, then BENCHMARKS.md)\n  policies  build the WebAssembly guest policies in policies/\n  fuzz    run the cargo-fuzz targets in fuzz/ (nightly)\n\n`cargo xtask <task> --help` for options."
         );
         return;
     }
@@ -100,7 +104,41 @@ impl flags::Bench {
         result.and(left)
     }
 
+    /// `--all`, `--areas`, `--render`: areas in sequence, then the page.
+    fn run_areas(self, sh: &Shell) -> Result<()> {
+        let areas: Vec<&bench_all::Area> = match (&self.areas, self.all) {
+            (Some(list), _) if list == "list" => {
+                for a in bench_all::AREAS {
+                    println!("{:<16} {}", a.info.name, a.info.title);
+                }
+                return Ok(());
+            }
+            (Some(list), _) => bench_all::select(list)?,
+            (None, true) => bench_all::AREAS.iter().collect(),
+            (None, false) => Vec::new(),
+        };
+        let quick_dir = target_dir().join("bench-quick");
+        let out = self.out.map(PathBuf::from).unwrap_or_else(|| {
+            if self.quick {
+                quick_dir.clone()
+            } else {
+                project_root().join("benches/results")
+            }
+        });
+        let md = self.md.map(PathBuf::from).unwrap_or_else(|| {
+            if self.quick {
+                quick_dir.join("BENCHMARKS.md")
+            } else {
+                project_root().join("BENCHMARKS.md")
+            }
+        });
+        bench_all::run(sh, &areas, self.quick, &out, &md)
+    }
+
     fn run_benches(self, sh: &Shell) -> Result<()> {
+        if self.all || self.areas.is_some() || self.render {
+            return self.run_areas(sh);
+        }
         if self.builds {
             return self.run_builds(sh);
         }
