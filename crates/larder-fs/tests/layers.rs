@@ -10,7 +10,9 @@ use bytes::Bytes;
 use larder_core::admission::{AdmissionCandidate, AdmissionPolicy};
 use larder_core::layer::{Admission, BestEffort, Progress, ReadOnly, Retry, Tier, Tiered};
 use larder_core::testkit::{Harness, Suites};
-use larder_core::{Content, Digest, Entry, Key, Output, OutputKind, Placement, Store, StoreExt};
+use larder_core::{
+    Content, Digest, Entry, Key, Output, OutputKind, Placement, Store, StoreExt, TrimOptions,
+};
 use larder_fs::{FsConfig, FsStore};
 
 /// A filesystem store in a temporary directory.
@@ -172,6 +174,45 @@ async fn read_only_over_fs() {
     assert!(!ro.capability().trim && ro.capability().local_files);
 }
 
+/// Each tier is trimmed to its own budget: the slow tier to the one it was given, the fast
+/// one to the trim call's; a tier without a budget of its own is left alone.
+async fn each_tier_trimmed_to_its_own_budget() {
+    let (fast, slow, third) = (Disk::new(), Disk::new(), Disk::new());
+    let mut slow_budget = TrimOptions::default();
+    slow_budget.max_entries = Some(2);
+    let tiered = Tiered::new(vec![
+        Tier::new(fast.store.clone()),
+        Tier::new(slow.store.clone()).with_budget(slow_budget),
+        Tier::new(third.store.clone()),
+    ])
+    .expect("three tiers");
+    for i in 0..5 {
+        let k = key(&format!("budget-{i}"));
+        let mut entry = Entry::new(k.as_str(), "fs-layers");
+        entry.stdout = Some(Content::inline(vec![i as u8; 100]));
+        tiered.put_entry(&k, &entry).await.expect("put");
+    }
+    let mut opts = TrimOptions::default();
+    opts.max_entries = Some(4);
+    let rows = tiered.trim_tiers(&opts, None).await;
+    let left: Vec<(u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            let report = r.result.as_ref().expect("trimmed");
+            (report.evicted_entries, report.remaining_entries)
+        })
+        .collect();
+    assert_eq!(left, vec![(1, 4), (3, 2)], "{rows:?}");
+    assert_eq!(rows[1].budget.max_entries, Some(2));
+    assert_eq!(third.store.stats().await.expect("stats").entries, 5);
+
+    // Without a budget for the first tier, only the slow one (now within budget) is trimmed.
+    let rows = tiered.trim_tiers(&TrimOptions::default(), None).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].name, slow.store.to_string());
+    assert_eq!(rows[0].result.as_ref().expect("trim").evicted_entries, 0);
+}
+
 /// Two disks as tiers; the large blob (512 MiB) streams to both at once, and the suite's memory
 /// bound (256 MiB) would catch a tier fed from a buffered copy.
 fn tiered_over_two_fs_stores() -> Layers {
@@ -207,5 +248,9 @@ fn main() -> std::process::ExitCode {
         .store("tiered_fs_fs", || async { Ok(tiered_over_two_fs_stores()) })
         .test("tiered_backfills_a_fs_tier", tiered_backfills_a_fs_tier)
         .test("read_only_over_fs", read_only_over_fs)
+        .test(
+            "each_tier_trimmed_to_its_own_budget",
+            each_tier_trimmed_to_its_own_budget,
+        )
         .run()
 }

@@ -98,7 +98,7 @@ pub use namespaces::Namespaces;
 pub use progress::{Progress, ProgressCounts};
 pub use read_only::ReadOnly;
 pub use retry::{Retry, RetryConfig};
-pub use tiered::{Tier, TierStats, TierWrite, Tiered, UploadQueue, copy_entry};
+pub use tiered::{Tier, TierStats, TierTrim, TierWrite, Tiered, UploadQueue, copy_entry};
 pub use trust::{PublicKey, Signed, SigningKey, Trusted};
 
 /// What the layer macro needs from outside the crate.

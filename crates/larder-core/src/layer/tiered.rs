@@ -33,6 +33,8 @@
 //! run goes on with the tiers that answer".
 //!
 //! Maintenance goes to the first tier: `list`, `stats`, `trim` and the capability are its own;
+//! [`Tiered::trim_tiers`] also trims every slower tier that has a budget of its own
+//! ([`Tier::with_budget`]: a shared bucket kept at its size by whoever runs `larder trim`);
 //! `delete` goes to every synchronously written tier that can delete (not to queued tiers: a
 //! replica's client does not delete from the shared upstream, and a queued upload could bring
 //! the entry back anyway); `flush` to every tier.
@@ -87,11 +89,12 @@ pub enum TierWrite {
     Never,
 }
 
-/// One tier: a store and how it is written.
+/// One tier: a store, how it is written, and its own trim budget, if any.
 #[derive(Debug)]
 pub struct Tier {
     store: Arc<dyn Store>,
     write: TierWrite,
+    budget: Option<TrimOptions>,
     counters: TierCounters,
 }
 
@@ -116,8 +119,21 @@ impl Tier {
         Tier {
             store,
             write,
+            budget: None,
             counters: TierCounters::default(),
         }
+    }
+
+    /// This tier trimmed to its own `budget` by [`Tiered::trim_tiers`] (the budgets of the
+    /// trim call then apply to the first tier only). A budget without any limit is ignored.
+    pub fn with_budget(mut self, budget: TrimOptions) -> Tier {
+        self.budget = budget.has_budget().then_some(budget);
+        self
+    }
+
+    /// The tier's own budget, if it has one.
+    pub fn budget(&self) -> Option<&TrimOptions> {
+        self.budget.as_ref()
     }
 
     /// The tier's store.
@@ -167,6 +183,18 @@ pub struct TierStats {
     pub backfilled_bytes: u64,
     /// Keys handed to its upload queue.
     pub queued: u64,
+}
+
+/// One tier's part of [`Tiered::trim_tiers`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TierTrim {
+    /// The tier's store, as displayed.
+    pub name: String,
+    /// The budget it was trimmed to.
+    pub budget: TrimOptions,
+    /// What the trim did, or why it could not.
+    pub result: Result<TrimReport>,
 }
 
 /// What [`copy_entry`] copied.
@@ -312,6 +340,42 @@ impl Tiered {
                 }
             })
             .collect()
+    }
+
+    /// Trim every tier that has a budget: the first one to its own budget or else to
+    /// `opts`'s, each slower one to its own (tiers without a budget are left alone). `opts`'s
+    /// `dry_run` and `wait_for_lock` apply to all. A tier that cannot be trimmed or fails
+    /// gives its error in its row; the others are trimmed all the same.
+    pub async fn trim_tiers(
+        &self,
+        opts: &TrimOptions,
+        progress: Option<ProgressFn>,
+    ) -> Vec<TierTrim> {
+        let mut out = Vec::new();
+        for (i, t) in self.tiers.iter().enumerate() {
+            let budget = match (&t.budget, i) {
+                (Some(b), _) => b.clone(),
+                (None, 0) if opts.has_budget() => opts.clone(),
+                _ => continue,
+            };
+            let mut budget = budget;
+            budget.dry_run = opts.dry_run;
+            budget.wait_for_lock = opts.wait_for_lock;
+            let result = if t.store.capability().trim {
+                t.used().trim(&budget, progress.clone()).await
+            } else {
+                Err(Error::NotSupported {
+                    store: t.store.to_string(),
+                    operation: "trim",
+                })
+            };
+            out.push(TierTrim {
+                name: t.store.to_string(),
+                budget,
+                result,
+            });
+        }
+        out
     }
 
     fn first(&self) -> &Tier {
@@ -509,8 +573,17 @@ async fn put_blob_tee(
 
 #[async_trait]
 impl Store for Tiered {
+    /// The first tier's, except that SHA-256 blobs are accepted only when every tier takes
+    /// them and none is written through a queue: the [`UploadQueue`] carries entries, so a
+    /// standalone blob would never reach a queued tier. Callers that hold SHA-256 content
+    /// otherwise keep it as entries (the REAPI CAS falls back to its entry layout).
     fn capability(&self) -> Capability {
-        self.first().store.capability()
+        let mut cap = self.first().store.capability();
+        cap.sha256 = self
+            .tiers
+            .iter()
+            .all(|t| !matches!(t.write, TierWrite::Queued(_)) && t.store.capability().sha256);
+        cap
     }
 
     async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
