@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, HashFn};
 use crate::error::{Error, Result};
 use crate::key::validate_rel_path;
 
@@ -65,6 +65,16 @@ impl Content {
     /// Inline bytes of the recorded size; with `hash`, also of the recorded digest. `what` names
     /// the content in an error (built only then: this runs for every output of every entry read).
     fn validate(&self, what: impl Fn() -> String, hash: bool) -> Result<()> {
+        // Entries name larder's own blobs; the index and trims of every store rely on it.
+        if self.digest.func() != HashFn::Blake3 {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "names a {} digest; entries name BLAKE3 blobs",
+                    self.digest.func()
+                ),
+            ));
+        }
         if let Some(bytes) = &self.inline {
             if bytes.len() as u64 != self.size {
                 return Err(Error::corrupt(what(), "inline size does not match"));

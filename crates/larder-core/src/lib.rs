@@ -38,7 +38,7 @@ pub mod trace;
 pub mod unnamed;
 pub mod verify;
 
-pub use digest::Digest;
+pub use digest::{Digest, HashFn};
 pub use entry::{Content, Entry, Output, OutputKind};
 pub use error::{Error, ErrorKind, Result};
 pub use key::Key;

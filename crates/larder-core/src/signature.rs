@@ -241,7 +241,7 @@ impl<'a> SignatureBuilder<'a> {
         }
         for (p, (d, x)) in &self.inputs {
             s(&mut h, b'I', p.as_bytes());
-            h.update(&d.0);
+            h.update(d.as_bytes());
             h.update(&[u8::from(*x)]);
         }
         let mut outs = self.outputs.clone();
@@ -250,7 +250,7 @@ impl<'a> SignatureBuilder<'a> {
             s(&mut h, b'O', o.as_bytes());
         }
         s(&mut h, b'S', self.salt.as_bytes());
-        s(&mut h, b'N', &self.normalizer.id().0);
+        s(&mut h, b'N', self.normalizer.id().as_bytes());
         Digest::from(h.finalize())
     }
 }

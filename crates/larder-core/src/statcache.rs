@@ -117,7 +117,7 @@ impl StatCache {
                             ctime_ns: u(4) as i64,
                             hashed_at_ns: u(5) as i64,
                             mode: u(6) as u32,
-                            digest: Digest(digest),
+                            digest: Digest::blake3(digest),
                         },
                     );
                 }
@@ -202,7 +202,7 @@ impl StatCache {
             ] {
                 buf.extend_from_slice(&v.to_le_bytes());
             }
-            buf.extend_from_slice(&r.digest.0);
+            buf.extend_from_slice(r.digest.as_bytes());
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;

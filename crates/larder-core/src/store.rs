@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, HashFn};
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::key::Key;
@@ -41,12 +41,50 @@ pub struct Capability {
     pub hit_stats: bool,
     /// Blobs live in local files, so [`Store::place_blob`] can reflink, copy or hard-link them.
     pub local_files: bool,
+    /// Blobs named by SHA-256 digests ([`HashFn::Sha256`]) are held as they are, each a
+    /// standalone blob kept until it is trimmed (not only while an entry names it). BLAKE3
+    /// blobs every store holds. A store without it refuses SHA-256 digests in every blob
+    /// method with [`Error::NotSupported`](crate::Error::NotSupported)
+    /// ([`check_hash_fn`]).
+    #[serde(default)]
+    pub sha256: bool,
 }
 
 impl Capability {
     /// A capability set with every flag off.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// Whether the store holds blobs of digests of `func`.
+    pub fn accepts(&self, func: HashFn) -> bool {
+        match func {
+            HashFn::Blake3 => true,
+            HashFn::Sha256 => self.sha256,
+        }
+    }
+}
+
+/// [`Error::NotSupported`](crate::Error::NotSupported) unless `cap` (`store`'s capability)
+/// accepts the function of every digest in `digests`: how a store refuses blobs of a function
+/// it cannot hold, before it touches anything.
+///
+/// # Errors
+/// The refusal, naming the store and the function.
+pub fn check_hash_fn<'a>(
+    store: &dyn Display,
+    cap: Capability,
+    digests: impl IntoIterator<Item = &'a Digest>,
+) -> Result<()> {
+    match digests.into_iter().find(|d| !cap.accepts(d.func())) {
+        None => Ok(()),
+        Some(d) => Err(crate::Error::NotSupported {
+            store: store.to_string(),
+            operation: match d.func() {
+                HashFn::Blake3 => "BLAKE3 blobs",
+                HashFn::Sha256 => "SHA-256 blobs",
+            },
+        }),
     }
 }
 
@@ -278,11 +316,14 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     /// - `Ok(None)` when the blob is missing.
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>>;
 
-    /// Write a blob of `size` bytes whose BLAKE3 is `digest`, from a stream.
+    /// Write a blob of `size` bytes whose digest (BLAKE3, or SHA-256 where
+    /// [`Capability::sha256`]) is `digest`, from a stream.
     ///
     /// # Behavior
-    /// - The bytes MUST hash to `digest` and total `size`; otherwise nothing is published and
-    ///   [`Error::InvalidInput`](crate::Error::InvalidInput) is returned.
+    /// - The bytes MUST hash to `digest` with its function and total `size`; otherwise nothing
+    ///   is published and [`Error::InvalidInput`](crate::Error::InvalidInput) is returned.
+    /// - A digest whose function the store does not accept is refused with
+    ///   [`Error::NotSupported`](crate::Error::NotSupported), as by every blob method.
     /// - If the blob already exists the stream may be dropped unread and [`PutOutcome::Exists`]
     ///   returned.
     async fn put_blob(&self, digest: &Digest, size: u64, payload: ByteStream)
@@ -509,9 +550,13 @@ pub trait StoreExt: Store {
         }
         Ok(Some(out))
     }
-    /// Store bytes already in memory as a blob.
+    /// Store bytes already in memory as a blob (BLAKE3).
     async fn put_blob_bytes(&self, bytes: Bytes) -> Result<Digest> {
-        let digest = Digest::of(&bytes);
+        self.put_blob_bytes_as(HashFn::Blake3, bytes).await
+    }
+    /// Store bytes already in memory as a blob named by their digest under `func`.
+    async fn put_blob_bytes_as(&self, func: HashFn, bytes: Bytes) -> Result<Digest> {
+        let digest = func.digest(&bytes);
         let size = bytes.len() as u64;
         let stream = futures::stream::once(async move { Ok(bytes) });
         self.put_blob(&digest, size, Box::pin(stream)).await?;

@@ -1,7 +1,7 @@
 //! Verifying a blob's bytes as they stream in from a remote store.
 //!
 //! Every remote store hands out a blob as a stream of chunks that must hash to the blob's digest
-//! and add up to its size. [`verified_stream`] does the counting and hashing once for all of
+//! (with the digest's own function, BLAKE3 or SHA-256) and add up to its size. [`verified_stream`] does the counting and hashing once for all of
 //! them; a store supplies what differs: how a damaged blob is removed ([`VerifyHooks::on_corrupt`])
 //! and how a failing body is judged ([`VerifyHooks::on_error`]).
 
@@ -88,7 +88,7 @@ where
 {
     let state = State {
         body: Box::pin(body),
-        hasher: DigestWriter::new(),
+        hasher: DigestWriter::for_digest(&digest),
         digest,
         size,
         hooks: Some(hooks),
@@ -240,6 +240,30 @@ mod tests {
         let err = run(verified_stream(chunks(&[b"x"]), d, 2, none))
             .await
             .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
+
+    #[tokio::test]
+    async fn sha256_blobs_verify_with_sha256() {
+        let d = crate::digest::HashFn::Sha256.digest(b"hello world");
+        let got = run(verified_stream(
+            chunks(&[b"hello ", b"world"]),
+            d,
+            11,
+            VerifyHooks::none(),
+        ))
+        .await;
+        assert_eq!(got.unwrap(), b"hello world");
+        // The BLAKE3 digest of the same bytes, relabelled SHA-256, does not verify.
+        let wrong = Digest::sha256(*Digest::of(b"hello world").as_bytes());
+        let err = run(verified_stream(
+            chunks(&[b"hello world"]),
+            wrong,
+            11,
+            VerifyHooks::none(),
+        ))
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt);
     }
 }

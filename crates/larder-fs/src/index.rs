@@ -335,13 +335,13 @@ fn io_store(context: String, e: std::io::Error) -> larder_core::Error {
 
 /// Concatenated digests, as stored in `entries.blobs`.
 fn pack_digests(ds: &[Digest]) -> Vec<u8> {
-    ds.iter().flat_map(|d| d.0).collect()
+    ds.iter().flat_map(|d| *d.as_bytes()).collect()
 }
 
 /// The digests in an `entries.blobs` value.
 pub(crate) fn unpack_digests(b: &[u8]) -> Vec<Digest> {
     b.chunks_exact(32)
-        .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(Digest))
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(Digest::blake3))
         .collect()
 }
 
@@ -370,7 +370,7 @@ fn ref_blob(
     let size: Option<i64> = tx
         .prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE digest = ?1 RETURNING size")
         .sql("referencing a blob")?
-        .query_row(params![&d.0[..]], |r| r.get(0))
+        .query_row(params![&d.as_bytes()[..]], |r| r.get(0))
         .optional()
         .sql("referencing a blob")?;
     if let Some(s) = size {
@@ -379,7 +379,7 @@ fn ref_blob(
     let stored = stat_blob(layout, d);
     tx.prepare_cached("INSERT INTO blobs (digest, size, refs) VALUES (?1, ?2, 1)")
         .sql("referencing a blob")?
-        .execute(params![&d.0[..], stored as i64])
+        .execute(params![&d.as_bytes()[..], stored as i64])
         .sql("referencing a blob")?;
     delta.bytes += stored as i64;
     Ok(stored)
@@ -389,7 +389,7 @@ fn ref_blob(
 pub(crate) fn unref_blob(tx: &Transaction<'_>, d: &Digest) -> Result<Option<(i64, u64)>, Error> {
     tx.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE digest = ?1 RETURNING refs, size")
         .sql("releasing a blob")?
-        .query_row(params![&d.0[..]], |r| {
+        .query_row(params![&d.as_bytes()[..]], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
         })
         .optional()
@@ -952,7 +952,7 @@ fn scan_into(tx: &Transaction<'_>, layout: &Layout, keep_hits: bool) -> larder_c
             let Ok(m) = f.metadata() else { continue };
             let stored = blocks(m.len());
             add_blob
-                .execute(params![&d.0[..], stored as i64])
+                .execute(params![&d.as_bytes()[..], stored as i64])
                 .sql("rebuilding")?;
             delta.bytes += stored as i64;
         }
@@ -1040,7 +1040,7 @@ fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), 
                          WHERE blobs.size = 0",
                     )
                     .sql("recording a blob")?
-                    .execute(params![&digest.0[..], *stored as i64])
+                    .execute(params![&digest.as_bytes()[..], *stored as i64])
                     .sql("recording a blob")?;
                 if n > 0 {
                     delta.bytes += *stored as i64;
@@ -1053,7 +1053,9 @@ fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), 
                 let row: Option<(i64, i64)> = tx
                     .prepare_cached("SELECT size, refs FROM blobs WHERE digest = ?1")
                     .sql("recording a lost blob")?
-                    .query_row(params![&digest.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row(params![&digest.as_bytes()[..]], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .optional()
                     .sql("recording a lost blob")?;
                 if let Some((size, refs)) = row {
@@ -1065,7 +1067,7 @@ fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), 
                     };
                     tx.prepare_cached(sql)
                         .sql("recording a lost blob")?
-                        .execute(params![&digest.0[..]])
+                        .execute(params![&digest.as_bytes()[..]])
                         .sql("recording a lost blob")?;
                 }
             }

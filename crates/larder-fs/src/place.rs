@@ -183,7 +183,7 @@ impl<'a> SplitHash<'a> {
         let cvs = self.cvs.into_inner().unwrap_or_else(|p| p.into_inner());
         let missing = || io::Error::other("a piece of the blob was not hashed");
         if self.len <= PIECE {
-            return cvs[0].map(Digest).ok_or_else(missing);
+            return cvs[0].map(Digest::blake3).ok_or_else(missing);
         }
         // Pieces combine exactly as BLAKE3's tree does: the left subtree of `n` bytes is
         // `left_subtree_len(n)`, which is a multiple of PIECE when n > PIECE.

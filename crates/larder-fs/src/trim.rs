@@ -242,7 +242,7 @@ impl Trim<'_> {
             for r in rows {
                 let (d, size) = r.sql("finding unreferenced blobs")?;
                 if let Ok(d) = <[u8; 32]>::try_from(d.as_slice()) {
-                    out.push((Digest(d), size));
+                    out.push((Digest::blake3(d), size));
                 }
             }
             Ok::<_, larder_core::Error>(out)
@@ -454,7 +454,7 @@ impl Trim<'_> {
                 None => self.index.with_writer(|conn| {
                     conn.prepare_cached("SELECT refs, size FROM blobs WHERE digest = ?1")
                         .sql("reading a blob")?
-                        .query_row(params![&d.0[..]], |r| {
+                        .query_row(params![&d.as_bytes()[..]], |r| {
                             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
                         })
                         .optional()
@@ -486,7 +486,7 @@ fn release_blob(
     let size: Option<i64> = tx
         .prepare_cached("DELETE FROM blobs WHERE digest = ?1 AND refs <= 0 RETURNING size")
         .sql("removing a blob")?
-        .query_row(params![&d.0[..]], |r| r.get(0))
+        .query_row(params![&d.as_bytes()[..]], |r| r.get(0))
         .optional()
         .sql("removing a blob")?;
     let Some(size) = size else {

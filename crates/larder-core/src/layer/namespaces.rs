@@ -188,7 +188,7 @@ impl<S: Store> Namespaces<S> {
         }
         match rule {
             Rule::Value => Ok(Ok(())),
-            Rule::Blake3Cas => Ok(if Some(content.digest.0) == hex32(name) {
+            Rule::Blake3Cas => Ok(if Some(*content.digest.as_bytes()) == hex32(name) {
                 Ok(())
             } else {
                 Err(format!(

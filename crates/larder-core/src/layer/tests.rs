@@ -921,6 +921,9 @@ async fn tiered_queued_tiers_get_keys_and_a_worker_copies_them() {
     );
     let queued: Vec<Key> = queue.0.lock().expect("lock").clone();
     assert_eq!(queued, vec![k.clone()]);
+    // The queue carries entries, so standalone SHA-256 blobs could not reach the slow tier.
+    assert!(t.fast.capability().sha256 && t.slow.capability().sha256);
+    assert!(!t.tiered.capability().sha256);
     assert_eq!(t.tiered.tier_stats()[1].queued, 1);
 
     // What the queue's worker does.

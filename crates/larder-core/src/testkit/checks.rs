@@ -15,7 +15,7 @@ use crate::artifacts::{
     Restore, RestoreOptions, collect_outputs, restore_outputs, store_bytes, store_outputs,
     write_content,
 };
-use crate::digest::{Digest, DigestWriter};
+use crate::digest::{Digest, DigestWriter, HashFn};
 use crate::entry::{Content, Entry, Output, OutputKind};
 use crate::error::ErrorKind;
 use crate::key::Key;
@@ -36,6 +36,8 @@ pub enum Gate {
     HitStats,
     /// Stores that talk to an endpoint ([`Harness::at_endpoint`] gives one).
     Remote,
+    /// Stores whose capability includes `sha256` (SHA-256 blobs).
+    Sha256,
 }
 
 /// A check of the suite, as a function pointer (see [`CHECKS`]).
@@ -72,6 +74,9 @@ checks!(
     Always corrupted_blob_is_a_miss,
     Always corrupted_entry_is_a_miss,
     Always large_streamed_blob,
+    Sha256 sha256_blob_round_trip,
+    Sha256 sha256_blob_must_match_digest,
+    Sha256 sha256_corrupted_blob_is_a_miss,
     Delete delete_removes_entry,
     List list_shows_entries,
     HitStats stats_count_hits_and_misses,
@@ -88,6 +93,7 @@ pub fn applies(gate: Gate, h: &dyn Harness) -> bool {
         Gate::List => cap.list,
         Gate::HitStats => cap.hit_stats,
         Gate::Remote => h.at_endpoint(super::endpoints::refusing()).is_some(),
+        Gate::Sha256 => cap.sha256,
     }
 }
 
@@ -565,6 +571,125 @@ pub async fn blob_must_match_digest(h: &dyn Harness) {
         store.get_blob_bytes(&right, 1 << 20).await.must(),
         Some(good)
     );
+}
+
+/// A SHA-256 blob is stored under its own digest: found, read back verified (a large one in
+/// several chunks too), and distinct from the BLAKE3 digest with the same 32 bytes.
+pub async fn sha256_blob_round_trip(h: &dyn Harness) {
+    let store = h.store();
+    for len in [1_000usize, 3 * CHUNK_SIZE + 17] {
+        let bytes = pseudo_random(&format!("sha256-round-trip-{len}"), len);
+        let d = HashFn::Sha256.digest(&bytes);
+        assert_eq!(d.func(), HashFn::Sha256);
+        let alias = Digest::blake3(*d.as_bytes());
+        assert_eq!(store.find_missing(&[d]).await.must(), vec![d]);
+        let outcome = store
+            .put_blob(&d, len as u64, chunked(bytes.clone()))
+            .await
+            .must();
+        assert_eq!(outcome, PutOutcome::Written, "{store}: {d}");
+        assert_eq!(
+            store.find_missing(&[d, alias]).await.must(),
+            vec![alias],
+            "{store}: a SHA-256 blob is not its bytes' BLAKE3 namesake"
+        );
+        let read = store
+            .get_blob(&d)
+            .await
+            .must()
+            .unwrap_or_else(|| panic!("{store}: SHA-256 blob {d} not found"));
+        assert_eq!(read.size, len as u64);
+        let mut got = Vec::with_capacity(len);
+        let mut s = read.stream;
+        while let Some(chunk) = s.next().await {
+            got.extend_from_slice(&chunk.must());
+        }
+        assert!(
+            got == bytes,
+            "{store}: SHA-256 blob {d} read back different"
+        );
+        assert!(store.get_blob(&alias).await.must().is_none());
+        let again = store
+            .put_blob(&d, len as u64, chunked(bytes.clone()))
+            .await
+            .must();
+        assert_eq!(again, PutOutcome::Exists, "{store}: {d} written twice");
+    }
+}
+
+/// A SHA-256 blob whose bytes do not hash to it (or have another size) is refused and never
+/// visible, even when they are the BLAKE3 of that digest.
+pub async fn sha256_blob_must_match_digest(h: &dyn Harness) {
+    let store = h.store();
+    let good = pseudo_random("sha256-digest-check", 200_000);
+    for claimed in [
+        HashFn::Sha256.digest(b"testkit: something else"),
+        Digest::sha256(*Digest::of(&good).as_bytes()),
+    ] {
+        let res = store
+            .put_blob(&claimed, good.len() as u64, chunked(good.clone()))
+            .await;
+        assert!(res.is_err(), "{store}: accepted a blob under {claimed}");
+        assert_eq!(store.find_missing(&[claimed]).await.must(), vec![claimed]);
+    }
+    let right = HashFn::Sha256.digest(&good);
+    let res = store
+        .put_blob(&right, good.len() as u64 - 1, chunked(good.clone()))
+        .await;
+    assert!(
+        res.is_err(),
+        "{store}: accepted a SHA-256 blob of the wrong size"
+    );
+    assert_eq!(store.find_missing(&[right]).await.must(), vec![right]);
+    store
+        .put_blob(&right, good.len() as u64, chunked(good.clone()))
+        .await
+        .must();
+    assert_eq!(
+        store.get_blob_bytes(&right, 1 << 20).await.must(),
+        Some(good)
+    );
+}
+
+/// A SHA-256 blob damaged where it is stored never reads back whole and cleanly, and is then
+/// missing; storing it again heals it.
+pub async fn sha256_corrupted_blob_is_a_miss(h: &dyn Harness) {
+    let store = h.store();
+    let bytes = pseudo_random("sha256-corrupt-me", 300_000);
+    let d = HashFn::Sha256.digest(&bytes);
+    store
+        .put_blob(&d, bytes.len() as u64, chunked(bytes.clone()))
+        .await
+        .must();
+    if !h.corrupt_blob(&d).await {
+        eprintln!("testkit: {store} cannot corrupt blobs; skipping");
+        return;
+    }
+    if let Some(read) = store.get_blob(&d).await.must() {
+        let mut s = read.stream;
+        let mut failed = false;
+        while let Some(item) = s.next().await {
+            if let Err(e) = item {
+                assert_eq!(e.kind(), ErrorKind::Corrupt, "{store}: {e}");
+                failed = true;
+                break;
+            }
+        }
+        assert!(
+            failed,
+            "{store}: a corrupt SHA-256 blob streamed without error"
+        );
+    }
+    assert_eq!(
+        store.find_missing(&[d]).await.must(),
+        vec![d],
+        "{store}: the corrupt SHA-256 blob was kept"
+    );
+    store
+        .put_blob(&d, bytes.len() as u64, chunked(bytes.clone()))
+        .await
+        .must();
+    assert_eq!(store.get_blob_bytes(&d, 1 << 20).await.must(), Some(bytes));
 }
 
 /// `PutMode::Create` keeps the first entry.

@@ -94,6 +94,7 @@ impl Store for MemoryStore {
             list: true,
             delete: true,
             hit_stats: true,
+            sha256: true,
             ..Capability::none()
         }
     }
@@ -144,7 +145,7 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         let size = bytes.len() as u64;
-        if Digest::of(&bytes) != *digest {
+        if digest.func().digest(&bytes) != *digest {
             self.lock()?.blobs.remove(digest);
             let err = Error::corrupt(format!("blob {digest}"), "bytes do not match the digest");
             return Ok(Some(BlobRead {
@@ -168,7 +169,7 @@ impl Store for MemoryStore {
             return Ok(PutOutcome::Exists);
         }
         let mut buf = Vec::new();
-        let mut h = DigestWriter::new();
+        let mut h = DigestWriter::for_digest(digest);
         while let Some(chunk) = payload.next().await {
             let chunk = chunk?;
             h.update(&chunk);
