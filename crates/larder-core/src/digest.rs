@@ -20,9 +20,9 @@ use crate::error::{Error, IoResultExt, Result};
 /// implementation; smaller ones are read into a buffer (a map costs more than it saves there).
 pub const PARALLEL_HASH_THRESHOLD: u64 = 1 << 20;
 
-/// The hash function of a [`Digest`].
+/// The hash function of a [`Digest`]. Exhaustive on purpose: a new function must be handled
+/// (paths, names, hashing) wherever functions are matched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum HashFn {
     /// BLAKE3-256: larder's own blobs, entries and signatures.
     #[default]

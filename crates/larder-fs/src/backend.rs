@@ -22,7 +22,9 @@ use larder_core::{
 };
 
 use crate::config::FsConfig;
-use crate::core::{Layout, is_newer_entry, remove_if_exists, touch};
+use crate::core::{
+    Layout, is_newer_entry, is_standalone, remove_if_exists, standalone_name, touch,
+};
 use crate::error::Error as FsError;
 use crate::hot::{FileId, HotEntries, Recent};
 use crate::index::{Index, NewEntry};
@@ -304,7 +306,26 @@ impl Inner {
     /// A blob this process trusts (see [`crate::verified`]) and refreshed less than
     /// [`TOUCH_FRESH`] ago is left alone: a touch moves its change time, so it would lose its
     /// trust and be hashed on its next read, and it is still within the trim's grace window.
+    ///
+    /// A standalone (SHA-256) blob is not touched: nothing refcounts it, so it needs no grace
+    /// window; it is recorded as accessed in the index instead (its place in the eviction
+    /// order), and its file keeps the identity a trusted read checks.
     fn blob_exists_touch(&self, digest: &Digest) -> Result<bool> {
+        if is_standalone(digest) {
+            for compressed in [false, true] {
+                let p = self.layout.blob_path(digest, compressed);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(_) => {
+                        self.index
+                            .record_touches([standalone_name(digest).as_str()]);
+                        return Ok(true);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+                }
+            }
+            return Ok(false);
+        }
         for compressed in [false, true] {
             let p = self.layout.blob_path(digest, compressed);
             if !compressed && self.verified.as_ref().is_some_and(|v| v.contains(digest)) {
@@ -408,6 +429,7 @@ impl Store for FsStore {
         cap.trim = true;
         cap.hit_stats = true;
         cap.local_files = true;
+        cap.sha256 = true;
         cap
     }
 
@@ -538,6 +560,11 @@ impl Store for FsStore {
         let Some(loc) = reader::locate(&inner.layout, digest)? else {
             return Ok(None);
         };
+        if is_standalone(digest) {
+            inner
+                .index
+                .record_touches([standalone_name(digest).as_str()]);
+        }
         let digest = *digest;
         let seen = loc.seen;
         if !loc.compressed
@@ -658,7 +685,13 @@ impl Store for FsStore {
         if let (Some(v), Some(seen)) = (&inner.verified, written.seen) {
             v.record(*digest, seen);
         }
-        inner.index.record_blob_written(*digest, written.stored);
+        if is_standalone(digest) {
+            inner
+                .index
+                .record_standalone(digest, written.len, written.ino);
+        } else {
+            inner.index.record_blob_written(*digest, written.stored);
+        }
         Ok(PutOutcome::Written)
     }
 

@@ -4,6 +4,7 @@
 //! <root>/entries/ab/<storage name>    entries (ab = the name's first two hex digits)
 //! <root>/blobs/ab/<digest hex>        raw blobs: the exact bytes, read-only (0444)
 //! <root>/blobs/ab/<digest hex>.zst    zstd-compressed blobs
+//! <root>/sha256/ab/<sha256 hex>[.zst] SHA-256 blobs (standalone: see [`standalone_name`])
 //! <root>/tmp/                         writes in progress, renamed into place when complete
 //! <root>/index.sqlite                 access metadata (rebuildable from a scan)
 //! <root>/index.lock, <root>/trim.lock advisory locks
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use larder_core::error::IoResultExt;
-use larder_core::{Digest, Result};
+use larder_core::{Digest, HashFn, Result};
 
 /// Suffix of compressed blob files.
 pub(crate) const ZST_SUFFIX: &str = ".zst";
@@ -36,6 +37,7 @@ pub(crate) struct Layout {
     pub(crate) root: PathBuf,
     pub(crate) entries: PathBuf,
     pub(crate) blobs: PathBuf,
+    pub(crate) sha256: PathBuf,
     pub(crate) tmp: PathBuf,
     pub(crate) index: PathBuf,
     pub(crate) index_lock: PathBuf,
@@ -48,6 +50,7 @@ impl Layout {
         Layout {
             entries: root.join("entries"),
             blobs: root.join("blobs"),
+            sha256: root.join("sha256"),
             tmp: root.join("tmp"),
             index: root.join("index.sqlite"),
             index_lock: root.join("index.lock"),
@@ -58,7 +61,13 @@ impl Layout {
 
     /// Create the top-level directories. The two-digit fan-out directories are made lazily.
     pub(crate) fn create_dirs(&self) -> Result<()> {
-        for d in [&self.root, &self.entries, &self.blobs, &self.tmp] {
+        for d in [
+            &self.root,
+            &self.entries,
+            &self.blobs,
+            &self.sha256,
+            &self.tmp,
+        ] {
             fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
         }
         Ok(())
@@ -70,10 +79,18 @@ impl Layout {
         self.entries.join(&name[..2]).join(name)
     }
 
-    /// Where blob `digest` lives, raw or compressed.
+    /// The directory of blobs of `func`'s digests.
+    pub(crate) fn blob_dir(&self, func: HashFn) -> &Path {
+        match func {
+            HashFn::Blake3 => &self.blobs,
+            HashFn::Sha256 => &self.sha256,
+        }
+    }
+
+    /// Where blob `digest` lives, raw or compressed (in its function's directory).
     pub(crate) fn blob_path(&self, digest: &Digest, compressed: bool) -> PathBuf {
         let hex = digest.to_hex();
-        let dir = self.blobs.join(&hex[..2]);
+        let dir = self.blob_dir(digest.func()).join(&hex[..2]);
         if compressed {
             dir.join(format!("{hex}{ZST_SUFFIX}"))
         } else {
@@ -125,6 +142,27 @@ impl Layout {
             }
         }
     }
+}
+
+/// The index name of a standalone blob: a SHA-256 blob is a row of the index's `entries` table
+/// of its own (no entry names it), so that it is evicted, counted and refreshed as an entry is.
+/// Real entries' names are 64 hex digits, so the two never meet.
+pub(crate) fn standalone_name(digest: &Digest) -> String {
+    format!("{}/{}", digest.func().name(), digest.to_hex())
+}
+
+/// The digest of the standalone blob named `name` in the index, if it names one.
+pub(crate) fn standalone_digest(name: &str) -> Option<Digest> {
+    let (func, hex) = name.split_once('/')?;
+    let func = HashFn::from_name(func).filter(|f| *f != HashFn::Blake3)?;
+    is_hex64(hex)
+        .then(|| Digest::from_hex_fn(func, hex).ok())
+        .flatten()
+}
+
+/// Whether blobs of `digest`'s function are standalone (see [`standalone_name`]).
+pub(crate) fn is_standalone(digest: &Digest) -> bool {
+    digest.func() != HashFn::Blake3
 }
 
 /// The prefix of the names [`Layout::create_tmp`] gives the temporary files of process `pid`.
@@ -282,6 +320,16 @@ mod tests {
             PathBuf::from(format!("/c/blobs/{}/{hex}.zst", &hex[..2]))
         );
         assert!(is_hex64(&hex));
+        let s = HashFn::Sha256.digest(b"x");
+        let shex = s.to_hex();
+        assert_eq!(
+            l.blob_path(&s, false),
+            PathBuf::from(format!("/c/sha256/{}/{shex}", &shex[..2]))
+        );
+        assert_eq!(standalone_name(&s), format!("sha256/{shex}"));
+        assert_eq!(standalone_digest(&standalone_name(&s)), Some(s));
+        assert_eq!(standalone_digest(&name), None);
+        assert_eq!(standalone_digest(&format!("blake3/{hex}")), None);
         assert!(!is_hex64(&hex.to_uppercase()));
         assert_eq!(blocks(0), 0);
         assert_eq!(blocks(1), 4096);

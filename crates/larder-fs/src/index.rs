@@ -26,6 +26,16 @@
 //! name (a later writer's insert, or a trim or delete, wins otherwise). A remove event is applied
 //! only if no file is under the name any more.
 //!
+//! # Standalone blobs
+//! A SHA-256 blob (Bazel's and REAPI's CAS) is named by no entry: it is kept for itself. It is
+//! a row of the `entries` table named `sha256/<hex>` ([`standalone_name`]) with no blobs of its
+//! own, its file (`sha256/ab/<hex>`, raw or `.zst`) standing where an entry file would: so it
+//! counts in `entries` and `bytes`, moves up the eviction order when read or found, is ranked
+//! by eviction policies and removed by trims like an entry, and is never in the `blobs` table
+//! that orphan sweeps walk. Each replaces the `bazel-cas/<sha256>` entry that used to index such
+//! a blob, so the figures and budgets keep their meaning. [`Index::list_page`] leaves them out
+//! (a listing is of entries, by storage name).
+//!
 //! # Sizes
 //! Every size is the space a file takes on disk: its length rounded up to 4 KiB blocks. The
 //! `bytes` counter is the disk usage of the cache: entry files plus every stored blob (each blob
@@ -42,13 +52,14 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
-use larder_core::{Digest, Entry, EntryMeta, StoreStats};
+use larder_core::{Digest, Entry, EntryMeta, HashFn, StoreStats};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
 use crate::core::{
-    Layout, ZST_SUFFIX, blocks, is_hex64, is_newer_entry, meta_mtime_ms, remove_if_exists,
+    Layout, ZST_SUFFIX, blocks, is_hex64, is_newer_entry, is_standalone, meta_mtime_ms,
+    remove_if_exists, standalone_digest, standalone_name,
 };
 use crate::error::{Error, SqlResultExt};
 
@@ -360,6 +371,20 @@ fn blob_exists(layout: &Layout, d: &Digest) -> bool {
         .any(|&c| fs::symlink_metadata(layout.blob_path(d, c)).is_ok())
 }
 
+/// The inode of the file an `entries` row stands for: the entry file, or for a standalone
+/// blob (see [`standalone_name`]) either form of the blob's file.
+fn row_file_ino(layout: &Layout, name: &str) -> Option<u64> {
+    match standalone_digest(name) {
+        None => fs::symlink_metadata(layout.entry_path(name))
+            .ok()
+            .map(|m| m.ino()),
+        Some(d) => [false, true]
+            .iter()
+            .find_map(|&c| fs::symlink_metadata(layout.blob_path(&d, c)).ok())
+            .map(|m| m.ino()),
+    }
+}
+
 /// Add a reference to blob `d`; returns its stored size.
 fn ref_blob(
     tx: &Transaction<'_>,
@@ -473,7 +498,26 @@ impl Index {
 
     /// Record that a blob's files were removed (they failed verification).
     pub(crate) fn record_blob_lost(&self, digest: Digest) {
+        if is_standalone(&digest) {
+            self.record_remove(standalone_name(&digest));
+            return;
+        }
         self.push(|p| p.ops.push(Op::BlobLost(digest)));
+    }
+
+    /// Record a published standalone blob (see [`standalone_name`]) whose file is `len` bytes
+    /// with inode `ino`: a row of its own, evicted and counted like an entry's.
+    pub(crate) fn record_standalone(&self, digest: &Digest, len: u64, ino: u64) {
+        let now = now_ms();
+        self.record_insert(NewEntry {
+            name: standalone_name(digest),
+            file_size: len,
+            ino,
+            created_ms: now,
+            cost_ms: 0,
+            blobs: Vec::new(),
+            at_ms: now,
+        });
     }
 
     /// Record a hit on entry `name`.
@@ -762,7 +806,7 @@ impl Index {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT name, size, created_ms, last_access_ms, hits, cost_ms FROM entries
-                 WHERE name > ?1 ORDER BY name LIMIT ?2",
+                 WHERE name > ?1 AND name NOT LIKE '%/%' ORDER BY name LIMIT ?2",
             )
             .sql("listing entries")?;
         let rows = stmt
@@ -957,6 +1001,42 @@ fn scan_into(tx: &Transaction<'_>, layout: &Layout, keep_hits: bool) -> larder_c
             delta.bytes += stored as i64;
         }
     }
+    // Standalone blobs: a row each, their files' modification times as access times.
+    {
+        let mut add_row = tx
+            .prepare(
+                "INSERT OR IGNORE INTO entries
+                 (name, file_size, size, created_ms, last_access_ms, hits, cost_ms, blobs)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 0, 0, x'')",
+            )
+            .sql("rebuilding")?;
+        for func in HashFn::ALL.into_iter().filter(|f| *f != HashFn::Blake3) {
+            for f in fanout_files(layout.blob_dir(func)) {
+                let name = f.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let hex = name.strip_suffix(ZST_SUFFIX).unwrap_or(name);
+                if !is_hex64(hex) {
+                    continue;
+                }
+                let Ok(d) = Digest::from_hex_fn(func, hex) else {
+                    continue;
+                };
+                let Ok(m) = f.metadata() else { continue };
+                let added = add_row
+                    .execute(params![
+                        standalone_name(&d),
+                        m.len() as i64,
+                        blocks(m.len()) as i64,
+                        meta_mtime_ms(&m) as i64,
+                    ])
+                    .sql("rebuilding")?;
+                if added > 0 {
+                    delta.entries += 1;
+                    delta.bytes += blocks(m.len()) as i64;
+                }
+            }
+        }
+    }
     let mut n = 0u64;
     {
         let mut add_entry = tx
@@ -1072,8 +1152,7 @@ fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), 
                 }
             }
             Op::Insert(e) => {
-                let current = fs::symlink_metadata(layout.entry_path(&e.name)).map(|m| m.ino());
-                if current.ok() != Some(e.ino) {
+                if row_file_ino(layout, &e.name) != Some(e.ino) {
                     continue; // replaced or removed since: its writer or remover records it
                 }
                 delete_entry_row(&tx, &e.name, &mut delta, |_, _, _| {})?;
@@ -1101,7 +1180,7 @@ fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), 
                 delta.bytes += blocks(e.file_size) as i64;
             }
             Op::Remove(name) => {
-                if fs::symlink_metadata(layout.entry_path(name)).is_ok() {
+                if row_file_ino(layout, name).is_some() {
                     continue; // written again since
                 }
                 delete_entry_row(&tx, name, &mut delta, |_, _, _| {})?;

@@ -144,7 +144,7 @@ pub(crate) struct Verifier {
 impl Verifier {
     pub(crate) fn new(digest: Digest, size: u64) -> Verifier {
         Verifier {
-            hasher: DigestWriter::new(),
+            hasher: DigestWriter::for_digest(&digest),
             digest,
             size,
         }

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use larder_core::digest::DigestWriter;
 use larder_core::entry::now_ms;
-use larder_core::{Digest, Error, Result};
+use larder_core::{Digest, Error, HashFn, Result};
 
 use crate::backend::Inner;
 use crate::core::ZST_SUFFIX;
@@ -189,13 +190,13 @@ enum Verdict {
     Stopped,
 }
 
-/// A blob file named by the layout: its digest and form.
-fn parse_name(name: &str) -> Option<(Digest, bool)> {
+/// A blob file named by the layout, in the directory of `func`'s blobs: its digest and form.
+fn parse_name(func: HashFn, name: &str) -> Option<(Digest, bool)> {
     let (hex, compressed) = match name.strip_suffix(ZST_SUFFIX) {
         Some(hex) => (hex, true),
         None => (name, false),
     };
-    Digest::from_hex(hex).ok().map(|d| (d, compressed))
+    Digest::from_hex_fn(func, hex).ok().map(|d| (d, compressed))
 }
 
 /// The fan-out directories under `blobs/`, in order.
@@ -214,7 +215,7 @@ fn fan_out(blobs: &Path) -> Result<Vec<std::path::PathBuf>> {
 }
 
 /// The blob files of one fan-out directory, in order (a directory that vanished has none).
-fn blob_files(dir: &Path) -> Vec<(String, u64)> {
+fn blob_files(func: HashFn, dir: &Path) -> Vec<(String, u64)> {
     let Ok(it) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -222,7 +223,7 @@ fn blob_files(dir: &Path) -> Vec<(String, u64)> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            parse_name(&name)?;
+            parse_name(func, &name)?;
             let meta = e.metadata().ok()?;
             meta.is_file().then_some((name, meta.len()))
         })
@@ -243,11 +244,15 @@ pub(crate) fn run(
         report.stopped = true;
         return Ok(report);
     }
-    let dirs = fan_out(&inner.layout.blobs)?;
+    let mut dirs = Vec::new();
+    for func in HashFn::ALL {
+        let fanned = fan_out(inner.layout.blob_dir(func))?;
+        dirs.extend(fanned.into_iter().map(|d| (func, d)));
+    }
     // Count first, so that progress has a whole to be a part of.
     let (mut blobs_total, mut bytes_total) = (0u64, 0u64);
-    for dir in &dirs {
-        for (_, len) in blob_files(dir) {
+    for (func, dir) in &dirs {
+        for (_, len) in blob_files(*func, dir) {
             blobs_total += 1;
             bytes_total += len;
         }
@@ -266,9 +271,9 @@ pub(crate) fn run(
         progress: p,
     };
     let mut buf = vec![0u8; PIECE];
-    'dirs: for dir in &dirs {
-        for (name, _) in blob_files(dir) {
-            let Some((digest, compressed)) = parse_name(&name) else {
+    'dirs: for (func, dir) in &dirs {
+        for (name, _) in blob_files(*func, dir) {
+            let Some((digest, compressed)) = parse_name(*func, &name) else {
                 continue;
             };
             let path = dir.join(&name);
@@ -344,7 +349,7 @@ fn check(
         Err(e) => return Verdict::Unreadable(e),
     };
     let id = seen.id;
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = DigestWriter::for_digest(digest);
     let read = if compressed {
         hash_compressed(file, digest, id.len(), &mut hasher, buf, pacer)
     } else {
@@ -353,7 +358,7 @@ fn check(
     match read {
         Ok(Hashed::Stopped) => Verdict::Stopped,
         Ok(Hashed::Damaged(why)) => Verdict::Corrupt(id, why),
-        Ok(Hashed::Whole) if Digest::from(hasher.finalize()) == *digest => Verdict::Good(seen),
+        Ok(Hashed::Whole) if hasher.finish() == *digest => Verdict::Good(seen),
         Ok(Hashed::Whole) => Verdict::Corrupt(id, "the bytes do not match the digest".into()),
         Err(e) => Verdict::Unreadable(e),
     }
@@ -365,9 +370,17 @@ enum Hashed {
     Stopped,
 }
 
+/// Feed `bytes` to `hasher` on this thread alone (pieces under the size at which a BLAKE3
+/// [`DigestWriter`] would take both cores): the scrub is background work.
+fn feed(hasher: &mut DigestWriter, bytes: &[u8]) {
+    for part in bytes.chunks(PIECE / 2) {
+        hasher.update(part);
+    }
+}
+
 fn hash_raw(
     file: &File,
-    hasher: &mut blake3::Hasher,
+    hasher: &mut DigestWriter,
     buf: &mut [u8],
     pacer: &mut Pacer<'_>,
 ) -> io::Result<Hashed> {
@@ -385,7 +398,7 @@ fn hash_raw(
             // The end (a file truncated since it was opened ends early; the digest decides).
             return Ok(Hashed::Whole);
         }
-        hasher.update(&buf[..n]);
+        feed(hasher, &buf[..n]);
         off += n as u64;
         pacer.read(n as u64);
     }
@@ -409,7 +422,7 @@ fn hash_compressed(
     mut file: File,
     digest: &Digest,
     file_len: u64,
-    hasher: &mut blake3::Hasher,
+    hasher: &mut DigestWriter,
     buf: &mut [u8],
     pacer: &mut Pacer<'_>,
 ) -> io::Result<Hashed> {
@@ -441,7 +454,7 @@ fn hash_compressed(
         if out > size {
             return Ok(Hashed::Damaged("longer than its frame header says".into()));
         }
-        hasher.update(&buf[..n]);
+        feed(hasher, &buf[..n]);
     }
     // The decoder may stop before the end of the file (trailing bytes): count them as read.
     pacer.read(file_len.saturating_sub(paced));
@@ -458,10 +471,18 @@ mod tests {
     #[test]
     fn blob_file_names_parse_and_others_do_not() {
         let d = Digest::of(b"x");
-        assert_eq!(parse_name(&d.to_hex()), Some((d, false)));
-        assert_eq!(parse_name(&format!("{}.zst", d.to_hex())), Some((d, true)));
-        assert_eq!(parse_name("notes.txt"), None);
-        assert_eq!(parse_name(&format!("{}.tmp", d.to_hex())), None);
+        assert_eq!(parse_name(HashFn::Blake3, &d.to_hex()), Some((d, false)));
+        assert_eq!(
+            parse_name(HashFn::Blake3, &format!("{}.zst", d.to_hex())),
+            Some((d, true))
+        );
+        let s = HashFn::Sha256.digest(b"x");
+        assert_eq!(parse_name(HashFn::Sha256, &s.to_hex()), Some((s, false)));
+        assert_eq!(parse_name(HashFn::Blake3, "notes.txt"), None);
+        assert_eq!(
+            parse_name(HashFn::Blake3, &format!("{}.tmp", d.to_hex())),
+            None
+        );
     }
 
     #[test]

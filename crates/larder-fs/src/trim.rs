@@ -5,7 +5,9 @@
 //! evicts; with an eviction policy configured, the policy ranks a snapshot of every entry
 //! instead (and native LRU takes over if it fails or falls short). Each batch is one
 //! transaction. A blob is removed when its last entry goes, unless it was touched within the
-//! last minute (a concurrent put may have just deduplicated onto it).
+//! last minute (a concurrent put may have just deduplicated onto it). Standalone (SHA-256)
+//! blobs are victims like entries (their rows are in the same table, see [`crate::index`]);
+//! the orphan sweep never sees them.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -18,7 +20,7 @@ use larder_core::store::ProgressFn;
 use larder_core::{Digest, Result, StoreStats, TrimOptions, TrimReport};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::core::{Layout, blocks, meta_mtime_ms, mtime_ms, remove_if_exists};
+use crate::core::{Layout, blocks, meta_mtime_ms, mtime_ms, remove_if_exists, standalone_digest};
 use crate::error::SqlResultExt;
 use crate::index::{Delta, Index, delete_entry_row, lock_file, unpack_digests};
 use crate::writer::remove_blob;
@@ -407,8 +409,16 @@ impl Trim<'_> {
                 if freed + deferred >= need_bytes && evicted >= need_entries {
                     break;
                 }
-                let path = layout.entry_path(&v.name);
-                remove_if_exists(&path).ctx(|| format!("removing {}", path.display()))?;
+                match standalone_digest(&v.name) {
+                    // A standalone blob's row stands for its file (see crate::index).
+                    Some(d) => {
+                        remove_blob(layout, &d)?;
+                    }
+                    None => {
+                        let path = layout.entry_path(&v.name);
+                        remove_if_exists(&path).ctx(|| format!("removing {}", path.display()))?;
+                    }
+                }
                 let mut released = Vec::new();
                 let row = delete_entry_row(&tx, &v.name, &mut delta, |d, refs, size| {
                     if refs <= 0 {

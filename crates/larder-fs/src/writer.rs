@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use larder_core::digest::DigestWriter;
 use larder_core::error::IoResultExt;
 use larder_core::unnamed::{self, Linked};
-use larder_core::{Digest, Error, PutMode, PutOutcome, Result};
+use larder_core::{Digest, Error, HashFn, PutMode, PutOutcome, Result};
 
 use crate::config::Compression;
 use crate::core::{Layout, blocks, remove_if_exists, sync_dir, with_parent};
@@ -272,6 +272,9 @@ pub(crate) struct BlobWritten {
     /// The published raw file's identity, read once it was in place; `None` for a compressed
     /// file.
     pub(crate) seen: Option<Seen>,
+    /// The published file's length and inode.
+    pub(crate) len: u64,
+    pub(crate) ino: u64,
 }
 
 fn mismatch(digest: &Digest) -> Error {
@@ -295,7 +298,7 @@ impl BlobSink {
                 file,
                 sample: Vec::with_capacity(sample_cap),
             }),
-            hasher: Hashing::Inline(Box::default()),
+            hasher: Hashing::Inline(Box::new(DigestWriter::for_digest(&digest))),
             received: 0,
             digest,
             size,
@@ -315,14 +318,23 @@ impl BlobSink {
             return Ok(());
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(4);
+        let func = self.digest.func();
         let handle = std::thread::Builder::new()
             .name("larder-fs-hash".into())
             .spawn(move || {
-                let mut h = blake3::Hasher::new();
+                if func == HashFn::Blake3 {
+                    // One thread, overlapping with the writes (not BLAKE3's rayon pool).
+                    let mut h = blake3::Hasher::new();
+                    while let Ok(chunk) = rx.recv() {
+                        h.update(&chunk);
+                    }
+                    return (Digest::from(h.finalize()), h.count());
+                }
+                let mut h = DigestWriter::for_fn(func);
                 while let Ok(chunk) = rx.recv() {
                     h.update(&chunk);
                 }
-                (Digest::from(h.finalize()), h.count())
+                (h.finish(), h.len())
             })
             .map_err(|e| Error::io("starting a hashing thread", e))?;
         self.hasher = Hashing::Thread {
@@ -438,7 +450,8 @@ impl BlobSink {
         // Read-only, so a hard-linked output cannot be rewritten in place into the cache.
         file.set_permissions(Permissions::from_mode(0o444))
             .map_err(|e| self.io_err(e))?;
-        let len = file.metadata().map_err(|e| self.io_err(e))?.len();
+        let meta = file.metadata().map_err(|e| self.io_err(e))?;
+        let (len, ino) = (meta.len(), meta.ino());
         let dest = layout.blob_path(&self.digest, compressed);
         with_parent(&dest, || fs::rename(self.tmp.path(), &dest))
             .ctx(|| format!("publishing {}", dest.display()))?;
@@ -458,6 +471,8 @@ impl BlobSink {
         Ok(BlobWritten {
             stored: blocks(len),
             seen,
+            len,
+            ino,
         })
     }
 }
