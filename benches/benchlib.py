@@ -1,5 +1,5 @@
 """What the Python benchmark scripts share: loopback ports and waiting for a server."""
-import socket, sys, time
+import json, os, socket, subprocess, sys, time
 
 
 def free_port():
@@ -19,3 +19,68 @@ def wait_port(port, timeout=30):
         except OSError:
             time.sleep(0.05)
     sys.exit("server on port %d did not start within %d s" % (port, timeout))
+
+
+# ------------------------------------------------------------------------------------------
+# Results in the one schema `cargo xtask bench` renders into BENCHMARKS.md
+# (xtask/src/bench_report.rs): `<out>/<area>.result.json`.
+
+# A shell benchmark that hands its rows to `main` below sets BENCH_T0 (seconds since the epoch)
+# and BENCH_LOAD0 (/proc/loadavg's first three fields) when it starts.
+LOAD_START = ([float(x) for x in os.environ["BENCH_LOAD0"].split()[:3]]
+              if os.environ.get("BENCH_LOAD0") else os.getloadavg())
+STARTED = float(os.environ.get("BENCH_T0") or time.time())
+
+
+def ratio_row(what, larder, baseline, ratio, target="", met=None, ratio_text=None, headline=False):
+    """One table row: what, larder's figure, the baseline's, the ratio (a number or None), the
+    target as text (`≥ 0.9×`, `≤ 1.1× the time`), met (True, False, or None without a target)."""
+    row = {"what": what, "larder": larder, "baseline": baseline, "ratio": ratio,
+           "target": target, "met": met}
+    if ratio_text is not None:
+        row["ratio_text"] = ratio_text
+    if headline:
+        row["headline"] = True
+    return row
+
+
+def write_result(out, area, rows, settings="", charts=(), command=None):
+    """Write `<out>/<area>.result.json`: the rows plus the run's command, UTC date, git revision,
+    load averages at start (this module's import) and end, and duration."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                         text=True).stdout.strip()
+    result = {
+        "area": area,
+        "command": command or "python3 " + " ".join(
+            [os.path.relpath(sys.argv[0], root)] + sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(STARTED)),
+        "revision": rev,
+        "load_start": list(LOAD_START),
+        "load_end": list(os.getloadavg()),
+        "duration_s": round(time.time() - STARTED, 1),
+        "settings": settings,
+        "rows": rows,
+        "charts": [{"file": f, "caption": c} for f, c in charts],
+    }
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, area + ".result.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1, ensure_ascii=False)
+    return path
+
+
+def main():
+    """`python3 benches/benchlib.py result OUT AREA [SETTINGS] < rows.json`: for the shell
+    benchmarks, which compute their rows with a short Python snippet."""
+    if len(sys.argv) < 4 or sys.argv[1] != "result":
+        sys.exit("usage: benchlib.py result OUT AREA [SETTINGS] < rows.json")
+    data = json.load(sys.stdin)
+    rows = data["rows"] if isinstance(data, dict) else data
+    command = data.get("command") if isinstance(data, dict) else None
+    print("wrote " + write_result(sys.argv[2], sys.argv[3], rows,
+                                  sys.argv[4] if len(sys.argv) > 4 else "", command=command))
+
+
+if __name__ == "__main__":
+    main()

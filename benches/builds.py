@@ -52,6 +52,7 @@ import argparse, glob, json, os, re, shutil, signal, socket, statistics, subproc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import free_port, wait_port  # noqa: E402
+import builds_result  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -963,6 +964,7 @@ def main():
         f.write(md + "\n")
     with open(os.path.join(args.out, "builds.svg"), "w") as f:
         f.write(chart(results, meta))
+    builds_result.write(args.out, results, meta)  # builds.result.json, for BENCHMARKS.md
 
 
 if __name__ == "__main__":

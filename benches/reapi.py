@@ -32,6 +32,7 @@ import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, temp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import free_port, wait_port  # noqa: E402
+import benchlib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1 << 20
@@ -357,6 +358,11 @@ def main():
         json.dump({"meta": meta, "rows": rows, "samples": results}, f, indent=1)
     with open(os.path.join(args.out, name + ".md"), "w") as f:
         f.write(md + "\n")
+    # reapi.result.json, for BENCHMARKS.md: the same rows.
+    benchlib.write_result(args.out, "reapi", [dict(r, headline=r["what"].startswith(
+        "FindMissingBlobs") and "present" in r["what"]) for r in rows],
+        "%d MiB blobs, %d repetitions; %s digests, %d calls; Bazel %d actions, %d warm builds" % (
+            size // MIB, reps, "{:,}".format(digests), calls, actions, bazel_reps))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import argparse, http.client, json, os, re, shutil, signal, socket, subprocess, 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import free_port, wait_port  # noqa: E402
+import benchlib  # noqa: E402
 
 KEYS = 1000
 
@@ -127,11 +128,30 @@ def stream_upload(base, path, size):
     return status
 
 
+def write_results(args, rows, big, peak_kib, seconds, reps):
+    """server-vs-nginx.result.json: each row against its target, and the upload's peak RSS."""
+    units = {"req/s": "{:,.0f} req/s", "MB/s": "{:,.0f} MB/s"}
+    table = []
+    for name, l, n, target in rows:
+        unit = name[name.rindex("(") + 1:-1]
+        what = name[:name.rindex("(")].strip()
+        fmt = units.get(unit, "{:.1f} " + unit)
+        table.append(benchlib.ratio_row(
+            what, fmt.format(l), "nginx, " + fmt.format(n), l / n, "≥ %.1f×" % target,
+            l / n >= target, headline=what.startswith("GET 100")))
+    table.append(benchlib.ratio_row(
+        "peak RSS during a %d MiB upload" % (big >> 20), "%.1f MiB" % (peak_kib / 1024), "", None,
+        "< 64 MiB", peak_kib / 1024 < 64))
+    benchlib.write_result(args.out, "server-vs-nginx", table,
+                          "wrk -t2 -c64 for %d s; 100 MiB by curl, median of %d" % (seconds, reps))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--larder", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "larder"))
     ap.add_argument("--quick", action="store_true", help="short runs, 256 MiB instead of 4 GiB")
     ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument("--out", help="write server-vs-nginx.result.json (the BENCHMARKS.md schema) here")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "curl"):
         if not shutil.which(tool):
@@ -195,6 +215,8 @@ def main():
                 json.dump({"rows": [{"name": r[0], "larder": r[1], "nginx": r[2]} for r in rows],
                            "upload_bytes": big, "peak_rss_kib": peak, "upload_status": status}, f,
                           indent=1)
+        if args.out:
+            write_results(args, rows, big, peak, seconds, reps)
     finally:
         for p, stop, own_group in procs:
             p.send_signal(stop)

@@ -180,6 +180,43 @@ def fmt_range(values, fmt):
     return "%s (%s-%s)" % (fmt % statistics.median(values), fmt % min(values), fmt % max(values))
 
 
+def write_result(args, results, summary):
+    """worker.result.json: larder against the seed per phase (requests/s, CPU per request), and
+    the `min` floor's CPU per request where it ran."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import benchlib
+
+    def med(kind, ph, key):
+        return statistics.median(r[ph][key] for r in results[kind])
+
+    def rng(xs):
+        return "%.1f×" % statistics.median(xs) if len(xs) == 1 else "%.1f× (%.1f–%.1f)" % (
+            statistics.median(xs), min(xs), max(xs))
+
+    rows = []
+    for ph in ("put", "get"):
+        speed, cpu = summary[ph]["speed_ratio"], summary[ph]["cpu_ratio"]
+        rows.append(benchlib.ratio_row(
+            "%s, requests/s" % ph, "{:,.0f}".format(med("larder", ph, "requests_per_s")),
+            "seed, {:,.0f}".format(med("seed", ph, "requests_per_s")), statistics.median(speed),
+            "≥ 3×", statistics.median(speed) >= 3, ratio_text=rng(speed), headline=True))
+        rows.append(benchlib.ratio_row(
+            "%s, CPU µs/request" % ph, "%.1f" % med("larder", ph, "cpu_us_per_request"),
+            "seed, %.1f" % med("seed", ph, "cpu_us_per_request"), statistics.median(cpu),
+            "≥ 8× less", statistics.median(cpu) >= 8, ratio_text=rng(cpu) + " less"))
+    if "min" in results:
+        for ph in ("put", "get"):
+            floor = summary[ph]["seed_cpu_over_min"]
+            rows.append(benchlib.ratio_row(
+                "the floor for any worker (`min`: one hard link), %s, CPU µs/request" % ph,
+                "%.1f" % med("min", ph, "cpu_us_per_request"),
+                "seed, %.1f" % med("seed", ph, "cpu_us_per_request"), statistics.median(floor),
+                "", None, ratio_text=rng(floor) + " less"))
+    benchlib.write_result(args.out, "worker", rows, "%d requests per phase of %d-byte files, %d "
+                          "repetitions, client %s; medians" % (args.requests, args.size, args.reps,
+                                                              args.client))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--larder", default=os.path.join(ROOT, "target", "release", "larder"))
@@ -193,6 +230,8 @@ def main():
     ap.add_argument("--client", choices=("fast", "waf"), default="fast")
     ap.add_argument("--dir", default=None, help="work directory parent (default: $TMPDIR)")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--out", default=None,
+                    help="also write worker.result.json (the BENCHMARKS.md schema) into this directory")
     ap.add_argument("--larder-arg", action="append", default=[], help="extra argument for larder worker")
     ap.add_argument("--larder-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra variable for larder worker, e.g. LARDER_LINK=hardlink")
@@ -310,6 +349,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results, "ratios": summary}, f, indent=1)
+    if args.out:
+        write_result(args, results, summary)
     return 0
 
 

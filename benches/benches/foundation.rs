@@ -7,7 +7,8 @@
 //! - trimming 10% of a 100,000-entry cache, and the put rate right after it (ext4 slows file
 //!   creation for minutes after mass deletion; see shared/BASELINES.md).
 //!
-//! `cargo bench -p larder-benches --bench foundation [-- --quick] [--only signatures,small,large,trim]`. Under `cargo test` it runs a
+//! `cargo bench -p larder-benches --bench foundation [-- --quick] [--only signatures,small,large,trim] [--out DIR]`
+//! (`--out`: also `DIR/foundation.result.json`, the rows BENCHMARKS.md shows). Under `cargo test` it runs a
 //! tiny smoke version. The page cache is warm throughout (for larder and for the baselines), as it
 //! is for a build that just wrote its outputs; dirty pages are flushed (`sync`) before every timed
 //! phase, each phase's input files are read once just before it (this VM pages out idle memory
@@ -317,7 +318,61 @@ fn main() {
         serde_json::to_string_pretty(&json_val).unwrap_or_default(),
     );
     let _ = std::fs::write(out_dir.join(format!("foundation-{mode}.md")), &md);
+    // `-- --out DIR`: also the rows of BENCHMARKS.md (`cargo xtask bench`), into DIR.
+    let result_dir = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or(out_dir);
+    let _ = std::fs::create_dir_all(&result_dir);
+    let _ = std::fs::write(
+        result_dir.join("foundation.result.json"),
+        serde_json::to_string_pretty(&result_rows(&json, rss, &p)).unwrap_or_default(),
+    );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The rows of BENCHMARKS.md's foundation table (the schema in xtask/src/bench_report.rs):
+/// every measured row against its baseline; restoring large outputs has a target of 0.9× `cp`'s
+/// speed.
+fn result_rows(tables: &[(&str, Vec<Row>)], rss: u64, p: &Plan) -> serde_json::Value {
+    let mut rows = Vec::new();
+    for (table, trs) in tables {
+        for r in trs {
+            let ratio = r.speed_ratio();
+            let larder = match r.rate() {
+                Some(rate) => format!("{} ({rate})", larder_benches::fmt_d(r.larder)),
+                None => larder_benches::fmt_d(r.larder),
+            };
+            let baseline = match r.baseline {
+                Some(b) => format!("{}, {}", r.baseline_name, larder_benches::fmt_d(b)),
+                None => r.baseline_name.clone(),
+            };
+            let targeted = *table == "large" && r.what.starts_with("get");
+            rows.push(serde_json::json!({
+                "what": r.what, "larder": larder, "baseline": baseline, "ratio": ratio,
+                "target": if targeted { "≥ 0.9×" } else { "" },
+                "met": if targeted { ratio.map(|x| x >= 0.9) } else { None },
+                "headline": targeted && !r.what.contains("interleaved")
+                    || r.what.starts_with("re-sign"),
+            }));
+        }
+    }
+    rows.push(serde_json::json!({
+        "what": format!("peak RSS of the bench process ({} MiB outputs streamed)", p.large_bytes >> 20),
+        "larder": format!("{} MiB", rss >> 20), "baseline": "", "ratio": null, "target": "",
+        "met": null,
+    }));
+    serde_json::json!({
+        "area": "foundation",
+        "settings": format!(
+            "medians of {} runs ({} for the large outputs); {} × 1 KiB and {} × {} MiB entries; a {} MiB tree to sign",
+            p.reps, p.reps.min(3), p.small_entries, p.large_entries, p.large_bytes >> 20,
+            (p.tree_files as u64 * p.tree_file_bytes) >> 20
+        ),
+        "rows": rows,
+    })
 }
 
 fn open_store(dir: &Path) -> Arc<dyn Store> {

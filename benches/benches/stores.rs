@@ -887,7 +887,47 @@ fn write_out(args: &Args, out: &Path, figures: &[Figure]) -> Res<()> {
     )?;
     std::fs::write(out.join("stores.md"), table(figures))?;
     std::fs::write(out.join("stores.svg"), chart(figures))?;
+    std::fs::write(
+        out.join("stores.result.json"),
+        serde_json::to_string_pretty(&result_rows(args, figures))?,
+    )?;
     Ok(())
+}
+
+/// The rows of BENCHMARKS.md's stores table (the schema in xtask/src/bench_report.rs): put and
+/// warm get of every store and set at the highest concurrency, each against its baseline; and
+/// the chart. No targets: this table says which store suits which size.
+fn result_rows(args: &Args, figures: &[Figure]) -> serde_json::Value {
+    let conc = figures.iter().map(|f| f.concurrency).max().unwrap_or(1);
+    let rows: Vec<serde_json::Value> = figures
+        .iter()
+        .filter(|f| f.concurrency == conc && (f.op == "put" || f.op == "get-warm"))
+        .map(|f| {
+            let m = median(&f.larder_s);
+            let (baseline, ratio) = if f.baseline_s.is_empty() {
+                (String::new(), None)
+            } else {
+                let b = median(&f.baseline_s);
+                (
+                    format!("{}, {}", f.baseline.clone().unwrap_or_default(), rate(f, b)),
+                    Some(b / m),
+                )
+            };
+            serde_json::json!({
+                "what": format!("{}: {} {} (concurrency {conc})", f.store, f.set, f.op),
+                "larder": rate(f, m), "baseline": baseline, "ratio": ratio,
+                "target": "", "met": null,
+                "headline": f.store == "http" && f.set == "large" && f.op == "get-warm",
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "area": "stores",
+        "settings": format!("{} mode, stores {}", args.mode.name(), args.stores.join(", ")),
+        "rows": rows,
+        "charts": [{"file": "stores.svg",
+                    "caption": "MB/s per store and size, larder and its baseline"}],
+    })
 }
 
 async fn run(args: Args) -> Res<()> {

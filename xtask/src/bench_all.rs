@@ -49,6 +49,8 @@ type RunFn = fn(&Ctx) -> Result<String>;
 /// as shown in the area's section).
 pub(crate) struct Area {
     pub(crate) info: AreaInfo,
+    /// The `cargo bench` target it runs, (package, bench), built with the release binaries.
+    bench: Option<(&'static str, &'static str)>,
     run: RunFn,
 }
 
@@ -60,6 +62,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "Foundation: fs store, signatures, trim",
             rerun: "cargo bench -p larder-benches --bench foundation            # -- --quick: smaller workloads",
         },
+        bench: Some(("larder-benches", "foundation")),
         run: run_foundation,
     },
     Area {
@@ -68,6 +71,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "The cost of a hit: larder exec against ccache's direct-mode hit",
             rerun: "cargo build --release -p larder-cli\nbash benches/hit_cost.sh target/release/larder 30 target/bench",
         },
+        bench: None,
         run: run_hit_cost,
     },
     Area {
@@ -76,6 +80,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "Tiers: a local tier in front of larder serve",
             rerun: "cargo build --release -p larder-cli\nbash benches/tiers.sh target/release/larder 40 target/bench",
         },
+        bench: None,
         run: run_tiers,
     },
     Area {
@@ -84,6 +89,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "larder serve against nginx",
             rerun: "cargo build --release -p larder-cli\npython3 benches/server_vs_nginx.py --out target/bench   # --quick: 3 s wrk runs, a 256 MiB upload",
         },
+        bench: None,
         run: run_server_vs_nginx,
     },
     Area {
@@ -92,6 +98,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "Real builds, cold and warm, through larder",
             rerun: "cargo build --release -p larder-cli\npython3 benches/builds.py --projects lua --reps 3 --out target/bench   # all projects: --projects lua,zstd,redis",
         },
+        bench: None,
         run: run_builds,
     },
     Area {
@@ -100,6 +107,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "ccache's storage helper: a remote hit",
             rerun: "cargo build --release -p larder-cli --features s3\nbash benches/ccache_helper.sh target/release/larder 80 target/bench",
         },
+        bench: None,
         run: run_ccache_helper,
     },
     Area {
@@ -108,6 +116,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "Remote Execution API: FindMissingBlobs",
             rerun: "cargo bench -p larder-server --bench find_missing     # -- --blobs N --calls N",
         },
+        bench: Some(("larder-server", "find_missing")),
         run: run_find_missing,
     },
     Area {
@@ -116,6 +125,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "Remote Execution API against HTTP and BuildGrid",
             rerun: "cargo xtask bench --reapi            # release larder + reapi-client, BuildGrid 0.4.4, then benches/reapi.py",
         },
+        bench: None,
         run: run_reapi,
     },
     Area {
@@ -124,6 +134,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "The demo",
             rerun: "cargo xtask demo",
         },
+        bench: None,
         run: run_demo,
     },
     Area {
@@ -132,6 +143,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "Every store on one workload",
             rerun: "cargo xtask bench            # all stores; --quick: the smoke-sized run `cargo xtask test` makes",
         },
+        bench: Some(("larder-benches", "stores")),
         run: run_stores,
     },
     Area {
@@ -140,6 +152,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "larder worker --protocol wafcache against the seed's wafcache.py",
             rerun: "cargo build --release -p larder-cli -p larder-benches --bin larder --bin wafcache-floor\npython3 benches/worker_vs_wafcache.py --reps 3 --out target/bench",
         },
+        bench: None,
         run: run_worker,
     },
     Area {
@@ -148,6 +161,7 @@ pub(crate) const AREAS: &[Area] = &[
             title: "Eviction policies",
             rerun: "cargo xtask policies\ncargo bench -p larder-policy --bench select_victims\ntarget/release/larder policy simulate --json …   # the synthetic trace and benches/traces/builds.trace.xz",
         },
+        bench: Some(("larder-policy", "select_victims")),
         run: run_policies,
     },
 ];
@@ -208,7 +222,7 @@ pub(crate) fn run(sh: &Shell, areas: &[&Area], quick: bool, out: &Path, md: &Pat
     let t0 = Instant::now();
     if !areas.is_empty() {
         println!("==> release builds (once, for every area)");
-        build_release(sh)?;
+        build_release(sh, areas)?;
         println!("    built in {}", fmt_elapsed(t0.elapsed().as_secs_f64()));
     }
     let mut durations = Vec::new();
@@ -260,14 +274,27 @@ pub(crate) fn run(sh: &Shell, areas: &[&Area], quick: bool, out: &Path, md: &Pat
 }
 
 /// The release binaries: larder with the s3 store (the storage helper's area needs it), the
-/// REAPI client and the wafcache floor workers. The `cargo bench` areas build their own bench
-/// targets on the same release dependencies.
-fn build_release(sh: &Shell) -> Result<()> {
+/// REAPI client and the wafcache floor workers; then the `cargo bench` targets of `areas`, one
+/// command per package with the same package selection as the area's own run (so the run finds
+/// them built).
+fn build_release(sh: &Shell, areas: &[&Area]) -> Result<()> {
     cmd!(
         sh,
         "cargo build --release -p larder-cli --features larder-cli/s3 -p larder-benches --bin larder --bin reapi-client --bin wafcache-floor"
     )
     .run()?;
+    let mut packages: Vec<&str> = areas.iter().filter_map(|a| a.bench.map(|b| b.0)).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    for pkg in packages {
+        let benches: Vec<String> = areas
+            .iter()
+            .filter_map(|a| a.bench)
+            .filter(|b| b.0 == pkg)
+            .flat_map(|b| ["--bench".to_owned(), b.1.to_owned()])
+            .collect();
+        cmd!(sh, "cargo bench --no-run -p {pkg} {benches...}").run()?;
+    }
     Ok(())
 }
 

@@ -248,10 +248,10 @@ impl AreaResult {
         rows.iter()
             .map(|r| {
                 let fig = r.ratio_cell();
-                if fig.is_empty() {
-                    format!("{}: {}", r.what, r.larder)
-                } else {
-                    format!("{}: {fig}", r.what)
+                match (r.larder.is_empty(), fig.is_empty()) {
+                    (_, true) => format!("{}: {}", r.what, r.larder),
+                    (true, false) => format!("{}: {fig}", r.what),
+                    (false, false) => format!("{}: {}, {fig}", r.what, r.larder),
                 }
             })
             .collect::<Vec<_>>()
@@ -373,15 +373,12 @@ pub(crate) fn render(areas: &[AreaInfo], results: &[Option<AreaResult>], prose: 
             }
         );
         if !r.dirty.is_empty() {
-            let _ = write!(
-                when,
-                " (with uncommitted edits in {})",
-                r.dirty
-                    .iter()
-                    .map(|d| format!("`{d}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            // The shared tree may hold many files with others' edits: name a few.
+            let mut named: Vec<String> = r.dirty.iter().take(3).map(|d| format!("`{d}`")).collect();
+            if r.dirty.len() > 3 {
+                named.push(format!("{} more files", r.dirty.len() - 3));
+            }
+            let _ = write!(when, " (with uncommitted edits in {})", named.join(", "));
         }
         if !r.command.is_empty() {
             let _ = write!(when, " as `{}`", r.command);
@@ -456,7 +453,12 @@ pub(crate) fn ratio_chart(areas: &[AreaInfo], results: &[Option<AreaResult>]) ->
                 } else {
                     ratio <= goal
                 });
-                Some((row.what.clone(), ratio, goal, met))
+                // Labels are plain text: no Markdown code marks; ratios of times say so.
+                let mut label = row.what.replace('`', "");
+                if !at_least {
+                    label.push_str(" (time)");
+                }
+                Some((label, ratio, goal, met))
             })
             .collect();
         if rows.is_empty() {
@@ -633,7 +635,7 @@ mod tests {
         // Index: headline from the marked row, met summary over rows with a target.
         assert!(
             md.contains(
-                "| [Tiers: a local tier in front of `larder serve`](#tiers-a-local-tier-in-front-of-larder-serve) | local tier hit: 0.96× | partly |"
+                "| [Tiers: a local tier in front of `larder serve`](#tiers-a-local-tier-in-front-of-larder-serve) | local tier hit: 4.0 ms, 0.96× | partly |"
             ),
             "{md}"
         );
@@ -691,7 +693,7 @@ mod tests {
         // Two rows with a ratio target: two dots, one green (met) and one red.
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains("fill=\"#2a2\"") && svg.contains("fill=\"#d33\""));
-        assert!(svg.contains("backfill | hit"));
+        assert!(svg.contains("backfill | hit (time)"));
         assert!(ratio_chart(&AREAS[1..], &results()[1..]).is_none());
     }
 

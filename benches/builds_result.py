@@ -1,0 +1,65 @@
+"""builds.py's figures as rows of the BENCHMARKS.md schema (benchlib.write_result): every client
+through larder against the same client's local cache, cold and warm, and against nginx where
+the client has an nginx run. Also runnable on a builds.json: `python3 benches/builds_result.py
+OUT/builds.json OUT`."""
+import json, os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+# A client through larder, by suffix; its local counterpart is the same prefix with one of
+# LOCAL, and its nginx counterpart the prefix with "-nginx".
+THROUGH_LARDER = ("-larder-http", "-larder-grpc", "-larder", "-helper")
+LOCAL = ("-local", "-disk")
+
+
+def _secs(x):
+    return "%.2f s" % x
+
+
+def rows(results):
+    """Rows for every project and client in builds.py's `results` ({project: {client: {"cold":
+    s, "warm": s or None, ...}}})."""
+    out = []
+    for project, clients in results.items():
+        for client, r in clients.items():
+            suffix = next((s for s in THROUGH_LARDER if client.endswith(s)), None)
+            if suffix is None:
+                continue
+            prefix = client[: -len(suffix)]
+            local = next((prefix + s for s in LOCAL if prefix + s in clients), None)
+            for phase in ("cold", "warm"):
+                if local is None or r.get(phase) is None or not clients[local].get(phase):
+                    continue
+                t = r[phase] / clients[local][phase]
+                out.append(benchlib.ratio_row(
+                    "%s: %s %s build (%s)" % (project, client, phase,
+                                              "server filled, local cache empty" if phase == "warm"
+                                              else "empty caches"),
+                    _secs(r[phase]), "%s, %s" % (local, _secs(clients[local][phase])), t,
+                    "≤ 1.1× the time", t <= 1.1, ratio_text="%.2f× the time" % t,
+                    headline=(phase == "cold" and client == "ccache-larder")))
+            nginx = prefix + "-nginx"
+            if nginx in clients and r.get("cold") and clients[nginx].get("cold"):
+                t = r["cold"] / clients[nginx]["cold"]
+                out.append(benchlib.ratio_row(
+                    "%s: %s cold build against nginx" % (project, client), _secs(r["cold"]),
+                    "%s, %s" % (nginx, _secs(clients[nginx]["cold"])), t, "< 1.0× the time",
+                    t < 1.0, ratio_text="%.2f× the time" % t))
+    return out
+
+
+def write(out, results, meta):
+    """Write `<out>/builds.result.json`."""
+    projects = ", ".join(results)
+    # builds.py draws builds.svg (build times relative to plain and to the local cache).
+    charts = [("builds.svg", "cold and warm build times per client")] if os.path.exists(
+        os.path.join(out, "builds.svg")) else []
+    return benchlib.write_result(out, "builds", rows(results),
+                                 "projects %s, medians of %s builds" % (projects, meta.get("reps")),
+                                 charts=charts, command=meta.get("command"))
+
+
+if __name__ == "__main__":
+    data = json.load(open(sys.argv[1]))
+    print("wrote " + write(sys.argv[2], data["results"], data.get("meta", {})))
