@@ -148,6 +148,73 @@ fn stats_and_trim_work_on_a_bucket() {
     assert_eq!(count_lines(&runs), 2);
 }
 
+/// `?max-entries=N` on a remote tier's URL is that tier's own budget: a plain `larder trim`
+/// trims the bucket to it and leaves the local tier (no budget of its own) alone.
+#[test]
+fn each_tier_is_trimmed_to_its_own_budget() {
+    let Some(s3) = SeaweedFs::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let url = bucket_url(&s3, "tier-budget");
+    let local = sb.root.join("local-cache");
+    let dir = sb.root.join("work");
+    std::fs::create_dir_all(&dir).expect("work dir");
+    let larder = |args: &[&str]| {
+        sb.larder_in(&dir)
+            .args(["--store", &local.display().to_string()])
+            .args(["--store", &format!("{url}?max-entries=1")])
+            .args(args)
+            .env("LARDER_S3_ACCESS_KEY", s3.access_key())
+            .env("LARDER_S3_SECRET_KEY", s3.secret_key())
+            .output()
+            .expect("running larder")
+    };
+    for i in 0..3 {
+        sb.write(&dir, "in.txt", format!("input {i}\n"));
+        let out = larder(&[
+            "exec", "--in", "in.txt", "--out", "out.txt", "--", "cp", "in.txt", "out.txt",
+        ]);
+        assert_exit(&out, 0);
+    }
+    let trim = larder(&["trim"]);
+    assert_exit(&trim, 0);
+    let stdout = text(&trim.stdout);
+    assert!(
+        stdout.contains("evicted 2 entries") && stdout.contains("1 entry"),
+        "{stdout}{}",
+        text(&trim.stderr)
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the bucket has a budget: {stdout}"
+    );
+    let bucket = exec(&sb, &dir, &url, &s3, &["stats", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&bucket.stdout).expect("stats JSON");
+    assert_eq!(json["entries"], 1, "{json}");
+    let local_stats = sb
+        .larder_in(&dir)
+        .args(["--store", &local.display().to_string(), "stats", "--json"])
+        .output()
+        .expect("running larder stats");
+    let json: serde_json::Value = serde_json::from_slice(&local_stats.stdout).expect("stats JSON");
+    assert_eq!(json["entries"], 3, "the local tier is untouched: {json}");
+
+    // A budget that is not one is refused before anything is opened.
+    let bad = sb
+        .larder_in(&dir)
+        .args(["--store", &format!("{url}?max-size=lots"), "stats"])
+        .output()
+        .expect("running larder");
+    assert_exit(&bad, 2);
+    assert!(
+        text(&bad.stderr).contains("not a size"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
 #[test]
 fn trim_keeps_the_entry_another_process_just_used() {
     let Some(s3) = SeaweedFs::start() else {
@@ -346,4 +413,91 @@ fn two_servers_on_one_bucket_serve_each_others_entries() {
         "THE SAME INPUT\n"
     );
     drop((one, two));
+}
+
+/// A server whose store URL carries a budget (`?max-entries=1`) trims the bucket to it on its
+/// `--upstream-trim-interval`, and says so in `/metrics`.
+#[test]
+fn a_server_trims_its_bucket_to_the_bucket_budget() {
+    use common::served::Served;
+    let Some(s3) = SeaweedFs::start() else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let url = bucket_url(&s3, "server-budget");
+    let mut cmd = sb.larder();
+    cmd.env("LARDER_S3_ACCESS_KEY", s3.access_key())
+        .env("LARDER_S3_SECRET_KEY", s3.secret_key())
+        .args(["--store", &format!("{url}?max-entries=1")]);
+    let server = Served::spawn(
+        cmd,
+        &sb.root.join("server"),
+        &["--upstream-trim-interval", "0.5"],
+    );
+    let dir = sb.root.join("work");
+    std::fs::create_dir_all(&dir).expect("work dir");
+    for i in 0..3 {
+        sb.write(&dir, "in.txt", format!("input {i}\n"));
+        let out = sb
+            .larder_in(&dir)
+            .args(["--no-local", "--store", &server.url])
+            .args([
+                "exec", "--in", "in.txt", "--out", "out.txt", "--", "cp", "in.txt", "out.txt",
+            ])
+            .output()
+            .expect("exec through the server");
+        assert_exit(&out, 0);
+    }
+    // The uploads reach the bucket in the background and the trims keep it at one entry:
+    // wait until three entries were uploaded and the bucket holds one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    loop {
+        let metrics = http_get(&format!("{}/metrics", server.url));
+        let uploaded = metric(&metrics, "larder_upstream_uploaded_total ");
+        let evicted = metric(&metrics, "larder_upstream_evicted_entries_total ");
+        let stats = exec(&sb, &sb.root, &url, &s3, &["stats", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
+        if uploaded == 3 && v["entries"].as_u64() == Some(1) && evicted == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bucket was not trimmed to one entry: uploaded {uploaded}, evicted {evicted}, {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // The server's own directory keeps everything: it has no budget.
+    let local = sb
+        .larder()
+        .args(["--store", &sb.root.join("server").display().to_string()])
+        .args(["stats", "--json"])
+        .output()
+        .expect("stats of the server's directory");
+    let v: serde_json::Value = serde_json::from_slice(&local.stdout).expect("JSON");
+    assert_eq!(v["entries"], 3, "{v}");
+    drop(server);
+}
+
+/// The body of a plain HTTP/1.0 GET of `url` (`http://HOST:PORT/PATH`); empty on any failure.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return String::new();
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut conn) = std::net::TcpStream::connect(host) else {
+        return String::new();
+    };
+    let _ = write!(conn, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }

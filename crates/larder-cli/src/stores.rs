@@ -62,6 +62,9 @@ pub(crate) struct Opened {
     /// The tiers, when the configuration names several stores (or a remote one with the local
     /// cache in front of it).
     pub(crate) tiers: Option<Arc<Tiered>>,
+    /// The store's own trim budget, from `?max-size=`/`?max-entries=` on its URL, when it is
+    /// opened on its own (tiers keep theirs in [`Tier`]).
+    pub(crate) budget: Option<larder_core::TrimOptions>,
 }
 
 /// A parsed store URL.
@@ -191,12 +194,12 @@ fn trusted(store: Arc<dyn Store>, keys: Option<&Arc<[PublicKey]>>) -> Arc<dyn St
 
 /// [`open`] without signing.
 fn open_tiers(config: &Config, retry_after: Option<Duration>) -> Result<Opened> {
-    let mut tiers: Vec<(StoreUrl, bool)> = Vec::new();
+    let mut tiers: Vec<(StoreUrl, TierParams)> = Vec::new();
     for value in &config.store.value {
-        let (value, read_only) = strip_read_only(value);
+        let (value, mut params) = tier_params(value)?;
         let url = StoreUrl::parse(&value)?;
-        let read_only = read_only || (config.read_only.value && url.scheme != "file");
-        tiers.push((url, read_only));
+        params.read_only |= config.read_only.value && url.scheme != "file";
+        tiers.push((url, params));
     }
     let Some((first, _)) = tiers.first() else {
         bail!("no store configured (from {})", config.store.source);
@@ -210,7 +213,8 @@ fn open_tiers(config: &Config, retry_after: Option<Duration>) -> Result<Opened> 
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         match crate::config::default_cache_dir(&env) {
             Some(dir) => {
-                tiers.insert(0, (StoreUrl::parse(&dir.display().to_string())?, false));
+                let params = TierParams::default();
+                tiers.insert(0, (StoreUrl::parse(&dir.display().to_string())?, params));
                 implicit_local = true;
             }
             None => tracing::warn!(
@@ -219,18 +223,19 @@ fn open_tiers(config: &Config, retry_after: Option<Duration>) -> Result<Opened> 
             ),
         }
     }
-    if let [(url, read_only)] = &tiers[..] {
+    if let [(url, params)] = &tiers[..] {
         let mut opened = open_one(url, config)?;
-        if *read_only {
+        if params.read_only {
             opened.store = Arc::new(ReadOnly::new(opened.store));
         }
         opened.store = trusted(opened.store, keys.as_ref());
+        opened.budget = params.budget.has_budget().then(|| params.budget.clone());
         return Ok(opened);
     }
     let timeout = config.remote_timeout.value;
     let mut built = Vec::with_capacity(tiers.len());
     let mut local_dir = None;
-    for (i, (url, read_only)) in tiers.iter().enumerate() {
+    for (i, (url, params)) in tiers.iter().enumerate() {
         let store: Arc<dyn Store> = if url.scheme == "file" {
             let opened = open_one(url, config)?;
             if local_dir.is_none() {
@@ -262,45 +267,69 @@ fn open_tiers(config: &Config, retry_after: Option<Duration>) -> Result<Opened> 
         } else {
             trusted(store, keys.as_ref())
         };
-        built.push(if *read_only {
+        let tier = if params.read_only {
             Tier::read_only(store)
         } else {
             Tier::new(store)
-        });
+        };
+        built.push(tier.with_budget(params.budget.clone()));
     }
     let tiered = Arc::new(Tiered::new(built).context("cannot combine the stores into tiers")?);
     Ok(Opened {
         store: tiered.clone(),
         local_dir,
         tiers: Some(tiered),
+        budget: None,
     })
 }
 
-/// A store URL without its `read-only` query parameter, and whether it had it.
-fn strip_read_only(value: &str) -> (String, bool) {
+/// What a store URL's query may say about its tier, taken off the URL before the store sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TierParams {
+    /// `?read-only`: the tier is only read.
+    pub(crate) read_only: bool,
+    /// `?max-size=SIZE`, `?max-entries=N`: the tier's own trim budget (`larder trim`, and
+    /// `larder serve` for the store behind its directory).
+    pub(crate) budget: larder_core::TrimOptions,
+}
+
+/// A store URL without the query parameters that configure its tier (`read-only`,
+/// `max-size`, `max-entries`; `_` may stand for `-`), and what they said.
+///
+/// # Errors
+/// A budget that is not a size or a count.
+pub(crate) fn tier_params(value: &str) -> Result<(String, TierParams)> {
+    let mut params = TierParams::default();
     let Some((base, query)) = value.split_once('?') else {
-        return (value.to_owned(), false);
+        return Ok((value.to_owned(), params));
     };
-    let is_flag = |p: &&str| {
-        matches!(
-            *p,
-            "read-only" | "read_only" | "read-only=true" | "read_only=true"
-        )
-    };
-    let params: Vec<&str> = query.split('&').collect();
-    if !params.iter().any(is_flag) {
-        return (value.to_owned(), false);
+    let mut rest = Vec::new();
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, val) = p.split_once('=').unwrap_or((p, ""));
+        match name.replace('_', "-").as_str() {
+            "read-only" if matches!(val, "" | "true" | "1") => params.read_only = true,
+            "read-only" if matches!(val, "false" | "0") => {}
+            "max-size" => {
+                let size = larder_core::size::parse_size(val).with_context(|| {
+                    format!("max-size={val:?} in the store URL {value:?} is not a size (e.g. 50G)")
+                })?;
+                params.budget.max_bytes = Some(size);
+            }
+            "max-entries" => {
+                let n = val.parse::<u64>().with_context(|| {
+                    format!("max-entries={val:?} in the store URL {value:?} is not a count")
+                })?;
+                params.budget.max_entries = Some(n);
+            }
+            _ => rest.push(p),
+        }
     }
-    let rest: Vec<&str> = params
-        .into_iter()
-        .filter(|p| !is_flag(p) && !p.is_empty())
-        .collect();
     let url = if rest.is_empty() {
         base.to_owned()
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    (url, true)
+    Ok((url, params))
 }
 
 /// How one store is opened.
@@ -368,20 +397,28 @@ mod tests {
     }
 
     #[test]
-    fn read_only_is_taken_off_the_url() {
-        assert_eq!(strip_read_only("s3://b/p"), ("s3://b/p".to_owned(), false));
+    fn tier_params_are_taken_off_the_url() {
+        let ro = |url: &str| tier_params(url).map(|(u, p)| (u, p.read_only)).unwrap();
+        assert_eq!(ro("s3://b/p"), ("s3://b/p".to_owned(), false));
+        assert_eq!(ro("s3://b/p?read-only"), ("s3://b/p".to_owned(), true));
         assert_eq!(
-            strip_read_only("s3://b/p?read-only"),
-            ("s3://b/p".to_owned(), true)
-        );
-        assert_eq!(
-            strip_read_only("minio://h:1/b?region=x&read_only=true&tls=true"),
+            ro("minio://h:1/b?region=x&read_only=true&tls=true"),
             ("minio://h:1/b?region=x&tls=true".to_owned(), true)
         );
+        assert_eq!(ro("http://h/?a=1"), ("http://h/?a=1".to_owned(), false));
         assert_eq!(
-            strip_read_only("http://h/?a=1"),
-            ("http://h/?a=1".to_owned(), false)
+            ro("http://h/?read-only=false"),
+            ("http://h/".to_owned(), false)
         );
+
+        let (url, p) = tier_params("s3://b/p?max-size=50G&region=x&max_entries=1000").unwrap();
+        assert_eq!(url, "s3://b/p?region=x");
+        assert_eq!(p.budget.max_bytes, Some(50 << 30));
+        assert_eq!(p.budget.max_entries, Some(1000));
+        assert!(!p.read_only);
+        let err = tier_params("s3://b?max-size=lots").unwrap_err().to_string();
+        assert!(err.contains("max-size=\"lots\""), "{err}");
+        assert!(tier_params("s3://b?max-entries=-1").is_err());
     }
 
     #[test]

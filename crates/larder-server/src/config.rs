@@ -53,6 +53,13 @@ pub struct ServerConfig {
     pub upstream: Option<Arc<dyn Store>>,
     /// Concurrent uploads to the upstream store.
     pub upload_workers: usize,
+    /// The upstream store's own budget (`?max-size=`/`?max-entries=` on its URL): the server
+    /// trims the upstream to it every `upstream_trim_interval` (several servers sharing a
+    /// bucket take turns through the bucket's trim lock). Unset: the upstream is not trimmed.
+    pub upstream_budget: TrimOptions,
+    /// How often the upstream is trimmed to `upstream_budget` (the first trim one interval
+    /// after start: a remote trim lists the whole bucket).
+    pub upstream_trim_interval: Duration,
     /// Serve HTTPS with these files instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     /// The eviction order of the clean-up (default: the store's native LRU).
@@ -196,6 +203,8 @@ impl ServerConfig {
             access: Access::open(),
             upstream: None,
             upload_workers: 4,
+            upstream_budget: TrimOptions::default(),
+            upstream_trim_interval: Duration::from_secs(3600),
             tls: None,
             eviction: None,
             admission: None,
@@ -290,6 +299,14 @@ impl ServerConfig {
     pub fn with_upstream(mut self, upstream: Arc<dyn Store>, workers: usize) -> Self {
         self.upstream = Some(upstream);
         self.upload_workers = workers.max(1);
+        self
+    }
+
+    /// Trim the upstream store to `budget` every `interval` (see
+    /// [`ServerConfig::upstream_budget`]).
+    pub fn with_upstream_budget(mut self, budget: TrimOptions, interval: Duration) -> Self {
+        self.upstream_budget = budget;
+        self.upstream_trim_interval = interval;
         self
     }
 

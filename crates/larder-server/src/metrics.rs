@@ -547,6 +547,13 @@ struct UpstreamFigures {
     uploaded: u64,
     upload_failures: u64,
     queued: u64,
+    /// The upstream's own budget, when the server trims it.
+    max_bytes: Option<u64>,
+    max_entries: Option<u64>,
+    trims: u64,
+    trim_failures: u64,
+    trim_evicted_entries: u64,
+    trim_evicted_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -694,12 +701,21 @@ async fn snapshot(state: &AppState) -> Snapshot {
         admission_refused_entries: m.refused_entries.load(Ordering::Relaxed),
         admission_refused_bytes: m.refused_bytes.load(Ordering::Relaxed),
         untrusted_refused: m.untrusted.load(Ordering::Relaxed),
-        upstream: state.replica.as_ref().map(|r| UpstreamFigures {
-            fetched: r.fetched(),
-            fetch_failures: r.fetch_failures(),
-            uploaded: r.uploaded(),
-            upload_failures: r.upload_failures(),
-            queued: r.queued(),
+        upstream: state.replica.as_ref().map(|r| {
+            let (trims, trim_failures, trim_evicted_entries, trim_evicted_bytes) = r.trims();
+            UpstreamFigures {
+                fetched: r.fetched(),
+                fetch_failures: r.fetch_failures(),
+                uploaded: r.uploaded(),
+                upload_failures: r.upload_failures(),
+                queued: r.queued(),
+                max_bytes: r.upstream_budget().and_then(|b| b.max_bytes),
+                max_entries: r.upstream_budget().and_then(|b| b.max_entries),
+                trims,
+                trim_failures,
+                trim_evicted_entries,
+                trim_evicted_bytes,
+            }
         }),
         connections: m.connections.load(Ordering::Relaxed),
         reserved_bytes: state.reservations.held(),
@@ -1079,6 +1095,30 @@ pub(crate) async fn prometheus(State(state): State<AppState>) -> Response {
                 "Entries waiting in the upload queue.",
                 u.queued,
             ),
+            (
+                "upstream_trims_total",
+                "counter",
+                "Trims of the upstream store to its own budget that ran.",
+                u.trims,
+            ),
+            (
+                "upstream_trim_failures_total",
+                "counter",
+                "Trims of the upstream store that failed.",
+                u.trim_failures,
+            ),
+            (
+                "upstream_evicted_entries_total",
+                "counter",
+                "Entries evicted from the upstream store by its trims.",
+                u.trim_evicted_entries,
+            ),
+            (
+                "upstream_evicted_bytes_total",
+                "counter",
+                "Bytes freed in the upstream store by its trims.",
+                u.trim_evicted_bytes,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -1290,10 +1330,24 @@ fn render_html(s: &Snapshot) -> String {
         oos = s.out_of_space_refusals,
         refused = s.admission_refused_entries,
         refused_bytes = format_size(s.admission_refused_bytes),
-        upstream = s.upstream.as_ref().map_or_else(String::new, |u| format!(
-            "<tr><th>upstream</th><td>{} fetched ({} failed), {} uploaded ({} failed attempts), {} queued</td></tr>\n",
-            u.fetched, u.fetch_failures, u.uploaded, u.upload_failures, u.queued
-        )),
+        upstream = s.upstream.as_ref().map_or_else(String::new, |u| {
+            let budget = match (u.max_bytes, u.max_entries) {
+                (None, None) => String::new(),
+                (bytes, entries) => format!(
+                    "; budget {} / {} entries: {} trims ({} failed) evicted {} entries, {}",
+                    opt_size(bytes),
+                    entries.map_or_else(|| "none".to_owned(), |n| n.to_string()),
+                    u.trims,
+                    u.trim_failures,
+                    u.trim_evicted_entries,
+                    format_size(u.trim_evicted_bytes)
+                ),
+            };
+            format!(
+                "<tr><th>upstream</th><td>{} fetched ({} failed), {} uploaded ({} failed attempts), {} queued{budget}</td></tr>\n",
+                u.fetched, u.fetch_failures, u.uploaded, u.upload_failures, u.queued
+            )
+        }),
     )
 }
 

@@ -80,6 +80,7 @@ impl Server {
                     Arc::clone(upstream),
                     &config.dir,
                     config.upload_workers,
+                    &config.upstream_budget,
                 )
                 .map_err(|source| ServerError::Store {
                     dir: config.dir.display().to_string(),
@@ -233,6 +234,12 @@ impl Server {
         tracing::info!("larder-server: listening on {scheme}://{}", self.addr);
         let cleanup =
             tokio::spawn(Arc::clone(&self.state.cleaner).run(self.state.config.cleanup_interval));
+        let upstream_trim = self.state.replica.as_ref().map(|r| {
+            tokio::spawn(crate::upstream::trim_loop(
+                Arc::clone(r),
+                self.state.config.upstream_trim_interval,
+            ))
+        });
         let scrub = match (&self.state.local, &self.state.scrub) {
             (Some(fs), Some(progress)) => Some((
                 Arc::clone(progress),
@@ -256,6 +263,9 @@ impl Server {
         )
         .await?;
         cleanup.abort();
+        if let Some(task) = upstream_trim {
+            task.abort();
+        }
         if let Some((progress, task)) = scrub {
             // The pass in progress returns within a piece; the wait between passes ends at once.
             progress.stop();

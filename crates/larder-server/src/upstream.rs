@@ -19,6 +19,10 @@
 //! keys. A key that does not fit stays on disk only, and the workers rescan the directory once
 //! the channel has drained, so a long upstream outage costs disk, not memory.
 //!
+//! With a budget of its own ([`ServerConfig::upstream_budget`](crate::ServerConfig)), the
+//! upstream tier is trimmed to it by [`trim_loop`] on a timer (the remote store's trim lock
+//! lets one of several servers sharing it trim at a time; the others skip that round).
+//!
 //! A queue file whose content does not name the key its file name stands for (empty or cut
 //! short by a crash of an older version that did not fsync, or damaged) is never dropped
 //! silently: the key cannot be known from the name (a hash), so the file is moved to
@@ -31,7 +35,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use larder_core::layer::{BestEffort, BestEffortConfig, Tier, Tiered, UploadQueue, copy_entry};
-use larder_core::{Error, GetOptions, Key, PutOptions, Result, Store};
+use larder_core::{Error, GetOptions, Key, PutOptions, Result, Store, TrimOptions};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -56,12 +60,22 @@ struct QueueCounters {
     queued: AtomicU64,
 }
 
-/// Fetch and upload figures, for `/status` and `/metrics`.
+/// What the upstream's trims did.
+#[derive(Debug, Default)]
+struct TrimCounters {
+    trims: AtomicU64,
+    failures: AtomicU64,
+    evicted_entries: AtomicU64,
+    evicted_bytes: AtomicU64,
+}
+
+/// Fetch, upload and trim figures, for `/status` and `/metrics`.
 #[derive(Debug)]
 pub(crate) struct ReplicaCounters {
     queue: Arc<QueueCounters>,
     tiered: Arc<Tiered>,
     upstream: Arc<BestEffort<Arc<dyn Store>>>,
+    trim: TrimCounters,
 }
 
 impl ReplicaCounters {
@@ -85,6 +99,69 @@ impl ReplicaCounters {
     pub(crate) fn queued(&self) -> u64 {
         self.queue.queued.load(Ordering::Relaxed)
     }
+    /// The upstream's own budget, if it has one.
+    pub(crate) fn upstream_budget(&self) -> Option<&TrimOptions> {
+        self.tiered.tiers().get(1).and_then(|t| t.budget())
+    }
+    /// Trims of the upstream that ran, failed, and what they evicted (entries, bytes).
+    pub(crate) fn trims(&self) -> (u64, u64, u64, u64) {
+        let t = &self.trim;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            get(&t.trims),
+            get(&t.failures),
+            get(&t.evicted_entries),
+            get(&t.evicted_bytes),
+        )
+    }
+}
+
+/// Trim the upstream to its own budget every `interval`, the first time one interval after
+/// start; returns at once when it has no budget. A failed trim is a warning and is tried again
+/// at the next interval.
+pub(crate) async fn trim_loop(counters: Arc<ReplicaCounters>, interval: Duration) {
+    if counters.upstream_budget().is_none() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(interval).await;
+        // The first tier has no budget of its own and the options set none: only the
+        // upstream is trimmed here (the directory has its own clean-up).
+        for t in counters
+            .tiered
+            .trim_tiers(&TrimOptions::default(), None)
+            .await
+        {
+            let c = &counters.trim;
+            match t.result {
+                Ok(report) if report.skipped_locked => {
+                    tracing::debug!(
+                        "upstream trim skipped: another process is trimming {}",
+                        t.name
+                    );
+                }
+                Ok(report) => {
+                    c.trims.fetch_add(1, Ordering::Relaxed);
+                    c.evicted_entries
+                        .fetch_add(report.evicted_entries, Ordering::Relaxed);
+                    c.evicted_bytes
+                        .fetch_add(report.evicted_bytes, Ordering::Relaxed);
+                    tracing::info!(
+                        "trimmed {}: evicted {} entries ({} bytes); {} entries ({} bytes) remain",
+                        t.name,
+                        report.evicted_entries,
+                        report.evicted_bytes,
+                        report.remaining_entries,
+                        report.remaining_bytes
+                    );
+                }
+                Err(e) => {
+                    c.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("trim of the upstream {} failed: {e}", t.name);
+                }
+            }
+        }
+    }
 }
 
 /// A local store replicating from and to an upstream store: the store to serve, and its figures.
@@ -97,11 +174,13 @@ pub(crate) struct Replica {
 impl Replica {
     /// A replica of `upstream` in `local`, queueing uploads under `dir/upstream-queue` and
     /// uploading with `workers` tasks (started here: call inside a tokio runtime).
+    /// `budget`: the upstream's own trim budget ([`trim_loop`]), if any.
     pub(crate) fn start(
         local: Arc<dyn Store>,
         upstream: Arc<dyn Store>,
         dir: &Path,
         workers: usize,
+        budget: &TrimOptions,
     ) -> Result<Replica> {
         let queue = Arc::new(DurableQueue::start(
             Arc::clone(&local),
@@ -114,13 +193,14 @@ impl Replica {
             BestEffortConfig::new(UPSTREAM_TIMEOUT, TRANSFER_TIMEOUT).retry_after(RETRY_AFTER);
         let guarded = Arc::new(BestEffort::with_config(upstream, config));
         let counters_queue = Arc::clone(&queue.counters);
-        let tiered = Tiered::new(vec![Tier::new(local), Tier::queued(guarded.clone(), queue)])?
-            .with_blob_backfill(true);
+        let upstream_tier = Tier::queued(guarded.clone(), queue).with_budget(budget.clone());
+        let tiered = Tiered::new(vec![Tier::new(local), upstream_tier])?.with_blob_backfill(true);
         let tiered = Arc::new(tiered);
         let counters = Arc::new(ReplicaCounters {
             queue: counters_queue,
             tiered: Arc::clone(&tiered),
             upstream: guarded,
+            trim: TrimCounters::default(),
         });
         Ok(Replica {
             store: tiered,

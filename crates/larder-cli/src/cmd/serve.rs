@@ -80,6 +80,11 @@ pub(crate) struct Args {
     /// Concurrent uploads to --upstream (or to the store of --dir DIR --store URL)
     #[arg(long, value_name = "N", default_value_t = 4)]
     upload_workers: usize,
+    /// Seconds between trims of the upstream store to its own budget (`?max-size=SIZE`,
+    /// `?max-entries=N` on its URL; without one it is not trimmed). Servers sharing a bucket
+    /// take turns through the bucket's trim lock
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0, value_parser = seconds)]
+    upstream_trim_interval: f64,
     /// Require a credential from this file to push (lines `token TOKEN` or `user NAME PASSWORD`)
     #[arg(long, value_name = "FILE")]
     auth_file: Option<PathBuf>,
@@ -292,7 +297,13 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
             if opened.local_dir.as_deref() == Some(dir.as_path()) {
                 bail!("{from} names the served directory itself");
             }
-            config.with_upstream(opened.store, args.upload_workers)
+            let budget = opened.budget.clone().unwrap_or_default();
+            if budget.has_budget() && !opened.store.capability().trim {
+                bail!("{from} {url}: this store cannot be trimmed, so it cannot have a budget");
+            }
+            config
+                .with_upstream(opened.store, args.upload_workers)
+                .with_upstream_budget(budget, Duration::from_secs_f64(args.upstream_trim_interval))
         }
         None => config,
     };

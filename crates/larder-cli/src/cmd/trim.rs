@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result, bail};
 use larder_core::size::format_size;
-use larder_core::{EntryMeta, Store};
+use larder_core::{EntryMeta, Store, TrimReport};
 
-use super::{Ctx, EXIT_OK, flush, plural};
+use super::{Ctx, EXIT_ERROR, EXIT_OK, flush, plural};
 use crate::progress::Ui;
 
 const EXAMPLES: &str = "\
@@ -18,8 +18,14 @@ Examples:
 Without flags, the budgets come from larder.toml (max_size, max_entries, min_free, max_free),
 LARDER_MAX_SIZE etc., or WAFCACHE_EVICT_MAX_BYTES / WAFCACHE_TRIM_MAX_FOLDER. Entries go in
 least-recently-used order, or as the WebAssembly policy in `[policy] eviction` (larder.toml) or
-LARDER_EVICTION_POLICY says; --dry-run lists the entries it would evict, in order. Only one process trims a cache at a time: without --wait, a trim
-that finds another one running does nothing.";
+LARDER_EVICTION_POLICY says; --dry-run lists the entries it would evict, in order. Only one
+process trims a cache at a time: without --wait, a trim that finds another one running does
+nothing.
+
+With tiers (several --store, or a remote store behind the local cache), these budgets are the
+first tier's; a slower tier is trimmed only to a budget on its own URL, e.g.
+  larder trim --store ~/.cache/larder --store 's3://team-cache/larder?max-size=500G&max-entries=2000000'
+and each tier trimmed gets its own line.";
 
 /// Evict entries (least recently used first, or in the configured eviction policy's order)
 /// until the cache is within its budgets.
@@ -39,16 +45,18 @@ pub(crate) struct Args {
 /// Run `larder trim`.
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     let config = ctx.config(args.budget.flags())?;
-    if !config.has_budget() {
+    let opened = ctx.open(&config)?;
+    let tier_budgets = opened.budget.is_some()
+        || opened
+            .tiers
+            .as_ref()
+            .is_some_and(|t| t.tiers().iter().any(|t| t.budget().is_some()));
+    if !config.has_budget() && !tier_budgets {
         bail!(
-            "no budget to trim to: pass --max-size, --max-entries or --min-free, or set max_size, max_entries or min_free in larder.toml (or LARDER_MAX_SIZE, LARDER_MAX_ENTRIES, LARDER_MIN_FREE)"
+            "no budget to trim to: pass --max-size, --max-entries or --min-free, or set max_size, max_entries or min_free in larder.toml (or LARDER_MAX_SIZE, LARDER_MAX_ENTRIES, LARDER_MIN_FREE); a remote store's own budget goes on its URL (s3://bucket/prefix?max-size=500G)"
         );
     }
-    let opened = ctx.open(&config)?;
     let store = opened.store;
-    if !store.capability().trim {
-        bail!("{store} cannot be trimmed");
-    }
     let mut opts = config.trim_options();
     opts.dry_run = args.dry_run;
     opts.wait_for_lock = args.wait;
@@ -60,38 +68,83 @@ pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
         ));
     }
     let bar = ctx.ui.bar(0, "trimming", false);
-    let report = store
-        .trim(&opts, Some(Ui::progress_fn(&bar)))
-        .await
-        .with_context(|| format!("cannot trim {store}"));
+    let progress = Some(Ui::progress_fn(&bar));
+    // One row per store trimmed: each tier with a budget (its own, or the configured one for
+    // the first), or the one store.
+    let rows: Vec<(String, Result<TrimReport>)> = match &opened.tiers {
+        Some(tiered) => tiered
+            .trim_tiers(&opts, progress)
+            .await
+            .into_iter()
+            .map(|t| {
+                let result = t.result.with_context(|| format!("cannot trim {}", t.name));
+                (t.name, result)
+            })
+            .collect(),
+        None => {
+            if !store.capability().trim {
+                bar.finish_and_clear();
+                bail!("{store} cannot be trimmed");
+            }
+            let mut budget = opened.budget.clone().unwrap_or_else(|| opts.clone());
+            budget.dry_run = opts.dry_run;
+            budget.wait_for_lock = opts.wait_for_lock;
+            let report = store
+                .trim(&budget, progress)
+                .await
+                .with_context(|| format!("cannot trim {store}"));
+            vec![(store.to_string(), report)]
+        }
+    };
     bar.finish_and_clear();
     flush(store.as_ref(), &ctx.ui).await;
-    let report = report?;
-    if report.skipped_locked {
-        ctx.ui.note("another larder process is trimming this cache; nothing done (pass --wait to wait for it)");
-        return Ok(EXIT_OK);
-    }
-    if report.dry_run && !report.victims.is_empty() {
-        print_victims(store.as_ref(), &report.victims).await;
-    }
-    let verb = if report.dry_run {
-        "would evict"
-    } else {
-        "evicted"
-    };
-    println!(
-        "{verb} {} ({}); {} ({}) {}",
-        plural(report.evicted_entries, "entry"),
-        format_size(report.evicted_bytes),
-        plural(report.remaining_entries, "entry"),
-        format_size(report.remaining_bytes),
-        if report.dry_run {
-            "would remain"
+    let named = rows.len() > 1;
+    let mut failed = None;
+    for (name, report) in rows {
+        let prefix = if named {
+            format!("{name}: ")
         } else {
-            "remain"
+            String::new()
+        };
+        let report = match report {
+            Ok(r) => r,
+            Err(e) if named => {
+                ctx.ui.warn(format_args!("{e:#}"));
+                failed.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if report.skipped_locked {
+            ctx.ui.note(format_args!("{prefix}another larder process is trimming this cache; nothing done (pass --wait to wait for it)"));
+            continue;
         }
-    );
-    Ok(EXIT_OK)
+        if report.dry_run && !report.victims.is_empty() {
+            print_victims(store.as_ref(), &report.victims).await;
+        }
+        let verb = if report.dry_run {
+            "would evict"
+        } else {
+            "evicted"
+        };
+        println!(
+            "{prefix}{verb} {} ({}); {} ({}) {}",
+            plural(report.evicted_entries, "entry"),
+            format_size(report.evicted_bytes),
+            plural(report.remaining_entries, "entry"),
+            format_size(report.remaining_bytes),
+            if report.dry_run {
+                "would remain"
+            } else {
+                "remain"
+            }
+        );
+    }
+    Ok(if failed.is_some() {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
 }
 
 /// One line per entry a dry run would evict, in eviction order: storage name, size, hits,

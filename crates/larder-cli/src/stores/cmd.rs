@@ -22,5 +22,6 @@ pub(super) fn open(url: &StoreUrl) -> Result<Opened> {
         store: Arc::new(store),
         local_dir: None,
         tiers: None,
+        budget: None,
     })
 }

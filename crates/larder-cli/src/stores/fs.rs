@@ -32,5 +32,6 @@ pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
         store: Arc::new(store),
         local_dir: Some(root),
         tiers: None,
+        budget: None,
     })
 }

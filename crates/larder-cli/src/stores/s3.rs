@@ -25,5 +25,6 @@ pub(super) fn open(url: &StoreUrl, config: &Config) -> Result<Opened> {
         store: Arc::new(store),
         local_dir: None,
         tiers: None,
+        budget: None,
     })
 }
