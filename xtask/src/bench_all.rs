@@ -148,6 +148,15 @@ pub(crate) const AREAS: &[Area] = &[
     },
     Area {
         info: AreaInfo {
+            name: "s3",
+            title: "larder-s3 against plain aws-sdk-s3 on SeaweedFS",
+            rerun: "cargo bench -p larder-s3 --bench s3      # LARDER_BENCH_QUICK=1: smaller blobs, fewer rounds",
+        },
+        bench: Some(("larder-s3", "s3")),
+        run: run_s3,
+    },
+    Area {
+        info: AreaInfo {
             name: "worker",
             title: "larder worker --protocol wafcache against the seed's wafcache.py",
             rerun: "cargo build --release -p larder-cli -p larder-benches --bin larder --bin wafcache-floor\npython3 benches/worker_vs_wafcache.py --reps 3 --out target/bench",
@@ -598,6 +607,117 @@ fn run_stores(ctx: &Ctx) -> Result<String> {
     ))
 }
 
+/// The s3 bench prints one line per phase (see `parse_s3`).
+fn run_s3(ctx: &Ctx) -> Result<String> {
+    let sh = ctx.sh;
+    let mut c = cmd!(sh, "cargo bench -p larder-s3 --bench s3");
+    if ctx.quick {
+        c = c.env("LARDER_BENCH_QUICK", "1");
+    }
+    let text = c.read()?;
+    println!("{text}");
+    let rows = parse_s3(&text);
+    if rows.len() < 5 {
+        bail!(
+            "the s3 bench printed {} of its 5 figures (is SeaweedFS's weed installed?)",
+            rows.len()
+        );
+    }
+    write_rows(
+        ctx,
+        "s3",
+        if ctx.quick {
+            "LARDER_BENCH_QUICK: 32 MiB blobs, 3 rounds; a 256 MiB blob for memory"
+        } else {
+            "100 MiB blobs, medians of 7 alternating rounds; 1 KiB entries, 21 rounds of 320; a 2 GiB blob for memory"
+        },
+        rows,
+        vec![],
+    )?;
+    Ok(format!(
+        "{}cargo bench -p larder-s3 --bench s3",
+        if ctx.quick {
+            "LARDER_BENCH_QUICK=1 "
+        } else {
+            ""
+        }
+    ))
+}
+
+/// The numbers among the words of `s` (a trailing `/s` dropped: `4047/s`).
+fn numbers(s: &str) -> Vec<f64> {
+    s.split_whitespace()
+        .filter_map(|w| w.trim_end_matches("/s").parse().ok())
+        .collect()
+}
+
+/// Rows from the s3 bench's lines: `big blob N MiB: put X MiB/s, get Y MiB/s; RSS before A MiB,
+/// peak P MiB`, `N MiB blobs, median of R: put larder A MiB/s vs plain B MiB/s (..); get larder
+/// C MiB/s vs plain+blake3 D MiB/s (..)` and `1 KiB entries, ...: put larder A/s vs plain B/s
+/// (..); get larder C/s vs plain D/s (..)`.
+fn parse_s3(text: &str) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let ratio_row = |what: String, l: f64, p: f64, unit: &str, headline: bool| {
+        let mut r = row(
+            &what,
+            format!("{l:.0} {unit}"),
+            format!("plain aws-sdk-s3, {p:.0} {unit}"),
+            Some(l / p),
+            "≥ 0.9×",
+            Some(l / p >= 0.9),
+        );
+        if headline {
+            r["headline"] = true.into();
+        }
+        r
+    };
+    for line in text.lines() {
+        let Some((head, figures)) = line.split_once(": ") else {
+            continue;
+        };
+        let n = numbers(figures);
+        if head.starts_with("big blob") && n.len() == 4 {
+            rows.push(row(
+                &format!(
+                    "peak RSS, {} put then read back",
+                    head.trim_start_matches("big blob ")
+                ),
+                format!("{:.0} MiB", n[3]),
+                String::new(),
+                None,
+                "< 128 MiB",
+                Some(n[3] < 128.0),
+            ));
+        } else if head.contains("MiB blobs") && n.len() == 4 {
+            let size = head.split(',').next().unwrap_or(head);
+            rows.push(ratio_row(format!("put {size}"), n[0], n[1], "MiB/s", true));
+            rows.push(ratio_row(
+                format!("get {size}, verified"),
+                n[2],
+                n[3],
+                "MiB/s",
+                false,
+            ));
+        } else if head.starts_with("1 KiB entries") && n.len() == 4 {
+            rows.push(ratio_row(
+                "put 1 KiB entries, 32 in flight".into(),
+                n[0],
+                n[1],
+                "/s",
+                false,
+            ));
+            rows.push(ratio_row(
+                "get 1 KiB entries, 32 in flight".into(),
+                n[2],
+                n[3],
+                "/s",
+                false,
+            ));
+        }
+    }
+    rows
+}
+
 fn run_worker(ctx: &Ctx) -> Result<String> {
     let (sh, out, larder) = (ctx.sh, &ctx.out, ctx.larder());
     let floor = ctx.release.join("wafcache-floor");
@@ -815,6 +935,20 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["what"], "wasm lru select-victims, 1% of bytes");
         assert_eq!(rows[1]["met"], true);
+    }
+
+    #[test]
+    fn s3_lines_to_rows() {
+        let text = "big blob 2048 MiB: put 250 MiB/s, get 2500 MiB/s; RSS before 20 MiB, peak 59 MiB\n\
+                    100 MiB blobs, median of 7: put larder 258 MiB/s vs plain 257 MiB/s (1.00x); get larder 2587 MiB/s vs plain+blake3 2500 MiB/s (1.03x)\n\
+                    1 KiB entries, 21 rounds of 320, 32 in flight, medians: put larder 3877/s vs plain 4295/s (0.90x); get larder 5946/s vs plain 6800/s (0.87x)\n";
+        let rows = parse_s3(text);
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[0]["larder"], "59 MiB");
+        assert_eq!(rows[1]["what"], "put 100 MiB blobs");
+        assert_eq!(rows[2]["baseline"], "plain aws-sdk-s3, 2500 MiB/s");
+        assert_eq!(rows[3]["met"], true);
+        assert_eq!(rows[4]["met"], false);
     }
 
     #[test]
