@@ -343,7 +343,8 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for RequestService {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, request: axum::http::Request<Incoming>) -> Self::Future {
-        let in_flight = self.activity.begin();
+        let receiving = !http_body::Body::is_end_stream(request.body());
+        let in_flight = self.activity.begin(receiving);
         let (min_rate, grace, metrics) = (self.min_rate, self.grace, Arc::clone(&self.metrics));
         let request = request.map(|body| Body::new(MinRate::new(body, min_rate, grace, metrics)));
         let response = hyper::service::Service::call(&self.inner, request);

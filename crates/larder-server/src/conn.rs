@@ -4,11 +4,21 @@
 //! writes with Nagle's algorithm on: the body leaves only once the headers are acknowledged.
 //! Linux delays an ACK by up to 40 ms when it expects to piggyback it on a reply — which it
 //! does on a keep-alive connection that has just sent a response — so every such upload
-//! would wait 40 ms for nothing. [`Conn`] re-arms `TCP_QUICKACK` after each read that
-//! returned data: that leaves the delayed-ACK ("pingpong") mode and sends the pending ACK at
-//! once. The option is not sticky (the kernel goes back to delayed ACKs once the server
-//! replies), hence once per read rather than once per connection; it costs one `setsockopt`
-//! beside a `read` that already happened. `TCP_NODELAY` is set once, so a response written
+//! would wait 40 ms for nothing. [`Conn`] arms `TCP_QUICKACK` (which leaves the delayed-ACK
+//! "pingpong" mode and sends the pending ACK at once) whenever a client could be waiting for
+//! an ACK:
+//! - after each read that returned data while a request body is being received (the request
+//!   service marks that on the connection's [`Activity`]), as an upload's segments arrive;
+//! - when a read finds the socket empty although bytes were read since the connection last
+//!   wrote, and the connection waits for the client (no request in flight, or a body
+//!   arriving): a client held back by Nagle sends the rest of a request head, or the body
+//!   after the headers, only once what it sent is acknowledged.
+//!
+//! A bodyless request read whole (a `GET`) needs neither: it is in flight once its head is
+//! parsed, and its response carries the ACK, so the option costs it no `setsockopt` and no
+//! bare ACK segment. The option
+//! is not sticky (the kernel goes back to delayed ACKs once the server replies), hence once
+//! per read rather than once per connection. `TCP_NODELAY` is set once, so a response written
 //! in pieces is not held back waiting for the client's (possibly delayed) ACK either.
 //!
 //! Errors setting either option are logged at debug level and ignored: the connection still
@@ -43,6 +53,8 @@ pub(crate) struct Activity {
     in_flight: AtomicU64,
     /// Requests begun on the connection.
     requests: AtomicU64,
+    /// Requests in flight whose body may still be arriving (reads are acknowledged at once).
+    receiving: AtomicU64,
     /// Bytes arrived since the last request began or ended (the start of a request head).
     unparsed: AtomicBool,
 }
@@ -55,6 +67,7 @@ impl Activity {
             write_blocked_since: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            receiving: AtomicU64::new(0),
             unparsed: AtomicBool::new(false),
         })
     }
@@ -95,12 +108,30 @@ impl Activity {
         self.unparsed.load(Ordering::Relaxed)
     }
 
-    /// A request began; the guard marks its end when dropped (once its response is sent).
-    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+    /// A request began, with a body still to arrive when `receiving`; the guard marks its end
+    /// when dropped (once its response is sent).
+    pub(crate) fn begin(self: &Arc<Self>, receiving: bool) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if receiving {
+            self.receiving.fetch_add(1, Ordering::AcqRel);
+        }
         self.unparsed.store(false, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        InFlight {
+            activity: Arc::clone(self),
+            receiving,
+        }
+    }
+
+    /// Whether a request body may be arriving: each read is then acknowledged at once.
+    fn receiving(&self) -> bool {
+        self.receiving.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether the connection waits for the client's bytes rather than for its own response:
+    /// no request in flight (a head is still to come), or a body still arriving.
+    fn awaits_client(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 || self.receiving()
     }
 
     fn read(&self) {
@@ -123,11 +154,17 @@ impl Activity {
 
 /// A request in flight on a connection (see [`Activity::begin`]).
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight {
+    activity: Arc<Activity>,
+    receiving: bool,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let a = &self.0;
+        let a = &self.activity;
+        if self.receiving {
+            a.receiving.fetch_sub(1, Ordering::AcqRel);
+        }
         a.last_io.store(a.now(), Ordering::Relaxed);
         a.unparsed.store(false, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -139,6 +176,8 @@ impl Drop for InFlight {
 pub(crate) struct Conn {
     tcp: TcpStream,
     activity: Arc<Activity>,
+    /// Bytes were read since the connection last wrote or acknowledged (see the module docs).
+    unacked: bool,
 }
 
 impl Conn {
@@ -147,7 +186,11 @@ impl Conn {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("setting TCP_NODELAY: {e}");
         }
-        let conn = Conn { tcp, activity };
+        let conn = Conn {
+            tcp,
+            activity,
+            unacked: false,
+        };
         conn.quick_ack();
         conn
     }
@@ -187,16 +230,32 @@ impl AsyncRead for Conn {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.quick_ack();
-            this.activity.read();
+        match polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.activity.read();
+                if this.activity.receiving() {
+                    this.quick_ack();
+                    this.unacked = false;
+                } else {
+                    this.unacked = true;
+                }
+            }
+            Poll::Pending if this.unacked && this.activity.awaits_client() => {
+                this.unacked = false;
+                this.quick_ack();
+            }
+            _ => {}
         }
         polled
     }
 }
 
 impl Conn {
-    fn note_write<T>(&self, polled: &Poll<io::Result<T>>) {
+    /// Note a write's outcome: a segment that left carries the ACK of everything read.
+    fn note_write(&mut self, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.unacked = false;
+        }
         self.activity.wrote(polled.is_pending());
     }
 }
