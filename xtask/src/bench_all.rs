@@ -834,6 +834,15 @@ fn parse_select_victims(text: &str) -> Vec<Value> {
     rows
 }
 
+/// Seconds of recompute time, in hours from 10 hours up.
+fn fmt_saved(s: f64) -> String {
+    if s >= 36_000.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 /// Recompute time saved per capacity: `policy` (or the best shipped wasm policy with "best")
 /// against LRU.
 fn compare_policies(sim: &Value, caps: &[&str], trace: &str, policy: &str) -> Result<Vec<Value>> {
@@ -877,10 +886,9 @@ fn compare_policies(sim: &Value, caps: &[&str], trace: &str, policy: &str) -> Re
         };
         let Some(p) = pick else { continue };
         let Some(s) = saved(p) else { continue };
-        let pname = Path::new(&name(p))
-            .file_stem()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        // `w-tinylfu (wtinylfu.wasm)`: the policy's own name, then its file.
+        let full = name(p);
+        let pname = full.split(" (").next().unwrap_or(&full).to_owned();
         let cap_label = caps.get(i).copied().unwrap_or("?");
         let ratio = if lru > 0.0 { Some(s / lru) } else { None };
         let (target, met) = if policy == "best" {
@@ -894,8 +902,8 @@ fn compare_policies(sim: &Value, caps: &[&str], trace: &str, policy: &str) -> Re
         };
         let mut r = row(
             &format!("{trace}, capacity {cap_label}: recompute time saved"),
-            format!("{pname}, {s:.1} s"),
-            format!("LRU, {lru:.1} s"),
+            format!("{pname}, {}", fmt_saved(s)),
+            format!("LRU, {}", fmt_saved(lru)),
             ratio,
             target,
             met,
@@ -935,6 +943,29 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["what"], "wasm lru select-victims, 1% of bytes");
         assert_eq!(rows[1]["met"], true);
+    }
+
+    #[test]
+    fn policy_comparisons_from_simulate_json() {
+        let sim = serde_json::json!([
+            {"policy": "lru", "capacity": 100, "recompute_seconds_saved": 27.39},
+            {"policy": "gdsf (gdsf.wasm)", "capacity": 100, "recompute_seconds_saved": 202.95},
+            {"policy": "w-tinylfu (wtinylfu.wasm)", "capacity": 100, "recompute_seconds_saved": 324.5},
+            {"policy": "belady", "capacity": 100, "recompute_seconds_saved": 691.7},
+            {"policy": "lru", "capacity": 50, "recompute_seconds_saved": 18.5},
+            {"policy": "gdsf (gdsf.wasm)", "capacity": 50, "recompute_seconds_saved": 10.0},
+            {"policy": "w-tinylfu (wtinylfu.wasm)", "capacity": 50, "recompute_seconds_saved": 183.7},
+        ]);
+        let best = compare_policies(&sim, &["2.5%", "5%"], "real", "best").unwrap_or_default();
+        assert_eq!(best.len(), 2);
+        // Capacities in ascending order; belady is not a shipped policy.
+        assert_eq!(best[1]["larder"], "w-tinylfu, 324.5 s");
+        assert_eq!(best[1]["target"], "≥ 2×");
+        assert_eq!(best[1]["met"], true);
+        assert_eq!(best[0]["met"], Value::Null);
+        let gdsf = compare_policies(&sim, &["2.5%", "5%"], "synthetic", "gdsf").unwrap_or_default();
+        assert_eq!(gdsf[0]["met"], false);
+        assert_eq!(gdsf[1]["baseline"], "LRU, 27.4 s");
     }
 
     #[test]
