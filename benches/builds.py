@@ -410,9 +410,12 @@ class Build:
             local = os.path.join(self.tmp, "ccache-local")
             if not c.endswith("-local") or not warm:
                 local = self.fresh_dir("ccache-local")
-            self.env.update(CCACHE_DIR=local, CCACHE_NOHASHDIR="1",
-                            CCACHE_LOGFILE=os.path.join(self.tmp, "ccache-%s-%s.log" % (
-                                c, "warm" if warm else "cold")))
+            logfile = os.path.join(self.tmp, "ccache-%s-%s.log" % (c, "warm" if warm else "cold"))
+            # ccache appends to its log: one log per build, or a repetition counts the
+            # requests of the ones before it again.
+            if os.path.exists(logfile):
+                os.remove(logfile)
+            self.env.update(CCACHE_DIR=local, CCACHE_NOHASHDIR="1", CCACHE_LOGFILE=logfile)
             # ccache 4.13+ writes attributes as ` @key=value`, older ones as `|key=value`.
             attr = " @" if c.startswith("ccache414") else "|"
             if c.endswith("-larder"):
@@ -587,6 +590,19 @@ def bazel_latencies(profile):
     return spans
 
 
+# --logs: where each build's ccache log and Bazel profile are copied (not kept otherwise).
+LOGS = {"dir": None, "n": 0}
+
+
+def keep_log(path, project, client, warm, name):
+    if not LOGS["dir"] or not path or not os.path.exists(path):
+        return
+    LOGS["n"] += 1
+    os.makedirs(LOGS["dir"], exist_ok=True)
+    shutil.copy(path, os.path.join(LOGS["dir"], "%03d-%s-%s-%s.%s" % (
+        LOGS["n"], project, client, "warm" if warm else "cold", name)))
+
+
 def time_bazel(project, client, tmp, state, warm):
     build_root = os.path.join(tmp, "build", project)
     fresh_tree(BAZEL_WORKSPACE, build_root)
@@ -606,6 +622,7 @@ def time_bazel(project, client, tmp, state, warm):
     if not warm and hits:
         sys.exit("builds: %s %s cold build had %d cache hits" % (project, client, hits))
     spans = bazel_latencies(profile)
+    keep_log(profile, project, client, warm, "profile.json")
     return took, {"get": spans.get("ac_get", []), "put": [],
                   "outputs_get": spans.get("outputs_get", []),
                   "hits": hits, "ran": ran,
@@ -659,6 +676,7 @@ def time_build(project, client, larder, src, tmp, state, warm):
         if not os.path.exists(os.path.join(build_root, o)):
             sys.exit("builds: %s %s did not produce %s" % (project, client, o))
     get, put = remote_latencies(b.env.get("CCACHE_LOGFILE", ""))
+    keep_log(b.env.get("CCACHE_LOGFILE", ""), project, client, warm, "ccache.log")
     lat = {"get": get, "put": put,
            "process": ccache_processes(b.env.get("CCACHE_LOGFILE", ""))}
     if b.sccache_stats:
@@ -666,70 +684,95 @@ def time_build(project, client, larder, src, tmp, state, warm):
     return took, lat
 
 
-def measure(project, client, larder, src, tmp, reps, shared):
-    cold, warm, gets, puts, outputs_gets, sccache, bazel = [], [], [], [], [], [], []
-    procs = {"cold": [], "warm": []}
-    server = {"cold": {}, "warm": {}}
+def measure(project, clients, larder, src, tmp, reps, shared):
+    """Every client's builds of `project`, the repetitions interleaved: repetition r builds
+    every client once, in an order rotated by r, so a change in the machine's load over the
+    run falls on every client alike."""
+    acc = {c: {"cold": [], "warm": [], "gets": [], "puts": [], "outputs_gets": [],
+               "sccache": [], "bazel": [], "procs": {"cold": [], "warm": []},
+               "server": {"cold": {}, "warm": {}}} for c in clients}
     for rep in range(reps):
-        state = dict(shared)
-        try:
-            if client.endswith(("-larder", "-helper")) or client.startswith("bazel-larder"):
-                state["serve"] = LarderServe(larder, tmp)
-            if client.endswith("-nginx"):
-                state["nginx"] = Nginx(tmp)
-            if client.startswith("sccache"):
-                state["sccache"] = sccache_bin()
-                state["sccache_port"] = free_port()
-            serve = state.get("serve")
-            before = scrape(serve.port) if serve else {}
-            c, lat = time_build(project, client, larder, src, tmp, state, warm=False)
-            cold.append(c)
-            puts += lat["put"]
-            procs["cold"] += lat.get("process", [])
-            extra = {k: v for k, v in lat.items()
-                     if k in ("sccache", "hits", "ran", "bazel_elapsed")}
-            if extra:
-                (sccache if "sccache" in extra else bazel).append(dict(extra, build="cold"))
+        for k in range(len(clients)):
+            client = clients[(k + rep) % len(clients)]
+            measure_once(project, client, larder, src, tmp, shared, acc[client])
+            a = acc[client]
+            log("builds: %s %-17s rep %d: cold %.2f s%s" % (
+                project, client, rep + 1, a["cold"][-1],
+                ", warm %.2f s" % a["warm"][-1] if a["warm"] else ""))
+    return {c: summarize(acc[c], reps) for c in clients}
+
+
+def measure_once(project, client, larder, src, tmp, shared, a):
+    """One cold and (but for the plain builds) one warm build of `client`, on fresh servers and
+    caches, into the accumulator `a`."""
+    state = dict(shared)
+    try:
+        if client.endswith(("-larder", "-helper")) or client.startswith("bazel-larder"):
+            state["serve"] = LarderServe(larder, tmp)
+        if client.endswith("-nginx"):
+            state["nginx"] = Nginx(tmp)
+        if client.startswith("sccache"):
+            state["sccache"] = sccache_bin()
+            state["sccache_port"] = free_port()
+        serve = state.get("serve")
+        before = scrape(serve.port) if serve else {}
+        phases = ["cold"] if client in ("plain", "bazel-plain") else ["cold", "warm"]
+        for phase in phases:
+            took, lat = time_build(project, client, larder, src, tmp, state, phase == "warm")
+            a[phase].append(took)
+            if phase == "cold":
+                a["puts"] += lat["put"]
+            else:
+                a["gets"] += lat["get"]
+                a["outputs_gets"] += lat.get("outputs_get", [])
+            a["procs"][phase] += lat.get("process", [])
+            if lat.get("sccache"):
+                a["sccache"].append(dict(lat["sccache"], build=phase))
+            if "hits" in lat:
+                a["bazel"].append({k: lat[k] for k in ("hits", "ran", "bazel_elapsed")} |
+                                  {"build": phase})
             if serve:
                 after = scrape(serve.port)
-                hist_add(server["cold"], hist_delta(after, before))
+                hist_add(a["server"][phase], hist_delta(after, before))
                 before = after
-            if client not in ("plain", "bazel-plain"):
-                w, lat = time_build(project, client, larder, src, tmp, state, warm=True)
-                warm.append(w)
-                gets += lat["get"]
-                procs["warm"] += lat.get("process", [])
-                outputs_gets += lat.get("outputs_get", [])
-                extra = {k: v for k, v in lat.items()
-                         if k in ("sccache", "hits", "ran", "bazel_elapsed")}
-                if extra:
-                    (sccache if "sccache" in extra else bazel).append(dict(extra, build="warm"))
-                if serve:
-                    hist_add(server["warm"], hist_delta(scrape(serve.port), before))
-        finally:
-            for s in ("serve", "nginx"):
-                if s in state:
-                    state[s].stop()
-        log("builds: %s %-17s rep %d: cold %.2f s%s" % (
-            project, client, rep + 1, cold[-1], ", warm %.2f s" % warm[-1] if warm else ""))
+    finally:
+        for s in ("serve", "nginx"):
+            if s in state:
+                state[s].stop()
+
+
+def summarize(a, reps):
+    sccache = {}
+    for x in a["sccache"]:
+        m = sccache.setdefault(x["build"], {"read_hits": 0, "writes": 0, "read_ms": 0.0,
+                                            "write_ms": 0.0})
+        m["read_hits"] += x["read_hits"]
+        m["writes"] += x["writes"]
+        m["read_ms"] += (x["read_hit_mean_ms"] or 0) * x["read_hits"]
+        m["write_ms"] += (x["write_mean_ms"] or 0) * x["writes"]
     return {
-        "cold": statistics.median(cold), "cold_all": cold,
-        "warm": statistics.median(warm) if warm else None, "warm_all": warm,
+        "cold": statistics.median(a["cold"]), "cold_all": a["cold"],
+        "warm": statistics.median(a["warm"]) if a["warm"] else None, "warm_all": a["warm"],
         # The client's own timings: PUTs of the cold builds, GETs of the warm ones (Bazel: its
         # action cache lookups; its output downloads separately).
-        "remote_get_ms": pct(gets), "remote_put_ms": pct(puts),
-        "remote_outputs_get_ms": pct(outputs_gets),
+        "remote_get_ms": pct(a["gets"]), "remote_put_ms": pct(a["puts"]),
+        "remote_outputs_get_ms": pct(a["outputs_gets"]),
         # ccache: each process's time (its log), and the sum over the build's processes;
-        # the remote GETs' and PUTs' sums, to set against them.
-        "ccache_process_ms": {ph: dict(pct(v), sum=sum(v) / reps) for ph, v in procs.items()
-                              if v} or None,
-        "remote_get_sum_ms": sum(gets) / reps if gets else None,
-        "remote_put_sum_ms": sum(puts) / reps if puts else None,
-        "sccache_stats": [dict(x["sccache"], build=x["build"]) for x in sccache] or None,
-        "bazel": bazel or None,
+        # the remote GETs' and PUTs' sums per build, to set against them.
+        "ccache_process_ms": {ph: dict(pct(v), sum=sum(v) / reps)
+                              for ph, v in a["procs"].items() if v} or None,
+        "remote_get_sum_ms": sum(a["gets"]) / reps if a["gets"] else None,
+        "remote_put_sum_ms": sum(a["puts"]) / reps if a["puts"] else None,
+        # sccache keeps sums and counts only: its means over every build of a phase.
+        "sccache_stats": [{"build": ph, "read_hits": m["read_hits"], "writes": m["writes"],
+                           "read_hit_mean_ms": m["read_ms"] / m["read_hits"]
+                           if m["read_hits"] else None,
+                           "write_mean_ms": m["write_ms"] / m["writes"] if m["writes"] else None}
+                          for ph, m in sccache.items()] or None,
+        "bazel": a["bazel"] or None,
         # The server's (`/metrics`), per protocol and method, pooled over the repetitions.
         "server_ms": {phase: {k: hist_pct(v) for k, v in sorted(h.items())}
-                      for phase, h in server.items() if h} or None,
+                      for phase, h in a["server"].items() if h} or None,
     }
 
 
@@ -737,7 +780,8 @@ def pct(xs):
     if not xs:
         return None
     xs = sorted(xs)
-    return {"n": len(xs), "p50": xs[len(xs) // 2], "p99": xs[min(len(xs) - 1, int(len(xs) * 0.99))]}
+    return {"n": len(xs), "p50": xs[len(xs) // 2], "p99": xs[min(len(xs) - 1, int(len(xs) * 0.99))],
+            "mean": sum(xs) / len(xs)}
 
 
 def ratio(a, b):
@@ -835,7 +879,8 @@ def chart(results, meta):
                 warm, warm_of = ratio(r["warm"], r["cold"]), "own cold"
             rows.append(("client", client, cold, (warm, warm_of)))
     top = max([x[2] or 0 for x in rows] + [x[3][0] or 0 for x in rows if x[3]] + [1.0])
-    scale_max = max(2.0, (int(top * 2) + 1) / 2.0)
+    # Up to 3×: a longer bar is cut there, its figure still written.
+    scale_max = min(3.0, max(2.0, (int(top * 2) + 1) / 2.0))
     label_w, bar_w, gap, row_h = 150, 300, 40, 18
     width = label_w + 2 * bar_w + gap + 40
     height = 70 + sum(24 if k == "project" else row_h for k, _, _, _ in rows) + 30
@@ -912,7 +957,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "target/bench"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target/bench/builds"))
+    ap.add_argument("--logs", help="copy each build's ccache log and Bazel profile here")
     args = ap.parse_args()
+    LOGS["dir"] = args.logs
     larder = os.path.abspath(args.larder)
     if not os.path.exists(larder):
         sys.exit("builds: no larder binary at %s (cargo build --release -p larder-cli)" % larder)
@@ -941,11 +988,10 @@ def main():
         for project in projects:
             bazel = project in BAZEL_PROJECTS
             src = None if bazel else fetch(project, args.work)
-            results[project] = {}
-            for client in [c for c in clients if (c in BAZEL_CLIENTS) == bazel]:
+            mine = [c for c in clients if (c in BAZEL_CLIENTS) == bazel]
+            for client in mine:
                 prepare(client, larder, tmp, shared)
-                results[project][client] = measure(project, client, larder, src, tmp, args.reps,
-                                                   shared)
+            results[project] = measure(project, mine, larder, src, tmp, args.reps, shared)
     finally:
         if "helper_run" in shared:
             shutil.rmtree(shared["helper_run"], ignore_errors=True)
