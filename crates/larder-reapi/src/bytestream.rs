@@ -21,8 +21,10 @@ use crate::services::instance;
 
 /// The zstd level of compressed reads: fast, as the spec allows any level.
 const ZSTD_LEVEL: i32 = 1;
-/// The most bytes one ReadResponse carries.
-const READ_CHUNK: usize = 1 << 20;
+/// The most bytes one ReadResponse carries: larder-fs's trusted pieces (memory-mapped, sent
+/// without being hashed again) are this size, so each becomes one message as it is; half of
+/// gRPC's customary 4 MiB receive limit.
+const READ_CHUNK: usize = 2 << 20;
 /// An upload nobody has written to for this long is dropped (its spool file removed).
 const UPLOAD_IDLE: Duration = Duration::from_secs(30 * 60);
 
@@ -166,6 +168,9 @@ pub(crate) fn parse_write(name: &str) -> Result<Resource, Status> {
     })
 }
 
+/// The data of a Read's responses, one message each.
+pub(crate) type Chunks = BoxStream<'static, Result<Bytes, Status>>;
+
 /// State of a read: the blob's chunks, where they are, and the range to send.
 struct Reading {
     inner: larder_core::ByteStream,
@@ -176,11 +181,9 @@ struct Reading {
     pending: Bytes,
 }
 
-fn read_stream(
-    found: Found,
-    start: u64,
-    end: u64,
-) -> BoxStream<'static, Result<ReadResponse, Status>> {
+/// The bytes `start..end` of a blob, one ReadResponse's data per item: the store's chunks as
+/// they are (slices of them at the range's ends, or when bigger than [`READ_CHUNK`]).
+fn read_stream(found: Found, start: u64, end: u64) -> Chunks {
     let (inner, size): (larder_core::ByteStream, u64) = match found {
         Found::Inline(b) => {
             let size = b.len() as u64;
@@ -199,14 +202,12 @@ fn read_stream(
     Box::pin(futures::stream::try_unfold(state, |mut st| async move {
         loop {
             if !st.pending.is_empty() {
-                // A piece that fits one message is handed over whole: a buffer read for this
-                // response alone becomes its data without a copy.
                 let data = if st.pending.len() <= READ_CHUNK {
-                    Vec::from(std::mem::take(&mut st.pending))
+                    std::mem::take(&mut st.pending)
                 } else {
-                    st.pending.split_to(READ_CHUNK).to_vec()
+                    st.pending.split_to(READ_CHUNK)
                 };
-                return Ok(Some((ReadResponse { data }, st)));
+                return Ok(Some((data, st)));
             }
             if st.pos >= st.end && st.end < st.size {
                 return Ok(None);
@@ -376,14 +377,12 @@ impl ByteStreamService {
     }
 }
 
-#[tonic::async_trait]
-impl ByteStream for ByteStreamService {
-    type ReadStream = BoxStream<'static, Result<ReadResponse, Status>>;
-
-    async fn read(
-        &self,
-        request: Request<ReadRequest>,
-    ) -> Result<Response<Self::ReadStream>, Status> {
+impl ByteStreamService {
+    /// A Read: the checks of its request, then the data of its responses, one message each.
+    ///
+    /// [`crate::read_body`] frames them for the wire without copying them; the generated
+    /// service's [`ByteStream::read`] wraps them in `ReadResponse`s.
+    pub(crate) async fn open_read(&self, request: Request<ReadRequest>) -> Result<Chunks, Status> {
         let ctx = &self.0;
         ctx.require(request.metadata(), false)?;
         let req = request.into_inner();
@@ -413,23 +412,38 @@ impl ByteStream for ByteStreamService {
         };
         let stream = read_stream(found, offset, end);
         if !res.zstd {
-            return Ok(Response::new(stream));
+            return Ok(stream);
         }
         // Each chunk becomes one zstd frame: a concatenation of frames is one zstd stream.
-        let empty = offset == end;
-        let frames = stream.and_then(|r| async move {
-            let data = zstd::bulk::compress(&r.data, ZSTD_LEVEL)
-                .map_err(|e| Status::internal(format!("zstd: {e}")))?;
-            Ok(ReadResponse { data })
-        });
-        if empty {
+        if offset == end {
             let data = zstd::bulk::compress(&[], ZSTD_LEVEL)
                 .map_err(|e| Status::internal(format!("zstd: {e}")))?;
-            return Ok(Response::new(Box::pin(futures::stream::once(async move {
-                Ok(ReadResponse { data })
-            }))));
+            return Ok(Box::pin(futures::stream::once(async move {
+                Ok(Bytes::from(data))
+            })));
         }
-        Ok(Response::new(Box::pin(frames)))
+        Ok(Box::pin(stream.and_then(|chunk| async move {
+            zstd::bulk::compress(&chunk, ZSTD_LEVEL)
+                .map(Bytes::from)
+                .map_err(|e| Status::internal(format!("zstd: {e}")))
+        })))
+    }
+}
+
+#[tonic::async_trait]
+impl ByteStream for ByteStreamService {
+    type ReadStream = BoxStream<'static, Result<ReadResponse, Status>>;
+
+    /// Served by [`crate::read_body`] on larder's routes; this is the generated service's
+    /// path, which copies each chunk into its message.
+    async fn read(
+        &self,
+        request: Request<ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let chunks = self.open_read(request).await?;
+        Ok(Response::new(Box::pin(
+            chunks.map_ok(|data| ReadResponse { data: data.into() }),
+        )))
     }
 
     async fn write(
