@@ -4,6 +4,7 @@
 usage: python3 benches/reapi.py [--larder target/release/larder]
                                 [--client target/release/reapi-client]
                                 [--bgd target/buildgrid/bin/bgd] [--quick] [--out DIR]
+                                [--transfers-only] [--reps N]
 
 One run, three servers on free loopback ports, each over a fresh temporary directory:
   - `larder serve` (the fs store), over gRPC (h2c) and over Bazel's HTTP protocol (`/bazel`);
@@ -27,6 +28,8 @@ Measures (issue 14, "Measure"):
 Prints a table (what, larder, baseline, ratio, target, met) and writes reapi.json (every
 sample, load averages, revision) and reapi.md to --out. `--quick`: 16 MiB, 2 repetitions,
 2,000 digests, 50 genrules, one warm build each (a smoke run; its figures mean little).
+`--transfers-only`: item 1 for larder alone (ByteStream against its own HTTP; no BuildGrid, no
+Bazel), written to reapi-transfers.json/.md; `--reps N` sets its repetitions.
 """
 import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -128,11 +131,12 @@ def client_run(client, args):
 
 def bench_transfer(client, larder, bg, size, reps):
     log("reapi: ByteStream and HTTP transfers, %d MiB, %d repetitions" % (size // MIB, reps))
+    targets = ["larder-grpc=grpc://127.0.0.1:%d" % larder.port,
+               "larder-http=http://127.0.0.1:%d/bazel" % larder.port]
+    if bg is not None:
+        targets.append("buildgrid-grpc=grpc://127.0.0.1:%d" % bg.port)
     data = client_run(client, [
-        "transfer", "--size", str(size), "--reps", str(reps), "--read-reps", str(reps),
-        "larder-grpc=grpc://127.0.0.1:%d" % larder.port,
-        "larder-http=http://127.0.0.1:%d/bazel" % larder.port,
-        "buildgrid-grpc=grpc://127.0.0.1:%d" % bg.port])
+        "transfer", "--size", str(size), "--reps", str(reps), "--read-reps", str(reps)] + targets)
     return {t["name"]: {"write": t["write"], "read": t["read"]} for t in data["targets"]}
 
 
@@ -250,7 +254,7 @@ def med(xs):
 
 def rows_of(r, size, digests, actions):
     """The table: (what, larder, baseline, ratio, target, met) as text, and the raw ratios."""
-    t, fm, bz = r["transfer"], r["find_missing"], r["bazel"]
+    t, fm, bz = r["transfer"], r.get("find_missing"), r.get("bazel")
     mibs = lambda xs: size / MIB / med(xs)  # noqa: E731
     rate = lambda xs: digests / med(xs)  # noqa: E731
     rows = []
@@ -261,12 +265,17 @@ def rows_of(r, size, digests, actions):
 
     sz = "%d MiB" % (size // MIB)
     for op, verb, http in (("write", "Write", "PUT"), ("read", "Read", "GET")):
-        g, h, b = mibs(t["larder-grpc"][op]), mibs(t["larder-http"][op]), mibs(t["buildgrid-grpc"][op])
+        g, h = mibs(t["larder-grpc"][op]), mibs(t["larder-http"][op])
         add("ByteStream %s %s" % (verb, sz), "%.0f MiB/s" % g,
             "larder HTTP %s /bazel/cas, %.0f MiB/s" % (http, h), g / h, "≥ 0.9×",
             "yes" if g / h >= 0.9 else "**no**")
+        if "buildgrid-grpc" not in t:
+            continue
+        b = mibs(t["buildgrid-grpc"][op])
         add("ByteStream %s %s, peer" % (verb, sz), "%.0f MiB/s" % g,
             "BuildGrid 0.4.4 ByteStream %s, %.0f MiB/s" % (verb, b), g / b, "(record)", "")
+    if fm is None:
+        return rows
     for case in ("present", "absent"):
         lf, bf = rate(fm["larder"][case]), rate(fm["buildgrid"][case])
         add("FindMissingBlobs, %s digests %s" % ("{:,}".format(digests), case),
@@ -283,7 +292,7 @@ def rows_of(r, size, digests, actions):
 
 
 def report(rows, r, meta):
-    bz = r["bazel"]
+    bz = r.get("bazel") or {}
     lines = ["`%s` — %s, revision `%s`%s; load average %s before, %s after." % (
         meta["command"], meta["date"], meta["revision"],
         " (with others' uncommitted edits in %s)" % ", ".join(meta["dirty"]) if meta["dirty"] else "",
@@ -293,6 +302,8 @@ def report(rows, r, meta):
     for row in rows:
         lines.append("| %s | %s | %s | %.2f× | %s | %s |" % (
             row["what"], row["larder"], row["baseline"], row["ratio"], row["target"], row["met"]))
+    if not bz:
+        return "\n".join(lines)
     lines += ["", "| Bazel, %d actions | cold | warm (each) | warm, Bazel's own elapsed |"
               % meta["actions"], "|---|---|---|---|"]
     for n, b in bz.items():
@@ -307,6 +318,42 @@ def git(*args):
                           text=True).stdout
 
 
+def transfers_only(args):
+    """Item 1 for larder alone: ByteStream Write/Read against its own HTTP PUT/GET."""
+    for what, path in (("larder", args.larder), ("reapi-client", args.client)):
+        if not os.path.exists(path):
+            sys.exit("reapi: no %s at %s" % (what, path))
+    larder, client = os.path.abspath(args.larder), os.path.abspath(args.client)
+    size = 16 * MIB if args.quick else 100 * MIB
+    reps = args.reps or (2 if args.quick else 5)
+    dirty = sorted({line[3:] for line in git("status", "--porcelain", "--untracked-files=no")
+                    .splitlines()})
+    meta = {"command": "python3 benches/reapi.py --transfers-only --reps %d%s"
+                       % (reps, " --quick" if args.quick else ""),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "revision": git("rev-parse", "--short", "HEAD").strip(), "dirty": dirty,
+            "nproc": os.cpu_count(), "load_before": list(os.getloadavg()),
+            "bytes": size, "reps": reps}
+    tmp = tempfile.mkdtemp(prefix="larder-reapi-bench-")
+    try:
+        srv = start_larder(larder, tmp, "larder")
+        try:
+            results = {"transfer": bench_transfer(client, srv, None, size, reps)}
+        finally:
+            srv.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    meta["load_after"] = list(os.getloadavg())
+    rows = rows_of(results, size, 0, 0)
+    md = report(rows, results, meta)
+    print(md)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "reapi-transfers.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows, "samples": results}, f, indent=1)
+    with open(os.path.join(args.out, "reapi-transfers.md"), "w") as f:
+        f.write(md + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--larder", default=os.path.join(ROOT, "target/release/larder"))
@@ -314,7 +361,12 @@ def main():
     ap.add_argument("--bgd", default=os.path.join(ROOT, "target/buildgrid/bin/bgd"))
     ap.add_argument("--quick", action="store_true", help="a smoke-sized run")
     ap.add_argument("--out", default=os.path.join(ROOT, "benches/results"))
+    ap.add_argument("--transfers-only", action="store_true",
+                    help="larder's ByteStream Write/Read against its HTTP PUT/GET, nothing else")
+    ap.add_argument("--reps", type=int, help="repetitions of the transfers")
     args = ap.parse_args()
+    if args.transfers_only:
+        return transfers_only(args)
     for what, path, hint in (
             ("larder", args.larder, "cargo build --release -p larder-cli"),
             ("reapi-client", args.client, "cargo build --release -p larder-benches --bin reapi-client"),

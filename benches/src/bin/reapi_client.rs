@@ -2,9 +2,17 @@
 //! between two servers, or between gRPC and HTTP on one server, is not a ratio between clients.
 //!
 //! ```text
-//! reapi-client transfer [--size BYTES] [--reps N] [--read-reps N] [--chunk BYTES] TARGET...
-//! reapi-client find-missing [--digests N] [--calls N] TARGET...
+//! reapi-client transfer [--size BYTES] [--reps N] [--read-reps N] [--chunk BYTES] [H2] TARGET...
+//! reapi-client find-missing [--digests N] [--calls N] [H2] TARGET...
+//! H2: [--window BYTES] [--adaptive-window] [--max-frame BYTES]
 //! ```
+//!
+//! The gRPC channels keep hyper's HTTP/2 defaults unless told otherwise: a 2 MiB stream and
+//! 5 MiB connection flow-control window (more than the 1 MiB grpc-java, Bazel's client, starts
+//! from before its BDP probing grows it) and 16 KiB frames (SETTINGS_MAX_FRAME_SIZE, what
+//! grpc-java and grpc-go advertise). `--window` sets the stream window (the connection's is
+//! twice that), `--adaptive-window` probes the BDP instead, `--max-frame` asks for bigger
+//! DATA frames: for experiments, the benchmark does not set them.
 //!
 //! A TARGET is `NAME=grpc://HOST:PORT` (REAPI over h2c: ByteStream, CAS) or, for `transfer`
 //! only, `NAME=http://HOST:PORT/PREFIX` (Bazel's HTTP cache protocol: `PUT`/`GET
@@ -28,6 +36,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt as _;
+use larder_reapi::prost::Message as _;
 use larder_reapi::proto::build::bazel::remote::execution::v2::{
     BatchUpdateBlobsRequest, Digest, FindMissingBlobsRequest, batch_update_blobs_request,
     content_addressable_storage_client::ContentAddressableStorageClient,
@@ -51,7 +60,16 @@ struct Args {
     chunk: usize,
     digests: usize,
     calls: usize,
+    h2: H2Settings,
     targets: Vec<(String, String)>,
+}
+
+/// The HTTP/2 settings of the gRPC channels (`None`: hyper's defaults).
+#[derive(Clone, Copy, Default)]
+struct H2Settings {
+    window: Option<u32>,
+    adaptive: bool,
+    max_frame: Option<u32>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -67,6 +85,7 @@ fn parse_args() -> Result<Args> {
         chunk: 1 << 20,
         digests: 10_000,
         calls: 7,
+        h2: H2Settings::default(),
         targets: Vec::new(),
     };
     while let Some(arg) = it.next() {
@@ -83,6 +102,9 @@ fn parse_args() -> Result<Args> {
             "--chunk" => a.chunk = value("--chunk")?.max(1),
             "--digests" => a.digests = value("--digests")?.max(1),
             "--calls" => a.calls = value("--calls")?.max(1),
+            "--window" => a.h2.window = Some(u32::try_from(value("--window")?)?),
+            "--adaptive-window" => a.h2.adaptive = true,
+            "--max-frame" => a.h2.max_frame = Some(u32::try_from(value("--max-frame")?)?),
             t => {
                 let (name, url) = t
                     .split_once('=')
@@ -115,10 +137,22 @@ enum Client {
 }
 
 impl Client {
-    async fn open(url: &str) -> Result<Client> {
+    async fn open(url: &str, h2: H2Settings) -> Result<Client> {
         if let Some(rest) = url.strip_prefix("grpc://") {
-            let channel = Channel::from_shared(format!("http://{rest}"))
-                .context("gRPC address")?
+            let mut endpoint =
+                Channel::from_shared(format!("http://{rest}")).context("gRPC address")?;
+            if let Some(w) = h2.window {
+                endpoint = endpoint
+                    .initial_stream_window_size(w)
+                    .initial_connection_window_size(w.saturating_mul(2));
+            }
+            if h2.adaptive {
+                endpoint = endpoint.http2_adaptive_window(true);
+            }
+            if let Some(f) = h2.max_frame {
+                endpoint = endpoint.max_frame_size(f);
+            }
+            let channel = endpoint
                 .connect()
                 .await
                 .with_context(|| format!("connecting to {url}"))?;
@@ -210,22 +244,25 @@ async fn write(client: &Client, hash: &str, size: usize, payload: Payload) -> Re
 
 /// Read a whole blob; returns the seconds it took. The bytes are checked after the clock stops.
 async fn read(client: &Client, hash: &str, size: usize) -> Result<f64> {
-    let mut pieces: Vec<Vec<u8>> = Vec::new();
-    let mut http_pieces: Vec<bytes::Bytes> = Vec::new();
+    let mut pieces: Vec<bytes::Bytes> = Vec::new();
     let started = Instant::now();
     match client {
         Client::Grpc(channel) => {
-            let mut stream = Client::bytestream(channel)
-                .read(ReadRequest {
-                    resource_name: format!("blobs/{hash}/{size}"),
-                    read_offset: 0,
-                    read_limit: 0,
-                })
+            let mut grpc =
+                tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+            grpc.ready().await.context("ByteStream Read: channel")?;
+            let request = tonic::Request::new(ReadRequest {
+                resource_name: format!("blobs/{hash}/{size}"),
+                read_offset: 0,
+                read_limit: 0,
+            });
+            let mut stream = grpc
+                .server_streaming(request, READ_PATH.parse()?, ReadCodec)
                 .await
                 .context("ByteStream Read")?
                 .into_inner();
-            while let Some(message) = stream.message().await.context("ByteStream Read")? {
-                pieces.push(message.data);
+            while let Some(data) = stream.message().await.context("ByteStream Read")? {
+                pieces.push(data);
             }
         }
         Client::Http(http, base) => {
@@ -241,18 +278,14 @@ async fn read(client: &Client, hash: &str, size: usize) -> Result<f64> {
             );
             let mut body = response.bytes_stream();
             while let Some(piece) = body.next().await {
-                http_pieces.push(piece.context("HTTP GET body")?);
+                pieces.push(piece.context("HTTP GET body")?);
             }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     let mut h = sha2::Sha256::new();
     let mut got = 0;
-    for p in pieces
-        .iter()
-        .map(|v| v.as_slice())
-        .chain(http_pieces.iter().map(|b| &b[..]))
-    {
+    for p in &pieces {
         h.update(p);
         got += p.len();
     }
@@ -262,6 +295,78 @@ async fn read(client: &Client, hash: &str, size: usize) -> Result<f64> {
         "read {got} bytes hashing to {hex}, expected {size} bytes of {hash}"
     );
     Ok(seconds)
+}
+
+/// ByteStream Read's method path.
+const READ_PATH: &str = "/google.bytestream.ByteStream/Read";
+
+/// ByteStream Read with each message's data decoded as a `Bytes` split off tonic's receive
+/// buffer, where the generated `ReadResponse` (`data: Vec<u8>`) copies every byte once more
+/// into a new allocation: the client a throughput-minded REAPI client would be (prost decodes
+/// `bytes` fields this way when generated with `bytes = "bytes"`), so the figure is the
+/// server's, and it matches the HTTP side, whose body arrives as `Bytes`.
+struct ReadCodec;
+
+impl tonic::codec::Codec for ReadCodec {
+    type Encode = ReadRequest;
+    type Decode = bytes::Bytes;
+    type Encoder = ReadCodec;
+    type Decoder = ReadCodec;
+
+    fn encoder(&mut self) -> ReadCodec {
+        ReadCodec
+    }
+
+    fn decoder(&mut self) -> ReadCodec {
+        ReadCodec
+    }
+}
+
+impl tonic::codec::Encoder for ReadCodec {
+    type Item = ReadRequest;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: ReadRequest,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(format!("encoding a ReadRequest: {e}")))
+    }
+}
+
+impl tonic::codec::Decoder for ReadCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    /// A ReadResponse's `data` (field 10); other fields are skipped.
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        use larder_reapi::prost::bytes::Buf as _;
+        use larder_reapi::prost::encoding::{DecodeContext, decode_key, skip_field};
+        let bad = |e: larder_reapi::prost::DecodeError| {
+            tonic::Status::internal(format!("a ReadResponse that does not decode: {e}"))
+        };
+        let mut data = bytes::Bytes::new();
+        while buf.has_remaining() {
+            let (tag, wire_type) = decode_key(buf).map_err(bad)?;
+            if tag == 10 {
+                larder_reapi::prost::encoding::bytes::merge(
+                    wire_type,
+                    &mut data,
+                    buf,
+                    DecodeContext::default(),
+                )
+            } else {
+                skip_field(wire_type, tag, buf, DecodeContext::default())
+            }
+            .map_err(bad)?;
+        }
+        Ok(Some(data))
+    }
 }
 
 /// Targets in the order of repetition `rep`: rotated by one each time.
@@ -276,7 +381,7 @@ fn rotation<T>(items: &[T], rep: usize) -> impl Iterator<Item = (usize, &T)> {
 async fn transfer(a: &Args) -> Result<Value> {
     let mut clients = Vec::new();
     for (name, url) in &a.targets {
-        clients.push((name.clone(), Client::open(url).await?));
+        clients.push((name.clone(), Client::open(url, a.h2).await?));
     }
     let base = larder_benches::pseudo_random("reapi transfer", a.size);
     let mut writes = vec![Vec::new(); clients.len()];
@@ -357,7 +462,7 @@ async fn find_missing_bench(a: &Args) -> Result<Value> {
     let (_, absent) = digests("reapi absent", a.digests);
     let mut cas = Vec::new();
     for (name, url) in &a.targets {
-        let mut c = Client::open(url).await?.cas()?;
+        let mut c = Client::open(url, a.h2).await?.cas()?;
         for (ds, bs) in present.chunks(500).zip(bodies.chunks(500)) {
             let requests = ds
                 .iter()
