@@ -16,7 +16,7 @@ use bytes::Bytes;
 use larder_core::entry::now_ms;
 use larder_core::{Key, Result};
 
-use crate::Bucket;
+use crate::{Bucket, PutObject};
 
 /// Where a bucket's access records live: `PREFIX/access/`.
 pub fn prefix(bucket: &dyn Bucket) -> String {
@@ -87,7 +87,10 @@ impl AccessLog {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        match bucket.put(&key, Bytes::from(body), false, &[]).await {
+        match bucket
+            .put(&key, Bytes::from(body), PutObject::default())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 if let Ok(mut m) = self.hits.lock() {

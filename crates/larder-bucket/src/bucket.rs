@@ -4,9 +4,10 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use larder_core::{ByteStream, PutOutcome, Result};
+use larder_core::{ByteStream, Error, PutOutcome, Result};
 
 use crate::settings::BucketSettings;
 
@@ -40,6 +41,25 @@ impl Listed {
     }
 }
 
+/// How [`Bucket::put`] stores a small object.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutObject<'a> {
+    /// Only if absent: [`PutOutcome::Exists`] when it is there.
+    pub create: bool,
+    /// User metadata, for services that keep it ([`Features::metadata`]).
+    pub metadata: &'a [(&'a str, String)],
+}
+
+impl PutObject<'_> {
+    /// A create-only write without metadata.
+    pub fn create_only() -> Self {
+        PutObject {
+            create: true,
+            metadata: &[],
+        }
+    }
+}
+
 /// What a backend's service can do beyond the primitives every backend has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
@@ -50,6 +70,10 @@ pub struct Features {
     pub list: bool,
     /// Objects can be deleted.
     pub delete: bool,
+    /// One object can be written in several requests (multipart, resumable or block uploads,
+    /// a file): `put_stream` streams a blob into one object. Without it, wrap the bucket in
+    /// [`InParts`](crate::InParts), which stores large blobs in parts.
+    pub multi_write: bool,
     /// Why the store cannot be trimmed, if it cannot.
     pub no_trim: Option<&'static str>,
 }
@@ -60,6 +84,7 @@ impl Default for Features {
             metadata: true,
             list: true,
             delete: true,
+            multi_write: true,
             no_trim: None,
         }
     }
@@ -71,8 +96,8 @@ impl Default for Features {
 /// # Contract
 /// - Keys passed in are full object keys (they start with the settings' prefix).
 /// - `head`, `get` and `read` MUST answer `Ok(None)` for an object that does not exist.
-/// - `get` MUST NOT hold more than `limit` bytes: a larger object is
-///   [`Error::TooLarge`](larder_core::Error::TooLarge).
+/// - `get` MUST NOT hold more than `limit` bytes: a larger object is [`Error::TooLarge`]
+///   ([`within`](crate::error::within) checks a size known up front).
 /// - `read`'s chunks MUST each arrive within the service's read time-out (a stalled body is a
 ///   temporary error); the bytes are verified by the caller.
 /// - `put` with `create` MUST NOT overwrite an existing object, and answers
@@ -99,29 +124,53 @@ pub trait Bucket: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// An object's size, time, version and (where kept) metadata.
     async fn head(&self, key: &str) -> Result<Option<Listed>>;
 
-    /// A small object's bytes, at most `limit` of them.
-    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>>;
-
     /// An object as a stream: its size and its (unverified) chunks.
     async fn read(&self, key: &str) -> Result<Option<(u64, ByteStream)>>;
 
+    /// A small object's bytes, at most `limit` of them. The default reads its chunks
+    /// ([`read_chunks`](Self::read_chunks)) and stops past the limit.
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>> {
+        let Some(mut chunks) = self.read_chunks(key).await? else {
+            return Ok(None);
+        };
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                // Deleted while it was read.
+                Err(Error::NotFound { .. }) => return Ok(None),
+                chunk => buf.extend_from_slice(&chunk?),
+            }
+            if buf.len() as u64 > limit {
+                // Its whole size for the message; what was read if the metadata request fails.
+                let head = self.head(key).await.ok().flatten();
+                let size = head.map_or(buf.len() as u64, |h| h.size);
+                return Err(Error::TooLarge {
+                    what: key.to_owned(),
+                    size,
+                    limit,
+                });
+            }
+        }
+        Ok(Some(buf.freeze()))
+    }
+
+    /// An object's chunks when the caller needs no size (the parts of a blob in parts):
+    /// [`read`](Self::read)'s. A service whose `read` asks for the size first skips that here.
+    async fn read_chunks(&self, key: &str) -> Result<Option<ByteStream>> {
+        Ok(self.read(key).await?.map(|(_, chunks)| chunks))
+    }
+
     /// Store a small object in one request, with user metadata; with `create`, only if absent.
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        create: bool,
-        metadata: &[(&str, String)],
-    ) -> Result<PutOutcome>;
+    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome>;
 
     /// Store `size` bytes from `body` as one object (multipart, resumable, or in parts),
     /// publishing nothing unless the body ends cleanly.
     async fn put_stream(&self, key: &str, size: u64, body: ByteStream) -> Result<()>;
 
-    /// Give an existing object a new modification time; `false` if the service cannot (the
-    /// caller then uploads it again).
-    async fn refresh(&self, _key: &str) -> bool {
-        false
+    /// Give an existing object a new modification time: `Ok(false)` if the service cannot
+    /// (the caller then uploads it again, as it does after a failure).
+    async fn refresh(&self, _key: &str) -> Result<bool> {
+        Ok(false)
     }
 
     /// Delete an object (absent is fine).

@@ -1,12 +1,21 @@
 //! What every object-store backend is configured with ([`BucketSettings`]), the builder
-//! methods that set it ([`BucketBuilder`], one definition for S3, GCS and OpenDAL), and the
-//! parsing of store URLs and their query parameters ([`StoreUrl`]).
+//! methods that set it ([`BucketBuilder`], one definition for S3, GCS and OpenDAL), the
+//! parsing of store URLs and their query parameters ([`StoreUrl`], [`boolean`], [`number`]),
+//! and reading the environment ([`env_var`], [`env_options`]) and keeping secrets out of
+//! `Debug` output ([`Secret`]).
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use larder_core::eviction::{EvictionPolicy, Lru};
 use larder_core::{Error, Result};
+
+use crate::{Bucket, BucketStore};
+
+/// Bodies up to this size (entries, records, small blobs) are sent like other small requests
+/// ([`BucketSettings::attempt_timeout`]).
+pub const SMALL_BODY: usize = 1 << 20;
 
 /// Settings every bucket store has, whatever its service.
 #[derive(Debug, Clone)]
@@ -69,6 +78,13 @@ impl BucketSettings {
         Ok(true)
     }
 
+    /// The bound on each attempt of a request that sends `len` bytes: the request time-out for
+    /// a body up to [`SMALL_BODY`]; none for a larger one, which the connect and read
+    /// time-outs bound.
+    pub fn attempt_timeout(&self, len: usize) -> Option<Duration> {
+        (len <= SMALL_BODY).then_some(self.request_timeout)
+    }
+
     /// The shared parameters, for an "unknown parameter" message.
     pub const PARAMS: &'static str =
         "request_timeout, trim_grace, concurrency, retries, access_batch";
@@ -95,12 +111,46 @@ impl BucketSettings {
         self.prefix = format!("{p}/");
         Ok(())
     }
+
+    /// Blobs up to `bytes` go up in one request, larger ones in parts of `bytes`.
+    ///
+    /// # Errors
+    /// Below `min`, the smallest part `service` takes.
+    pub fn set_part_size(&mut self, bytes: u64, min: usize, service: &str) -> Result<()> {
+        self.part_size = usize::try_from(bytes)
+            .ok()
+            .filter(|n| *n >= min)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "part size {bytes} is below {service}'s minimum of {min} bytes"
+                ))
+            })?;
+        Ok(())
+    }
 }
 
 /// The builder methods of every bucket store's builder, over its [`BucketSettings`].
 pub trait BucketBuilder: Sized {
+    /// The object primitives this builder configures.
+    type Bucket: Bucket;
+
     /// The settings this builder fills in.
     fn settings_mut(&mut self) -> &mut BucketSettings;
+
+    /// The configured primitives, with the environment read for what the builder left unset.
+    /// Nothing is contacted yet.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming what is wrong with the configuration.
+    fn backend(self) -> Result<Self::Bucket>;
+
+    /// Build the store over [`backend`](Self::backend).
+    ///
+    /// # Errors
+    /// As [`backend`](Self::backend).
+    fn build(self) -> Result<BucketStore<Self::Bucket>> {
+        Ok(BucketStore::new(self.backend()?))
+    }
 
     /// Keep everything under `prefix` in the bucket (`a/b` stores under `a/b/`).
     ///
@@ -177,14 +227,21 @@ pub struct StoreUrl<'a> {
 }
 
 impl<'a> StoreUrl<'a> {
-    /// Take `url` apart; `expected` names the URL forms for the error message.
+    /// Take `url` apart, if its scheme is one of `schemes`; `expected` names the store and its
+    /// URL forms for the error message (`"a GCS store (gs://BUCKET/PREFIX)"`).
     ///
     /// # Errors
-    /// A URL without `://`.
-    pub fn parse(url: &'a str, expected: &str) -> Result<StoreUrl<'a>> {
+    /// A URL without `://`, or with another scheme.
+    pub fn parse(url: &'a str, expected: &str, schemes: &[&str]) -> Result<StoreUrl<'a>> {
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| Error::invalid(format!("{url:?} is not a {expected} URL")))?;
+            .ok_or_else(|| Error::invalid(format!("{url:?} is not {expected}")))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !schemes.contains(&scheme.as_str()) {
+            return Err(Error::invalid(format!(
+                "{url:?}: scheme {scheme}:// is not {expected}"
+            )));
+        }
         let (path, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (rest, None),
@@ -200,7 +257,7 @@ impl<'a> StoreUrl<'a> {
             .collect();
         Ok(StoreUrl {
             url,
-            scheme: scheme.to_ascii_lowercase(),
+            scheme,
             segments: path.split('/').filter(|s| !s.is_empty()).collect(),
             params,
         })
@@ -217,19 +274,12 @@ impl<'a> StoreUrl<'a> {
             .ok_or_else(|| Error::invalid(format!("{:?} names no {what} ({shape})", self.url)))
     }
 
-    /// `value` as a boolean (`true|1|yes`, `false|0|no`).
+    /// `value` as a boolean ([`boolean`]).
     ///
     /// # Errors
     /// Anything else, naming the parameter.
     pub fn boolean(&self, key: &str, value: &str) -> Result<bool> {
-        match value {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(Error::invalid(format!(
-                "{:?}: {key}={value} is not true or false",
-                self.url
-            ))),
-        }
+        boolean(self.url, key, value)
     }
 
     /// `value` as a size (`16MiB`, `1048576`).
@@ -250,6 +300,34 @@ impl<'a> StoreUrl<'a> {
     }
 }
 
+/// Check a bucket name: 3 to `max` of a-z, 0-9 and the characters of `punct`, and with `edges`,
+/// starting and ending with a letter or digit.
+///
+/// # Errors
+/// A name that breaks the rule, saying what the rule is.
+pub fn check_bucket(name: &str, max: usize, punct: &str, edges: bool) -> Result<()> {
+    let char_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || punct.contains(c);
+    let edge_ok = |c: Option<char>| !edges || c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let (first, last) = (name.chars().next(), name.chars().last());
+    if (3..=max).contains(&name.len())
+        && name.chars().all(char_ok)
+        && edge_ok(first)
+        && edge_ok(last)
+    {
+        return Ok(());
+    }
+    let punct: Vec<String> = punct.chars().map(|c| format!(", `{c}`")).collect();
+    let edges = if edges {
+        ", starting and ending with a letter or digit"
+    } else {
+        ""
+    };
+    Err(Error::invalid(format!(
+        "{name:?} is not a valid bucket name (3 to {max} of a-z, 0-9{}{edges})",
+        punct.concat()
+    )))
+}
+
 fn seconds(url: &str, key: &str, value: &str) -> Result<Duration> {
     value
         .parse()
@@ -259,9 +337,65 @@ fn seconds(url: &str, key: &str, value: &str) -> Result<Duration> {
         .ok_or_else(|| Error::invalid(format!("{url:?}: {key}={value} is not a number of seconds")))
 }
 
-fn number(url: &str, key: &str, value: &str) -> Result<u64> {
+/// `value` of the parameter `key` of `url` (or of whatever the message should name) as a
+/// boolean: `true|1|yes|on` or `false|0|no|off`, in any case.
+///
+/// # Errors
+/// Anything else, naming `url` and the parameter.
+pub fn boolean(url: &str, key: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::invalid(format!(
+            "{url:?}: {key}={value} is not true or false"
+        ))),
+    }
+}
+
+/// `value` of the parameter `key` of `url` as a size (`16MiB`, `1048576`).
+///
+/// # Errors
+/// Anything else, naming `url` and the parameter.
+pub fn number(url: &str, key: &str, value: &str) -> Result<u64> {
     larder_core::size::parse_size(value)
         .map_err(|_| Error::invalid(format!("{url:?}: {key}={value} is not a size")))
+}
+
+/// The environment variable `name`, when it is set and not empty.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The options `env` gives through variables `PREFIX<OPTION>`: each as (option in lower case,
+/// value).
+pub fn env_options<'e>(
+    prefix: &'e str,
+    env: impl IntoIterator<Item = (String, String)> + 'e,
+) -> impl Iterator<Item = (String, String)> + 'e {
+    env.into_iter().filter_map(move |(k, v)| {
+        let option = k.strip_prefix(prefix).filter(|o| !o.is_empty())?;
+        Some((option.to_ascii_lowercase(), v))
+    })
+}
+
+/// A value `Debug` never shows (keys, passwords, options that may hold them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Percent-encode a name for one URL path segment (everything but unreserved bytes).
+pub fn percent_encode(name: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(name, KEEP).to_string()
 }
 
 /// Percent-decode a query value; a `%` not followed by two hex digits is kept as it is.
@@ -277,7 +411,8 @@ mod tests {
 
     #[test]
     fn urls_come_apart() {
-        let u = StoreUrl::parse("S3://bkt/a//b/?x=1&flag&&e=http%3A%2F%2Fh%3A1", "s3://").unwrap();
+        let url = "S3://bkt/a//b/?x=1&flag&&e=http%3A%2F%2Fh%3A1";
+        let u = StoreUrl::parse(url, "an S3 store", &["s3"]).unwrap();
         assert_eq!(u.scheme, "s3");
         assert_eq!(u.segments, vec!["bkt", "a", "b"]);
         assert_eq!(
@@ -288,10 +423,16 @@ mod tests {
                 ("e", "http://h:1".to_owned())
             ]
         );
-        assert!(StoreUrl::parse("nope", "s3://").is_err());
+        assert!(StoreUrl::parse("nope", "an S3 store", &["s3"]).is_err());
+        let e = StoreUrl::parse("gs://b", "an S3 store", &["s3"]).unwrap_err();
+        assert!(
+            e.to_string().contains("scheme gs:// is not an S3 store"),
+            "{e}"
+        );
         let err = u.segment(3, "thing", "s3://B/P").unwrap_err();
         assert!(err.to_string().contains("names no thing"), "{err}");
         assert!(u.boolean("x", "maybe").is_err());
+        assert!(u.boolean("x", "ON").unwrap() && !u.boolean("x", "off").unwrap());
         assert!(
             u.unknown("zz", "a, b")
                 .to_string()
@@ -313,6 +454,45 @@ mod tests {
     }
 
     #[test]
+    fn environment_options_and_secrets() {
+        let env = [
+            ("P_DB", "2"),
+            ("P_", "x"),
+            ("Q_DB", "3"),
+            ("P_ACCOUNT_KEY", "k"),
+        ];
+        let env = env.map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let got: Vec<_> = env_options("P_", env).collect();
+        let want = [("db", "2"), ("account_key", "k")];
+        assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert_eq!(format!("{:?}", Secret("s3cret".into())), "***");
+        let mut s = BucketSettings::default();
+        assert!(s.set_part_size(1 << 20, 5 << 20, "S3").is_err());
+        s.set_part_size(16 << 20, 5 << 20, "S3").unwrap();
+        assert_eq!(s.part_size, 16 << 20);
+    }
+
+    #[test]
+    fn bucket_names_are_checked() {
+        assert!(check_bucket("my-bucket.1", 63, ".-", false).is_ok());
+        assert!(check_bucket("-b_", 222, ".-_", false).is_ok());
+        for (bad, max) in [
+            ("ab", 63),
+            ("Bad", 63),
+            ("a_b", 63),
+            (&"a".repeat(64)[..], 63),
+        ] {
+            assert!(check_bucket(bad, max, ".-", false).is_err(), "{bad}");
+        }
+        let e = check_bucket("-bkt", 222, ".-_", true)
+            .unwrap_err()
+            .to_string();
+        let rule =
+            "(3 to 222 of a-z, 0-9, `.`, `-`, `_`, starting and ending with a letter or digit)";
+        assert!(e.contains(rule), "{e}");
+    }
+
+    #[test]
     fn prefixes_are_checked() {
         let mut s = BucketSettings::default();
         s.set_prefix("/team/cache/").unwrap();
@@ -329,5 +509,9 @@ mod tests {
         assert_eq!(percent_decode("a%"), "a%");
         assert_eq!(percent_decode("%aé"), "%aé");
         assert_eq!(percent_decode("%+1"), "%+1");
+        assert_eq!(
+            percent_encode("p/blobs/ab-1.x y~"),
+            "p%2Fblobs%2Fab-1.x%20y~"
+        );
     }
 }

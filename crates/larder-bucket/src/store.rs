@@ -37,7 +37,7 @@ use larder_core::{
 };
 
 use crate::access::AccessLog;
-use crate::bucket::{Bucket, Listed};
+use crate::bucket::{Bucket, Listed, PutObject};
 use crate::upload;
 
 /// Entry metadata: bytes the entry accounts for (document and blobs).
@@ -144,8 +144,16 @@ impl<B: Bucket> BucketStore<B> {
             return Ok(false);
         };
         let half_grace = self.backend().settings().trim_grace.as_millis() as u64 / 2;
-        Ok(head.modified_ms.saturating_add(half_grace) >= now_ms()
-            || self.backend().refresh(key).await)
+        if head.modified_ms.saturating_add(half_grace) >= now_ms() {
+            return Ok(true);
+        }
+        match self.backend().refresh(key).await {
+            Ok(refreshed) => Ok(refreshed),
+            Err(e) => {
+                tracing::debug!("{self}: cannot refresh {key}: {e}");
+                Ok(false)
+            }
+        }
     }
 
     async fn remove_entry(&self, object: &str) -> Result<()> {
@@ -186,6 +194,29 @@ where
         Ok(items) => futures::stream::iter(items.into_iter().map(Ok)).boxed(),
         Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
     }))
+}
+
+/// `listing`, with a metadata request for each object it gave no modification time (0), for
+/// services whose listings may lack them; an object gone meanwhile is left out.
+pub fn with_times<B: Bucket + Clone>(
+    bucket: B,
+    listing: BoxStream<'static, Result<Listed>>,
+) -> BoxStream<'static, Result<Listed>> {
+    let concurrency = bucket.settings().concurrency.max(1);
+    let filled = listing.map(move |item| {
+        let bucket = bucket.clone();
+        async move {
+            match item? {
+                l if l.modified_ms == 0 => bucket.head(&l.key).await,
+                l => Ok(Some(l)),
+            }
+        }
+    });
+    Box::pin(
+        filled
+            .buffered(concurrency)
+            .try_filter_map(|l| async move { Ok(l) }),
+    )
 }
 
 /// An entry's metadata from its listing, else from a metadata request, else (services that keep
@@ -300,13 +331,12 @@ impl<B: Bucket> Store for BucketStore<B> {
         } else {
             &[]
         };
-        self.backend()
-            .put(
-                &self.entry_key(key),
-                Bytes::from(doc),
-                opts.mode == PutMode::Create,
-                metadata,
-            )
+        let how = PutObject {
+            create: opts.mode == PutMode::Create,
+            metadata,
+        };
+        (self.backend())
+            .put(&self.entry_key(key), Bytes::from(doc), how)
             .await
     }
 
@@ -344,7 +374,7 @@ impl<B: Bucket> Store for BucketStore<B> {
         if size <= self.backend().settings().part_size as u64 {
             let body = upload::buffer_verified(digest, size, payload).await?;
             // Not create-only: a concurrent writer of the same blob writes the same bytes.
-            return self.backend().put(&key, body, false, &[]).await;
+            return self.backend().put(&key, body, PutObject::default()).await;
         }
         let (body, fault) = upload::verifying(*digest, size, payload);
         let sent = self.backend().put_stream(&key, size, body).await;

@@ -8,7 +8,8 @@
 //! declares the four as tests.
 //!
 //! Also for every bucket store's tests: [`BucketHarness`], larder-core's conformance harness over
-//! a bucket store, damaging objects through the bucket's own primitives.
+//! a bucket store, damaging objects through the bucket's own primitives; [`urls_are_checked`],
+//! what every store URL parser refuses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use larder_core::{
     Content, Digest, Entry, Key, Output, OutputKind, Store, StoreExt, TrimOptions, TrimReport,
 };
 
-use crate::{Bucket, BucketStore};
+use crate::{Bucket, BucketStore, PutObject};
 
 /// Trim options with these budgets.
 pub fn budget(max_bytes: Option<u64>, max_entries: Option<u64>) -> TrimOptions {
@@ -162,12 +163,16 @@ pub async fn one_trim_at_a_time<B: Bucket>(make: impl Fn(&str, Duration) -> Buck
     let lock = format!("{}trim/lock", s.backend().prefix());
     let far = larder_core::entry::now_ms() + 600_000;
     s.backend()
-        .put(&lock, Bytes::from(format!("1 {far}\n")), false, &[])
+        .put(
+            &lock,
+            Bytes::from(format!("1 {far}\n")),
+            PutObject::default(),
+        )
         .await
         .expect("lease");
     assert!(trim(&s, &budget(None, Some(0))).await.skipped_locked);
     s.backend()
-        .put(&lock, Bytes::from_static(b"1 1000\n"), false, &[])
+        .put(&lock, Bytes::from_static(b"1 1000\n"), PutObject::default())
         .await
         .expect("expired lease");
     let r = trim(&s, &budget(None, Some(0))).await;
@@ -176,6 +181,48 @@ pub async fn one_trim_at_a_time<B: Bucket>(make: impl Fn(&str, Duration) -> Buck
         s.backend().get(&lock, 4096).await.expect("get").is_none(),
         "the lease is released after the trim"
     );
+}
+
+/// `parse` (a store's URL parser) takes `good`, and refuses as invalid input what every bucket
+/// store refuses: another scheme, and bad values of the shared parameters, of `part_size` and
+/// of the store's boolean parameter `flag` (each added to `good`, which has no query). Then
+/// each of the store's own `bad` URLs.
+pub fn urls_are_checked<T>(
+    parse: impl Fn(&str) -> larder_core::Result<T>,
+    good: &str,
+    flag: &str,
+    bad: &[&str],
+) {
+    if let Err(e) = parse(good) {
+        panic!("{good}: {e}");
+    }
+    let (_, rest) = good.split_once("://").expect("a URL");
+    let shared = [
+        "trim_grace=soon",
+        "concurrency=many",
+        "part_size=1k",
+        "request_timeout=-1",
+    ];
+    let shared = shared.iter().map(|q| format!("{good}?{q}"));
+    let flag = format!("{good}?{flag}=maybe");
+    let all = [format!("nosuch://{rest}"), flag].into_iter().chain(shared);
+    for url in all.chain(bad.iter().map(|u| u.to_string())) {
+        match parse(&url) {
+            Ok(_) => panic!("{url}: accepted"),
+            Err(e) => assert_eq!(e.kind(), larder_core::ErrorKind::InvalidInput, "{url}: {e}"),
+        }
+    }
+}
+
+/// `parse` refuses a parameter it does not know (added to `good`, which has no query), naming it.
+pub fn unknown_parameters_are_refused<T>(
+    parse: impl Fn(&str) -> larder_core::Result<T>,
+    good: &str,
+) {
+    match parse(&format!("{good}?nope=1")) {
+        Ok(_) => panic!("{good}?nope=1: accepted"),
+        Err(e) => assert!(e.to_string().contains("unknown parameter `nope`"), "{e}"),
+    }
 }
 
 /// The four trim checks above as `#[tokio::test]`s. `$start` is the test server, an `Option`
@@ -263,7 +310,9 @@ impl<B: Bucket> BucketHarness<B> {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x5a;
         bytes[0] ^= 0xff;
-        let put = bucket.put(&key, Bytes::from(bytes), false, &[]).await;
+        let put = bucket
+            .put(&key, Bytes::from(bytes), PutObject::default())
+            .await;
         put.expect("overwrite");
         true
     }

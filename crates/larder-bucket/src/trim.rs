@@ -27,7 +27,7 @@ use larder_core::eviction::{Candidates, EvictionGoal, EvictionPolicy, Lru, valid
 use larder_core::store::ProgressFn;
 use larder_core::{Digest, Entry, EntryMeta, Error, PutOutcome, Result, TrimOptions, TrimReport};
 
-use crate::{Bucket, Listed};
+use crate::{Bucket, Listed, PutObject};
 
 /// The most a lease object may hold.
 const SMALL: u64 = 4096;
@@ -65,7 +65,11 @@ async fn lock(store: &dyn Bucket, wait: bool) -> Result<bool> {
             std::process::id(),
             now_ms() + LEASE.as_millis() as u64
         );
-        if store.put(&key, Bytes::from(body), true, &[]).await? == PutOutcome::Written {
+        if store
+            .put(&key, Bytes::from(body), PutObject::create_only())
+            .await?
+            == PutOutcome::Written
+        {
             return Ok(true);
         }
         let held = store.get(&key, SMALL).await?;
@@ -353,7 +357,11 @@ async fn run(
 
     // 5. The index, then the records it now holds.
     store
-        .put(&index_key(store), save_index(&new_index), false, &[])
+        .put(
+            &index_key(store),
+            save_index(&new_index),
+            PutObject::default(),
+        )
         .await?;
     futures::stream::iter(record_keys)
         .map(|key| async move { store.delete(&key).await })

@@ -6,12 +6,13 @@
 //! instead of the chunk that overflows) when the bytes do not match: a backend that publishes
 //! only on a clean end (completing a multipart upload, closing a writer, writing a manifest
 //! last) then publishes nothing. [`parts`] cuts a stream into fixed-size parts for backends
-//! that upload part by part.
+//! that upload part by part; [`multipart_related`] frames one with its metadata for services
+//! that take both in one request.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use larder_core::digest::DigestWriter;
 use larder_core::{ByteStream, Digest, Error, Result};
 
@@ -159,10 +160,56 @@ pub fn parts(body: ByteStream, part_size: usize) -> impl Stream<Item = Result<By
     )
 }
 
+/// `body` cut into parts of `part_size`, each handed to `send(n, part)` (`n` from 0) with
+/// `in_flight` sends at a time (memory: that many parts, and one filling); their answers, in
+/// order. Stops at the first error, the body's or a send's.
+///
+/// # Errors
+/// That first error.
+pub async fn send_parts<T, F, Fut>(
+    body: ByteStream,
+    part_size: usize,
+    in_flight: usize,
+    mut send: F,
+) -> Result<Vec<T>>
+where
+    F: FnMut(u64, Bytes) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let sends = parts(body, part_size).enumerate().map(|(n, part)| {
+        let sent = part.map(|part| send(n as u64, part));
+        async move { sent?.await }
+    });
+    sends.buffered(in_flight.max(1)).try_collect().await
+}
+
+/// A `multipart/related` body (RFC 2387): a JSON part (an object's resource: its name and
+/// metadata), then the `size` bytes of `data`, between boundary lines. Returns the body, its
+/// content type and its length. A `data` that fails cuts the body short, so the service stores
+/// nothing.
+pub fn multipart_related(json: &str, (size, data): (u64, ByteStream)) -> (ByteStream, String, u64) {
+    // Unique enough that no blob holds this line.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let boundary = format!(
+        "larder-{:032x}",
+        nanos ^ (u128::from(std::process::id()) << 64)
+    );
+    let head = format!(
+        "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let len = head.len() as u64 + size + tail.len() as u64;
+    let body = futures::stream::iter([Ok(Bytes::from(head))])
+        .chain(data)
+        .chain(futures::stream::iter([Ok(Bytes::from(tail))]));
+    let content_type = format!("multipart/related; boundary={boundary}");
+    (Box::pin(body), content_type, len)
+}
+
 #[cfg(test)]
 mod tests {
-    use futures::TryStreamExt;
-
     use super::*;
 
     fn stream(chunks: Vec<&'static [u8]>) -> ByteStream {
@@ -202,6 +249,40 @@ mod tests {
         );
         assert!(buffer_verified(&d, 3, stream(vec![b"abd"])).await.is_err());
         assert!(buffer_verified(&d, 3, stream(vec![b"abcd"])).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn multipart_related_bodies_frame_the_data() {
+        let (body, content_type, len) = multipart_related("{}", (3, stream(vec![b"a", b"bc"])));
+        let body: Vec<Bytes> = body.try_collect().await.unwrap();
+        let body = String::from_utf8(body.concat()).unwrap();
+        let boundary = content_type
+            .strip_prefix("multipart/related; boundary=")
+            .unwrap();
+        assert_eq!(body.len() as u64, len);
+        assert!(body.starts_with(&format!("--{boundary}\r\n")), "{body}");
+        assert!(body.contains("\r\n\r\n{}\r\n") && body.contains("\r\n\r\nabc\r\n"));
+        assert!(body.ends_with(&format!("\r\n--{boundary}--\r\n")), "{body}");
+    }
+
+    #[tokio::test]
+    async fn parts_are_sent_in_order_and_the_first_error_stops() {
+        let body = stream(vec![b"abc", b"defgh", b"ij"]);
+        let sent = send_parts(body, 4, 2, |n, part| async move { Ok((n, part)) });
+        let want = [(0, &b"abcd"[..]), (1, b"efgh"), (2, b"ij")];
+        assert_eq!(
+            sent.await.unwrap(),
+            want.map(|(n, p)| (n, Bytes::from_static(p)))
+        );
+        let body = stream(vec![b"abcdefgh"]);
+        let failing = |n, _| async move {
+            if n == 1 {
+                Err(Error::invalid("no"))
+            } else {
+                Ok(n)
+            }
+        };
+        assert!(send_parts(body, 4, 1, failing).await.is_err());
     }
 
     #[tokio::test]

@@ -10,15 +10,17 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use google_cloud_auth::credentials::{self, CacheableResource, Credentials};
-use larder_bucket::error::{body, stalled, timed_chunks};
-use larder_bucket::{Bucket, BucketSettings, FromUrl, Listed};
-use larder_core::{ByteStream, Error, PutOutcome, Result};
+use larder_bucket::error::{RequestError, body, found, retrying, stalled, timed_chunks, within};
+use larder_bucket::settings::percent_encode as encode;
+use larder_bucket::upload::multipart_related;
+use larder_bucket::{Bucket, BucketBuilder, BucketSettings, FromUrl, Listed, PutObject};
+use larder_core::{ByteStream, PutOutcome, Result};
 use reqwest_gcs::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::config::GcsStoreBuilder;
-use crate::core::{GcsError, STORE, encode, found, listed, multipart, page, retrying, send};
+use crate::core::{GcsError, STORE, listed, page, resource, send};
 
 /// A Cloud Storage bucket under a prefix. Cheap to clone.
 #[derive(Clone)]
@@ -146,7 +148,8 @@ impl GcsBucket {
         body: (u64, ByteStream),
         create: bool,
     ) -> Result<(), GcsError> {
-        let (body, content_type, len) = multipart(key, metadata, body);
+        let (body, content_type, len) = multipart_related(&resource(key, metadata), body);
+        let body = reqwest_gcs::Body::wrap_stream(body);
         let path = format!("/upload{}", self.objects(""));
         let query = [("uploadType", "multipart"), ("ifGenerationMatch", "0")];
         let req = self.request(Method::POST, &path).await?;
@@ -175,10 +178,7 @@ impl Bucket for GcsBucket {
         let Some((size, resp)) = self.open(key, timeout).await? else {
             return Ok(None);
         };
-        if size > limit {
-            let what = key.to_owned();
-            return Err(Error::TooLarge { what, size, limit });
-        }
+        within(key, size, limit)?;
         let what = format!("reading {key}");
         match tokio::time::timeout(timeout, resp.bytes()).await {
             Ok(got) => got.map(Some).map_err(|e| body(STORE, &what, e)),
@@ -202,23 +202,13 @@ impl Bucket for GcsBucket {
     }
 
     /// A multipart upload, retried on temporary errors; create-only with `ifGenerationMatch=0`.
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        create: bool,
-        metadata: &[(&str, String)],
-    ) -> Result<PutOutcome> {
-        // Bodies up to 1 MiB (entries, records, small blobs) are bounded like other small
-        // requests; larger ones only by the connect and read time-outs.
+    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
+        let create = how.create;
         let s = self.settings();
-        let timeout = match body.len() {
-            0..=0x10_0000 => s.request_timeout,
-            _ => Duration::MAX,
-        };
+        let timeout = s.attempt_timeout(body.len()).unwrap_or(Duration::MAX);
         let got = retrying(s.retries, timeout, || {
             let data = futures::stream::iter([Ok(body.clone())]).boxed();
-            self.upload(key, metadata, (body.len() as u64, data), create)
+            self.upload(key, how.metadata, (body.len() as u64, data), create)
         })
         .await;
         match got {
@@ -238,16 +228,13 @@ impl Bucket for GcsBucket {
     }
 
     /// A copy onto itself (`copyTo`): a new update time, the same bytes.
-    async fn refresh(&self, key: &str) -> bool {
+    async fn refresh(&self, key: &str) -> Result<bool> {
         let (bucket, name) = (&self.0.cfg.bucket, encode(key));
         let path = format!("{}/copyTo/b/{bucket}/o/{name}", self.objects(key));
-        match self.call(Method::POST, &path, &[]).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::debug!("{self}: cannot refresh {key}: {e}");
-                false
-            }
-        }
+        let copied = self.call(Method::POST, &path, &[]).await;
+        copied
+            .map(|_| true)
+            .map_err(|e| e.into_error(&format!("refreshing {key}")))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

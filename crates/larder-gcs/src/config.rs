@@ -1,11 +1,11 @@
-//! Building a [`GcsStore`]: bucket, endpoint and credentials, from a `gs://` URL and the
-//! environment. What every bucket store is configured with (prefix, time-outs, grace, policy)
-//! is [`BucketSettings`], set through [`BucketBuilder`].
+//! Building a [`GcsStore`](crate::GcsStore): bucket, endpoint and credentials, from a `gs://`
+//! URL and the environment. What every bucket store is configured with (prefix, time-outs,
+//! grace, policy) is [`BucketSettings`], set through [`BucketBuilder`].
 
-use larder_bucket::{BucketBuilder, BucketSettings, BucketStore, StoreUrl};
+use larder_bucket::settings::{check_bucket, env_var};
+use larder_bucket::{BucketBuilder, BucketSettings, StoreUrl};
 use larder_core::{Error, Result};
 
-use crate::GcsStore;
 use crate::backend::GcsBucket;
 
 /// Env var: the JSON API endpoint (default `https://storage.googleapis.com`), e.g.
@@ -18,8 +18,9 @@ pub const ANONYMOUS_ENV: &str = "LARDER_GCS_ANONYMOUS";
 /// The public endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
-/// Builds a [`GcsStore`]. Start from [`GcsStoreBuilder::from_url`] or [`GcsStoreBuilder::new`];
-/// the settings every bucket store shares are [`BucketBuilder`]'s methods.
+/// Builds a [`GcsStore`](crate::GcsStore). Start from [`GcsStoreBuilder::from_url`] or
+/// [`GcsStoreBuilder::new`]; the settings every bucket store shares, and `build`, are
+/// [`BucketBuilder`]'s methods.
 #[derive(Debug, Clone)]
 pub struct GcsStoreBuilder {
     pub(crate) settings: BucketSettings,
@@ -29,8 +30,25 @@ pub struct GcsStoreBuilder {
 }
 
 impl BucketBuilder for GcsStoreBuilder {
+    type Bucket = GcsBucket;
+
     fn settings_mut(&mut self) -> &mut BucketSettings {
         &mut self.settings
+    }
+
+    /// Reads [`ENDPOINT_ENV`] and [`ANONYMOUS_ENV`] for what the builder left unset. The HTTP
+    /// client and credentials are made on first use.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad bucket or endpoint.
+    fn backend(mut self) -> Result<GcsBucket> {
+        self.endpoint = self.endpoint.or_else(|| env_var(ENDPOINT_ENV));
+        self.anonymous = self.anonymous.or_else(|| {
+            let on = env_var(ANONYMOUS_ENV)?.to_ascii_lowercase();
+            Some(matches!(on.as_str(), "true" | "1" | "yes"))
+        });
+        self.check()?;
+        Ok(GcsBucket::new(self))
     }
 }
 
@@ -53,13 +71,7 @@ impl GcsStoreBuilder {
     /// # Errors
     /// [`larder_core::Error::InvalidInput`] naming what is wrong with the URL.
     pub fn from_url(url: &str) -> Result<Self> {
-        let u = StoreUrl::parse(url, "gs://")?;
-        if u.scheme != "gs" {
-            return Err(Error::invalid(format!(
-                "{url:?}: scheme {}:// is not a GCS store (gs://BUCKET/PREFIX)",
-                u.scheme
-            )));
-        }
+        let u = StoreUrl::parse(url, "a GCS store (gs://BUCKET/PREFIX)", &["gs"])?;
         let mut b = GcsStoreBuilder::new(u.segment(0, "bucket", "gs://BUCKET/PREFIX")?)
             .with_prefix(u.segments[1..].join("/"))?;
         for (k, v) in &u.params {
@@ -77,18 +89,7 @@ impl GcsStoreBuilder {
     /// A bucket name of 3 to 222 of a-z, 0-9, `.`, `-`, `_`, starting and ending with a letter
     /// or digit; an endpoint over http or https.
     fn check(&self) -> Result<()> {
-        let b = &self.bucket;
-        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-        let chars = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || b".-_".contains(&c);
-        if !(3..=222).contains(&b.len())
-            || !b.bytes().all(chars)
-            || !edge(b.chars().next())
-            || !edge(b.chars().last())
-        {
-            return Err(Error::invalid(format!(
-                "{b:?} is not a valid bucket name (3 to 222 of a-z, 0-9, `.`, `-`, `_`, starting and ending with a letter or digit)"
-            )));
-        }
+        check_bucket(&self.bucket, 222, ".-_", true)?;
         match &self.endpoint {
             Some(e) if !e.starts_with("http://") && !e.starts_with("https://") => {
                 Err(Error::invalid(format!(
@@ -110,26 +111,6 @@ impl GcsStoreBuilder {
     pub fn with_anonymous(mut self, on: bool) -> Self {
         self.anonymous = Some(on);
         self
-    }
-
-    /// Build the store, reading [`ENDPOINT_ENV`] and [`ANONYMOUS_ENV`] for what the builder
-    /// left unset. The HTTP client and credentials are made on first use.
-    ///
-    /// # Errors
-    /// [`larder_core::Error::InvalidInput`] for a bad bucket or endpoint.
-    pub fn build(self) -> Result<GcsStore> {
-        Ok(BucketStore::new(self.backend()?))
-    }
-
-    pub(crate) fn backend(mut self) -> Result<GcsBucket> {
-        let env = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-        self.endpoint = self.endpoint.or_else(|| env(ENDPOINT_ENV));
-        self.anonymous = self.anonymous.or_else(|| {
-            let on = env(ANONYMOUS_ENV)?.to_ascii_lowercase();
-            Some(matches!(on.as_str(), "true" | "1" | "yes"))
-        });
-        self.check()?;
-        Ok(GcsBucket::new(self))
     }
 
     /// The endpoint requests go to, without a trailing `/`.

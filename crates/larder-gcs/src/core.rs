@@ -1,5 +1,6 @@
-//! The Cloud Storage JSON API as larder-gcs speaks it: failures and their classification,
-//! retries, the JSON it reads and the multipart bodies it writes.
+//! The Cloud Storage JSON API as larder-gcs speaks it: failures and their classification (retried
+//! by larder-bucket's [`retrying`](larder_bucket::error::retrying)), the JSON it reads and the
+//! resource its uploads carry.
 //!
 //! Every request is a plain JSON API call (`/storage/v1/…`, `/upload/storage/v1/…`) made with
 //! `google-cloud-auth`'s credentials, emulators included: the official `google-cloud-storage`
@@ -13,11 +14,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use larder_bucket::Listed;
-use larder_bucket::error::{status_is_temporary, store_error};
-use larder_core::{ByteStream, Error};
+use larder_bucket::error::{RequestError, status_is_temporary, store_error};
+use larder_core::Error;
 use reqwest_gcs::{RequestBuilder, Response};
 use serde_json::Value;
 
@@ -43,9 +42,8 @@ pub(crate) enum GcsError {
     Decode(String),
 }
 
-impl GcsError {
-    /// The status the service answered with, if it answered.
-    pub(crate) fn status(&self) -> Option<u16> {
+impl RequestError for GcsError {
+    fn status(&self) -> Option<u16> {
         match self {
             GcsError::Status(status, _) => Some(*status),
             _ => None,
@@ -60,8 +58,12 @@ impl GcsError {
         }
     }
 
+    fn timed_out(after: Duration) -> Self {
+        GcsError::Status(408, format!("no answer within {after:?}"))
+    }
+
     /// Classified, with `what` (the operation) in front and a hint where one helps.
-    pub(crate) fn into_error(self, what: &str) -> Error {
+    fn into_error(self, what: &str) -> Error {
         let hint = match self.status() {
             Some(401 | 403) => format!(" (check the credentials: {CREDENTIALS})"),
             Some(404) => " (does the bucket exist?)".to_owned(),
@@ -69,15 +71,6 @@ impl GcsError {
         };
         let (message, temporary) = (format!("{self}{hint}"), self.is_temporary());
         store_error(STORE, what, message, temporary, Some(Box::new(self)))
-    }
-}
-
-/// `Ok(None)` for an object that is not there (404), the classified error for other failures.
-pub(crate) fn found<T>(got: Result<T, GcsError>, what: &str) -> larder_core::Result<Option<T>> {
-    match got {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.status() == Some(404) => Ok(None),
-        Err(e) => Err(e.into_error(what)),
     }
 }
 
@@ -97,47 +90,6 @@ pub(crate) async fn send(req: RequestBuilder) -> Result<Response, GcsError> {
         status.as_u16(),
         message.chars().take(500).collect(),
     ))
-}
-
-/// Run `attempt` until it succeeds, fails permanently, or `retries` retries are spent, each
-/// attempt bounded by `timeout`, with exponential backoff (100 ms, doubling).
-pub(crate) async fn retrying<T, F, Fut>(
-    retries: u32,
-    timeout: Duration,
-    attempt: F,
-) -> Result<T, GcsError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, GcsError>>,
-{
-    let (mut delay, mut left) = (Duration::from_millis(100), retries);
-    loop {
-        let result = tokio::time::timeout(timeout, attempt()).await;
-        let result = result.unwrap_or_else(|_| {
-            Err(GcsError::Status(
-                408,
-                format!("no answer within {timeout:?}"),
-            ))
-        });
-        match result {
-            Err(e) if e.is_temporary() && left > 0 => {
-                left -= 1;
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Percent-encode an object name for a URL path segment (everything but unreserved bytes).
-pub(crate) fn encode(name: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(name, KEEP).to_string()
 }
 
 /// An object resource (from a listing or a metadata request): its name, size, update time,
@@ -178,14 +130,8 @@ pub(crate) fn page(v: &Value) -> (Vec<Listed>, Option<String>) {
     (items.filter_map(listed).collect(), next)
 }
 
-/// A multipart upload's body: the object's resource (name, content type, custom metadata),
-/// then the `size` bytes of `data`, between boundary lines. Returns the body, its content type
-/// and its length. A `data` that fails cuts the body short, and the service stores nothing.
-pub(crate) fn multipart(
-    key: &str,
-    metadata: &[(&str, String)],
-    (size, data): (u64, ByteStream),
-) -> (reqwest_gcs::Body, String, u64) {
+/// An upload's object resource: name, content type and custom metadata.
+pub(crate) fn resource(key: &str, metadata: &[(&str, String)]) -> String {
     let metadata: serde_json::Map<_, _> = metadata
         .iter()
         .map(|(k, v)| (k.to_string(), Value::from(v.as_str())))
@@ -195,32 +141,17 @@ pub(crate) fn multipart(
         "contentType": "application/octet-stream",
         "metadata": metadata,
     });
-    // Unique enough that no blob holds this line.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let boundary = format!(
-        "larder-{:032x}",
-        nanos ^ (u128::from(std::process::id()) << 64)
-    );
-    let head = format!(
-        "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{resource}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
-    );
-    let tail = format!("\r\n--{boundary}--\r\n");
-    let len = head.len() as u64 + size + tail.len() as u64;
-    let body = futures::stream::iter([Ok(Bytes::from(head))])
-        .chain(data)
-        .chain(futures::stream::iter([Ok(Bytes::from(tail))]));
-    let content_type = format!("multipart/related; boundary={boundary}");
-    (reqwest_gcs::Body::wrap_stream(body), content_type, len)
+    resource.to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use larder_bucket::error::found;
+
     use super::*;
 
     #[test]
-    fn object_resources_parse_and_names_encode() {
+    fn object_resources_parse() {
         let v: Value = serde_json::from_str(
             r#"{"name":"p/entries/x","size":"12","generation":"1795455369923341",
                 "updated":"2026-11-23T17:36:09.92334Z","metadata":{"larder-size":"99"}}"#,
@@ -232,7 +163,6 @@ mod tests {
         assert!(o.modified_ms > 1_700_000_000_000);
         let (items, next) = page(&serde_json::json!({"items":[v], "nextPageToken":"t"}));
         assert_eq!((items.len(), next.as_deref()), (1, Some("t")));
-        assert_eq!(encode("p/blobs/ab-1.x y~"), "p%2Fblobs%2Fab-1.x%20y~");
     }
 
     #[test]
@@ -243,9 +173,9 @@ mod tests {
         let e = GcsError::Status(403, "m".into()).into_error("x");
         assert!(e.to_string().contains("LARDER_GCS_ANONYMOUS=1") && !e.is_temporary());
         assert!(matches!(
-            found::<()>(Err(GcsError::Status(404, "".into())), "x"),
+            found::<(), _>(Err(GcsError::Status(404, "".into())), "x"),
             Ok(None)
         ));
-        assert!(found::<()>(Err(GcsError::Status(412, "".into())), "x").is_err());
+        assert!(found::<(), _>(Err(GcsError::Status(412, "".into())), "x").is_err());
     }
 }

@@ -1,19 +1,20 @@
 //! [`OpendalBucket`]: the object primitives over an OpenDAL [`Operator`] that
 //! [`larder_bucket::BucketStore`] turns into a larder store. Keys are relative to the service's
-//! root (the prefix is empty). Blobs in parts, on services that take an object only in one
-//! write, are in [`crate::parts`].
+//! root (the prefix is empty). On services that take an object only in one write, the store
+//! keeps large blobs in parts through [`larder_bucket::InParts`].
 
 use std::fmt;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryFutureExt, TryStreamExt};
-use larder_bucket::{Bucket, BucketSettings, Features, Listed};
+use futures::{StreamExt, TryStreamExt};
+use larder_bucket::store::with_times;
+use larder_bucket::{Bucket, BucketSettings, Features, Listed, PutObject};
 use larder_core::entry::now_ms;
-use larder_core::{ByteStream, Digest, Error, Key, PutOutcome, Result};
+use larder_core::{ByteStream, Error, PutOutcome, Result};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{Metadata, Operator};
 
@@ -24,26 +25,6 @@ use crate::error::{is_exists, is_not_found, od};
 /// concurrent position writer (`fs`) was measured holding far more than `concurrent` parts
 /// (150 MiB for a 256 MiB blob with four in flight, 26 MiB with one).
 const PARTS_IN_FLIGHT: usize = 2;
-
-/// The object of the entry under `key`.
-pub fn entry_path(key: &Key) -> String {
-    format!("entries/{}", key.storage_name())
-}
-
-/// The object of a blob stored whole.
-pub fn blob_path(digest: &Digest) -> String {
-    format!("blobs/{}", digest.to_hex())
-}
-
-/// The manifest of a blob stored in parts.
-pub fn manifest_path(digest: &Digest) -> String {
-    crate::parts::manifest_key(&digest.to_hex())
-}
-
-/// Part `n` of a blob stored in parts.
-pub fn part_path(digest: &Digest, n: u64) -> String {
-    crate::parts::part_key(&digest.to_hex(), n)
-}
 
 /// Register the compiled-in services and the HTTP transport (reqwest), once per process.
 /// reqwest is built without a crypto provider (no aws-lc build): ring is installed as the
@@ -66,7 +47,7 @@ struct Inner {
     op: Operator,
     cfg: OpendalStoreBuilder,
     /// The service takes one object in several writes (multipart, append, a file): blobs
-    /// stream into one object. Otherwise large blobs are stored in parts.
+    /// stream into one object, and are read in ranged parts.
     streaming: bool,
     /// Create-only writes are native (`if_not_exists`).
     create_only: bool,
@@ -80,13 +61,13 @@ impl fmt::Display for OpendalBucket {
 }
 
 impl OpendalBucket {
-    pub(crate) fn new(cfg: OpendalStoreBuilder) -> Result<OpendalBucket> {
+    pub(crate) fn from_builder(cfg: OpendalStoreBuilder) -> Result<OpendalBucket> {
+        cfg.check_service()?;
         let what = format!("configuring {}", cfg.name);
+        let options = cfg.options.iter().map(|(k, v)| (k.clone(), v.0.clone()));
         let op = match &cfg.uri {
-            Some(uri) => {
-                opendal::OperatorUri::new(uri, cfg.options.clone()).and_then(Operator::from_uri)
-            }
-            None => Operator::via_iter(&cfg.scheme, cfg.options.clone()),
+            Some(uri) => opendal::OperatorUri::new(uri, options).and_then(Operator::from_uri),
+            None => Operator::via_iter(&cfg.scheme, options),
         }
         .map_err(|e| od(&what, e))?;
         let s = &cfg.settings;
@@ -121,6 +102,7 @@ impl OpendalBucket {
             metadata: false,
             list,
             delete: cap.delete,
+            multi_write: cap.write_can_multi,
             no_trim,
         };
         Ok(OpendalBucket(Arc::new(Inner {
@@ -142,13 +124,6 @@ impl OpendalBucket {
         self.0.streaming
     }
 
-    /// The digest (hex) of a blob key whose blob may be stored in parts, on a service that
-    /// stores large blobs so.
-    pub(crate) fn parted<'k>(&self, key: &'k str) -> Option<&'k str> {
-        let hex = key.strip_prefix("blobs/")?;
-        (!self.0.streaming && !hex.contains(['.', '/'])).then_some(hex)
-    }
-
     /// The stat of `key`, `None` when it does not exist.
     pub(crate) async fn stat(&self, key: &str) -> Result<Option<Metadata>> {
         match self.0.op.stat(key).await {
@@ -156,23 +131,6 @@ impl OpendalBucket {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(od(&format!("checking {key}"), e)),
         }
-    }
-
-    /// Delete `key` (absent is fine).
-    pub(crate) async fn remove(&self, key: &str) -> Result<()> {
-        match self.0.op.delete(key).await {
-            Err(e) if !is_not_found(&e) => Err(od(&format!("deleting {key}"), e)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Delete every one of `keys`, a few at a time.
-    pub(crate) async fn remove_all(&self, keys: Vec<String>) -> Result<()> {
-        futures::stream::iter(keys)
-            .map(|k| async move { self.remove(&k).await })
-            .buffer_unordered(self.settings().concurrency)
-            .try_collect()
-            .await
     }
 
     /// One object as a stream of chunks. On streaming services blobs are one object: with its
@@ -201,11 +159,10 @@ impl OpendalBucket {
     }
 
     /// Every object under `dir` (recursively where the service can), as a [`Listed`]: size,
-    /// modification time (a stat when the listing lacks it) and version (see [`version`]). A
-    /// directory that was never written lists as empty.
+    /// modification time (a stat when the listing lacks it: [`with_times`]) and version (see
+    /// [`version`]). A directory that was never written lists as empty.
     pub(crate) fn list_dir(&self, dir: String) -> BoxStream<'static, Result<Listed>> {
-        let (op, concurrency) = (self.0.op.clone(), self.settings().concurrency);
-        let what = format!("listing {dir}");
+        let (op, what) = (self.0.op.clone(), format!("listing {dir}"));
         let listing = async move {
             let lister = match op.lister_with(&dir).recursive(true).await {
                 Ok(lister) => lister,
@@ -215,28 +172,20 @@ impl OpendalBucket {
             let items = lister
                 .filter(|item| futures::future::ready(!item.as_ref().is_err_and(is_not_found)))
                 .map(move |item| {
-                    let (op, what) = (op.clone(), what.clone());
-                    async move {
-                        let (key, meta) = item.map_err(|e| od(&what, e))?.into_parts();
-                        if meta.is_dir() {
-                            return Ok(None);
-                        }
-                        if meta.last_modified().is_some() {
-                            return Ok(Some(listed(key, &meta)));
-                        }
-                        // Some listings carry no times: ask for them.
-                        match op.stat(&key).await {
-                            Ok(meta) => Ok(Some(listed(key, &meta))),
-                            Err(e) if is_not_found(&e) => Ok(None),
-                            Err(e) => Err(od(&format!("checking {key}"), e)),
-                        }
-                    }
+                    let (key, meta) = item.map_err(|e| od(&what, e))?.into_parts();
+                    let modified_ms = modified_ms(&meta).unwrap_or(0);
+                    Ok((!meta.is_dir()).then(|| Listed {
+                        modified_ms,
+                        ..listed(key, &meta)
+                    }))
                 })
-                .buffered(concurrency)
                 .try_filter_map(|l| futures::future::ready(Ok(l)));
             Ok(items.boxed())
         };
-        Box::pin(futures::stream::once(listing).try_flatten())
+        with_times(
+            self.clone(),
+            Box::pin(futures::stream::once(listing).try_flatten()),
+        )
     }
 }
 
@@ -283,76 +232,41 @@ impl Bucket for OpendalBucket {
         self.0.features
     }
 
-    /// Blobs in parts list as one blob each (`parts::by_digest`).
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
-        if prefix != "blobs/" || self.0.streaming {
-            return self.list_dir(prefix.to_owned());
-        }
-        let all = self
-            .list_dir(prefix.into())
-            .chain(self.list_dir("parts/".into()));
-        let grouped = all
-            .try_collect()
-            .map_ok(|all| futures::stream::iter(crate::parts::by_digest(all).into_iter().map(Ok)));
-        Box::pin(futures::stream::once(grouped).try_flatten())
+        self.list_dir(prefix.to_owned())
     }
 
-    /// A blob stored in parts answers with its manifest.
     async fn head(&self, key: &str) -> Result<Option<Listed>> {
-        let mut found = self.stat(key).await?;
-        if let Some(hex) = self.parted(key)
-            && found.is_none()
-        {
-            found = self.stat(&crate::parts::manifest_key(hex)).await?;
-        }
-        Ok(found.map(|meta| listed(key.to_owned(), &meta)))
+        Ok(self
+            .stat(key)
+            .await?
+            .map(|meta| listed(key.to_owned(), &meta)))
     }
 
-    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bytes>> {
-        let mut buf = BytesMut::new();
-        let read = async {
-            let mut chunks = self.chunks(key.to_owned(), None).await?;
-            while let Some(chunk) = chunks.next().await {
-                buf.extend_from_slice(&chunk?);
-                if buf.len() as u64 > limit {
-                    // Its whole size for the message; what was read if the stat fails.
-                    let meta = self.stat(key).await.ok().flatten();
-                    let size = meta.map_or(buf.len() as u64, |m| m.content_length());
-                    let what = key.to_owned();
-                    return Err(Error::TooLarge { what, size, limit });
-                }
-            }
-            Ok(())
+    /// The object stated first (its size).
+    async fn read(&self, key: &str) -> Result<Option<(u64, ByteStream)>> {
+        let Some(meta) = self.stat(key).await? else {
+            return Ok(None);
         };
-        match read.await {
-            Ok(()) => Ok(Some(buf.freeze())),
+        let size = meta.content_length();
+        Ok(Some((size, self.chunks(key.to_owned(), Some(size)).await?)))
+    }
+
+    /// A plain read, without the stat (on a key-value service a stat reads the value): what
+    /// small objects ([`Bucket::get`]'s default) and blobs' parts are read with.
+    async fn read_chunks(&self, key: &str) -> Result<Option<ByteStream>> {
+        match self.chunks(key.to_owned(), None).await {
+            Ok(chunks) => Ok(Some(chunks)),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
-        }
-    }
-
-    /// The object stated first (its size), else a blob's manifest and parts.
-    async fn read(&self, key: &str) -> Result<Option<(u64, ByteStream)>> {
-        if let Some(meta) = self.stat(key).await? {
-            let size = meta.content_length();
-            return Ok(Some((size, self.chunks(key.to_owned(), Some(size)).await?)));
-        }
-        match self.parted(key) {
-            Some(hex) => crate::parts::read(self, hex).await,
-            None => Ok(None),
         }
     }
 
     /// With `create`, only if absent: natively where the service can; elsewhere a check first,
     /// whose race (two creators both write) is harmless because both write a complete object
     /// for the same key. No metadata is kept ([`Features::metadata`] is off).
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        create: bool,
-        _metadata: &[(&str, String)],
-    ) -> Result<PutOutcome> {
+    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
+        let create = how.create;
         let native = create && self.0.create_only;
         if create && !native && self.stat(key).await?.is_some() {
             return Ok(PutOutcome::Exists);
@@ -364,13 +278,10 @@ impl Bucket for OpendalBucket {
         }
     }
 
-    /// Streaming services: through OpenDAL's writer in parts of the part size, one at a time,
-    /// closed (the object published) only after the body ended cleanly, aborted otherwise.
-    /// Elsewhere: in parts and a manifest (`parts::write`).
-    async fn put_stream(&self, key: &str, size: u64, mut body: ByteStream) -> Result<()> {
-        if let Some(hex) = self.parted(key) {
-            return crate::parts::write(self, hex, size, body).await;
-        }
+    /// Through OpenDAL's writer in parts of the part size, one at a time, closed (the object
+    /// published) only after the body ended cleanly, aborted otherwise. (Services that take an
+    /// object only in one write get blobs in parts from [`larder_bucket::InParts`] instead.)
+    async fn put_stream(&self, key: &str, _size: u64, mut body: ByteStream) -> Result<()> {
         let what = format!("writing {key}");
         let writer = self.0.op.writer_with(key).chunk(self.settings().part_size);
         let mut writer = writer.await.map_err(|e| od(&what, e))?;
@@ -390,26 +301,20 @@ impl Bucket for OpendalBucket {
         sent
     }
 
-    /// A blob goes as a whole: the object, or the manifest and then the parts it names.
     async fn delete(&self, key: &str) -> Result<()> {
-        self.remove(key).await?;
-        match self.parted(key) {
-            Some(hex) => crate::parts::remove(self, hex).await,
-            None => Ok(()),
+        match self.0.op.delete(key).await {
+            Err(e) if !is_not_found(&e) => Err(od(&format!("deleting {key}"), e)),
+            _ => Ok(()),
         }
     }
 
-    /// Only what is still older than `cutoff_ms`: a writer that uploaded the blob again since
-    /// the listing (a reuse uploads it again) keeps it, and parts a writer is uploading right
-    /// now are young.
+    /// Only if it is still older than `cutoff_ms`: a writer that uploaded the blob again since
+    /// the listing (a reuse uploads it again) keeps it.
     async fn delete_stale(&self, key: &str, cutoff_ms: u64) -> Result<()> {
         let old = |meta: &Metadata| modified_ms(meta).is_some_and(|m| m < cutoff_ms);
         if self.stat(key).await?.is_some_and(|m| old(&m)) {
-            self.remove(key).await?;
+            self.delete(key).await?;
         }
-        match self.parted(key) {
-            Some(hex) => crate::parts::remove_stale(self, hex, cutoff_ms).await,
-            None => Ok(()),
-        }
+        Ok(())
     }
 }

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use larder_bucket::{BucketBuilder, BucketSettings, BucketStore, FromUrl};
+use larder_bucket::settings::{boolean, env_options, number};
+use larder_bucket::{BucketBuilder, BucketSettings, FromUrl, InParts, Secret};
 use larder_core::{Error, Result};
 
-use crate::OpendalStore;
 use crate::backend::OpendalBucket;
 
 /// The URL scheme prefix of this store.
@@ -54,14 +54,15 @@ const KNOWN_SERVICES: &str = "aliyun-drive alluxio azblob azdls azfile b2 cacach
 /// Services this crate has a `services-<name>` feature for.
 const FEATURED_SERVICES: &[&str] = &["fs", "webdav", "azblob", "redis"];
 
-/// How to build an [`OpendalStore`]: the service, its options and larder's own settings (the
-/// settings every bucket store shares are [`BucketBuilder`]'s methods).
-#[derive(Clone)]
+/// How to build an [`OpendalStore`](crate::OpendalStore): the service, its options and
+/// larder's own settings (the settings every bucket store shares, and `build`, are
+/// [`BucketBuilder`]'s methods).
+#[derive(Debug, Clone)]
 pub struct OpendalStoreBuilder {
     pub(crate) settings: BucketSettings,
     pub(crate) scheme: String,
     /// Options handed to OpenDAL (may hold secrets: never printed).
-    pub(crate) options: BTreeMap<String, String>,
+    pub(crate) options: BTreeMap<String, Secret>,
     /// For services larder does not map itself: the URL (without `opendal+`) for OpenDAL's
     /// own URI parser.
     pub(crate) uri: Option<String>,
@@ -70,44 +71,31 @@ pub struct OpendalStoreBuilder {
     pub(crate) list: Option<bool>,
 }
 
-impl std::fmt::Debug for OpendalStoreBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Option values may be secrets: only their names.
-        f.debug_struct("OpendalStoreBuilder")
-            .field("name", &self.name)
-            .field("options", &self.options.keys().collect::<Vec<_>>())
-            .field("list", &self.list)
-            .field("settings", &self.settings)
-            .finish()
-    }
-}
-
 impl BucketBuilder for OpendalStoreBuilder {
+    type Bucket = InParts<OpendalBucket>;
+
     fn settings_mut(&mut self) -> &mut BucketSettings {
         &mut self.settings
+    }
+
+    /// Nothing is contacted yet (except that the `fs` service creates its directories).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the service is not compiled in (naming the cargo feature to
+    /// enable) or OpenDAL rejects the options.
+    fn backend(self) -> Result<InParts<OpendalBucket>> {
+        OpendalBucket::from_builder(self).map(InParts::new)
     }
 }
 
 impl FromUrl for OpendalBucket {
     fn from_url(url: &str) -> Result<OpendalBucket> {
-        OpendalStoreBuilder::from_url(url)?.backend()
+        OpendalBucket::from_builder(OpendalStoreBuilder::from_url(url)?)
     }
 }
 
-fn parse_bool(key: &str, v: &str) -> Result<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::invalid(format!(
-            "opendal store: `{key}={v}` is not a boolean (true or false)"
-        ))),
-    }
-}
-
-fn parse_num(key: &str, v: &str) -> Result<u64> {
-    larder_core::size::parse_size(v)
-        .map_err(|e| Error::invalid(format!("opendal store: `{key}={v}` is not a number: {e}")))
-}
+/// What messages call the store when they name no URL.
+const STORE: &str = "opendal store";
 
 impl OpendalStoreBuilder {
     /// A builder for OpenDAL service `scheme` with no options yet.
@@ -163,18 +151,14 @@ impl OpendalStoreBuilder {
         let mut b = Self::new(&scheme);
 
         // Environment first, the URL's query over it.
-        for (k, v) in env {
-            if let Some(opt) = k.strip_prefix(ENV_PREFIX)
-                && !opt.is_empty()
-            {
-                b.set_option(&opt.to_ascii_lowercase(), &v)?;
-            }
+        for (k, v) in env_options(ENV_PREFIX, env) {
+            b.set_option(&k, &v)?;
         }
         let mut tls = None;
         for (k, v) in parsed.query_pairs() {
             let k = k.to_ascii_lowercase();
             if k == "tls" {
-                tls = Some(parse_bool(&k, &v)?);
+                tls = Some(boolean(STORE, &k, &v)?);
             } else {
                 b.set_option(&k, &v)?;
             }
@@ -203,15 +187,13 @@ impl OpendalStoreBuilder {
                     return Err(bad("names no directory: opendal+fs:///ABSOLUTE/DIR"));
                 }
                 let root = format!("/{path}");
-                b.options
-                    .entry("atomic_write_dir".into())
-                    .or_insert_with(|| format!("{root}/.tmp"));
-                b.options.insert("root".into(), root);
+                b.default_option("atomic_write_dir", format!("{root}/.tmp"));
+                b.put("root", root);
             }
             "webdav" => {
                 let host = host("opendal+webdav://HOST[:PORT]/PATH")?;
                 b.default_option("endpoint", format!("{http}://{host}"));
-                b.options.insert("root".into(), format!("/{path}"));
+                b.put("root", format!("/{path}"));
             }
             "azblob" => {
                 let host = host("opendal+azblob://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX")?;
@@ -221,15 +203,15 @@ impl OpendalStoreBuilder {
                         "names no container: opendal+azblob://HOST/CONTAINER/PREFIX",
                     ));
                 }
-                b.options.insert("container".into(), container.to_owned());
+                b.put("container", container.to_owned());
                 b.default_option("endpoint", format!("{http}://{host}"));
-                b.options.insert("root".into(), format!("/{prefix}"));
+                b.put("root", format!("/{prefix}"));
             }
             "redis" => {
                 let host = host("opendal+redis://HOST:PORT/PREFIX")?;
                 let proto = if tls == Some(true) { "rediss" } else { "redis" };
                 b.default_option("endpoint", format!("{proto}://{host}"));
-                b.options.insert("root".into(), format!("/{path}"));
+                b.put("root", format!("/{path}"));
             }
             _ => {
                 // OpenDAL's own URI form for this service; the options go along.
@@ -245,8 +227,12 @@ impl OpendalStoreBuilder {
         Ok(b)
     }
 
+    fn put(&mut self, key: &str, value: String) {
+        self.options.insert(key.into(), Secret(value));
+    }
+
     fn default_option(&mut self, key: &str, value: String) {
-        self.options.entry(key.into()).or_insert(value);
+        self.options.entry(key.into()).or_insert(Secret(value));
     }
 
     /// Set one option: larder's own keys (see [`LARDER_KEYS`]) or an OpenDAL option.
@@ -255,27 +241,21 @@ impl OpendalStoreBuilder {
     /// [`Error::InvalidInput`] for a larder key with a bad value.
     pub fn set_option(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         match key {
-            "list" => self.list = Some(parse_bool(key, value)?),
+            "list" => self.list = Some(boolean(STORE, key, value)?),
             "part_size" => {
-                let n = parse_num(key, value)?;
-                self.settings.part_size = usize::try_from(n)
-                    .ok()
-                    .filter(|n| *n >= MIN_PART_SIZE)
-                    .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "opendal store: part_size must be at least {MIN_PART_SIZE} bytes"
-                    ))
-                })?;
+                let bytes = number(STORE, key, value)?;
+                self.settings.set_part_size(bytes, MIN_PART_SIZE, STORE)?;
             }
             "timeout_ms" => {
-                let t = Duration::from_millis(parse_num(key, value)?);
+                let t = Duration::from_millis(number(STORE, key, value)?);
                 (self.settings.request_timeout, self.settings.read_timeout) = (t, t);
             }
             // `tls` only means something in a URL; from the environment it is ignored.
             "tls" => {}
-            _ if self.settings.apply("opendal store", key, value)? => {}
+            _ if self.settings.apply(STORE, key, value)? => {}
             _ => {
-                self.options.insert(key.to_owned(), value.to_owned());
+                self.options
+                    .insert(key.to_owned(), Secret(value.to_owned()));
             }
         }
         Ok(self)
@@ -309,28 +289,17 @@ impl OpendalStoreBuilder {
 
     /// An option's value.
     pub fn option(&self, key: &str) -> Option<&str> {
-        self.options.get(key).map(String::as_str)
+        self.options.get(key).map(|v| v.0.as_str())
     }
 
-    /// Build the store. Nothing is contacted yet (except that the `fs` service creates its
-    /// directories).
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when the service is not compiled in (naming the cargo feature to
-    /// enable) or OpenDAL rejects the options.
-    pub fn build(self) -> Result<OpendalStore> {
-        Ok(BucketStore::new(self.backend()?))
-    }
-
-    fn backend(self) -> Result<OpendalBucket> {
+    /// Check the service is compiled in.
+    pub(crate) fn check_service(&self) -> Result<()> {
         crate::backend::install();
-        if !opendal::OperatorRegistry::get()
-            .schemes()
-            .contains(&self.scheme)
-        {
-            return Err(not_compiled_in(&self.scheme));
+        let schemes = opendal::OperatorRegistry::get().schemes();
+        match schemes.contains(&self.scheme) {
+            true => Ok(()),
+            false => Err(not_compiled_in(&self.scheme)),
         }
-        OpendalBucket::new(self)
     }
 }
 

@@ -7,7 +7,7 @@
 //! credential is permanent and says which options to check. Not found is reported as such,
 //! though the store turns it into a miss wherever a miss is meant.
 
-use larder_bucket::error::store_error;
+use larder_bucket::error::{Failure, classify};
 use larder_core::Error;
 use opendal::ErrorKind as K;
 
@@ -15,29 +15,19 @@ pub(crate) const STORE: &str = "larder-opendal";
 
 /// Turn an OpenDAL error met while doing `what` into a classified [`Error`].
 pub(crate) fn od(what: &str, err: opendal::Error) -> Error {
-    let (hint, temporary) = match err.kind() {
-        K::NotFound => {
-            return Error::NotFound {
-                what: format!("{what}: {err}"),
-            };
-        }
-        K::ConfigInvalid => {
-            return Error::invalid(format!("{what}: invalid OpenDAL configuration: {err}"));
-        }
-        K::Unsupported => ("the service does not support this: ", false),
-        K::PermissionDenied => (
-            "permission denied (check the service's credentials: LARDER_OPENDAL_* options): ",
-            false,
-        ),
+    let failure = match err.kind() {
+        K::NotFound => Failure::NotFound,
+        K::ConfigInvalid => Failure::Config,
+        K::Unsupported => Failure::Unsupported,
+        K::PermissionDenied => Failure::Denied,
         // "Persistent" is OpenDAL's mark for a temporary error that outlived its retries (a
         // dead or hanging server): still worth trying again later, so temporary here.
-        kind => (
-            "",
-            err.is_temporary() || err.is_persistent() || kind == K::RateLimited,
-        ),
+        K::RateLimited => Failure::Temporary,
+        _ if err.is_temporary() || err.is_persistent() => Failure::Temporary,
+        _ => Failure::Permanent,
     };
-    let message = format!("{hint}{err}");
-    store_error(STORE, what, message, temporary, Some(Box::new(err)))
+    let credentials = "the service's credentials: LARDER_OPENDAL_* options";
+    classify(STORE, what, failure, credentials, err)
 }
 
 /// Whether an OpenDAL error means "not there".
@@ -68,7 +58,7 @@ mod tests {
             opendal::Error::new(K::Unexpected, "-").set_persistent(),
         );
         let denied = e(K::PermissionDenied, false);
-        assert!(denied.to_string().contains("credentials"), "{denied}");
+        assert!(denied.to_string().contains("LARDER_OPENDAL_*"), "{denied}");
         let kinds = [
             (e(K::NotFound, false), ErrorKind::NotFound),
             (e(K::ConfigInvalid, false), ErrorKind::InvalidInput),

@@ -7,11 +7,11 @@
 mod backend;
 mod config;
 mod error;
-mod parts;
 
-pub use backend::{OpendalBucket, blob_path, entry_path, manifest_path, part_path};
+pub use backend::OpendalBucket;
 pub use config::{ENV_PREFIX, LARDER_KEYS, MIN_PART_SIZE, OpendalStoreBuilder, URL_PREFIX};
 pub use larder_bucket::BucketBuilder;
 
-/// A larder store in an OpenDAL service.
-pub type OpendalStore = larder_bucket::BucketStore<OpendalBucket>;
+/// A larder store in an OpenDAL service: large blobs in parts where the service takes an object
+/// only in one write.
+pub type OpendalStore = larder_bucket::BucketStore<larder_bucket::InParts<OpendalBucket>>;

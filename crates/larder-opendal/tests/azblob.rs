@@ -18,7 +18,10 @@ fn main() -> std::process::ExitCode {
                 Azurite::start().ok_or(Unavailable("azurite-blob is not installed".into()))?;
             azurite.create_container("larder").await;
             let store = azurite.store("larder/conformance");
-            assert!(store.backend().streams_blobs(), "azblob uploads blocks");
+            assert!(
+                store.backend().inner().streams_blobs(),
+                "azblob uploads blocks"
+            );
             let cap = store.capability();
             assert!(cap.list && cap.delete && cap.trim, "{cap:?}");
             Ok(BucketHarness::new(store).keep(azurite))

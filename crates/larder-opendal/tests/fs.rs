@@ -13,7 +13,7 @@ fn fs_store(dir: &std::path::Path) -> OpendalStore {
     let url = format!("opendal+fs://{}", dir.join("store").display());
     let store = OpendalStore::from_url(&url).expect("store");
     assert!(
-        store.backend().streams_blobs(),
+        store.backend().inner().streams_blobs(),
         "fs takes a blob in several writes"
     );
     let cap = store.capability();

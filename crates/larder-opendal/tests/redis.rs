@@ -79,7 +79,7 @@ async fn redis_store(redis: &Redis) -> larder_opendal::OpendalStore {
     let url = format!("opendal+redis://127.0.0.1:{}/conformance", redis.port);
     let store = OpendalStore::from_url(&url).expect("store");
     assert!(
-        !store.backend().streams_blobs(),
+        !store.backend().inner().streams_blobs(),
         "redis takes a value in one SET"
     );
     let cap = store.capability();

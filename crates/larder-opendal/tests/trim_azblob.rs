@@ -35,6 +35,7 @@ async fn trim_on_azblob_against_azurite() {
     assert!(
         store(&az, "streams", Duration::ZERO)
             .backend()
+            .inner()
             .streams_blobs()
     );
     trim::shared(|prefix, grace| store(&az, prefix, grace)).await;

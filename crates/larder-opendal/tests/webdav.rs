@@ -58,7 +58,7 @@ async fn dav_store(server: &DavServer) -> OpendalStore {
     );
     let store = OpendalStore::from_url(&url).expect("store");
     assert!(
-        !store.backend().streams_blobs(),
+        !store.backend().inner().streams_blobs(),
         "WebDAV takes an object in one PUT: large blobs go in parts"
     );
     let cap = store.capability();
@@ -87,17 +87,13 @@ async fn large_blob_in_parts_survives_a_lost_part_as_a_miss() {
         .put_blob_bytes(bytes.clone().into())
         .await
         .expect("put");
-    let op = store.backend().operator();
+    let op = store.backend().inner().operator();
     assert!(
-        op.exists(&larder_opendal::manifest_path(&digest))
+        op.exists(&store.backend().manifest_key(digest.to_hex()))
             .await
             .expect("stat")
     );
-    assert!(
-        !op.exists(&larder_opendal::blob_path(&digest))
-            .await
-            .expect("stat")
-    );
+    assert!(!op.exists(&store.blob_key(&digest)).await.expect("stat"));
     let got = store
         .get_blob_bytes(&digest, 1 << 30)
         .await
@@ -105,7 +101,7 @@ async fn large_blob_in_parts_survives_a_lost_part_as_a_miss() {
         .expect("present");
     assert_eq!(got, bytes);
     // A part goes missing: the read fails as corrupt and the blob is gone (a miss next time).
-    op.delete(&larder_opendal::part_path(&digest, 2))
+    op.delete(&store.backend().part_key(digest.to_hex(), 2))
         .await
         .expect("delete part");
     let err = store

@@ -15,10 +15,10 @@ use aws_sdk_s3::primitives::{ByteStream as S3Body, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, Object};
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use larder_bucket::error::{body, store_error, timed_chunks};
-use larder_bucket::{Bucket, BucketSettings, Listed};
-use larder_core::{ByteStream, Error, PutOutcome, Result};
+use larder_bucket::error::{body, store_error, timed_chunks, within};
+use larder_bucket::upload::send_parts;
+use larder_bucket::{Bucket, BucketBuilder, BucketSettings, FromUrl, Listed, PutObject};
+use larder_core::{ByteStream, PutOutcome, Result};
 use tokio::sync::OnceCell;
 
 use crate::config::{Credentials, S3StoreBuilder};
@@ -45,6 +45,13 @@ impl fmt::Debug for S3Bucket {
 impl fmt::Display for S3Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s3 store {}", self.0.cfg.describe())
+    }
+}
+
+impl FromUrl for S3Bucket {
+    /// As [`S3StoreBuilder::from_url`], with the environment for what the URL leaves unset.
+    fn from_url(url: &str) -> Result<S3Bucket> {
+        S3StoreBuilder::from_url(url)?.backend()
     }
 }
 
@@ -87,7 +94,8 @@ impl Clients {
             b = b.region(Region::new("us-east-1"));
         }
         if let Credentials::Static { access, secret } = &cfg.credentials {
-            let creds = aws_sdk_s3::config::Credentials::new(access, secret, None, None, "larder");
+            let creds =
+                aws_sdk_s3::config::Credentials::new(access, &secret.0, None, None, "larder");
             b = b.credentials_provider(creds);
         }
         let timeouts = |attempt: Option<Duration>| {
@@ -192,10 +200,7 @@ impl Bucket for S3Bucket {
         let Some((size, out)) = self.get_object(key, false).await? else {
             return Ok(None);
         };
-        if size > limit {
-            let what = key.to_owned();
-            return Err(Error::TooLarge { what, size, limit });
-        }
+        within(key, size, limit)?;
         let bytes = out.body.collect().await;
         let bytes = bytes.map_err(|e| body(STORE, &format!("reading {key}"), e))?;
         Ok(Some(bytes.into_bytes()))
@@ -214,25 +219,24 @@ impl Bucket for S3Bucket {
         Ok(Some((size, timed_chunks(STORE, what, timeout, chunks))))
     }
 
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        create: bool,
-        metadata: &[(&str, String)],
-    ) -> Result<PutOutcome> {
-        let create_only = self.0.cfg.create_only;
+    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
+        let (create, create_only) = (how.create, self.0.cfg.create_only);
         if create && !create_only && self.head(key).await?.is_some() {
             return Ok(PutOutcome::Exists);
         }
-        // Bodies up to 1 MiB (entries, records, small blobs) are bounded like other small
-        // requests; larger ones only by the connect and read time-outs.
-        let (clients, big) = (self.clients().await, body.len() > 1 << 20);
-        let client = if big { &clients.big } else { &clients.small };
+        let (clients, small) = (
+            self.clients().await,
+            self.settings().attempt_timeout(body.len()),
+        );
+        let client = if small.is_some() {
+            &clients.small
+        } else {
+            &clients.big
+        };
         let req = client.put_object().bucket(self.bucket()).key(key);
         let req = req.content_length(body.len() as i64);
         let mut req = req.body(S3Body::from(body));
-        for (k, v) in metadata {
+        for (k, v) in how.metadata {
             req = req.metadata(*k, v);
         }
         if create && create_only {
@@ -257,23 +261,23 @@ impl Bucket for S3Bucket {
         let Some(id) = created.upload_id() else {
             return Err(store_error(STORE, &what, "no upload id", false, None));
         };
-        let parts = larder_bucket::upload::parts(body, self.settings().part_size);
-        let parts = parts.enumerate().map(|(i, part)| {
+        let (part_size, in_flight) = (self.settings().part_size, self.0.cfg.parts_in_flight);
+        let uploaded = send_parts(body, part_size, in_flight, |i, part| {
             let n = i as i32 + 1;
             let req = client.upload_part().bucket(bucket).key(key);
-            let req = req.upload_id(id).part_number(n);
+            let req = req
+                .upload_id(id)
+                .part_number(n)
+                .content_length(part.len() as i64);
+            let sent = req.body(S3Body::from(part)).send();
             async move {
-                let part = part?;
-                let req = req.content_length(part.len() as i64);
-                let sent = req.body(S3Body::from(part)).send().await;
-                let out = sent.map_err(|e| sdk(&format!("uploading part {n} of {key}"), e))?;
+                let out = sent.await;
+                let out = out.map_err(|e| sdk(&format!("uploading part {n} of {key}"), e))?;
                 let done = CompletedPart::builder().part_number(n);
-                Ok::<_, Error>(done.set_e_tag(out.e_tag().map(str::to_owned)).build())
+                Ok(done.set_e_tag(out.e_tag().map(str::to_owned)).build())
             }
         });
-        let parts = parts.buffered(self.0.cfg.parts_in_flight);
-        let uploaded: Result<Vec<_>> = parts.try_collect().await;
-        let done = match uploaded {
+        let done = match uploaded.await {
             Ok(parts) => {
                 let all = CompletedMultipartUpload::builder().set_parts(Some(parts));
                 let req = client.complete_multipart_upload().bucket(bucket).key(key);
@@ -296,18 +300,15 @@ impl Bucket for S3Bucket {
     }
 
     /// A copy onto itself with new metadata: a new modification time, the same bytes.
-    async fn refresh(&self, key: &str) -> bool {
+    async fn refresh(&self, key: &str) -> Result<bool> {
         let client = &self.clients().await.big;
         let copy = client.copy_object().bucket(self.bucket()).key(key);
         let copy = copy.copy_source(format!("{}/{key}", self.bucket()));
         let copy = copy.metadata_directive(MetadataDirective::Replace);
-        match copy.send().await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::debug!("{self}: cannot refresh {key}: {}", sdk("refreshing", e));
-                false
-            }
-        }
+        copy.send()
+            .await
+            .map(|_| true)
+            .map_err(|e| sdk("refreshing", e))
     }
 
     /// S3 deletes are idempotent.

@@ -1,12 +1,12 @@
-//! Building an [`S3Store`]: bucket, endpoint, credentials and transfer sizes, from a URL
-//! (`s3://bucket/prefix`, `minio://host:port/bucket/prefix`) and the environment. What every
-//! bucket store is configured with (prefix, time-outs, grace, policy) is
+//! Building an [`S3Store`](crate::S3Store): bucket, endpoint, credentials and transfer sizes,
+//! from a URL (`s3://bucket/prefix`, `minio://host:port/bucket/prefix`) and the environment.
+//! What every bucket store is configured with (prefix, time-outs, grace, policy) is
 //! [`BucketSettings`], set through [`BucketBuilder`].
 
-use larder_bucket::{BucketBuilder, BucketSettings, BucketStore, FromUrl, StoreUrl};
+use larder_bucket::settings::{check_bucket, env_var};
+use larder_bucket::{BucketBuilder, BucketSettings, Secret, StoreUrl};
 use larder_core::{Error, Result};
 
-use crate::S3Store;
 use crate::backend::S3Bucket;
 
 /// Env var: access key id for `minio://` stores (else `AWS_ACCESS_KEY_ID`).
@@ -23,30 +23,20 @@ pub const MIN_PART_SIZE: usize = 5 << 20;
 
 const PARAMS: &str = "endpoint, region, path_style, tls, part_size, parts_in_flight, create_only";
 
-/// Where credentials come from.
-#[derive(Clone, PartialEq, Eq)]
+/// Where credentials come from (`Debug` never shows the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Credentials {
     /// The AWS default chain (env, profile, web identity, ECS, IMDS).
     Chain,
     /// Static keys from [`ACCESS_KEY_ENV`]/[`SECRET_KEY_ENV`] or `AWS_*`, read at build time.
     FromEnv,
     /// Keys given to the builder.
-    Static { access: String, secret: String },
+    Static { access: String, secret: Secret },
 }
 
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print secrets.
-        match self {
-            Credentials::Chain => f.write_str("Chain"),
-            Credentials::FromEnv => f.write_str("FromEnv"),
-            Credentials::Static { access, .. } => write!(f, "Static({access}, ***)"),
-        }
-    }
-}
-
-/// Builds an [`S3Store`]. Start from [`S3StoreBuilder::from_url`] or [`S3StoreBuilder::new`];
-/// the settings every bucket store shares are [`BucketBuilder`]'s methods.
+/// Builds an [`S3Store`](crate::S3Store). Start from [`S3StoreBuilder::from_url`] or
+/// [`S3StoreBuilder::new`]; the settings every bucket store shares, and `build`, are
+/// [`BucketBuilder`]'s methods.
 #[derive(Debug, Clone)]
 pub struct S3StoreBuilder {
     pub(crate) settings: BucketSettings,
@@ -60,14 +50,38 @@ pub struct S3StoreBuilder {
 }
 
 impl BucketBuilder for S3StoreBuilder {
+    type Bucket = S3Bucket;
+
     fn settings_mut(&mut self) -> &mut BucketSettings {
         &mut self.settings
     }
-}
 
-impl FromUrl for S3Bucket {
-    fn from_url(url: &str) -> Result<S3Bucket> {
-        S3StoreBuilder::from_url(url)?.backend()
+    /// Clients are made here when the keys are static; with the AWS chain they are made on
+    /// first use (loading the chain is asynchronous).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad bucket, or a `minio://` store with no keys in the
+    /// environment.
+    fn backend(mut self) -> Result<S3Bucket> {
+        self.validate_bucket()?;
+        self.endpoint = self.endpoint.or_else(|| env_var(ENDPOINT_ENV));
+        let regions = [REGION_ENV, "AWS_REGION", "AWS_DEFAULT_REGION"];
+        self.region = self
+            .region
+            .or_else(|| regions.iter().find_map(|v| env_var(v)));
+        if self.credentials == Credentials::FromEnv {
+            let access = env_var(ACCESS_KEY_ENV).or_else(|| env_var("AWS_ACCESS_KEY_ID"));
+            let secret = env_var(SECRET_KEY_ENV).or_else(|| env_var("AWS_SECRET_ACCESS_KEY"));
+            let (Some(access), Some(secret)) = (access, secret) else {
+                return Err(Error::invalid(format!(
+                    "S3 store {}: no credentials: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV} (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                    self.describe()
+                )));
+            };
+            let secret = Secret(secret);
+            self.credentials = Credentials::Static { access, secret };
+        }
+        Ok(S3Bucket::new(self))
     }
 }
 
@@ -102,22 +116,16 @@ impl S3StoreBuilder {
     /// # Errors
     /// [`larder_core::Error::InvalidInput`] naming what is wrong with the URL.
     pub fn from_url(url: &str) -> Result<Self> {
-        let u = StoreUrl::parse(url, "s3:// or minio://")?;
-        let (mut b, first) = match u.scheme.as_str() {
-            "s3" => (Self::new(u.segment(0, "bucket", "s3://BUCKET/PREFIX")?), 1),
-            "minio" => {
-                let shape = "minio://HOST:PORT/BUCKET/PREFIX";
-                let host = u.segment(0, "server", shape)?;
-                let mut b = Self::new(u.segment(1, "bucket", shape)?);
-                b.endpoint = Some(format!("http://{host}"));
-                (b.path_style, b.credentials) = (true, Credentials::FromEnv);
-                (b, 2)
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "{url:?}: scheme {other}:// is not an S3 store (s3:// or minio://)"
-                )));
-            }
+        let u = StoreUrl::parse(url, "an S3 store (s3:// or minio://)", &["s3", "minio"])?;
+        let (mut b, first) = if u.scheme == "s3" {
+            (Self::new(u.segment(0, "bucket", "s3://BUCKET/PREFIX")?), 1)
+        } else {
+            let shape = "minio://HOST:PORT/BUCKET/PREFIX";
+            let host = u.segment(0, "server", shape)?;
+            let mut b = Self::new(u.segment(1, "bucket", shape)?);
+            b.endpoint = Some(format!("http://{host}"));
+            (b.path_style, b.credentials) = (true, Credentials::FromEnv);
+            (b, 2)
         };
         b = b.with_prefix(u.segments[first..].join("/"))?;
         for (k, v) in &u.params {
@@ -142,14 +150,7 @@ impl S3StoreBuilder {
 
     /// A bucket name of 3 to 63 of a-z, 0-9, `.`, `-`.
     fn validate_bucket(&self) -> Result<()> {
-        let b = &self.bucket;
-        let char_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || b".-".contains(&c);
-        if (3..=63).contains(&b.len()) && b.bytes().all(char_ok) {
-            return Ok(());
-        }
-        Err(Error::invalid(format!(
-            "{b:?} is not a valid bucket name (3 to 63 of a-z, 0-9, `.`, `-`)"
-        )))
+        check_bucket(&self.bucket, 63, ".-", false)
     }
 
     /// Talk to this endpoint (e.g. `http://127.0.0.1:9000`) instead of AWS.
@@ -176,7 +177,7 @@ impl S3StoreBuilder {
         access: impl Into<String>,
         secret: impl Into<String>,
     ) -> Self {
-        let (access, secret) = (access.into(), secret.into());
+        let (access, secret) = (access.into(), Secret(secret.into()));
         self.credentials = Credentials::Static { access, secret };
         self
     }
@@ -187,12 +188,7 @@ impl S3StoreBuilder {
     /// # Errors
     /// Below [`MIN_PART_SIZE`].
     pub fn with_part_size(mut self, bytes: usize) -> Result<Self> {
-        if bytes < MIN_PART_SIZE {
-            return Err(Error::invalid(format!(
-                "part size {bytes} is below S3's minimum of {MIN_PART_SIZE} bytes"
-            )));
-        }
-        self.settings.part_size = bytes;
+        (self.settings).set_part_size(bytes as u64, MIN_PART_SIZE, "S3")?;
         Ok(self)
     }
 
@@ -207,36 +203,6 @@ impl S3StoreBuilder {
     pub fn with_create_only(mut self, on: bool) -> Self {
         self.create_only = on;
         self
-    }
-
-    /// Build the store. Clients are made here when the keys are static; with the AWS chain
-    /// they are made on first use (loading the chain is asynchronous).
-    ///
-    /// # Errors
-    /// [`larder_core::Error::InvalidInput`] for a bad bucket, or a `minio://` store with no keys
-    /// in the environment.
-    pub fn build(self) -> Result<S3Store> {
-        Ok(BucketStore::new(self.backend()?))
-    }
-
-    fn backend(mut self) -> Result<S3Bucket> {
-        self.validate_bucket()?;
-        let env = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-        self.endpoint = self.endpoint.or_else(|| env(ENDPOINT_ENV));
-        let regions = [REGION_ENV, "AWS_REGION", "AWS_DEFAULT_REGION"];
-        self.region = self.region.or_else(|| regions.iter().find_map(|v| env(v)));
-        if self.credentials == Credentials::FromEnv {
-            let access = env(ACCESS_KEY_ENV).or_else(|| env("AWS_ACCESS_KEY_ID"));
-            let secret = env(SECRET_KEY_ENV).or_else(|| env("AWS_SECRET_ACCESS_KEY"));
-            let (Some(access), Some(secret)) = (access, secret) else {
-                return Err(Error::invalid(format!(
-                    "S3 store {}: no credentials: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV} (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-                    self.describe()
-                )));
-            };
-            self.credentials = Credentials::Static { access, secret };
-        }
-        Ok(S3Bucket::new(self))
     }
 
     /// `s3://bucket/prefix` or `endpoint/bucket/prefix`, for messages.

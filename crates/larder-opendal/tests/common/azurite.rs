@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use larder_opendal::{OpendalStore, OpendalStoreBuilder};
+use larder_opendal::{BucketBuilder, OpendalStore, OpendalStoreBuilder};
 use larder_testservers::{ServerProcess, StopSignal};
 
 /// Azurite's built-in development account (public, documented with the emulator).

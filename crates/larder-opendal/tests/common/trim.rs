@@ -15,7 +15,14 @@ use larder_opendal::OpendalStore;
 
 /// Files (not directories) under `dir`.
 async fn files(s: &OpendalStore, dir: &str) -> usize {
-    match s.backend().operator().list_with(dir).recursive(true).await {
+    match s
+        .backend()
+        .inner()
+        .operator()
+        .list_with(dir)
+        .recursive(true)
+        .await
+    {
         Ok(items) => items.iter().filter(|e| !e.metadata().is_dir()).count(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => 0,
         Err(e) => panic!("listing {dir}: {e}"),
@@ -73,7 +80,7 @@ async fn budgets_hold_and_recently_used_entries_and_live_blobs_stay(s: &OpendalS
     }
     let kept = s.get_blob(&shared).await.expect("get").is_some();
     assert!(kept, "a blob still named by a live entry is kept");
-    let op = s.backend().operator();
+    let op = s.backend().inner().operator();
     assert!(op.exists("trim/index").await.expect("stat index"));
     assert!(!op.exists("trim/lock").await.expect("stat lock"));
     assert_eq!(files(s, "access/").await, 0, "folded records are removed");
@@ -154,7 +161,7 @@ async fn an_entry_rewritten_since_listing_is_not_evicted(s: &OpendalStore) {
 /// collected as a whole, and parts no manifest names (a failed upload) are collected too.
 pub async fn blobs_in_parts_are_counted_and_collected_whole(s: &OpendalStore) {
     assert!(
-        !s.backend().streams_blobs(),
+        !s.backend().inner().streams_blobs(),
         "this check needs a store that writes parts"
     );
     let big: Bytes = (0..(3u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
@@ -172,9 +179,11 @@ pub async fn blobs_in_parts_are_counted_and_collected_whole(s: &OpendalStore) {
     assert_eq!(files(s, &format!("parts/{}/", d.to_hex())).await, 4);
     // Leftover parts of an upload that failed and could not clean up.
     let orphan = Digest::of(b"never finished");
+    let part = s.backend().part_key(orphan.to_hex(), 0);
     s.backend()
+        .inner()
         .operator()
-        .write(&larder_opendal::part_path(&orphan, 0), vec![9u8; 1000])
+        .write(&part, vec![9u8; 1000])
         .await
         .expect("orphan part");
 
