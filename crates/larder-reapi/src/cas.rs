@@ -1,17 +1,21 @@
-//! The CAS over a larder store, in the [layout](crate::layout) Bazel's HTTP cache shares.
+//! The CAS over a larder store, in the [layout](crate::layout) Bazel's HTTP cache shares:
+//! SHA-256 objects as standalone blobs where the store holds them, else (and for what an older
+//! cache wrote) as entries; BLAKE3 objects as entries, or any larder blob of that digest.
+
+use std::collections::HashSet;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use larder_core::{ByteStream, Content, Digest, GetOptions, PutOptions, Store};
+use larder_core::{ByteStream, Content, Digest, GetOptions, Key, PutOptions, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Status;
 
-use crate::digest::{BlobId, Hasher, hash_hex};
+use crate::digest::{BlobId, DigestFn, Hasher, hash_hex};
 use crate::error::store_status;
-use crate::layout::{cas_key, inlined, value_entry, value_of};
+use crate::layout::{cas_key, inlined, standalone_digest, value_entry, value_of};
 
 /// Where a CAS object's bytes are.
 pub(crate) enum Found {
@@ -51,29 +55,70 @@ async fn content(
 }
 
 impl Cas {
-    /// Which of `ids` are missing (`true`), in order, asked of the store in one bulk
-    /// [`Store::find_missing_entries`] (present ones are refreshed). Existence only: the size
-    /// a digest names is checked when the object is read.
+    /// The standalone blob each of `ids` is stored as, if any (see [`standalone_digest`]).
+    fn standalone(&self, ids: &[BlobId]) -> Vec<Option<Digest>> {
+        let cap = self.store.capability();
+        ids.iter()
+            .map(|id| standalone_digest(cap, id.func, &id.hash))
+            .collect()
+    }
+
+    /// Which of `ids` are missing (`true`), in order. Standalone blobs are asked of the store
+    /// in one bulk [`Store::find_missing`]; what is not found that way, in one
+    /// [`Store::find_missing_entries`] for its entry (the layout written before standalone
+    /// blobs, or the only one where the store holds none); BLAKE3 objects without an entry, in
+    /// one more [`Store::find_missing`] for larder's own blob. Present ones are refreshed.
+    /// Existence only: the size a digest names is checked when the object is read.
     pub(crate) async fn missing(&self, ids: &[BlobId]) -> Result<Vec<bool>, Status> {
-        let mut keys = Vec::with_capacity(ids.len());
-        for id in ids.iter().filter(|id| !id.is_empty()) {
+        let standalone = self.standalone(ids);
+        let blobs: Vec<Digest> = standalone.iter().flatten().copied().collect();
+        let absent: HashSet<Digest> = if blobs.is_empty() {
+            HashSet::new()
+        } else {
+            let found = self.store.find_missing(&blobs).await;
+            found.map_err(store_status)?.into_iter().collect()
+        };
+        let mut rest = Vec::new();
+        let mut keys = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if id.is_empty() || standalone[i].is_some_and(|d| !absent.contains(&d)) {
+                continue;
+            }
+            rest.push(i);
             keys.push(cas_key(id.func, &id.hash).map_err(store_status)?);
         }
-        let absent: std::collections::HashSet<larder_core::Key> = if keys.is_empty() {
-            Default::default()
-        } else {
-            self.store
-                .find_missing_entries(&keys)
-                .await
-                .map_err(store_status)?
-                .into_iter()
-                .collect()
-        };
-        let mut keys = keys.into_iter();
-        Ok(ids
-            .iter()
-            .map(|id| !id.is_empty() && keys.next().is_some_and(|k| absent.contains(&k)))
-            .collect())
+        let mut missing = vec![false; ids.len()];
+        if keys.is_empty() {
+            return Ok(missing);
+        }
+        let absent: HashSet<Key> = self
+            .store
+            .find_missing_entries(&keys)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .collect();
+        let mut own = Vec::new();
+        for (i, key) in rest.into_iter().zip(&keys) {
+            if !absent.contains(key) {
+                continue;
+            }
+            missing[i] = true;
+            if ids[i].func == DigestFn::Blake3
+                && let Ok(d) = Digest::from_hex(&ids[i].hash)
+            {
+                own.push((i, d));
+            }
+        }
+        if !own.is_empty() {
+            let digests: Vec<Digest> = own.iter().map(|(_, d)| *d).collect();
+            let found = self.store.find_missing(&digests).await;
+            let absent: HashSet<Digest> = found.map_err(store_status)?.into_iter().collect();
+            for (i, d) in own {
+                missing[i] = absent.contains(&d);
+            }
+        }
+        Ok(missing)
     }
 
     /// Whether `id` is present (refreshing it).
@@ -81,19 +126,36 @@ impl Cas {
         Ok(!self.missing(std::slice::from_ref(id)).await?[0])
     }
 
-    /// Open `id` for reading; `None` when missing.
+    /// Open blob `digest` if the store has it with `id`'s size.
+    async fn open_blob(&self, digest: &Digest, id: &BlobId) -> Result<Option<Found>, Status> {
+        match self.store.get_blob(digest).await {
+            Ok(Some(read)) if read.size == id.size => Ok(Some(Found::Blob(read))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(store_status(e)),
+        }
+    }
+
+    /// Open `id` for reading; `None` when missing. Looked up as [`Cas::missing`] does: the
+    /// standalone blob, the entry, larder's own blob (BLAKE3).
     pub(crate) async fn open(&self, id: &BlobId) -> Result<Option<Found>, Status> {
+        if !id.is_empty()
+            && let Some(d) = self.standalone(std::slice::from_ref(id))[0]
+            && let Some(found) = self.open_blob(&d, id).await?
+        {
+            return Ok(Some(found));
+        }
         let Some(content) = content(&*self.store, id, true).await? else {
+            if id.func == DigestFn::Blake3
+                && let Ok(d) = Digest::from_hex(&id.hash)
+            {
+                return self.open_blob(&d, id).await;
+            }
             return Ok(None);
         };
         if let Some(bytes) = content.inline {
             return Ok(Some(Found::Inline(Bytes::from(bytes.into_vec()))));
         }
-        match self.store.get_blob(&content.digest).await {
-            Ok(Some(read)) if read.size == id.size => Ok(Some(Found::Blob(read))),
-            Ok(_) => Ok(None),
-            Err(e) => Err(store_status(e)),
-        }
+        self.open_blob(&content.digest, id).await
     }
 
     /// The whole of `id` in memory, if present; `limit` bounds what may be read.
@@ -126,6 +188,14 @@ impl Cas {
     pub(crate) async fn put_bytes(&self, id: &BlobId, data: Bytes) -> Result<(), Status> {
         check_bytes(id, &data)?;
         if id.is_empty() {
+            return Ok(());
+        }
+        if let Some(d) = self.standalone(std::slice::from_ref(id))[0] {
+            let stream: ByteStream = Box::pin(futures::stream::once(async move { Ok(data) }));
+            self.store
+                .put_blob(&d, id.size, stream)
+                .await
+                .map_err(store_status)?;
             return Ok(());
         }
         let content = if inlined(id.size) {
@@ -166,6 +236,14 @@ impl Cas {
             ..
         } = spool;
         file.flush().await.map_err(io_status)?;
+        if let Some(d) = self.standalone(std::slice::from_ref(id))[0] {
+            let f = tokio::fs::File::open(&path).await.map_err(io_status)?;
+            self.store
+                .put_blob(&d, written, file_stream(f))
+                .await
+                .map_err(store_status)?;
+            return Ok(());
+        }
         let content = if inlined(written) {
             let mut bytes = Vec::with_capacity(written as usize);
             let mut f = tokio::fs::File::open(&path).await.map_err(io_status)?;

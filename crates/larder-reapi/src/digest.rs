@@ -47,6 +47,14 @@ impl DigestFn {
         }
     }
 
+    /// larder's name for this function.
+    pub fn hash_fn(self) -> larder_core::HashFn {
+        match self {
+            DigestFn::Sha256 => larder_core::HashFn::Sha256,
+            DigestFn::Blake3 => larder_core::HashFn::Blake3,
+        }
+    }
+
     /// A hasher for this function.
     pub(crate) fn hasher(self) -> Hasher {
         match self {

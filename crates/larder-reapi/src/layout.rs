@@ -2,16 +2,23 @@
 //! (larder-server's `/bazel`) and for REAPI over gRPC, so that both see one CAS and one action
 //! cache.
 //!
-//! - A CAS object is a larder entry under `bazel-cas/<sha256>` (`bazel-cas-blake3/<blake3>`
-//!   for BLAKE3) holding one file output named [`VALUE_OUTPUT`]: inline when at most
-//!   [`DEFAULT_INLINE_LIMIT`] bytes, else a larder blob (by BLAKE3) the entry names. The entry
-//!   is the index from the protocol's hash to larder's blob; instances share it.
+//! - A SHA-256 CAS object is a standalone larder blob under its own SHA-256 digest
+//!   ([`standalone_digest`]) when the store holds such blobs
+//!   ([`Capability::sha256`](larder_core::Capability::sha256)): no entry, one file and one
+//!   index row on larder-fs. Otherwise (a store that cannot, or tiers written through the
+//!   upload queue, which carries entries) it is a larder entry under `bazel-cas/<sha256>`
+//!   holding one file output named [`VALUE_OUTPUT`]: inline when at most
+//!   [`DEFAULT_INLINE_LIMIT`] bytes, else a larder blob (by BLAKE3) the entry names. Lookups
+//!   try the blob, then the entry, so a cache written before standalone blobs keeps serving.
+//! - A BLAKE3 CAS object is an entry under `bazel-cas-blake3/<blake3>` as above (the entry
+//!   keeps its blob referenced, so trims keep it); lookups that find no entry fall back to
+//!   larder's own blob of that digest, which is the same content.
 //! - An action result is the same kind of entry under `bazel-ac/<instance>/<hash>` (no
 //!   instance: `bazel-ac/<hash>`), holding the serialized `ActionResult` as Bazel sends it.
 
 use larder_core::entry::DEFAULT_INLINE_LIMIT;
 use larder_core::layer::namespaces;
-use larder_core::{Content, Entry, Key, Output, OutputKind};
+use larder_core::{Capability, Content, Digest, Entry, HashFn, Key, Output, OutputKind};
 
 use crate::digest::DigestFn;
 
@@ -41,6 +48,17 @@ fn ac_prefix(func: DigestFn) -> &'static str {
         DigestFn::Sha256 => namespaces::BAZEL_AC,
         DigestFn::Blake3 => namespaces::BAZEL_AC_BLAKE3,
     }
+}
+
+/// The standalone blob a CAS object of `func` with hex `hash` is stored as, when a store with
+/// capability `cap` holds such blobs as they are (SHA-256, where `cap.sha256`); `None`: it is
+/// kept as an entry under [`cas_key`].
+pub fn standalone_digest(cap: Capability, func: DigestFn, hash: &str) -> Option<Digest> {
+    let f = func.hash_fn();
+    if f == HashFn::Blake3 || !cap.accepts(f) {
+        return None;
+    }
+    Digest::from_hex_fn(f, hash).ok()
 }
 
 /// The key of the CAS object with hex hash `hash` (already validated: 64 lowercase hex digits).
@@ -124,6 +142,12 @@ mod tests {
             ac_key(DigestFn::Sha256, "", &h).unwrap().as_str(),
             format!("bazel-ac/{h}")
         );
+        let mut cap = Capability::none();
+        assert_eq!(standalone_digest(cap, DigestFn::Sha256, &h), None);
+        cap.sha256 = true;
+        let d = standalone_digest(cap, DigestFn::Sha256, &h).unwrap();
+        assert_eq!(d.to_string(), format!("sha256:{h}"));
+        assert_eq!(standalone_digest(cap, DigestFn::Blake3, &h), None);
         assert!(check_instance("").is_ok());
         assert!(check_instance("team/a").is_ok());
         for bad in ["a//b", "../x", "x/blobs", "/abs", "a b", "uploads"] {

@@ -8,8 +8,7 @@
 //!   (each blob verified; a wrong digest is INVALID_ARGUMENT with nothing stored),
 //!   BatchReadBlobs, GetTree (paged).
 //! - ByteStream: Read (`[{instance}/]blobs/[{function}/]{hash}/{size}`, with `read_offset` and
-//!   `read_limit`, streamed in messages of up to 2 MiB that carry the store's chunks without a
-//!   copy, see `read_body`) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
+//!   `read_limit`, streamed in chunks) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
 //!   spooled to a temporary file while hashed, resumable at the committed offset, finished
 //!   early when the blob exists), QueryWriteStatus; both also as `compressed-blobs/zstd/...`
 //!   (reads send one zstd frame per chunk; writes are decompressed as they arrive, never more
@@ -25,16 +24,23 @@
 //!
 //! The CAS and action cache use the [`layout`] of larder-server's Bazel HTTP cache, so a blob
 //! uploaded over HTTP `/cas/` is found and read over gRPC and the other way round. The CAS is
-//! shared by every instance name; action results are kept per instance.
+//! shared by every instance name; action results are kept per instance. SHA-256 objects are
+//! standalone blobs under their own digests where the store holds them (larder-fs does; a
+//! server whose tiers include a queued upstream or a store that cannot keeps them as entries),
+//! and objects an older cache holds as entries are still found.
 //!
 //! # Costs and limits
 //! - FindMissingBlobs, the action cache's completeness check and Remote Asset's ask the store
-//!   once per call ([`Store::find_missing_entries`](larder_core::Store::find_missing_entries)):
-//!   larder-fs answers with one `stat` per CAS entry, no read or decode, and records what it
-//!   finds as accessed (which refreshes it for the clean-up) without counting hits. Existence
-//!   only: the size a digest names is checked when the object is read.
-//! - Uploads are verified once as they arrive (SHA-256 or BLAKE3 of the bytes, and larder's
-//!   BLAKE3 for the blob); reads stream the store's verified chunks.
+//!   in bulk: standalone SHA-256 blobs in one
+//!   [`Store::find_missing`](larder_core::Store::find_missing) (larder-fs: one `stat` per
+//!   digest), then whatever was not found in one
+//!   [`Store::find_missing_entries`](larder_core::Store::find_missing_entries) for its entry
+//!   (larder-fs: one `stat` per CAS entry, no read or decode). Both record what they find as
+//!   accessed (which refreshes it for the clean-up) without counting hits. Existence only: the
+//!   size a digest names is checked when the object is read.
+//! - Uploads are verified once as they arrive (SHA-256 or BLAKE3 of the bytes), and again by
+//!   the store as it writes the blob (its own digest); reads stream the store's verified
+//!   chunks.
 //! - A write that the disk cannot take fails with RESOURCE_EXHAUSTED; reads go on. An
 //!   [`Admission`] is asked first (the server cleans up when it can).
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -47,7 +53,6 @@ pub mod digest;
 mod error;
 pub mod fuzz;
 pub mod layout;
-mod read_body;
 mod services;
 
 use std::path::PathBuf;
@@ -60,6 +65,7 @@ use bazel_remote_apis::build::bazel::remote::execution::v2::{
     action_cache_server::ActionCacheServer, capabilities_server::CapabilitiesServer,
     content_addressable_storage_server::ContentAddressableStorageServer,
 };
+use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
 use larder_core::Store;
 use tonic::Status;
 
@@ -250,10 +256,10 @@ pub fn grpc_routes(store: Arc<dyn Store>, options: Options) -> tonic::service::R
             ActionCacheServer::from_arc(Arc::new(ac::ActionCacheService(Arc::clone(&ctx))))
                 .max_decoding_message_size(limit),
         )
-        .add_service(read_body::ByteStreamRoutes::new(
-            Arc::new(bytestream::ByteStreamService(Arc::clone(&ctx))),
-            limit,
-        ))
+        .add_service(
+            ByteStreamServer::from_arc(Arc::new(bytestream::ByteStreamService(Arc::clone(&ctx))))
+                .max_decoding_message_size(limit),
+        )
         .add_service(FetchServer::from_arc(Arc::clone(&asset)))
         .add_service(PushServer::from_arc(asset))
         // grpc.health.v1: the server as a whole ("") is SERVING while it answers.

@@ -3,9 +3,13 @@
 //! - `GET|HEAD|PUT <sub>/ac/<sha256>`: action results, opaque to the server, stored under the
 //!   larder key `bazel-ac/<sub>/<sha256>` (the sub-path is Bazel's instance name, if any).
 //! - `GET|HEAD|PUT <sub>/cas/<sha256>`: content-addressed objects. An upload must hash to its
-//!   key (checked while it streams in; else 400). The object is stored as a larder blob (or
-//!   inline when small) named by an entry under `bazel-cas/<sha256>`: that entry is the index
-//!   from SHA-256 to larder's BLAKE3. Instances share the CAS, as its names cannot collide.
+//!   key (checked while it streams in; else 400). Where the store holds SHA-256 blobs
+//!   ([`Capability::sha256`](larder_core::Capability::sha256)) the object is a standalone blob
+//!   under its SHA-256 digest, with no entry; otherwise a larder blob (or inline when small)
+//!   named by an entry under `bazel-cas/<sha256>`, the index from SHA-256 to larder's BLAKE3.
+//!   Reads try the blob, then the entry, so objects stored before either way are found (the
+//!   [layout](larder_reapi::layout) REAPI over gRPC shares). Instances share the CAS, as its
+//!   names cannot collide.
 //! - The empty blob always exists.
 
 use axum::Router;
@@ -14,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use larder_core::{ByteStream, Key};
+use larder_core::{BlobRead, ByteStream, Key};
 use larder_reapi::{DigestFn, layout};
 
 use crate::app::{AppState, sized_response};
@@ -74,9 +78,27 @@ async fn get_h(State(st): State<AppState>, Path(path): Path<String>) -> ApiResul
     if kind == Kind::Cas && hash == EMPTY_SHA256 {
         return Ok(sized_response(StatusCode::OK, 0, Body::empty()));
     }
+    if kind == Kind::Cas
+        && let Some(read) = standalone_read(&st, &hash).await?
+    {
+        return Ok(sized_response(
+            StatusCode::OK,
+            read.size,
+            Body::from_stream(read.stream),
+        ));
+    }
     match get_value(&*st.store, &key).await? {
         Some((size, body)) => Ok(sized_response(StatusCode::OK, size, body)),
         None => Err(ApiError::NotFound),
+    }
+}
+
+/// The standalone blob of CAS object `hash`, if the store keeps such blobs and has this one.
+async fn standalone_read(st: &AppState, hash: &str) -> ApiResult<Option<BlobRead>> {
+    let cap = st.store.capability();
+    match layout::standalone_digest(cap, DigestFn::Sha256, hash) {
+        Some(d) => Ok(st.store.get_blob(&d).await?),
+        None => Ok(None),
     }
 }
 
@@ -84,6 +106,12 @@ async fn head_h(State(st): State<AppState>, Path(path): Path<String>) -> ApiResu
     let (kind, hash, key) = parse(&path)?;
     if kind == Kind::Cas && hash == EMPTY_SHA256 {
         return Ok(sized_response(StatusCode::OK, 0, Body::empty()));
+    }
+    if kind == Kind::Cas
+        && let Some(read) = standalone_read(&st, &hash).await?
+    {
+        // The stream is dropped unread: the size is what a HEAD wants.
+        return Ok(sized_response(StatusCode::OK, read.size, Body::empty()));
     }
     match head_value(&*st.store, &key).await? {
         Some(size) => Ok(sized_response(StatusCode::OK, size, Body::empty())),
@@ -121,6 +149,15 @@ async fn put_from(
         if hash == EMPTY_SHA256 {
             return Ok(StatusCode::OK.into_response());
         }
+    }
+    if kind == Kind::Cas
+        && let Some(d) = layout::standalone_digest(st.store.capability(), DigestFn::Sha256, &hash)
+    {
+        let size = data.size;
+        st.store
+            .put_blob(&d, size, data.into_stream().await?)
+            .await?;
+        return Ok(StatusCode::OK.into_response());
     }
     let producer = match kind {
         Kind::Ac => "bazel-ac",
