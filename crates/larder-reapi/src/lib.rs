@@ -8,7 +8,8 @@
 //!   (each blob verified; a wrong digest is INVALID_ARGUMENT with nothing stored),
 //!   BatchReadBlobs, GetTree (paged).
 //! - ByteStream: Read (`[{instance}/]blobs/[{function}/]{hash}/{size}`, with `read_offset` and
-//!   `read_limit`, streamed in chunks) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
+//!   `read_limit`, streamed in messages of up to 2 MiB that carry the store's chunks without a
+//!   copy, see `read_body`) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
 //!   spooled to a temporary file while hashed, resumable at the committed offset, finished
 //!   early when the blob exists), QueryWriteStatus; both also as `compressed-blobs/zstd/...`
 //!   (reads send one zstd frame per chunk; writes are decompressed as they arrive, never more
@@ -53,6 +54,7 @@ pub mod digest;
 mod error;
 pub mod fuzz;
 pub mod layout;
+mod read_body;
 mod services;
 
 use std::path::PathBuf;
@@ -65,7 +67,6 @@ use bazel_remote_apis::build::bazel::remote::execution::v2::{
     action_cache_server::ActionCacheServer, capabilities_server::CapabilitiesServer,
     content_addressable_storage_server::ContentAddressableStorageServer,
 };
-use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
 use larder_core::Store;
 use tonic::Status;
 
@@ -256,10 +257,10 @@ pub fn grpc_routes(store: Arc<dyn Store>, options: Options) -> tonic::service::R
             ActionCacheServer::from_arc(Arc::new(ac::ActionCacheService(Arc::clone(&ctx))))
                 .max_decoding_message_size(limit),
         )
-        .add_service(
-            ByteStreamServer::from_arc(Arc::new(bytestream::ByteStreamService(Arc::clone(&ctx))))
-                .max_decoding_message_size(limit),
-        )
+        .add_service(read_body::ByteStreamRoutes::new(
+            Arc::new(bytestream::ByteStreamService(Arc::clone(&ctx))),
+            limit,
+        ))
         .add_service(FetchServer::from_arc(Arc::clone(&asset)))
         .add_service(PushServer::from_arc(asset))
         // grpc.health.v1: the server as a whole ("") is SERVING while it answers.
