@@ -313,6 +313,7 @@ struct Meta {
     revision: String,
     dirty: Vec<String>,
     load_start: Vec<f64>,
+    started: std::time::SystemTime,
 }
 
 impl Meta {
@@ -327,11 +328,19 @@ impl Meta {
             revision: read(cmd!(sh, "git rev-parse --short HEAD")),
             dirty,
             load_start: load_avg(),
+            started: std::time::SystemTime::now(),
         }
     }
 
-    /// Add the run's facts to the result file the area wrote.
+    /// Add the run's facts to the result file the area wrote (a file older than the area's
+    /// start is an earlier run's: the area wrote none).
     fn finish(&self, path: &Path, command: &str, duration_s: f64) -> Result<()> {
+        let modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("the area wrote no {}", path.display()))?;
+        if modified < self.started {
+            bail!("the area wrote no new {}", path.display());
+        }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("the area wrote no {}", path.display()))?;
         let mut v: Value =
