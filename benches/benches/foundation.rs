@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 use larder_benches::{
     Row, fmt_d, median, peak_rss, print_table, samples, spread, write_pseudo_random_file,
 };
-use larder_core::artifacts::{
-    Restore, RestoreOptions, collect_outputs, restore_outputs, store_outputs,
-};
+use larder_client::{Cache, Declared, Lookup, Restore, Streams};
 use larder_core::normalize::BaseDirs;
 use larder_core::signature::{InputHasher, SignatureBuilder};
 use larder_core::statcache::StatCache;
@@ -428,16 +426,13 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         settle();
         warm(&src);
         let t = Instant::now();
+        let client = Cache::new(Arc::clone(&store));
         for (k, f) in keys.iter().zip(&names) {
-            let c = collect_outputs(
-                &src,
-                std::slice::from_ref(f),
-                larder_core::entry::DEFAULT_INLINE_LIMIT,
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            let mut e = Entry::new(k.as_str(), "bench");
-            e.outputs = c.outputs;
-            store_outputs(&*store, k, &e, &c.blobs)
+            let prepared = client
+                .collect(&src, k, std::slice::from_ref(f), "bench")
+                .unwrap_or_else(|e| panic!("{e}"));
+            client
+                .put(k, prepared, Streams::default())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
@@ -447,7 +442,7 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         // adds its 2 GB of writes.
         if size >= 1 << 20 {
             let (larder_t, copy_t) =
-                interleaved(&*store, &keys, &names, &src, root, name, rep).await;
+                interleaved(&client, &keys, &names, &src, root, name, rep).await;
             mixed_get_s.push(larder_t);
             mixed_copy_s.push(copy_t);
         }
@@ -455,7 +450,7 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
         warm(&cache);
         let t = Instant::now();
         for k in &keys {
-            restore_one(&*store, k, &dest).await;
+            restore_one(&client, k, &dest).await;
         }
         store.flush().await.unwrap_or_else(|e| panic!("{e}"));
         get_s.push(t.elapsed());
@@ -522,14 +517,18 @@ async fn put_get(root: &Path, name: &str, n: usize, size: u64, reps: usize) -> V
     rows
 }
 
-/// Look `k` up and restore its outputs under `dest` (what a get phase times per key).
-async fn restore_one(store: &dyn Store, k: &Key, dest: &Path) {
-    let e = store
-        .get_entry(k)
+/// Look `k` up and restore its outputs under `dest` through the client library, as `larder
+/// get` does (what a get phase times per key).
+async fn restore_one(client: &Cache<'_>, k: &Key, dest: &Path) {
+    let Lookup::Found(e) = client
+        .lookup(k, &[])
         .await
         .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("miss"));
-    let r = restore_outputs(store, &e, dest, &RestoreOptions::whole_entry())
+    else {
+        panic!("{k}: a miss right after the put")
+    };
+    let r = client
+        .restore(k, &e, dest, Declared::Entry)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r, Restore::Restored);
@@ -539,7 +538,7 @@ async fn restore_one(store: &dyn Store, k: &Key, dest: &Path) {
 /// (`std::fs::copy`: `copy_file_range`, what `cp` does, without a process start), the order
 /// alternating per file. Returns the restores' and the copies' total times.
 async fn interleaved(
-    store: &dyn Store,
+    client: &Cache<'_>,
     keys: &[Key],
     names: &[String],
     src: &Path,
@@ -561,7 +560,7 @@ async fn interleaved(
             copy_t += copy();
         }
         let t = Instant::now();
-        restore_one(store, k, &dest).await;
+        restore_one(client, k, &dest).await;
         restore_t += t.elapsed();
         if i % 2 == 1 {
             copy_t += copy();

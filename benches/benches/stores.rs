@@ -7,8 +7,9 @@
 //!
 //! The workload, per store: `small` (1 KiB files), `large` (100 MiB; 16 MiB with `--quick`) and
 //! `mixed` (log-normal sizes, median 32 KiB, like a build's object files), each stored as one
-//! entry per file through the library path `larder exec` uses (`collect_outputs` +
-//! `store_outputs`), then restored (`restore_outputs`) with a fresh store handle (`get-cold`: new
+//! entry per file through the client library `larder exec` and `larder get` use
+//! (`larder_client::Cache`: `collect` + `put`), then restored (`lookup` + `restore`) with a
+//! fresh store handle (`get-cold`: new
 //! connections, no client state; the page cache stays warm) and again (`get-warm`), at
 //! concurrency 1 and 32, plus one `find-missing` over all blob digests and as many absent ones.
 //! Baselines, same files and concurrency: `std::fs::copy` (what `cp` does) for fs; nginx
@@ -20,9 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use larder_core::artifacts::{RestoreOptions, collect_outputs, restore_outputs, store_outputs};
-use larder_core::entry::DEFAULT_INLINE_LIMIT;
-use larder_core::{Digest, Entry, Key, Store, StoreExt};
+use larder_client::{Cache, Declared, Lookup, Restore, Streams};
+use larder_core::{Digest, Key, Store, StoreExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = Result<T, BoxError>;
@@ -373,18 +373,16 @@ async fn larder_put(
     tag: &str,
     conc: usize,
 ) -> Res<()> {
+    let client = &Cache::new(Arc::clone(store));
     each_file(set, conc, |name| async move {
-        let collected = {
-            let (src, name) = (src.to_owned(), name.to_owned());
-            tokio::task::spawn_blocking(move || {
-                collect_outputs(&src, &[name], DEFAULT_INLINE_LIMIT)
-            })
-            .await??
-        };
         let key = key_for(tag, name)?;
-        let mut entry = Entry::new(key.as_str(), "larder-bench");
-        entry.outputs = collected.outputs;
-        store_outputs(store.as_ref(), &key, &entry, &collected.blobs).await?;
+        let prepared = {
+            let (client, src) = (client.clone(), src.to_owned());
+            let (names, key) = (vec![name.to_owned()], key.clone());
+            tokio::task::spawn_blocking(move || client.collect(&src, &key, &names, "larder-bench"))
+                .await??
+        };
+        client.put(&key, prepared, Streams::default()).await?;
         Ok(())
     })
     .await
@@ -398,18 +396,16 @@ async fn larder_get(
     tag: &str,
     conc: usize,
 ) -> Res<()> {
+    let client = &Cache::new(Arc::clone(store));
     each_file(set, conc, |name| async move {
         let key = key_for(tag, name)?;
-        let entry = store
-            .get_entry(&key)
-            .await?
-            .ok_or_else(|| format!("{key}: a miss right after the put"))?;
-        match restore_outputs(store.as_ref(), &entry, dst, &RestoreOptions::whole_entry()).await? {
-            larder_core::artifacts::Restore::Restored => Ok(()),
-            larder_core::artifacts::Restore::Missing => {
-                Err(format!("{key}: a blob went missing").into())
-            }
-            larder_core::artifacts::Restore::Poisoned { path, reason } => {
+        let Lookup::Found(entry) = client.lookup(&key, &[]).await? else {
+            return Err(format!("{key}: a miss right after the put").into());
+        };
+        match client.restore(&key, &entry, dst, Declared::Entry).await? {
+            Restore::Restored => Ok(()),
+            Restore::Missing => Err(format!("{key}: a blob went missing").into()),
+            Restore::Poisoned { path, reason } => {
                 Err(format!("{key}: output {path} {reason}").into())
             }
         }
