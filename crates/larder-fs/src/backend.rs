@@ -379,23 +379,29 @@ impl Inner {
         Ok(Some((file, FileId::of(&meta))))
     }
 
-    /// The entry `name` from memory if its file was checked within the recheck interval, or is
-    /// unchanged since it was decoded (one `stat`);
-    /// `Some(None)` if the file is gone; `None` when the file must be read.
-    fn hot_entry(&self, name: &str, path: &Path) -> Option<Option<Entry>> {
+    /// The entry of `key`, held in memory but not checked within the recheck interval, if its
+    /// file at `path` is unchanged since it was decoded (one `stat`); `Some(None)` if the file
+    /// is gone; `None` when the file must be read.
+    fn stale_hot_entry(&self, key: &str, path: &Path) -> Option<Option<Entry>> {
         let hot = self.hot.as_ref()?;
-        match hot.recent(name) {
-            Recent::Fresh(entry) => return Some(Some(entry)),
-            Recent::Absent => return None,
-            Recent::Stale => {}
-        }
         match std::fs::metadata(path) {
-            Ok(meta) => hot.get(name, FileId::of(&meta)).map(Some),
+            Ok(meta) => hot.get(key, FileId::of(&meta)).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                hot.remove(name);
+                hot.remove(key);
                 Some(None)
             }
             Err(_) => None,
+        }
+    }
+
+    /// Count a hit on the entry of `key`, stored as `name`, when `opts` asks for it.
+    fn record_hit(&self, key: &Key, name: &str, entry: &Entry, opts: &GetOptions) {
+        if opts.record_access {
+            self.index
+                .record_hit(name, entry.total_size(), entry.cost_ms);
+            if let Some(t) = &self.config.trace {
+                t.record(TraceOp::GetHit, key, entry.total_size(), entry.cost_ms);
+            }
         }
     }
 }
@@ -435,9 +441,26 @@ impl Store for FsStore {
 
     async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
         let inner = &self.inner;
+        let recent = match &inner.hot {
+            Some(hot) => hot.recent(key.as_str()),
+            None => Recent::Absent,
+        };
+        let stale = match recent {
+            Recent::Fresh(entry, name) => {
+                inner.record_hit(key, &name, &entry, &opts);
+                return Ok(Some(entry));
+            }
+            Recent::Stale => true,
+            Recent::Absent => false,
+        };
         let name = key.storage_name();
         let path = inner.layout.entry_path(&name);
-        let loaded = match inner.hot_entry(&name, &path) {
+        let held = if stale {
+            inner.stale_hot_entry(key.as_str(), &path)
+        } else {
+            None
+        };
+        let loaded = match held {
             Some(Some(entry)) => Loaded::Found(entry),
             Some(None) => Loaded::Missing,
             None => match inner.open_entry(&path)? {
@@ -452,7 +475,7 @@ impl Store for FsStore {
                         blocking(move || decode_file(file, len, &path2, limit)).await?
                     };
                     if let (Loaded::Found(entry), Some(hot)) = (&loaded, &inner.hot) {
-                        hot.insert(&name, id, entry);
+                        hot.insert(key.as_str(), &name, id, entry);
                     }
                     loaded
                 }
@@ -460,14 +483,7 @@ impl Store for FsStore {
         };
         match loaded {
             Loaded::Found(entry) => {
-                if opts.record_access {
-                    inner
-                        .index
-                        .record_hit(&name, entry.total_size(), entry.cost_ms);
-                    if let Some(t) = &inner.config.trace {
-                        t.record(TraceOp::GetHit, key, entry.total_size(), entry.cost_ms);
-                    }
-                }
+                inner.record_hit(key, &name, &entry, &opts);
                 Ok(Some(entry))
             }
             Loaded::TooLarge(len) => {
@@ -492,7 +508,7 @@ impl Store for FsStore {
             Loaded::Corrupt(e) => {
                 tracing::warn!("larder: removing corrupt entry {key} ({e})");
                 if let Some(hot) = &inner.hot {
-                    hot.remove(&name);
+                    hot.remove(key.as_str());
                 }
                 if remove_if_exists(&path)
                     .map_err(|e| Error::io(format!("removing {}", path.display()), e))?
@@ -537,7 +553,7 @@ impl Store for FsStore {
         };
         if written.outcome == PutOutcome::Written {
             if let Some(hot) = &inner.hot {
-                hot.remove(&name);
+                hot.remove(key.as_str());
             }
             if let Some(t) = &inner.config.trace {
                 t.record(TraceOp::Put, key, entry.total_size(), entry.cost_ms);
@@ -743,7 +759,7 @@ impl Store for FsStore {
         let removed = remove_if_exists(&path)
             .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         if let Some(hot) = &self.inner.hot {
-            hot.remove(&name);
+            hot.remove(key.as_str());
         }
         if removed {
             self.inner.index.record_remove(name);

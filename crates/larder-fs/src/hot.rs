@@ -14,11 +14,15 @@
 //! process (a trim, an overwrite) is seen at most that late. Until then the entry served is
 //! the one the key had a moment before, verified, which is what a reader racing that change
 //! could have got anyway. Changes made through the same store are seen at once.
+//!
+//! Slots are found by the key itself, and each keeps its entry file's name: a lookup within
+//! `recheck` neither derives the file name from the key (a BLAKE3 hash for most keys) nor
+//! builds its path.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use larder_core::Entry;
@@ -88,6 +92,8 @@ impl FileId {
 
 #[derive(Debug)]
 struct Slot {
+    /// The entry file's name (the key's storage name).
+    name: Arc<str>,
     id: FileId,
     entry: Entry,
     cost: u64,
@@ -102,28 +108,28 @@ struct Map {
 }
 
 impl Map {
-    /// Drop the slot of `name`, if any, and its bytes.
-    fn take(&mut self, name: &str) {
-        if let Some(old) = self.slots.remove(name) {
+    /// Drop the slot of `key`, if any, and its bytes.
+    fn take(&mut self, key: &str) {
+        if let Some(old) = self.slots.remove(key) {
             self.bytes -= old.cost;
         }
     }
 }
 
-/// What [`HotEntries::recent`] knows of a name without looking at its file.
+/// What [`HotEntries::recent`] knows of a key without looking at its file.
 // Returned by value once per lookup and never stored: boxing the entry would only add an
 // allocation to every in-memory hit.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Recent {
-    /// Checked within the recheck interval: serve it.
-    Fresh(Entry),
+    /// Checked within the recheck interval: serve it (its entry file's name comes along).
+    Fresh(Entry, Arc<str>),
     /// Held, but its file must be checked (one `stat`) before it is served.
     Stale,
     /// Not held: read the file (no `stat` first, it would be wasted).
     Absent,
 }
 
-/// The cache: entry file name → (file identity, decoded entry), within a byte budget.
+/// The cache: key → (entry file name and identity, decoded entry), within a byte budget.
 #[derive(Debug)]
 pub(crate) struct HotEntries {
     budget: u64,
@@ -142,13 +148,13 @@ impl HotEntries {
         })
     }
 
-    /// The entry `name` if its file was checked less than `recheck` ago.
-    pub(crate) fn recent(&self, name: &str) -> Recent {
+    /// The entry of `key` if its file was checked less than `recheck` ago.
+    pub(crate) fn recent(&self, key: &str) -> Recent {
         let map = self.lock();
-        match map.slots.get(name) {
+        match map.slots.get(key) {
             None => Recent::Absent,
             Some(slot) if !self.recheck.is_zero() && slot.checked.elapsed() < self.recheck => {
-                Recent::Fresh(slot.entry.clone())
+                Recent::Fresh(slot.entry.clone(), Arc::clone(&slot.name))
             }
             Some(_) => Recent::Stale,
         }
@@ -158,28 +164,28 @@ impl HotEntries {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The entry decoded from `name` if the file is still `id`; a stale slot is dropped.
-    pub(crate) fn get(&self, name: &str, id: FileId) -> Option<Entry> {
+    /// The entry of `key` if its file is still `id`; a stale slot is dropped.
+    pub(crate) fn get(&self, key: &str, id: FileId) -> Option<Entry> {
         let mut map = self.lock();
-        match map.slots.get_mut(name) {
+        match map.slots.get_mut(key) {
             Some(slot) if slot.id == id => {
                 slot.checked = Instant::now();
                 return Some(slot.entry.clone());
             }
-            Some(_) => map.take(name),
+            Some(_) => map.take(key),
             None => {}
         }
         None
     }
 
-    /// Keep `entry`, decoded from file `id` of `name` (small entry files only).
-    pub(crate) fn insert(&self, name: &str, id: FileId, entry: &Entry) {
+    /// Keep `entry` of `key`, decoded from file `id` named `name` (small entry files only).
+    pub(crate) fn insert(&self, key: &str, name: &str, id: FileId, entry: &Entry) {
         if id.len > MAX_HOT_ENTRY_BYTES {
             return;
         }
-        let cost = id.len + OVERHEAD_BYTES + name.len() as u64;
+        let cost = id.len + OVERHEAD_BYTES + (key.len() + name.len()) as u64;
         let mut map = self.lock();
-        map.take(name);
+        map.take(key);
         // Over budget: drop arbitrary slots (the map's own order, effectively random) until a
         // quarter of the budget is free, so this runs once per many inserts, not every time.
         if map.bytes + cost > self.budget {
@@ -203,8 +209,9 @@ impl HotEntries {
         if map.bytes + cost <= self.budget {
             map.bytes += cost;
             map.slots.insert(
-                name.to_owned(),
+                key.to_owned(),
                 Slot {
+                    name: Arc::from(name),
                     id,
                     entry: entry.clone(),
                     cost,
@@ -221,9 +228,9 @@ impl HotEntries {
         map.bytes = 0;
     }
 
-    /// Forget `name` (the entry was removed).
-    pub(crate) fn remove(&self, name: &str) {
-        self.lock().take(name);
+    /// Forget `key` (its entry was removed or replaced).
+    pub(crate) fn remove(&self, key: &str) {
+        self.lock().take(key);
     }
 
     #[cfg(test)]
@@ -251,7 +258,7 @@ mod tests {
     fn a_changed_file_identity_is_a_miss_and_drops_the_slot() {
         let hot = HotEntries::new(1 << 20, Duration::ZERO).unwrap();
         let e = Entry::new("k", "test");
-        hot.insert("k", id(1), &e);
+        hot.insert("k", "n", id(1), &e);
         assert_eq!(hot.get("k", id(1)), Some(e.clone()));
         let mut changed = id(1);
         changed.ctime.1 += 1;
@@ -262,11 +269,11 @@ mod tests {
 
     #[test]
     fn the_budget_holds_and_large_files_are_not_kept() {
-        let per = 1000 + OVERHEAD_BYTES + 3;
+        let per = 1000 + OVERHEAD_BYTES + 4;
         let hot = HotEntries::new(per * 10, Duration::ZERO).unwrap();
         let e = Entry::new("k", "test");
         for i in 0..100 {
-            hot.insert(&format!("{i:03}"), id(i), &e);
+            hot.insert(&format!("{i:03}"), "n", id(i), &e);
             let (_, bytes) = hot.len_and_bytes();
             assert!(bytes <= per * 10, "{bytes}");
         }
@@ -274,7 +281,7 @@ mod tests {
         assert!(n >= 7 && bytes == n as u64 * per, "{n} {bytes}");
         let mut big = id(1000);
         big.len = MAX_HOT_ENTRY_BYTES + 1;
-        hot.insert("big", big, &e);
+        hot.insert("big", "n", big, &e);
         assert_eq!(hot.get("big", big), None);
         hot.remove("099");
         assert!(HotEntries::new(0, Duration::ZERO).is_none());
@@ -285,10 +292,10 @@ mod tests {
         let hot = HotEntries::new(1 << 20, Duration::from_secs(3600)).unwrap();
         let e = Entry::new("k", "test");
         assert!(matches!(hot.recent("k"), Recent::Absent));
-        hot.insert("k", id(1), &e);
-        assert!(matches!(hot.recent("k"), Recent::Fresh(got) if got == e));
+        hot.insert("k", "n", id(1), &e);
+        assert!(matches!(hot.recent("k"), Recent::Fresh(got, name) if got == e && &*name == "n"));
         let never = HotEntries::new(1 << 20, Duration::ZERO).unwrap();
-        never.insert("k", id(1), &Entry::new("k", "test"));
+        never.insert("k", "n", id(1), &Entry::new("k", "test"));
         assert!(
             matches!(never.recent("k"), Recent::Stale),
             "held, but always checked"

@@ -5,10 +5,13 @@
 //! Reads never wait on a write transaction: the hot paths ([`Index::record_hit`],
 //! [`Index::record_insert`], ...) only append to an in-memory queue ([`Pending`]). A background
 //! thread writes the queue in one transaction every `flush_interval`, or as soon as it holds
-//! [`FLUSH_THRESHOLD`] events; [`Index::flush`] writes it on demand, and dropping the store
-//! writes it a last time. Events queued by a process that is killed are lost: hit counts and
-//! access times are then slightly off (LRU slightly less exact), and entries it wrote are missing
-//! from the index until the next rebuild. Nothing is ever lost from the cache itself.
+//! [`FLUSH_THRESHOLD`] entry and blob events or access records for [`TOUCHED_THRESHOLD`]
+//! distinct entries (hits on an entry already queued only add to its counts, so a busy server
+//! hitting the same entries writes them once per interval); [`Index::flush`] writes it on
+//! demand, and dropping the store writes it a last time. Events queued by a process that is
+//! killed are lost: hit counts and access times are then slightly off (LRU slightly less
+//! exact), and entries it wrote are missing from the index until the next rebuild. Nothing is
+//! ever lost from the cache itself.
 //!
 //! # The access journal
 //! A short-lived process that only read (a cache hit through `larder exec`) does not write the
@@ -65,8 +68,11 @@ use crate::error::{Error, SqlResultExt};
 
 /// The index schema this build writes (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 1;
-/// Queue length at which the background thread is woken to flush early.
+/// Entry and blob events queued at which the background thread is woken to flush early.
 pub(crate) const FLUSH_THRESHOLD: usize = 1000;
+/// Distinct entries with queued access records at which the background thread is woken to
+/// flush early.
+pub(crate) const TOUCHED_THRESHOLD: usize = 50_000;
 /// Queue length past which new events are dropped (the database is stuck; warn once).
 const MAX_PENDING: usize = 200_000;
 /// The access journal's file name, beside the index.
@@ -149,6 +155,11 @@ pub(crate) struct Pending {
 impl Pending {
     fn len(&self) -> usize {
         self.ops.len() + self.touched.len()
+    }
+
+    /// Whether the queue is to be written before the interval is up.
+    fn urgent(&self) -> bool {
+        self.ops.len() >= FLUSH_THRESHOLD || self.touched.len() >= TOUCHED_THRESHOLD
     }
 
     fn is_empty(&self) -> bool {
@@ -475,8 +486,11 @@ impl Index {
             }
             return;
         }
+        // Wake the flusher when the queue becomes urgent, once (it checks again after each
+        // flush), not on every event after that.
+        let was_urgent = p.urgent();
         f(&mut p);
-        if p.len() >= FLUSH_THRESHOLD {
+        if !was_urgent && p.urgent() {
             self.wake.notify_one();
         }
     }
@@ -717,7 +731,7 @@ impl Index {
                     .wait_timeout_while(p, interval, |_| !self.shutdown.load(Ordering::Acquire))
                     .unwrap_or_else(|e| e.into_inner());
                 p = guard;
-            } else if p.len() < FLUSH_THRESHOLD {
+            } else if !p.urgent() {
                 // (Events that passed the threshold while we were flushing woke nobody: if the
                 // queue is long already, flush again at once.)
                 let (guard, _) = self
