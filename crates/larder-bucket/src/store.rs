@@ -29,7 +29,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use larder_core::entry::{MAX_ENTRY_BYTES, now_ms};
-use larder_core::store::ProgressFn;
+use larder_core::store::{ProgressFn, check_hash_fn};
 use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, PutMode,
@@ -341,6 +341,7 @@ impl<B: Bucket> Store for BucketStore<B> {
     }
 
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        check_hash_fn(self, self.capability(), [digest])?;
         let Some((size, chunks)) = self.backend().read(&self.blob_key(digest)).await? else {
             return Ok(None);
         };
@@ -367,6 +368,8 @@ impl<B: Bucket> Store for BucketStore<B> {
         size: u64,
         payload: ByteStream,
     ) -> Result<PutOutcome> {
+        // SHA-256 blobs are standalone, which remote trims do not know: refused.
+        check_hash_fn(self, self.capability(), [digest])?;
         let key = self.blob_key(digest);
         if self.reusable(&key).await? {
             return Ok(PutOutcome::Exists);
@@ -388,6 +391,7 @@ impl<B: Bucket> Store for BucketStore<B> {
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        check_hash_fn(self, self.capability(), digests)?;
         // An old blob is refreshed (or reported missing), as `put_blob` does: callers that skip
         // the put of a blob found here rely on it outliving their entry.
         let concurrency = self.backend().settings().concurrency.max(1);

@@ -18,6 +18,7 @@ use larder_core::digest::DigestWriter;
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::error::IoResultExt;
 use larder_core::store::CHUNK_SIZE;
+use larder_core::store::check_hash_fn;
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key, PutMode, PutOptions,
     PutOutcome, Result, Store,
@@ -426,6 +427,7 @@ impl Store for CmdStore {
     }
 
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        check_hash_fn(self, self.capability(), [digest])?;
         let Some((local, size)) = self.fetch_blob(digest).await? else {
             return Ok(None);
         };
@@ -444,6 +446,7 @@ impl Store for CmdStore {
         size: u64,
         mut payload: ByteStream,
     ) -> Result<PutOutcome> {
+        check_hash_fn(self, self.capability(), [digest])?;
         let remote = self.blob_remote(digest);
         if !self.is_bad(digest)
             && (self.is_known(digest) || self.exists(&remote).await? == Some(true))
@@ -488,6 +491,8 @@ impl Store for CmdStore {
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        // Blobs of other functions than BLAKE3 are refused (Capability::sha256 is off).
+        check_hash_fn(self, self.capability(), digests)?;
         let checks = futures::stream::iter(digests.iter().copied())
             .map(|d| async move {
                 if self.is_bad(&d) {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use larder_core::entry::MAX_ENTRY_BYTES;
+use larder_core::store::check_hash_fn;
 use larder_core::verify::{VerifyHooks, verified_stream};
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, Error, GetOptions, Key, PutMode, PutOptions,
@@ -288,6 +289,7 @@ impl Store for HttpStore {
     }
 
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        check_hash_fn(self, self.capability(), [digest])?;
         let url = self.url(&format!("blobs/{}", digest.to_hex()));
         let what = format!("blob {digest}");
         let resp = self.send(&what, None, || self.client.get(&url)).await?;
@@ -317,6 +319,7 @@ impl Store for HttpStore {
         size: u64,
         payload: ByteStream,
     ) -> Result<PutOutcome> {
+        check_hash_fn(self, self.capability(), [digest])?;
         let url = self.url(&format!("blobs/{}", digest.to_hex()));
         let what = format!("storing blob {digest}");
         // The payload is consumed as it is sent, so this request cannot be replayed. The client
@@ -347,6 +350,8 @@ impl Store for HttpStore {
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        // Blobs of other functions than BLAKE3 are refused (Capability::sha256 is off).
+        check_hash_fn(self, self.capability(), digests)?;
         let url = self.url("find-missing");
         let mut missing = Vec::new();
         for batch in digests.chunks(FIND_MISSING_BATCH) {

@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{
     BlobRead, ByteStream, Capability, EntryMeta, GetOptions, Placement, ProgressFn, PutOptions,
-    PutOutcome, Store, StoreStats, TrimOptions, TrimReport,
+    PutOutcome, Store, StoreStats, TrimOptions, TrimReport, check_hash_fn,
 };
 
 /// Chunks buffered per tier while one blob streams to several tiers.
@@ -649,6 +649,9 @@ impl Store for Tiered {
     }
 
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        // What the capability leaves out is refused by the tiered store as a whole, before
+        // any tier holds part of it.
+        check_hash_fn(self, self.capability(), [digest])?;
         for (i, t) in self.tiers.iter().enumerate() {
             if i > 0 && self.blob_backfill {
                 if t.used().find_missing(&[*digest]).await?.is_empty() {
@@ -670,6 +673,7 @@ impl Store for Tiered {
         size: u64,
         payload: ByteStream,
     ) -> Result<PutOutcome> {
+        check_hash_fn(self, self.capability(), [digest])?;
         let stores: Vec<&Arc<dyn Store>> = self.sync_tiers().map(|t| t.used()).collect();
         match stores.as_slice() {
             [] => Err(self.no_writable_tier()),
@@ -679,6 +683,7 @@ impl Store for Tiered {
     }
 
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
+        check_hash_fn(self, self.capability(), [digest])?;
         for (i, t) in self.tiers.iter().enumerate() {
             if i > 0 && self.blob_backfill {
                 if t.used().find_missing(&[*digest]).await?.is_empty() {
@@ -698,6 +703,7 @@ impl Store for Tiered {
     }
 
     async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        check_hash_fn(self, self.capability(), digests)?;
         let sync: Vec<&Tier> = self.sync_tiers().collect();
         match sync.as_slice() {
             [] => self.first().store.find_missing(digests).await,

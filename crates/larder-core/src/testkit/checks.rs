@@ -38,6 +38,8 @@ pub enum Gate {
     Remote,
     /// Stores whose capability includes `sha256` (SHA-256 blobs).
     Sha256,
+    /// Stores whose capability does not include `sha256`.
+    NoSha256,
 }
 
 /// A check of the suite, as a function pointer (see [`CHECKS`]).
@@ -77,6 +79,7 @@ checks!(
     Sha256 sha256_blob_round_trip,
     Sha256 sha256_blob_must_match_digest,
     Sha256 sha256_corrupted_blob_is_a_miss,
+    NoSha256 sha256_refused_when_unsupported,
     Delete delete_removes_entry,
     List list_shows_entries,
     HitStats stats_count_hits_and_misses,
@@ -94,6 +97,7 @@ pub fn applies(gate: Gate, h: &dyn Harness) -> bool {
         Gate::HitStats => cap.hit_stats,
         Gate::Remote => h.at_endpoint(super::endpoints::refusing()).is_some(),
         Gate::Sha256 => cap.sha256,
+        Gate::NoSha256 => !cap.sha256,
     }
 }
 
@@ -690,6 +694,37 @@ pub async fn sha256_corrupted_blob_is_a_miss(h: &dyn Harness) {
         .await
         .must();
     assert_eq!(store.get_blob_bytes(&d, 1 << 20).await.must(), Some(bytes));
+}
+
+/// A store that cannot hold SHA-256 blobs says so ([`crate::Error::NotSupported`]) in every
+/// blob method, and stores nothing under that digest's bytes.
+pub async fn sha256_refused_when_unsupported(h: &dyn Harness) {
+    let store = h.store();
+    let bytes = pseudo_random("sha256-refused", 5_000);
+    let d = HashFn::Sha256.digest(&bytes);
+    let unsupported = |what: &str, e: crate::Error| {
+        assert!(
+            matches!(e, crate::Error::NotSupported { .. }),
+            "{store}: {what} of a SHA-256 blob: {e}"
+        );
+    };
+    match store
+        .put_blob(&d, bytes.len() as u64, chunked(bytes.clone()))
+        .await
+    {
+        Ok(o) => panic!("{store}: stored a SHA-256 blob it cannot hold ({o:?})"),
+        Err(e) => unsupported("put_blob", e),
+    }
+    match store.get_blob(&d).await {
+        Ok(r) => panic!("{store}: get_blob of a SHA-256 digest answered {r:?}"),
+        Err(e) => unsupported("get_blob", e),
+    }
+    match store.find_missing(&[Digest::of(&bytes), d]).await {
+        Ok(m) => panic!("{store}: find_missing of a SHA-256 digest answered {m:?}"),
+        Err(e) => unsupported("find_missing", e),
+    }
+    let alias = Digest::blake3(*d.as_bytes());
+    assert_eq!(store.find_missing(&[alias]).await.must(), vec![alias]);
 }
 
 /// `PutMode::Create` keeps the first entry.
