@@ -125,6 +125,14 @@ impl Shared {
     }
 }
 
+/// The route `path` (starting with `/`) below `prefix`, joined as a nested router would.
+pub(crate) fn below(prefix: &str, path: &str) -> String {
+    match prefix.strip_suffix('/') {
+        Some(prefix) => format!("{prefix}{path}"),
+        None => format!("{prefix}{path}"),
+    }
+}
+
 /// The whole application.
 pub(crate) fn router(state: AppState) -> Router {
     let cfg = Arc::clone(&state.config);
@@ -133,9 +141,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::prometheus))
         .route("/status", get(metrics::status))
         .route("/status.json", get(metrics::status_json))
-        .nest(&cfg.native_prefix, native::router())
-        .nest(&cfg.ccache_prefix, ccache::router())
-        .nest(&cfg.bazel_prefix, bazel::router())
+        // Merged at their full paths rather than nested: a nested router rewrites each
+        // request's URI below its prefix, which these handlers (path extractors only) do not
+        // need. WebDAV reads the path below its prefix from the URI, so it stays nested.
+        .merge(native::router(&cfg.native_prefix))
+        .merge(ccache::router(&cfg.ccache_prefix))
+        .merge(bazel::router(&cfg.bazel_prefix))
         .nest(&cfg.dav_prefix, dav::router())
         // `PREFIX/` (the root collection, which WebDAV clients ask about) is not matched by
         // the nested router.
@@ -143,7 +154,7 @@ pub(crate) fn router(state: AppState) -> Router {
             &format!("{}/", cfg.dav_prefix),
             axum::routing::any(dav::root),
         )
-        .nest(&cfg.waf_prefix, waf::router())
+        .merge(waf::router(&cfg.waf_prefix))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

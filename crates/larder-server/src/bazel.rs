@@ -29,8 +29,12 @@ use crate::value::{get_value, head_value, put_value};
 /// SHA-256 of the empty string.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/{*path}", get(get_h).head(head_h).put(put_h))
+/// The protocol's routes below `prefix`.
+pub(crate) fn router(prefix: &str) -> Router<AppState> {
+    Router::new().route(
+        &crate::app::below(prefix, "/{*path}"),
+        get(get_h).head(head_h).put(put_h),
+    )
 }
 
 /// Which store a request is for.

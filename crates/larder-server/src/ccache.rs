@@ -20,14 +20,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_core::{ByteStream, Key};
 
-use crate::app::{AppState, sized_response};
+use crate::app::{AppState, below, sized_response};
 use crate::body::with_body;
 use crate::error::{ApiError, ApiResult};
 use crate::value::{get_value, head_value, put_value};
 
-pub(crate) fn router() -> Router<AppState> {
+/// The protocol's routes below `prefix`.
+pub(crate) fn router(prefix: &str) -> Router<AppState> {
     Router::new().route(
-        "/{*path}",
+        &below(prefix, "/{*path}"),
         get(get_h).head(head_h).put(put_h).delete(delete_h),
     )
 }

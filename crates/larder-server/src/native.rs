@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use larder_core::entry::MAX_ENTRY_BYTES;
 use larder_core::{ByteStream, Digest, Entry, GetOptions, Key, PutMode, PutOptions, PutOutcome};
 
-use crate::app::{AppState, sized_response};
+use crate::app::{AppState, below, sized_response};
 use crate::body::{check_size, content_length, header_u64, limited, with_body};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Limit;
@@ -21,19 +21,20 @@ pub const SIZE_HEADER: &str = "x-larder-size";
 /// The most digests one find-missing request may name.
 pub const MAX_FIND_MISSING: usize = 100_000;
 
-pub(crate) fn router() -> Router<AppState> {
+/// The protocol's routes below `prefix`.
+pub(crate) fn router(prefix: &str) -> Router<AppState> {
     Router::new()
         .route(
-            "/entries/{*key}",
+            &below(prefix, "/entries/{*key}"),
             get(get_entry).put(put_entry).delete(delete_entry),
         )
         .route(
-            "/blobs/{digest}",
+            &below(prefix, "/blobs/{digest}"),
             get(get_blob).head(head_blob).put(put_blob),
         )
-        .route("/find-missing", post(find_missing))
-        .route("/stats", get(stats))
-        .route("/flush", post(flush))
+        .route(&below(prefix, "/find-missing"), post(find_missing))
+        .route(&below(prefix, "/stats"), get(stats))
+        .route(&below(prefix, "/flush"), post(flush))
 }
 
 fn key(raw: String) -> ApiResult<Key> {

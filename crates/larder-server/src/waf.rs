@@ -18,16 +18,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_core::Key;
 
-use crate::app::{AppState, sized_response};
+use crate::app::{AppState, below, sized_response};
 use crate::body::{Spooler, check_size};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Limit;
 use crate::multipart;
 use crate::value::{get_value, head_value, put_value};
 
-pub(crate) fn router() -> Router<AppState> {
+/// The protocol's routes below `prefix`.
+pub(crate) fn router(prefix: &str) -> Router<AppState> {
     Router::new()
-        .route("/{*path}", get(get_h).head(head_h).post(post_h))
+        .route(
+            &below(prefix, "/{*path}"),
+            get(get_h).head(head_h).post(post_h),
+        )
         // Bodies stream to disk; the bound is `max_blob_bytes`, checked as they arrive.
         .layer(DefaultBodyLimit::disable())
 }
