@@ -178,17 +178,21 @@ pub trait Bucket: fmt::Display + fmt::Debug + Send + Sync + 'static {
 
     /// Delete an object only if it is still at `version`: `false` if it changed or is gone.
     ///
-    /// The default is a metadata request then a delete, for services without a conditional
-    /// delete that every implementation honours: a re-put between the two is the (small)
-    /// window left.
+    /// The default is a metadata request, then [`delete_at`](Self::delete_at).
     async fn delete_if_version(&self, key: &str, version: &str) -> Result<bool> {
         match self.head(key).await? {
-            Some(h) if h.version == version => {
-                self.delete(key).await?;
-                Ok(true)
-            }
+            Some(h) if h.version == version => self.delete_at(key, version).await,
             _ => Ok(false),
         }
+    }
+
+    /// Delete an object just found at `version`, on the condition that it still is where the
+    /// service can check that (`false`: it changed or went). The default deletes: a re-put
+    /// since the metadata request is the (small) window left on services without a conditional
+    /// delete that every implementation honours.
+    async fn delete_at(&self, key: &str, _version: &str) -> Result<bool> {
+        self.delete(key).await?;
+        Ok(true)
     }
 
     /// Delete an unreferenced blob a trim found older than `cutoff_ms` (a backend that must

@@ -93,10 +93,22 @@ pub trait RequestError: Sized {
 /// # Errors
 /// Any failure but a 404, classified.
 pub fn found<T, E: RequestError>(got: Result<T, E>, what: &str) -> larder_core::Result<Option<T>> {
+    found_by(got, E::status, |e| e.into_error(what))
+}
+
+/// [`found`] for a failure type read by functions: its `status`, and how to `classify` it.
+///
+/// # Errors
+/// Any failure but a 404, classified.
+pub fn found_by<T, E>(
+    got: Result<T, E>,
+    status: impl FnOnce(&E) -> Option<u16>,
+    classify: impl FnOnce(E) -> Error,
+) -> larder_core::Result<Option<T>> {
     match got {
         Ok(v) => Ok(Some(v)),
-        Err(e) if e.status() == Some(404) => Ok(None),
-        Err(e) => Err(e.into_error(what)),
+        Err(e) if status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(classify(e)),
     }
 }
 

@@ -42,6 +42,6 @@ pub mod upload;
 pub use access::AccessLog;
 pub use bucket::{Bucket, Features, Listed, PutObject};
 pub use parts::InParts;
-pub use settings::{BucketBuilder, BucketSettings, Secret, StoreUrl};
+pub use settings::{BucketBuilder, BucketSettings, Lazy, Secret, StoreUrl};
 pub use store::{BucketStore, FromUrl};
 pub use trim::trim;

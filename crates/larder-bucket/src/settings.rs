@@ -378,6 +378,47 @@ pub fn env_options<'e>(
     })
 }
 
+/// What a backend makes on first use (clients and credentials: loading them may read files or
+/// ask a server). `Debug` shows only whether it is made: clients hold credentials.
+pub struct Lazy<T>(pub tokio::sync::OnceCell<T>);
+
+impl<T> Default for Lazy<T> {
+    fn default() -> Self {
+        Lazy(tokio::sync::OnceCell::new())
+    }
+}
+
+impl<T> std::ops::Deref for Lazy<T> {
+    type Target = tokio::sync::OnceCell<T>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.initialized() {
+            "made"
+        } else {
+            "not made yet"
+        })
+    }
+}
+
+/// An endpoint URL over http or https (`service` names the store in the message).
+///
+/// # Errors
+/// Any other.
+pub fn check_endpoint(endpoint: Option<&str>, service: &str) -> Result<()> {
+    match endpoint {
+        Some(e) if !e.starts_with("http://") && !e.starts_with("https://") => Err(Error::invalid(
+            format!("{service} endpoint {e:?}: expected http://HOST:PORT or https://HOST"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A value `Debug` never shows (keys, passwords, options that may hold them).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub String);
@@ -466,6 +507,15 @@ mod tests {
         let want = [("db", "2"), ("account_key", "k")];
         assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert_eq!(format!("{:?}", Secret("s3cret".into())), "***");
+        let lazy = Lazy(tokio::sync::OnceCell::new_with(Some("key")));
+        assert_eq!(
+            format!("{lazy:?} {:?}", Lazy::<()>::default()),
+            "made not made yet"
+        );
+        assert!(check_endpoint(Some("127.0.0.1:1"), "GCS").is_err());
+        assert!(
+            check_endpoint(Some("https://h"), "GCS").is_ok() && check_endpoint(None, "").is_ok()
+        );
         let mut s = BucketSettings::default();
         assert!(s.set_part_size(1 << 20, 5 << 20, "S3").is_err());
         s.set_part_size(16 << 20, 5 << 20, "S3").unwrap();

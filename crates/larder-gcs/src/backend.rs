@@ -13,36 +13,28 @@ use google_cloud_auth::credentials::{self, CacheableResource, Credentials};
 use larder_bucket::error::{RequestError, body, found, retrying, stalled, timed_chunks, within};
 use larder_bucket::settings::percent_encode as encode;
 use larder_bucket::upload::multipart_related;
-use larder_bucket::{Bucket, BucketBuilder, BucketSettings, FromUrl, Listed, PutObject};
+use larder_bucket::{Bucket, BucketBuilder, BucketSettings, FromUrl, Lazy, Listed, PutObject};
 use larder_core::{ByteStream, PutOutcome, Result};
 use reqwest_gcs::{Method, RequestBuilder, Response};
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
 use crate::config::GcsStoreBuilder;
 use crate::core::{GcsError, STORE, listed, page, resource, send};
 
 /// A Cloud Storage bucket under a prefix. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GcsBucket(Arc<Inner>);
 
+#[derive(Debug)]
 struct Inner {
     cfg: GcsStoreBuilder,
-    /// The HTTP client and the credentials, made on first use (loading credentials may read
-    /// files or ask a server).
-    client: OnceCell<(reqwest_gcs::Client, Credentials)>,
+    /// The HTTP client and the credentials.
+    client: Lazy<(reqwest_gcs::Client, Credentials)>,
 }
 
 impl fmt::Display for GcsBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "gcs store {}", self.0.cfg.describe())
-    }
-}
-
-/// The configuration only (not the client and credentials).
-impl fmt::Debug for GcsBucket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("GcsBucket").field(&self.0.cfg).finish()
     }
 }
 
@@ -73,7 +65,7 @@ impl GcsBucket {
     pub(crate) fn new(cfg: GcsStoreBuilder) -> GcsBucket {
         GcsBucket(Arc::new(Inner {
             cfg,
-            client: OnceCell::new(),
+            client: Lazy::default(),
         }))
     }
 
@@ -242,13 +234,10 @@ impl Bucket for GcsBucket {
         found(got, &format!("deleting {key}")).map(drop)
     }
 
-    /// A metadata read, then a delete conditional on the generation (`ifGenerationMatch`):
-    /// Cloud Storage refuses it if the entry was re-put meanwhile. The read first also covers
-    /// emulators that ignore the condition.
-    async fn delete_if_version(&self, key: &str, version: &str) -> Result<bool> {
-        if self.head(key).await?.is_none_or(|o| o.version != version) {
-            return Ok(false);
-        }
+    /// Conditional on the generation (`ifGenerationMatch`): Cloud Storage refuses it if the
+    /// entry was re-put since the metadata read (which also covers emulators that ignore the
+    /// condition).
+    async fn delete_at(&self, key: &str, version: &str) -> Result<bool> {
         let query = [("ifGenerationMatch", version)];
         match self.call(Method::DELETE, &self.objects(key), &query).await {
             Ok(_) => Ok(true),

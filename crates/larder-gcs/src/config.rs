@@ -2,9 +2,9 @@
 //! URL and the environment. What every bucket store is configured with (prefix, time-outs,
 //! grace, policy) is [`BucketSettings`], set through [`BucketBuilder`].
 
-use larder_bucket::settings::{check_bucket, env_var};
+use larder_bucket::settings::{check_bucket, check_endpoint, env_var};
 use larder_bucket::{BucketBuilder, BucketSettings, StoreUrl};
-use larder_core::{Error, Result};
+use larder_core::Result;
 
 use crate::backend::GcsBucket;
 
@@ -40,7 +40,7 @@ impl BucketBuilder for GcsStoreBuilder {
     /// client and credentials are made on first use.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a bad bucket or endpoint.
+    /// [`larder_core::Error::InvalidInput`] for a bad bucket or endpoint.
     fn backend(mut self) -> Result<GcsBucket> {
         self.endpoint = self.endpoint.or_else(|| env_var(ENDPOINT_ENV));
         self.anonymous = self.anonymous.or_else(|| {
@@ -90,14 +90,7 @@ impl GcsStoreBuilder {
     /// or digit; an endpoint over http or https.
     fn check(&self) -> Result<()> {
         check_bucket(&self.bucket, 222, ".-_", true)?;
-        match &self.endpoint {
-            Some(e) if !e.starts_with("http://") && !e.starts_with("https://") => {
-                Err(Error::invalid(format!(
-                    "GCS endpoint {e:?}: expected http://HOST:PORT or https://HOST"
-                )))
-            }
-            _ => Ok(()),
-        }
+        check_endpoint(self.endpoint.as_deref(), "GCS")
     }
 
     /// Talk to this endpoint (e.g. `http://127.0.0.1:4443`) instead of Google's.

@@ -15,43 +15,29 @@ use aws_sdk_s3::primitives::{ByteStream as S3Body, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, Object};
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use larder_bucket::error::{body, store_error, timed_chunks, within};
+use larder_bucket::error::{body, found_by, store_error, timed_chunks, within};
 use larder_bucket::upload::send_parts;
-use larder_bucket::{Bucket, BucketBuilder, BucketSettings, FromUrl, Listed, PutObject};
+use larder_bucket::{Bucket, BucketSettings, Lazy, Listed, PutObject};
 use larder_core::{ByteStream, PutOutcome, Result};
 use tokio::sync::OnceCell;
 
 use crate::config::{Credentials, S3StoreBuilder};
-use crate::error::{STORE, found, sdk, status};
+use crate::error::{STORE, sdk, status};
 
 /// An S3 bucket (AWS, MinIO, SeaweedFS, any S3-compatible service) under a prefix. Cheap to
 /// clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct S3Bucket(Arc<Inner>);
 
+#[derive(Debug)]
 struct Inner {
     cfg: S3StoreBuilder,
-    clients: OnceCell<Clients>,
-}
-
-/// The configuration only (not the clients).
-impl fmt::Debug for S3Bucket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cfg = &self.0.cfg;
-        f.debug_struct("S3Bucket").field("cfg", cfg).finish()
-    }
+    clients: Lazy<Clients>,
 }
 
 impl fmt::Display for S3Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s3 store {}", self.0.cfg.describe())
-    }
-}
-
-impl FromUrl for S3Bucket {
-    /// As [`S3StoreBuilder::from_url`], with the environment for what the URL leaves unset.
-    fn from_url(url: &str) -> Result<S3Bucket> {
-        S3StoreBuilder::from_url(url)?.backend()
     }
 }
 
@@ -126,9 +112,9 @@ impl S3Bucket {
         let clients = match cfg.credentials {
             Credentials::Static { .. } => {
                 let base = aws_sdk_s3::config::Builder::new();
-                OnceCell::new_with(Some(Clients::new(&cfg, base, false)))
+                Lazy(OnceCell::new_with(Some(Clients::new(&cfg, base, false))))
             }
-            _ => OnceCell::new(),
+            _ => Lazy::default(),
         };
         S3Bucket(Arc::new(Inner { cfg, clients }))
     }
@@ -154,7 +140,9 @@ impl S3Bucket {
         let clients = self.clients().await;
         let client = if big { &clients.big } else { &clients.small };
         let req = client.get_object().bucket(self.bucket()).key(key);
-        let got = found(req.send().await, &format!("reading {key}"))?;
+        let got = found_by(req.send().await, status, |e| {
+            sdk(&format!("reading {key}"), e)
+        })?;
         Ok(got.map(|out| (out.content_length().unwrap_or(0).max(0) as u64, out)))
     }
 }
@@ -187,7 +175,8 @@ impl Bucket for S3Bucket {
     async fn head(&self, key: &str) -> Result<Option<Listed>> {
         let client = &self.clients().await.small;
         let req = client.head_object().bucket(self.bucket()).key(key);
-        let Some(out) = found(req.send().await, &format!("checking {key}"))? else {
+        let checking = |e| sdk(&format!("checking {key}"), e);
+        let Some(out) = found_by(req.send().await, status, checking)? else {
             return Ok(None);
         };
         let mut o = listed(key, out.content_length(), out.last_modified(), out.e_tag());

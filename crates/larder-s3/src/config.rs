@@ -4,7 +4,7 @@
 //! [`BucketSettings`], set through [`BucketBuilder`].
 
 use larder_bucket::settings::{check_bucket, env_var};
-use larder_bucket::{BucketBuilder, BucketSettings, Secret, StoreUrl};
+use larder_bucket::{BucketBuilder, BucketSettings, FromUrl, Secret, StoreUrl};
 use larder_core::{Error, Result};
 
 use crate::backend::S3Bucket;
@@ -82,6 +82,13 @@ impl BucketBuilder for S3StoreBuilder {
             self.credentials = Credentials::Static { access, secret };
         }
         Ok(S3Bucket::new(self))
+    }
+}
+
+impl FromUrl for S3Bucket {
+    /// As [`S3StoreBuilder::from_url`], with the environment for what the URL leaves unset.
+    fn from_url(url: &str) -> Result<S3Bucket> {
+        S3StoreBuilder::from_url(url)?.backend()
     }
 }
 

@@ -16,18 +16,6 @@ pub(crate) fn status<E>(err: &SdkError<E>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-/// A service's answer, `None` for a 404 (no such object), else a classified error for `what`.
-pub(crate) fn found<T, E>(got: Result<T, SdkError<E>>, what: &str) -> Result<Option<T>, Error>
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match got {
-        Ok(answer) => Ok(Some(answer)),
-        Err(e) if status(&e) == Some(404) => Ok(None),
-        Err(e) => Err(sdk(what, e)),
-    }
-}
-
 /// Turn an SDK error for the operation `what` into a classified [`Error`].
 pub(crate) fn sdk<E>(what: &str, err: SdkError<E>) -> Error
 where
