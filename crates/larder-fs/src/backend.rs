@@ -312,19 +312,12 @@ impl Inner {
     /// order), and its file keeps the identity a trusted read checks.
     fn blob_exists_touch(&self, digest: &Digest) -> Result<bool> {
         if is_standalone(digest) {
-            for compressed in [false, true] {
-                let p = self.layout.blob_path(digest, compressed);
-                match std::fs::symlink_metadata(&p) {
-                    Ok(_) => {
-                        self.index
-                            .record_touches([standalone_name(digest).as_str()]);
-                        return Ok(true);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
-                }
+            let here = self.standalone_exists(digest)?;
+            if here {
+                self.index
+                    .record_touches([standalone_name(digest).as_str()]);
             }
-            return Ok(false);
+            return Ok(here);
         }
         for compressed in [false, true] {
             let p = self.layout.blob_path(digest, compressed);
@@ -341,6 +334,42 @@ impl Inner {
             }
         }
         Ok(false)
+    }
+
+    /// Whether standalone blob `digest` exists (either form): a `stat`, no touch.
+    fn standalone_exists(&self, digest: &Digest) -> Result<bool> {
+        for compressed in [false, true] {
+            let p = self.layout.blob_path(digest, compressed);
+            match std::fs::symlink_metadata(&p) {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// [`Inner::blob_exists_touch`] for each of `digests`, with the accesses to standalone
+    /// blobs recorded in one batch (a find-missing of thousands takes the queue's lock once).
+    fn blobs_exist_touch(&self, digests: &[Digest]) -> Result<Vec<bool>> {
+        let mut found = Vec::new();
+        let present = digests
+            .iter()
+            .map(|d| {
+                if !is_standalone(d) {
+                    return self.blob_exists_touch(d);
+                }
+                let here = self.standalone_exists(d)?;
+                if here {
+                    found.push(standalone_name(d));
+                }
+                Ok(here)
+            })
+            .collect::<Result<Vec<bool>>>()?;
+        if !found.is_empty() {
+            self.index.record_touches(found.iter().map(String::as_str));
+        }
+        Ok(present)
     }
 
     /// Which of the entry files `names` exist; those that do are recorded as accessed.
@@ -420,10 +449,10 @@ fn modified_within(m: &std::fs::Metadata, window: Duration) -> bool {
 async fn touch_blobs(inner: &Arc<Inner>, digests: Vec<Digest>) -> Result<Vec<bool>> {
     const INLINE: usize = 64;
     if digests.len() <= INLINE {
-        return digests.iter().map(|d| inner.blob_exists_touch(d)).collect();
+        return inner.blobs_exist_touch(&digests);
     }
     let inner = Arc::clone(inner);
-    blocking(move || digests.iter().map(|d| inner.blob_exists_touch(d)).collect()).await
+    blocking(move || inner.blobs_exist_touch(&digests)).await
 }
 
 #[async_trait]
