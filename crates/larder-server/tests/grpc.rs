@@ -6,34 +6,16 @@ mod common;
 use common::{TestServer, grpc_channel, pseudo_random, reapi_digest as digest, sha256_hex};
 use larder_reapi::prost::Message;
 use larder_reapi::proto::build::bazel::remote::execution::v2::{
-    ActionResult, BatchUpdateBlobsRequest, Digest, FindMissingBlobsRequest, GetActionResultRequest,
+    ActionResult, BatchUpdateBlobsRequest, FindMissingBlobsRequest, GetActionResultRequest,
     GetCapabilitiesRequest, OutputFile, UpdateActionResultRequest,
     action_cache_client::ActionCacheClient, batch_update_blobs_request,
     capabilities_client::CapabilitiesClient,
     content_addressable_storage_client::ContentAddressableStorageClient,
 };
-use larder_reapi::proto::google::bytestream::{
-    ReadRequest, WriteRequest, byte_stream_client::ByteStreamClient,
-};
-use larder_reapi::tonic::transport::Channel;
+use larder_reapi::proto::google::bytestream::{WriteRequest, byte_stream_client::ByteStreamClient};
 use larder_reapi::tonic::{Code, Request};
 
-async fn read(bs: &mut ByteStreamClient<Channel>, d: &Digest) -> Vec<u8> {
-    let mut stream = bs
-        .read(ReadRequest {
-            resource_name: format!("blobs/{}/{}", d.hash, d.size_bytes),
-            read_offset: 0,
-            read_limit: 0,
-        })
-        .await
-        .expect("read")
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(m) = stream.message().await.expect("chunk") {
-        out.extend_from_slice(&m.data);
-    }
-    out
-}
+use common::bytestream_read as read;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_and_grpc_share_the_cas_and_action_cache() {

@@ -16,22 +16,7 @@ use larder_reapi::proto::build::bazel::remote::execution::v2::{
 use larder_reapi::proto::google::bytestream::{ReadRequest, byte_stream_client::ByteStreamClient};
 use larder_reapi::tonic::transport::Channel;
 
-async fn read(bs: &mut ByteStreamClient<Channel>, d: &ProtoDigest) -> Vec<u8> {
-    let mut stream = bs
-        .read(ReadRequest {
-            resource_name: format!("blobs/{}/{}", d.hash, d.size_bytes),
-            read_offset: 0,
-            read_limit: 0,
-        })
-        .await
-        .expect("read")
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(m) = stream.message().await.expect("chunk") {
-        out.extend_from_slice(&m.data);
-    }
-    out
-}
+use common::bytestream_read as read;
 
 async fn missing(
     cas: &mut ContentAddressableStorageClient<Channel>,

@@ -259,19 +259,7 @@ async fn grpc_calls_have_their_own_histograms() {
             .missing_blob_digests;
         assert!(missing.is_empty());
     }
-    let mut stream = bs
-        .read(ReadRequest {
-            resource_name: format!("blobs/{}/{}", d.hash, d.size_bytes),
-            read_offset: 0,
-            read_limit: 0,
-        })
-        .await
-        .expect("read")
-        .into_inner();
-    let mut read = Vec::new();
-    while let Some(m) = stream.message().await.expect("chunk") {
-        read.extend_from_slice(&m.data);
-    }
+    let read = common::bytestream_read(&mut bs, &d).await;
     assert!(read == blob);
 
     let text = String::from_utf8(s.get("/metrics").await.1.to_vec()).expect("utf-8");

@@ -174,3 +174,26 @@ pub fn reapi_digest(
         size_bytes: data.len() as i64,
     }
 }
+
+/// The whole blob `d` read through ByteStream, chunk by chunk.
+pub async fn bytestream_read(
+    bs: &mut larder_reapi::proto::google::bytestream::byte_stream_client::ByteStreamClient<
+        larder_reapi::tonic::transport::Channel,
+    >,
+    d: &larder_reapi::proto::build::bazel::remote::execution::v2::Digest,
+) -> Vec<u8> {
+    let mut stream = bs
+        .read(larder_reapi::proto::google::bytestream::ReadRequest {
+            resource_name: format!("blobs/{}/{}", d.hash, d.size_bytes),
+            read_offset: 0,
+            read_limit: 0,
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream.message().await.expect("chunk") {
+        out.extend_from_slice(&m.data);
+    }
+    out
+}
