@@ -30,7 +30,7 @@ use sha2::Digest as _;
 /// `len` incompressible bytes, the same for the same `seed` (xorshift64*).
 fn noise(seed: &str, len: usize) -> Vec<u8> {
     let mut x = u64::from_le_bytes(
-        Digest::of(seed.as_bytes()).0[..8]
+        Digest::of(seed.as_bytes()).as_bytes()[..8]
             .try_into()
             .unwrap_or([1; 8]),
     ) | 1;
