@@ -843,9 +843,9 @@ fn parse_select_victims(text: &str) -> Vec<Value> {
     rows
 }
 
-/// Seconds of recompute time, in hours from 10 hours up.
+/// Seconds of recompute time, in hours from an hour up.
 fn fmt_saved(s: f64) -> String {
-    if s >= 36_000.0 {
+    if s >= 3_600.0 {
         format!("{:.1} h", s / 3600.0)
     } else {
         format!("{s:.1} s")
