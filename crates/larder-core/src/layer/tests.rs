@@ -989,3 +989,52 @@ async fn tiered_goes_on_without_a_remote_that_hangs() {
     assert_eq!(remote.warnings(), 1);
     assert_eq!(local.stats().await.expect("stats").entries, 10);
 }
+
+/// Counts the calls to its store's capability (a remote tier opened on first use is opened by
+/// that call).
+#[derive(Debug, Default)]
+struct AskedForCapability {
+    inner: MemoryStore,
+    asked: AtomicU64,
+}
+
+impl std::fmt::Display for AskedForCapability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("counted")
+    }
+}
+
+#[async_trait]
+impl super::Layered for AskedForCapability {
+    type Inner = MemoryStore;
+    fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+    fn capability(&self) -> crate::Capability {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.inner.capability()
+    }
+}
+crate::impl_store_for_layer!(AskedForCapability);
+
+/// BLAKE3 blob calls through the tiers, served by the first, never ask a slower tier for its
+/// capability; a SHA-256 call does (every tier must hold it).
+#[tokio::test]
+async fn blake3_blob_calls_leave_slower_tiers_alone() {
+    let slow = Arc::new(AskedForCapability::default());
+    let tiered = Tiered::new(vec![
+        Tier::new(Arc::new(MemoryStore::default())),
+        Tier::new(slow.clone()),
+    ])
+    .expect("two tiers");
+    let d = tiered
+        .put_blob_bytes(Bytes::from_static(b"local"))
+        .await
+        .expect("put");
+    assert!(tiered.find_missing(&[d]).await.expect("find").is_empty());
+    assert!(tiered.get_blob(&d).await.expect("get").is_some());
+    assert_eq!(slow.asked.load(Ordering::Relaxed), 0);
+    let sha = crate::HashFn::Sha256.digest(b"x");
+    let _ = tiered.find_missing(&[sha]).await;
+    assert!(slow.asked.load(Ordering::Relaxed) > 0);
+}
