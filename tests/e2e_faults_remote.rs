@@ -26,7 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const MARGIN: Duration = Duration::from_secs(10);
 /// The task's output: large enough to be a blob streamed in many chunks (and an S3 multipart
 /// upload), so that a proxy can cut it part-way.
-const BIG: usize = 32 << 20;
+const BIG: usize = 8 << 20;
 
 /// The remote being tested: where larder reaches it (through the proxy) and its credentials.
 struct Remote {
