@@ -262,8 +262,11 @@ fn seaweedfs_that_hangs_or_resets_is_a_miss_within_the_time_out() {
     hang_and_reset(&sb, &proxy, &s3_remote(&proxy, &s3, "faults"), "s3");
 }
 
-/// Run `args` in `dir` and kill SeaweedFS once `bytes` more have gone through `proxy` (in the
-/// middle of the run's transfer). The run's output.
+/// Run `args` in `dir` and kill SeaweedFS in the middle of the run's transfer: the proxy stalls
+/// every connection once `bytes` have gone through it, so the transfer cannot finish before the
+/// kill however fast it is; once SeaweedFS is dead, the proxy closes what it holds (as the dead
+/// server's connections would be) and passes new connections on (refused by the dead address).
+/// The run's output.
 fn kill_mid_transfer(
     sb: &Sandbox,
     s3: &mut SeaweedFs,
@@ -273,14 +276,20 @@ fn kill_mid_transfer(
     args: &[String],
     bytes: u64,
 ) -> Output {
-    let start = proxy.bytes_passed();
+    let stalled = proxy.stalled();
+    proxy.set_mode(ProxyMode::HangAfter(bytes));
     let child = spawn_exec(sb, dir, remote, args);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while proxy.bytes_passed() < start + bytes {
-        assert!(Instant::now() < deadline, "the transfer never started");
-        std::thread::sleep(Duration::from_millis(2));
+    while proxy.stalled() == stalled {
+        assert!(
+            Instant::now() < deadline,
+            "the transfer never reached {bytes} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
     s3.kill();
+    proxy.set_mode(ProxyMode::Pass);
+    proxy.close_all();
     child.wait_with_output().expect("waiting for larder exec")
 }
 

@@ -56,6 +56,8 @@ struct Shared {
     accepted: AtomicU64,
     /// Bytes copied so far, both directions, every connection.
     passed: AtomicU64,
+    /// Connections that reached their [`ProxyMode::HangAfter`] limit and stalled.
+    stalled: AtomicU64,
     /// Every socket the proxy holds, so that a drop can close them all.
     sockets: Mutex<Vec<Weak<TcpStream>>>,
 }
@@ -86,6 +88,7 @@ impl Proxy {
             stop: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
             passed: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
             sockets: Mutex::new(Vec::new()),
         });
         let accept = {
@@ -125,6 +128,12 @@ impl Proxy {
     /// counted: a test waits on it to act in the middle of a transfer.
     pub fn bytes_passed(&self) -> u64 {
         self.shared.passed.load(Ordering::Relaxed)
+    }
+
+    /// How many connections have stalled at their [`ProxyMode::HangAfter`] limit so far: a
+    /// test waits on it to act while a transfer is known to be unfinished.
+    pub fn stalled(&self) -> u64 {
+        self.shared.stalled.load(Ordering::SeqCst)
     }
 
     /// Close every connection the proxy holds now (both sides shut down; new connections are
@@ -233,6 +242,7 @@ fn forward(shared: &Arc<Shared>, client: Arc<TcpStream>, mode: ProxyMode) {
         passed: AtomicU64::new(0),
         limit,
         hang: matches!(mode, ProxyMode::HangAfter(_)),
+        stalled: AtomicBool::new(false),
         aborted: AtomicBool::new(false),
     });
     let up = {
@@ -254,6 +264,8 @@ struct Conn {
     passed: AtomicU64,
     limit: u64,
     hang: bool,
+    /// Set once this connection has stalled (both directions reach the limit; counted once).
+    stalled: AtomicBool,
     /// Set when the client's connection is being reset: no FIN may go out before the RST.
     aborted: AtomicBool,
 }
@@ -296,6 +308,9 @@ impl Conn {
 
     fn limit_reached(&self, shared: &Shared) {
         if self.hang {
+            if !self.stalled.swap(true, Ordering::SeqCst) {
+                shared.stalled.fetch_add(1, Ordering::SeqCst);
+            }
             while !shared.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -395,6 +410,7 @@ mod tests {
             kind,
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
         ));
+        assert_eq!(proxy.stalled(), 1, "the stalled connection is counted once");
         assert_eq!(proxy.accepted(), 5);
     }
 }
