@@ -253,15 +253,23 @@ impl Server {
         };
         let limits = self.state.config.limits.clone();
         let metrics = Arc::clone(&self.state.metrics);
-        crate::accept::serve(
+        // The accept loop runs as a task on the runtime's workers, not in the caller's
+        // `block_on`: a worker that accepts a connection then runs its task itself (the task
+        // goes to that worker's own queue), where an accept loop on the caller's thread hands
+        // every connection to a worker through a wake-up.
+        let accepting = tokio::spawn(crate::accept::serve(
             self.listener,
             self.tls,
             router(self.state),
             limits,
             metrics,
             shutdown,
-        )
-        .await?;
+        ));
+        match accepting.await {
+            Ok(served) => served?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(ServerError::Serve(std::io::Error::other(e))),
+        }
         cleanup.abort();
         if let Some(task) = upstream_trim {
             task.abort();
