@@ -82,6 +82,21 @@ fn has_marker(pid: u32, value: &str) -> bool {
         .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == wanted.as_bytes()))
 }
 
+/// `pid` and the processes above it, up to init: whoever started this xtask (cargo, a shell,
+/// `timeout`) may have started in the same clock tick as the run and hang below init once a
+/// detached launcher exits; they are never something the run left behind.
+fn ancestors(mut pid: u32, procs: &HashMap<u32, Proc>) -> Vec<u32> {
+    let mut out = Vec::new();
+    while pid > 1 && !out.contains(&pid) {
+        out.push(pid);
+        match procs.get(&pid) {
+            Some(p) => pid = p.ppid,
+            None => break,
+        }
+    }
+    out
+}
+
 /// One run of xtask: who it is and when it began.
 #[derive(Debug)]
 pub(crate) struct Run {
@@ -105,9 +120,11 @@ impl Run {
     /// Processes of this run that are still running: `(pid, command line)`.
     pub(crate) fn leftovers(&self) -> Vec<(u32, String)> {
         let procs = all_procs();
+        let ancestors = ancestors(self.me.ppid, &procs);
         let mut found: Vec<(u32, String)> = procs
             .values()
             .filter(|p| p.state != 'Z' && p.pid != self.me.pid && p.start >= self.me.start)
+            .filter(|p| !ancestors.contains(&p.pid))
             .filter(|p| p.session == self.me.session || has_marker(p.pid, &self.marker))
             .filter(|p| self.orphaned(p, &procs))
             .map(|p| (p.pid, cmdline(p.pid)))
@@ -172,6 +189,30 @@ mod tests {
             (p.state, p.ppid, p.session, p.start),
             ('S', 1, 4240, 987654)
         );
+    }
+
+    #[test]
+    fn ancestors_end_at_init_and_survive_a_cycle() {
+        let proc_ = |pid, ppid| Proc {
+            pid,
+            state: 'S',
+            ppid,
+            session: 1,
+            start: 0,
+        };
+        let procs: HashMap<u32, Proc> = [
+            proc_(10, 5),
+            proc_(5, 3),
+            proc_(3, 1),
+            proc_(7, 8),
+            proc_(8, 7),
+        ]
+        .into_iter()
+        .map(|p| (p.pid, p))
+        .collect();
+        assert_eq!(ancestors(10, &procs), vec![10, 5, 3]);
+        assert_eq!(ancestors(7, &procs), vec![7, 8]);
+        assert_eq!(ancestors(42, &procs), vec![42]);
     }
 
     /// A shell that backgrounds a `sleep` and exits leaves the sleep orphaned: it is found (by
