@@ -254,7 +254,11 @@ async fn inflate(
                 id.size
             )));
         }
-        spool.append(&out[..st.bytes_written]).await?;
+        if st.bytes_written > 0 {
+            spool
+                .append(Bytes::copy_from_slice(&out[..st.bytes_written]))
+                .await?;
+        }
         if input.is_empty() && st.bytes_written < out.len() {
             return Ok(());
         }
@@ -284,6 +288,12 @@ impl ByteStreamService {
         let upload = ctx.uploads.get_or_create(name);
         let mut upload = upload.lock().await;
         upload.touched = Some(Instant::now());
+        // What a call that ended without settling left in flight.
+        if let Some(spool) = upload.spool.as_mut()
+            && spool.settle().await.is_err()
+        {
+            upload.spool = None;
+        }
         let mut msg = first;
         let mut decoder = None;
         // For zstd: the uncompressed offset this stream started at, and compressed bytes since.
@@ -320,9 +330,7 @@ impl ByteStreamService {
             is_first = false;
             let spool = match &mut upload.spool {
                 Some(s) => s,
-                None => upload
-                    .spool
-                    .insert(Spool::create(&ctx.cas.tmp_dir, id).await?),
+                None => upload.spool.insert(ctx.cas.spool(id).await?),
             };
             let appended = match &mut decoder {
                 Some(d) => {
@@ -335,7 +343,11 @@ impl ByteStreamService {
                         id.size
                     )))
                 }
-                None => spool.append(&msg.data).await,
+                None => {
+                    spool
+                        .append(Bytes::from(std::mem::take(&mut msg.data)))
+                        .await
+                }
             };
             if let Err(e) = appended {
                 upload.spool = None;
@@ -355,8 +367,9 @@ impl ByteStreamService {
                         spool.written
                     )));
                 }
-                let got = spool.hash_hex();
-                if got != id.hash {
+                let spool = spool.finish().await?;
+                let got = &spool.hash_hex;
+                if *got != id.hash {
                     return Err(Status::invalid_argument(format!(
                         "blob {id}: the bytes hash to {got}"
                     )));
@@ -371,7 +384,17 @@ impl ByteStreamService {
             match stream.message().await? {
                 Some(next) => msg = next,
                 // The client stopped without finishing: what arrived stays, for a resumed write.
-                None => return Ok(upload.spool.as_ref().map_or(0, |s| s.written) as i64),
+                None => {
+                    let Some(spool) = upload.spool.as_mut() else {
+                        return Ok(0);
+                    };
+                    if let Err(e) = spool.settle().await {
+                        upload.spool = None;
+                        ctx.uploads.remove(name);
+                        return Err(e);
+                    }
+                    return Ok(spool.written as i64);
+                }
             }
         }
     }
@@ -494,7 +517,17 @@ impl ByteStream for ByteStreamService {
             }));
         }
         let committed = match ctx.uploads.get(&name) {
-            Some(u) => u.lock().await.spool.as_ref().map_or(0, |s| s.written),
+            Some(u) => {
+                let mut u = u.lock().await;
+                let settled = match u.spool.as_mut() {
+                    Some(spool) => spool.settle().await.map(|()| spool.written),
+                    None => Ok(0),
+                };
+                settled.unwrap_or_else(|_| {
+                    u.spool = None;
+                    0
+                })
+            }
             None => 0,
         };
         Ok(Response::new(QueryWriteStatusResponse {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use larder_core::{ByteStream, Content, Digest, GetOptions, Key, PutOptions, Store};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Status;
 
 use crate::digest::{BlobId, DigestFn, Hasher, hash_hex};
@@ -223,37 +222,47 @@ impl Cas {
         Ok(())
     }
 
+    /// A new, empty spool for an upload of `id`, in the spooling directory. It also computes
+    /// larder's BLAKE3 digest of the bytes only where `id` is stored as an entry naming a blob
+    /// of that digest (not as a standalone blob, whose store verifies it by its own digest).
+    pub(crate) async fn spool(&self, id: &BlobId) -> Result<Spool, Status> {
+        let standalone = self.standalone(std::slice::from_ref(id))[0].is_some();
+        Spool::create(&self.tmp_dir, id, !standalone).await
+    }
+
     /// Store a finished spool as `id` (its size and hash already checked).
-    pub(crate) async fn put_spool(&self, id: &BlobId, spool: Spool) -> Result<(), Status> {
+    pub(crate) async fn put_spool(&self, id: &BlobId, spool: Spooled) -> Result<(), Status> {
         if id.is_empty() {
             return Ok(());
         }
-        let Spool {
-            mut file,
+        let Spooled {
             path,
             blake3,
             written,
             ..
         } = spool;
-        file.flush().await.map_err(io_status)?;
         if let Some(d) = self.standalone(std::slice::from_ref(id))[0] {
-            let f = tokio::fs::File::open(&path).await.map_err(io_status)?;
+            let stream = larder_core::artifacts::file_stream(&path)
+                .await
+                .map_err(store_status)?;
             self.store
-                .put_blob(&d, written, file_stream(f))
+                .put_blob(&d, written, stream)
                 .await
                 .map_err(store_status)?;
             return Ok(());
         }
         let content = if inlined(written) {
-            let mut bytes = Vec::with_capacity(written as usize);
-            let mut f = tokio::fs::File::open(&path).await.map_err(io_status)?;
-            f.read_to_end(&mut bytes).await.map_err(io_status)?;
-            Content::inline(bytes)
+            Content::inline(tokio::fs::read(&path).await.map_err(io_status)?)
         } else {
+            let Some(blake3) = blake3 else {
+                return Err(Status::internal("the spool kept no BLAKE3 digest"));
+            };
             let digest = Digest::from(blake3.finalize());
-            let f = tokio::fs::File::open(&path).await.map_err(io_status)?;
+            let stream = larder_core::artifacts::file_stream(&path)
+                .await
+                .map_err(store_status)?;
             self.store
-                .put_blob(&digest, written, file_stream(f))
+                .put_blob(&digest, written, stream)
                 .await
                 .map_err(store_status)?;
             Content::blob(digest, written)
@@ -280,41 +289,51 @@ pub(crate) fn check_bytes(id: &BlobId, data: &[u8]) -> Result<(), Status> {
     Ok(())
 }
 
-/// A file's contents as a stream of chunks of at most [`larder_core::store::CHUNK_SIZE`].
-fn file_stream(file: tokio::fs::File) -> ByteStream {
-    Box::pin(futures::stream::try_unfold(file, |mut f| async move {
-        let mut buf = vec![0u8; larder_core::store::CHUNK_SIZE];
-        let n = f
-            .read(&mut buf)
-            .await
-            .map_err(|e| larder_core::Error::io("reading a spooled upload", e))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.truncate(n);
-        Ok(Some((Bytes::from(buf), f)))
-    }))
-}
-
 pub(crate) fn io_status(e: std::io::Error) -> Status {
     store_status(larder_core::Error::io("spooling an upload", e))
 }
 
-/// An upload being received into a temporary file, hashed as it arrives.
-pub(crate) struct Spool {
-    file: tokio::fs::File,
-    path: tempfile::TempPath,
+/// The spool file and its hashes, owned by whichever thread works on them.
+struct SpoolState {
+    file: std::fs::File,
     /// The hash the client named the blob by.
     hasher: Hasher,
-    /// Larder's blob digest.
-    blake3: blake3::Hasher,
-    /// Bytes received so far.
+    /// Larder's blob digest, where the blob is stored under it (see [`Cas::spool`]).
+    blake3: Option<blake3::Hasher>,
+}
+
+/// What a write in flight hands back: the state, and whether the write went through.
+type Job = tokio::task::JoinHandle<(SpoolState, std::io::Result<()>)>;
+
+/// An upload being received into a temporary file, hashed as it arrives.
+///
+/// Each appended piece is hashed and written on a blocking thread while the next one is being
+/// received (one piece in flight at a time, so the hashes see the bytes in order): receiving,
+/// hashing and writing overlap instead of taking turns, and the file is written from the
+/// received buffer as it is.
+pub(crate) struct Spool {
+    path: tempfile::TempPath,
+    /// The file and hashes when no piece is in flight.
+    state: Option<SpoolState>,
+    /// The piece in flight.
+    pending: Option<Job>,
+    /// Bytes received so far (written once the piece in flight is settled).
+    pub(crate) written: u64,
+}
+
+/// A spool whose pieces are all written.
+pub(crate) struct Spooled {
+    path: tempfile::TempPath,
+    /// The hash of the bytes, in the client's function.
+    pub(crate) hash_hex: String,
+    blake3: Option<blake3::Hasher>,
+    /// Their length.
     pub(crate) written: u64,
 }
 
 impl Spool {
-    /// A new, empty spool in `dir`, hashing with `id`'s function.
-    pub(crate) async fn create(dir: &Path, id: &BlobId) -> Result<Spool, Status> {
+    /// A new, empty spool in `dir`, hashing with `id`'s function (and BLAKE3 if `blake3`).
+    async fn create(dir: &Path, id: &BlobId, blake3: bool) -> Result<Spool, Status> {
         let dir = dir.to_owned();
         let tmp = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
@@ -327,25 +346,65 @@ impl Spool {
         .map_err(io_status)?;
         let (file, path) = tmp.into_parts();
         Ok(Spool {
-            file: tokio::fs::File::from_std(file),
             path,
-            hasher: id.func.hasher(),
-            blake3: blake3::Hasher::new(),
+            state: Some(SpoolState {
+                file,
+                hasher: id.func.hasher(),
+                blake3: blake3.then(blake3::Hasher::new),
+            }),
+            pending: None,
             written: 0,
         })
     }
 
-    /// Append `data`.
-    pub(crate) async fn append(&mut self, data: &[u8]) -> Result<(), Status> {
-        self.file.write_all(data).await.map_err(io_status)?;
-        self.hasher.update(data);
-        self.blake3.update(data);
+    /// Wait for the piece in flight; its error, if it failed (the spool is then unusable).
+    pub(crate) async fn settle(&mut self) -> Result<(), Status> {
+        let Some(job) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        // Cancelling this wait leaves the piece in flight, to be settled next time.
+        let done = job.await;
+        self.pending = None;
+        match done {
+            Ok((state, Ok(()))) => {
+                self.state = Some(state);
+                Ok(())
+            }
+            Ok((_, Err(e))) => Err(io_status(e)),
+            Err(e) => Err(Status::internal(format!("spooling task failed: {e}"))),
+        }
+    }
+
+    /// Append `data`: hashed and written while the caller goes on (see [`Spool`]).
+    pub(crate) async fn append(&mut self, data: Bytes) -> Result<(), Status> {
+        self.settle().await?;
+        let Some(mut state) = self.state.take() else {
+            return Err(Status::internal("the upload's spool failed earlier"));
+        };
         self.written += data.len() as u64;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            state.hasher.update(&data);
+            if let Some(b) = state.blake3.as_mut() {
+                b.update(&data);
+            }
+            let wrote = state.file.write_all(&data);
+            (state, wrote)
+        }));
         Ok(())
     }
 
-    /// The hash of what was received, in the client's function.
-    pub(crate) fn hash_hex(&self) -> String {
-        self.hasher.clone().finalize_hex()
+    /// Every piece written: the bytes' hashes and the file.
+    pub(crate) async fn finish(mut self) -> Result<Spooled, Status> {
+        self.settle().await?;
+        let Some(state) = self.state.take() else {
+            return Err(Status::internal("the upload's spool failed earlier"));
+        };
+        Ok(Spooled {
+            path: self.path,
+            hash_hex: state.hasher.finalize_hex(),
+            blake3: state.blake3,
+            written: self.written,
+        })
     }
 }
