@@ -8,7 +8,8 @@
 //! fails at the end naming it.
 //!
 //! The settings of `--all` are chosen to fit the whole run in about 40 minutes on the project's
-//! 2-core machine (real builds: Lua only); `--quick` uses each benchmark's smallest settings, a
+//! 2-core machine (real builds: Lua only; the first run also builds the revision before issue 13
+//! for the `ab` area, once); `--quick` uses each benchmark's smallest settings, a
 //! smoke run, and writes into `target/bench-quick` (the page too) unless `--out`/`--md` say
 //! otherwise.
 
@@ -64,6 +65,15 @@ pub(crate) const AREAS: &[Area] = &[
         },
         bench: Some(("larder-benches", "foundation")),
         run: run_foundation,
+    },
+    Area {
+        info: AreaInfo {
+            name: "ab",
+            title: "No regression: this revision against the one before issue 13",
+            rerun: "python3 benches/ab.py --old-rev 25f42fa --out target/bench   # builds the old revision once, in target/ab-old",
+        },
+        bench: Some(("larder-benches", "foundation")),
+        run: run_ab,
     },
     Area {
         info: AreaInfo {
@@ -418,6 +428,23 @@ fn run_foundation(ctx: &Ctx) -> Result<String> {
     Ok(format!(
         "cargo bench -p larder-benches --bench foundation{}",
         if ctx.quick { " -- --quick" } else { "" }
+    ))
+}
+
+/// The foundation bench and the wafcache worker, built from this tree and from the revision
+/// before issue 13, alternating (benches/ab.py builds the old one once).
+fn run_ab(ctx: &Ctx) -> Result<String> {
+    let (sh, out) = (ctx.sh, &ctx.out);
+    let (rounds, quick) = (ctx.pick("3", "1"), ctx.quick_flag());
+    let script = project_root().join("benches/ab.py");
+    cmd!(
+        sh,
+        "python3 {script} --old-rev 25f42fa --rounds {rounds} {quick...} --out {out}"
+    )
+    .run()?;
+    Ok(format!(
+        "python3 benches/ab.py --old-rev 25f42fa --rounds {rounds}{}",
+        if ctx.quick { " --quick" } else { "" }
     ))
 }
 
