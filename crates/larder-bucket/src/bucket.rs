@@ -74,8 +74,28 @@ pub struct Features {
     /// a file): `put_stream` streams a blob into one object. Without it, wrap the bucket in
     /// [`InParts`](crate::InParts), which stores large blobs in parts.
     pub multi_write: bool,
-    /// Why the store cannot be trimmed, if it cannot.
+    /// Create-only writes are native (a precondition the service checks). Without them,
+    /// [`Bucket::put`] asks for the object's metadata first.
+    pub create_only: bool,
+    /// Why the store cannot be trimmed, beyond listing and deleting (which
+    /// [`why_no_trim`](Self::why_no_trim) checks), if it cannot.
     pub no_trim: Option<&'static str>,
+}
+
+impl Features {
+    /// Why the store cannot be trimmed, if it cannot: a trim must list every entry and blob,
+    /// and delete, besides [`no_trim`](Self::no_trim).
+    pub fn why_no_trim(&self) -> Option<&'static str> {
+        if !self.list {
+            Some(
+                "trim (a trim must see every entry and blob, and this store cannot list, or listing is off; use the service's own expiry rules)",
+            )
+        } else if !self.delete {
+            Some("trim (the service cannot delete objects)")
+        } else {
+            self.no_trim
+        }
+    }
 }
 
 impl Default for Features {
@@ -85,6 +105,7 @@ impl Default for Features {
             list: true,
             delete: true,
             multi_write: true,
+            create_only: true,
             no_trim: None,
         }
     }
@@ -100,8 +121,8 @@ impl Default for Features {
 ///   ([`within`](crate::error::within) checks a size known up front).
 /// - `read`'s chunks MUST each arrive within the service's read time-out (a stalled body is a
 ///   temporary error); the bytes are verified by the caller.
-/// - `put` with `create` MUST NOT overwrite an existing object, and answers
-///   [`PutOutcome::Exists`] then (checking first where the service has no create-only write).
+/// - `put_object` with `create` (asked only where [`Features::create_only`]) MUST NOT overwrite
+///   an existing object, and answers [`PutOutcome::Exists`] then.
 /// - `put_stream` MUST publish nothing when the body yields an error (the caller's stream
 ///   fails when the bytes do not match their digest), and return that error.
 /// - `delete` MUST succeed for an object that does not exist.
@@ -160,8 +181,22 @@ pub trait Bucket: fmt::Display + fmt::Debug + Send + Sync + 'static {
         Ok(self.read(key).await?.map(|(_, chunks)| chunks))
     }
 
-    /// Store a small object in one request, with user metadata; with `create`, only if absent.
-    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome>;
+    /// Store a small object in one request, with user metadata; with `create`, only if absent:
+    /// natively where the service can ([`Features::create_only`]), else after a metadata
+    /// request that found it absent (a small race: two creators may both write).
+    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
+        let check = how.create && !self.features().create_only;
+        if check && self.head(key).await?.is_some() {
+            return Ok(PutOutcome::Exists);
+        }
+        let create = how.create && !check;
+        self.put_object(key, body, PutObject { create, ..how })
+            .await
+    }
+
+    /// The request under [`put`](Self::put): with `create` only where the service has native
+    /// create-only writes.
+    async fn put_object(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome>;
 
     /// Store `size` bytes from `body` as one object (multipart, resumable, or in parts),
     /// publishing nothing unless the body ends cleanly.
@@ -195,11 +230,14 @@ pub trait Bucket: fmt::Display + fmt::Debug + Send + Sync + 'static {
         Ok(true)
     }
 
-    /// Delete an unreferenced blob a trim found older than `cutoff_ms` (a backend that must
-    /// check its age again, because a re-upload does not change what the listing showed,
-    /// overrides this).
-    async fn delete_stale(&self, key: &str, _cutoff_ms: u64) -> Result<()> {
-        self.delete(key).await
+    /// Delete an unreferenced blob a trim found older than `cutoff_ms`, if it still is: a
+    /// writer that refreshed it, or stored it again, since the trim's listing relies on it.
+    /// The default is a metadata request, then [`delete_at`](Self::delete_at) its version.
+    async fn delete_stale(&self, key: &str, cutoff_ms: u64) -> Result<()> {
+        match self.head(key).await? {
+            Some(h) if h.modified_ms < cutoff_ms => self.delete_at(key, &h.version).await.map(drop),
+            _ => Ok(()),
+        }
     }
 
     /// The store's prefix in the bucket: empty, or ending with `/`.

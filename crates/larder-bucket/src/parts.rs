@@ -294,8 +294,8 @@ impl<B: Bucket> Bucket for InParts<B> {
         }
     }
 
-    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
-        self.inner.put(key, body, how).await
+    async fn put_object(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
+        self.inner.put_object(key, body, how).await
     }
 
     /// A blob in parts, then its manifest.

@@ -124,7 +124,7 @@ impl<B: Bucket> BucketStore<B> {
     }
 
     fn trimmable(&self) -> bool {
-        self.backend().features().no_trim.is_none()
+        self.backend().features().why_no_trim().is_none()
     }
 
     fn not_supported(&self, operation: &'static str) -> Error {
@@ -279,7 +279,7 @@ impl<B: Bucket> Store for BucketStore<B> {
         let mut cap = Capability::none();
         cap.list = f.list;
         cap.delete = f.delete;
-        cap.trim = f.no_trim.is_none();
+        cap.trim = f.why_no_trim().is_none();
         cap
     }
 
@@ -455,7 +455,7 @@ impl<B: Bucket> Store for BucketStore<B> {
     }
 
     async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
-        match self.backend().features().no_trim {
+        match self.backend().features().why_no_trim() {
             Some(why) => Err(self.not_supported(why)),
             None => crate::trim::trim(self.backend(), opts, progress).await,
         }

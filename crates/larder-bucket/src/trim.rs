@@ -10,8 +10,9 @@
 //!    if its version (S3 ETag, GCS generation) is still the one listed (an entry re-put
 //!    meanwhile stays);
 //! 4. deletes blobs that no remaining entry names and that are older than the grace period
-//!    (1 h by default): a writer stores blobs before its entry, and one that reuses an old blob
-//!    refreshes it first, so a blob a concurrent put relies on is never deleted;
+//!    (1 h by default), checked again just before each delete: a writer stores blobs before its
+//!    entry, and one that reuses an old blob refreshes it first, so a blob a concurrent put
+//!    relies on is never deleted;
 //! 5. writes the index, then deletes the records it folded.
 //!
 //! Entry sizes count their blobs (shared blobs once per entry), so keeping their sum under the

@@ -194,7 +194,7 @@ impl Bucket for GcsBucket {
     }
 
     /// A multipart upload, retried on temporary errors; create-only with `ifGenerationMatch=0`.
-    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
+    async fn put_object(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
         let create = how.create;
         let s = self.settings();
         let timeout = s.attempt_timeout(body.len()).unwrap_or(Duration::MAX);

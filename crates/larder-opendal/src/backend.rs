@@ -16,7 +16,7 @@ use larder_bucket::{Bucket, BucketSettings, Features, Listed, PutObject};
 use larder_core::entry::now_ms;
 use larder_core::{ByteStream, Error, PutOutcome, Result};
 use opendal::layers::{RetryLayer, TimeoutLayer};
-use opendal::{Metadata, Operator};
+use opendal::{BytesRange, Metadata, Operator, Reader};
 
 use crate::config::OpendalStoreBuilder;
 use crate::error::{is_exists, is_not_found, od};
@@ -46,11 +46,6 @@ pub struct OpendalBucket(Arc<Inner>);
 struct Inner {
     op: Operator,
     cfg: OpendalStoreBuilder,
-    /// The service takes one object in several writes (multipart, append, a file): blobs
-    /// stream into one object, and are read in ranged parts.
-    streaming: bool,
-    /// Create-only writes are native (`if_not_exists`).
-    create_only: bool,
     features: Features,
 }
 
@@ -87,31 +82,19 @@ impl OpendalBucket {
                     .with_jitter(),
             );
         let cap = op.info().capability();
-        let list = cap.list && cfg.list.unwrap_or(true);
-        let no_trim = if !list {
-            Some(
-                "trim (a trim must see every entry and blob, and this service cannot list, or listing is off with ?list=false; use the service's own expiry rules)",
-            )
-        } else if !(cap.delete && cap.stat && cap.read && cap.write) {
-            Some("trim (the service cannot stat, read, write and delete objects)")
-        } else {
-            None
-        };
+        let no_trim = !(cap.stat && cap.read && cap.write);
         let features = Features {
             // No user metadata larder can rely on: listing reads each (small) entry.
             metadata: false,
-            list,
+            list: cap.list && cfg.list.unwrap_or(true),
             delete: cap.delete,
+            // The service takes one object in several writes (multipart, append, a file):
+            // blobs stream into one object, and are read in ranged parts.
             multi_write: cap.write_can_multi,
-            no_trim,
-        };
-        Ok(OpendalBucket(Arc::new(Inner {
-            streaming: cap.write_can_multi,
             create_only: cap.write_with_if_not_exists,
-            features,
-            op,
-            cfg,
-        })))
+            no_trim: no_trim.then_some("trim (the service cannot stat, read and write objects)"),
+        };
+        Ok(OpendalBucket(Arc::new(Inner { features, op, cfg })))
     }
 
     /// The OpenDAL operator under this store (for tools and tests that look behind it).
@@ -121,7 +104,7 @@ impl OpendalBucket {
 
     /// Whether large blobs go into one object (`true`) or into parts (see the crate docs).
     pub fn streams_blobs(&self) -> bool {
-        self.0.streaming
+        self.0.features.multi_write
     }
 
     /// The stat of `key`, `None` when it does not exist.
@@ -132,61 +115,21 @@ impl OpendalBucket {
             Err(e) => Err(od(&format!("checking {key}"), e)),
         }
     }
+}
 
-    /// One object as a stream of chunks. On streaming services blobs are one object: with its
-    /// `size` known it is read in ranged parts, a few ahead (else a service like `fs` reads the
-    /// whole range into one buffer). Elsewhere every object is at most one part, and plain
-    /// reads suit servers without ranges.
-    pub(crate) async fn chunks(&self, key: String, size: Option<u64>) -> Result<ByteStream> {
-        let what = format!("reading {key}");
-        let op = &self.0.op;
-        let stream = async {
-            match size {
-                Some(size) if self.0.streaming => {
-                    let reader = op.reader_with(&key).chunk(self.settings().part_size);
-                    let reader = reader.concurrent(PARTS_IN_FLIGHT).await?;
-                    reader.into_stream(0..size).await
-                }
-                _ => op.reader(&key).await?.into_stream(..).await,
-            }
-        }
-        .await
-        .map_err(|e| od(&what, e))?;
-        Ok(Box::pin(stream.map(move |r| match r {
-            Ok(buf) => Ok(buf.to_bytes()),
-            Err(e) => Err(od(&what, e)),
-        })))
-    }
-
-    /// Every object under `dir` (recursively where the service can), as a [`Listed`]: size,
-    /// modification time (a stat when the listing lacks it: [`with_times`]) and version (see
-    /// [`version`]). A directory that was never written lists as empty.
-    pub(crate) fn list_dir(&self, dir: String) -> BoxStream<'static, Result<Listed>> {
-        let (op, what) = (self.0.op.clone(), format!("listing {dir}"));
-        let listing = async move {
-            let lister = match op.lister_with(&dir).recursive(true).await {
-                Ok(lister) => lister,
-                Err(e) if is_not_found(&e) => return Ok(futures::stream::empty().boxed()),
-                Err(e) => return Err(od(&what, e)),
-            };
-            let items = lister
-                .filter(|item| futures::future::ready(!item.as_ref().is_err_and(is_not_found)))
-                .map(move |item| {
-                    let (key, meta) = item.map_err(|e| od(&what, e))?.into_parts();
-                    let modified_ms = modified_ms(&meta).unwrap_or(0);
-                    Ok((!meta.is_dir()).then(|| Listed {
-                        modified_ms,
-                        ..listed(key, &meta)
-                    }))
-                })
-                .try_filter_map(|l| futures::future::ready(Ok(l)));
-            Ok(items.boxed())
-        };
-        with_times(
-            self.clone(),
-            Box::pin(futures::stream::once(listing).try_flatten()),
-        )
-    }
+/// The chunks in `range` of the object `key`, from its `reader` (as opened).
+async fn chunks(
+    key: &str,
+    reader: opendal::Result<Reader>,
+    range: BytesRange,
+) -> Result<ByteStream> {
+    let what = format!("reading {key}");
+    let stream = async { reader?.into_stream(range).await }.await;
+    let stream = stream.map_err(|e| od(&what, e))?;
+    Ok(Box::pin(stream.map(move |r| match r {
+        Ok(buf) => Ok(buf.to_bytes()),
+        Err(e) => Err(od(&what, e)),
+    })))
 }
 
 /// A modification time in ms since the Unix epoch, if the service gives one.
@@ -210,12 +153,11 @@ fn version(meta: &Metadata) -> String {
     }
 }
 
-/// A listed object. One without a modification time is given "now": a trim then treats it as
-/// too young to collect, never as old, and a writer finds it fresh.
-fn listed(key: String, meta: &Metadata) -> Listed {
+/// A listed or stated object; one without a modification time gets `no_time`.
+fn listed(key: String, meta: &Metadata, no_time: u64) -> Listed {
     Listed {
         size: meta.content_length(),
-        modified_ms: modified_ms(meta).unwrap_or_else(now_ms),
+        modified_ms: modified_ms(meta).unwrap_or(no_time),
         version: version(meta),
         key,
         metadata: Vec::new(),
@@ -232,48 +174,72 @@ impl Bucket for OpendalBucket {
         self.0.features
     }
 
+    /// Every object under `prefix` (recursively where the service can), as a [`Listed`]: size,
+    /// modification time (0 when the listing lacks it: [`with_times`] stats those) and version
+    /// (see [`version`]). A directory that was never written lists as empty.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
-        self.list_dir(prefix.to_owned())
+        let (op, dir) = (self.0.op.clone(), prefix.to_owned());
+        let what = format!("listing {dir}");
+        let listing = async move {
+            let lister = match op.lister_with(&dir).recursive(true).await {
+                Ok(lister) => lister,
+                Err(e) if is_not_found(&e) => return Ok(futures::stream::empty().boxed()),
+                Err(e) => return Err(od(&what, e)),
+            };
+            let items = lister
+                .filter(|item| futures::future::ready(!item.as_ref().is_err_and(is_not_found)))
+                .map(move |item| {
+                    let (key, meta) = item.map_err(|e| od(&what, e))?.into_parts();
+                    Ok((!meta.is_dir()).then(|| listed(key, &meta, 0)))
+                })
+                .try_filter_map(|l| futures::future::ready(Ok(l)));
+            Ok(items.boxed())
+        };
+        with_times(
+            self.clone(),
+            Box::pin(futures::stream::once(listing).try_flatten()),
+        )
     }
 
+    /// One without a modification time is given "now": a trim then treats it as too young to
+    /// collect, never as old, and a writer finds it fresh.
     async fn head(&self, key: &str) -> Result<Option<Listed>> {
-        Ok(self
-            .stat(key)
-            .await?
-            .map(|meta| listed(key.to_owned(), &meta)))
+        let stated = self.stat(key).await?;
+        Ok(stated.map(|meta| listed(key.to_owned(), &meta, now_ms())))
     }
 
-    /// The object stated first (its size).
+    /// The object stated first (its size). On streaming services a blob is one object, read in
+    /// ranged parts, a few ahead (else a service like `fs` reads the whole range into one
+    /// buffer). Elsewhere every object is at most one part, read plainly.
     async fn read(&self, key: &str) -> Result<Option<(u64, ByteStream)>> {
-        let Some(meta) = self.stat(key).await? else {
+        let Some(size) = self.stat(key).await?.map(|meta| meta.content_length()) else {
             return Ok(None);
         };
-        let size = meta.content_length();
-        Ok(Some((size, self.chunks(key.to_owned(), Some(size)).await?)))
+        if !self.streams_blobs() {
+            return Ok(self.read_chunks(key).await?.map(|chunks| (size, chunks)));
+        }
+        let reader = self.0.op.reader_with(key).chunk(self.settings().part_size);
+        let reader = reader.concurrent(PARTS_IN_FLIGHT).await;
+        Ok(Some((size, chunks(key, reader, (0..size).into()).await?)))
     }
 
-    /// A plain read, without the stat (on a key-value service a stat reads the value): what
-    /// small objects ([`Bucket::get`]'s default) and blobs' parts are read with.
+    /// A plain read, without the stat (on a key-value service a stat reads the value), which
+    /// suits servers without ranges: what small objects ([`Bucket::get`]'s default) and blobs'
+    /// parts are read with.
     async fn read_chunks(&self, key: &str) -> Result<Option<ByteStream>> {
-        match self.chunks(key.to_owned(), None).await {
+        match chunks(key, self.0.op.reader(key).await, (..).into()).await {
             Ok(chunks) => Ok(Some(chunks)),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// With `create`, only if absent: natively where the service can; elsewhere a check first,
-    /// whose race (two creators both write) is harmless because both write a complete object
-    /// for the same key. No metadata is kept ([`Features::metadata`] is off).
-    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
-        let create = how.create;
-        let native = create && self.0.create_only;
-        if create && !native && self.stat(key).await?.is_some() {
-            return Ok(PutOutcome::Exists);
-        }
-        match self.0.op.write_with(key, body).if_not_exists(native).await {
+    /// No metadata is kept ([`Features::metadata`] is off).
+    async fn put_object(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
+        let write = self.0.op.write_with(key, body).if_not_exists(how.create);
+        match write.await {
             Ok(_) => Ok(PutOutcome::Written),
-            Err(e) if create && is_exists(&e) => Ok(PutOutcome::Exists),
+            Err(e) if how.create && is_exists(&e) => Ok(PutOutcome::Exists),
             Err(e) => Err(od(&format!("writing {key}"), e)),
         }
     }
@@ -306,15 +272,5 @@ impl Bucket for OpendalBucket {
             Err(e) if !is_not_found(&e) => Err(od(&format!("deleting {key}"), e)),
             _ => Ok(()),
         }
-    }
-
-    /// Only if it is still older than `cutoff_ms`: a writer that uploaded the blob again since
-    /// the listing (a reuse uploads it again) keeps it.
-    async fn delete_stale(&self, key: &str, cutoff_ms: u64) -> Result<()> {
-        let old = |meta: &Metadata| modified_ms(meta).is_some_and(|m| m < cutoff_ms);
-        if self.stat(key).await?.is_some_and(|m| old(&m)) {
-            self.delete(key).await?;
-        }
-        Ok(())
     }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use larder_bucket::error::{body, found_by, store_error, timed_chunks, within};
 use larder_bucket::upload::send_parts;
-use larder_bucket::{Bucket, BucketSettings, Lazy, Listed, PutObject};
+use larder_bucket::{Bucket, BucketSettings, Features, Lazy, Listed, PutObject};
 use larder_core::{ByteStream, PutOutcome, Result};
 use tokio::sync::OnceCell;
 
@@ -153,6 +153,14 @@ impl Bucket for S3Bucket {
         &self.0.cfg.settings
     }
 
+    fn features(&self) -> Features {
+        let create_only = self.0.cfg.create_only;
+        Features {
+            create_only,
+            ..Features::default()
+        }
+    }
+
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed>> {
         let (s3, prefix) = (self.clone(), prefix.to_owned());
         larder_bucket::store::paged(move |token| {
@@ -208,11 +216,7 @@ impl Bucket for S3Bucket {
         Ok(Some((size, timed_chunks(STORE, what, timeout, chunks))))
     }
 
-    async fn put(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
-        let (create, create_only) = (how.create, self.0.cfg.create_only);
-        if create && !create_only && self.head(key).await?.is_some() {
-            return Ok(PutOutcome::Exists);
-        }
+    async fn put_object(&self, key: &str, body: Bytes, how: PutObject<'_>) -> Result<PutOutcome> {
         let (clients, small) = (
             self.clients().await,
             self.settings().attempt_timeout(body.len()),
@@ -228,14 +232,14 @@ impl Bucket for S3Bucket {
         for (k, v) in how.metadata {
             req = req.metadata(*k, v);
         }
-        if create && create_only {
+        if how.create {
             req = req.if_none_match("*");
         }
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Written),
             // 412: it exists. 409: a concurrent conditional write of the same key is in
             // progress, so it will exist.
-            Err(e) if create && matches!(status(&e), Some(412 | 409)) => Ok(PutOutcome::Exists),
+            Err(e) if how.create && matches!(status(&e), Some(412 | 409)) => Ok(PutOutcome::Exists),
             Err(e) => Err(sdk(&format!("storing {key}"), e)),
         }
     }
