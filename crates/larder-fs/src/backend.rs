@@ -134,7 +134,7 @@ impl FsStore {
     pub fn open(root: impl Into<PathBuf>, config: FsConfig) -> Result<FsStore> {
         let layout = Layout::new(root.into());
         layout.create_dirs()?;
-        let index = Arc::new(Index::open(&layout)?);
+        let index = Arc::new(Index::open(&layout, !config.fsync)?);
         let interval = config
             .flush_interval
             .max(std::time::Duration::from_millis(1));

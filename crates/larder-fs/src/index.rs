@@ -18,10 +18,19 @@
 //! database at exit, so it pays for no transaction and no WAL checkpoint (fsyncs) when its
 //! connections close. Its hits and misses are appended
 //! instead to `access.log` beside the index, in one `write` with no fsync
-//! ([`Index::flush_quick`]). The next process that writes the database anyway (a put, a trim,
-//! `stats`, a listing, the periodic flush of a long-lived process) folds the journal into the
-//! same transaction. Access records are hints: losing a few to a crash, or to a record appended
-//! while another process folds the journal, only makes LRU slightly less exact.
+//! ([`Index::flush_quick`]). When the store does not sync its files (`fsync` off, the default),
+//! the entries and blobs such a process published or removed go to the journal too: a remote
+//! hit backfilling the local tier, or a miss stored, then costs no fsync either (SQLite syncs
+//! the new WAL's header and its directory at the commit, and the WAL and database at the
+//! checkpoint when the last connection closes: four fsyncs). Those records are no less durable
+//! than the unsynced files they describe. The next process that writes the database anyway (a
+//! put of a store that syncs, a trim, `stats`, a listing, the periodic flush of a long-lived
+//! process, or an exit that finds the journal over [`JOURNAL_FOLD_BYTES`]) folds the journal
+//! into the same transaction, each record checked against the files like any queued event
+//! (below). An append holds a shared lock on the journal and a fold an exclusive one, so no
+//! record is appended to a journal already read. A crash may lose the last records: access
+//! records are hints (LRU slightly less exact), and an entry or blob whose record is lost is
+//! unindexed until the index is rebuilt, as when a process is killed with events queued.
 //!
 //! # Consistency across processes
 //! The entry files are the truth; the index follows them. An insert event carries the inode of
@@ -226,6 +235,9 @@ impl Delta {
 #[derive(Debug)]
 pub(crate) struct Index {
     layout: Layout,
+    /// Whether a quick flush may leave new and removed entries and blobs in the access journal
+    /// too (the store does not sync its files: see [`Index::flush_quick`]).
+    journal_changes: bool,
     writer: Mutex<Connection>,
     /// Opened on first use: a cache hit reads no index, and each connection costs its
     /// process a schema parse.
@@ -287,36 +299,125 @@ fn set_wal(conn: &Connection) -> Result<(), Error> {
     }
 }
 
-/// The records of an access journal; lines that do not parse are skipped.
+/// The records of an access journal (see [`Index::append_journal`] for the lines); lines that
+/// do not parse are skipped.
 fn parse_journal(text: &str) -> Pending {
     let mut p = Pending::default();
     for line in text.lines() {
-        let mut f = line.split(' ');
-        match (f.next(), f.next(), f.next(), f.next(), f.next()) {
-            (Some("h"), Some(name), Some(last), Some(hits), None) => {
-                let (Ok(last), Ok(hits)) = (last.parse::<u64>(), hits.parse::<u64>()) else {
+        let f: Vec<&str> = line.split(' ').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        match f[..] {
+            ["h", name, _, _] => {
+                let (Some(last), Some(hits)) = (num(2), num(3)) else {
                     continue;
                 };
                 let t = p.touched.entry(name.to_owned()).or_default();
                 t.hits += hits;
                 t.last_ms = t.last_ms.max(last);
             }
-            (Some("c"), Some(h), Some(m), Some(b), Some(ms)) => {
-                let nums: Vec<u64> = [h, m, b, ms]
-                    .iter()
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
-                if let [h, m, b, ms] = nums[..] {
+            ["c", _, _, _, _] => {
+                if let (Some(h), Some(m), Some(b), Some(ms)) = (num(1), num(2), num(3), num(4)) {
                     p.hits += h;
                     p.misses += m;
                     p.bytes_saved += b;
                     p.ms_saved += ms;
                 }
             }
+            ["i", name, _, _, _, _, _, digests] => {
+                let fields = (num(2), num(3), num(4), num(5), num(6));
+                let (Some(file_size), Some(ino), Some(created_ms), Some(cost_ms), Some(at_ms)) =
+                    fields
+                else {
+                    continue;
+                };
+                let Some(blobs) = parse_digest_list(digests) else {
+                    continue;
+                };
+                p.ops.push(Op::Insert(NewEntry {
+                    name: name.to_owned(),
+                    file_size,
+                    ino,
+                    created_ms,
+                    cost_ms,
+                    blobs,
+                    at_ms,
+                }));
+            }
+            ["r", name] => p.ops.push(Op::Remove(name.to_owned())),
+            ["b", hex, _] => {
+                if let (Ok(digest), Some(stored)) = (Digest::from_hex(hex), num(2)) {
+                    p.ops.push(Op::BlobWritten { digest, stored });
+                }
+            }
+            ["l", hex] => {
+                if let Ok(d) = Digest::from_hex(hex) {
+                    p.ops.push(Op::BlobLost(d));
+                }
+            }
             _ => {}
         }
     }
     p
+}
+
+/// Digests written one after the other in hex (`-` for none), as in a journal's `i` line.
+fn parse_digest_list(text: &str) -> Option<Vec<Digest>> {
+    if text == "-" {
+        return Some(Vec::new());
+    }
+    if !text.len().is_multiple_of(64) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(64)
+        .map(|i| Digest::from_hex(&text[i..i + 64]).ok())
+        .collect()
+}
+
+/// The journal lines for `batch`: its entry and blob events in order, its access records, and
+/// one line of counters.
+fn journal_text(batch: &Pending) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(64 * (batch.touched.len() + 1) + 160 * batch.ops.len());
+    for op in &batch.ops {
+        let _ = match op {
+            Op::Insert(e) => {
+                let digests = if e.blobs.is_empty() {
+                    "-".to_owned()
+                } else {
+                    e.blobs.iter().map(Digest::to_hex).collect()
+                };
+                writeln!(
+                    text,
+                    "i {} {} {} {} {} {} {digests}",
+                    e.name, e.file_size, e.ino, e.created_ms, e.cost_ms, e.at_ms
+                )
+            }
+            Op::Remove(name) => writeln!(text, "r {name}"),
+            Op::BlobWritten { digest, stored } => writeln!(text, "b {} {stored}", digest.to_hex()),
+            Op::BlobLost(d) => writeln!(text, "l {}", d.to_hex()),
+        };
+    }
+    for (name, t) in &batch.touched {
+        let _ = writeln!(text, "h {name} {} {}", t.last_ms, t.hits);
+    }
+    let _ = writeln!(
+        text,
+        "c {} {} {} {}",
+        batch.hits, batch.misses, batch.bytes_saved, batch.ms_saved
+    );
+    text
+}
+
+/// Whether every name in `batch` can be written as one field of a journal line.
+fn journal_safe(batch: &Pending) -> bool {
+    let plain = |n: &str| !n.is_empty() && !n.contains([' ', '\n', '\r']);
+    batch.touched.keys().all(|n| plain(n))
+        && batch.ops.iter().all(|op| match op {
+            Op::Insert(e) => plain(&e.name),
+            Op::Remove(name) => plain(name),
+            Op::BlobWritten { .. } | Op::BlobLost(_) => true,
+        })
 }
 
 fn schema_version(conn: &Connection) -> Result<i64, Error> {
@@ -462,10 +563,11 @@ pub(crate) fn delete_entry_row(
 impl Index {
     /// Open the index of `layout`, creating or rebuilding it (by scanning the directory) when it
     /// is missing or damaged.
-    pub(crate) fn open(layout: &Layout) -> larder_core::Result<Index> {
+    pub(crate) fn open(layout: &Layout, journal_changes: bool) -> larder_core::Result<Index> {
         let writer = open_ready(layout)?;
         Ok(Index {
             layout: layout.clone(),
+            journal_changes,
             writer: Mutex::new(writer),
             reader: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
@@ -632,16 +734,21 @@ impl Index {
         }
     }
 
-    /// Write what is queued as cheaply as it can be kept: hits and misses alone go to the
-    /// access journal (one append, no fsync); anything else, or a journal that has grown past
-    /// [`JOURNAL_FOLD_BYTES`], is written to the database by [`Index::flush`].
+    /// Write what is queued as cheaply as it can be kept: to the access journal (one append,
+    /// no fsync) if it holds only hits and misses, or if the store does not sync its files
+    /// (`journal_changes`: new and removed entries and blobs are then no more durable than the
+    /// files they describe); otherwise, or when the journal has grown past
+    /// [`JOURNAL_FOLD_BYTES`], to the database by [`Index::flush`].
     pub(crate) fn flush_quick(&self) -> larder_core::Result<()> {
         {
             let mut p = lock(&self.pending);
             if p.is_empty() {
                 return Ok(());
             }
-            if p.ops.is_empty() && self.journal_len() < JOURNAL_FOLD_BYTES {
+            if (p.ops.is_empty() || self.journal_changes)
+                && journal_safe(&p)
+                && self.journal_len() < JOURNAL_FOLD_BYTES
+            {
                 let batch = p.take();
                 drop(p);
                 match self.append_journal(&batch) {
@@ -664,46 +771,69 @@ impl Index {
         fs::metadata(self.journal_path()).map_or(0, |m| m.len())
     }
 
-    /// Append `batch`'s hits and misses to the journal in one `write`: `h NAME LAST_MS HITS`
-    /// per entry, then `c HITS MISSES BYTES_SAVED MS_SAVED`.
+    /// Append `batch` to the journal in one `write` ([`journal_text`]): `i NAME FILE_SIZE INO
+    /// CREATED_MS COST_MS AT_MS DIGESTS` for an entry file published, `r NAME` for one removed,
+    /// `b DIGEST STORED` for a blob published, `l DIGEST` for one lost, `h NAME LAST_MS HITS`
+    /// per entry accessed, then `c HITS MISSES BYTES_SAVED MS_SAVED`.
+    ///
+    /// The append holds a shared lock on the file and checks that the file is still the journal
+    /// (not moved aside by [`Index::take_journal`], which takes the exclusive lock after the
+    /// move and before reading), so no record lands in a journal already read.
     fn append_journal(&self, batch: &Pending) -> std::io::Result<()> {
-        use std::fmt::Write as _;
         use std::io::Write as _;
-        let mut text = String::with_capacity(64 * (batch.touched.len() + 1));
-        for (name, t) in &batch.touched {
-            let _ = writeln!(text, "h {name} {} {}", t.last_ms, t.hits);
+        let text = journal_text(batch);
+        let path = self.journal_path();
+        for _ in 0..16 {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)?;
+            f.lock_shared()?;
+            let ours = f.metadata()?;
+            let named = fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+            if named == Some((ours.dev(), ours.ino())) {
+                return f.write_all(text.as_bytes());
+            }
         }
-        let _ = writeln!(
-            text,
-            "c {} {} {} {}",
-            batch.hits, batch.misses, batch.bytes_saved, batch.ms_saved
-        );
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.journal_path())?;
-        f.write_all(text.as_bytes())
+        Err(std::io::Error::other("the access journal kept moving"))
     }
 
-    /// Move the journal aside (so appends that follow start a new one) and read it: the moved
-    /// file, to remove once its records are committed, and the records.
+    /// Move the journal aside (so appends that follow start a new one) and read it, once the
+    /// appends to it in progress are done: the moved file, to remove once its records are
+    /// committed, and the records.
     fn take_journal(&self) -> Option<(std::path::PathBuf, Pending)> {
+        use std::io::Read as _;
         let path = self.journal_path();
         let taken = self
             .layout
             .root
             .join(format!("{JOURNAL}.{}.folding", std::process::id()));
         fs::rename(&path, &taken).ok()?;
-        let len = fs::metadata(&taken).map_or(0, |m| m.len());
-        if len > JOURNAL_MAX_BYTES {
-            tracing::warn!(
-                "larder: the access journal {} is {len} bytes; dropped",
-                path.display()
-            );
-            return Some((taken, Pending::default()));
+        let read = (|| {
+            let mut f = fs::File::open(&taken)?;
+            f.lock()?;
+            let len = f.metadata()?.len();
+            if len > JOURNAL_MAX_BYTES {
+                return Ok(None);
+            }
+            let mut text = Vec::with_capacity(len as usize);
+            f.read_to_end(&mut text)?;
+            Ok::<_, std::io::Error>(Some(text))
+        })();
+        match read {
+            Ok(Some(text)) => Some((taken, parse_journal(&String::from_utf8_lossy(&text)))),
+            Ok(None) => {
+                tracing::warn!(
+                    "larder: the access journal {} is over {JOURNAL_MAX_BYTES} bytes; dropped",
+                    path.display()
+                );
+                Some((taken, Pending::default()))
+            }
+            Err(e) => {
+                tracing::debug!("larder: cannot read {}: {e}", taken.display());
+                Some((taken, Pending::default()))
+            }
         }
-        let text = fs::read(&taken).unwrap_or_default();
-        Some((taken, parse_journal(&String::from_utf8_lossy(&text))))
     }
 
     fn drop_journal(&self, journal: Option<std::path::PathBuf>) {

@@ -74,6 +74,8 @@ pub(crate) fn run(
     let lock = lock_file(&layout.trim_lock, opts.wait_for_lock)
         .ctx(|| format!("locking {}", layout.trim_lock.display()))?;
     let Some(_lock) = lock else {
+        // The figures include what is queued or journaled, as `stats` does.
+        index.flush()?;
         let s = index.stats()?;
         return Ok(TrimReport {
             remaining_entries: s.entries,

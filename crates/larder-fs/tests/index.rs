@@ -222,7 +222,7 @@ async fn hits_of_a_reading_process_go_through_the_access_journal() {
     let root = dir.path().join("cache");
     let (a, b) = (key("journal/a"), key("journal/b"));
     {
-        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        let store = FsStore::open(&root, FsConfig::default().with_fsync(true)).unwrap();
         for k in [&a, &b] {
             store.put_entry(k, &inline_entry(k, b"out")).await.unwrap();
         }
@@ -230,7 +230,7 @@ async fn hits_of_a_reading_process_go_through_the_access_journal() {
     }
     assert!(
         !root.join("access.log").exists(),
-        "a put goes to the database"
+        "a put of a store that syncs its files goes to the database"
     );
     {
         let store = FsStore::open(&root, FsConfig::default()).unwrap();
@@ -262,4 +262,58 @@ async fn hits_of_a_reading_process_go_through_the_access_journal() {
         .collect();
     assert!(hits.contains(&(a.storage_name(), 3)), "{hits:?}");
     assert!(hits.contains(&(b.storage_name(), 0)), "{hits:?}");
+}
+
+/// A store that does not sync its files (the default) leaves the entries and blobs a
+/// short-lived process wrote in the access journal too, not in the database (whose commit and
+/// checkpoint would sync): the database file is untouched and no WAL is left. The next process
+/// that writes the database folds them in, each insert only if its file is still the one it
+/// describes.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_of_a_process_without_fsync_go_through_the_access_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    drop(FsStore::open(&root, FsConfig::default()).unwrap());
+    let db = std::fs::read(root.join("index.sqlite")).unwrap();
+    let (a, b, gone) = (key("journal/a"), key("journal/b"), key("journal/gone"));
+    let payload = random_bytes("journal", 100_000);
+    {
+        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        for k in [&a, &gone] {
+            store.put_entry(k, &inline_entry(k, b"out")).await.unwrap();
+        }
+        put_blob_entry(&store, &b, &payload).await;
+        assert!(store.get_entry(&a).await.unwrap().is_some());
+        store.flush().await.unwrap();
+    }
+    assert_eq!(
+        std::fs::read(root.join("index.sqlite")).unwrap(),
+        db,
+        "the database was written"
+    );
+    assert!(!root.join("index.sqlite-wal").exists());
+    let journal = std::fs::read_to_string(root.join("access.log")).unwrap();
+    assert_eq!(
+        journal.matches("\ni ").count() + journal.starts_with("i ") as usize,
+        3,
+        "{journal}"
+    );
+    assert!(journal.contains("\nb "), "{journal}");
+    // An entry removed behind the journal's back is not indexed.
+    std::fs::remove_file(entry_file(&root, &gone)).unwrap();
+
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    let s = store.stats().await.unwrap();
+    assert!(
+        !root.join("access.log").exists(),
+        "folded into the database"
+    );
+    assert_eq!((s.entries, s.hits), (2, 1));
+    // The same figures as a rebuild from the files finds.
+    store.rebuild_index().await.unwrap();
+    let rebuilt = store.stats().await.unwrap();
+    assert_eq!((rebuilt.entries, rebuilt.bytes), (s.entries, s.bytes));
+    let names: Vec<String> = listed(&store).await.into_iter().map(|m| m.name).collect();
+    assert!(names.contains(&a.storage_name()) && names.contains(&b.storage_name()));
+    assert!(!names.contains(&gone.storage_name()), "{names:?}");
 }
