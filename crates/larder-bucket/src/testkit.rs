@@ -1,11 +1,11 @@
 //! The remote-trim checks every [`Bucket`] store runs against its real server (feature
 //! `testkit`): budgets hold, recently used entries stay (learned from access records), live
 //! blobs are never deleted, blobs a concurrent put relies on survive, an old blob a writer finds
-//! present is refreshed, one trim at a time.
+//! present is refreshed, a blob is deleted as stale only if it still is, one trim at a time.
 //!
 //! Each check opens its own store through `make(prefix, trim_grace)`: a store of the bucket
 //! under test rooted at `prefix`, with that grace period. [`trim_tests!`](crate::trim_tests)
-//! declares the four as tests.
+//! declares the five as tests.
 //!
 //! Also for every bucket store's tests: [`BucketHarness`], larder-core's conformance harness over
 //! a bucket store, damaging objects through the bucket's own primitives; [`urls_are_checked`],
@@ -156,6 +156,32 @@ pub async fn an_old_blob_a_writer_finds_present_outlives_the_next_trim<B: Bucket
     );
 }
 
+/// A trim deletes an unreferenced blob it listed as older than its cutoff only if the blob
+/// still is ([`Bucket::delete_stale`]): one a writer refreshed or stored again after the listing
+/// stays. The primitive is called as a trim that listed the blob long before would call it.
+pub async fn a_blob_is_deleted_as_stale_only_if_it_still_is<B: Bucket>(
+    make: impl Fn(&str, Duration) -> BucketStore<B>,
+) {
+    let s = make("trim/stale", Duration::from_secs(3600));
+    let blob = s
+        .put_blob_bytes(Bytes::from_static(b"stored again since the trim listed it"))
+        .await
+        .expect("blob");
+    let (key, now) = (s.blob_key(&blob), larder_core::entry::now_ms());
+    // Cutoffs a minute off: services may keep whole seconds.
+    let stale = |cutoff_ms| s.backend().delete_stale(&key, cutoff_ms);
+    stale(now - 60_000).await.expect("delete_stale");
+    assert!(
+        present(&s, &[blob]).await,
+        "a blob newer than the cutoff was deleted"
+    );
+    stale(now + 60_000).await.expect("delete_stale");
+    assert!(
+        !present(&s, &[blob]).await,
+        "a blob older than the cutoff stayed"
+    );
+}
+
 /// A live lease held by another trimmer makes a trim skip; an expired one is taken over, and
 /// released after the trim.
 pub async fn one_trim_at_a_time<B: Bucket>(make: impl Fn(&str, Duration) -> BucketStore<B>) {
@@ -234,6 +260,7 @@ macro_rules! trim_tests {
             budgets_hold_and_recently_used_entries_and_live_blobs_stay,
             blobs_of_a_put_in_flight_survive,
             an_old_blob_a_writer_finds_present_outlives_the_next_trim,
+            a_blob_is_deleted_as_stale_only_if_it_still_is,
             one_trim_at_a_time);
     };
     (@one $start:expr, $maker:expr, $($check:ident),+) => {$(

@@ -36,6 +36,7 @@ pub async fn shared(make: impl Fn(&str, Duration) -> OpendalStore) {
         .await;
     larder_bucket::testkit::blobs_of_a_put_in_flight_survive(&make).await;
     larder_bucket::testkit::one_trim_at_a_time(&make).await;
+    larder_bucket::testkit::a_blob_is_deleted_as_stale_only_if_it_still_is(&make).await;
     let grace = Duration::from_secs(4);
     a_reused_old_blob_is_uploaded_again(&make("refresh", grace), grace).await;
     an_entry_rewritten_since_listing_is_not_evicted(&make("version", Duration::ZERO)).await;
