@@ -19,7 +19,8 @@
 //! connections close. Its hits and misses are appended
 //! instead to `access.log` beside the index, in one `write` with no fsync
 //! ([`Index::flush_quick`]). When the store does not sync its files (`fsync` off, the default),
-//! the entries and blobs such a process published or removed go to the journal too: a remote
+//! the entries and blobs such a process published or removed go to a journal too
+//! (`changes.log`, which a larder that knows only access records leaves alone): a remote
 //! hit backfilling the local tier, or a miss stored, then costs no fsync either (SQLite syncs
 //! the new WAL's header and its directory at the commit, and the WAL and database at the
 //! checkpoint when the last connection closes: four fsyncs). Those records are no less durable
@@ -86,6 +87,9 @@ pub(crate) const TOUCHED_THRESHOLD: usize = 50_000;
 const MAX_PENDING: usize = 200_000;
 /// The access journal's file name, beside the index.
 const JOURNAL: &str = "access.log";
+/// The journal of batches that hold entry and blob events too (a larder that knows only
+/// access records does not read it, so it does not drop them).
+const CHANGES: &str = "changes.log";
 
 /// Past this size the journal is folded by the process that would append to it.
 const JOURNAL_FOLD_BYTES: u64 = 1 << 20;
@@ -699,10 +703,8 @@ impl Index {
         let mut conn = lock(&self.writer);
         // Take the queue only once we hold the connection, so batches commit in order.
         let mut batch = lock(&self.pending).take();
-        let journal = self.take_journal().map(|(path, older)| {
-            batch.restore(older);
-            path
-        });
+        let (journal, older) = self.take_journals();
+        batch.restore(older);
         if batch.is_empty() {
             self.drop_journal(journal);
             return Ok(());
@@ -745,13 +747,14 @@ impl Index {
             if p.is_empty() {
                 return Ok(());
             }
+            let name = if p.ops.is_empty() { JOURNAL } else { CHANGES };
             if (p.ops.is_empty() || self.journal_changes)
                 && journal_safe(&p)
-                && self.journal_len() < JOURNAL_FOLD_BYTES
+                && self.journal_len(name) < JOURNAL_FOLD_BYTES
             {
                 let batch = p.take();
                 drop(p);
-                match self.append_journal(&batch) {
+                match self.append_journal(&batch, name) {
                     Ok(()) => return Ok(()),
                     Err(e) => {
                         tracing::debug!("larder: cannot append to the access journal: {e}");
@@ -763,12 +766,12 @@ impl Index {
         self.flush()
     }
 
-    fn journal_path(&self) -> std::path::PathBuf {
-        self.layout.root.join(JOURNAL)
+    fn journal_path(&self, name: &str) -> std::path::PathBuf {
+        self.layout.root.join(name)
     }
 
-    fn journal_len(&self) -> u64 {
-        fs::metadata(self.journal_path()).map_or(0, |m| m.len())
+    fn journal_len(&self, name: &str) -> u64 {
+        fs::metadata(self.journal_path(name)).map_or(0, |m| m.len())
     }
 
     /// Append `batch` to the journal in one `write` ([`journal_text`]): `i NAME FILE_SIZE INO
@@ -779,10 +782,10 @@ impl Index {
     /// The append holds a shared lock on the file and checks that the file is still the journal
     /// (not moved aside by [`Index::take_journal`], which takes the exclusive lock after the
     /// move and before reading), so no record lands in a journal already read.
-    fn append_journal(&self, batch: &Pending) -> std::io::Result<()> {
+    fn append_journal(&self, batch: &Pending, name: &str) -> std::io::Result<()> {
         use std::io::Write as _;
         let text = journal_text(batch);
-        let path = self.journal_path();
+        let path = self.journal_path(name);
         for _ in 0..16 {
             let mut f = fs::OpenOptions::new()
                 .append(true)
@@ -798,16 +801,29 @@ impl Index {
         Err(std::io::Error::other("the access journal kept moving"))
     }
 
-    /// Move the journal aside (so appends that follow start a new one) and read it, once the
-    /// appends to it in progress are done: the moved file, to remove once its records are
+    /// Both journals' records ([`Index::take_journal`]), and the moved files.
+    fn take_journals(&self) -> (Vec<std::path::PathBuf>, Pending) {
+        let mut paths = Vec::new();
+        let mut records = Pending::default();
+        for name in [JOURNAL, CHANGES] {
+            if let Some((path, more)) = self.take_journal(name) {
+                paths.push(path);
+                records.restore(more);
+            }
+        }
+        (paths, records)
+    }
+
+    /// Move the journal `name` aside (so appends that follow start a new one) and read it, once
+    /// the appends to it in progress are done: the moved file, to remove once its records are
     /// committed, and the records.
-    fn take_journal(&self) -> Option<(std::path::PathBuf, Pending)> {
+    fn take_journal(&self, name: &str) -> Option<(std::path::PathBuf, Pending)> {
         use std::io::Read as _;
-        let path = self.journal_path();
+        let path = self.journal_path(name);
         let taken = self
             .layout
             .root
-            .join(format!("{JOURNAL}.{}.folding", std::process::id()));
+            .join(format!("{name}.{}.folding", std::process::id()));
         fs::rename(&path, &taken).ok()?;
         let read = (|| {
             let mut f = fs::File::open(&taken)?;
@@ -836,11 +852,11 @@ impl Index {
         }
     }
 
-    fn drop_journal(&self, journal: Option<std::path::PathBuf>) {
-        if let Some(path) = journal
-            && let Err(e) = fs::remove_file(&path)
-        {
-            tracing::debug!("larder: cannot remove {}: {e}", path.display());
+    fn drop_journal(&self, journal: Vec<std::path::PathBuf>) {
+        for path in journal {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::debug!("larder: cannot remove {}: {e}", path.display());
+            }
         }
     }
 
