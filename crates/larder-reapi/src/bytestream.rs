@@ -11,6 +11,7 @@ use bazel_remote_apis::google::bytestream::{
 use bytes::Bytes;
 use futures::TryStreamExt;
 use futures::stream::BoxStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::Ctx;
@@ -70,6 +71,32 @@ impl Uploads {
     fn remove(&self, name: &str) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(name);
+    }
+}
+
+/// A WriteRequest whose data is a `Bytes`: decoded by [`crate::read_body`]'s Write route as a
+/// slice of the received message, where the generated `WriteRequest` copies it into a `Vec`.
+/// The same fields and tags as `google.bytestream.WriteRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct WriteMsg {
+    #[prost(string, tag = "1")]
+    pub(crate) resource_name: String,
+    #[prost(int64, tag = "2")]
+    pub(crate) write_offset: i64,
+    #[prost(bool, tag = "3")]
+    pub(crate) finish_write: bool,
+    #[prost(bytes = "bytes", tag = "10")]
+    pub(crate) data: Bytes,
+}
+
+impl From<WriteRequest> for WriteMsg {
+    fn from(r: WriteRequest) -> WriteMsg {
+        WriteMsg {
+            resource_name: r.resource_name,
+            write_offset: r.write_offset,
+            finish_write: r.finish_write,
+            data: Bytes::from(r.data),
+        }
     }
 }
 
@@ -280,8 +307,8 @@ impl ByteStreamService {
         &self,
         name: &str,
         res: &Resource,
-        first: WriteRequest,
-        stream: &mut Streaming<WriteRequest>,
+        first: WriteMsg,
+        stream: &mut (impl futures::Stream<Item = Result<WriteMsg, Status>> + Unpin),
     ) -> Result<i64, Status> {
         let ctx = &self.0;
         let id = &res.id;
@@ -343,11 +370,7 @@ impl ByteStreamService {
                         id.size
                     )))
                 }
-                None => {
-                    spool
-                        .append(Bytes::from(std::mem::take(&mut msg.data)))
-                        .await
-                }
+                None => spool.append(std::mem::take(&mut msg.data)).await,
             };
             if let Err(e) = appended {
                 upload.spool = None;
@@ -381,7 +404,7 @@ impl ByteStreamService {
                     id.size as i64
                 });
             }
-            match stream.message().await? {
+            match stream.try_next().await? {
                 Some(next) => msg = next,
                 // The client stopped without finishing: what arrived stays, for a resumed write.
                 None => {
@@ -401,6 +424,40 @@ impl ByteStreamService {
 }
 
 impl ByteStreamService {
+    /// A Write: the checks of its first request, then the upload (see [`Self::receive`]).
+    pub(crate) async fn write_stream(
+        &self,
+        meta: &MetadataMap,
+        mut stream: impl futures::Stream<Item = Result<WriteMsg, Status>> + Unpin,
+    ) -> Result<WriteResponse, Status> {
+        let ctx = &self.0;
+        ctx.require(meta, true)?;
+        let first = stream
+            .try_next()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("a write with no request"))?;
+        let name = first.resource_name.clone();
+        let res = parse_write(&name)?;
+        let id = &res.id;
+        if let Some(max) = ctx.opts.max_blob_bytes
+            && id.size > max
+        {
+            return Err(Status::invalid_argument(format!(
+                "blob {id} is over the largest accepted size, {max} bytes"
+            )));
+        }
+        // Finished early when the blob is there already (the empty blob always is).
+        if ctx.cas.contains(id).await? {
+            ctx.uploads.remove(&name);
+            let committed_size = if res.zstd { -1 } else { id.size as i64 };
+            return Ok(WriteResponse { committed_size });
+        }
+        // Spooled, then stored: room for it twice.
+        ctx.admit(id.size.saturating_mul(2)).await?;
+        let committed_size = self.receive(&name, &res, first, &mut stream).await?;
+        Ok(WriteResponse { committed_size })
+    }
+
     /// A Read: the checks of its request, then the data of its responses, one message each.
     ///
     /// [`crate::read_body`] frames them for the wire without copying them; the generated
@@ -469,37 +526,16 @@ impl ByteStream for ByteStreamService {
         )))
     }
 
+    /// Served by [`crate::read_body`]'s Write route on larder's routes (which decodes the data
+    /// without copying it); this is the generated service's path.
     async fn write(
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<WriteResponse>, Status> {
-        let ctx = &self.0;
-        ctx.require(request.metadata(), true)?;
-        let mut stream = request.into_inner();
-        let first = stream
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("a write with no request"))?;
-        let name = first.resource_name.clone();
-        let res = parse_write(&name)?;
-        let id = &res.id;
-        if let Some(max) = ctx.opts.max_blob_bytes
-            && id.size > max
-        {
-            return Err(Status::invalid_argument(format!(
-                "blob {id} is over the largest accepted size, {max} bytes"
-            )));
-        }
-        // Finished early when the blob is there already (the empty blob always is).
-        if ctx.cas.contains(id).await? {
-            ctx.uploads.remove(&name);
-            let committed_size = if res.zstd { -1 } else { id.size as i64 };
-            return Ok(Response::new(WriteResponse { committed_size }));
-        }
-        // Spooled, then stored: room for it twice.
-        ctx.admit(id.size.saturating_mul(2)).await?;
-        let committed_size = self.receive(&name, &res, first, &mut stream).await?;
-        Ok(Response::new(WriteResponse { committed_size }))
+        let (meta, _, stream) = request.into_parts();
+        self.write_stream(&meta, stream.map_ok(WriteMsg::from))
+            .await
+            .map(Response::new)
     }
 
     async fn query_write_status(

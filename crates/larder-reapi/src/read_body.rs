@@ -1,4 +1,5 @@
-//! ByteStream Read on the wire: each chunk the store hands over goes to h2 as it is.
+//! ByteStream on the wire: Read sends each chunk the store hands over to h2 as it is; Write
+//! takes each request's data as a slice of the received message.
 //!
 //! tonic's encoder writes every message into a buffer of its own, and the generated
 //! `ReadResponse` holds its data in a `Vec<u8>`: two copies of every byte read, with a fresh
@@ -10,31 +11,39 @@
 //! 16 KiB frame is copied into one frame with its head instead: the copy costs less than a
 //! frame of its own for the client to take in (a build reads many small outputs).
 //!
-//! [`ByteStreamRoutes`] routes Read here and everything else (Write, QueryWriteStatus) to the
-//! generated service. The request side is tonic's: [`Streaming`] decodes the one ReadRequest
-//! (refusing compressed messages and messages over the limit, as the generated service does).
+//! The generated `WriteRequest` copies each request's data out of the received message into a
+//! `Vec<u8>`; Write is served here with tonic's server and a codec whose requests are
+//! [`WriteMsg`]s (the same fields, the data a `Bytes` that shares the message's buffer), so the
+//! spool is written from the bytes as they were received.
+//!
+//! [`ByteStreamRoutes`] routes Read and Write here and everything else (QueryWriteStatus) to
+//! the generated service. The request side is tonic's: [`Streaming`] decodes the one
+//! ReadRequest and each WriteRequest (refusing compressed messages and messages over the limit,
+//! as the generated service does).
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bazel_remote_apis::google::bytestream::ReadRequest;
 use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
+use bazel_remote_apis::google::bytestream::{ReadRequest, WriteResponse};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use http_body::Frame;
 use prost::Message;
 use tonic::body::Body;
-use tonic::codec::{DecodeBuf, Decoder, Streaming};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 use tonic::{Request, Status};
 
-use crate::bytestream::{ByteStreamService, Chunks};
+use crate::bytestream::{ByteStreamService, Chunks, WriteMsg};
 
 /// The path of ByteStream's Read method.
 const READ_PATH: &str = "/google.bytestream.ByteStream/Read";
+/// The path of ByteStream's Write method.
+const WRITE_PATH: &str = "/google.bytestream.ByteStream/Write";
 /// The protobuf key of `ReadResponse.data`: field 10, length-delimited.
 const DATA_KEY: u8 = (10 << 3) | 2;
 /// Messages with at most this much data are sent as one frame, head and data together: with
@@ -76,6 +85,12 @@ impl Service<http::Request<Body>> for ByteStreamRoutes {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() == WRITE_PATH {
+            let call = WriteCall(Arc::clone(&self.service));
+            let mut grpc = tonic::server::Grpc::new(WriteCodec)
+                .apply_max_message_size_config(Some(self.limit), None);
+            return Box::pin(async move { Ok(grpc.client_streaming(call, request).await) });
+        }
         if request.uri().path() != READ_PATH {
             return self.generated.call(request);
         }
@@ -139,6 +154,69 @@ impl Decoder for ReadRequestDecoder {
         ReadRequest::decode(buf)
             .map(Some)
             .map_err(|e| Status::internal(format!("a ReadRequest that does not decode: {e}")))
+    }
+}
+
+/// ByteStream Write's messages: requests decoded as [`WriteMsg`]s (their data a slice of the
+/// received message, not a copy), responses encoded with prost.
+struct WriteCodec;
+
+impl Codec for WriteCodec {
+    type Encode = WriteResponse;
+    type Decode = WriteMsg;
+    type Encoder = WriteResponseEncoder;
+    type Decoder = WriteMsgDecoder;
+
+    fn encoder(&mut self) -> WriteResponseEncoder {
+        WriteResponseEncoder
+    }
+
+    fn decoder(&mut self) -> WriteMsgDecoder {
+        WriteMsgDecoder
+    }
+}
+
+struct WriteResponseEncoder;
+
+impl Encoder for WriteResponseEncoder {
+    type Item = WriteResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: WriteResponse, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding a WriteResponse: {e}")))
+    }
+}
+
+struct WriteMsgDecoder;
+
+impl Decoder for WriteMsgDecoder {
+    type Item = WriteMsg;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<WriteMsg>, Status> {
+        WriteMsg::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("a WriteRequest that does not decode: {e}")))
+    }
+}
+
+/// One Write call, served by [`ByteStreamService::write_stream`].
+struct WriteCall(Arc<ByteStreamService>);
+
+impl tonic::server::ClientStreamingService<WriteMsg> for WriteCall {
+    type Response = WriteResponse;
+    type Future = BoxFuture<tonic::Response<WriteResponse>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<WriteMsg>>) -> Self::Future {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move {
+            let (meta, _, stream) = request.into_parts();
+            service
+                .write_stream(&meta, stream)
+                .await
+                .map(tonic::Response::new)
+        })
     }
 }
 
