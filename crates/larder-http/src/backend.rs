@@ -90,6 +90,16 @@ impl HttpStore {
             headers.insert(reqwest::header::AUTHORIZATION, value);
             builder = builder.default_headers(headers);
         }
+        // A plain http:// store never verifies a certificate: loading the system's CA files
+        // (about 150 on Debian) would cost each short-lived process (`larder exec`, a ccache
+        // helper's start) milliseconds for nothing.
+        let plain = cfg
+            .base_url
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+        if plain && cfg.root_pem.is_none() {
+            builder = builder.tls_built_in_root_certs(false);
+        }
         if let Some(pem) = &cfg.root_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| Error::invalid(format!("cannot read the CA certificates: {e}")))?;
