@@ -452,6 +452,20 @@ impl ByteStreamService {
             let committed_size = if res.zstd { -1 } else { id.size as i64 };
             return Ok(WriteResponse { committed_size });
         }
+        // A whole blob in one request (a build's small outputs) is checked and stored from
+        // memory, with no spool file: it is in memory already, within the message limit.
+        if !res.zstd
+            && first.finish_write
+            && first.write_offset == 0
+            && first.data.len() as u64 == id.size
+            && ctx.uploads.get(&name).is_none()
+        {
+            ctx.admit(id.size).await?;
+            ctx.cas.put_bytes(id, first.data).await?;
+            return Ok(WriteResponse {
+                committed_size: id.size as i64,
+            });
+        }
         // Spooled, then stored: room for it twice.
         ctx.admit(id.size.saturating_mul(2)).await?;
         let committed_size = self.receive(&name, &res, first, &mut stream).await?;

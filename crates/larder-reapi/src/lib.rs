@@ -10,8 +10,10 @@
 //! - ByteStream: Read (`[{instance}/]blobs/[{function}/]{hash}/{size}`, with `read_offset` and
 //!   `read_limit`, streamed in messages of up to 2 MiB that carry the store's chunks without a
 //!   copy, see `read_body`) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
-//!   spooled to a temporary file while hashed, resumable at the committed offset, finished
-//!   early when the blob exists), QueryWriteStatus; both also as `compressed-blobs/zstd/...`
+//!   spooled to a temporary file while hashed, on a blocking thread as the next request
+//!   arrives, resumable at the committed offset, finished early when the blob exists; a whole
+//!   blob in one request is checked and stored from memory), QueryWriteStatus; both also as
+//!   `compressed-blobs/zstd/...`
 //!   (reads send one zstd frame per chunk; writes are decompressed as they arrive, never more
 //!   than the digest's size).
 //! - ActionCache: GetActionResult answers NOT_FOUND unless every blob the result names (output

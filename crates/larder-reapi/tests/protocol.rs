@@ -546,6 +546,21 @@ async fn bytestream_reads_ranges_and_resumes_writes() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert_eq!(
         missing(&mut cas, "", std::slice::from_ref(&liar)).await,
+        vec![liar.clone()]
+    );
+    // The same with as many bytes as the digest names, in one request (stored from memory).
+    let err = bs
+        .write(futures::stream::iter(vec![write_req(
+            &format!("uploads/u2b/blobs/{}/{}", liar.hash, liar.size_bytes),
+            0,
+            b"the trick",
+            true,
+        )]))
+        .await
+        .expect_err("wrong digest of the right size");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert_eq!(
+        missing(&mut cas, "", std::slice::from_ref(&liar)).await,
         vec![liar]
     );
     // Small blobs (kept inline) write and read too.
