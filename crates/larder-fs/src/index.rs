@@ -33,6 +33,20 @@
 //! records are hints (LRU slightly less exact), and an entry or blob whose record is lost is
 //! unindexed until the index is rebuilt, as when a process is killed with events queued.
 //!
+//! # Folds cut short
+//! A fold moves the journal aside to `access.log.PID.NANOS-SEQ.folding` (or `changes.log...`),
+//! reads it, commits its records and removes it, holding an exclusive lock on the moved file
+//! from just after the move until after the removal. A process killed in between leaves the
+//! file behind, unlocked (the kernel drops a dead process's locks). The next fold that may
+//! afford a listing of the cache directory (a flush other than the one at a process's exit,
+//! unless the journal is over [`JOURNAL_FOLD_BYTES`]) takes every such file it can lock, and
+//! folds it like a journal ([`Index::take_leftovers`]). The lock, not the PID in the name, says
+//! whether the folder is alive: a PID says nothing about a process in another PID namespace
+//! (containers sharing a cache volume) or one whose PID was reused. A fold killed after its
+//! commit and before its removal (one `unlink`) is folded twice: its hits count twice, and an
+//! entry it indexed is indexed afresh (checked against its file again; its hit count restarts).
+//! Folding at least once is the better side: a record folded at most once could be lost.
+//!
 //! # Consistency across processes
 //! The entry files are the truth; the index follows them. An insert event carries the inode of
 //! the file its writer published, and is applied only if that file is still the one under the
@@ -60,7 +74,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -96,6 +111,14 @@ const JOURNAL_FOLD_BYTES: u64 = 1 << 20;
 
 /// A journal larger than this is not read (it can only be a damaged or foreign file).
 const JOURNAL_MAX_BYTES: u64 = 64 << 20;
+
+/// The end of a journal's name once moved aside to be folded.
+const FOLDING: &str = ".folding";
+
+/// How long ago a file moved aside by a larder that predates the folding lock (named
+/// `access.log.PID.folding`, unlocked while it commits) must have been moved (its inode's change
+/// time) before another fold takes it as left by a killed process: such folds take milliseconds.
+const UNLOCKED_FOLDING_AGE: Duration = Duration::from_secs(60);
 
 /// How long a connection waits for another process's write transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -249,6 +272,66 @@ pub(crate) struct Index {
     pending: Mutex<Pending>,
     wake: Condvar,
     shutdown: AtomicBool,
+}
+
+/// A journal moved aside to be folded: removed by [`Index::drop_journal`] once its records are
+/// committed, locked exclusively until then (so other folds know it is being folded).
+#[derive(Debug)]
+pub(crate) struct Taken {
+    path: PathBuf,
+    _lock: Option<fs::File>,
+}
+
+/// A name to move the journal `name` aside to, unique among every process folding this
+/// directory: the PID (for whoever looks), the time in nanoseconds (processes of the same PID in
+/// other namespaces) and a count (folds of one process in the same nanosecond). A fold
+/// replacing another's moved file would lose its records.
+fn folding_name(name: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{name}.{}.{nanos}-{seq}{FOLDING}", std::process::id())
+}
+
+/// Whether `path` still names the file `f` is open on.
+fn still_named(f: &fs::File, path: &Path) -> bool {
+    let (Ok(ours), Ok(named)) = (f.metadata(), fs::symlink_metadata(path)) else {
+        return false;
+    };
+    (ours.dev(), ours.ino()) == (named.dev(), named.ino())
+}
+
+/// A journal's bytes, `None` if it is over [`JOURNAL_MAX_BYTES`].
+fn read_journal(f: &mut fs::File) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let len = f.metadata()?.len();
+    if len > JOURNAL_MAX_BYTES {
+        return Ok(None);
+    }
+    let mut text = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut text)?;
+    Ok(Some(text))
+}
+
+/// The records of the journal `taken` read into `read`; none if it could not be read (the file
+/// is removed all the same: it would fail again).
+fn journal_records(taken: &Path, read: std::io::Result<Option<Vec<u8>>>) -> Pending {
+    match read {
+        Ok(Some(text)) => parse_journal(&String::from_utf8_lossy(&text)),
+        Ok(None) => {
+            tracing::warn!(
+                "larder: the access journal {} is over {JOURNAL_MAX_BYTES} bytes; dropped",
+                taken.display()
+            );
+            Pending::default()
+        }
+        Err(e) => {
+            tracing::debug!("larder: cannot read {}: {e}", taken.display());
+            Pending::default()
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -698,13 +781,28 @@ impl Index {
         f(&mut conn)
     }
 
-    /// Write every queued event, and the access journal, in one transaction.
+    /// Write every queued event, the journals, and the journals of folds cut short (see
+    /// [`Index::take_leftovers`]), in one transaction.
     pub(crate) fn flush(&self) -> larder_core::Result<()> {
+        self.write_queue(true)
+    }
+
+    /// Write every queued event and the journals in one transaction; with `leftovers`, also
+    /// those of folds cut short, which costs a listing of the cache directory.
+    fn write_queue(&self, leftovers: bool) -> larder_core::Result<()> {
         let mut conn = lock(&self.writer);
         // Take the queue only once we hold the connection, so batches commit in order.
         let mut batch = lock(&self.pending).take();
-        let (journal, older) = self.take_journals();
+        let (mut journal, left) = if leftovers {
+            self.take_leftovers(UNLOCKED_FOLDING_AGE)
+        } else {
+            (Vec::new(), Pending::default())
+        };
+        let (taken, older) = self.take_journals();
+        journal.extend(taken);
+        // Each restore goes in front: the leftovers, older than the journals, go first.
         batch.restore(older);
+        batch.restore(left);
         if batch.is_empty() {
             self.drop_journal(journal);
             return Ok(());
@@ -740,30 +838,33 @@ impl Index {
     /// no fsync) if it holds only hits and misses, or if the store does not sync its files
     /// (`journal_changes`: new and removed entries and blobs are then no more durable than the
     /// files they describe); otherwise, or when the journal has grown past
-    /// [`JOURNAL_FOLD_BYTES`], to the database by [`Index::flush`].
+    /// [`JOURNAL_FOLD_BYTES`], to the database by [`Index::flush`]. Only the fold of a journal
+    /// that has grown looks for the leftovers of folds cut short (a listing): a process's exit
+    /// does not.
     pub(crate) fn flush_quick(&self) -> larder_core::Result<()> {
+        let mut grown = false;
         {
             let mut p = lock(&self.pending);
             if p.is_empty() {
                 return Ok(());
             }
             let name = if p.ops.is_empty() { JOURNAL } else { CHANGES };
-            if (p.ops.is_empty() || self.journal_changes)
-                && journal_safe(&p)
-                && self.journal_len(name) < JOURNAL_FOLD_BYTES
-            {
-                let batch = p.take();
-                drop(p);
-                match self.append_journal(&batch, name) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => {
-                        tracing::debug!("larder: cannot append to the access journal: {e}");
-                        lock(&self.pending).restore(batch);
+            if (p.ops.is_empty() || self.journal_changes) && journal_safe(&p) {
+                grown = self.journal_len(name) >= JOURNAL_FOLD_BYTES;
+                if !grown {
+                    let batch = p.take();
+                    drop(p);
+                    match self.append_journal(&batch, name) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => {
+                            tracing::debug!("larder: cannot append to the access journal: {e}");
+                            lock(&self.pending).restore(batch);
+                        }
                     }
                 }
             }
         }
-        self.flush()
+        self.write_queue(grown)
     }
 
     fn journal_path(&self, name: &str) -> std::path::PathBuf {
@@ -781,7 +882,9 @@ impl Index {
     ///
     /// The append holds a shared lock on the file and checks that the file is still the journal
     /// (not moved aside by [`Index::take_journal`], which takes the exclusive lock after the
-    /// move and before reading), so no record lands in a journal already read.
+    /// move and before reading), so no record lands in a journal already read. It does not wait
+    /// for that lock, held until the fold's commit: only a file already moved aside is ever
+    /// locked exclusively, so the journal is opened again.
     fn append_journal(&self, batch: &Pending, name: &str) -> std::io::Result<()> {
         use std::io::Write as _;
         let text = journal_text(batch);
@@ -791,7 +894,11 @@ impl Index {
                 .append(true)
                 .create(true)
                 .open(&path)?;
-            f.lock_shared()?;
+            match f.try_lock_shared() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => continue,
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
             let ours = f.metadata()?;
             let named = fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
             if named == Some((ours.dev(), ours.ino())) {
@@ -802,60 +909,148 @@ impl Index {
     }
 
     /// Both journals' records ([`Index::take_journal`]), and the moved files.
-    fn take_journals(&self) -> (Vec<std::path::PathBuf>, Pending) {
-        let mut paths = Vec::new();
+    pub(crate) fn take_journals(&self) -> (Vec<Taken>, Pending) {
+        let mut taken = Vec::new();
         let mut records = Pending::default();
         for name in [JOURNAL, CHANGES] {
-            if let Some((path, more)) = self.take_journal(name) {
-                paths.push(path);
+            if let Some((file, more)) = self.take_journal(name) {
+                taken.push(file);
                 records.restore(more);
             }
         }
-        (paths, records)
+        (taken, records)
     }
 
     /// Move the journal `name` aside (so appends that follow start a new one) and read it, once
-    /// the appends to it in progress are done: the moved file, to remove once its records are
-    /// committed, and the records.
-    fn take_journal(&self, name: &str) -> Option<(std::path::PathBuf, Pending)> {
-        use std::io::Read as _;
+    /// the appends to it in progress are done: the moved file, locked until it is removed once
+    /// its records are committed, and the records.
+    fn take_journal(&self, name: &str) -> Option<(Taken, Pending)> {
         let path = self.journal_path(name);
-        let taken = self
-            .layout
-            .root
-            .join(format!("{name}.{}.folding", std::process::id()));
+        let taken = self.layout.root.join(folding_name(name));
         fs::rename(&path, &taken).ok()?;
-        let read = (|| {
-            let mut f = fs::File::open(&taken)?;
-            f.lock()?;
-            let len = f.metadata()?.len();
-            if len > JOURNAL_MAX_BYTES {
-                return Ok(None);
-            }
-            let mut text = Vec::with_capacity(len as usize);
-            f.read_to_end(&mut text)?;
-            Ok::<_, std::io::Error>(Some(text))
-        })();
-        match read {
-            Ok(Some(text)) => Some((taken, parse_journal(&String::from_utf8_lossy(&text)))),
-            Ok(None) => {
-                tracing::warn!(
-                    "larder: the access journal {} is over {JOURNAL_MAX_BYTES} bytes; dropped",
-                    path.display()
-                );
-                Some((taken, Pending::default()))
-            }
+        let mut f = match fs::File::open(&taken) {
+            Ok(f) => f,
+            // Folded by another process in the moment before we locked it (below).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::debug!("larder: cannot read {}: {e}", taken.display());
-                Some((taken, Pending::default()))
+                return Some((
+                    Taken {
+                        path: taken,
+                        _lock: None,
+                    },
+                    Pending::default(),
+                ));
+            }
+        };
+        let read = f.lock().map(|()| {
+            // Another fold may have found the file unlocked between the move and the lock,
+            // taken it as left by a killed process, folded and removed it.
+            still_named(&f, &taken)
+        });
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!("larder: cannot lock {}: {e}", taken.display());
+                return Some((
+                    Taken {
+                        path: taken,
+                        _lock: None,
+                    },
+                    Pending::default(),
+                ));
             }
         }
+        let records = journal_records(&taken, read_journal(&mut f));
+        Some((
+            Taken {
+                path: taken,
+                _lock: Some(f),
+            },
+            records,
+        ))
     }
 
-    fn drop_journal(&self, journal: Vec<std::path::PathBuf>) {
-        for path in journal {
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::debug!("larder: cannot remove {}: {e}", path.display());
+    /// The journals that folds cut short left behind (a process killed between moving a journal
+    /// aside and removing it), and their records: every `*.folding` file beside the index that
+    /// no living process holds locked, and that, if it was moved aside by a larder that does
+    /// not hold that lock (a name with no time in it), was moved at least `unlocked_age` ago.
+    ///
+    /// Whether the folder is alive is asked of the lock rather than of the PID in the name:
+    /// the kernel releases a killed process's locks, while a PID can be reused, or be that of a
+    /// process in another PID namespace sharing the directory. Each file taken is locked like a
+    /// journal being folded and checked to be still under its name (its folder may have removed
+    /// it since the listing), so no two folds read it.
+    fn take_leftovers(&self, unlocked_age: Duration) -> (Vec<Taken>, Pending) {
+        let mut taken = Vec::new();
+        let mut records = Pending::default();
+        let dir = match fs::read_dir(&self.layout.root) {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::debug!("larder: cannot list {}: {e}", self.layout.root.display());
+                return (taken, records);
+            }
+        };
+        for item in dir.flatten() {
+            let file_name = item.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            let Some(middle) = [JOURNAL, CHANGES].iter().find_map(|j| {
+                name.strip_prefix(j)?
+                    .strip_prefix('.')?
+                    .strip_suffix(FOLDING)
+            }) else {
+                continue;
+            };
+            let unlocked_kind = middle.bytes().all(|b| b.is_ascii_digit());
+            let path = item.path();
+            let Ok(mut f) = fs::File::open(&path) else {
+                continue; // removed by its folder since the listing
+            };
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => continue, // being folded
+                Err(fs::TryLockError::Error(e)) => {
+                    tracing::debug!("larder: cannot lock {}: {e}", path.display());
+                    continue;
+                }
+            }
+            if !still_named(&f, &path) {
+                continue;
+            }
+            if unlocked_kind {
+                let Ok(meta) = f.metadata() else {
+                    continue;
+                };
+                let moved = std::time::UNIX_EPOCH
+                    + Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec() as u32);
+                let age = std::time::SystemTime::now()
+                    .duration_since(moved)
+                    .unwrap_or_default();
+                if age < unlocked_age {
+                    continue;
+                }
+            }
+            tracing::debug!(
+                "larder: folding {}, left by a fold cut short",
+                path.display()
+            );
+            records.restore(journal_records(&path, read_journal(&mut f)));
+            taken.push(Taken {
+                path,
+                _lock: Some(f),
+            });
+        }
+        (taken, records)
+    }
+
+    /// Remove the folded journals, each before its lock is released.
+    fn drop_journal(&self, journal: Vec<Taken>) {
+        for taken in journal {
+            if let Err(e) = fs::remove_file(&taken.path) {
+                tracing::debug!("larder: cannot remove {}: {e}", taken.path.display());
             }
         }
     }
@@ -1366,6 +1561,33 @@ fn apply(conn: &mut Connection, layout: &Layout, batch: &Pending) -> Result<(), 
 #[cfg(test)]
 mod journal_tests {
     use super::*;
+
+    /// A journal moved aside by a larder that held no lock on it while it committed (named
+    /// `access.log.PID.folding`) is folded only once it was moved long enough ago for any such
+    /// fold to be over.
+    #[test]
+    fn an_unlocked_kind_of_leftover_is_taken_once_old_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("cache"));
+        layout.create_dirs().unwrap();
+        let index = Index::open(&layout, true).unwrap();
+        // A PID no process has: above the kernel's PID_MAX_LIMIT (4194304).
+        let left = layout.root.join("access.log.4294967295.folding");
+        fs::write(&left, "h aa 10 2\nc 2 1 100 50\n").unwrap();
+
+        let (taken, p) = index.take_leftovers(UNLOCKED_FOLDING_AGE);
+        assert!(
+            taken.is_empty() && p.is_empty(),
+            "a fold just begun was taken"
+        );
+        assert!(left.exists());
+
+        let (taken, p) = index.take_leftovers(Duration::ZERO);
+        assert_eq!(taken.len(), 1);
+        assert_eq!((p.hits, p.misses, p.touched["aa"].hits), (2, 1, 2));
+        index.drop_journal(taken);
+        assert!(!left.exists());
+    }
 
     #[test]
     fn journal_lines_parse_and_garbage_is_skipped() {

@@ -1,8 +1,9 @@
 //! Helpers for conformance harnesses whose store keeps its data in a larder-fs directory the
 //! test owns (this crate's own tests, and larder-server behind larder-http): damage stored bytes
 //! the way a failing disk or a stray write would, so the suite can check they are never served;
-//! and [`FsInFront`], a local fs tier in front of a remote store's harness, as the CLI stacks a
-//! remote.
+//! [`FsInFront`], a local fs tier in front of a remote store's harness, as the CLI stacks a
+//! remote; and [`begin_fold`], the first half of a fold of the index journals, to leave behind
+//! what a process killed in the middle of one leaves.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,34 @@ pub fn corrupt_blob(root: &Path, digest: &Digest) -> bool {
 pub fn corrupt_entry(root: &Path, key: &Key) -> bool {
     let path = Layout::new(root.to_path_buf()).entry_path(&key.storage_name());
     path.exists() && std::fs::write(&path, b"LRDE\x01\x00 not an entry").is_ok()
+}
+
+/// The index journals of a cache directory moved aside, read and locked by [`begin_fold`],
+/// as a fold holds them until its commit. Dropping it releases the locks and leaves the files:
+/// what a fold killed before its commit leaves behind.
+#[derive(Debug)]
+pub struct FoldInProgress {
+    taken: Vec<crate::index::Taken>,
+}
+
+impl FoldInProgress {
+    /// How many journals were moved aside (0, 1 or 2).
+    pub fn journals(&self) -> usize {
+        self.taken.len()
+    }
+}
+
+/// Start folding the index journals of the cache at `root` (`access.log`, `changes.log`) the way
+/// a flush does, and stop before writing their records to the index.
+///
+/// # Errors
+/// When the index cannot be opened.
+pub fn begin_fold(root: &Path) -> larder_core::Result<FoldInProgress> {
+    let layout = Layout::new(root.to_path_buf());
+    layout.create_dirs()?;
+    let index = crate::index::Index::open(&layout, true)?;
+    let (taken, _records) = index.take_journals();
+    Ok(FoldInProgress { taken })
 }
 
 /// A conformance harness: a local fs store in a temporary directory in front of `remote`'s
