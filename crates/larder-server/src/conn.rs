@@ -57,6 +57,11 @@ pub(crate) struct Activity {
     receiving: AtomicU64,
     /// Bytes arrived since the last request began or ended (the start of a request head).
     unparsed: AtomicBool,
+    /// When the connection last began waiting for a request head: accepted, or the last
+    /// request in flight finished.
+    head_wait_since: AtomicU64,
+    /// A request arrived over HTTP/2 (whose idle time between streams is no head wait).
+    h2: AtomicBool,
 }
 
 impl Activity {
@@ -69,6 +74,8 @@ impl Activity {
             requests: AtomicU64::new(0),
             receiving: AtomicU64::new(0),
             unparsed: AtomicBool::new(false),
+            head_wait_since: AtomicU64::new(0),
+            h2: AtomicBool::new(false),
         })
     }
 
@@ -108,9 +115,23 @@ impl Activity {
         self.unparsed.load(Ordering::Relaxed)
     }
 
-    /// A request began, with a body still to arrive when `receiving`; the guard marks its end
-    /// when dropped (once its response is sent).
-    pub(crate) fn begin(self: &Arc<Self>, receiving: bool) -> InFlight {
+    /// How long an HTTP/1.1 connection has been waiting for its next request head (since it was
+    /// accepted or its last request finished), if it is waiting for one: none with a request in
+    /// flight, or once a request came over HTTP/2.
+    pub(crate) fn head_wait(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 || self.h2.load(Ordering::Relaxed) {
+            return None;
+        }
+        let since = self.head_wait_since.load(Ordering::Relaxed);
+        Some(Duration::from_millis(self.now().saturating_sub(since)))
+    }
+
+    /// A request began (over HTTP/2 when `h2`), with a body still to arrive when `receiving`;
+    /// the guard marks its end when dropped (once its response is sent).
+    pub(crate) fn begin(self: &Arc<Self>, receiving: bool, h2: bool) -> InFlight {
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::Relaxed);
         if receiving {
@@ -165,7 +186,9 @@ impl Drop for InFlight {
         if self.receiving {
             a.receiving.fetch_sub(1, Ordering::AcqRel);
         }
-        a.last_io.store(a.now(), Ordering::Relaxed);
+        let now = a.now();
+        a.last_io.store(now, Ordering::Relaxed);
+        a.head_wait_since.store(now, Ordering::Relaxed);
         a.unparsed.store(false, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }

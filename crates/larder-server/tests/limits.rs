@@ -87,6 +87,51 @@ async fn silent_and_partial_header_connections_are_closed_at_the_header_timeout(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_next_request_head_sent_a_byte_at_a_time_is_bounded_by_the_header_timeout() {
+    let s = TestServer::start_with(limits(|l| l.header_timeout = Duration::from_millis(500))).await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answered = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answered.ends_with(b"ok\n") {
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before answering");
+        answered.extend_from_slice(&buf[..n]);
+    }
+    // Each byte is traffic, so the idle time-out never runs out; the head's time-out, counted
+    // from the end of the first response, does.
+    let (mut rx, mut tx) = tcp.into_split();
+    let drip = tokio::spawn(async move {
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .cycle()
+        {
+            if tx.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match rx.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    drip.abort();
+    assert!(
+        closed.is_ok(),
+        "the server kept the dripping connection open"
+    );
+    assert!(trips(&s, "header_timeout").await >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_keep_alive_connections_are_closed() {
     let s = TestServer::start_with(limits(|l| {
         l.idle_timeout = Duration::from_millis(500);
