@@ -99,7 +99,8 @@ def foundation_rows(stdout):
 
 
 def foundation(binary, quick):
-    args = [binary] + (["--quick"] if quick else [])
+    # `--bench`, as `cargo bench` passes it: without it the binary runs its smoke-test sizes.
+    args = [binary, "--bench"] + (["--quick"] if quick else [])
     r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         sys.exit("ab: %s failed:\n%s" % (binary, r.stderr[-3000:]))
