@@ -55,17 +55,24 @@ impl InputHasher {
     /// Digest every file in `paths`, reading only those the stat cache cannot vouch for.
     /// Results are in the order of `paths`.
     ///
-    /// The stat-cache answers cost one `stat` each and are taken on this thread, so re-signing
-    /// an unchanged tree starts no thread pool; the files that must be read are hashed in
-    /// parallel.
+    /// The stat-cache answers cost one `stat` each. Under [`PARALLEL_STAT_MIN`] paths they are
+    /// taken on this thread, so re-signing a small unchanged task starts no thread pool; larger
+    /// lists are stat'ed in parallel. The files that must be read are hashed in parallel.
     ///
     /// # Errors
     /// [`Error::Io`] naming the first file that cannot be read.
     pub fn hash_files(&self, paths: &[PathBuf]) -> Result<Vec<InputDigest>> {
+        let stamps: Vec<FileStamp> = if paths.len() < PARALLEL_STAT_MIN {
+            paths.iter().map(|p| stamp_of(p)).collect::<Result<_>>()?
+        } else {
+            paths
+                .par_iter()
+                .map(|p| stamp_of(p))
+                .collect::<Result<_>>()?
+        };
         let mut found: Vec<Option<InputDigest>> = Vec::with_capacity(paths.len());
         let mut to_read: Vec<(usize, FileStamp)> = Vec::new();
-        for (i, path) in paths.iter().enumerate() {
-            let stamp = stamp_of(path)?;
+        for (i, stamp) in stamps.into_iter().enumerate() {
             let cached = self.cached(&stamp);
             if cached.is_none() {
                 to_read.push((i, stamp));
@@ -125,6 +132,10 @@ impl InputHasher {
         })
     }
 }
+
+/// From this many input paths on, [`InputHasher::hash_files`] stats them on the thread pool:
+/// below it, starting the pool in a one-shot process costs more than the parallel `stat`s save.
+pub const PARALLEL_STAT_MIN: usize = 256;
 
 /// A regular file's stamp.
 fn stamp_of(path: &Path) -> Result<FileStamp> {
@@ -358,5 +369,46 @@ mod tests {
         let second = h.hash_file(&f).unwrap();
         assert!(second.from_cache);
         assert_eq!(second.digest, first.digest);
+    }
+
+    #[test]
+    fn many_inputs_come_back_in_order_with_cached_and_read_ones_mixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = PARALLEL_STAT_MIN + 44;
+        let files: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                let f = dir.path().join(format!("f{i}"));
+                std::fs::write(&f, format!("file {i}")).unwrap();
+                f
+            })
+            .collect();
+        let h = InputHasher::new(StatCache::in_memory());
+        // Every other file is vouched for by the stat cache, under a digest that is not its
+        // content's, so a cached answer is told apart from a read.
+        for f in files.iter().step_by(2) {
+            let stamp = FileStamp::from_metadata(&std::fs::metadata(f).unwrap());
+            h.cache()
+                .insert(&stamp, Digest::of(b"cached"), now_ns() + 10_000_000_000);
+        }
+        let got = h.hash_files(&files).unwrap();
+        assert_eq!(got.len(), n);
+        for (i, d) in got.iter().enumerate() {
+            if i % 2 == 0 {
+                assert!(d.from_cache, "file {i}");
+                assert_eq!(d.digest, Digest::of(b"cached"), "file {i}");
+            } else {
+                assert!(!d.from_cache, "file {i}");
+                assert_eq!(
+                    d.digest,
+                    Digest::of(format!("file {i}").as_bytes()),
+                    "file {i}"
+                );
+            }
+        }
+        // A missing file among many is an error naming it.
+        let mut with_missing = files.clone();
+        with_missing.push(dir.path().join("gone"));
+        let err = h.hash_files(&with_missing).unwrap_err().to_string();
+        assert!(err.contains("gone"), "{err}");
     }
 }
