@@ -265,7 +265,10 @@ pub(crate) struct Index {
     /// Whether a quick flush may leave new and removed entries and blobs in the access journal
     /// too (the store does not sync its files: see [`Index::flush_quick`]).
     journal_changes: bool,
-    writer: Mutex<Connection>,
+    /// Opened by [`Index::open`] when the database has to be created, upgraded or checked, else
+    /// on first use ([`Index::writer`]): a one-shot cache hit writes its records to the access
+    /// journal and never needs it.
+    writer: Mutex<Option<Connection>>,
     /// Opened on first use: a cache hit reads no index, and each connection costs its
     /// process a schema parse.
     reader: Mutex<Option<Connection>>,
@@ -507,6 +510,29 @@ fn journal_safe(batch: &Pending) -> bool {
         })
 }
 
+/// The connection in a guard [`Index::writer`] returned.
+fn writer_of<'a>(
+    guard: &'a mut MutexGuard<'_, Option<Connection>>,
+) -> larder_core::Result<&'a mut Connection> {
+    guard
+        .as_mut()
+        .ok_or_else(|| io_store("using the index".into(), std::io::Error::other("not open")))
+}
+
+/// Whether the database file's header (SQLite's file format: the magic string at offset 0, the
+/// user version at offset 60, big-endian) names this build's schema, so opening it can wait until
+/// it is needed. Anything else (no file, an old, newer or damaged one) is opened, and created,
+/// upgraded or rebuilt, at once. A header older than the write-ahead log (a database just
+/// created, not yet checkpointed) reads as not current, which only costs the eager open.
+fn header_says_current(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let read = fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok()
+        && &head[..16] == b"SQLite format 3\0"
+        && i64::from(u32::from_be_bytes([head[60], head[61], head[62], head[63]])) == SCHEMA_VERSION
+}
+
 fn schema_version(conn: &Connection) -> Result<i64, Error> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         .sql("reading the schema version")
@@ -651,7 +677,11 @@ impl Index {
     /// Open the index of `layout`, creating or rebuilding it (by scanning the directory) when it
     /// is missing or damaged.
     pub(crate) fn open(layout: &Layout, journal_changes: bool) -> larder_core::Result<Index> {
-        let writer = open_ready(layout)?;
+        let writer = if header_says_current(&layout.index) {
+            None
+        } else {
+            Some(open_ready(layout)?)
+        };
         Ok(Index {
             layout: layout.clone(),
             journal_changes,
@@ -776,9 +806,22 @@ impl Index {
     }
 
     /// Run `f` with the write connection (trims use it between flushes).
-    pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        let mut conn = lock(&self.writer);
-        f(&mut conn)
+    pub(crate) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> larder_core::Result<T>,
+    ) -> larder_core::Result<T> {
+        let mut guard = self.writer()?;
+        f(writer_of(&mut guard)?)
+    }
+
+    /// The write connection, opened (and the database created or rebuilt, as by
+    /// [`Index::open`]) on first use.
+    fn writer(&self) -> larder_core::Result<MutexGuard<'_, Option<Connection>>> {
+        let mut guard = lock(&self.writer);
+        if guard.is_none() {
+            *guard = Some(open_ready(&self.layout)?);
+        }
+        Ok(guard)
     }
 
     /// Write every queued event, the journals, and the journals of folds cut short (see
@@ -790,7 +833,8 @@ impl Index {
     /// Write every queued event and the journals in one transaction; with `leftovers`, also
     /// those of folds cut short, which costs a listing of the cache directory.
     fn write_queue(&self, leftovers: bool) -> larder_core::Result<()> {
-        let mut conn = lock(&self.writer);
+        let mut guard = self.writer()?;
+        let conn = writer_of(&mut guard)?;
         // Take the queue only once we hold the connection, so batches commit in order.
         let mut batch = lock(&self.pending).take();
         let (mut journal, left) = if leftovers {
@@ -807,7 +851,7 @@ impl Index {
             self.drop_journal(journal);
             return Ok(());
         }
-        match apply(&mut conn, &self.layout, &batch) {
+        match apply(conn, &self.layout, &batch) {
             Ok(()) => {
                 self.drop_journal(journal);
                 Ok(())
@@ -818,7 +862,7 @@ impl Index {
                         "larder index {} is damaged ({e}); rebuilding it",
                         self.layout.index.display()
                     );
-                    drop(conn);
+                    drop(guard);
                     self.drop_journal(journal);
                     self.recreate()?;
                     // The rebuild scanned the files the queued inserts describe; only the access
@@ -1187,10 +1231,11 @@ impl Index {
     /// Rebuild the index from the files, in place (other processes keep working).
     pub(crate) fn rebuild(&self) -> larder_core::Result<()> {
         self.flush()?;
+        // Lock order, everywhere: the writer connection, then `index.lock`.
+        let mut guard = self.writer()?;
         let _lock = lock_file(&self.layout.index_lock, true)
             .map_err(|e| io_store(format!("locking {}", self.layout.index_lock.display()), e))?;
-        let mut conn = lock(&self.writer);
-        let tx = conn
+        let tx = writer_of(&mut guard)?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .sql("rebuilding")?;
         scan_into(&tx, &self.layout, true)?;
@@ -1202,8 +1247,8 @@ impl Index {
     /// was rebuilt.
     pub(crate) fn check(&self) -> larder_core::Result<bool> {
         let verdict = {
-            let conn = lock(&self.writer);
-            conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))
+            let mut guard = self.writer()?;
+            writer_of(&mut guard)?.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))
         };
         match verdict {
             Ok(v) if v == "ok" => Ok(false),
@@ -1233,16 +1278,16 @@ impl Index {
 
     /// Replace a damaged database file by a new one built from a scan.
     fn recreate(&self) -> larder_core::Result<()> {
+        let mut writer = lock(&self.writer);
         let _lock = lock_file(&self.layout.index_lock, true)
             .map_err(|e| io_store(format!("locking {}", self.layout.index_lock.display()), e))?;
-        let mut writer = lock(&self.writer);
         let mut reader = lock(&self.reader);
         // Close our handles on the damaged file before removing it.
-        *writer = Connection::open_in_memory().sql("closing")?;
+        *writer = None;
         *reader = None;
         remove_db_files(&self.layout.index)
             .map_err(|e| io_store(format!("removing {}", self.layout.index.display()), e))?;
-        *writer = build_fresh(&self.layout)?;
+        *writer = Some(build_fresh(&self.layout)?);
         Ok(())
     }
 }

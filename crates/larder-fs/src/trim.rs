@@ -464,14 +464,15 @@ impl Trim<'_> {
             let (refs, size) = match known {
                 Some(x) => x,
                 None => self.index.with_writer(|conn| {
-                    conn.prepare_cached("SELECT refs, size FROM blobs WHERE digest = ?1")
+                    let row = conn
+                        .prepare_cached("SELECT refs, size FROM blobs WHERE digest = ?1")
                         .sql("reading a blob")?
                         .query_row(params![&d.as_bytes()[..]], |r| {
                             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
                         })
                         .optional()
-                        .sql("reading a blob")
-                        .map(|r| r.unwrap_or((0, 0)))
+                        .sql("reading a blob")?;
+                    Ok(row.unwrap_or((0, 0)))
                 })?,
             };
             let refs = refs - 1;

@@ -148,6 +148,33 @@ async fn corrupt_index_is_rebuilt_from_the_files() {
     assert!(!entry_file(&root, &bad).exists());
 }
 
+/// An index whose header is intact (this schema's version) is opened on first use, not by
+/// `FsStore::open`: damage behind the header is still found and rebuilt from the files.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_damaged_behind_a_good_header_is_rebuilt_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let before = {
+        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        populate(&store, 20).await
+    };
+    let path = root.join("index.sqlite");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 4096, "{} bytes", bytes.len());
+    for b in &mut bytes[100..] {
+        *b = 0xa5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let _ = std::fs::remove_file(root.join("index.sqlite-wal"));
+    let _ = std::fs::remove_file(root.join("index.sqlite-shm"));
+    let store = FsStore::open(&root, FsConfig::default()).unwrap();
+    // A hit needs no index.
+    assert!(store.get_entry(&key("inline/3")).await.unwrap().is_some());
+    let after = store.stats().await.unwrap();
+    assert_eq!((after.entries, after.bytes), (before.entries, before.bytes));
+    assert_eq!(listed(&store).await.len() as u64, before.entries);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rebuild_index_keeps_hit_counters_and_fixes_drift() {
     let (_dir, store) = temp_store(FsConfig::default());
