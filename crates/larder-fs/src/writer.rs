@@ -158,6 +158,8 @@ enum Out {
     },
     Raw(BufWriter<File>),
     Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    /// The whole blob, already written as one zstd frame (the sample was all of it).
+    Framed(BufWriter<File>),
 }
 
 /// A blob being written: hashed and counted as chunks arrive, compressed or not, published by
@@ -382,6 +384,9 @@ impl BlobSink {
         match self.out.as_mut() {
             Some(Out::Raw(w)) => w.write_all(bytes),
             Some(Out::Zstd(w)) => w.write_all(bytes),
+            Some(Out::Framed(_)) if !bytes.is_empty() => {
+                Err(io::Error::other("more bytes than the blob's declared size"))
+            }
             _ => Ok(()),
         }
     }
@@ -394,12 +399,24 @@ impl BlobSink {
         let Some(Out::Undecided { file, sample }) = self.out.take() else {
             return Ok(());
         };
+        let whole = sample.len() as u64 == self.size;
         let level = match self.compression {
             Compression::Off => None,
             Compression::Level(l) => Some(l),
             Compression::Auto if self.size <= MIN_COMPRESS_BYTES => None,
             Compression::Auto => match zstd::bulk::compress(&sample, AUTO_LEVEL) {
-                Ok(c) if (c.len() as u64) * 10 <= (sample.len() as u64) * 9 => Some(AUTO_LEVEL),
+                Ok(c) if (c.len() as u64) * 10 <= (sample.len() as u64) * 9 => {
+                    if whole {
+                        // The sample was the whole blob and its frame (content size in the
+                        // header, no checksum, as the encoder below writes it) is the file:
+                        // compressing it a second time would only cost the same again.
+                        let mut w = BufWriter::with_capacity(c.len(), file);
+                        let res = w.write_all(&c);
+                        self.out = Some(Out::Framed(w));
+                        return res.map_err(|e| self.io_err(e));
+                    }
+                    Some(AUTO_LEVEL)
+                }
                 _ => None,
             },
         };
@@ -421,7 +438,7 @@ impl BlobSink {
         let res = match &mut out {
             Out::Raw(w) => w.write_all(&sample),
             Out::Zstd(w) => w.write_all(&sample),
-            Out::Undecided { .. } => Ok(()),
+            Out::Undecided { .. } | Out::Framed(_) => Ok(()),
         };
         self.out = Some(out);
         res.map_err(|e| self.io_err(e))
@@ -436,6 +453,7 @@ impl BlobSink {
         self.decide()?;
         let (file, compressed) = match self.out.take() {
             Some(Out::Raw(w)) => (w.into_inner().map_err(|e| e.into_error()), false),
+            Some(Out::Framed(w)) => (w.into_inner().map_err(|e| e.into_error()), true),
             Some(Out::Zstd(w)) => (
                 w.finish()
                     .and_then(|w| w.into_inner().map_err(|e| e.into_error())),

@@ -24,7 +24,15 @@ async fn auto_compression_stores_text_compressed_and_random_raw() {
     // 3 MiB: large enough to go through the streaming writer and past the 1 MiB sample.
     let text = b"cc -O2 -c src/larder/some_file.c -o build/some_file.o\n".repeat(60_000);
     let random = random_bytes("auto-raw", 3 << 20);
-    for (bytes, compressed) in [(&text, true), (&random, false)] {
+    // Within the sample (written as the sample's own frame), and exactly the sample's size.
+    let small_text = text[..200_000].to_vec();
+    let sample_text = text[..1 << 20].to_vec();
+    for (bytes, compressed) in [
+        (&text, true),
+        (&random, false),
+        (&small_text, true),
+        (&sample_text, true),
+    ] {
         let d = Digest::of(bytes);
         let out = store
             .put_blob(&d, bytes.len() as u64, chunked(bytes, 100_000))
