@@ -16,6 +16,11 @@
 //!   in flight (idle, or a request head still incomplete) are closed, requests in flight may
 //!   finish for `shutdown_timeout`, then what is left is cut.
 //!
+//! The loop accepts on the caller's runtime and hands each connection to a connection runtime
+//! ([`crate::runtimes`]); the limit's semaphore and the drain signal are shared by all of them,
+//! so the bounds above are the server's, not a runtime's. The connection runtimes stop once
+//! every connection is done.
+//!
 //! The watchdog that enforces the times is a timer in each connection's own task, reading the
 //! connection's [`Activity`]: no thread and no extra task per connection, and no timer armed
 //! per request (hyper's own header time-out, off here, arms and drops one for every request
@@ -48,6 +53,7 @@ use crate::config::Limits;
 use crate::conn::{Activity, Conn, InFlight};
 use crate::error::ServerError;
 use crate::metrics::{Limit, Metrics};
+use crate::runtimes::ConnRuntimes;
 
 /// The answer to a connection over the limit.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 33\r\n\r\ntoo many connections; retry soon\n";
@@ -78,6 +84,8 @@ pub(crate) async fn serve(
 ) -> Result<(), ServerError> {
     let max = connection_limit(limits.max_connections);
     let slots = Arc::new(Semaphore::new(max));
+    let mut runtimes = ConnRuntimes::start(limits.connection_threads, limits.shutdown_timeout)
+        .map_err(ServerError::Serve)?;
     let shared = Arc::new(Shared {
         builder: builder(),
         router,
@@ -107,9 +115,24 @@ pub(crate) async fn serve(
         while tasks.try_join_next().is_some() {}
         match Arc::clone(&slots).try_acquire_owned() {
             Ok(permit) => {
+                // Moved to the reactor of the runtime that serves it (see crate::runtimes).
+                let tcp = match tcp.into_std() {
+                    Ok(tcp) => tcp,
+                    Err(e) => {
+                        tracing::warn!("handing over the connection from {peer}: {e}");
+                        continue;
+                    }
+                };
                 let shared = Arc::clone(&shared);
                 let drain = drain_rx.clone();
-                tasks.spawn(async move {
+                runtimes.spawn(&mut tasks, async move {
+                    let tcp = match TcpStream::from_std(tcp) {
+                        Ok(tcp) => tcp,
+                        Err(e) => {
+                            tracing::warn!("taking over the connection from {peer}: {e}");
+                            return;
+                        }
+                    };
                     shared.metrics.connection(true);
                     connection(tcp, peer, &shared, drain).await;
                     shared.metrics.connection(false);
@@ -146,6 +169,7 @@ pub(crate) async fn serve(
         );
         tasks.shutdown().await;
     }
+    runtimes.stop().await;
     Ok(())
 }
 

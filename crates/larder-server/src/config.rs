@@ -161,6 +161,9 @@ pub struct Limits {
     pub multipart_header_bytes: u64,
     /// Multipart bodies: the most parts (default 16).
     pub multipart_parts: usize,
+    /// Threads that serve connections, each with a single-threaded runtime of its own (default:
+    /// the number of CPUs; at least 1). See the crate docs for what runs where.
+    pub connection_threads: usize,
 }
 
 impl Default for Limits {
@@ -179,6 +182,7 @@ impl Default for Limits {
             multipart_preamble_bytes: 16 << 10,
             multipart_header_bytes: 16 << 10,
             multipart_parts: 16,
+            connection_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }

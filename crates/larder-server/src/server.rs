@@ -15,6 +15,7 @@ use crate::config::ServerConfig;
 use crate::disk::Cleaner;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
+use crate::runtimes::OnRuntime;
 use crate::upstream::Replica;
 
 /// The key namespaces of the protocols whose clients cannot sign (ccache, Bazel and REAPI,
@@ -75,9 +76,14 @@ impl Server {
         let mut counters = None;
         let store = match &config.upstream {
             Some(upstream) => {
+                // Its clients' pooled connections stay on this runtime (see crate::runtimes).
+                let upstream: Arc<dyn Store> = Arc::new(OnRuntime::new(
+                    Arc::clone(upstream),
+                    tokio::runtime::Handle::current(),
+                ));
                 let replica = Replica::start(
                     local,
-                    Arc::clone(upstream),
+                    upstream,
                     &config.dir,
                     config.upload_workers,
                     &config.upstream_budget,
@@ -104,6 +110,10 @@ impl Server {
 
     /// Serve `store` instead of a larder-fs store in `config.dir` (which still holds the
     /// server's spool files).
+    ///
+    /// `store` is called from the connection runtimes (see the crate docs): a store whose
+    /// network client pools connections should make its calls on one runtime that outlives
+    /// them, as [`Server::bind`] does for the upstream store.
     ///
     /// # Errors
     /// As [`Server::bind`].
@@ -253,10 +263,9 @@ impl Server {
         };
         let limits = self.state.config.limits.clone();
         let metrics = Arc::clone(&self.state.metrics);
-        // The accept loop runs as a task on the runtime's workers, not in the caller's
-        // `block_on`: a worker that accepts a connection then runs its task itself (the task
-        // goes to that worker's own queue), where an accept loop on the caller's thread hands
-        // every connection to a worker through a wake-up.
+        // The accept loop runs as a task on the caller's runtime, which keeps the background
+        // work and the upstream store's calls; connections are served on the connection
+        // runtimes it starts (see crate::runtimes).
         let accepting = tokio::spawn(crate::accept::serve(
             self.listener,
             self.tls,

@@ -1,0 +1,326 @@
+//! The connection runtimes, and the store adapter that keeps upstream calls off them.
+//!
+//! Connections are served on [`ConnRuntimes`]: `connection_threads` threads, each running a
+//! single-threaded tokio runtime of its own. A connection stays on the runtime it was handed to
+//! for its whole life, and everything it starts (its requests, the store calls they make,
+//! HTTP/2 stream tasks, timers) runs there too: a small keep-alive request is read, answered
+//! and written by one thread, with no hand-over between threads and no work-stealing
+//! bookkeeping, the way nginx's worker processes serve their connections. Blocking work
+//! (`spawn_blocking`) goes to that runtime's blocking pool. Nothing here uses `block_in_place`,
+//! which a single-threaded runtime does not allow.
+//!
+//! The accept loop hands each connection to the runtime with the fewest open connections
+//! (ties in turn), so connections spread evenly whatever their addresses hash to. Its
+//! semaphore, the drain signal and the metrics are shared by all the runtimes, so every bound
+//! holds for the server as a whole.
+//!
+//! Network clients keep their pooled connections on the runtime that opened them: a connection
+//! opened while serving one request is driven by that runtime, and reused by any other. The
+//! upstream store is therefore wrapped in [`OnRuntime`], which makes every call to it on the
+//! server's main runtime (the one [`Server::bind`](crate::Server::bind) ran on), so that its
+//! pooled connections all live there, which outlives the connection runtimes.
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use larder_core::store::ProgressFn;
+use larder_core::{
+    BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
+    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The runtimes that serve connections (see the module docs).
+pub(crate) struct ConnRuntimes {
+    cores: Vec<Core>,
+    /// Where the search for the least loaded runtime starts next, so that ties go in turn.
+    next: usize,
+}
+
+/// One connection runtime.
+struct Core {
+    handle: Handle,
+    /// Connections open on it.
+    open: Arc<AtomicUsize>,
+    /// Dropped to stop the runtime.
+    stop: oneshot::Sender<()>,
+    /// Sent once the runtime has shut down.
+    stopped: oneshot::Receiver<()>,
+}
+
+impl ConnRuntimes {
+    /// Start `threads` (at least 1) runtimes. Once stopped (or dropped), each waits up to
+    /// `grace` for its blocking tasks before its thread ends.
+    pub(crate) fn start(threads: usize, grace: Duration) -> std::io::Result<ConnRuntimes> {
+        let mut cores = Vec::new();
+        for i in 0..threads.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name(format!("larder-conn-{i}-blocking"))
+                .build()?;
+            let handle = runtime.handle().clone();
+            let (stop, stop_rx) = oneshot::channel::<()>();
+            let (stopped_tx, stopped) = oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("larder-conn-{i}"))
+                .spawn(move || {
+                    // A current-thread runtime runs its tasks while it is blocked on: here, until
+                    // the stop sender is sent on or dropped.
+                    let _ = runtime.block_on(stop_rx);
+                    runtime.shutdown_timeout(grace);
+                    let _ = stopped_tx.send(());
+                })?;
+            cores.push(Core {
+                handle,
+                open: Arc::new(AtomicUsize::new(0)),
+                stop,
+                stopped,
+            });
+        }
+        Ok(ConnRuntimes { cores, next: 0 })
+    }
+
+    /// Run the connection task `task` in `tasks`, on the runtime with the fewest connections.
+    pub(crate) fn spawn<F>(&mut self, tasks: &mut JoinSet<()>, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let n = self.cores.len();
+        let start = self.next;
+        self.next = (start + 1) % n;
+        let pick = (0..n)
+            .map(|k| (start + k) % n)
+            .min_by_key(|&i| self.cores[i].open.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        let core = &self.cores[pick];
+        core.open.fetch_add(1, Ordering::Relaxed);
+        let open = OpenGuard(Arc::clone(&core.open));
+        tasks.spawn_on(
+            async move {
+                let _open = open;
+                task.await;
+            },
+            &core.handle,
+        );
+    }
+
+    /// Stop every runtime and wait until their threads are done (tasks still running on them
+    /// are dropped; blocking tasks get the grace given to [`ConnRuntimes::start`]).
+    pub(crate) async fn stop(self) {
+        let mut waiting = Vec::with_capacity(self.cores.len());
+        for core in self.cores {
+            drop(core.stop);
+            waiting.push(core.stopped);
+        }
+        for stopped in waiting {
+            let _ = stopped.await;
+        }
+    }
+}
+
+/// Counts a connection as open on its runtime until dropped (also when its task is cut).
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A store whose every call runs on one given runtime (see the module docs): the caller awaits
+/// a task there, and blob and list streams are forwarded from a task there.
+pub(crate) struct OnRuntime {
+    inner: Arc<dyn Store>,
+    handle: Handle,
+}
+
+impl OnRuntime {
+    /// Make `inner`'s calls on the runtime of `handle`.
+    pub(crate) fn new(inner: Arc<dyn Store>, handle: Handle) -> OnRuntime {
+        OnRuntime { inner, handle }
+    }
+
+    /// Run `call` with the inner store on the runtime; dropping the returned future cancels it.
+    async fn run<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let task = AbortOnDrop(self.handle.spawn(call(Arc::clone(&self.inner))));
+        task.await
+    }
+
+    /// Forward `stream` from a task on the runtime, a few items ahead of the reader.
+    fn forward<T: Send + 'static>(
+        &self,
+        mut stream: BoxStream<'static, Result<T>>,
+    ) -> BoxStream<'static, Result<T>> {
+        let (tx, rx) = mpsc::channel(2);
+        let task = self.handle.spawn(async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Box::pin(Forwarded {
+            rx,
+            _task: AbortOnDrop(task),
+        })
+    }
+}
+
+impl fmt::Display for OnRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl fmt::Debug for OnRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnRuntime")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A task on another runtime, aborted when its awaiting side goes away.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<Result<T>> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match Pin::new(&mut self.get_mut().0).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(out)) => Poll::Ready(out),
+            Poll::Ready(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io(
+                "calling the upstream store",
+                std::io::Error::other(e),
+            ))),
+        }
+    }
+}
+
+/// The reading side of [`OnRuntime::forward`].
+struct Forwarded<T> {
+    rx: mpsc::Receiver<Result<T>>,
+    _task: AbortOnDrop<()>,
+}
+
+impl<T> Stream for Forwarded<T> {
+    type Item = Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+}
+
+#[async_trait]
+impl Store for OnRuntime {
+    fn capability(&self) -> Capability {
+        self.inner.capability()
+    }
+
+    async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
+        let key = key.clone();
+        self.run(|s| async move { s.get_entry_opts(&key, opts).await })
+            .await
+    }
+
+    async fn put_entry_opts(
+        &self,
+        key: &Key,
+        entry: &Entry,
+        opts: PutOptions,
+    ) -> Result<PutOutcome> {
+        let (key, entry) = (key.clone(), entry.clone());
+        self.run(|s| async move { s.put_entry_opts(&key, &entry, opts).await })
+            .await
+    }
+
+    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+        let digest = *digest;
+        let read = self
+            .run(|s| async move { s.get_blob(&digest).await })
+            .await?;
+        Ok(read.map(|r| BlobRead {
+            size: r.size,
+            stream: self.forward(r.stream),
+        }))
+    }
+
+    async fn put_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        payload: ByteStream,
+    ) -> Result<PutOutcome> {
+        let digest = *digest;
+        self.run(|s| async move { s.put_blob(&digest, size, payload).await })
+            .await
+    }
+
+    async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
+        let (digest, dest) = (*digest, dest.to_owned());
+        self.run(|s| async move { s.place_blob(&digest, &dest, how).await })
+            .await
+    }
+
+    async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let digests = digests.to_vec();
+        self.run(|s| async move { s.find_missing(&digests).await })
+            .await
+    }
+
+    async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
+        let keys = keys.to_vec();
+        self.run(|s| async move { s.find_missing_entries(&keys).await })
+            .await
+    }
+
+    async fn delete(&self, key: &Key) -> Result<bool> {
+        let key = key.clone();
+        self.run(|s| async move { s.delete(&key).await }).await
+    }
+
+    fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
+        // Listing starts the inner store's stream inside the task, so that nothing of it is made
+        // on the caller's runtime.
+        let inner = Arc::clone(&self.inner);
+        let listing = futures::stream::once(async move { inner.list() }).flatten();
+        self.forward(Box::pin(listing))
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        self.run(|s| async move { s.stats().await }).await
+    }
+
+    async fn trim(&self, opts: &TrimOptions, progress: Option<ProgressFn>) -> Result<TrimReport> {
+        let opts = opts.clone();
+        self.run(|s| async move { s.trim(&opts, progress).await })
+            .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.run(|s| async move { s.flush().await }).await
+    }
+}
