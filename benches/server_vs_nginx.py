@@ -11,7 +11,7 @@ Measures, for both servers on free loopback ports:
 and for larder alone the peak RSS (VmHWM) while a 4 GiB upload streams in.
 
 The same resources on both sides: nginx runs 2 worker processes (`worker_processes 2`), larder
-serve its 2 runtime worker threads (the CLI's runtime); the same wrk command (`-t2 -c64`, not
+serve its connections on one runtime thread per CPU (2 on the 2-core machine); the same wrk command (`-t2 -c64`, not
 pinned to a CPU, as neither server is) loads each in turn, so the servers and wrk share the
 machine's cores the same way.
 

@@ -38,13 +38,21 @@ fn is_hex(s: &str) -> bool {
         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// Append the bytes of `s`, an even number of lower-case hex digits, to `out`.
 fn hex_bytes(s: &str, out: &mut Vec<u8>) -> Option<()> {
-    if !s.len().is_multiple_of(2) || !is_hex(s) {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    for pair in s.as_bytes().chunks(2) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        out.push(u8::from_str_radix(pair, 16).ok()?);
+    for pair in s.chunks_exact(2) {
+        out.push((digit(pair[0])? << 4) | digit(pair[1])?);
     }
     Some(())
 }
@@ -113,7 +121,9 @@ pub fn key_for_path(path: &str) -> Result<Key, String> {
             "{path:?} is not a ccache key path (layouts subdirs, flat, bazel)"
         ));
     };
-    let mut name = String::from(larder_core::layer::namespaces::CCACHE);
+    let prefix = larder_core::layer::namespaces::CCACHE;
+    let mut name = String::with_capacity(prefix.len() + path.len() + 2 + 2 * bytes.len());
+    name.push_str(prefix);
     name.push('/');
     for s in &segments[..sub_len] {
         name.push_str(s);

@@ -324,3 +324,157 @@ impl Store for OnRuntime {
         self.run(|s| async move { s.flush().await }).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use larder_fs::{FsConfig, FsStore};
+
+    use super::*;
+
+    /// A store that notes the name of the thread each of its calls, and each poll of the blob
+    /// streams it returns, runs on.
+    #[derive(Debug)]
+    struct Probe {
+        inner: Arc<dyn Store>,
+        threads: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Probe {
+        fn note(&self) {
+            note(&self.threads);
+        }
+    }
+
+    fn note(threads: &Mutex<Vec<String>>) {
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        threads.lock().expect("lock").push(name);
+    }
+
+    impl fmt::Display for Probe {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "probe over {}", self.inner)
+        }
+    }
+
+    #[async_trait]
+    impl Store for Probe {
+        fn capability(&self) -> Capability {
+            self.inner.capability()
+        }
+        async fn get_entry_opts(&self, key: &Key, opts: GetOptions) -> Result<Option<Entry>> {
+            self.note();
+            self.inner.get_entry_opts(key, opts).await
+        }
+        async fn put_entry_opts(
+            &self,
+            key: &Key,
+            entry: &Entry,
+            opts: PutOptions,
+        ) -> Result<PutOutcome> {
+            self.note();
+            self.inner.put_entry_opts(key, entry, opts).await
+        }
+        async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRead>> {
+            self.note();
+            let threads = Arc::clone(&self.threads);
+            Ok(self.inner.get_blob(digest).await?.map(|r| BlobRead {
+                size: r.size,
+                stream: Box::pin(r.stream.inspect(move |_| note(&threads))),
+            }))
+        }
+        async fn put_blob(
+            &self,
+            digest: &Digest,
+            size: u64,
+            payload: ByteStream,
+        ) -> Result<PutOutcome> {
+            self.note();
+            self.inner.put_blob(digest, size, payload).await
+        }
+        async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+            self.note();
+            self.inner.find_missing(digests).await
+        }
+        async fn delete(&self, key: &Key) -> Result<bool> {
+            self.note();
+            self.inner.delete(key).await
+        }
+        fn list(&self) -> BoxStream<'static, Result<EntryMeta>> {
+            self.note();
+            self.inner.list()
+        }
+        async fn flush(&self) -> Result<()> {
+            self.note();
+            self.inner.flush().await
+        }
+    }
+
+    #[test]
+    fn every_call_and_every_blob_read_runs_on_the_given_runtime() {
+        let upstream = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("upstream-runtime")
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fs = FsStore::open(dir.path(), FsConfig::default()).expect("store");
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            inner: Arc::new(fs),
+            threads: Arc::clone(&threads),
+        };
+        let store = OnRuntime::new(Arc::new(probe), upstream.handle().clone());
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        caller.block_on(async {
+            // Several chunks, more than the forwarding channel holds.
+            let chunks: Vec<Bytes> = (0..8u8).map(|i| Bytes::from(vec![i; 4096])).collect();
+            let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            let digest = Digest::of(&all);
+            let payload: ByteStream = Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)));
+            store
+                .put_blob(&digest, all.len() as u64, payload)
+                .await
+                .expect("put");
+            let read = store.get_blob(&digest).await.expect("get").expect("found");
+            assert_eq!(read.size, all.len() as u64);
+            let got: Vec<Bytes> = read.stream.map(|c| c.expect("chunk")).collect().await;
+            assert_eq!(got.concat(), all);
+            assert!(
+                store
+                    .find_missing(&[digest])
+                    .await
+                    .expect("find")
+                    .is_empty()
+            );
+            let key = Key::new("a/missing").expect("key");
+            assert!(
+                store
+                    .get_entry_opts(&key, GetOptions::default())
+                    .await
+                    .expect("get entry")
+                    .is_none()
+            );
+            assert!(!store.delete(&key).await.expect("delete"));
+            let listed: Vec<_> = store.list().collect().await;
+            assert!(listed.iter().all(|e| e.is_ok()), "{listed:?}");
+            store.flush().await.expect("flush");
+        });
+        let threads = threads.lock().expect("lock");
+        // put, get, its chunks, find, get entry, delete, list, flush.
+        assert!(threads.len() >= 8, "{threads:?}");
+        assert!(
+            threads.iter().all(|t| t == "upstream-runtime"),
+            "{threads:?}"
+        );
+    }
+}
