@@ -315,6 +315,8 @@ async fn serve_io<I>(
     };
     loop {
         tokio::select! {
+            // The connection first: most wake-ups are its traffic.
+            biased;
             done = conn.as_mut() => {
                 if let Err(e) = done {
                     let timed_out = e
@@ -390,8 +392,15 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for RequestService {
         let receiving = !http_body::Body::is_end_stream(request.body());
         let h2 = request.version() == axum::http::Version::HTTP_2;
         let in_flight = self.activity.begin(receiving, h2);
-        let (min_rate, grace, metrics) = (self.min_rate, self.grace, Arc::clone(&self.metrics));
-        let request = request.map(|body| Body::new(MinRate::new(body, min_rate, grace, metrics)));
+        let request = if receiving {
+            let (min_rate, grace) = (self.min_rate, self.grace);
+            let metrics = Arc::clone(&self.metrics);
+            request.map(|body| Body::new(MinRate::new(body, min_rate, grace, metrics)))
+        } else {
+            // Nothing to hold to a rate (most GETs): an empty body, with no clock read or
+            // allocation for it.
+            request.map(|_| Body::empty())
+        };
         let response = hyper::service::Service::call(&self.inner, request);
         Box::pin(async move {
             let response = response.await?;
