@@ -415,6 +415,58 @@ mod tests {
         }
     }
 
+    /// Spawn a connection-like task that reports its thread's name and runs until released.
+    fn held(
+        runtimes: &mut ConnRuntimes,
+        tasks: &mut JoinSet<()>,
+    ) -> (oneshot::Receiver<String>, oneshot::Sender<()>) {
+        let (name_tx, name_rx) = oneshot::channel();
+        let (release, released) = oneshot::channel::<()>();
+        runtimes.spawn(tasks, async move {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_owned();
+            let _ = name_tx.send(name);
+            let _ = released.await;
+        });
+        (name_rx, release)
+    }
+
+    #[test]
+    fn connections_go_to_the_runtime_with_the_fewest() {
+        let driver = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        driver.block_on(async {
+            let mut runtimes = ConnRuntimes::start(3, Duration::from_secs(1)).expect("start");
+            let mut tasks = JoinSet::new();
+            // Equal loads: one each, in turn.
+            let mut first = Vec::new();
+            for _ in 0..3 {
+                let (name, release) = held(&mut runtimes, &mut tasks);
+                first.push((name.await.expect("name"), release));
+            }
+            let mut names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!(names, ["larder-conn-0", "larder-conn-1", "larder-conn-2"]);
+            // The one on runtime 1 ends: the next goes there, not to the next in turn.
+            let at = first
+                .iter()
+                .position(|(n, _)| n == "larder-conn-1")
+                .expect("on 1");
+            let (_, release) = first.remove(at);
+            let _ = release.send(());
+            tasks.join_next().await.expect("a task").expect("joined");
+            let (name, _keep) = held(&mut runtimes, &mut tasks);
+            assert_eq!(name.await.expect("name"), "larder-conn-1");
+            drop(first);
+            tasks.shutdown().await;
+            runtimes.stop().await;
+        });
+    }
+
     #[test]
     fn every_call_and_every_blob_read_runs_on_the_given_runtime() {
         let upstream = tokio::runtime::Builder::new_multi_thread()
