@@ -44,6 +44,7 @@ use super::{Ctx, EXIT_OK};
 use crate::config::{Config, Setting, Source};
 
 mod install;
+mod thin;
 mod wire;
 
 /// The file-name prefix ccache looks for: `ccache-storage-<scheme>`.
@@ -58,6 +59,10 @@ const VALUE_OUTPUT: &str = "value";
 /// Values up to this size are kept inside their entry, unless `inline_limit` is configured (the
 /// largest inline limit larder accepts).
 const HELPER_INLINE_LIMIT: u64 = 1 << 20;
+
+/// The largest entry the helper's direct lookup ([`thin`]) reads; a larger one is read through
+/// the store. An entry holding a value of the largest inline size is a little over 1 MiB.
+const THIN_MAX_ENTRY: u64 = 4 << 20;
 
 /// The idle time-out when ccache gives none.
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
@@ -413,7 +418,24 @@ fn open(ctx: &Ctx, config: &Config, plan: &Plan) -> Result<Backend> {
         no_push: config.no_push.value,
         inline_limit: config.inline_limit.value,
         breaker: Breaker::new(plan.retry_after),
+        thin: thin_client(config),
     })
+}
+
+/// The direct lookup ([`thin`]) when the store is one plain `http://` `larder serve` whose
+/// entries are taken as they are: no tiers (a local tier in front), no signatures to check,
+/// no credentials in the URL. Anything else reads through the store.
+fn thin_client(config: &Config) -> Option<thin::ThinClient> {
+    let [url] = &config.store.value[..] else {
+        return None;
+    };
+    if !config.no_local.value || !config.trust_require.value.is_empty() {
+        return None;
+    }
+    // `?read-only` and trim budgets concern writes only.
+    let (url, _) = crate::stores::tier_params(url).ok()?;
+    let token = std::env::var("LARDER_TOKEN").ok().filter(|t| !t.is_empty());
+    thin::ThinClient::new(&url, token.as_deref())
 }
 
 /// Bind `path` as a socket only its owner can use (umask 077, then mode 0600), creating a
@@ -583,6 +605,9 @@ struct Backend {
     no_push: bool,
     inline_limit: u64,
     breaker: Breaker,
+    /// The direct lookup, for a plain `http://` `larder serve` on its own (see
+    /// [`thin_client`]).
+    thin: Option<thin::ThinClient>,
 }
 
 /// What a store call failed with: a message for ccache.
@@ -627,15 +652,70 @@ impl Backend {
 
     /// The value under `key`, if any. Corrupt or vanished data is a miss.
     async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, Failed> {
+        let Some(thin) = &self.thin else {
+            return self.get_through_store(key, self.timeout).await;
+        };
+        if let Some(message) = self.breaker.check() {
+            return Err(message);
+        }
+        let start = Instant::now();
+        let what = format!("{}: entry {key}", self.store);
+        match thin
+            .get_entry(key.as_str(), THIN_MAX_ENTRY, self.timeout)
+            .await
+        {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => match Entry::decode(&bytes) {
+                Ok(entry) => self.value_of(entry).await,
+                Err(e) => {
+                    tracing::warn!("ccache helper: {what}: {e}: a miss");
+                    Ok(None)
+                }
+            },
+            Err(e @ thin::ThinError::Timeout(_)) => {
+                let message = format!("{what}: {e}");
+                self.breaker.trip(&message);
+                Err(message)
+            }
+            // A refused or broken connection, an error status, or an entry too large for the
+            // lookup: the store answers (with its retries and messages), in the time left.
+            Err(e) if e.is_temporary() || matches!(e, thin::ThinError::TooLarge(_)) => {
+                tracing::debug!("ccache helper: {what}: {e}; asking through the store");
+                let left = self.timeout.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    let message = format!("{what}: {e}");
+                    self.breaker.trip(&message);
+                    return Err(message);
+                }
+                self.get_through_store(key, left).await
+            }
+            Err(e) => {
+                tracing::warn!("ccache helper: {what}: {e}: a miss");
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Backend::get`] through the store, the entry read within `budget`.
+    async fn get_through_store(
+        &self,
+        key: &Key,
+        budget: Duration,
+    ) -> Result<Option<Vec<u8>>, Failed> {
         let read = async {
             match self.store.get_entry(key).await {
                 Err(e) if miss(&e) => Ok(None),
                 other => other,
             }
         };
-        let Some(entry) = self.call(self.timeout, read).await? else {
+        let Some(entry) = self.call(budget, read).await? else {
             return Ok(None);
         };
+        self.value_of(entry).await
+    }
+
+    /// The value an entry holds: inside it, or read from its blob.
+    async fn value_of(&self, entry: Entry) -> Result<Option<Vec<u8>>, Failed> {
         let Some(content) = value_content(entry) else {
             return Ok(None);
         };
@@ -856,6 +936,90 @@ impl Helper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend on the `larder serve` at `url`, read through the direct lookup.
+    fn http_backend(url: &str, timeout: Duration) -> Backend {
+        let store = larder_http::HttpStore::builder(format!("{url}/v1"))
+            .read_timeout(timeout)
+            .request_timeout(timeout)
+            .build()
+            .unwrap();
+        Backend {
+            store: Arc::new(store),
+            timeout,
+            no_push: false,
+            inline_limit: HELPER_INLINE_LIMIT,
+            breaker: Breaker::new(Duration::from_secs(30)),
+            thin: thin::ThinClient::new(url, None),
+        }
+    }
+
+    /// A server on loopback that answers every request with `answer`, then holds the
+    /// connection open.
+    fn hostile(answer: &'static [u8]) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(answer);
+                    std::thread::sleep(Duration::from_secs(30));
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_broken_answer_is_a_miss_and_a_silent_server_an_error_in_time() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let key = larder_key(b"k");
+        // Not an entry, or not HTTP: a miss.
+        for answer in [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\njunk".as_slice(),
+            b"220 smtp.example.com ESMTP\r\n\r\n",
+        ] {
+            let backend = http_backend(&hostile(answer), Duration::from_secs(5));
+            assert!(backend.thin.is_some());
+            assert_eq!(rt.block_on(backend.get(&key)), Ok(None));
+        }
+        // No answer: an error once the time-out has passed, and the breaker is tripped.
+        let timeout = Duration::from_millis(300);
+        let backend = http_backend(&hostile(b""), timeout);
+        let start = Instant::now();
+        let err = rt.block_on(backend.get(&key)).unwrap_err();
+        assert!(err.contains("no answer"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(backend.breaker.check().is_some());
+    }
+
+    #[test]
+    fn only_a_lone_plain_http_store_is_looked_up_directly() {
+        let config = |stores: &[&str], no_local: bool| {
+            let env = |name: &str| (name == "HOME").then(|| "/h".to_owned());
+            let mut config = Config::resolve(&crate::config::Inputs {
+                cwd: Path::new("/"),
+                config_flag: None,
+                flags: vec![("store", stores.join("\n"), "--store")],
+                env: &env,
+            })
+            .unwrap();
+            config.no_local.value = no_local;
+            config
+        };
+        assert!(thin_client(&config(&["http://h:1"], true)).is_some());
+        assert!(thin_client(&config(&["http://h:1/v1?read-only"], true)).is_some());
+        assert!(thin_client(&config(&["http://h:1"], false)).is_none());
+        assert!(thin_client(&config(&["/tmp/tier", "http://h:1"], true)).is_none());
+        assert!(thin_client(&config(&["https://h:1"], true)).is_none());
+        assert!(thin_client(&config(&["s3://b/p"], true)).is_none());
+    }
 
     #[test]
     fn keys_are_hex_in_their_namespace() {
