@@ -15,6 +15,10 @@
 //! - A value is an entry holding one output, under `ccache/<key in hex>`: the key `larder serve`
 //!   gives the same value through ccache's HTTP storage, so both kinds of client share hits.
 //! - One helper serves every ccache process at once: a task per connection.
+//! - A hit on a plain `http://` `larder serve` that is the only store is one `GET` of the entry
+//!   on a kept-alive connection, written and read by the helper itself ([`thin`]): each ccache
+//!   process asks once and the helper idles in between, so a general HTTP client runs cold on
+//!   every hit. Everything else (other stores, tiers, writes) goes through the store.
 //! - A store that fails answers `<err>` and a short message: ccache counts an error and
 //!   compiles. After a time-out or a failed connection, requests are answered at once with that
 //!   error for `@retry-after` seconds (default 30), then the store is tried again. With a local
