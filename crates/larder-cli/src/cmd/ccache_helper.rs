@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use larder_core::{
-    Content, Entry, Error, ErrorKind, GetOptions, Key, Output, OutputKind, PutOptions, PutOutcome,
-    Store, StoreExt,
+    Content, Digest, Entry, Error, ErrorKind, GetOptions, Key, Output, OutputKind, PutOptions,
+    PutOutcome, Store, StoreExt,
 };
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::UnixStream;
@@ -67,6 +67,10 @@ const HELPER_INLINE_LIMIT: u64 = 1 << 20;
 /// The largest entry the helper's direct lookup ([`thin`]) reads; a larger one is read through
 /// the store. An entry holding a value of the largest inline size is a little over 1 MiB.
 const THIN_MAX_ENTRY: u64 = 4 << 20;
+
+/// The largest blob the helper's direct lookup reads (into memory, as the store's read does);
+/// a larger one is read through the store.
+const THIN_MAX_BLOB: u64 = 64 << 20;
 
 /// The idle time-out when ccache gives none.
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
@@ -676,26 +680,41 @@ impl Backend {
                     Ok(None)
                 }
             },
-            Err(e @ thin::ThinError::Timeout(_)) => {
+            Err(e) => match self.after_thin_failure(&what, e, true) {
+                Some(answer) => answer,
+                None => {
+                    let left = self.timeout.saturating_sub(start.elapsed());
+                    self.get_through_store(key, left).await
+                }
+            },
+        }
+    }
+
+    /// The answer after a direct lookup ([`thin`]) failed with `e`, or `None` to ask the store
+    /// instead: after a refused or broken connection or an error status (the store answers
+    /// with its retries and messages), and for a body over the limit when `too_large_is_ours`
+    /// is false. A time-out is an error and trips the breaker; a malformed answer is a miss.
+    fn after_thin_failure(
+        &self,
+        what: &str,
+        e: thin::ThinError,
+        too_large_is_ours: bool,
+    ) -> Option<Result<Option<Vec<u8>>, Failed>> {
+        match e {
+            thin::ThinError::Timeout(_) => {
                 let message = format!("{what}: {e}");
                 self.breaker.trip(&message);
-                Err(message)
+                Some(Err(message))
             }
-            // A refused or broken connection, an error status, or an entry too large for the
-            // lookup: the store answers (with its retries and messages), in the time left.
-            Err(e) if e.is_temporary() || matches!(e, thin::ThinError::TooLarge(_)) => {
+            e if e.is_temporary()
+                || (too_large_is_ours && matches!(e, thin::ThinError::TooLarge(_))) =>
+            {
                 tracing::debug!("ccache helper: {what}: {e}; asking through the store");
-                let left = self.timeout.saturating_sub(start.elapsed());
-                if left.is_zero() {
-                    let message = format!("{what}: {e}");
-                    self.breaker.trip(&message);
-                    return Err(message);
-                }
-                self.get_through_store(key, left).await
+                None
             }
-            Err(e) => {
+            e => {
                 tracing::warn!("ccache helper: {what}: {e}: a miss");
-                Ok(None)
+                Some(Ok(None))
             }
         }
     }
@@ -706,6 +725,11 @@ impl Backend {
         key: &Key,
         budget: Duration,
     ) -> Result<Option<Vec<u8>>, Failed> {
+        if budget.is_zero() {
+            let message = format!("{}: entry {key}: no answer in time", self.store);
+            self.breaker.trip(&message);
+            return Err(message);
+        }
         let read = async {
             match self.store.get_entry(key).await {
                 Err(e) if miss(&e) => Ok(None),
@@ -726,6 +750,42 @@ impl Backend {
         if let Some(bytes) = content.inline {
             return Ok(Some(bytes.into_vec()));
         }
+        let budget = self.transfer_budget(content.size);
+        let start = Instant::now();
+        if let Some(thin) = &self.thin
+            && content.digest.func() == larder_core::HashFn::Blake3
+            && content.size <= THIN_MAX_BLOB
+        {
+            let what = format!("{}: blob {}", self.store, content.digest);
+            // The body may be no longer than the blob.
+            match thin
+                .get_blob(&content.digest.to_hex(), content.size, budget)
+                .await
+            {
+                Ok(None) => return Ok(None),
+                Ok(Some(bytes))
+                    if bytes.len() as u64 == content.size
+                        && Digest::of(&bytes) == content.digest =>
+                {
+                    return Ok(Some(bytes));
+                }
+                Ok(Some(_)) => {
+                    tracing::warn!("ccache helper: {what}: does not match its digest: a miss");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    if let Some(answer) = self.after_thin_failure(&what, e, false) {
+                        return answer;
+                    }
+                }
+            }
+        }
+        let budget = budget.saturating_sub(start.elapsed());
+        if budget.is_zero() {
+            let message = format!("{}: blob {}: no answer in time", self.store, content.digest);
+            self.breaker.trip(&message);
+            return Err(message);
+        }
         let read = async {
             match self
                 .store
@@ -736,7 +796,7 @@ impl Backend {
                 other => other,
             }
         };
-        self.call(self.transfer_budget(content.size), read).await
+        self.call(budget, read).await
     }
 
     /// Store `value` under `key`: `Ok(false)` when it was not stored (kept the value already
@@ -1001,6 +1061,85 @@ mod tests {
         assert!(err.contains("no answer"), "{err}");
         assert!(start.elapsed() < Duration::from_secs(10));
         assert!(backend.breaker.check().is_some());
+    }
+
+    /// A server on loopback that answers `GET .../entries/...` with `entry` and
+    /// `GET .../blobs/...` with `blob` (bodies with a Content-Length), on kept-alive
+    /// connections.
+    fn entry_and_blob_server(entry: Vec<u8>, blob: Vec<u8>) -> String {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let bodies = Arc::new((entry, blob));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let bodies = Arc::clone(&bodies);
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let mut stream = stream;
+                    loop {
+                        let mut head = String::new();
+                        let mut line = String::new();
+                        while line != "\r\n" {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push_str(&line);
+                        }
+                        let body = if head.contains("/entries/") {
+                            &bodies.0
+                        } else {
+                            &bodies.1
+                        };
+                        let answer =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        let _ = stream.write_all(answer.as_bytes());
+                        let _ = stream.write_all(body);
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_value_in_a_blob_is_read_directly_and_checked() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let key = larder_key(b"k");
+        let value = vec![7u8; 200_000];
+        let mut entry = Entry::new(key.as_str(), "ccache");
+        entry.outputs.push(Output {
+            path: VALUE_OUTPUT.into(),
+            kind: OutputKind::File {
+                content: Content::blob(Digest::of(&value), value.len() as u64),
+                executable: false,
+            },
+        });
+        let encoded = entry.encode().unwrap();
+        let good = http_backend(
+            &entry_and_blob_server(encoded.clone(), value.clone()),
+            Duration::from_secs(5),
+        );
+        assert_eq!(rt.block_on(good.get(&key)), Ok(Some(value.clone())));
+        // A blob that is not the one named, or longer than its size: a miss.
+        let mut other = value.clone();
+        other[0] = 8;
+        let backend = http_backend(
+            &entry_and_blob_server(encoded.clone(), other),
+            Duration::from_secs(5),
+        );
+        assert_eq!(rt.block_on(backend.get(&key)), Ok(None));
+        let mut longer = value;
+        longer.push(7);
+        let backend = http_backend(
+            &entry_and_blob_server(encoded, longer),
+            Duration::from_secs(5),
+        );
+        assert_eq!(rt.block_on(backend.get(&key)), Ok(None));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The helper's hit lookup against a plain `http://` `larder serve`: one `GET` of an entry over
-//! a kept-alive HTTP/1.1 connection, written and parsed here.
+//! The helper's hit lookup against a plain `http://` `larder serve`: a `GET` of an entry (and of
+//! the value's blob when it is not inside the entry) over a kept-alive HTTP/1.1 connection,
+//! written and parsed here.
 //!
 //! ccache asks for one value per process and the helper idles between processes, so each hit
 //! runs through the HTTP client cold; a general client (pool checkout, URL parsing, body
@@ -171,8 +172,33 @@ impl ThinClient {
                 "key {key:?} needs escaping in a URL"
             )));
         }
+        self.get(&format!("entries/{key}?record_access=1"), max_body, timeout)
+            .await
+    }
+
+    /// The blob whose BLAKE3 digest is `hex` (unverified: the caller checks it), `None` if the
+    /// server has none; as [`ThinClient::get_entry`] otherwise.
+    pub(crate) async fn get_blob(
+        &self,
+        hex: &str,
+        max_body: u64,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, ThinError> {
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ThinError::Malformed(format!("digest {hex:?}")));
+        }
+        self.get(&format!("blobs/{hex}"), max_body, timeout).await
+    }
+
+    /// `GET PREFIX/path`.
+    async fn get(
+        &self,
+        path: &str,
+        max_body: u64,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, ThinError> {
         let mut request = format!(
-            "GET {}/entries/{key}?record_access=1 HTTP/1.1\r\nHost: {}\r\n",
+            "GET {}/{path} HTTP/1.1\r\nHost: {}\r\n",
             self.prefix, self.host
         );
         if let Some(auth) = &self.auth {
