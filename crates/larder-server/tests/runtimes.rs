@@ -19,19 +19,7 @@ const THREADS: usize = 3;
 
 /// Read until the server closes the connection (or resets it); all that was read.
 async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let closed = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the server kept the connection open");
-    out
+    common::read_to_close(tcp, PATIENCE).await
 }
 
 /// Send a keep-alive `GET /healthz` on `tcp` and read its whole answer (a fixed-length one).

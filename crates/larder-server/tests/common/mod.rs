@@ -197,3 +197,22 @@ pub async fn bytestream_read(
     }
     out
 }
+
+/// Read from `tcp` until the server closes the connection (or resets it), for at most
+/// `patience`; all that was read. Fails the test if the connection is still open then.
+pub async fn read_to_close(tcp: &mut tokio::net::TcpStream, patience: std::time::Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(patience, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+    out
+}
