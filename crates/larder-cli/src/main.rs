@@ -252,17 +252,17 @@ fn run(cli: Cli, flags: Vec<(&'static str, String, &'static str)>, ui: Ui) -> Re
     // handing over between threads, which is most of a remote hit's latency on a busy machine.
     let mut builder = match &cli.command {
         Command::CcacheHelper(_) => tokio::runtime::Builder::new_current_thread(),
-        // `exec` is one task: its blocking work (hashing, restoring, storing) runs in
-        // `block_in_place` or on the blocking pool, and its remote I/O needs no second worker,
-        // whose start is a measurable part of a hit's CPU.
-        Command::Exec(_) => {
+        command => {
+            // `exec` is one task: its blocking work (hashing, restoring, storing) runs in
+            // `block_in_place` or on the blocking pool, and its remote I/O needs no second
+            // worker, whose start is a measurable part of a hit's CPU.
+            let workers = if matches!(command, Command::Exec(_)) {
+                1
+            } else {
+                2
+            };
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(1);
-            b
-        }
-        _ => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(2);
+            b.worker_threads(workers);
             b
         }
     };

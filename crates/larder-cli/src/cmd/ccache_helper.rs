@@ -667,7 +667,8 @@ impl Backend {
             return Err(message);
         }
         let start = Instant::now();
-        let what = format!("{}: entry {key}", self.store);
+        // Named only for a message: a hit formats nothing.
+        let what = || format!("{}: entry {key}", self.store);
         match thin
             .get_entry(key.as_str(), THIN_MAX_ENTRY, self.timeout)
             .await
@@ -676,11 +677,11 @@ impl Backend {
             Ok(Some(bytes)) => match Entry::decode(&bytes) {
                 Ok(entry) => self.value_of(entry).await,
                 Err(e) => {
-                    tracing::warn!("ccache helper: {what}: {e}: a miss");
+                    tracing::warn!("ccache helper: {}: {e}: a miss", what());
                     Ok(None)
                 }
             },
-            Err(e) => match self.after_thin_failure(&what, e, true) {
+            Err(e) => match self.after_thin_failure(&what(), e, true) {
                 Some(answer) => answer,
                 None => {
                     let left = self.timeout.saturating_sub(start.elapsed());
@@ -756,7 +757,7 @@ impl Backend {
             && content.digest.func() == larder_core::HashFn::Blake3
             && content.size <= THIN_MAX_BLOB
         {
-            let what = format!("{}: blob {}", self.store, content.digest);
+            let what = || format!("{}: blob {}", self.store, content.digest);
             // The body may be no longer than the blob.
             match thin
                 .get_blob(&content.digest.to_hex(), content.size, budget)
@@ -770,11 +771,14 @@ impl Backend {
                     return Ok(Some(bytes));
                 }
                 Ok(Some(_)) => {
-                    tracing::warn!("ccache helper: {what}: does not match its digest: a miss");
+                    tracing::warn!(
+                        "ccache helper: {}: does not match its digest: a miss",
+                        what()
+                    );
                     return Ok(None);
                 }
                 Err(e) => {
-                    if let Some(answer) = self.after_thin_failure(&what, e, false) {
+                    if let Some(answer) = self.after_thin_failure(&what(), e, false) {
                         return answer;
                     }
                 }
