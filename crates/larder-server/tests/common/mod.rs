@@ -200,7 +200,10 @@ pub async fn bytestream_read(
 
 /// Read from `tcp` until the server closes the connection (or resets it), for at most
 /// `patience`; all that was read. Fails the test if the connection is still open then.
-pub async fn read_to_close(tcp: &mut tokio::net::TcpStream, patience: std::time::Duration) -> Vec<u8> {
+pub async fn read_to_close(
+    tcp: &mut tokio::net::TcpStream,
+    patience: std::time::Duration,
+) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
