@@ -18,10 +18,15 @@ The old revision is checked out into target/ab-old (a git worktree) and built th
 own target directory (target/ab-target), once: later runs reuse it. The new side is this tree's
 release build (target/release/larder and the foundation bench binary it builds).
 
+Both sides work on a loop-mounted journaled ext4 (benchlib.JournaledScratch, as root): on the
+journal-less root file system of these VMs, files created in the minutes after the bench's
+clean-up deleted 100,000 others cost ~500 µs each, and which side ran in that window decided
+the put and get rows (2-3× swings between identical binaries).
+
 Each row: the new revision's median over the old one's (speed: > 1 is faster), target ≥ 0.95×
 ("within 5% or better"). Prints a table; with --out, writes ab.result.json (BENCHMARKS.md).
 """
-import argparse, glob, os, re, statistics, subprocess, sys, tempfile, hashlib, shutil
+import argparse, glob, os, re, statistics, subprocess, sys, tempfile, hashlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
@@ -98,10 +103,12 @@ def foundation_rows(stdout):
     return rows
 
 
-def foundation(binary, quick):
+def foundation(binary, quick, scratch):
     # `--bench`, as `cargo bench` passes it: without it the binary runs its smoke-test sizes.
     args = [binary, "--bench"] + (["--quick"] if quick else [])
-    r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    # The bench works in $CARGO_TARGET_DIR/bench-work: on the scratch file system.
+    env = dict(os.environ, CARGO_TARGET_DIR=scratch)
+    r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
     if r.returncode != 0:
         sys.exit("ab: %s failed:\n%s" % (binary, r.stderr[-3000:]))
     return foundation_rows(r.stdout)
@@ -142,19 +149,17 @@ def main():
     new_larder, new_bench = build_new()
     fnd = {"old": [], "new": []}
     wrk = {"old": [], "new": []}
-    tmp = tempfile.mkdtemp(prefix="larder-ab-")
-    try:
+    with benchlib.JournaledScratch(TARGET, name="ab-scratch") as scratch:
+        tmp = tempfile.mkdtemp(prefix="larder-ab-", dir=scratch)
         for r in range(args.rounds):
             # Rotate who goes first, so neither always runs on the warmer machine.
             order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
             for side in order:
                 bench, larder = (old_bench, old_larder) if side == "old" else (new_bench, new_larder)
                 log("ab: round %d, %s: foundation" % (r + 1, side))
-                fnd[side].append(foundation(bench, args.quick))
+                fnd[side].append(foundation(bench, args.quick, scratch))
                 log("ab: round %d, %s: worker" % (r + 1, side))
                 wrk[side].append(worker(larder, args.requests, tmp, "%s-%d" % (side, r)))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
     rows, lines = [], []
 

@@ -346,3 +346,30 @@ async fn changes_of_a_process_without_fsync_go_through_the_access_journal() {
     assert!(names.contains(&a.storage_name()) && names.contains(&b.storage_name()));
     assert!(!names.contains(&gone.storage_name()), "{names:?}");
 }
+
+/// A flush of many changes (a long-lived process's last one, a bulk import) writes them to the
+/// database in one transaction: journaling them would only move their cost, doubled, to
+/// whichever process folds the journal next (a trim, `stats`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_batch_of_changes_goes_to_the_database_not_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    {
+        let store = FsStore::open(&root, FsConfig::default()).unwrap();
+        for i in 0..600 {
+            let k = key(&format!("bulk/{i}"));
+            store
+                .put_entry(&k, &inline_entry(&k, b"out"))
+                .await
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+        assert!(
+            !root.join("changes.log").exists(),
+            "the batch was journaled"
+        );
+        let s = store.stats().await.unwrap();
+        assert_eq!(s.entries, 600);
+    }
+    assert!(!root.join("changes.log").exists());
+}
