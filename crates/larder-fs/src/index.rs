@@ -109,11 +109,13 @@ const CHANGES: &str = "changes.log";
 /// Past this size the journal is folded by the process that would append to it.
 const JOURNAL_FOLD_BYTES: u64 = 1 << 20;
 
-/// A queue holding more records than this (entry and blob events plus entries hit) goes to the
-/// database even where it could go to a journal: a journal line is written now and parsed and
-/// applied by the next fold, so past a few hundred records one transaction now costs less than
-/// that double handling (a long-lived process's last flush, not a one-shot hit or store).
-const JOURNAL_MAX_RECORDS: usize = 256;
+/// A queue holding more entry and blob events than this goes to the database even where it
+/// could go to the changes journal: each event is written as a line now, then parsed, checked
+/// against its file and applied by the next fold (often a trim or `stats`, which then pays for
+/// it), so past a few hundred one transaction now costs less (a long-lived process's last flush,
+/// a bulk import; not a one-shot hit or store). Hits alone still go to the access journal: a
+/// hit's record is one counter per entry, cheap to fold, and costly to write row by row now.
+const JOURNAL_MAX_EVENTS: usize = 256;
 
 /// A journal larger than this is not read (it can only be a damaged or foreign file).
 const JOURNAL_MAX_BYTES: u64 = 64 << 20;
@@ -887,11 +889,10 @@ impl Index {
     /// Write what is queued as cheaply as it can be kept: to the access journal (one append,
     /// no fsync) if it holds only hits and misses, or if the store does not sync its files
     /// (`journal_changes`: new and removed entries and blobs are then no more durable than the
-    /// files they describe); otherwise, when the queue holds more than [`JOURNAL_MAX_RECORDS`],
-    /// or when the journal has grown past [`JOURNAL_FOLD_BYTES`], to the database by
-    /// [`Index::flush`]. Only the fold of a journal
-    /// that has grown looks for the leftovers of folds cut short (a listing): a process's exit
-    /// does not.
+    /// files they describe); otherwise, when the queue holds more than [`JOURNAL_MAX_EVENTS`]
+    /// entry and blob events, or when the journal has grown past [`JOURNAL_FOLD_BYTES`], to the
+    /// database by [`Index::flush`]. Only the fold of a journal that has grown looks for the
+    /// leftovers of folds cut short (a listing): a process's exit does not.
     pub(crate) fn flush_quick(&self) -> larder_core::Result<()> {
         let mut grown = false;
         {
@@ -900,7 +901,7 @@ impl Index {
                 return Ok(());
             }
             let name = if p.ops.is_empty() { JOURNAL } else { CHANGES };
-            let small = p.len() <= JOURNAL_MAX_RECORDS;
+            let small = p.ops.len() <= JOURNAL_MAX_EVENTS;
             if (p.ops.is_empty() || self.journal_changes) && small && journal_safe(&p) {
                 grown = self.journal_len(name) >= JOURNAL_FOLD_BYTES;
                 if !grown {

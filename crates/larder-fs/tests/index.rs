@@ -347,7 +347,7 @@ async fn changes_of_a_process_without_fsync_go_through_the_access_journal() {
     assert!(!names.contains(&gone.storage_name()), "{names:?}");
 }
 
-/// A flush of many changes (a long-lived process's last one, a bulk import) writes them to the
+/// A flush of many new entries (a long-lived process's last one, a bulk import) writes them to the
 /// database in one transaction: journaling them would only move their cost, doubled, to
 /// whichever process folds the journal next (a trim, `stats`).
 #[tokio::test(flavor = "multi_thread")]
