@@ -1,4 +1,5 @@
-"""What the Python benchmark scripts share: loopback ports and waiting for a server."""
+"""What the Python benchmark scripts share: loopback ports, waiting for a server, the result
+schema BENCHMARKS.md is rendered from, and a journaled scratch file system."""
 import json, os, shutil, socket, subprocess, sys, time
 
 
@@ -136,7 +137,11 @@ class JournaledScratch:
 
     def __exit__(self, *exc):
         if self.mounted:
-            subprocess.run(["umount", self.path], capture_output=True)
+            if subprocess.run(["umount", self.path], capture_output=True).returncode != 0:
+                # Still busy (a process left behind): detach it once free, so the loop device
+                # and the image's space are not held until a reboot.
+                print("warning: %s is busy; unmounting it lazily" % self.path, file=sys.stderr)
+                subprocess.run(["umount", "-l", self.path], capture_output=True)
             os.unlink(self.img)
         shutil.rmtree(self.path, ignore_errors=True)
         return False
