@@ -44,5 +44,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use key::Key;
 pub use store::{
     BlobRead, ByteStream, Capability, EntryMeta, GetOptions, Placement, PutMode, PutOptions,
-    PutOutcome, Store, StoreExt, StoreStats, TrimOptions, TrimReport,
+    PutOutcome, Store, StoreExt, StoreStats, TrimOptions, TrimReport, VerifiedFile,
 };

@@ -8,7 +8,7 @@
 //! hold a whole blob in memory. Entries are small documents and travel as values.
 
 use std::fmt::{Debug, Display};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -271,6 +271,39 @@ pub struct TrimReport {
 /// Called as a long operation (trim, large transfer) makes progress: `(done, total)`.
 pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
+/// A local file whose bytes the caller has already hashed and found to be the blob it is put
+/// as: the argument of [`Store::put_blob_file`].
+///
+/// Constructing one is the caller's promise that the file holds exactly `size` bytes that hash
+/// to the digest it is put under, and that nobody else writes to it. A store that keeps blobs in
+/// local files may then take the file as it is, without reading or hashing it again. Larder
+/// makes one only for its own temporary files (an upload received and hashed as it arrived).
+#[derive(Debug, Clone)]
+pub struct VerifiedFile {
+    path: PathBuf,
+    size: u64,
+}
+
+impl VerifiedFile {
+    /// The file at `path`, of `size` bytes, already verified by the caller (see the type).
+    pub fn new(path: impl Into<PathBuf>, size: u64) -> Self {
+        VerifiedFile {
+            path: path.into(),
+            size,
+        }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its length in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 /// The contract every larder store implements.
 ///
 /// # Contract
@@ -328,6 +361,20 @@ pub trait Store: Display + Debug + Send + Sync + 'static {
     ///   returned.
     async fn put_blob(&self, digest: &Digest, size: u64, payload: ByteStream)
     -> Result<PutOutcome>;
+
+    /// Store a local file the caller has already verified as the blob `digest` (see
+    /// [`VerifiedFile`]).
+    ///
+    /// # Behavior
+    /// - As [`Store::put_blob`] with the file's bytes as the payload, except that the store may
+    ///   take the file itself: rename it into the store, so that it is gone from
+    ///   [`VerifiedFile::path`] afterwards. The caller removes whatever is left at the path.
+    /// - Stores with local files take it where they can (same file system, stored as it is);
+    ///   the default streams it through [`Store::put_blob`], which verifies it once more.
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        let payload = crate::artifacts::file_stream(file.path()).await?;
+        self.put_blob(digest, file.size(), payload).await
+    }
 
     /// Write a blob to the file `dest` (created or truncated), verifying it on the way.
     ///
@@ -436,6 +483,13 @@ macro_rules! forward_store {
                 payload: ByteStream,
             ) -> Result<PutOutcome> {
                 (**self).put_blob(digest, size, payload).await
+            }
+            async fn put_blob_file(
+                &self,
+                digest: &Digest,
+                file: VerifiedFile,
+            ) -> Result<PutOutcome> {
+                (**self).put_blob_file(digest, file).await
             }
             async fn place_blob(
                 &self,

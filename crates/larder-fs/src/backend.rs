@@ -19,6 +19,7 @@ use larder_core::trace::TraceOp;
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, ErrorKind, GetOptions, Key,
     Placement, PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+    VerifiedFile,
 };
 
 use crate::config::FsConfig;
@@ -30,7 +31,7 @@ use crate::hot::{FileId, HotEntries, Recent};
 use crate::index::{Index, NewEntry};
 use crate::reader::{self, ReadEvents, Source};
 use crate::verified::{Seen, Verified};
-use crate::writer::{BlobSink, write_entry};
+use crate::writer::{BlobSink, BlobWritten, take_blob_file, write_entry};
 
 /// Entry files larger than this are read and written on the blocking pool; smaller ones inline
 /// (a spawn_blocking hop costs about as much as the I/O itself).
@@ -298,6 +299,31 @@ impl Inner {
         }
         if reader::discard_corrupt(&self.layout, digest) {
             self.index.record_blob_lost(*digest);
+        }
+    }
+
+    /// [`Error::TooLarge`] for a blob over the configured `max_blob_bytes`.
+    fn check_blob_size(&self, digest: &Digest, size: u64) -> Result<()> {
+        match self.config.max_blob_bytes {
+            Some(limit) if size > limit => Err(Error::TooLarge {
+                what: format!("blob {digest}"),
+                size,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Note a blob just written: its verified identity, and its row in the index.
+    fn blob_published(&self, digest: &Digest, written: &BlobWritten) {
+        if let (Some(v), Some(seen)) = (&self.verified, written.seen) {
+            v.record(*digest, seen);
+        }
+        if is_standalone(digest) {
+            self.index
+                .record_standalone(digest, written.len, written.ino);
+        } else {
+            self.index.record_blob_written(*digest, written.stored);
         }
     }
 
@@ -669,15 +695,7 @@ impl Store for FsStore {
         mut payload: ByteStream,
     ) -> Result<PutOutcome> {
         let inner = &self.inner;
-        if let Some(limit) = inner.config.max_blob_bytes
-            && size > limit
-        {
-            return Err(Error::TooLarge {
-                what: format!("blob {digest}"),
-                size,
-                limit,
-            });
-        }
+        inner.check_blob_size(digest, size)?;
         if inner.blob_exists_touch(digest)? {
             return Ok(PutOutcome::Exists);
         }
@@ -727,17 +745,42 @@ impl Store for FsStore {
             }
             res?
         };
-        if let (Some(v), Some(seen)) = (&inner.verified, written.seen) {
-            v.record(*digest, seen);
-        }
-        if is_standalone(digest) {
-            inner
-                .index
-                .record_standalone(digest, written.len, written.ino);
-        } else {
-            inner.index.record_blob_written(*digest, written.stored);
-        }
+        inner.blob_published(digest, &written);
         Ok(PutOutcome::Written)
+    }
+
+    /// Renamed into place when stored raw on the same file system (see
+    /// [`take_blob_file`](crate::writer::take_blob_file)); otherwise written as by `put_blob`.
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        let inner = &self.inner;
+        inner.check_blob_size(digest, file.size())?;
+        if inner.blob_exists_touch(digest)? {
+            return Ok(PutOutcome::Exists);
+        }
+        let (inner2, d, f) = (Arc::clone(inner), *digest, file.clone());
+        let taken = blocking(move || {
+            let config = &inner2.config;
+            let (path, size) = (f.path(), f.size());
+            take_blob_file(
+                &inner2.layout,
+                &d,
+                path,
+                size,
+                config.compression,
+                config.fsync,
+            )
+        })
+        .await?;
+        match taken {
+            Some(written) => {
+                inner.blob_published(digest, &written);
+                Ok(PutOutcome::Written)
+            }
+            None => {
+                let payload = larder_core::artifacts::file_stream(file.path()).await?;
+                self.put_blob(digest, file.size(), payload).await
+            }
+        }
     }
 
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {

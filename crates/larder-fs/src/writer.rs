@@ -4,7 +4,7 @@
 //! allows it (`larder_core::unnamed`): one directory change instead of three.
 
 use std::fs::{self, File, Permissions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -404,8 +404,8 @@ impl BlobSink {
             Compression::Off => None,
             Compression::Level(l) => Some(l),
             Compression::Auto if self.size <= MIN_COMPRESS_BYTES => None,
-            Compression::Auto => match zstd::bulk::compress(&sample, AUTO_LEVEL) {
-                Ok(c) if (c.len() as u64) * 10 <= (sample.len() as u64) * 9 => {
+            Compression::Auto => match auto_compressed(&sample) {
+                Some(c) => {
                     if whole {
                         // The sample was the whole blob and its frame (content size in the
                         // header, no checksum, as the encoder below writes it) is the file:
@@ -417,7 +417,7 @@ impl BlobSink {
                     }
                     Some(AUTO_LEVEL)
                 }
-                _ => None,
+                None => None,
             },
         };
         let buf = BufWriter::with_capacity(256 * 1024, file);
@@ -493,6 +493,85 @@ impl BlobSink {
             ino,
         })
     }
+}
+
+/// `sample` compressed at [`AUTO_LEVEL`], when that saves at least a tenth of it: how
+/// [`Compression::Auto`] decides that a blob is stored compressed.
+fn auto_compressed(sample: &[u8]) -> Option<Vec<u8>> {
+    zstd::bulk::compress(sample, AUTO_LEVEL)
+        .ok()
+        .filter(|c| (c.len() as u64) * 10 <= (sample.len() as u64) * 9)
+}
+
+/// Publish the file at `path`, which its caller has verified to hold the `size` bytes of blob
+/// `digest`, by renaming it into place: no copy and no second hashing. `None`, with the file
+/// left where it is, when the blob is to be stored compressed (per `compression`, decided as
+/// [`BlobSink`] decides) or the file is on another file system; the caller then writes it the
+/// usual way.
+pub(crate) fn take_blob_file(
+    layout: &Layout,
+    digest: &Digest,
+    path: &Path,
+    size: u64,
+    compression: Compression,
+    fsync: bool,
+) -> Result<Option<BlobWritten>> {
+    let shown = || format!("taking {} as blob {digest}", path.display());
+    let mut file = File::open(path).ctx(shown)?;
+    let meta = file.metadata().ctx(shown)?;
+    if meta.len() != size {
+        return Err(Error::invalid(format!(
+            "{}: {} bytes, not the {size} of blob {digest}",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let raw = match compression {
+        Compression::Off => true,
+        Compression::Level(_) => false,
+        Compression::Auto if size <= MIN_COMPRESS_BYTES => true,
+        Compression::Auto => {
+            let mut sample = Vec::with_capacity(size.min(SAMPLE_BYTES as u64) as usize);
+            (&mut file)
+                .take(SAMPLE_BYTES as u64)
+                .read_to_end(&mut sample)
+                .ctx(shown)?;
+            auto_compressed(&sample).is_none()
+        }
+    };
+    if !raw {
+        return Ok(None);
+    }
+    // Space reserved beyond the end (an upload spooled with `fallocate`) is given back, so
+    // the blob occupies what its length says.
+    if meta.blocks() * 512 > blocks(size) {
+        let rw = fs::OpenOptions::new().write(true).open(path).ctx(shown)?;
+        rw.set_len(size).ctx(shown)?;
+    }
+    if fsync {
+        file.sync_data().ctx(shown)?;
+    }
+    // Read-only, as every published blob (see `BlobSink::finish`).
+    file.set_permissions(Permissions::from_mode(0o444))
+        .ctx(shown)?;
+    let dest = layout.blob_path(digest, false);
+    match with_parent(&dest, || fs::rename(path, &dest)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => return Ok(None),
+        Err(e) => return Err(Error::io(format!("publishing {}", dest.display()), e)),
+    }
+    // As in `BlobSink::finish`: the identity after the rename, from the file's own descriptor.
+    let seen = file.metadata().ok().map(|m| Seen::of(&m));
+    drop(file);
+    if fsync && let Some(parent) = dest.parent() {
+        sync_dir(parent).ctx(|| format!("syncing {}", parent.display()))?;
+    }
+    Ok(Some(BlobWritten {
+        stored: blocks(size),
+        seen,
+        len: size,
+        ino: meta.ino(),
+    }))
 }
 
 /// Remove both forms of a blob (after it failed verification, or when trimmed). Returns whether

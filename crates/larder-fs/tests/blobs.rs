@@ -7,7 +7,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use bytes::Bytes;
 use common::*;
 use futures::StreamExt;
-use larder_core::{Digest, ErrorKind, Placement, PutOutcome, Store, StoreExt};
+use larder_core::{
+    Digest, ErrorKind, HashFn, Placement, PutOutcome, Store, StoreExt, VerifiedFile,
+};
 use larder_fs::{Compression, FsConfig};
 
 fn chunked(bytes: &[u8], chunk: usize) -> larder_core::ByteStream {
@@ -329,4 +331,89 @@ async fn fsync_mode_round_trips() {
     let (e, d) = put_blob_entry(&store, &k, &random_bytes("synced", 300_000)).await;
     assert_eq!(store.get_entry(&k).await.unwrap(), Some(e));
     assert!(store.find_missing(&[d]).await.unwrap().is_empty());
+}
+
+/// A verified upload file is renamed into the store when stored raw (the same inode, read-only,
+/// gone from where it was), and written the usual way, compressed,
+/// when the store compresses it; either way it reads back whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_file_is_taken_as_it_is_unless_it_is_to_be_compressed() {
+    let (dir, store) = temp_store(FsConfig::default());
+    let random = random_bytes("take-me", 3 << 20);
+    let text = b"cc -O2 -c src/larder/some_file.c -o build/some_file.o\n".repeat(60_000);
+    for (bytes, func, taken) in [
+        (&random, HashFn::Blake3, true),
+        (&random, HashFn::Sha256, true),
+        (&text, HashFn::Blake3, false),
+    ] {
+        let d = func.digest(bytes);
+        let path = dir.path().join(format!("upload-{func:?}-{taken}"));
+        std::fs::write(&path, bytes).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let file = VerifiedFile::new(&path, bytes.len() as u64);
+        let out = store.put_blob_file(&d, file).await.unwrap();
+        assert_eq!(out, PutOutcome::Written);
+        assert_eq!(path.exists(), !taken, "{func:?} taken={taken}");
+        let stored = blob_file(store.root(), &d).unwrap();
+        let meta = std::fs::metadata(&stored).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+        assert_eq!(meta.ino() == ino, taken, "{}", stored.display());
+        assert_eq!(stored.to_string_lossy().ends_with(".zst"), !taken);
+        let back = store.get_blob_bytes(&d, 1 << 30).await.unwrap().unwrap();
+        assert!(back == *bytes, "read back differs");
+    }
+    assert_eq!(count_files(&store.root().join("tmp")), 0);
+}
+
+/// A file with space reserved past its end (an upload spooled with `fallocate`) gives the
+/// reservation back when it is taken: the blob occupies what its length says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_file_gives_back_space_reserved_past_its_end() {
+    use std::os::fd::AsRawFd;
+    let (dir, store) = temp_store(FsConfig::default().with_compression(Compression::Off));
+    let bytes = random_bytes("reserved", 100_000);
+    let path = dir.path().join("upload");
+    let f = std::fs::File::create(&path).unwrap();
+    // SAFETY: fallocate(2) on a descriptor we own.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 8 << 20) };
+    if rc != 0 {
+        eprintln!(
+            "skipping: fallocate is not supported here ({})",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    // Written through the same descriptor: opening it again to write would truncate it and
+    // give the reservation back.
+    let mut f = f;
+    std::io::Write::write_all(&mut f, &bytes).unwrap();
+    drop(f);
+    assert!(std::fs::metadata(&path).unwrap().blocks() * 512 >= 8 << 20);
+    let d = Digest::of(&bytes);
+    let file = VerifiedFile::new(&path, bytes.len() as u64);
+    store.put_blob_file(&d, file).await.unwrap();
+    let stored = std::fs::metadata(blob_file(store.root(), &d).unwrap()).unwrap();
+    assert!(
+        stored.blocks() * 512 < 1 << 20,
+        "{} bytes allocated for a blob of {}",
+        stored.blocks() * 512,
+        bytes.len()
+    );
+}
+
+/// A file that does not have the length it was announced with is refused, and nothing is
+/// stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_file_of_the_wrong_length_is_refused() {
+    let (dir, store) = temp_store(FsConfig::default());
+    let bytes = random_bytes("short", 50_000);
+    let d = Digest::of(&bytes);
+    let path = dir.path().join("upload");
+    std::fs::write(&path, &bytes[..40_000]).unwrap();
+    let err = store
+        .put_blob_file(&d, VerifiedFile::new(&path, bytes.len() as u64))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(store.find_missing(&[d]).await.unwrap(), vec![d]);
 }

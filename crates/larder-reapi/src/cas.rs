@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use larder_core::{ByteStream, Content, Digest, GetOptions, Key, PutOptions, Store};
+use larder_core::{ByteStream, Content, Digest, GetOptions, Key, PutOptions, Store, VerifiedFile};
 use tonic::Status;
 
 use crate::digest::{BlobId, DigestFn, Hasher, hash_hex};
@@ -241,12 +241,12 @@ impl Cas {
             written,
             ..
         } = spool;
+        // The spool's bytes were hashed as they arrived: a store with local files takes the
+        // file as it is.
+        let file = VerifiedFile::new(path.to_path_buf(), written);
         if let Some(d) = self.standalone(std::slice::from_ref(id))[0] {
-            let stream = larder_core::artifacts::file_stream(&path)
-                .await
-                .map_err(store_status)?;
             self.store
-                .put_blob(&d, written, stream)
+                .put_blob_file(&d, file)
                 .await
                 .map_err(store_status)?;
             return Ok(());
@@ -258,11 +258,8 @@ impl Cas {
                 return Err(Status::internal("the spool kept no BLAKE3 digest"));
             };
             let digest = Digest::from(blake3.finalize());
-            let stream = larder_core::artifacts::file_stream(&path)
-                .await
-                .map_err(store_status)?;
             self.store
-                .put_blob(&digest, written, stream)
+                .put_blob_file(&digest, file)
                 .await
                 .map_err(store_status)?;
             Content::blob(digest, written)

@@ -11,8 +11,10 @@
 //!   `read_limit`, streamed in messages of up to 2 MiB that carry the store's chunks without a
 //!   copy, see `read_body`) and Write (`[{instance}/]uploads/{uuid}/blobs/...`:
 //!   spooled to a temporary file while hashed, on a blocking thread as the next request
-//!   arrives, resumable at the committed offset, finished early when the blob exists; a whole
-//!   blob in one request is checked and stored from memory), QueryWriteStatus; both also as
+//!   arrives, resumable at the committed offset, finished early when the blob exists; the
+//!   finished file is handed to the store as a `VerifiedFile`, which a store with local files
+//!   renames into place instead of copying and hashing it again; a whole blob in one request
+//!   is checked and stored from memory), QueryWriteStatus; both also as
 //!   `compressed-blobs/zstd/...`
 //!   (reads send one zstd frame per chunk; writes are decompressed as they arrive, never more
 //!   than the digest's size).

@@ -157,10 +157,7 @@ async fn put_from(
     if kind == Kind::Cas
         && let Some(d) = layout::standalone_digest(st.store.capability(), DigestFn::Sha256, &hash)
     {
-        let size = data.size;
-        st.store
-            .put_blob(&d, size, data.into_stream().await?)
-            .await?;
+        data.store_as(&*st.store, &d).await?;
         return Ok(StatusCode::OK.into_response());
     }
     let producer = match kind {

@@ -4,8 +4,9 @@
 //! [`Store::put_blob`](larder_core::Store::put_blob) needs the blob's BLAKE3 before the bytes.
 //! The native protocol names it in the URL; ccache and Bazel do not, so their bodies are
 //! spooled first: kept in memory up to [`MEMORY_SPOOL_BYTES`], else written to a temporary file
-//! in the server's directory while being hashed, then streamed from that file into the store.
-//! Memory stays bounded either way.
+//! in the server's directory while being hashed, then handed to the store as a
+//! [`VerifiedFile`]: the filesystem store renames it into place (its bytes were hashed on the
+//! way in), other stores read it as a stream. Memory stays bounded either way.
 
 use std::future::Future;
 use std::path::Path;
@@ -18,7 +19,7 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use larder_core::digest::DigestWriter;
-use larder_core::{ByteStream, Digest, Error};
+use larder_core::{ByteStream, Digest, Error, PutOutcome, Store, VerifiedFile};
 use sha2::Digest as _;
 use tokio::io::AsyncWriteExt;
 
@@ -250,16 +251,27 @@ impl Spooled {
         }
     }
 
-    /// The bytes as a stream (the temporary file, if any, is removed once opened).
-    pub(crate) async fn into_stream(self) -> larder_core::Result<ByteStream> {
+    /// Store the bytes in `store` as the blob `digest` (its BLAKE3 [`Spooled::digest`], or its
+    /// SHA-256 where that was checked). A file spool is handed over as a
+    /// [`VerifiedFile`]: a store with local files takes it as it is (its bytes were hashed as
+    /// they arrived), others read it as a stream. The temporary file, if still there, is
+    /// removed afterwards.
+    pub(crate) async fn store_as(
+        self,
+        store: &dyn Store,
+        digest: &Digest,
+    ) -> larder_core::Result<PutOutcome> {
         match self.spool {
-            Spool::Memory(b) => Ok(Box::pin(futures::stream::once(async move { Ok(b) }))),
+            Spool::Memory(b) => {
+                let stream: ByteStream = Box::pin(futures::stream::once(async move { Ok(b) }));
+                store.put_blob(digest, self.size, stream).await
+            }
             Spool::File(path, reservation) => {
-                let stream = larder_core::artifacts::file_stream(&path).await?;
-                // The open file outlives its name; its reserved space is written by now.
+                let file = VerifiedFile::new(path.to_path_buf(), self.size);
+                let outcome = store.put_blob_file(digest, file).await;
                 drop(path);
                 drop(reservation);
-                Ok(stream)
+                outcome
             }
         }
     }

@@ -34,7 +34,7 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use larder_core::store::ProgressFn;
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
-    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport, VerifiedFile,
 };
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -276,6 +276,12 @@ impl Store for OnRuntime {
     ) -> Result<PutOutcome> {
         let digest = *digest;
         self.run(|s| async move { s.put_blob(&digest, size, payload).await })
+            .await
+    }
+
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        let digest = *digest;
+        self.run(|s| async move { s.put_blob_file(&digest, file).await })
             .await
     }
 

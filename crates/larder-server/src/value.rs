@@ -26,8 +26,7 @@ pub(crate) async fn put_value(
         Some(bytes) => Content::inline(bytes.to_vec()),
         None => {
             let (digest, size) = (data.digest, data.size);
-            let stream = data.into_stream().await?;
-            store.put_blob(&digest, size, stream).await?;
+            data.store_as(store, &digest).await?;
             Content::blob(digest, size)
         }
     };

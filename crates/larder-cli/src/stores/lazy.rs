@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use larder_core::store::ProgressFn;
 use larder_core::{
     BlobRead, ByteStream, Capability, Digest, Entry, EntryMeta, Error, GetOptions, Key, Placement,
-    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport,
+    PutOptions, PutOutcome, Result, Store, StoreStats, TrimOptions, TrimReport, VerifiedFile,
 };
 
 type Open = Box<dyn Fn() -> anyhow::Result<Arc<dyn Store>> + Send + Sync>;
@@ -87,6 +87,9 @@ impl Store for Lazy {
         payload: ByteStream,
     ) -> Result<PutOutcome> {
         self.get()?.put_blob(digest, size, payload).await
+    }
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        self.get()?.put_blob_file(digest, file).await
     }
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
         self.get()?.place_blob(digest, dest, how).await

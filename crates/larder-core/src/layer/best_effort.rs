@@ -46,7 +46,9 @@ use crate::digest::Digest;
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use crate::store::{BlobRead, ByteStream, GetOptions, Placement, PutOptions, PutOutcome, Store};
+use crate::store::{
+    BlobRead, ByteStream, GetOptions, Placement, PutOptions, PutOutcome, Store, VerifiedFile,
+};
 
 /// Time-outs of [`BestEffort`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,6 +429,13 @@ impl<S: Store> Layered for BestEffort<S> {
         payload: ByteStream,
     ) -> Result<PutOutcome> {
         let call = self.inner.put_blob(digest, size, payload);
+        let limit = self.config.transfer_timeout;
+        let answer = self.guard("writing a blob", true, limit, call);
+        answer.await.unwrap_or(Ok(PutOutcome::Written))
+    }
+
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        let call = self.inner.put_blob_file(digest, file);
         let limit = self.config.transfer_timeout;
         let answer = self.guard("writing a blob", true, limit, call);
         answer.await.unwrap_or(Ok(PutOutcome::Written))

@@ -73,7 +73,7 @@ use crate::error::Result;
 use crate::key::Key;
 use crate::store::{
     BlobRead, ByteStream, Capability, EntryMeta, GetOptions, Placement, ProgressFn, PutOptions,
-    PutOutcome, Store, StoreStats, TrimOptions, TrimReport,
+    PutOutcome, Store, StoreStats, TrimOptions, TrimReport, VerifiedFile,
 };
 
 pub mod admit;
@@ -155,6 +155,11 @@ pub trait Layered: Display + Debug + Send + Sync + 'static {
         payload: ByteStream,
     ) -> Result<PutOutcome> {
         Store::put_blob(self.inner(), digest, size, payload).await
+    }
+    /// See [`Store::put_blob_file`]. A layer that changes [`Layered::put_blob`] changes this
+    /// too: forwarded, the file reaches the inner store without passing through `put_blob`.
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        Store::put_blob_file(self.inner(), digest, file).await
     }
     /// See [`Store::place_blob`].
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
@@ -242,6 +247,13 @@ macro_rules! impl_store_for_layer {
                 payload: $crate::ByteStream,
             ) -> $crate::Result<$crate::PutOutcome> {
                 <Self as $crate::layer::Layered>::put_blob(self, digest, size, payload).await
+            }
+            async fn put_blob_file(
+                &self,
+                digest: &$crate::Digest,
+                file: $crate::VerifiedFile,
+            ) -> $crate::Result<$crate::PutOutcome> {
+                <Self as $crate::layer::Layered>::put_blob_file(self, digest, file).await
             }
             async fn place_blob(
                 &self,

@@ -19,7 +19,9 @@ use crate::digest::Digest;
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::key::Key;
-use crate::store::{BlobRead, ByteStream, GetOptions, Placement, PutOptions, PutOutcome, Store};
+use crate::store::{
+    BlobRead, ByteStream, GetOptions, Placement, PutOptions, PutOutcome, Store, VerifiedFile,
+};
 
 /// Called with each number of blob bytes transferred.
 pub type BytesFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -195,6 +197,14 @@ impl<S: Store> Layered for Progress<S> {
         let counters = Arc::clone(&self.counters);
         let payload = counted(payload, counters, |c| &c.bytes_written);
         self.inner.put_blob(digest, size, payload).await
+    }
+
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        self.counters.blob_writes.fetch_add(1, Ordering::Relaxed);
+        let size = file.size();
+        let outcome = self.inner.put_blob_file(digest, file).await?;
+        self.counters.bytes(&self.counters.bytes_written, size);
+        Ok(outcome)
     }
 
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{
     ByteStream, Capability, ProgressFn, PutOptions, PutOutcome, Store, TrimOptions, TrimReport,
+    VerifiedFile,
 };
 
 /// `S`, with every change refused.
@@ -86,6 +87,10 @@ impl<S: Store> Layered for ReadOnly<S> {
         _size: u64,
         _payload: ByteStream,
     ) -> Result<PutOutcome> {
+        Err(self.refuse("writing blobs: it is read-only"))
+    }
+
+    async fn put_blob_file(&self, _digest: &Digest, _file: VerifiedFile) -> Result<PutOutcome> {
         Err(self.refuse("writing blobs: it is read-only"))
     }
 

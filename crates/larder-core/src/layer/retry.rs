@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{
     BlobRead, ByteStream, GetOptions, Placement, PutOptions, PutOutcome, Store, StoreStats,
+    VerifiedFile,
 };
 
 /// How [`Retry`] backs off.
@@ -244,6 +245,29 @@ impl<S: Store> Layered for Retry<S> {
             // Once the inner store has taken the payload, it cannot be sent again.
             let consumed = slot.lock().map(|s| s.is_none()).unwrap_or(true);
             if consumed {
+                return Err(err);
+            }
+            match self.backoff(started, attempt, &err, "writing a blob") {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                None => return Err(err),
+            }
+        }
+    }
+
+    /// Repeated while the file is still where it was (a store that took it and then failed
+    /// cannot be given it again).
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let err = match self.inner.put_blob_file(digest, file.clone()).await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            if !file.path().exists() {
                 return Err(err);
             }
             match self.backoff(started, attempt, &err, "writing a blob") {

@@ -17,7 +17,9 @@ use super::{
 use crate::admission::{AdmissionCandidate, AdmissionPolicy};
 use crate::entry::{Content, Entry, Output, OutputKind};
 use crate::error::{Error, ErrorKind};
-use crate::store::{BlobRead, ByteStream, GetOptions, Placement, PutOptions, PutOutcome};
+use crate::store::{
+    BlobRead, ByteStream, GetOptions, Placement, PutOptions, PutOutcome, VerifiedFile,
+};
 use crate::testkit::{Harness, MemoryStore, run_all};
 use crate::{Digest, Key, Store, StoreExt};
 
@@ -380,6 +382,22 @@ async fn read_only_refuses_writes_with_a_clear_message_and_reads_unchanged() {
         .await
         .expect_err("a read-only store refuses blob writes");
     assert!(err.to_string().contains("read-only"), "{err}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upload = dir.path().join("upload");
+    std::fs::write(&upload, b"blob").expect("write");
+    let err = ro
+        .put_blob_file(&Digest::of(b"blob"), VerifiedFile::new(&upload, 4))
+        .await
+        .expect_err("a read-only store refuses blobs from files");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(upload.exists(), "the refused file was taken");
+    assert!(
+        mem.find_missing(&[Digest::of(b"blob")])
+            .await
+            .expect("find")
+            .len()
+            == 1
+    );
     assert!(ro.delete(&k).await.is_err());
     assert!(ro.trim(&Default::default(), None).await.is_err());
     assert!(!ro.capability().delete && !ro.capability().trim);
@@ -754,6 +772,20 @@ async fn tiered_writes_reach_every_tier() {
         assert_eq!(
             tier.get_blob_bytes(&d, 1 << 23).await.expect("blob"),
             Some(bytes.clone())
+        );
+    }
+    // So does a blob stored from a verified file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upload = dir.path().join("upload");
+    let from_file = b"a blob stored from a file".to_vec();
+    std::fs::write(&upload, &from_file).expect("write");
+    let fd = Digest::of(&from_file);
+    let file = VerifiedFile::new(&upload, from_file.len() as u64);
+    t.tiered.put_blob_file(&fd, file).await.expect("put file");
+    for tier in [&t.fast, &t.slow] {
+        assert_eq!(
+            tier.get_blob_bytes(&fd, 1 << 20).await.expect("blob"),
+            Some(from_file.clone())
         );
     }
     // A digest missing from any tier written synchronously is reported missing.

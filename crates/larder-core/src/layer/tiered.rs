@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{
     BlobRead, ByteStream, Capability, EntryMeta, GetOptions, Placement, ProgressFn, PutOptions,
-    PutOutcome, Store, StoreStats, TrimOptions, TrimReport, check_hash_fn,
+    PutOutcome, Store, StoreStats, TrimOptions, TrimReport, VerifiedFile, check_hash_fn,
 };
 
 /// Chunks buffered per tier while one blob streams to several tiers.
@@ -690,6 +690,21 @@ impl Store for Tiered {
             [] => Err(self.no_writable_tier()),
             [one] => one.put_blob(digest, size, payload).await,
             many => put_blob_tee(many, digest, size, payload).await,
+        }
+    }
+
+    /// The one tier written synchronously may take the file; several are written from it as
+    /// a stream, as by [`Store::put_blob`].
+    async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
+        self.check_hash_fn(std::slice::from_ref(digest))?;
+        let stores: Vec<&Arc<dyn Store>> = self.sync_tiers().map(|t| t.used()).collect();
+        match stores.as_slice() {
+            [] => Err(self.no_writable_tier()),
+            [one] => one.put_blob_file(digest, file).await,
+            many => {
+                let payload = crate::artifacts::file_stream(file.path()).await?;
+                put_blob_tee(many, digest, file.size(), payload).await
+            }
         }
     }
 

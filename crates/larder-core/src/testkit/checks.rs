@@ -21,6 +21,7 @@ use crate::error::ErrorKind;
 use crate::key::Key;
 use crate::store::{
     ByteStream, CHUNK_SIZE, GetOptions, Placement, PutOptions, PutOutcome, Store, StoreExt,
+    VerifiedFile,
 };
 
 /// When a check applies to a store.
@@ -76,6 +77,7 @@ checks!(
     Always corrupted_blob_is_a_miss,
     Always corrupted_entry_is_a_miss,
     Always large_streamed_blob,
+    Always put_blob_file_round_trip,
     Sha256 sha256_blob_round_trip,
     Sha256 sha256_blob_must_match_digest,
     Sha256 sha256_corrupted_blob_is_a_miss,
@@ -575,6 +577,43 @@ pub async fn blob_must_match_digest(h: &dyn Harness) {
         store.get_blob_bytes(&right, 1 << 20).await.must(),
         Some(good)
     );
+}
+
+/// A local file already verified as a blob is stored as that blob, whether the store takes
+/// the file or reads it: it reads back whole (BLAKE3, and SHA-256 where the store holds such
+/// blobs, small and in several chunks), and putting it again finds it there.
+pub async fn put_blob_file_round_trip(h: &dyn Harness) {
+    let store = h.store();
+    let dir = tempdir();
+    let mut funcs = vec![HashFn::Blake3];
+    if store.capability().sha256 {
+        funcs.push(HashFn::Sha256);
+    }
+    for func in funcs {
+        for len in [5_000usize, 2 * CHUNK_SIZE + 17] {
+            let bytes = pseudo_random(&format!("put-blob-file-{func:?}-{len}"), len);
+            let d = func.digest(&bytes);
+            let path = dir.path().join(format!("upload-{func:?}-{len}"));
+            for first in [true, false] {
+                std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+                let outcome = store
+                    .put_blob_file(&d, VerifiedFile::new(&path, len as u64))
+                    .await
+                    .must();
+                // A second put may find the blob there or write it again (as `put_blob`).
+                assert!(
+                    outcome == PutOutcome::Written || !first,
+                    "{store}: put_blob_file of a new blob {d}: {outcome:?}"
+                );
+            }
+            assert!(store.find_missing(&[d]).await.must().is_empty());
+            let got = store.get_blob_bytes(&d, len as u64).await.must();
+            assert!(
+                got.as_deref() == Some(&bytes[..]),
+                "{store}: blob {d} stored from a file read back different"
+            );
+        }
+    }
 }
 
 /// A SHA-256 blob is stored under its own digest: found, read back verified (a large one in

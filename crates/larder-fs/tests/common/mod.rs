@@ -64,7 +64,11 @@ pub async fn put_blob_entry(store: &FsStore, key: &Key, bytes: &[u8]) -> (Entry,
 /// Where a blob is stored, raw or compressed (whichever exists).
 pub fn blob_file(root: &Path, d: &Digest) -> Option<PathBuf> {
     let hex = d.to_hex();
-    let dir = root.join("blobs").join(&hex[..2]);
+    let top = match d.func() {
+        larder_core::HashFn::Blake3 => "blobs",
+        larder_core::HashFn::Sha256 => "sha256",
+    };
+    let dir = root.join(top).join(&hex[..2]);
     [dir.join(&hex), dir.join(format!("{hex}.zst"))]
         .into_iter()
         .find(|p| p.exists())
