@@ -140,24 +140,40 @@ impl<S: Store> Retry<S> {
     }
 
     /// Run `op` until it succeeds, fails for good, or the budget is spent.
-    async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: FnMut() -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
+        self.run_while(what, op, || true).await
+    }
+
+    /// [`Retry::run`], for an operation that can be repeated only while `can_repeat` says so
+    /// after a failure (its payload was not used up).
+    async fn run_while<T, F, Fut, C>(&self, what: &str, mut op: F, can_repeat: C) -> Result<T>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = Result<T>> + Send,
+        T: Send,
+        C: Fn() -> bool + Send,
+    {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            match op().await {
-                Err(e) => match self.backoff(started, attempt, &e, what) {
-                    Some(delay) => {
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    None => return Err(e),
-                },
+            let err = match op().await {
+                Err(e) => e,
                 ok => return ok,
+            };
+            if !can_repeat() {
+                return Err(err);
+            }
+            match self.backoff(started, attempt, &err, what) {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                None => return Err(err),
             }
         }
     }
@@ -230,54 +246,25 @@ impl<S: Store> Layered for Retry<S> {
         payload: ByteStream,
     ) -> Result<PutOutcome> {
         let slot = Arc::new(Mutex::new(Some(payload)));
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
+        let op = || {
             let lazy: ByteStream = Box::pin(Lazy {
                 slot: Arc::clone(&slot),
                 taken: None,
                 started: false,
             });
-            let err = match self.inner.put_blob(digest, size, lazy).await {
-                Err(e) => e,
-                ok => return ok,
-            };
-            // Once the inner store has taken the payload, it cannot be sent again.
-            let consumed = slot.lock().map(|s| s.is_none()).unwrap_or(true);
-            if consumed {
-                return Err(err);
-            }
-            match self.backoff(started, attempt, &err, "writing a blob") {
-                Some(delay) => {
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => return Err(err),
-            }
-        }
+            self.inner.put_blob(digest, size, lazy)
+        };
+        // Once the inner store has taken the payload, it cannot be sent again.
+        let can_repeat = || slot.lock().map(|s| s.is_some()).unwrap_or(false);
+        self.run_while("writing a blob", op, can_repeat).await
     }
 
     /// Repeated while the file is still where it was (a store that took it and then failed
     /// cannot be given it again).
     async fn put_blob_file(&self, digest: &Digest, file: VerifiedFile) -> Result<PutOutcome> {
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let err = match self.inner.put_blob_file(digest, file.clone()).await {
-                Err(e) => e,
-                ok => return ok,
-            };
-            if !file.path().exists() {
-                return Err(err);
-            }
-            match self.backoff(started, attempt, &err, "writing a blob") {
-                Some(delay) => {
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => return Err(err),
-            }
-        }
+        let op = || self.inner.put_blob_file(digest, file.clone());
+        let can_repeat = || file.path().exists();
+        self.run_while("writing a blob", op, can_repeat).await
     }
 
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
