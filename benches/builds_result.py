@@ -46,6 +46,26 @@ def rows(results):
                     "%s: %s cold build against nginx" % (project, client), _secs(r["cold"]),
                     "%s, %s" % (nginx, _secs(clients[nginx]["cold"])), t, "< 1.0× the time",
                     t < 1.0, ratio_text="%.2f× the time" % t))
+            if nginx in clients and r.get("warm") and clients[nginx].get("warm"):
+                t = r["warm"] / clients[nginx]["warm"]
+                out.append(benchlib.ratio_row(
+                    "%s: %s warm build against nginx" % (project, client), _secs(r["warm"]),
+                    "%s, %s" % (nginx, _secs(clients[nginx]["warm"])), t, "(record)",
+                    ratio_text="%.2f× the time" % t))
+        # What a warm build through a plain HTTP server costs: the client's warm build from nginx
+        # against its local cache.
+        for client, r in clients.items():
+            if not client.endswith("-nginx") or not r.get("warm"):
+                continue
+            prefix = client[: -len("-nginx")]
+            local = next((prefix + s for s in LOCAL if prefix + s in clients), None)
+            if local is None or not clients[local].get("warm"):
+                continue
+            t = r["warm"] / clients[local]["warm"]
+            out.append(benchlib.ratio_row(
+                "%s: %s warm build (nginx filled, local cache empty)" % (project, client),
+                _secs(r["warm"]), "%s, %s" % (local, _secs(clients[local]["warm"])), t,
+                "(record: a plain HTTP server)", ratio_text="%.2f× the time" % t))
     return out
 
 
