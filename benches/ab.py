@@ -23,8 +23,12 @@ journal-less root file system of these VMs, files created in the minutes after t
 clean-up deleted 100,000 others cost ~500 µs each, and which side ran in that window decided
 the put and get rows (2-3× swings between identical binaries).
 
-Each row: the new revision's median over the old one's (speed: > 1 is faster), target ≥ 0.95×
-("within 5% or better"). Prints a table; with --out, writes ab.result.json (BENCHMARKS.md).
+Each row: per round, the paired ratio of the two sides' figures (speed: > 1 is the new side
+faster), which the machine's drift over the run affects least, since the two ran back to back;
+the row's ratio is the median of those over the rounds, target ≥ 0.95× ("within 5% or
+better"), and the range of the per-round ratios is printed beside it as the row's spread, so
+a ratio just under the target can be told from a round that went wrong. Prints a table; with
+--out, writes ab.result.json (BENCHMARKS.md), each row with its per-round figures.
 """
 import argparse, glob, os, re, statistics, subprocess, sys, tempfile, hashlib
 
@@ -163,14 +167,19 @@ def main():
 
     rows, lines = [], []
 
-    def add(what, new, old, unit_fmt, higher_is_better):
-        ratio = (new / old) if higher_is_better else (old / new)
+    def add(what, news, olds, unit_fmt, higher_is_better):
+        """A row from the sides' per-round figures (round r of each side ran back to back)."""
+        paired = [(n / o) if higher_is_better else (o / n) for n, o in zip(news, olds)]
+        ratio = statistics.median(paired)
         met = ratio >= TARGET_RATIO
-        rows.append(benchlib.ratio_row(what, unit_fmt(new), "%s, %s" % (args.old_rev, unit_fmt(old)),
-                                       ratio, "≥ %.2f×" % TARGET_RATIO, met,
-                                       ratio_text="%.2f×" % ratio))
-        lines.append("| %s | %s | %s | %.2f× | %s |" % (what, unit_fmt(new), unit_fmt(old), ratio,
-                                                       "yes" if met else "no"))
+        new, old = statistics.median(news), statistics.median(olds)
+        text = "%.2f× (rounds %.2f–%.2f)" % (ratio, min(paired), max(paired))
+        row = benchlib.ratio_row(what, unit_fmt(new), "%s, %s" % (args.old_rev, unit_fmt(old)),
+                                 ratio, "≥ %.2f×" % TARGET_RATIO, met, ratio_text=text)
+        row["rounds"] = {"new": news, "old": olds, "paired_ratios": paired}
+        rows.append(row)
+        lines.append("| %s | %s | %s | %s | %s |" % (what, unit_fmt(new), unit_fmt(old), text,
+                                                    "yes" if met else "no"))
 
     def fmt_time(t):
         for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
@@ -180,22 +189,21 @@ def main():
 
     names = [n for n in fnd["new"][0] if all(n in run_ for side in fnd for run_ in fnd[side])]
     for name in names:
-        new = statistics.median(run_[name] for run_ in fnd["new"])
-        old = statistics.median(run_[name] for run_ in fnd["old"])
-        add("foundation: " + name, new, old, fmt_time, False)
+        add("foundation: " + name, [run_[name] for run_ in fnd["new"]],
+            [run_[name] for run_ in fnd["old"]], fmt_time, False)
     for ph in ("put", "get"):
         for key, label, hib, fmt in (
                 ("requests_per_s", "requests/s", True, lambda v: "{:,.0f}".format(v)),
                 ("cpu_us_per_request", "CPU µs/request", False, lambda v: "%.1f" % v)):
-            new = statistics.median(w[ph][key] for w in wrk["new"])
-            old = statistics.median(w[ph][key] for w in wrk["old"])
-            add("worker %s, %s" % (ph, label), new, old, fmt, hib)
+            add("worker %s, %s" % (ph, label), [w[ph][key] for w in wrk["new"]],
+                [w[ph][key] for w in wrk["old"]], fmt, hib)
 
     print("| what | this revision | %s | speed vs old | ≥ %.2f× |" % (args.old_rev, TARGET_RATIO))
     print("|---|---|---|---|---|")
     print("\n".join(lines))
     if args.out:
-        settings = "%d rounds, old and new alternating; medians; foundation bench%s; worker %d " \
+        settings = "%d rounds, old and new alternating; ratio: median of the per-round " \
+                   "paired ratios, with their range; foundation bench%s; worker %d " \
                    "requests per phase" % (args.rounds, " --quick" if args.quick else "",
                                             args.requests)
         print("wrote " + benchlib.write_result(args.out, "ab", rows, settings))
