@@ -615,6 +615,19 @@ fn age_blobs(dir: &Path, age: Duration) {
     }
 }
 
+/// `o` sent as a PUT with a chunked body (no declared length): the status and body answered.
+fn put_chunked(addr: &str, o: &Object) -> (u16, Vec<u8>) {
+    let path = o.path();
+    send(
+        addr,
+        Req {
+            chunked: true,
+            ..Req::new("PUT", &path).body(o.data())
+        },
+    )
+    .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+}
+
 #[test]
 fn a_full_disk_refuses_writes_cleanly_serves_reads_and_recovers_after_a_trim() {
     let sb = Sandbox::new();
@@ -631,24 +644,16 @@ fn a_full_disk_refuses_writes_cleanly_serves_reads_and_recovers_after_a_trim() {
     // 1. Uploads of unknown size (chunked) larger than the disk: the file system runs out of
     //    space while the server spools the body. A clean 507, nothing left.
     {
-        let (i, len) = (0, 64usize << 20);
+        let len = 64usize << 20;
         let ccache = Object::Ccache {
-            key: ccache_key(&format!("too big {i}")),
-            data: noise(&format!("too big {i}"), len),
+            key: ccache_key("too big 0"),
+            data: noise("too big 0", len),
         };
         let bazel = Object::BazelCas {
-            data: noise(&format!("too big for bazel {i}"), len),
+            data: noise("too big for bazel 0", len),
         };
         for o in [&ccache, &bazel] {
-            let path = o.path();
-            let (status, body) = send(
-                &addr,
-                Req {
-                    chunked: true,
-                    ..Req::new("PUT", &path).body(o.data())
-                },
-            )
-            .unwrap_or_else(|e| panic!("PUT {path}: {e}"));
+            let (path, (status, body)) = (o.path(), put_chunked(&addr, o));
             assert_eq!(
                 status,
                 507,
@@ -671,15 +676,7 @@ fn a_full_disk_refuses_writes_cleanly_serves_reads_and_recovers_after_a_trim() {
         key: ccache_key("fits once"),
         data: noise("fits once", 30 << 20),
     };
-    let path = once.path();
-    let (status, body) = send(
-        &addr,
-        Req {
-            chunked: true,
-            ..Req::new("PUT", &path).body(once.data())
-        },
-    )
-    .unwrap_or_else(|e| panic!("PUT {path}: {e}"));
+    let (path, (status, body)) = (once.path(), put_chunked(&addr, &once));
     assert!(
         matches!(status, 200 | 201),
         "a 30 MiB chunked PUT {path}: {status} {}",

@@ -481,6 +481,67 @@ async fn touch_blobs(inner: &Arc<Inner>, digests: Vec<Digest>) -> Result<Vec<boo
     blocking(move || inner.blobs_exist_touch(&digests)).await
 }
 
+impl FsStore {
+    /// Write blob `digest` from `payload` (its size and presence already checked), hashing it
+    /// on the way, and publish it.
+    async fn write_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        mut payload: ByteStream,
+    ) -> Result<PutOutcome> {
+        let inner = &self.inner;
+        let (compression, fsync) = (inner.config.compression, inner.config.fsync);
+        let written = if size <= INLINE_BLOB_BYTES {
+            let mut sink = BlobSink::new(&inner.layout, *digest, size, compression, fsync)?;
+            while let Some(chunk) = payload.next().await {
+                sink.write(&chunk?)?;
+            }
+            sink.finish(&inner.layout)?
+        } else {
+            // The writer runs on the blocking pool; a small channel bounds memory to a few
+            // chunks and lets reading the payload overlap with hashing and writing.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
+            let (inner2, d) = (Arc::clone(inner), *digest);
+            let writer = tokio::task::spawn_blocking(move || {
+                let mut sink = BlobSink::new(&inner2.layout, d, size, compression, fsync)?;
+                sink.hash_in_background()?;
+                while let Some(msg) = rx.blocking_recv() {
+                    match msg {
+                        Some(chunk) => sink.write_bytes(chunk)?,
+                        // The payload failed: drop the sink, which removes its file.
+                        None => return Err(Error::invalid("blob upload aborted")),
+                    }
+                }
+                sink.finish(&inner2.layout)
+            });
+            let mut feed_err = None;
+            while let Some(item) = payload.next().await {
+                match item {
+                    Ok(chunk) => {
+                        if tx.send(Some(chunk)).await.is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(None).await;
+                        feed_err = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let res = writer.await.map_err(|e| Error::from(FsError::from(e)))?;
+            if let Some(e) = feed_err {
+                return Err(e);
+            }
+            res?
+        };
+        inner.blob_published(digest, &written);
+        Ok(PutOutcome::Written)
+    }
+}
+
 #[async_trait]
 impl Store for FsStore {
     fn capability(&self) -> Capability {
@@ -692,61 +753,14 @@ impl Store for FsStore {
         &self,
         digest: &Digest,
         size: u64,
-        mut payload: ByteStream,
+        payload: ByteStream,
     ) -> Result<PutOutcome> {
         let inner = &self.inner;
         inner.check_blob_size(digest, size)?;
         if inner.blob_exists_touch(digest)? {
             return Ok(PutOutcome::Exists);
         }
-        let (compression, fsync) = (inner.config.compression, inner.config.fsync);
-        let written = if size <= INLINE_BLOB_BYTES {
-            let mut sink = BlobSink::new(&inner.layout, *digest, size, compression, fsync)?;
-            while let Some(chunk) = payload.next().await {
-                sink.write(&chunk?)?;
-            }
-            sink.finish(&inner.layout)?
-        } else {
-            // The writer runs on the blocking pool; a small channel bounds memory to a few
-            // chunks and lets reading the payload overlap with hashing and writing.
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
-            let (inner2, d) = (Arc::clone(inner), *digest);
-            let writer = tokio::task::spawn_blocking(move || {
-                let mut sink = BlobSink::new(&inner2.layout, d, size, compression, fsync)?;
-                sink.hash_in_background()?;
-                while let Some(msg) = rx.blocking_recv() {
-                    match msg {
-                        Some(chunk) => sink.write_bytes(chunk)?,
-                        // The payload failed: drop the sink, which removes its file.
-                        None => return Err(Error::invalid("blob upload aborted")),
-                    }
-                }
-                sink.finish(&inner2.layout)
-            });
-            let mut feed_err = None;
-            while let Some(item) = payload.next().await {
-                match item {
-                    Ok(chunk) => {
-                        if tx.send(Some(chunk)).await.is_err() {
-                            break; // the writer failed; its error is reported below
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(None).await;
-                        feed_err = Some(e);
-                        break;
-                    }
-                }
-            }
-            drop(tx);
-            let res = writer.await.map_err(|e| Error::from(FsError::from(e)))?;
-            if let Some(e) = feed_err {
-                return Err(e);
-            }
-            res?
-        };
-        inner.blob_published(digest, &written);
-        Ok(PutOutcome::Written)
+        self.write_blob(digest, size, payload).await
     }
 
     /// Renamed into place when stored raw on the same file system (see
@@ -778,11 +792,10 @@ impl Store for FsStore {
             }
             None => {
                 let payload = larder_core::artifacts::file_stream(file.path()).await?;
-                self.put_blob(digest, file.size(), payload).await
+                self.write_blob(digest, file.size(), payload).await
             }
         }
     }
-
     async fn place_blob(&self, digest: &Digest, dest: &Path, how: Placement) -> Result<bool> {
         let (inner, digest, dest) = (Arc::clone(&self.inner), *digest, dest.to_path_buf());
         blocking(move || {

@@ -517,7 +517,12 @@ pub(crate) fn take_blob_file(
     fsync: bool,
 ) -> Result<Option<BlobWritten>> {
     let shown = || format!("taking {} as blob {digest}", path.display());
-    let mut file = File::open(path).ctx(shown)?;
+    // Read and write: the sample is read from it, and its length may be set.
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .ctx(shown)?;
     let meta = file.metadata().ctx(shown)?;
     if meta.len() != size {
         return Err(Error::invalid(format!(
@@ -545,8 +550,7 @@ pub(crate) fn take_blob_file(
     // Space reserved beyond the end (an upload spooled with `fallocate`) is given back, so
     // the blob occupies what its length says.
     if meta.blocks() * 512 > blocks(size) {
-        let rw = fs::OpenOptions::new().write(true).open(path).ctx(shown)?;
-        rw.set_len(size).ctx(shown)?;
+        file.set_len(size).ctx(shown)?;
     }
     if fsync {
         file.sync_data().ctx(shown)?;
