@@ -470,15 +470,46 @@ fn modified_within(m: &std::fs::Metadata, window: Duration) -> bool {
     }
 }
 
-/// Refresh the modification time of each blob (see [`Inner::blob_exists_touch`]); whether each
-/// exists. Long lists go to the blocking pool (a syscall each).
-async fn touch_blobs(inner: &Arc<Inner>, digests: Vec<Digest>) -> Result<Vec<bool>> {
-    const INLINE: usize = 64;
-    if digests.len() <= INLINE {
-        return inner.blobs_exist_touch(&digests);
+/// Lists this long or shorter are checked inline on the caller's task (a few `stat`s cost less
+/// than a hop to the blocking pool).
+const CHECK_INLINE: usize = 64;
+/// The shortest share of a long list given to one blocking thread: below this, another thread
+/// costs more than it saves.
+const CHECK_SHARE: usize = 1024;
+
+/// `check` (one syscall or two per item, no other waits) over `items`, results in order. Long
+/// lists are split between up to as many blocking threads as there are cores, so a bulk
+/// existence check of thousands (REAPI's FindMissingBlobs) is not held to one core; a request
+/// holds at most that many threads.
+async fn check_many<T, F>(inner: &Arc<Inner>, items: Vec<T>, check: F) -> Result<Vec<bool>>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&Inner, &[T]) -> Result<Vec<bool>> + Send + Sync + 'static,
+{
+    if items.len() <= CHECK_INLINE {
+        return check(inner, &items);
     }
-    let inner = Arc::clone(inner);
-    blocking(move || inner.blobs_exist_touch(&digests)).await
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let shares = (items.len() / CHECK_SHARE).clamp(1, cores);
+    let (items, check) = (Arc::new(items), Arc::new(check));
+    let per = items.len().div_ceil(shares);
+    let mut tasks = Vec::with_capacity(shares);
+    for start in (0..items.len()).step_by(per) {
+        let (inner, items, check) = (Arc::clone(inner), Arc::clone(&items), Arc::clone(&check));
+        let end = (start + per).min(items.len());
+        tasks.push(blocking(move || check(&inner, &items[start..end])));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for share in futures::future::join_all(tasks).await {
+        out.extend(share?);
+    }
+    Ok(out)
+}
+
+/// Refresh the modification time of each blob (see [`Inner::blob_exists_touch`]); whether each
+/// exists.
+async fn touch_blobs(inner: &Arc<Inner>, digests: Vec<Digest>) -> Result<Vec<bool>> {
+    check_many(inner, digests, Inner::blobs_exist_touch).await
 }
 
 impl FsStore {
@@ -822,14 +853,8 @@ impl Store for FsStore {
     /// names. Present entries count as accessed for eviction, not as hits. (A blob removed for
     /// failing verification leaves the entries naming it present here; reading them is a miss.)
     async fn find_missing_entries(&self, keys: &[Key]) -> Result<Vec<Key>> {
-        const INLINE: usize = 64;
         let names: Vec<String> = keys.iter().map(Key::storage_name).collect();
-        let present = if names.len() <= INLINE {
-            self.inner.entries_exist_touch(&names)?
-        } else {
-            let inner = Arc::clone(&self.inner);
-            blocking(move || inner.entries_exist_touch(&names)).await?
-        };
+        let present = check_many(&self.inner, names, Inner::entries_exist_touch).await?;
         Ok(keys
             .iter()
             .zip(present)
