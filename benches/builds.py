@@ -3,6 +3,7 @@
 
 usage: python3 benches/builds.py [--larder target/release/larder] [--projects lua,zstd,redis,bazel-cc]
                                  [--clients all|ccache,sccache,...] [--reps 3] [--out DIR]
+                                 [--name builds]
 
 Sources are Debian source packages (`apt-get source --download-only`; the harness adds a
 `deb-src` list when none is configured), built from their upstream tarballs:
@@ -47,7 +48,8 @@ lookups and output downloads, no uploads; sccache's stats only give means), and 
 method, `larder_grpc_call_duration_seconds` per gRPC method) scraped after every build, the
 difference from the scrape before it; both pooled over the repetitions. Prints a table with
 the ratios the issue asks for and writes builds.json, builds.md and builds.svg (cold and warm
-build times relative to plain and to the local cache) to --out.
+build times relative to plain and to the local cache) to --out, and builds.result.json for
+BENCHMARKS.md (`--name builds-large`: the same files under that name, its own area).
 """
 import argparse, glob, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
@@ -964,6 +966,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "target/bench"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target/bench/builds"))
     ap.add_argument("--logs", help="copy each build's ccache log and Bazel profile here")
+    ap.add_argument("--name", default="builds",
+                    help="the results' file names in --out: NAME.json, NAME.md, NAME.svg and "
+                         "NAME.result.json (its BENCHMARKS.md area); builds-large for zstd,redis")
     args = ap.parse_args()
     LOGS["dir"] = args.logs
     larder = os.path.abspath(args.larder)
@@ -1010,13 +1015,14 @@ def main():
             "load": os.getloadavg()[0]}
     md = report(results, meta)
     print(md)
-    with open(os.path.join(args.out, "builds.json"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
-    with open(os.path.join(args.out, "builds.md"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(md + "\n")
-    with open(os.path.join(args.out, "builds.svg"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".svg"), "w") as f:
         f.write(chart(results, meta))
-    builds_result.write(args.out, results, meta)  # builds.result.json, for BENCHMARKS.md
+    # NAME.result.json, for BENCHMARKS.md
+    builds_result.write(args.out, results, meta, area=args.name)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """builds.py's figures as rows of the BENCHMARKS.md schema (benchlib.write_result): every client
 through larder against the same client's local cache, cold and warm, and against nginx where
 the client has an nginx run. Also runnable on a builds.json: `python3 benches/builds_result.py
-OUT/builds.json OUT`."""
+OUT/builds.json OUT [AREA]`."""
 import json, os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,17 +69,22 @@ def rows(results):
     return out
 
 
-def write(out, results, meta):
-    """Write `<out>/builds.result.json`."""
+def write(out, results, meta, area="builds"):
+    """Write `<out>/<area>.result.json` (the chart, `<area>.svg`, beside it when drawn)."""
     projects = ", ".join(results)
-    # builds.py draws builds.svg (build times relative to plain and to the local cache).
-    charts = [("builds.svg", "cold and warm build times per client")] if os.path.exists(
-        os.path.join(out, "builds.svg")) else []
-    return benchlib.write_result(out, "builds", rows(results),
+    # builds.py draws <area>.svg (build times relative to plain and to the local cache).
+    svg = area + ".svg"
+    charts = [(svg, "cold and warm build times per client")] if os.path.exists(
+        os.path.join(out, svg)) else []
+    return benchlib.write_result(out, area, rows(results),
                                  "projects %s, medians of %s builds" % (projects, meta.get("reps")),
                                  charts=charts, command=meta.get("command"))
 
 
 if __name__ == "__main__":
-    data = json.load(open(sys.argv[1]))
-    print("wrote " + write(sys.argv[2], data["results"], data.get("meta", {})))
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: builds_result.py OUT/builds.json OUT [AREA]")
+    with open(sys.argv[1]) as f:
+        data = json.load(f)
+    print(write(sys.argv[2], data["results"], data["meta"],
+                area=sys.argv[3] if len(sys.argv) == 4 else "builds"))

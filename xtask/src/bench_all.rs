@@ -8,7 +8,7 @@
 //! fails at the end naming it.
 //!
 //! The settings of `--all` are chosen to fit the whole run in about 40 minutes on the project's
-//! 2-core machine (real builds: Lua only; the first run also builds the revision before issue 13
+//! 2-core machine (real builds: Lua only, zstd and redis are the area `builds-large`, run by name; the first run also builds the revision before issue 13
 //! for the `ab` area, once); `--quick` uses each benchmark's smallest settings, a
 //! smoke run, and writes into `target/bench-quick` (the page too) unless `--out`/`--md` say
 //! otherwise.
@@ -113,6 +113,15 @@ pub(crate) const AREAS: &[Area] = &[
     },
     Area {
         info: AreaInfo {
+            name: "builds-large",
+            title: "Real builds of larger projects (zstd, redis)",
+            rerun: "cargo build --release -p larder-cli\npython3 benches/builds.py --projects zstd,redis --reps 1 --name builds-large --out target/bench   # about 40 minutes; not part of --all",
+        },
+        bench: None,
+        run: run_builds_large,
+    },
+    Area {
+        info: AreaInfo {
             name: "ccache-helper",
             title: "ccache's storage helper: a remote hit",
             rerun: "cargo build --release -p larder-cli --features s3\nbash benches/ccache_helper.sh target/release/larder 80 target/bench",
@@ -184,6 +193,10 @@ pub(crate) const AREAS: &[Area] = &[
         run: run_policies,
     },
 ];
+
+/// Areas that `--all` leaves out: each takes about as long as all the others together. Run
+/// them by name (`--areas builds-large`).
+pub(crate) const NOT_IN_ALL: &[&str] = &["builds-large"];
 
 fn infos() -> Vec<AreaInfo> {
     AREAS.iter().map(|a| a.info).collect()
@@ -495,6 +508,22 @@ fn run_builds(ctx: &Ctx) -> Result<String> {
     .run()?;
     Ok(format!(
         "python3 benches/builds.py --projects lua --reps {reps}"
+    ))
+}
+
+/// zstd and redis, every client, one build each: some forty minutes on the 2-core machine.
+fn run_builds_large(ctx: &Ctx) -> Result<String> {
+    let (sh, out, larder) = (ctx.sh, &ctx.out, ctx.larder());
+    let (projects, reps) = (ctx.pick("zstd,redis", "zstd"), "1");
+    let script = project_root().join("benches/builds.py");
+    let work = target_dir().join("bench/builds");
+    cmd!(
+        sh,
+        "python3 {script} --larder {larder} --projects {projects} --reps {reps} --name builds-large --out {out} --work {work}"
+    )
+    .run()?;
+    Ok(format!(
+        "python3 benches/builds.py --projects {projects} --reps {reps} --name builds-large"
     ))
 }
 

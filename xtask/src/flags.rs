@@ -41,6 +41,7 @@ xflags::xflags! {
             /// Instead: every benchmark area in sequence (release builds once), each writing
             /// `<out>/<area>.result.json`, then BENCHMARKS.md and its charts (docs/bench/) from
             /// those results. About 40 minutes; with --quick a smoke run into target/bench-quick.
+            /// Leaves out `builds-large` (zstd and redis, as long again): run it with --areas.
             optional --all
             /// Instead: only these areas (comma-separated; `--areas list` names them), then the
             /// page, with the other areas' last results kept.

@@ -109,12 +109,20 @@ impl flags::Bench {
         let areas: Vec<&bench_all::Area> = match (&self.areas, self.all) {
             (Some(list), _) if list == "list" => {
                 for a in bench_all::AREAS {
-                    println!("{:<16} {}", a.info.name, a.info.title);
+                    let note = if bench_all::NOT_IN_ALL.contains(&a.info.name) {
+                        " (not part of --all)"
+                    } else {
+                        ""
+                    };
+                    println!("{:<16} {}{note}", a.info.name, a.info.title);
                 }
                 return Ok(());
             }
             (Some(list), _) => bench_all::select(list)?,
-            (None, true) => bench_all::AREAS.iter().collect(),
+            (None, true) => bench_all::AREAS
+                .iter()
+                .filter(|a| !bench_all::NOT_IN_ALL.contains(&a.info.name))
+                .collect(),
             (None, false) => Vec::new(),
         };
         let quick_dir = target_dir().join("bench-quick");
