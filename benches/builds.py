@@ -31,7 +31,7 @@ Clients of the make projects, each with `-j2` on a fresh copy of the tree at the
                   (`dav_methods PUT DELETE MKCOL` and, from libnginx-mod-http-dav-ext,
                   PROPFIND, which sccache asks before writing), cold and warm as above
   - exec-cc-local, exec-cc-larder: `larder exec` per compile, as the compiler wrapper (inputs:
-                  the source and every header of the project), on a local fs store and through a
+                  the source and the project headers it includes, from `gcc -MM`), on a local fs store and through a
                   local tier in front of `larder serve` (warm: the local tier empty)
   - exec-make-local, exec-make-larder: `larder exec` around the whole `make`
 Clients of bazel-cc (Debian's bazel-bootstrap 4.2, installed when missing), each build with a
@@ -380,8 +380,10 @@ def ensure_bazel():
 # build, given its caches.
 
 WRAPPER = r"""#!/bin/sh
-# larder exec per compile: the source and every header of the project are the inputs, the
-# object file the output; anything that is not `-c ... -o OUT` runs as it is.
+# larder exec per compile: the inputs are the source and the project's headers it includes, as
+# the preprocessor lists them with the compile's own flags (gcc -MM: no system headers); the
+# output is the object file. Anything that is not `-c ... -o OUT`, or whose headers cannot be
+# listed, runs as it is.
 out=""; src=""; prev=""
 for a in "$@"; do
   case "$prev" in -o) out="$a" ;; esac
@@ -390,11 +392,32 @@ for a in "$@"; do
 done
 case " $* " in *" -c "*) ;; *) exec gcc "$@" ;; esac
 [ -n "$out" ] && [ -n "$src" ] || exec gcc "$@"
+# The compile's flags without its output and dependency-file options, then -MM.
+deps() {
+  skip=""
+  for a in "$@"; do
+    shift
+    if [ -n "$skip" ]; then skip=""; continue; fi
+    case "$a" in
+      -o|-MF|-MT|-MQ) skip=1; continue ;;
+      -c|-MD|-MMD|-MP) continue ;;
+    esac
+    set -- "$@" "$a"
+  done
+  gcc "$@" -MM
+}
+list=$(deps "$@") || exec gcc "$@"
+# The rule's prerequisites ("OUT.o: a.c b.h \" lines), relative to the build root; files
+# outside it are left out.
+files=$(printf '%s\n' "$list" | tr -d '\\' | tr ' ' '\n' | sed -e '/:$/d' -e '/^$/d')
+ins=""
+for f in $(realpath -m --relative-to="$BUILD_ROOT" $files); do
+  case "$f" in ../*) ;; *) ins="$ins --in $f" ;; esac
+done
 here=$(pwd)
 rel=${here#"$BUILD_ROOT"}; rel=${rel#/}
 p() { case "$1" in /*) echo "${1#"$BUILD_ROOT"/}" ;; *) echo "${rel:+$rel/}$1" ;; esac; }
-cd "$BUILD_ROOT" && exec "$LARDER" exec -q --in "$(p "$src")" --in '**/*.h' --out "$(p "$out")" \
-  -- env -C "$here" gcc "$@"
+cd "$BUILD_ROOT" && exec "$LARDER" exec -q $ins --out "$(p "$out")" -- env -C "$here" gcc "$@"
 """
 
 

@@ -115,7 +115,7 @@ pub(crate) const AREAS: &[Area] = &[
         info: AreaInfo {
             name: "builds-large",
             title: "Real builds of larger projects (zstd, redis)",
-            rerun: "cargo build --release -p larder-cli\npython3 benches/builds.py --projects zstd,redis --reps 1 --name builds-large --out target/bench   # about 40 minutes; not part of --all",
+            rerun: "cargo build --release -p larder-cli\npython3 benches/builds.py --projects zstd,redis --reps 3 --name builds-large --out target/bench   # about 40 minutes; not part of --all",
         },
         bench: None,
         run: run_builds_large,
@@ -511,10 +511,10 @@ fn run_builds(ctx: &Ctx) -> Result<String> {
     ))
 }
 
-/// zstd and redis, every client, one build each: some forty minutes on the 2-core machine.
+/// zstd and redis, every client, medians of 3: some forty minutes on the 2-core machine.
 fn run_builds_large(ctx: &Ctx) -> Result<String> {
     let (sh, out, larder) = (ctx.sh, &ctx.out, ctx.larder());
-    let (projects, reps) = (ctx.pick("zstd,redis", "zstd"), "1");
+    let (projects, reps) = (ctx.pick("zstd,redis", "zstd"), ctx.pick("3", "1"));
     let script = project_root().join("benches/builds.py");
     let work = target_dir().join("bench/builds");
     cmd!(
