@@ -31,8 +31,9 @@ Clients of the make projects, each with `-j2` on a fresh copy of the tree at the
                   (`dav_methods PUT DELETE MKCOL` and, from libnginx-mod-http-dav-ext,
                   PROPFIND, which sccache asks before writing), cold and warm as above
   - exec-cc-local, exec-cc-larder: `larder exec` per compile, as the compiler wrapper (inputs:
-                  the source and the project headers it includes, from `gcc -MM`), on a local fs store and through a
-                  local tier in front of `larder serve` (warm: the local tier empty)
+                  the source and the project headers it includes, from `gcc -MM`), on a local
+                  fs store and through a local tier in front of `larder serve` (warm: the local
+                  tier empty)
   - exec-make-local, exec-make-larder: `larder exec` around the whole `make`
 Clients of bazel-cc (Debian's bazel-bootstrap 4.2, installed when missing), each build with a
 new output base (a new Bazel server, shut down after the build; one install base for all):

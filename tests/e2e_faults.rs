@@ -646,11 +646,11 @@ fn a_full_disk_refuses_writes_cleanly_serves_reads_and_recovers_after_a_trim() {
     {
         let len = 64usize << 20;
         let ccache = Object::Ccache {
-            key: ccache_key("too big 0"),
-            data: noise("too big 0", len),
+            key: ccache_key("too big"),
+            data: noise("too big", len),
         };
         let bazel = Object::BazelCas {
-            data: noise("too big for bazel 0", len),
+            data: noise("too big for bazel", len),
         };
         for o in [&ccache, &bazel] {
             let (path, (status, body)) = (o.path(), put_chunked(&addr, o));

@@ -8,10 +8,10 @@
 //! fails at the end naming it.
 //!
 //! The settings of `--all` are chosen to fit the whole run in about 40 minutes on the project's
-//! 2-core machine (real builds: Lua only, zstd and redis are the area `builds-large`, run by name; the first run also builds the revision before issue 13
-//! for the `ab` area, once); `--quick` uses each benchmark's smallest settings, a
-//! smoke run, and writes into `target/bench-quick` (the page too) unless `--out`/`--md` say
-//! otherwise.
+//! 2-core machine (real builds: Lua only, zstd and redis are the area `builds-large`, run by
+//! name; the first run also builds the revision before issue 13 for the `ab` area, once);
+//! `--quick` uses each benchmark's smallest settings, a smoke run, and writes into
+//! `target/bench-quick` (the page too) unless `--out`/`--md` say otherwise.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -495,35 +495,34 @@ fn run_server_vs_nginx(ctx: &Ctx) -> Result<String> {
     ))
 }
 
+/// Lua alone: zstd and redis would take the run past its 40 minutes.
 fn run_builds(ctx: &Ctx) -> Result<String> {
-    let (sh, out, larder) = (ctx.sh, &ctx.out, ctx.larder());
-    // Lua alone: zstd and redis would take the run past its 40 minutes.
-    let reps = ctx.pick("3", "1");
-    let script = project_root().join("benches/builds.py");
-    let work = target_dir().join("bench/builds");
-    cmd!(
-        sh,
-        "python3 {script} --larder {larder} --projects lua --reps {reps} --out {out} --work {work}"
-    )
-    .run()?;
-    Ok(format!(
-        "python3 benches/builds.py --projects lua --reps {reps}"
-    ))
+    run_builds_area(ctx, "lua", ctx.pick("3", "1"), "builds")
 }
 
 /// zstd and redis, every client, medians of 3: some forty minutes on the 2-core machine.
 fn run_builds_large(ctx: &Ctx) -> Result<String> {
+    let projects = ctx.pick("zstd,redis", "zstd");
+    run_builds_area(ctx, projects, ctx.pick("3", "1"), "builds-large")
+}
+
+/// benches/builds.py on `projects`, its results under `name` (the area's name).
+fn run_builds_area(ctx: &Ctx, projects: &str, reps: &str, name: &str) -> Result<String> {
     let (sh, out, larder) = (ctx.sh, &ctx.out, ctx.larder());
-    let (projects, reps) = (ctx.pick("zstd,redis", "zstd"), ctx.pick("3", "1"));
     let script = project_root().join("benches/builds.py");
     let work = target_dir().join("bench/builds");
     cmd!(
         sh,
-        "python3 {script} --larder {larder} --projects {projects} --reps {reps} --name builds-large --out {out} --work {work}"
+        "python3 {script} --larder {larder} --projects {projects} --reps {reps} --name {name} --out {out} --work {work}"
     )
     .run()?;
+    let named = if name == "builds" {
+        String::new()
+    } else {
+        format!(" --name {name}")
+    };
     Ok(format!(
-        "python3 benches/builds.py --projects {projects} --reps {reps} --name builds-large"
+        "python3 benches/builds.py --projects {projects} --reps {reps}{named}"
     ))
 }
 

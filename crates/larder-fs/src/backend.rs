@@ -489,7 +489,9 @@ where
     if items.len() <= CHECK_INLINE {
         return check(inner, &items);
     }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // Asked once: on Linux the answer reads the cgroup's CPU quota from files.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
     let shares = (items.len() / CHECK_SHARE).clamp(1, cores);
     let (items, check) = (Arc::new(items), Arc::new(check));
     let per = items.len().div_ceil(shares);
