@@ -239,6 +239,8 @@ async fn queued_uploads_are_stored_in_the_background() {
     let cache = Cache::new(fs_store(d.cache.path())).with_inline_limit(8);
     let mut uploads = Uploads::new(2);
     let mut queued_bytes = 0;
+    // Uploads that end while a later one is queued are handed back by that `queue` call.
+    let mut done = Vec::new();
     for i in 0..3 {
         let name = format!("out{i}");
         write(d.work.path(), &name, &vec![i as u8; 1000 + i]);
@@ -251,14 +253,20 @@ async fn queued_uploads_are_stored_in_the_background() {
             stderr: Vec::new(),
         };
         match cache.queue(&mut uploads, k, prepared, streams, 2).await {
-            Queued::Uploading { outputs, bytes, .. } => {
+            Queued::Uploading {
+                outputs,
+                bytes,
+                finished,
+            } => {
                 assert_eq!(outputs, 1);
                 queued_bytes += bytes;
+                done.extend(finished);
             }
             other => panic!("not queued: {other:?}"),
         }
     }
-    let done = uploads.finish(false).await;
+    done.extend(uploads.finish(false).await);
+    assert_eq!(done.len(), 3, "every upload ends once: {done:?}");
     let stored: u64 = done
         .iter()
         .map(|d| match d {
