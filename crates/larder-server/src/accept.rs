@@ -16,10 +16,12 @@
 //!   in flight (idle, or a request head still incomplete) are closed, requests in flight may
 //!   finish for `shutdown_timeout`, then what is left is cut.
 //!
-//! The loop accepts on the caller's runtime and hands each connection to a connection runtime
-//! ([`crate::runtimes`]); the limit's semaphore and the drain signal are shared by all of them,
-//! so the bounds above are the server's, not a runtime's. The connection runtimes stop once
-//! every connection is done.
+//! Every connection runtime ([`crate::runtimes`]) accepts on the listening socket itself and
+//! serves what it accepts: a new connection is read and answered by the thread the kernel woke
+//! for it, with no hand-over from an acceptor thread (a small request on a new connection, as
+//! ccache makes one per compile, costs one thread wake-up, as in an nginx worker). The limit's
+//! semaphore and the drain signal are shared by all of them, so the bounds above are the
+//! server's, not a runtime's. The connection runtimes stop once every connection is done.
 //!
 //! The watchdog that enforces the times is a timer in each connection's own task, reading the
 //! connection's [`Activity`]: no thread and no extra task per connection, and no timer armed
@@ -30,8 +32,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -63,13 +65,20 @@ const MAX_REFUSING: usize = 16;
 /// derived from the open-files limit.
 const RESERVED_FDS: u64 = 64;
 
-/// What every connection task shares.
+/// What every accept loop and connection task shares.
 struct Shared {
     builder: auto::Builder<TokioExecutor>,
     router: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
     tls: Option<TlsAcceptor>,
+    /// One permit per open connection, [`Shared::max`] in all.
+    slots: Arc<Semaphore>,
+    max: usize,
+    /// Refusals being written.
+    refusing: Arc<AtomicUsize>,
+    /// When a refusal was last logged, so that it is logged once a second at most.
+    last_warning: Mutex<Option<Instant>>,
 }
 
 /// Serve `router` on `listener` (over TLS when `tls` is set) until `shutdown`, then stop as
@@ -83,25 +92,84 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let max = connection_limit(limits.max_connections);
-    let slots = Arc::new(Semaphore::new(max));
-    let mut runtimes = ConnRuntimes::start(limits.connection_threads, limits.shutdown_timeout)
+    let runtimes = ConnRuntimes::start(limits.connection_threads, limits.shutdown_timeout)
         .map_err(ServerError::Serve)?;
+    let deadline = limits.shutdown_timeout;
     let shared = Arc::new(Shared {
         builder: builder(),
         router,
         metrics: Arc::clone(&metrics),
         tls: tls.map(TlsAcceptor::from),
         limits,
+        slots: Arc::new(Semaphore::new(max)),
+        max,
+        refusing: Arc::new(AtomicUsize::new(0)),
+        last_warning: Mutex::new(None),
     });
+    // Taken off this runtime's reactor: each connection runtime registers its own descriptor
+    // of the socket with its own.
+    let listener = listener.into_std().map_err(ServerError::Serve)?;
     let (draining, drain_rx) = watch::channel(false);
-    let refusing = Arc::new(AtomicUsize::new(0));
-    let mut last_warning: Option<Instant> = None;
+    let mut loops = Vec::new();
+    for handle in runtimes.handles() {
+        let listener = listener.try_clone().map_err(ServerError::Serve)?;
+        loops.push(handle.spawn(accept_loop(listener, Arc::clone(&shared), drain_rx.clone())));
+    }
+    // The socket closes, and the kernel refuses new connections, once every loop has dropped
+    // its descriptor.
+    drop(listener);
+    shutdown.await;
+    let _ = draining.send(true);
+    let mut cut = 0;
+    for accepting in loops {
+        match accepting.await {
+            Ok(n) => cut += n,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => tracing::warn!("larder-server: an accept loop ended: {e}"),
+        }
+    }
+    if cut > 0 {
+        tracing::warn!(
+            "larder-server: {cut} connections still busy {deadline:?} after the stop signal (--shutdown-timeout): cut them"
+        );
+    }
+    runtimes.stop().await;
+    Ok(())
+}
+
+/// One connection runtime's accept loop: accept on `listener` and serve each connection on
+/// this runtime until the drain signal, then wait for this runtime's connections as the module
+/// docs say. Returns how many were cut at the deadline.
+///
+/// Every runtime waits on the same socket, so a new connection wakes the runtimes that are
+/// waiting and is taken by the first to call `accept` (the others find nothing); a runtime
+/// busy serving does not compete.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut drain: watch::Receiver<bool>,
+) -> usize {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            // The other runtimes' loops still accept.
+            tracing::warn!("larder-server: listening on a connection runtime: {e}");
+            return 0;
+        }
+    };
     let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
     loop {
+        if *drain.borrow() {
+            break;
+        }
         let (tcp, peer) = tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            changed = drain.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -113,26 +181,11 @@ pub(crate) async fn serve(
             },
         };
         while tasks.try_join_next().is_some() {}
-        match Arc::clone(&slots).try_acquire_owned() {
+        match Arc::clone(&shared.slots).try_acquire_owned() {
             Ok(permit) => {
-                // Moved to the reactor of the runtime that serves it (see crate::runtimes).
-                let tcp = match tcp.into_std() {
-                    Ok(tcp) => tcp,
-                    Err(e) => {
-                        tracing::warn!("handing over the connection from {peer}: {e}");
-                        continue;
-                    }
-                };
                 let shared = Arc::clone(&shared);
-                let drain = drain_rx.clone();
-                runtimes.spawn(&mut tasks, async move {
-                    let tcp = match TcpStream::from_std(tcp) {
-                        Ok(tcp) => tcp,
-                        Err(e) => {
-                            tracing::warn!("taking over the connection from {peer}: {e}");
-                            return;
-                        }
-                    };
+                let drain = drain.clone();
+                tasks.spawn(async move {
                     shared.metrics.connection(true);
                     connection(tcp, peer, &shared, drain).await;
                     shared.metrics.connection(false);
@@ -140,37 +193,38 @@ pub(crate) async fn serve(
                 });
             }
             Err(_) => {
-                metrics.tripped(Limit::Connections);
-                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    last_warning = Some(Instant::now());
+                shared.metrics.tripped(Limit::Connections);
+                let warn = match shared.last_warning.lock() {
+                    Ok(mut last) if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) => {
+                        *last = Some(Instant::now());
+                        true
+                    }
+                    _ => false,
+                };
+                if warn {
                     tracing::warn!(
-                        "larder-server: {max} connections open (--max-connections): refusing {peer} with 503"
+                        "larder-server: {} connections open (--max-connections): refusing {peer} with 503",
+                        shared.max
                     );
                 }
-                refuse(tcp, &refusing);
+                refuse(tcp, &shared.refusing);
             }
         }
     }
-    // New connections are refused by the kernel from here on.
     drop(listener);
-    let _ = draining.send(true);
-    let deadline = shared.limits.shutdown_timeout;
-    let drained = tokio::time::timeout(deadline, async {
+    let drained = tokio::time::timeout(shared.limits.shutdown_timeout, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    if drained.is_err() {
-        let left = tasks.len();
-        for _ in 0..left {
-            metrics.tripped(Limit::ShutdownCut);
-        }
-        tracing::warn!(
-            "larder-server: {left} connections still busy {deadline:?} after the stop signal (--shutdown-timeout): cutting them"
-        );
-        tasks.shutdown().await;
+    if drained.is_ok() {
+        return 0;
     }
-    runtimes.stop().await;
-    Ok(())
+    let left = tasks.len();
+    for _ in 0..left {
+        shared.metrics.tripped(Limit::ShutdownCut);
+    }
+    tasks.shutdown().await;
+    left
 }
 
 /// The largest HTTP/2 frame a client may send. 64 KiB rather than the protocol's 16 KiB: an

@@ -34,12 +34,12 @@
 //! progress.
 //!
 //! What runs where. [`Server::run`] runs on the caller's tokio runtime (the CLI's, with two
-//! workers): the accept loop, the clean-up, the scrub, the upstream's upload workers and trims,
-//! and every call to the upstream store. Connections are served on
+//! workers): the clean-up, the scrub, the upstream's upload workers and trims, and every call
+//! to the upstream store. Connections are accepted and served on
 //! [`Limits::connection_threads`] threads (one per CPU by default), each a single-threaded
-//! runtime: the accept loop hands a new connection to the one with the fewest open
-//! connections, and the connection, its requests and the local store calls they make stay on
-//! that thread, as connections stay in an nginx worker. That is what keeps a small keep-alive
+//! runtime with its own accept loop on the listening socket: a new connection is taken by a
+//! thread that is free, and the connection, its requests and the local store calls they make
+//! stay on that thread, as connections stay in an nginx worker. That is what keeps a small keep-alive
 //! request cheap: one thread reads it, answers it and writes the answer, with no hand-over
 //! between threads (1 KiB keep-alive GETs at 64 connections on two cores take about a tenth
 //! less CPU each than on one multi-threaded runtime with two workers). Blocking work

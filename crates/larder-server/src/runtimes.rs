@@ -9,10 +9,10 @@
 //! (`spawn_blocking`) goes to that runtime's blocking pool. Nothing here uses `block_in_place`,
 //! which a single-threaded runtime does not allow.
 //!
-//! The accept loop hands each connection to the runtime with the fewest open connections
-//! (ties in turn), so connections spread evenly whatever their addresses hash to. Its
-//! semaphore, the drain signal and the metrics are shared by all the runtimes, so every bound
-//! holds for the server as a whole.
+//! Each runtime runs its own accept loop on the one listening socket (see [`crate::accept`]):
+//! a new connection is accepted by a runtime that is free to take it, and served there, with no
+//! hand-over from an acceptor thread. The connection semaphore, the drain signal and the
+//! metrics are shared by all the runtimes, so every bound holds for the server as a whole.
 //!
 //! Network clients keep their pooled connections on the runtime that opened them: a connection
 //! opened while serving one request is driven by that runtime, and reused by any other. The
@@ -25,7 +25,6 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,20 +37,16 @@ use larder_core::{
 };
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// The runtimes that serve connections (see the module docs).
 pub(crate) struct ConnRuntimes {
     cores: Vec<Core>,
-    /// Where the search for the least loaded runtime starts next, so that ties go in turn.
-    next: usize,
 }
 
 /// One connection runtime.
 struct Core {
     handle: Handle,
-    /// Connections open on it.
-    open: Arc<AtomicUsize>,
     /// Dropped to stop the runtime.
     stop: oneshot::Sender<()>,
     /// Sent once the runtime has shut down.
@@ -82,36 +77,16 @@ impl ConnRuntimes {
                 })?;
             cores.push(Core {
                 handle,
-                open: Arc::new(AtomicUsize::new(0)),
                 stop,
                 stopped,
             });
         }
-        Ok(ConnRuntimes { cores, next: 0 })
+        Ok(ConnRuntimes { cores })
     }
 
-    /// Run the connection task `task` in `tasks`, on the runtime with the fewest connections.
-    pub(crate) fn spawn<F>(&mut self, tasks: &mut JoinSet<()>, task: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let n = self.cores.len();
-        let start = self.next;
-        self.next = (start + 1) % n;
-        let pick = (0..n)
-            .map(|k| (start + k) % n)
-            .min_by_key(|&i| self.cores[i].open.load(Ordering::Relaxed))
-            .unwrap_or(0);
-        let core = &self.cores[pick];
-        core.open.fetch_add(1, Ordering::Relaxed);
-        let open = OpenGuard(Arc::clone(&core.open));
-        tasks.spawn_on(
-            async move {
-                let _open = open;
-                task.await;
-            },
-            &core.handle,
-        );
+    /// The runtimes' handles, one per runtime.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = &Handle> {
+        self.cores.iter().map(|core| &core.handle)
     }
 
     /// Stop every runtime and wait until their threads are done (tasks still running on them
@@ -125,15 +100,6 @@ impl ConnRuntimes {
         for stopped in waiting {
             let _ = stopped.await;
         }
-    }
-}
-
-/// Counts a connection as open on its runtime until dropped (also when its task is cut).
-struct OpenGuard(Arc<AtomicUsize>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -419,58 +385,6 @@ mod tests {
             self.note();
             self.inner.flush().await
         }
-    }
-
-    /// Spawn a connection-like task that reports its thread's name and runs until released.
-    fn held(
-        runtimes: &mut ConnRuntimes,
-        tasks: &mut JoinSet<()>,
-    ) -> (oneshot::Receiver<String>, oneshot::Sender<()>) {
-        let (name_tx, name_rx) = oneshot::channel();
-        let (release, released) = oneshot::channel::<()>();
-        runtimes.spawn(tasks, async move {
-            let name = std::thread::current()
-                .name()
-                .unwrap_or("unnamed")
-                .to_owned();
-            let _ = name_tx.send(name);
-            let _ = released.await;
-        });
-        (name_rx, release)
-    }
-
-    #[test]
-    fn connections_go_to_the_runtime_with_the_fewest() {
-        let driver = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        driver.block_on(async {
-            let mut runtimes = ConnRuntimes::start(3, Duration::from_secs(1)).expect("start");
-            let mut tasks = JoinSet::new();
-            // Equal loads: one each, in turn.
-            let mut first = Vec::new();
-            for _ in 0..3 {
-                let (name, release) = held(&mut runtimes, &mut tasks);
-                first.push((name.await.expect("name"), release));
-            }
-            let mut names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
-            names.sort_unstable();
-            assert_eq!(names, ["larder-conn-0", "larder-conn-1", "larder-conn-2"]);
-            // The one on runtime 1 ends: the next goes there, not to the next in turn.
-            let at = first
-                .iter()
-                .position(|(n, _)| n == "larder-conn-1")
-                .expect("on 1");
-            let (_, release) = first.remove(at);
-            let _ = release.send(());
-            tasks.join_next().await.expect("a task").expect("joined");
-            let (name, _keep) = held(&mut runtimes, &mut tasks);
-            assert_eq!(name.await.expect("name"), "larder-conn-1");
-            drop(first);
-            tasks.shutdown().await;
-            runtimes.stop().await;
-        });
     }
 
     #[test]

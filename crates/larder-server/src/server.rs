@@ -263,9 +263,9 @@ impl Server {
         };
         let limits = self.state.config.limits.clone();
         let metrics = Arc::clone(&self.state.metrics);
-        // The accept loop runs as a task on the caller's runtime, which keeps the background
-        // work and the upstream store's calls; connections are served on the connection
-        // runtimes it starts (see crate::runtimes).
+        // The caller's runtime keeps the background work and the upstream store's calls;
+        // connections are accepted and served on the connection runtimes `serve` starts (see
+        // crate::runtimes).
         let accepting = tokio::spawn(crate::accept::serve(
             self.listener,
             self.tls,

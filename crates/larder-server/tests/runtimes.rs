@@ -129,8 +129,8 @@ async fn a_stop_drains_the_connections_of_every_runtime() {
         let _ = stopped.await;
     }));
 
-    // Two uploads in flight per runtime (connections go to the least loaded runtime), each
-    // with half its body sent, then one idle keep-alive connection per runtime.
+    // Twice as many uploads in flight as runtimes, each with half its body sent, then as many
+    // idle keep-alive connections as runtimes, on whichever runtimes accept them.
     let values: Vec<Vec<u8>> = (0..2 * THREADS)
         .map(|i| common::pseudo_random(&format!("value {i}"), 2048))
         .collect();
