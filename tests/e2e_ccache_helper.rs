@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::served::Served;
-use common::{LARDER, Sandbox, assert_exit, text};
+use common::{LARDER, Sandbox, assert_exit, code, text};
 use larder_testservers::SeaweedFs;
 
 /// ccache 4.13 or later: `LARDER_CCACHE4`, else where `cargo xtask test` installs it, else
@@ -686,4 +686,69 @@ fn with_a_local_tier_a_failed_remote_is_tried_again_after_retry_after() {
         logged.contains(&format!("127.0.0.1:{port}")),
         "the failing remote is in the log: {logged}"
     );
+}
+
+#[test]
+fn a_helper_started_before_the_build_serves_ccache_s_crsh_url() {
+    let Some(rig) = Rig::new() else { return };
+    let served = Served::start(&rig.sb, &rig.sb.root.join("served"), &[]);
+    let url = served.url.replacen("http://", "larder+http://", 1);
+    let socket = rig.run.join("started.sock");
+    let start = |url: &str| {
+        rig.sb
+            .larder()
+            .args(["ccache-helper", "start", "--socket"])
+            .arg(&socket)
+            .args([url, "@timeout=10"])
+            .env("XDG_RUNTIME_DIR", &rig.run)
+            .output()
+            .expect("larder ccache-helper start")
+    };
+
+    // A URL the helper cannot use is refused here, and nothing is left running.
+    let bad = start("nosuchscheme://x");
+    assert_ne!(code(&bad), 0, "{}", text(&bad.stdout));
+    assert!(
+        text(&bad.stderr).contains("unknown store URL scheme `nosuchscheme`"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(rig.helpers().is_empty());
+
+    let out = start(&url);
+    assert_exit(&out, 0);
+    let crsh = format!("crsh:{}", socket.display());
+    assert_eq!(text(&out.stdout).trim(), crsh);
+    assert_eq!(rig.helpers().len(), 1, "{}", text(&out.stderr));
+
+    // ccache connects to it: no helper of its own, stores, then hits from another cache dir.
+    rig.compile_all("a", &crsh, &[0, 1, 2], &[]);
+    let a = rig.stats("a");
+    assert!(a.get("remote_storage_write") >= Some(&3), "{a:?}");
+    rig.compile_all("b", &crsh, &[0, 1, 2], &[]);
+    let b = rig.stats("b");
+    assert_eq!(b.get("remote_storage_hit"), Some(&3), "{b:?}");
+    assert_eq!(b.get("remote_storage_error"), Some(&0), "{b:?}");
+    assert_eq!(
+        rig.helpers().len(),
+        1,
+        "ccache started no helper of its own"
+    );
+    assert!(rig.sockets().is_empty(), "{:?}", rig.sockets());
+
+    // Starting it again leaves the running one.
+    let again = start(&url);
+    assert_exit(&again, 0);
+    assert_eq!(text(&again.stdout).trim(), crsh);
+    assert_eq!(rig.helpers().len(), 1);
+
+    // ccache stops it.
+    let stop = rig
+        .ccache("a", &crsh)
+        .arg("--stop-storage-helpers")
+        .output()
+        .expect("ccache --stop-storage-helpers");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    wait_until("the started helper to stop", || rig.helpers().is_empty());
+    assert!(!socket.exists(), "the helper removed its socket");
 }

@@ -48,6 +48,7 @@ use super::{Ctx, EXIT_OK};
 use crate::config::{Config, Setting, Source};
 
 mod install;
+mod start;
 mod thin;
 mod wire;
 
@@ -86,6 +87,7 @@ const ABOUT: &str = "\
 Without a subcommand, serve ccache (4.13+) as its remote storage helper: ccache starts it with
 CRSH_IPC_ENDPOINT, CRSH_URL, CRSH_IDLE_TIMEOUT and CRSH_ATTR_* set, under the name
 ccache-storage-<scheme>. `larder ccache-helper install` creates those names.
+`larder ccache-helper start URL` starts one before the build, for ccache's crsh: URL.
 
 Example (S3):
   cargo install --path crates/larder-cli --features s3 && larder ccache-helper install
@@ -111,6 +113,9 @@ pub(crate) struct Args {
 enum Sub {
     /// Create the names ccache runs (ccache-storage-s3, ...) as links to this binary
     Install(install::Args),
+    /// Start a helper before the build and print its crsh: URL for CCACHE_REMOTE_STORAGE
+    #[command(after_help = start::AFTER_HELP)]
+    Start(start::Args),
 }
 
 /// The command line to parse: the process's, with `larder ccache-helper` in place of the
@@ -134,6 +139,7 @@ fn helper_argv(mut args: Vec<OsString>) -> Vec<OsString> {
 pub(crate) async fn run(args: Args, ctx: &Ctx) -> Result<u8> {
     match args.command {
         Some(Sub::Install(args)) => install::run(args),
+        Some(Sub::Start(args)) => start::run(args, ctx),
         None => serve(ctx).await,
     }
 }
