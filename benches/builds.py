@@ -568,7 +568,8 @@ def remote_latencies(logfile):
     except OSError:
         return get, put
     for line in lines:
-        if " ms)" not in line or "remote" not in line.lower() and "http" not in line:
+        if " ms)" not in line or ("remote" not in line.lower() and "http" not in line
+                                   and "crsh:" not in line):
             continue
         try:
             ms = float(line.rsplit("(", 1)[1].split(" ms)")[0])
