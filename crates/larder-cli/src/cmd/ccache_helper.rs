@@ -390,6 +390,15 @@ async fn serve(ctx: &Ctx) -> Result<u8> {
         activity: Activity::new(),
         stop: Notify::new(),
     });
+    // The first hit would open the connection to the server: open it while ccache connects.
+    let ahead = Arc::clone(&helper);
+    tokio::spawn(async move {
+        if let Ok(backend) = &ahead.backend
+            && let Some(thin) = &backend.thin
+        {
+            thin.connect_ahead(backend.timeout).await;
+        }
+    });
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot handle SIGTERM")?;

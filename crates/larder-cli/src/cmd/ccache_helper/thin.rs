@@ -243,6 +243,24 @@ impl ThinClient {
         }
     }
 
+    /// Open a connection now and keep it for the next lookup, so that the first lookup does
+    /// not wait for the connect. A failure is left for that lookup to meet (and report).
+    pub(crate) async fn connect_ahead(&self, timeout: Duration) {
+        let connect = async {
+            let stream = TcpStream::connect(&self.addr).await?;
+            stream.set_nodelay(true)?;
+            Ok::<_, io::Error>(BufReader::with_capacity(16 << 10, stream))
+        };
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(conn)) => self.put_back(conn),
+            Ok(Err(e)) => tracing::debug!("ccache helper: connecting to {} ahead: {e}", self.addr),
+            Err(_) => tracing::debug!(
+                "ccache helper: connecting to {} ahead: timed out",
+                self.addr
+            ),
+        }
+    }
+
     fn put_back(&self, conn: Conn) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
@@ -594,6 +612,38 @@ mod tests {
             }
         });
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_connection_opened_ahead_serves_the_first_lookup() {
+        let (client, accepted) = server(|s, head| {
+            for _ in 0..2 {
+                if !head(s) {
+                    return;
+                }
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .unwrap();
+            }
+        });
+        run(async {
+            client.connect_ahead(T).await;
+            assert_eq!(client.idle.lock().unwrap().len(), 1);
+            for _ in 0..2 {
+                let got = client.get_entry("ccache/ab", 100, T).await.unwrap();
+                assert_eq!(got, Some(b"ok".to_vec()));
+            }
+        });
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_failed_connect_ahead_leaves_nothing_kept() {
+        let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = unused.local_addr().unwrap();
+        drop(unused);
+        let client = ThinClient::new(&format!("http://{addr}"), None).unwrap();
+        run(client.connect_ahead(T));
+        assert!(client.idle.lock().unwrap().is_empty());
     }
 
     /// The error a server sending `answer` (then holding the connection open) gives.
