@@ -50,7 +50,8 @@ ccache then connects to the running helper instead of starting one at its first 
 the other parallel compiles wait on ccache's spawn lock). When a helper already answers on the
 socket, it is left running and its URL printed. Stop it with
   ccache --stop-storage-helpers   (with CCACHE_REMOTE_STORAGE=crsh:...)
-or let it exit after --idle-timeout seconds with no ccache connected.";
+or let it exit after --idle-timeout seconds with no ccache connected. As when ccache starts it,
+the helper has no terminal: its warnings go to @log-file=PATH, else to LARDER_LOG_FILE.";
 
 /// Run `larder ccache-helper start`.
 pub(crate) fn run(args: Args, ctx: &Ctx) -> Result<u8> {
